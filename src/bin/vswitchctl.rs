@@ -1,0 +1,2 @@
+//! vswitchctl: the operator's command line.
+fn main() {}

@@ -1,0 +1,2 @@
+//! vswitchd: the switch daemon.
+fn main() {}

@@ -1,0 +1,46 @@
+//! The connection tracker (filled in by the conntrack work).
+//!
+//! Sans-IO: every entry point takes `now`; nothing here makes a syscall.
+
+/// Why conntrack judged a packet invalid (`ct_state=+inv`). Each variant has
+/// a counter and is shown by `ct-stats`, `dump-drops` and `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CtInvalidReason {
+    /// The IPv4 header checksum does not verify.
+    BadIpChecksum,
+    /// The TCP/UDP/ICMP checksum over the IP payload does not verify.
+    BadL4Checksum,
+    /// A TCP flag combination no stack sends (SYN+RST, SYN+FIN, no ACK and
+    /// no RST, FIN/PSH/URG without ACK).
+    BadTcpFlags,
+    /// A TCP segment outside the tracked window.
+    OutOfWindow,
+    /// A new connection over the global or zone limit.
+    LimitReached,
+    /// The L3/L4 headers could not be parsed for tracking.
+    Malformed,
+}
+
+impl CtInvalidReason {
+    /// Every reason, in declaration order (counters index by this).
+    pub const ALL: [CtInvalidReason; 6] = [
+        CtInvalidReason::BadIpChecksum,
+        CtInvalidReason::BadL4Checksum,
+        CtInvalidReason::BadTcpFlags,
+        CtInvalidReason::OutOfWindow,
+        CtInvalidReason::LimitReached,
+        CtInvalidReason::Malformed,
+    ];
+
+    /// Stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CtInvalidReason::BadIpChecksum => "bad_ip_checksum",
+            CtInvalidReason::BadL4Checksum => "bad_l4_checksum",
+            CtInvalidReason::BadTcpFlags => "bad_tcp_flags",
+            CtInvalidReason::OutOfWindow => "out_of_window",
+            CtInvalidReason::LimitReached => "limit_reached",
+            CtInvalidReason::Malformed => "malformed",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Key extraction: frame bytes to [`super::FlowKey`] (filled in by the wire work).

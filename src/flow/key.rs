@@ -1,0 +1,416 @@
+//! [`FlowKey`]: every field a flow can match, packed into 64-bit words.
+//!
+//! The key is a flat array of words so that the three operations the fast
+//! path does per packet are loops over `u64`s: masking (`key & mask`),
+//! hashing and comparing. A [`FlowMask`] has the same layout; a set bit means
+//! "this bit of the key matters".
+//!
+//! Field placement follows Open vSwitch's `struct flow` conventions where
+//! they overlap: ARP opcode lives in `nw_proto`, ARP sender/target IPv4 in
+//! `nw_src`/`nw_dst`, ICMP type/code in `tp_src`/`tp_dst`. `vlan_tci` has the
+//! CFI bit (0x1000) set when a tag is present, so "no tag" and "tag with
+//! VID 0" differ.
+
+use core::hash::{BuildHasher, Hasher};
+
+/// Number of 64-bit words in a key.
+pub const WORDS: usize = 29;
+
+/// The packet's flow key (see the module docs for the layout).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(64))]
+pub struct FlowKey {
+    /// The raw words. Prefer the typed accessors.
+    pub w: [u64; WORDS],
+}
+
+/// Which bits of a [`FlowKey`] a match or a megaflow depends on.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(64))]
+pub struct FlowMask {
+    /// The raw words. Prefer the typed accessors.
+    pub w: [u64; WORDS],
+}
+
+/// A fixed-seed foldhash: per-packet hashing must be fast and the same in
+/// every worker (caches are keyed by it).
+#[inline]
+pub fn hash_words(w: &[u64; WORDS]) -> u64 {
+    let mut h = foldhash::fast::FixedState::with_seed(0x5157_6974_6368_2121).build_hasher();
+    for x in w {
+        h.write_u64(*x);
+    }
+    h.finish()
+}
+
+/// Generates a getter and a setter for a field stored in bits
+/// `[shift, shift + bits)` of word `word`.
+macro_rules! word_fields {
+    ($ty:ident; $( $(#[$doc:meta])* $get:ident, $set:ident: $t:ty = $word:expr, $shift:expr, $bits:expr; )*) => {
+        impl $ty {
+            $(
+                $(#[$doc])*
+                #[inline]
+                pub fn $get(&self) -> $t {
+                    ((self.w[$word] >> $shift) & (u64::MAX >> (64 - $bits))) as $t
+                }
+                /// Sets the field (extra high bits are ignored).
+                #[inline]
+                pub fn $set(&mut self, v: $t) {
+                    let m: u64 = (u64::MAX >> (64 - $bits)) << $shift;
+                    self.w[$word] = (self.w[$word] & !m) | (((v as u64) << $shift) & m);
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_fields {
+    ($ty:ident) => {
+        word_fields! { $ty;
+            /// OpenFlow input port.
+            in_port, set_in_port: u32 = 0, 32, 32;
+            /// Recirculation id (0 on the first pass).
+            recirc_id, set_recirc_id: u32 = 0, 0, 32;
+            /// Ethernet destination as a 48-bit integer.
+            dl_dst_u64, set_dl_dst_u64: u64 = 1, 16, 48;
+            /// Ethertype after all VLAN tags.
+            dl_type, set_dl_type: u16 = 1, 0, 16;
+            /// Ethernet source as a 48-bit integer.
+            dl_src_u64, set_dl_src_u64: u64 = 2, 16, 48;
+            /// Outer VLAN TCI, CFI bit (0x1000) set when a tag is present.
+            vlan_tci, set_vlan_tci: u16 = 2, 0, 16;
+            /// Inner VLAN TCI (second tag), CFI bit set when present.
+            vlan_tci1, set_vlan_tci1: u16 = 3, 48, 16;
+            /// IP protocol, or ARP opcode (low 8 bits).
+            nw_proto, set_nw_proto: u8 = 3, 40, 8;
+            /// IP TOS / IPv6 traffic class byte (DSCP and ECN).
+            nw_tos, set_nw_tos: u8 = 3, 32, 8;
+            /// IP TTL / hop limit.
+            nw_ttl, set_nw_ttl: u8 = 3, 24, 8;
+            /// Fragment bits: see [`FlowKey::FRAG_ANY`] and [`FlowKey::FRAG_LATER`].
+            nw_frag, set_nw_frag: u8 = 3, 16, 8;
+            /// TCP flags (12 bits).
+            tcp_flags, set_tcp_flags: u16 = 3, 0, 16;
+            /// IPv4 source, or ARP sender protocol address.
+            nw_src, set_nw_src: u32 = 4, 32, 32;
+            /// IPv4 destination, or ARP target protocol address.
+            nw_dst, set_nw_dst: u32 = 4, 0, 32;
+            /// L4 source port, or ICMP type.
+            tp_src, set_tp_src: u16 = 5, 48, 16;
+            /// L4 destination port, or ICMP code.
+            tp_dst, set_tp_dst: u16 = 5, 32, 16;
+            /// Conntrack zone.
+            ct_zone, set_ct_zone: u16 = 5, 16, 16;
+            /// Conntrack state bits ([`crate::packet::CtState`]).
+            ct_state, set_ct_state: u8 = 5, 8, 8;
+            /// VLAN TPID bits: [`FlowKey::TPID_OUTER_AD`], [`FlowKey::TPID_INNER_AD`].
+            vlan_tpid, set_vlan_tpid: u8 = 5, 0, 8;
+            /// Conntrack mark.
+            ct_mark, set_ct_mark: u32 = 6, 32, 32;
+            /// IPv6 flow label (20 bits).
+            ipv6_label, set_ipv6_label: u32 = 6, 0, 32;
+            /// ARP sender hardware address as a 48-bit integer.
+            arp_sha_u64, set_arp_sha_u64: u64 = 11, 16, 48;
+            /// ARP target hardware address as a 48-bit integer.
+            arp_tha_u64, set_arp_tha_u64: u64 = 12, 16, 48;
+            /// Tunnel id (VNI).
+            tun_id, set_tun_id: u64 = 13, 0, 64;
+            /// Tunnel outer IPv4 source.
+            tun_src, set_tun_src: u32 = 14, 32, 32;
+            /// Tunnel outer IPv4 destination.
+            tun_dst, set_tun_dst: u32 = 14, 0, 32;
+            /// Tunnel flags ([`crate::packet::TunnelMeta`] `F_*`).
+            tun_flags, set_tun_flags: u16 = 15, 48, 16;
+            /// Tunnel outer TOS.
+            tun_tos, set_tun_tos: u8 = 15, 40, 8;
+            /// Tunnel outer TTL.
+            tun_ttl, set_tun_ttl: u8 = 15, 32, 8;
+            /// Which `tun_metadataN` are present (bit N).
+            tun_metadata_present, set_tun_metadata_present: u8 = 15, 24, 8;
+            /// OpenFlow metadata register.
+            metadata, set_metadata: u64 = 16, 0, 64;
+        }
+
+        impl $ty {
+            /// The IPv6 source address as a 128-bit integer.
+            #[inline]
+            pub fn ipv6_src(&self) -> u128 {
+                (u128::from(self.w[7]) << 64) | u128::from(self.w[8])
+            }
+            /// Sets the IPv6 source.
+            #[inline]
+            pub fn set_ipv6_src(&mut self, v: u128) {
+                self.w[7] = (v >> 64) as u64;
+                self.w[8] = v as u64;
+            }
+            /// The IPv6 destination address as a 128-bit integer.
+            #[inline]
+            pub fn ipv6_dst(&self) -> u128 {
+                (u128::from(self.w[9]) << 64) | u128::from(self.w[10])
+            }
+            /// Sets the IPv6 destination.
+            #[inline]
+            pub fn set_ipv6_dst(&mut self, v: u128) {
+                self.w[9] = (v >> 64) as u64;
+                self.w[10] = v as u64;
+            }
+            /// Register `regN` (N in 0..8; other N read as 0).
+            #[inline]
+            pub fn reg(&self, n: usize) -> u32 {
+                if n >= 8 {
+                    return 0;
+                }
+                let w = self.w[17 + n / 2];
+                if n % 2 == 0 {
+                    (w >> 32) as u32
+                } else {
+                    w as u32
+                }
+            }
+            /// Sets register `regN` (N >= 8 is ignored).
+            #[inline]
+            pub fn set_reg(&mut self, n: usize, v: u32) {
+                if n >= 8 {
+                    return;
+                }
+                let w = &mut self.w[17 + n / 2];
+                if n % 2 == 0 {
+                    *w = (*w & 0xffff_ffff) | (u64::from(v) << 32);
+                } else {
+                    *w = (*w & !0xffff_ffff) | u64::from(v);
+                }
+            }
+            /// `tun_metadataN` (N in 0..8; other N read as 0).
+            #[inline]
+            pub fn tun_metadata(&self, n: usize) -> u64 {
+                if n >= 8 {
+                    return 0;
+                }
+                self.w[21 + n]
+            }
+            /// Sets `tun_metadataN` (N >= 8 is ignored).
+            #[inline]
+            pub fn set_tun_metadata(&mut self, n: usize, v: u64) {
+                if n < 8 {
+                    self.w[21 + n] = v;
+                }
+            }
+            /// Ethernet source.
+            #[inline]
+            pub fn dl_src(&self) -> [u8; 6] {
+                mac_from_u64(self.dl_src_u64())
+            }
+            /// Sets the Ethernet source.
+            #[inline]
+            pub fn set_dl_src(&mut self, m: [u8; 6]) {
+                self.set_dl_src_u64(mac_to_u64(m))
+            }
+            /// Ethernet destination.
+            #[inline]
+            pub fn dl_dst(&self) -> [u8; 6] {
+                mac_from_u64(self.dl_dst_u64())
+            }
+            /// Sets the Ethernet destination.
+            #[inline]
+            pub fn set_dl_dst(&mut self, m: [u8; 6]) {
+                self.set_dl_dst_u64(mac_to_u64(m))
+            }
+        }
+    };
+}
+
+all_fields!(FlowKey);
+all_fields!(FlowMask);
+
+/// A MAC address from its 48-bit integer form.
+#[inline]
+pub fn mac_from_u64(v: u64) -> [u8; 6] {
+    let b = v.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
+
+/// The 48-bit integer form of a MAC address.
+#[inline]
+pub fn mac_to_u64(m: [u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+impl FlowKey {
+    /// `nw_frag`: the packet is a fragment.
+    pub const FRAG_ANY: u8 = 1;
+    /// `nw_frag`: the packet is a fragment other than the first.
+    pub const FRAG_LATER: u8 = 2;
+    /// `vlan_tci` bit meaning "a tag is present" (the CFI/DEI position).
+    pub const VLAN_CFI: u16 = 0x1000;
+    /// `vlan_tpid`: the outer tag is 802.1ad (0x88a8).
+    pub const TPID_OUTER_AD: u8 = 1;
+    /// `vlan_tpid`: the inner tag is 802.1ad (0x88a8).
+    pub const TPID_INNER_AD: u8 = 2;
+
+    /// The key with the bits outside `mask` cleared.
+    #[inline]
+    pub fn masked(&self, mask: &FlowMask) -> FlowKey {
+        let mut out = FlowKey::default();
+        for i in 0..WORDS {
+            out.w[i] = self.w[i] & mask.w[i];
+        }
+        out
+    }
+
+    /// Fast hash of the whole key (exact-match cache).
+    #[inline]
+    pub fn hash64(&self) -> u64 {
+        hash_words(&self.w)
+    }
+
+    /// True when this key, restricted to `mask`, equals `other` (which is
+    /// already masked).
+    #[inline]
+    pub fn matches(&self, mask: &FlowMask, masked_other: &FlowKey) -> bool {
+        let mut diff = 0u64;
+        for i in 0..WORDS {
+            diff |= (self.w[i] & mask.w[i]) ^ masked_other.w[i];
+        }
+        diff == 0
+    }
+
+    /// True when the key carries an IPv4 packet.
+    #[inline]
+    pub fn is_ipv4(&self) -> bool {
+        self.dl_type() == 0x0800
+    }
+
+    /// True when the key carries an IPv6 packet.
+    #[inline]
+    pub fn is_ipv6(&self) -> bool {
+        self.dl_type() == 0x86dd
+    }
+
+    /// True when the key carries IPv4 or IPv6.
+    #[inline]
+    pub fn is_ip(&self) -> bool {
+        self.is_ipv4() || self.is_ipv6()
+    }
+}
+
+impl FlowMask {
+    /// A mask with every bit set (exact match).
+    pub fn exact() -> FlowMask {
+        FlowMask { w: [!0; WORDS] }
+    }
+
+    /// Bitwise union: the mask of a translation that looked at both.
+    #[inline]
+    pub fn union_with(&mut self, other: &FlowMask) {
+        for i in 0..WORDS {
+            self.w[i] |= other.w[i];
+        }
+    }
+
+    /// True when no bit is set (matches everything).
+    pub fn is_empty(&self) -> bool {
+        self.w.iter().all(|w| *w == 0)
+    }
+
+    /// Fast hash (megaflow subtables are keyed by mask).
+    #[inline]
+    pub fn hash64(&self) -> u64 {
+        hash_words(&self.w)
+    }
+}
+
+impl core::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FlowKey[")?;
+        for (i, w) in self.w.iter().enumerate() {
+            if *w != 0 {
+                write!(f, " {i}:{w:#x}")?;
+            }
+        }
+        write!(f, " ]")
+    }
+}
+
+impl core::fmt::Debug for FlowMask {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FlowMask[")?;
+        for (i, w) in self.w.iter().enumerate() {
+            if *w != 0 {
+                write!(f, " {i}:{w:#x}")?;
+            }
+        }
+        write!(f, " ]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_do_not_overlap() {
+        let mut k = FlowKey::default();
+        k.set_in_port(0xdead_beef);
+        k.set_recirc_id(7);
+        k.set_dl_dst([1, 2, 3, 4, 5, 6]);
+        k.set_dl_type(0x0800);
+        k.set_dl_src([7, 8, 9, 10, 11, 12]);
+        k.set_vlan_tci(0x1064);
+        k.set_vlan_tci1(0x1001);
+        k.set_nw_proto(6);
+        k.set_nw_tos(0xb8);
+        k.set_nw_ttl(64);
+        k.set_nw_frag(0);
+        k.set_tcp_flags(0x012);
+        k.set_nw_src(0x0a00_0001);
+        k.set_nw_dst(0x0a00_0002);
+        k.set_tp_src(40000);
+        k.set_tp_dst(80);
+        k.set_ct_zone(5);
+        k.set_ct_state(0x22);
+        k.set_ct_mark(9);
+        k.set_reg(0, 1);
+        k.set_reg(1, 2);
+        k.set_reg(7, 8);
+        k.set_tun_metadata(3, 0x33);
+        k.set_ipv6_src(1 << 100 | 5);
+        assert_eq!(k.in_port(), 0xdead_beef);
+        assert_eq!(k.recirc_id(), 7);
+        assert_eq!(k.dl_dst(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(k.dl_type(), 0x0800);
+        assert_eq!(k.dl_src(), [7, 8, 9, 10, 11, 12]);
+        assert_eq!(k.vlan_tci(), 0x1064);
+        assert_eq!(k.vlan_tci1(), 0x1001);
+        assert_eq!(k.nw_proto(), 6);
+        assert_eq!(k.nw_tos(), 0xb8);
+        assert_eq!(k.nw_ttl(), 64);
+        assert_eq!(k.tcp_flags(), 0x012);
+        assert_eq!(k.nw_src(), 0x0a00_0001);
+        assert_eq!(k.nw_dst(), 0x0a00_0002);
+        assert_eq!(k.tp_src(), 40000);
+        assert_eq!(k.tp_dst(), 80);
+        assert_eq!(k.ct_zone(), 5);
+        assert_eq!(k.ct_state(), 0x22);
+        assert_eq!(k.ct_mark(), 9);
+        assert_eq!((k.reg(0), k.reg(1), k.reg(7)), (1, 2, 8));
+        assert_eq!(k.tun_metadata(3), 0x33);
+        assert_eq!(k.ipv6_src(), 1 << 100 | 5);
+    }
+
+    #[test]
+    fn mask_and_match() {
+        let mut k = FlowKey::default();
+        k.set_nw_src(0x0a01_0203);
+        let mut m = FlowMask::default();
+        m.set_nw_src(0xffff_ff00);
+        let masked = k.masked(&m);
+        assert_eq!(masked.nw_src(), 0x0a01_0200);
+        let mut k2 = k;
+        k2.set_nw_src(0x0a01_02ff);
+        k2.set_tp_dst(99);
+        assert!(k2.matches(&m, &masked));
+        k2.set_nw_src(0x0a01_0300);
+        assert!(!k2.matches(&m, &masked));
+    }
+}

@@ -1,0 +1,1 @@
+//! The ovs-ofctl flow syntax parser (filled in by the syntax work).

@@ -1,0 +1,176 @@
+//! Ports: everything that moves bytes in and out of the switch.
+//!
+//! A [`Port`] receives and sends batches and owns its counters. Port types:
+//! `mem` (in-memory, Open vSwitch's `dummy`: tests and benches), and the
+//! real ones (`tap`, `system` over AF_PACKET, `geneve` over UDP, `internal`).
+//! Every `unsafe` block of the crate lives in [`sys`].
+//!
+//! Ports depend only on `wire` and `packet`: a port reports its own drops
+//! as a [`PortDrop`], which the datapath folds into its drop reasons.
+
+pub mod mem;
+pub mod sys;
+
+use crate::packet::{Batch, PacketPool};
+use std::os::fd::RawFd;
+
+/// Errors of port setup and I/O.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An OS call failed.
+    #[error("{op} on {port}: {source}")]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// Port name.
+        port: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device went away (TAP deleted, interface removed).
+    #[error("port {0} is gone")]
+    Gone(String),
+    /// A port option is missing or wrong.
+    #[error("port {port}: {msg}")]
+    Config {
+        /// Port name.
+        port: String,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Why a port dropped a packet on its own (before or after the datapath).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PortDrop {
+    /// The port is down (device gone, disabled by BPDU guard).
+    PortDown,
+    /// The OS refused the frame on transmit.
+    TxError,
+    /// The transmit queue was full.
+    TxQueueFull,
+    /// A received frame longer than the receive buffer.
+    RxTooLong,
+    /// Geneve: header truncated.
+    GeneveTruncated,
+    /// Geneve: version is not 0.
+    GeneveBadVersion,
+    /// Geneve: options run past the header.
+    GeneveBadOptionLength,
+    /// Geneve: an unknown option with the critical bit set (RFC 8926).
+    GeneveCriticalOption,
+    /// Geneve: the inner protocol is not Ethernet.
+    GeneveBadProtocol,
+    /// Tunnel: no route / no neighbour to the remote endpoint.
+    TunnelNoRoute,
+    /// Tunnel: the remote endpoint is unreachable (ICMP error on the socket).
+    TunnelUnreachable,
+    /// Tunnel: the packet has no tunnel destination (`remote_ip=flow` and
+    /// `tun_dst` unset).
+    TunnelNoDestination,
+}
+
+impl PortDrop {
+    /// Every variant, in declaration order.
+    pub const ALL: [PortDrop; 12] = [
+        PortDrop::PortDown,
+        PortDrop::TxError,
+        PortDrop::TxQueueFull,
+        PortDrop::RxTooLong,
+        PortDrop::GeneveTruncated,
+        PortDrop::GeneveBadVersion,
+        PortDrop::GeneveBadOptionLength,
+        PortDrop::GeneveCriticalOption,
+        PortDrop::GeneveBadProtocol,
+        PortDrop::TunnelNoRoute,
+        PortDrop::TunnelUnreachable,
+        PortDrop::TunnelNoDestination,
+    ];
+
+    /// Stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortDrop::PortDown => "port_down",
+            PortDrop::TxError => "tx_error",
+            PortDrop::TxQueueFull => "tx_queue_full",
+            PortDrop::RxTooLong => "rx_too_long",
+            PortDrop::GeneveTruncated => "geneve_truncated",
+            PortDrop::GeneveBadVersion => "geneve_bad_version",
+            PortDrop::GeneveBadOptionLength => "geneve_bad_option_length",
+            PortDrop::GeneveCriticalOption => "geneve_critical_option",
+            PortDrop::GeneveBadProtocol => "geneve_bad_protocol",
+            PortDrop::TunnelNoRoute => "tunnel_no_route",
+            PortDrop::TunnelUnreachable => "tunnel_unreachable",
+            PortDrop::TunnelNoDestination => "tunnel_no_destination",
+        }
+    }
+}
+
+/// Per-port counters (`dump-ports`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames dropped on receive (by the port or the datapath).
+    pub rx_dropped: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped on transmit.
+    pub tx_dropped: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+}
+
+/// Whether a port can move packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// Working.
+    Up,
+    /// Device gone or administratively disabled.
+    Down,
+}
+
+/// A source of packets and a sink for them.
+///
+/// `recv_batch` appends at most `batch.free()` packets taken from `pool`;
+/// `send_batch` sends from the front of `batch`, gives sent (and dropped)
+/// buffers back to `pool`, and leaves in `batch` what it could not send yet.
+pub trait Port: Send {
+    /// Port name.
+    fn name(&self) -> &str;
+    /// Port type as written in `add-port ... type=` (`dummy`, `tap`, ...).
+    fn kind(&self) -> &'static str;
+    /// Receives up to `batch.free()` packets. Never blocks.
+    fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error>;
+    /// Sends packets from `batch`. Never blocks; see the trait docs.
+    fn send_batch(&mut self, batch: &mut Batch, pool: &mut PacketPool) -> Result<usize, Error>;
+    /// Counters.
+    fn stats(&self) -> PortStats;
+    /// Drops the port did by itself, by reason (non-zero entries only).
+    fn drops(&self) -> Vec<(PortDrop, u64)> {
+        Vec::new()
+    }
+    /// MTU of the link (bytes after the Ethernet header).
+    fn mtu(&self) -> u32 {
+        1500
+    }
+    /// Whether the port can move packets now.
+    fn link_state(&self) -> LinkState {
+        LinkState::Up
+    }
+    /// A file descriptor that becomes readable when packets wait, for the
+    /// datapath thread's poll. `None` for ports polled on every loop.
+    fn poll_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// Periodic upkeep (reopen a vanished device, flush timers).
+    fn housekeeping(&mut self) {}
+}
