@@ -65,6 +65,25 @@ pub enum CsumStatus {
     },
 }
 
+/// Generic segmentation offload: a TAP with vnet_hdr may hand us (and take)
+/// one TCP "super-packet" standing for many MSS-sized segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Gso {
+    /// An ordinary packet.
+    #[default]
+    None,
+    /// TCP over IPv4, to be cut into segments of `size` payload bytes.
+    TcpV4 {
+        /// Payload bytes per segment (the MSS).
+        size: u16,
+    },
+    /// TCP over IPv6, to be cut into segments of `size` payload bytes.
+    TcpV6 {
+        /// Payload bytes per segment (the MSS).
+        size: u16,
+    },
+}
+
 /// Tunnel metadata: filled by a tunnel port on decap, consumed by a tunnel
 /// port on encap, matched and set by flows (`tun_id`, `tun_src`, ...).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -123,6 +142,12 @@ pub struct PacketMeta {
     pub ct_mark: u32,
     /// L4 checksum status reported by the receiving port.
     pub csum: CsumStatus,
+    /// Segmentation offload state reported by the receiving port.
+    pub gso: Gso,
+    /// Why conntrack judged this packet invalid: 0 when it did not, else
+    /// 1 + the `conntrack::CtInvalidReason` discriminant (kept as a number
+    /// because `packet` sits below `conntrack`).
+    pub ct_invalid: u8,
     /// Offset of the L3 header (after all VLAN tags), set by key extraction.
     pub l3_ofs: u16,
     /// Offset of the L4 header, set by key extraction (0 if none).

@@ -16,7 +16,7 @@ mod buf;
 mod meta;
 
 pub use buf::{PacketBuf, DEFAULT_CAPACITY, HEADROOM};
-pub use meta::{CsumStatus, CtState, PacketMeta, TunnelMeta, TUN_METADATA_FIELDS};
+pub use meta::{CsumStatus, CtState, Gso, PacketMeta, TunnelMeta, TUN_METADATA_FIELDS};
 
 /// Batch size, as Open vSwitch's `NETDEV_MAX_BURST`.
 pub const MAX_BURST: usize = 32;
