@@ -19,5 +19,6 @@ pub mod parse;
 
 pub use action::{ofp_port, Action, CtAction, CtZone};
 pub use field::{Field, FieldKind, FieldSlice};
+pub use parse::{NoPortNames, PortNames};
 pub use key::{FlowKey, FlowMask};
 pub use matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};

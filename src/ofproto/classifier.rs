@@ -1,0 +1,261 @@
+//! The classifier: one OpenFlow table, looked up by tuple space search.
+//!
+//! Rules are grouped into subtables by mask; a lookup masks the key once per
+//! subtable and does one hash probe. Subtables are kept sorted by the
+//! highest priority they hold, so a lookup stops as soon as no remaining
+//! subtable can beat the best match found (Open vSwitch `lib/classifier.c`
+//! does the same, plus staged lookup and prefix tries we do not need yet).
+//!
+//! Every subtable probed contributes its mask to the caller's wildcard
+//! mask: the megaflow installed for the packet must pin every bit that
+//! could have changed the outcome. Subtables skipped by the priority cut-off
+//! cannot change it, so their bits stay wildcarded.
+//!
+//! Cost: O(number of distinct masks), independent of the number of rules,
+//! which is what keeps a 100,000-rule table close to a 1-rule one.
+//!
+//! Not thread-safe by itself: the owner (`ofproto::Ofproto`) guards it.
+
+use super::rule::Rule;
+use crate::flow::{FlowKey, FlowMask, Match};
+use hashbrown::HashMap;
+use std::sync::Arc;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+struct Subtable {
+    mask: FlowMask,
+    max_priority: u16,
+    // Masked key -> rules with that exact match, highest priority first.
+    rules: FastMap<FlowKey, Vec<Arc<Rule>>>,
+    // How many rules hold each priority: the maximum is the last key, kept
+    // exact in O(log n) per insert/remove.
+    priorities: std::collections::BTreeMap<u16, usize>,
+    n_rules: usize,
+}
+
+impl Subtable {
+    fn new(mask: FlowMask) -> Self {
+        Subtable {
+            mask,
+            max_priority: 0,
+            rules: FastMap::default(),
+            priorities: std::collections::BTreeMap::new(),
+            n_rules: 0,
+        }
+    }
+
+    fn add_priority(&mut self, p: u16) {
+        *self.priorities.entry(p).or_insert(0) += 1;
+        self.max_priority = self.priorities.keys().next_back().copied().unwrap_or(0);
+    }
+
+    fn remove_priority(&mut self, p: u16) {
+        if let Some(n) = self.priorities.get_mut(&p) {
+            *n -= 1;
+            if *n == 0 {
+                self.priorities.remove(&p);
+            }
+        }
+        self.max_priority = self.priorities.keys().next_back().copied().unwrap_or(0);
+    }
+}
+
+/// One table's rules.
+#[derive(Default)]
+pub struct Classifier {
+    subtables: Vec<Subtable>,
+    n_rules: usize,
+}
+
+impl core::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("rules", &self.n_rules)
+            .field("subtables", &self.subtables.len())
+            .finish()
+    }
+}
+
+impl Classifier {
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.n_rules
+    }
+
+    /// True when the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.n_rules == 0
+    }
+
+    /// Number of distinct masks.
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    fn sort(&mut self) {
+        self.subtables
+            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+    }
+
+    /// Inserts `rule`. A rule with the same match and priority is replaced
+    /// and returned.
+    pub fn insert(&mut self, rule: Arc<Rule>) -> Option<Arc<Rule>> {
+        let m = rule.spec.matches;
+        let idx = match self.subtables.iter().position(|s| s.mask == m.mask) {
+            Some(i) => i,
+            None => {
+                self.subtables.push(Subtable::new(m.mask));
+                self.subtables.len() - 1
+            }
+        };
+        let st = &mut self.subtables[idx];
+        let prio = rule.priority();
+        let list = st.rules.entry(m.key).or_default();
+        if let Some(pos) = list.iter().position(|r| r.priority() == prio) {
+            return Some(core::mem::replace(&mut list[pos], rule));
+        }
+        let pos = list
+            .iter()
+            .position(|r| r.priority() < prio)
+            .unwrap_or(list.len());
+        list.insert(pos, rule);
+        st.n_rules += 1;
+        self.n_rules += 1;
+        let before = st.max_priority;
+        st.add_priority(prio);
+        if st.max_priority != before || st.n_rules == 1 {
+            self.sort();
+        }
+        None
+    }
+
+    /// Removes the rule with exactly this match and priority.
+    pub fn remove(&mut self, m: &Match, priority: u16) -> Option<Arc<Rule>> {
+        let idx = self.subtables.iter().position(|s| s.mask == m.mask)?;
+        let st = &mut self.subtables[idx];
+        let list = st.rules.get_mut(&m.key)?;
+        let pos = list.iter().position(|r| r.priority() == priority)?;
+        let r = list.remove(pos);
+        if list.is_empty() {
+            st.rules.remove(&m.key);
+        }
+        st.n_rules -= 1;
+        self.n_rules -= 1;
+        st.remove_priority(priority);
+        if st.n_rules == 0 {
+            self.subtables.remove(idx);
+        } else {
+            self.sort();
+        }
+        Some(r)
+    }
+
+    /// The rule with exactly this match and priority.
+    pub fn find_exact(&self, m: &Match, priority: u16) -> Option<&Arc<Rule>> {
+        let st = self.subtables.iter().find(|s| s.mask == m.mask)?;
+        st.rules.get(&m.key)?.iter().find(|r| r.priority() == priority)
+    }
+
+    /// The highest-priority rule matching `key`; the masks of the
+    /// subtables probed are added to `wc`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, wc: &mut FlowMask) -> Option<&Arc<Rule>> {
+        let mut best: Option<&Arc<Rule>> = None;
+        for st in &self.subtables {
+            if let Some(b) = best {
+                if st.max_priority <= b.priority() {
+                    break;
+                }
+            }
+            wc.union_with(&st.mask);
+            let masked = key.masked(&st.mask);
+            if let Some(r) = st.rules.get(&masked).and_then(|l| l.first()) {
+                if best.is_none_or(|b| r.priority() > b.priority()) {
+                    best = Some(r);
+                }
+            }
+        }
+        best
+    }
+
+    /// Every rule, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.subtables
+            .iter()
+            .flat_map(|s| s.rules.values().flat_map(|l| l.iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Field, FlowSpec};
+    use crate::ofproto::rule::RuleStats;
+    use std::time::Instant;
+
+    fn rule(id: u64, prio: u16, m: Match) -> Arc<Rule> {
+        let now = Instant::now();
+        Arc::new(Rule {
+            id,
+            spec: FlowSpec {
+                priority: prio,
+                matches: m,
+                ..FlowSpec::default()
+            },
+            created: now,
+            modified: now,
+            stats: Arc::new(RuleStats::new(now)),
+        })
+    }
+
+    #[test]
+    fn highest_priority_wins_and_mask_is_reported() {
+        let mut c = Classifier::default();
+        let mut m1 = Match::default();
+        m1.set_exact(Field::NwProto, 6);
+        m1.set_exact(Field::DlType, 0x0800);
+        let mut m2 = Match::default();
+        m2.set(Field::NwDst, 0x0a00_0000, 0xff00_0000);
+        m2.set_exact(Field::DlType, 0x0800);
+        c.insert(rule(1, 10, m1));
+        c.insert(rule(2, 20, m2));
+        c.insert(rule(3, 0, Match::default()));
+
+        let mut k = FlowKey::default();
+        k.set_dl_type(0x0800);
+        k.set_nw_proto(6);
+        k.set_nw_dst(0x0a01_0101);
+        let mut wc = FlowMask::default();
+        assert_eq!(c.lookup(&k, &mut wc).map(|r| r.id), Some(2));
+        // Only the first subtable was needed: its match has the top priority.
+        assert_eq!(wc.nw_dst(), 0xff00_0000);
+        assert_eq!(wc.nw_proto(), 0);
+
+        k.set_nw_dst(0x0b00_0001);
+        let mut wc = FlowMask::default();
+        assert_eq!(c.lookup(&k, &mut wc).map(|r| r.id), Some(1));
+        assert_eq!(wc.nw_proto(), 0xff);
+        assert_eq!(wc.nw_dst(), 0xff00_0000, "the failed probe still pins nw_dst");
+
+        k.set_nw_proto(17);
+        let mut wc = FlowMask::default();
+        assert_eq!(c.lookup(&k, &mut wc).map(|r| r.id), Some(3));
+    }
+
+    #[test]
+    fn replace_and_remove() {
+        let mut c = Classifier::default();
+        let mut m = Match::default();
+        m.set_exact(Field::InPort, 1);
+        assert!(c.insert(rule(1, 5, m)).is_none());
+        assert_eq!(c.insert(rule(2, 5, m)).map(|r| r.id), Some(1));
+        assert_eq!(c.len(), 1);
+        c.insert(rule(3, 6, m));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.remove(&m, 6).map(|r| r.id), Some(3));
+        assert_eq!(c.remove(&m, 5).map(|r| r.id), Some(2));
+        assert!(c.is_empty());
+        assert_eq!(c.n_subtables(), 0);
+    }
+}
