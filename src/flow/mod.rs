@@ -6,7 +6,7 @@
 //! * [`extract`]: parsing a frame into a [`FlowKey`] and header offsets.
 //! * [`field`]: the named match fields and where they live in the key.
 //! * [`matching`]: [`Match`] and [`FlowSpec`].
-//! * [`action`]: [`Action`].
+//! * [`action`]: the [`Action`] enum.
 //! * [`parse`] / [`format`]: the text syntax, compatible with ovs-ofctl.
 
 pub mod action;
@@ -19,6 +19,6 @@ pub mod parse;
 
 pub use action::{ofp_port, Action, CtAction, CtZone};
 pub use field::{Field, FieldKind, FieldSlice};
-pub use parse::{NoPortNames, PortNames};
 pub use key::{FlowKey, FlowMask};
 pub use matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};
+pub use parse::{NoPortNames, PortNames};

@@ -95,7 +95,7 @@ impl Classifier {
 
     fn sort(&mut self) {
         self.subtables
-            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+            .sort_by_key(|s| core::cmp::Reverse(s.max_priority));
     }
 
     /// Inserts `rule`. A rule with the same match and priority is replaced
@@ -154,7 +154,10 @@ impl Classifier {
     /// The rule with exactly this match and priority.
     pub fn find_exact(&self, m: &Match, priority: u16) -> Option<&Arc<Rule>> {
         let st = self.subtables.iter().find(|s| s.mask == m.mask)?;
-        st.rules.get(&m.key)?.iter().find(|r| r.priority() == priority)
+        st.rules
+            .get(&m.key)?
+            .iter()
+            .find(|r| r.priority() == priority)
     }
 
     /// The highest-priority rule matching `key`; the masks of the
@@ -236,7 +239,11 @@ mod tests {
         let mut wc = FlowMask::default();
         assert_eq!(c.lookup(&k, &mut wc).map(|r| r.id), Some(1));
         assert_eq!(wc.nw_proto(), 0xff);
-        assert_eq!(wc.nw_dst(), 0xff00_0000, "the failed probe still pins nw_dst");
+        assert_eq!(
+            wc.nw_dst(),
+            0xff00_0000,
+            "the failed probe still pins nw_dst"
+        );
 
         k.set_nw_proto(17);
         let mut wc = FlowMask::default();

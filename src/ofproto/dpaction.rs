@@ -78,10 +78,15 @@ impl fmt::Display for DpAction {
                 let full = *mask == field.full_mask();
                 let v = match field {
                     Field::DlSrc | Field::DlDst | Field::ArpSha | Field::ArpTha => mac(*value),
-                    Field::NwSrc | Field::NwDst | Field::ArpSpa | Field::ArpTpa | Field::TunSrc | Field::TunDst => {
-                        core::net::Ipv4Addr::from(*value as u32).to_string()
+                    Field::NwSrc
+                    | Field::NwDst
+                    | Field::ArpSpa
+                    | Field::ArpTpa
+                    | Field::TunSrc
+                    | Field::TunDst => core::net::Ipv4Addr::from(*value as u32).to_string(),
+                    Field::Ipv6Src | Field::Ipv6Dst => {
+                        core::net::Ipv6Addr::from(*value).to_string()
                     }
-                    Field::Ipv6Src | Field::Ipv6Dst => core::net::Ipv6Addr::from(*value).to_string(),
                     _ => format!("{value:#x}"),
                 };
                 if full {
@@ -94,12 +99,24 @@ impl fmt::Display for DpAction {
                 if *tpid == 0x8100 {
                     write!(f, "push_vlan(vid={},pcp={})", tci & 0xfff, tci >> 13)
                 } else {
-                    write!(f, "push_vlan(tpid={tpid:#x},vid={},pcp={})", tci & 0xfff, tci >> 13)
+                    write!(
+                        f,
+                        "push_vlan(tpid={tpid:#x},vid={},pcp={})",
+                        tci & 0xfff,
+                        tci >> 13
+                    )
                 }
             }
             DpAction::PopVlan => write!(f, "pop_vlan"),
-            DpAction::SetVlanTci { tci, mask } => write!(f, "set(vlan(tci={tci:#06x}/{mask:#06x}))"),
-            DpAction::Ct { zone, commit, force, mark } => {
+            DpAction::SetVlanTci { tci, mask } => {
+                write!(f, "set(vlan(tci={tci:#06x}/{mask:#06x}))")
+            }
+            DpAction::Ct {
+                zone,
+                commit,
+                force,
+                mark,
+            } => {
                 let mut parts = Vec::new();
                 if *commit {
                     parts.push("commit".to_string());
@@ -136,5 +153,9 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
     if actions.is_empty() {
         return "drop".to_string();
     }
-    actions.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+    actions
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

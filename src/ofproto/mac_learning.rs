@@ -86,7 +86,14 @@ fn is_multicast(mac: u64) -> bool {
 impl MacTable {
     /// Learns that `mac` in `vlan` lives on `port` (at most `port_limit`
     /// addresses per port).
-    pub fn learn(&mut self, vlan: u16, mac: u64, port: u32, port_limit: u32, now: Instant) -> Learned {
+    pub fn learn(
+        &mut self,
+        vlan: u16,
+        mac: u64,
+        port: u32,
+        port_limit: u32,
+        now: Instant,
+    ) -> Learned {
         if is_multicast(mac) {
             return Learned::Ignored;
         }
@@ -113,7 +120,13 @@ impl MacTable {
         if self.entries.len() >= self.max_entries {
             self.evict_oldest();
         }
-        self.entries.insert((vlan, mac), Entry { port, last_seen: now });
+        self.entries.insert(
+            (vlan, mac),
+            Entry {
+                port,
+                last_seen: now,
+            },
+        );
         *self.per_port.entry(port).or_insert(0) += 1;
         Learned::New
     }
@@ -246,6 +259,10 @@ mod tests {
         }
         assert_eq!(t.learn(0, 0x0200_0000_0200, 7, 3, now), Learned::PortLimit);
         assert_eq!(t.port_limit_hits, 1);
-        assert_eq!(t.learn(0, 0x0200_0000_0300, 8, 3, now), Learned::New, "other ports unaffected");
+        assert_eq!(
+            t.learn(0, 0x0200_0000_0300, 8, 3, now),
+            Learned::New,
+            "other ports unaffected"
+        );
     }
 }

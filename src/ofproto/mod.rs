@@ -363,7 +363,9 @@ impl Ofproto {
     /// The lowest free OpenFlow port number.
     pub fn free_port_no(&self) -> u32 {
         let ports = self.ports.read();
-        (1..ofp_port::MAX).find(|n| !ports.by_no.contains_key(n)).unwrap_or(ofp_port::MAX)
+        (1..ofp_port::MAX)
+            .find(|n| !ports.by_no.contains_key(n))
+            .unwrap_or(ofp_port::MAX)
     }
 
     /// Adds (or replaces) a port.
@@ -439,7 +441,11 @@ impl Ofproto {
 
     /// Applies flow-mods atomically: all of them or, on the first error,
     /// none.
-    pub fn flow_mods(&self, mods: &[FlowMod], now: Instant) -> Result<FlowModSummary, FlowModError> {
+    pub fn flow_mods(
+        &self,
+        mods: &[FlowMod],
+        now: Instant,
+    ) -> Result<FlowModSummary, FlowModError> {
         for (i, m) in mods.iter().enumerate() {
             if matches!(m.cmd, FlowModCmd::Add | FlowModCmd::Modify { .. }) {
                 Self::validate(&m.spec).map_err(|message| FlowModError { index: i, message })?;
@@ -587,7 +593,10 @@ impl Ofproto {
             if let Some(cls) = tables.tables.get_mut(usize::from(r.spec.table)) {
                 // Only remove the very rule that expired (a replacement with
                 // the same match may have been added meanwhile).
-                if cls.find_exact(&r.spec.matches, r.spec.priority).is_some_and(|x| x.id == r.id) {
+                if cls
+                    .find_exact(&r.spec.matches, r.spec.priority)
+                    .is_some_and(|x| x.id == r.id)
+                {
                     cls.remove(&r.spec.matches, r.spec.priority);
                 }
             }
@@ -639,7 +648,12 @@ fn match_has_ip(m: &Match) -> bool {
 
 /// Action consistency rules (Open vSwitch's `ofpacts_check` for what we
 /// support, plus ours: no two 802.1Q pushes in one list).
-fn validate_actions(actions: &[Action], m: &Match, table: u8, in_ct_exec: bool) -> Result<(), String> {
+fn validate_actions(
+    actions: &[Action],
+    m: &Match,
+    table: u8,
+    in_ct_exec: bool,
+) -> Result<(), String> {
     let mut dot1q_pushes = 0;
     let mut goto_seen = false;
     for a in actions {
@@ -680,12 +694,20 @@ fn validate_actions(actions: &[Action], m: &Match, table: u8, in_ct_exec: bool) 
             }
             Action::SetField { field, .. } => {
                 if *field == Field::CtMark && !in_ct_exec {
-                    return Err("set_field to ct_mark is only allowed inside ct(exec(...))".to_string());
+                    return Err(
+                        "set_field to ct_mark is only allowed inside ct(exec(...))".to_string()
+                    );
                 }
                 if in_ct_exec && *field != Field::CtMark {
-                    return Err(format!("ct(exec(...)) can only set ct_mark, not {}", field.name()));
+                    return Err(format!(
+                        "ct(exec(...)) can only set ct_mark, not {}",
+                        field.name()
+                    ));
                 }
-                if matches!(field, Field::CtState | Field::CtZone | Field::NwFrag | Field::TcpFlags) {
+                if matches!(
+                    field,
+                    Field::CtState | Field::CtZone | Field::NwFrag | Field::TcpFlags
+                ) {
                     return Err(format!("{} is read-only", field.name()));
                 }
                 if *field != Field::CtMark && !prereq_match_ok(*field, m) {
@@ -697,7 +719,9 @@ fn validate_actions(actions: &[Action], m: &Match, table: u8, in_ct_exec: bool) 
             }
             Action::Ct(ct) => {
                 if !match_has_ip(m) {
-                    return Err("ct requires the match to select IPv4 or IPv6 (add ip or ipv6)".to_string());
+                    return Err(
+                        "ct requires the match to select IPv4 or IPv6 (add ip or ipv6)".to_string(),
+                    );
                 }
                 if let Some(t) = ct.table {
                     if usize::from(t) >= N_TABLES {
@@ -718,7 +742,14 @@ fn validate_actions(actions: &[Action], m: &Match, table: u8, in_ct_exec: bool) 
                         src.n_bits, dst.n_bits
                     ));
                 }
-                if matches!(dst.field, Field::CtState | Field::CtZone | Field::CtMark | Field::NwFrag | Field::TcpFlags) {
+                if matches!(
+                    dst.field,
+                    Field::CtState
+                        | Field::CtZone
+                        | Field::CtMark
+                        | Field::NwFrag
+                        | Field::TcpFlags
+                ) {
                     return Err(format!("move: {} is read-only", dst.field.name()));
                 }
             }

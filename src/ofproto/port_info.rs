@@ -164,7 +164,11 @@ mod tests {
         assert_eq!(a.effective_vlan_mode(), VlanMode::Access);
         assert_eq!(a.input_vlan(None), Some(100));
         assert_eq!(a.input_vlan(Some(0)), Some(100));
-        assert_eq!(a.input_vlan(Some(100)), None, "tagged frames refused on access");
+        assert_eq!(
+            a.input_vlan(Some(100)),
+            None,
+            "tagged frames refused on access"
+        );
         assert!(!a.output_tagged(100));
 
         let mut t = PortInfo::new(2, "t", "system");

@@ -77,7 +77,10 @@ mod tests {
     #[test]
     fn identical_states_share_an_id() {
         let mut t = RecircTable::default();
-        let a = FrozenState { table: 1, ..Default::default() };
+        let a = FrozenState {
+            table: 1,
+            ..Default::default()
+        };
         let mut b = a;
         b.regs[0] = 5;
         let ia = t.get_or_alloc(a).unwrap();

@@ -97,7 +97,10 @@ impl Rule {
         let hard = (self.spec.hard_timeout > 0)
             .then(|| self.modified + Duration::from_secs(u64::from(self.spec.hard_timeout)));
         let idle = (self.spec.idle_timeout > 0).then(|| {
-            self.stats.used().unwrap_or(self.modified).max(self.modified)
+            self.stats
+                .used()
+                .unwrap_or(self.modified)
+                .max(self.modified)
                 + Duration::from_secs(u64::from(self.spec.idle_timeout))
         });
         match (hard, idle) {

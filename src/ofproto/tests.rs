@@ -71,7 +71,8 @@ fn table_miss_is_no_match() {
 #[test]
 fn explicit_drop_is_pipeline_drop() {
     let of = of_with_ports(2);
-    of.flow_mods(&[flow(0, 1, Match::default(), vec![])], Instant::now()).unwrap();
+    of.flow_mods(&[flow(0, 1, Match::default(), vec![])], Instant::now())
+        .unwrap();
     let t = of.translate(&key(1, 2, 3), Instant::now());
     assert_eq!(t.drop, Some(DropReason::PipelineDrop));
     assert_eq!(t.rules.len(), 1);
@@ -81,8 +82,16 @@ fn explicit_drop_is_pipeline_drop() {
 fn normal_floods_then_learns() {
     let of = of_with_ports(3);
     let now = Instant::now();
-    of.flow_mods(&[flow(0, 0, Match::default(), vec![Action::Output(ofp_port::NORMAL)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Output(ofp_port::NORMAL)],
+        )],
+        now,
+    )
+    .unwrap();
     let a = 0x0200_0000_000a;
     let b = 0x0200_0000_000b;
     // A -> B: B unknown, flood to 2 and 3; A learned on 1.
@@ -109,7 +118,15 @@ fn resubmit_and_goto_and_megaflow_mask() {
     m1.set(Field::NwDst, 0x0a00_0000, 0xff00_0000);
     of.flow_mods(
         &[
-            flow(0, 10, m_in_port(1), vec![Action::Resubmit { in_port: None, table: Some(1) }]),
+            flow(
+                0,
+                10,
+                m_in_port(1),
+                vec![Action::Resubmit {
+                    in_port: None,
+                    table: Some(1),
+                }],
+            ),
             flow(1, 10, m1, vec![Action::GotoTable(2)]),
             flow(2, 1, Match::default(), vec![Action::Output(3)]),
         ],
@@ -131,24 +148,47 @@ fn resubmit_and_goto_and_megaflow_mask() {
 fn resubmit_loop_is_bounded() {
     let of = of_with_ports(1);
     of.flow_mods(
-        &[flow(0, 1, Match::default(), vec![Action::Resubmit { in_port: None, table: Some(0) }])],
+        &[flow(
+            0,
+            1,
+            Match::default(),
+            vec![Action::Resubmit {
+                in_port: None,
+                table: Some(0),
+            }],
+        )],
         Instant::now(),
     )
     .unwrap();
     let t = of.translate(&key(1, 1, 2), Instant::now());
     assert_eq!(t.drop, None, "a Drop action stops it");
-    assert!(matches!(t.actions.last(), Some(DpAction::Drop(DropReason::ResubmitDepth))));
+    assert!(matches!(
+        t.actions.last(),
+        Some(DpAction::Drop(DropReason::ResubmitDepth))
+    ));
 }
 
 #[test]
 fn output_to_in_port_is_skipped_unless_in_port() {
     let of = of_with_ports(2);
     let now = Instant::now();
-    of.flow_mods(&[flow(0, 1, Match::default(), vec![Action::Output(1)])], now).unwrap();
+    of.flow_mods(
+        &[flow(0, 1, Match::default(), vec![Action::Output(1)])],
+        now,
+    )
+    .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
     assert_eq!(t.drop, Some(DropReason::OutputToInPort));
-    of.flow_mods(&[flow(0, 1, Match::default(), vec![Action::Output(ofp_port::IN_PORT)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            1,
+            Match::default(),
+            vec![Action::Output(ofp_port::IN_PORT)],
+        )],
+        now,
+    )
+    .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
     assert_eq!(outputs(&t), vec![1]);
 }
@@ -165,8 +205,15 @@ fn set_fields_commit_before_output_and_registers_stay_in_translation() {
                 m_ip(),
                 vec![
                     Action::ModDlSrc([2, 0, 0, 0, 0, 9]),
-                    Action::SetField { field: Field::Reg(0), value: 7, mask: 0xffff_ffff },
-                    Action::Resubmit { in_port: None, table: Some(1) },
+                    Action::SetField {
+                        field: Field::Reg(0),
+                        value: 7,
+                        mask: 0xffff_ffff,
+                    },
+                    Action::Resubmit {
+                        in_port: None,
+                        table: Some(1),
+                    },
                 ],
             ),
             {
@@ -183,8 +230,16 @@ fn set_fields_commit_before_output_and_registers_stay_in_translation() {
     assert_eq!(
         t.actions,
         vec![
-            DpAction::SetField { field: Field::DlSrc, value: 0x0200_0000_0009, mask: Field::DlSrc.full_mask() },
-            DpAction::SetField { field: Field::NwTtl, value: 63, mask: 0xff },
+            DpAction::SetField {
+                field: Field::DlSrc,
+                value: 0x0200_0000_0009,
+                mask: Field::DlSrc.full_mask()
+            },
+            DpAction::SetField {
+                field: Field::NwTtl,
+                value: 63,
+                mask: 0xff
+            },
             DpAction::Output(2),
         ]
     );
@@ -192,7 +247,10 @@ fn set_fields_commit_before_output_and_registers_stay_in_translation() {
     let mut k = key(1, 1, 2);
     k.set_nw_ttl(1);
     let t = of.translate(&k, now);
-    assert!(matches!(t.actions.last(), Some(DpAction::Drop(DropReason::TtlExceeded))));
+    assert!(matches!(
+        t.actions.last(),
+        Some(DpAction::Drop(DropReason::TtlExceeded))
+    ));
 }
 
 #[test]
@@ -200,39 +258,115 @@ fn vlan_push_pop_and_double_push() {
     let of = of_with_ports(2);
     let now = Instant::now();
     of.flow_mods(
-        &[flow(0, 1, m_in_port(1), vec![Action::PushVlan(0x8100), Action::ModVlanVid(10), Action::Output(2)])],
+        &[flow(
+            0,
+            1,
+            m_in_port(1),
+            vec![
+                Action::PushVlan(0x8100),
+                Action::ModVlanVid(10),
+                Action::Output(2),
+            ],
+        )],
         now,
     )
     .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
-    assert_eq!(t.actions, vec![DpAction::PushVlan { tpid: 0x8100, tci: 10 }, DpAction::Output(2)]);
+    assert_eq!(
+        t.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 10
+            },
+            DpAction::Output(2)
+        ]
+    );
     // Already tagged: an 802.1Q push is refused.
     let mut k = key(1, 1, 2);
     k.set_vlan_tci(0x1000 | 5);
     let t = of.translate(&k, now);
-    assert!(matches!(t.actions.last(), Some(DpAction::Drop(DropReason::DoubleVlanPush))));
+    assert!(matches!(
+        t.actions.last(),
+        Some(DpAction::Drop(DropReason::DoubleVlanPush))
+    ));
     // QinQ on purpose works.
     of.flow_mods(
-        &[flow(0, 1, m_in_port(1), vec![Action::PushVlan(0x88a8), Action::ModVlanVid(20), Action::Output(2)])],
+        &[flow(
+            0,
+            1,
+            m_in_port(1),
+            vec![
+                Action::PushVlan(0x88a8),
+                Action::ModVlanVid(20),
+                Action::Output(2),
+            ],
+        )],
         now,
     )
     .unwrap();
     let t = of.translate(&k, now);
-    assert_eq!(t.actions, vec![DpAction::PushVlan { tpid: 0x88a8, tci: 20 }, DpAction::Output(2)]);
+    assert_eq!(
+        t.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x88a8,
+                tci: 20
+            },
+            DpAction::Output(2)
+        ]
+    );
     // pop on untagged is a counted drop.
-    of.flow_mods(&[flow(0, 1, m_in_port(1), vec![Action::PopVlan, Action::Output(2)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            1,
+            m_in_port(1),
+            vec![Action::PopVlan, Action::Output(2)],
+        )],
+        now,
+    )
+    .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
-    assert!(matches!(t.actions.last(), Some(DpAction::Drop(DropReason::PopVlanUntagged))));
+    assert!(matches!(
+        t.actions.last(),
+        Some(DpAction::Drop(DropReason::PopVlanUntagged))
+    ));
     let t = of.translate(&k, now);
     assert_eq!(t.actions, vec![DpAction::PopVlan, DpAction::Output(2)]);
     // mod_vlan_vid on an untagged frame adds a tag (Open vSwitch semantics).
-    of.flow_mods(&[flow(0, 1, m_in_port(1), vec![Action::ModVlanVid(7), Action::Output(2)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            1,
+            m_in_port(1),
+            vec![Action::ModVlanVid(7), Action::Output(2)],
+        )],
+        now,
+    )
+    .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
-    assert_eq!(t.actions, vec![DpAction::PushVlan { tpid: 0x8100, tci: 7 }, DpAction::Output(2)]);
+    assert_eq!(
+        t.actions,
+        vec![
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 7
+            },
+            DpAction::Output(2)
+        ]
+    );
     let t = of.translate(&k, now);
-    assert_eq!(t.actions, vec![DpAction::SetVlanTci { tci: 7, mask: 0xefff }, DpAction::Output(2)]);
+    assert_eq!(
+        t.actions,
+        vec![
+            DpAction::SetVlanTci {
+                tci: 7,
+                mask: 0xefff
+            },
+            DpAction::Output(2)
+        ]
+    );
 }
 
 #[test]
@@ -240,7 +374,12 @@ fn two_dot1q_pushes_rejected_at_add() {
     let of = of_with_ports(2);
     let err = of
         .flow_mods(
-            &[flow(0, 1, Match::default(), vec![Action::PushVlan(0x8100), Action::PushVlan(0x8100)])],
+            &[flow(
+                0,
+                1,
+                Match::default(),
+                vec![Action::PushVlan(0x8100), Action::PushVlan(0x8100)],
+            )],
             Instant::now(),
         )
         .unwrap_err();
@@ -255,7 +394,11 @@ fn ct_table_freezes_registers_and_thaws() {
     let ct = CtAction {
         commit: false,
         force: false,
-        zone: CtZone::Field(FieldSlice { field: Field::Reg(0), ofs: 0, n_bits: 16 }),
+        zone: CtZone::Field(FieldSlice {
+            field: Field::Reg(0),
+            ofs: 0,
+            n_bits: 16,
+        }),
         table: Some(1),
         exec: vec![],
     };
@@ -264,7 +407,19 @@ fn ct_table_freezes_registers_and_thaws() {
     trk.set_exact(Field::Reg(0), 5);
     of.flow_mods(
         &[
-            flow(0, 1, m_ip(), vec![Action::SetField { field: Field::Reg(0), value: 5, mask: 0xffff_ffff }, Action::Ct(Box::new(ct))]),
+            flow(
+                0,
+                1,
+                m_ip(),
+                vec![
+                    Action::SetField {
+                        field: Field::Reg(0),
+                        value: 5,
+                        mask: 0xffff_ffff,
+                    },
+                    Action::Ct(Box::new(ct)),
+                ],
+            ),
             flow(1, 1, trk, vec![Action::Output(2)]),
         ],
         now,
@@ -272,7 +427,11 @@ fn ct_table_freezes_registers_and_thaws() {
     .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
     let id = match t.actions.as_slice() {
-        [DpAction::Ct { zone: 5, commit: false, .. }, DpAction::Recirc(id)] => *id,
+        [DpAction::Ct {
+            zone: 5,
+            commit: false,
+            ..
+        }, DpAction::Recirc(id)] => *id,
         other => panic!("unexpected {other:?}"),
     };
     // The packet comes back tracked (est) with the recirc id.
@@ -282,8 +441,24 @@ fn ct_table_freezes_registers_and_thaws() {
     let t = of.translate(&k, now);
     assert_eq!(outputs(&t), vec![2], "registers were thawed");
     // ct without an ip match is refused, as ovs-ofctl does.
-    let bad = CtAction { commit: true, force: false, zone: CtZone::Imm(0), table: None, exec: vec![] };
-    assert!(of.flow_mods(&[flow(0, 1, Match::default(), vec![Action::Ct(Box::new(bad))])], now).is_err());
+    let bad = CtAction {
+        commit: true,
+        force: false,
+        zone: CtZone::Imm(0),
+        table: None,
+        exec: vec![],
+    };
+    assert!(of
+        .flow_mods(
+            &[flow(
+                0,
+                1,
+                Match::default(),
+                vec![Action::Ct(Box::new(bad))]
+            )],
+            now
+        )
+        .is_err());
 }
 
 #[test]
@@ -301,7 +476,11 @@ fn modify_delete_strict_and_cookies() {
     // Non-strict modify with a wider match changes both table-0 flows.
     let mut m = FlowMod {
         cmd: FlowModCmd::Modify { strict: false },
-        spec: FlowSpec { matches: Match::default(), actions: vec![Action::Output(3)], ..FlowSpec::default() },
+        spec: FlowSpec {
+            matches: Match::default(),
+            actions: vec![Action::Output(3)],
+            ..FlowSpec::default()
+        },
         table: Some(0),
     };
     assert_eq!(of.flow_mods(&[m.clone()], now).unwrap().modified, 2);
@@ -314,14 +493,21 @@ fn modify_delete_strict_and_cookies() {
     // Delete by cookie mask across all tables.
     let d = FlowMod {
         cmd: FlowModCmd::Delete { strict: false },
-        spec: FlowSpec { cookie: 0x22, cookie_mask: 0xff, ..FlowSpec::default() },
+        spec: FlowSpec {
+            cookie: 0x22,
+            cookie_mask: 0xff,
+            ..FlowSpec::default()
+        },
         table: None,
     };
     assert_eq!(of.flow_mods(&[d], now).unwrap().deleted, 1);
     // Delete with out_port.
     let d = FlowMod {
         cmd: FlowModCmd::Delete { strict: false },
-        spec: FlowSpec { out_port: Some(3), ..FlowSpec::default() },
+        spec: FlowSpec {
+            out_port: Some(3),
+            ..FlowSpec::default()
+        },
         table: None,
     };
     assert_eq!(of.flow_mods(&[d], now).unwrap().deleted, 2);
@@ -333,7 +519,9 @@ fn atomic_batches() {
     let of = of_with_ports(2);
     let good = flow(0, 1, Match::default(), vec![Action::Output(2)]);
     let bad = flow(0, 1, Match::default(), vec![Action::GotoTable(0)]);
-    let err = of.flow_mods(&[good.clone(), bad], Instant::now()).unwrap_err();
+    let err = of
+        .flow_mods(&[good.clone(), bad], Instant::now())
+        .unwrap_err();
     assert_eq!(err.index, 1);
     assert_eq!(of.n_flows(), 0);
 }
@@ -342,7 +530,8 @@ fn atomic_batches() {
 fn generation_moves_on_flow_mod() {
     let of = of_with_ports(1);
     let g = of.generation();
-    of.flow_mods(&[flow(0, 1, Match::default(), vec![])], Instant::now()).unwrap();
+    of.flow_mods(&[flow(0, 1, Match::default(), vec![])], Instant::now())
+        .unwrap();
     assert!(of.generation() > g);
 }
 
@@ -362,7 +551,11 @@ fn timeouts_expire_flows() {
         r.credit(1, 60, t0 + Duration::from_secs(4));
     }
     assert_eq!(of.expire(t0 + Duration::from_secs(8)), 0);
-    assert_eq!(of.expire(t0 + Duration::from_secs(9)), 1, "idle 5 s after last use");
+    assert_eq!(
+        of.expire(t0 + Duration::from_secs(9)),
+        1,
+        "idle 5 s after last use"
+    );
     assert_eq!(of.expire(t0 + Duration::from_secs(10)), 1, "hard timeout");
     assert_eq!(of.n_flows(), 0);
 }
@@ -371,8 +564,16 @@ fn timeouts_expire_flows() {
 fn bpdu_dropped_on_edge_ports_and_guard_disables() {
     let of = of_with_ports(2);
     let now = Instant::now();
-    of.flow_mods(&[flow(0, 0, Match::default(), vec![Action::Output(ofp_port::NORMAL)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Output(ofp_port::NORMAL)],
+        )],
+        now,
+    )
+    .unwrap();
     let stp = key(1, 0x0200_0000_0001, 0x0180_c200_0000);
     let t = of.translate(&stp, now);
     assert_eq!(t.drop, Some(DropReason::Bpdu));
@@ -385,7 +586,10 @@ fn bpdu_dropped_on_edge_ports_and_guard_disables() {
     assert_eq!(t.drop, Some(DropReason::PortDisabled));
     // forward_bpdu turns the filter off.
     of.update_port(1, |p| p.enabled = true);
-    of.set_config(BridgeConfig { forward_bpdu: true, ..BridgeConfig::default() });
+    of.set_config(BridgeConfig {
+        forward_bpdu: true,
+        ..BridgeConfig::default()
+    });
     let t = of.translate(&stp, now);
     assert_eq!(outputs(&t), vec![2]);
 }
@@ -404,19 +608,37 @@ fn normal_vlan_access_and_trunk() {
     for p in [a1, a2, a3, trunk] {
         of.add_port(p);
     }
-    of.flow_mods(&[flow(0, 0, Match::default(), vec![Action::Output(ofp_port::NORMAL)])], now)
-        .unwrap();
+    of.flow_mods(
+        &[flow(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Output(ofp_port::NORMAL)],
+        )],
+        now,
+    )
+    .unwrap();
     // Untagged from access port a1 floods to a2 (untagged) and the trunk
     // (tagged 100), not to a3 (VLAN 200).
     let t = of.translate(&key(1, 0x0200_0000_0001, 0xffff_ffff_ffff), now);
     assert_eq!(
         t.actions,
-        vec![DpAction::Output(2), DpAction::PushVlan { tpid: 0x8100, tci: 100 }, DpAction::Output(4)]
+        vec![
+            DpAction::Output(2),
+            DpAction::PushVlan {
+                tpid: 0x8100,
+                tci: 100
+            },
+            DpAction::Output(4)
+        ]
     );
     // A tagged frame on an access port is dropped.
     let mut k = key(1, 0x0200_0000_0001, 0xffff_ffff_ffff);
     k.set_vlan_tci(0x1000 | 100);
-    assert_eq!(of.translate(&k, now).drop, Some(DropReason::VlanTaggedOnAccessPort));
+    assert_eq!(
+        of.translate(&k, now).drop,
+        Some(DropReason::VlanTaggedOnAccessPort)
+    );
     // Tagged 100 from the trunk reaches a1 untagged (a1 was learned).
     let mut k = key(4, 0x0200_0000_0009, 0x0200_0000_0001);
     k.set_vlan_tci(0x1000 | 100);

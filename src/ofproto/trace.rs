@@ -15,6 +15,7 @@ use std::fmt::Write;
 
 /// One step of a translation.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built only when tracing
 pub enum TraceEvent {
     /// A rule matched in `table`.
     Rule {
@@ -82,7 +83,13 @@ impl Trace {
         });
     }
 
-    pub(crate) fn finish(&mut self, key: &FlowKey, wc: &FlowMask, actions: &[DpAction], drop: Option<DropReason>) {
+    pub(crate) fn finish(
+        &mut self,
+        key: &FlowKey,
+        wc: &FlowMask,
+        actions: &[DpAction],
+        drop: Option<DropReason>,
+    ) {
         self.final_key = Some(*key);
         self.megaflow = Some(Match {
             key: key.masked(wc),
@@ -98,10 +105,21 @@ impl Trace {
         let mut s = String::new();
         for e in &self.events {
             match e {
-                TraceEvent::Rule { depth, table, matches, priority, cookie, actions } => {
+                TraceEvent::Rule {
+                    depth,
+                    table,
+                    matches,
+                    priority,
+                    cookie,
+                    actions,
+                } => {
                     let ind = "    ".repeat(*depth as usize);
                     let m = format_match(matches, crate::flow::DEFAULT_PRIORITY, names);
-                    let m = if m.is_empty() { String::new() } else { format!("{m}, ") };
+                    let m = if m.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{m}, ")
+                    };
                     let _ = write!(s, "{ind}{table:2}. {m}priority {priority}");
                     if *cookie != 0 {
                         let _ = write!(s, ", cookie {cookie:#x}");
@@ -137,7 +155,11 @@ impl Trace {
             txt.push_str(&format_match(m, crate::flow::DEFAULT_PRIORITY, names));
             let _ = writeln!(s, "Megaflow: {}", txt.trim_end_matches(','));
         }
-        let _ = writeln!(s, "Datapath actions: {}", format_dp_actions(&self.dp_actions));
+        let _ = writeln!(
+            s,
+            "Datapath actions: {}",
+            format_dp_actions(&self.dp_actions)
+        );
         if let Some(d) = self.drop {
             let _ = writeln!(s, "Drop reason: {d} ({})", d.describe());
         }
@@ -248,6 +270,10 @@ pub fn format_key(k: &FlowKey, names: Option<&dyn PortNames>) -> String {
     if k.recirc_id() != 0 {
         let _ = write!(s, "recirc_id={:#x},", k.recirc_id());
     }
-    s.push_str(&format_match(&key_to_match(k), crate::flow::DEFAULT_PRIORITY, names));
+    s.push_str(&format_match(
+        &key_to_match(k),
+        crate::flow::DEFAULT_PRIORITY,
+        names,
+    ));
     s
 }

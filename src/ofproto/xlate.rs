@@ -59,11 +59,19 @@ impl VlanStack {
     pub(crate) fn from_key(k: &FlowKey) -> Self {
         let mut s = VlanStack::default();
         if k.vlan_tci() & FlowKey::VLAN_CFI != 0 {
-            let tpid = if k.vlan_tpid() & FlowKey::TPID_OUTER_AD != 0 { 0x88a8 } else { 0x8100 };
+            let tpid = if k.vlan_tpid() & FlowKey::TPID_OUTER_AD != 0 {
+                0x88a8
+            } else {
+                0x8100
+            };
             s.tags[0] = (tpid, k.vlan_tci() & !FlowKey::VLAN_CFI);
             s.n = 1;
             if k.vlan_tci1() & FlowKey::VLAN_CFI != 0 {
-                let tpid = if k.vlan_tpid() & FlowKey::TPID_INNER_AD != 0 { 0x88a8 } else { 0x8100 };
+                let tpid = if k.vlan_tpid() & FlowKey::TPID_INNER_AD != 0 {
+                    0x88a8
+                } else {
+                    0x8100
+                };
                 s.tags[1] = (tpid, k.vlan_tci1() & !FlowKey::VLAN_CFI);
                 s.n = 2;
             }
@@ -164,7 +172,9 @@ pub(crate) fn prereqs_ok(f: Field, key: &FlowKey, wc: &mut FlowMask) -> bool {
     };
     match f {
         Field::NwSrc | Field::NwDst => need_type(&[0x0800], wc),
-        Field::NwTos | Field::IpDscp | Field::NwEcn | Field::NwTtl => need_type(&[0x0800, 0x86dd], wc),
+        Field::NwTos | Field::IpDscp | Field::NwEcn | Field::NwTtl => {
+            need_type(&[0x0800, 0x86dd], wc)
+        }
         Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => need_type(&[0x86dd], wc),
         Field::ArpOp | Field::ArpSpa | Field::ArpTpa | Field::ArpSha | Field::ArpTha => {
             need_type(&[0x0806, 0x8035], wc)
@@ -297,14 +307,18 @@ impl<'a> Xlate<'a> {
         }
         // 01:80:c2:00:00:00/ff:ff:ff:ff:ff:f0: STP, LLDP, pause, 802.1X...
         let reserved = self.key.dl_dst_u64() & !0xf == 0x0180_c200_0000;
-        self.wc.set_dl_dst_u64(self.wc.dl_dst_u64() | 0xffff_ffff_fff0);
+        self.wc
+            .set_dl_dst_u64(self.wc.dl_dst_u64() | 0xffff_ffff_fff0);
         if reserved && p.is_edge() && !self.of.config.read().forward_bpdu {
             if p.bpdu_guard {
                 let name = p.name.clone();
                 self.of.disable_port_for_bpdu(in_port);
                 self.note(|| format!("BPDU guard: port {name} disabled"));
             }
-            self.note(|| "link-local control frame from an edge port: dropping (forward_bpdu=false)".to_string());
+            self.note(|| {
+                "link-local control frame from an edge port: dropping (forward_bpdu=false)"
+                    .to_string()
+            });
             return Some(DropReason::Bpdu);
         }
         if p.effective_vlan_mode() == super::port_info::VlanMode::Access {
@@ -343,7 +357,8 @@ impl<'a> Xlate<'a> {
         };
         if drop.is_some() {
             // Nothing leaves: set actions are pointless.
-            self.actions.retain(|a| matches!(a, DpAction::Ct { .. } | DpAction::Drop(_)));
+            self.actions
+                .retain(|a| matches!(a, DpAction::Ct { .. } | DpAction::Drop(_)));
         }
         if let Some(t) = self.trace.as_deref_mut() {
             t.finish(&self.key, &self.wc, &self.actions, drop);
@@ -420,7 +435,8 @@ impl<'a> Xlate<'a> {
         let table = table.unwrap_or(self.table_id);
         let saved = self.key.in_port();
         if let Some(p) = in_port {
-            self.key.set_in_port(if p == ofp_port::IN_PORT { saved } else { p });
+            self.key
+                .set_in_port(if p == ofp_port::IN_PORT { saved } else { p });
         }
         self.depth += 1;
         self.lookup_and_execute(table, false);
@@ -483,7 +499,11 @@ impl<'a> Xlate<'a> {
                 }
             }
             Field::DlVlan | Field::DlVlanPcp => {
-                let (shift, bits) = if field == Field::DlVlan { (0, 0x0fff) } else { (13, 0xe000) };
+                let (shift, bits) = if field == Field::DlVlan {
+                    (0, 0x0fff)
+                } else {
+                    (13, 0xe000)
+                };
                 let v = ((value as u16) << shift) & bits & ((mask as u16) << shift);
                 let m = ((mask as u16) << shift) & bits;
                 if s.n == 0 {
@@ -525,10 +545,14 @@ impl<'a> Xlate<'a> {
         self.wc.set_vlan_tpid(0xff);
         let base = self.base_vlan;
         // Same depth and same TPIDs: rewrite the outer TCI in place.
-        if base.n == want.n && base.n > 0 && base.tags[1..base.n] == want.tags[1..want.n] && base.tags[0].0 == want.tags[0].0 {
+        if base.n == want.n
+            && base.n > 0
+            && base.tags[1..base.n] == want.tags[1..want.n]
+            && base.tags[0].0 == want.tags[0].0
+        {
             self.actions.push(DpAction::SetVlanTci {
                 tci: want.tags[0].1,
-                mask: 0xffff & !FlowKey::VLAN_CFI,
+                mask: !FlowKey::VLAN_CFI,
             });
             self.base_vlan = want;
             return;
@@ -616,7 +640,12 @@ impl<'a> Xlate<'a> {
         let vid = (tci & FlowKey::VLAN_CFI != 0).then_some(tci & 0x0fff);
         let Some(vlan) = inp.input_vlan(vid) else {
             let name = inp.name.clone();
-            self.note(|| format!("normal: port {name} does not carry VLAN {}, dropping", vid.unwrap_or(0)));
+            self.note(|| {
+                format!(
+                    "normal: port {name} does not carry VLAN {}, dropping",
+                    vid.unwrap_or(0)
+                )
+            });
             if inp.effective_vlan_mode() == super::port_info::VlanMode::Access {
                 self.stop(DropReason::VlanTaggedOnAccessPort);
             }
@@ -625,12 +654,21 @@ impl<'a> Xlate<'a> {
         let src = self.key.dl_src_u64();
         let dst = self.key.dl_dst_u64();
         let limit = inp.mac_limit;
-        let learned = self.of.mac.lock().learn(vlan, src, in_port, limit, self.now);
+        let learned = self
+            .of
+            .mac
+            .lock()
+            .learn(vlan, src, in_port, limit, self.now);
         match learned {
             Learned::New | Learned::Moved => {
                 // Flows that flooded (or went to the old port) are stale now.
                 self.of.bump_generation();
-                self.note(|| format!("normal: learned {} on port {in_port} in VLAN {vlan}", fmt_mac(src)));
+                self.note(|| {
+                    format!(
+                        "normal: learned {} on port {in_port} in VLAN {vlan}",
+                        fmt_mac(src)
+                    )
+                });
             }
             Learned::PortLimit => {
                 self.note(|| format!("normal: port {in_port} reached its MAC limit, not learning"));
@@ -638,7 +676,11 @@ impl<'a> Xlate<'a> {
             _ => {}
         }
         let multicast = dst & (1 << 40) != 0;
-        let out = if multicast { None } else { self.of.mac.lock().lookup(vlan, dst, self.now) };
+        let out = if multicast {
+            None
+        } else {
+            self.of.mac.lock().lookup(vlan, dst, self.now)
+        };
         match out {
             Some(p) if p == in_port => {
                 self.note(|| "normal: destination learned on the input port, dropping".to_string());
@@ -703,7 +745,10 @@ impl<'a> Xlate<'a> {
         self.wc.set_vlan_tpid(0xff);
         let mut s = VlanStack::from_key(&self.key);
         if tpid == 0x8100 && s.n > 0 {
-            self.note(|| "push_vlan:0x8100 onto a tagged frame: dropping (use push_vlan:0x88a8 for QinQ)".to_string());
+            self.note(|| {
+                "push_vlan:0x8100 onto a tagged frame: dropping (use push_vlan:0x88a8 for QinQ)"
+                    .to_string()
+            });
             self.stop(DropReason::DoubleVlanPush);
             return;
         }
@@ -764,7 +809,12 @@ impl<'a> Xlate<'a> {
         };
         let mut mark = None;
         for a in &ct.exec {
-            if let Action::SetField { field: Field::CtMark, value, mask } = a {
+            if let Action::SetField {
+                field: Field::CtMark,
+                value,
+                mask,
+            } = a
+            {
                 let (v0, m0) = mark.unwrap_or((0u32, 0u32));
                 let m = *mask as u32;
                 mark = Some(((v0 & !m) | (*value as u32 & m), m0 | m));
@@ -816,8 +866,16 @@ impl<'a> Xlate<'a> {
             Action::Output(p) => self.output(*p, *p == ofp_port::IN_PORT),
             Action::Resubmit { in_port, table } => self.resubmit(*in_port, *table),
             Action::GotoTable(t) => self.resubmit(None, Some(*t)),
-            Action::ModDlSrc(m) => self.set_field(Field::DlSrc, u128::from(crate::flow::key::mac_to_u64(*m)), Field::DlSrc.full_mask()),
-            Action::ModDlDst(m) => self.set_field(Field::DlDst, u128::from(crate::flow::key::mac_to_u64(*m)), Field::DlDst.full_mask()),
+            Action::ModDlSrc(m) => self.set_field(
+                Field::DlSrc,
+                u128::from(crate::flow::key::mac_to_u64(*m)),
+                Field::DlSrc.full_mask(),
+            ),
+            Action::ModDlDst(m) => self.set_field(
+                Field::DlDst,
+                u128::from(crate::flow::key::mac_to_u64(*m)),
+                Field::DlDst.full_mask(),
+            ),
             Action::ModNwSrc(v) => self.set_field(Field::NwSrc, u128::from(*v), 0xffff_ffff),
             Action::ModNwDst(v) => self.set_field(Field::NwDst, u128::from(*v), 0xffff_ffff),
             Action::ModNwTos(v) => self.set_field(Field::NwTos, u128::from(*v & 0xfc), 0xfc),
@@ -836,7 +894,9 @@ impl<'a> Xlate<'a> {
                 self.set_field(dst.field, shifted, dst.mask());
             }
             Action::DecTtl => self.dec_ttl(),
-            Action::SetTunnel(id) => self.set_field(Field::TunId, u128::from(*id), u128::from(u64::MAX)),
+            Action::SetTunnel(id) => {
+                self.set_field(Field::TunId, u128::from(*id), u128::from(u64::MAX))
+            }
             Action::Ct(ct) => self.ct(ct),
             Action::CtClear => {
                 self.key.set_ct_state(0);

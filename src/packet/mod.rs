@@ -62,7 +62,9 @@ impl Batch {
         MAX_BURST.saturating_sub(self.pkts.len())
     }
 
-    /// Appends a packet; gives it back when the batch is full.
+    /// Appends a packet; gives it back when the batch is full (so the
+    /// caller can recycle it instead of losing the buffer).
+    #[allow(clippy::result_large_err)]
     pub fn push(&mut self, pkt: PacketBuf) -> Result<(), PacketBuf> {
         if self.is_full() {
             return Err(pkt);
