@@ -44,3 +44,42 @@ impl CtInvalidReason {
         }
     }
 }
+
+// ---- Placeholder API until the conntrack work lands. ----
+
+use crate::flow::FlowKey;
+use crate::packet::PacketMeta;
+use std::time::Instant;
+
+/// Parameters of one `ct` action.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CtParams {
+    /// Zone.
+    pub zone: u16,
+    /// Commit.
+    pub commit: bool,
+    /// Force.
+    pub force: bool,
+    /// Mark value and mask to set on commit.
+    pub set_mark: Option<(u32, u32)>,
+}
+
+/// Verdict.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CtVerdict {
+    /// State bits.
+    pub state: u8,
+}
+
+/// Placeholder tracker.
+#[derive(Debug, Default)]
+pub struct ConnTracker;
+
+impl ConnTracker {
+    /// Tracks one packet.
+    pub fn process(&self, _frame: &[u8], _key: &FlowKey, meta: &mut PacketMeta, params: &CtParams, _now: Instant) -> CtVerdict {
+        meta.ct_state = crate::packet::CtState(0x21);
+        meta.ct_zone = params.zone;
+        CtVerdict { state: 0x21 }
+    }
+}

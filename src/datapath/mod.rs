@@ -1,5 +1,596 @@
-//! The fast path (in progress).
+//! The fast path: batches in, caches, upcalls, action execution, batches
+//! out.
+//!
+//! Per packet: extract the key, probe the exact-match cache (EMC), then the
+//! megaflow cache; on a miss, *upcall*: ask [`Ofproto::translate`] for the
+//! datapath actions and the mask they depend on, and install a megaflow.
+//! Then execute the actions. Packets leave in per-port transmit batches.
+//!
+//! The datapath has no policy: it caches and executes what translation
+//! decided. Any change in the tables, ports or MAC learning bumps the
+//! ofproto generation; a cache entry made under an older generation is
+//! *revalidated* (re-translated; kept only when the new result is valid for
+//! every packet the entry covers) before it is used again, never trusted.
+//!
+//! A [`Datapath`] is owned by one worker thread: its caches, buffer pool and
+//! ports need no locks. It shares with the control thread only the
+//! [`Ofproto`] (locked per translation, not per packet), the connection
+//! tracker (sharded) and the drop counters (relaxed atomics on the drop
+//! path). Every entry point takes `now`; the only I/O is through the
+//! [`Port`] trait objects it owns.
 
 pub mod drop;
+pub mod emc;
+pub mod execute;
+pub mod megaflow;
 
 pub use drop::{DropCounters, DropReason};
+
+use crate::conntrack::{ConnTracker, CtParams};
+use crate::flow::{extract::extract, FlowKey};
+use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
+use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
+use crate::port::{Port, PortStats};
+use emc::Emc;
+use megaflow::MegaflowCache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Maximum passes through the tables for one packet (the first plus
+/// recirculations), as Open vSwitch's `MAX_RECIRC_DEPTH` keeps loops finite.
+pub const MAX_PASSES: usize = 6;
+/// How often used `normal` megaflows are re-translated to refresh MAC
+/// learning, and idle ones evicted.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// Megaflows unused for this long are evicted (Open vSwitch's `max-idle`).
+pub const MEGAFLOW_MAX_IDLE: Duration = Duration::from_secs(10);
+
+/// Fast-path counters (`dpif/show`, `dpif-netdev/pmd-stats-show`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DpStats {
+    /// Packets received from ports (first passes).
+    pub packets: u64,
+    /// Exact-match cache hits.
+    pub emc_hits: u64,
+    /// Megaflow cache hits.
+    pub megaflow_hits: u64,
+    /// Cache misses that went to translation.
+    pub upcalls: u64,
+    /// Upcalls whose result could not be cached (cache full).
+    pub upcalls_uncached: u64,
+    /// Stale entries re-translated.
+    pub revalidations: u64,
+    /// Recirculated passes.
+    pub recirculations: u64,
+    /// Megaflows currently cached.
+    pub megaflows: u64,
+}
+
+/// A cached megaflow, as `dump-dp-flows` prints it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DpFlowInfo {
+    /// The masked match, in ovs-ofctl syntax.
+    pub matches: String,
+    /// Datapath actions.
+    pub actions: String,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Seconds since last hit (`None` = never).
+    pub used_secs: Option<f64>,
+}
+
+/// A port owned by the datapath, with its pending transmit batch.
+struct DpPort {
+    no: u32,
+    port: Box<dyn Port>,
+    tx: Batch,
+}
+
+/// Per-worker fast path.
+pub struct Datapath {
+    of: Arc<Ofproto>,
+    ct: Arc<ConnTracker>,
+    drops: Arc<DropCounters>,
+    emc: Emc,
+    mf: MegaflowCache,
+    ports: Vec<DpPort>,
+    pool: PacketPool,
+    stats: DpStats,
+    recirc: Vec<PacketBuf>,
+    touched: Vec<(u32, u32)>,
+    last_sweep: Option<Instant>,
+    generation_seen: u64,
+}
+
+impl core::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Datapath")
+            .field("ports", &self.ports.len())
+            .field("megaflows", &self.mf.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// What happened to one packet (for tests and benches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Sent,
+    Dropped,
+}
+
+impl Datapath {
+    /// A datapath for the bridge `of`.
+    pub fn new(of: Arc<Ofproto>, ct: Arc<ConnTracker>, drops: Arc<DropCounters>) -> Self {
+        let g = of.generation();
+        Datapath {
+            of,
+            ct,
+            drops,
+            emc: Emc::default(),
+            mf: MegaflowCache::default(),
+            ports: Vec::new(),
+            pool: PacketPool::new(DEFAULT_CAPACITY),
+            stats: DpStats::default(),
+            recirc: Vec::with_capacity(MAX_BURST),
+            touched: Vec::with_capacity(MAX_BURST),
+            last_sweep: None,
+            generation_seen: g,
+        }
+    }
+
+    /// The bridge.
+    pub fn ofproto(&self) -> &Arc<Ofproto> {
+        &self.of
+    }
+
+    /// Drop counters.
+    pub fn drops(&self) -> &Arc<DropCounters> {
+        &self.drops
+    }
+
+    /// Fast-path counters.
+    pub fn stats(&self) -> DpStats {
+        DpStats {
+            megaflows: self.mf.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The packet buffer pool (ports receive into it).
+    pub fn pool(&mut self) -> &mut PacketPool {
+        &mut self.pool
+    }
+
+    // ---- ports ----
+
+    /// Attaches a port under OpenFlow number `no` (replacing one there).
+    pub fn add_port(&mut self, no: u32, port: Box<dyn Port>) -> Option<Box<dyn Port>> {
+        let old = self.del_port(no);
+        self.ports.push(DpPort {
+            no,
+            port,
+            tx: Batch::new(),
+        });
+        old
+    }
+
+    /// Detaches port `no`, flushing what it still had to send.
+    pub fn del_port(&mut self, no: u32) -> Option<Box<dyn Port>> {
+        let i = self.ports.iter().position(|p| p.no == no)?;
+        let mut p = self.ports.swap_remove(i);
+        p.tx.recycle(&mut self.pool);
+        Some(p.port)
+    }
+
+    /// OpenFlow numbers of the attached ports.
+    pub fn port_numbers(&self) -> Vec<u32> {
+        self.ports.iter().map(|p| p.no).collect()
+    }
+
+    /// Counters of every port, with port-level drops by reason.
+    pub fn port_stats(&self) -> Vec<(u32, PortStats)> {
+        self.ports.iter().map(|p| (p.no, p.port.stats())).collect()
+    }
+
+    /// Runs `f` on port `no`.
+    pub fn with_port<R>(&mut self, no: u32, f: impl FnOnce(&mut dyn Port) -> R) -> Option<R> {
+        let p = self.ports.iter_mut().find(|p| p.no == no)?;
+        Some(f(p.port.as_mut()))
+    }
+
+    /// Drops the ports counted themselves, folded into `DropReason::Port`.
+    pub fn port_drops(&self) -> Vec<(DropReason, u64)> {
+        let mut v: Vec<(DropReason, u64)> = Vec::new();
+        for p in &self.ports {
+            for (r, n) in p.port.drops() {
+                match v.iter_mut().find(|(x, _)| *x == DropReason::Port(r)) {
+                    Some(e) => e.1 += n,
+                    None => v.push((DropReason::Port(r), n)),
+                }
+            }
+        }
+        v
+    }
+
+    // ---- the fast path ----
+
+    /// Receives one batch from every port and processes it. Returns the
+    /// number of packets received.
+    pub fn poll_once(&mut self, now: Instant) -> usize {
+        let mut total = 0;
+        let mut batch = Batch::new();
+        for i in 0..self.ports.len() {
+            let no = self.ports[i].no;
+            let n = match self.ports[i].port.recv_batch(&mut self.pool, &mut batch) {
+                Ok(n) => n,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            for p in batch.iter_mut() {
+                p.meta.in_port = no;
+            }
+            self.process_batch(&mut batch, now);
+        }
+        self.flush_tx();
+        total
+    }
+
+    /// Processes a batch whose packets have `meta.in_port` set. Outputs are
+    /// queued on the ports' transmit batches (call [`Datapath::flush_tx`]).
+    pub fn process_batch(&mut self, batch: &mut Batch, now: Instant) {
+        let gen = self.of.generation();
+        if gen != self.generation_seen {
+            self.generation_seen = gen;
+        }
+        self.stats.packets += batch.len() as u64;
+        for pkt in batch.drain() {
+            self.process_packet(pkt, gen, now);
+        }
+        let mut pass = 1;
+        while !self.recirc.is_empty() {
+            let pkts: Vec<PacketBuf> = self.recirc.drain(..).collect();
+            pass += 1;
+            for pkt in pkts {
+                if pass > MAX_PASSES {
+                    self.drops.add(DropReason::RecircDepth, 1);
+                    self.pool.put(pkt);
+                    continue;
+                }
+                self.stats.recirculations += 1;
+                self.process_packet(pkt, gen, now);
+            }
+        }
+        for (slot, ver) in self.touched.drain(..) {
+            if let Some(m) = self.mf.get_mut(slot, ver) {
+                m.flush_stats(now);
+            }
+        }
+    }
+
+    fn process_packet(&mut self, mut pkt: PacketBuf, gen: u64, now: Instant) {
+        let mut key = FlowKey::default();
+        if let Err(e) = { let (d, m) = pkt.split(); extract(d, m, &mut key) } {
+            self.drops.add(DropReason::Malformed(e), 1);
+            self.pool.put(pkt);
+            return;
+        }
+        let hash = key.hash64();
+        let mut found = None;
+        if let Some((slot, ver)) = self.emc.lookup(hash, &key) {
+            if self.mf.get_mut(slot, ver).is_some() {
+                self.stats.emc_hits += 1;
+                found = Some((slot, ver));
+            }
+        }
+        if found.is_none() {
+            if let Some((slot, ver)) = self.mf.lookup(&key) {
+                self.stats.megaflow_hits += 1;
+                self.emc.insert(hash, &key, slot, ver);
+                found = Some((slot, ver));
+            }
+        }
+        // Stale entries are re-translated before use.
+        if let Some((slot, ver)) = found {
+            let stale = self.mf.get_mut(slot, ver).is_some_and(|m| m.generation != gen);
+            if stale && !self.revalidate(slot, ver, &key, gen, now) {
+                found = None;
+            }
+        }
+        let (slot, ver) = match found {
+            Some(f) => f,
+            None => {
+                self.stats.upcalls += 1;
+                let t = self.of.translate(&key, now);
+                match self.mf.insert(&key, t.clone(), gen, now) {
+                    Some((slot, ver)) => {
+                        self.emc.insert(hash, &key, slot, ver);
+                        (slot, ver)
+                    }
+                    None => {
+                        // Cache full: execute without caching (slow path),
+                        // still counted and credited.
+                        self.stats.upcalls_uncached += 1;
+                        for r in &t.rules {
+                            r.credit(1, pkt.len() as u64, now);
+                        }
+                        self.execute(pkt, &key, &t.actions, t.drop, now);
+                        return;
+                    }
+                }
+            }
+        };
+        let len = pkt.len() as u64;
+        let Datapath { mf, touched, .. } = self;
+        let Some(m) = mf.get_mut(slot, ver) else {
+            self.pool.put(pkt);
+            return;
+        };
+        m.packets += 1;
+        m.bytes += len;
+        m.used = Some(now);
+        m.used_since_sweep = true;
+        if m.pending_packets == 0 {
+            touched.push((slot, ver));
+        }
+        m.pending_packets += 1;
+        m.pending_bytes += len;
+        // Borrow the actions while executing: split the fields.
+        let Datapath {
+            mf,
+            ports,
+            pool,
+            drops,
+            ct,
+            recirc,
+            ..
+        } = self;
+        let Some(m) = mf.get_mut(slot, ver) else { return };
+        execute_actions(ExecCtx { ports, pool, drops, ct, recirc }, pkt, &key, &m.actions, m.drop, now);
+    }
+
+    fn execute(&mut self, pkt: PacketBuf, key: &FlowKey, actions: &[DpAction], drop: Option<DropReason>, now: Instant) {
+        let Datapath {
+            ports,
+            pool,
+            drops,
+            ct,
+            recirc,
+            ..
+        } = self;
+        execute_actions(ExecCtx { ports, pool, drops, ct, recirc }, pkt, key, actions, drop, now);
+    }
+
+    /// Re-translates a stale megaflow. Keeps it (with the new result) when
+    /// the new translation depends on no bit the megaflow does not pin;
+    /// otherwise removes it. Returns whether it was kept.
+    fn revalidate(&mut self, slot: u32, ver: u32, key: &FlowKey, gen: u64, now: Instant) -> bool {
+        self.stats.revalidations += 1;
+        let t = self.of.translate(key, now);
+        let Some(m) = self.mf.get_mut(slot, ver) else { return false };
+        let fits = (0..crate::flow::key::WORDS).all(|i| t.mask.w[i] & !m.mask.w[i] == 0);
+        if fits {
+            m.flush_stats(now);
+            m.update(t, gen);
+            true
+        } else {
+            if let Some(mut m) = self.mf.remove(slot) {
+                m.flush_stats(now);
+            }
+            false
+        }
+    }
+
+    /// Sends what the transmit batches hold.
+    pub fn flush_tx(&mut self) {
+        for p in &mut self.ports {
+            if !p.tx.is_empty() {
+                let _ = p.port.send_batch(&mut p.tx, &mut self.pool);
+                // What the port could not take now is dropped (counted by the
+                // port), so a stuck port cannot hold buffers forever.
+                p.tx.recycle(&mut self.pool);
+            }
+        }
+    }
+
+    /// Periodic upkeep: re-translate used `normal` megaflows (refreshes MAC
+    /// learning), evict idle ones, let ports recover. Cheap when called
+    /// often: it acts at most every [`SWEEP_INTERVAL`].
+    pub fn housekeeping(&mut self, now: Instant) {
+        if self.last_sweep.is_some_and(|t| now.saturating_duration_since(t) < SWEEP_INTERVAL) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        for p in &mut self.ports {
+            p.port.housekeeping();
+        }
+        let gen = self.of.generation();
+        for slot in self.mf.slots() {
+            let Some(m) = self.mf.slot(slot) else { continue };
+            let idle = now.saturating_duration_since(m.used.unwrap_or(m.created));
+            if idle >= MEGAFLOW_MAX_IDLE {
+                if let Some(mut m) = self.mf.remove(slot) {
+                    m.flush_stats(now);
+                }
+                continue;
+            }
+            if m.uses_normal && m.used_since_sweep {
+                let example = m.example;
+                let t = self.of.translate(&example, now);
+                let ver = self.mf.version(slot);
+                if let Some(m) = self.mf.get_mut(slot, ver) {
+                    m.used_since_sweep = false;
+                    let fits = (0..crate::flow::key::WORDS).all(|i| t.mask.w[i] & !m.mask.w[i] == 0);
+                    if fits && m.generation == gen {
+                        m.update(t, gen);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Empties both caches (every packet upcalls again).
+    pub fn flush_caches(&mut self) {
+        self.emc.clear();
+        self.mf.clear();
+    }
+
+    /// The cached megaflows, formatted.
+    pub fn dump_megaflows(&self, now: Instant) -> Vec<DpFlowInfo> {
+        let names = self.of.ports();
+        self.mf
+            .slots()
+            .into_iter()
+            .filter_map(|s| self.mf.slot(s))
+            .map(|m| {
+                let mut txt = format!("recirc_id={:#x},", m.key.recirc_id());
+                txt.push_str(&crate::flow::format::format_match(
+                    &crate::flow::Match { key: m.key, mask: m.mask },
+                    crate::flow::DEFAULT_PRIORITY,
+                    Some(&names),
+                ));
+                DpFlowInfo {
+                    matches: txt.trim_end_matches(',').to_string(),
+                    actions: format_dp_actions(&m.actions),
+                    packets: m.packets,
+                    bytes: m.bytes,
+                    used_secs: m.used.map(|u| now.saturating_duration_since(u).as_secs_f64()),
+                }
+            })
+            .collect()
+    }
+}
+
+struct ExecCtx<'a> {
+    ports: &'a mut Vec<DpPort>,
+    pool: &'a mut PacketPool,
+    drops: &'a DropCounters,
+    ct: &'a ConnTracker,
+    recirc: &'a mut Vec<PacketBuf>,
+}
+
+impl ExecCtx<'_> {
+    fn output(&mut self, no: u32, pkt: PacketBuf) -> Fate {
+        let Some(p) = self.ports.iter_mut().find(|p| p.no == no) else {
+            self.drops.add(DropReason::NoSuchPort, 1);
+            self.pool.put(pkt);
+            return Fate::Dropped;
+        };
+        if let Err(pkt) = p.tx.push(pkt) {
+            // Full: send what is queued, then queue this one.
+            let _ = p.port.send_batch(&mut p.tx, self.pool);
+            p.tx.recycle(self.pool);
+            let _ = p.tx.push(pkt);
+        }
+        Fate::Sent
+    }
+}
+
+/// Executes `actions` on `pkt`. The packet's buffer ends in a transmit
+/// batch, the recirculation queue, or back in the pool.
+fn execute_actions(
+    mut cx: ExecCtx<'_>,
+    mut pkt: PacketBuf,
+    key: &FlowKey,
+    actions: &[DpAction],
+    drop: Option<DropReason>,
+    now: Instant,
+) {
+    let mut sent = false;
+    // The key stays valid for conntrack until a rewrite changes the packet.
+    let mut key = *key;
+    let mut key_stale = false;
+    let n = actions.len();
+    for (i, a) in actions.iter().enumerate() {
+        let last = i + 1 == n;
+        match a {
+            DpAction::Output(no) => {
+                if last {
+                    cx.output(*no, pkt);
+                    return;
+                }
+                let copy = cx.pool.clone_packet(&pkt);
+                if cx.output(*no, copy) == Fate::Sent {
+                    sent = true;
+                }
+            }
+            DpAction::SetField { field, value, mask } => {
+                execute::set_field(&mut pkt, &key, *field, *value, *mask);
+                key_stale = true;
+            }
+            DpAction::PushVlan { tpid, tci } => {
+                execute::push_vlan(&mut pkt, *tpid, *tci);
+                key_stale = true;
+            }
+            DpAction::PopVlan => {
+                if !execute::pop_vlan(&mut pkt) {
+                    cx.drops.add(DropReason::PopVlanUntagged, 1);
+                    cx.pool.put(pkt);
+                    return;
+                }
+                key_stale = true;
+            }
+            DpAction::SetVlanTci { tci, mask } => {
+                execute::set_vlan_tci(&mut pkt, *tci, *mask);
+                key_stale = true;
+            }
+            DpAction::Ct { zone, commit, force, mark } => {
+                if key_stale {
+                    let mut k = FlowKey::default();
+                    if { let (d, m) = pkt.split(); extract(d, m, &mut k) }.is_ok() {
+                        key = k;
+                    }
+                    key_stale = false;
+                }
+                let params = CtParams {
+                    zone: *zone,
+                    commit: *commit,
+                    force: *force,
+                    set_mark: *mark,
+                };
+                let (data, meta) = pkt.split();
+                cx.ct.process(data, &key, meta, &params, now);
+            }
+            DpAction::CtClear => {
+                pkt.meta.ct_state = Default::default();
+                pkt.meta.ct_zone = 0;
+                pkt.meta.ct_mark = 0;
+                pkt.meta.ct_invalid = 0;
+            }
+            DpAction::Recirc(id) => {
+                if last {
+                    pkt.meta.recirc_id = *id;
+                    cx.recirc.push(pkt);
+                    return;
+                }
+                let mut copy = cx.pool.clone_packet(&pkt);
+                copy.meta.recirc_id = *id;
+                cx.recirc.push(copy);
+                sent = true;
+            }
+            DpAction::Drop(r) => {
+                cx.drops.add(*r, 1);
+                cx.pool.put(pkt);
+                return;
+            }
+        }
+    }
+    if !sent {
+        let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
+        if reason == DropReason::PipelineDrop && pkt.meta.ct_invalid != 0 {
+            if let Some(r) = crate::conntrack::CtInvalidReason::ALL.get(usize::from(pkt.meta.ct_invalid - 1)) {
+                reason = DropReason::CtInvalid(*r);
+            }
+        }
+        cx.drops.add(reason, 1);
+    }
+    cx.pool.put(pkt);
+}
+
+#[cfg(test)]
+mod tests;

@@ -69,6 +69,13 @@ impl PacketBuf {
         &mut self.buf[self.start..self.end]
     }
 
+    /// The frame and the metadata at once (conntrack reads the bytes while
+    /// it writes the metadata).
+    #[inline]
+    pub fn split(&mut self) -> (&[u8], &mut PacketMeta) {
+        (&self.buf[self.start..self.end], &mut self.meta)
+    }
+
     /// Frame length in bytes.
     #[inline]
     pub fn len(&self) -> usize {

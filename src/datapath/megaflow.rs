@@ -1,0 +1,238 @@
+//! The megaflow cache: tuple-space search over the masks translations
+//! produced, per worker (Open vSwitch's `dpcls`).
+//!
+//! Each distinct mask is a subtable mapping the masked key to a slot of a
+//! slab. Subtables are re-ordered by hit count so the busy ones are probed
+//! first. Slots carry a version, bumped when the slot is freed, so stale
+//! exact-match cache entries can never reach a recycled slot.
+//!
+//! Owned by one worker thread: no locks. Rule counters are shared atomics
+//! credited once per batch per megaflow.
+
+use crate::datapath::DropReason;
+use crate::flow::{FlowKey, FlowMask};
+use crate::ofproto::{DpAction, RuleStats, Translation};
+use hashbrown::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// A cached translation.
+#[derive(Debug)]
+pub struct Megaflow {
+    /// Masked key.
+    pub key: FlowKey,
+    /// Mask.
+    pub mask: FlowMask,
+    /// Full key of the packet that created it (re-translated on
+    /// revalidation).
+    pub example: FlowKey,
+    /// Datapath actions.
+    pub actions: Vec<DpAction>,
+    /// Rules to credit.
+    pub rules: Vec<Arc<RuleStats>>,
+    /// Why matching packets die, when they go nowhere.
+    pub drop: Option<DropReason>,
+    /// Needs periodic re-translation (MAC learning refresh).
+    pub uses_normal: bool,
+    /// Ofproto generation it was translated under.
+    pub generation: u64,
+    /// Packets that hit it.
+    pub packets: u64,
+    /// Bytes that hit it.
+    pub bytes: u64,
+    /// Last hit.
+    pub used: Option<Instant>,
+    /// Created.
+    pub created: Instant,
+    // Counts not yet credited to the rules.
+    pub(crate) pending_packets: u64,
+    pub(crate) pending_bytes: u64,
+    // Used since the last revalidation sweep.
+    pub(crate) used_since_sweep: bool,
+}
+
+impl Megaflow {
+    /// Replaces the cached result after a revalidation whose mask fits
+    /// within this megaflow's.
+    pub fn update(&mut self, t: Translation, generation: u64) {
+        self.actions = t.actions;
+        self.rules = t.rules;
+        self.drop = t.drop;
+        self.uses_normal = t.uses_normal;
+        self.generation = generation;
+    }
+
+    /// Credits pending counts to the rules.
+    pub fn flush_stats(&mut self, now: Instant) {
+        if self.pending_packets == 0 {
+            return;
+        }
+        for r in &self.rules {
+            r.credit(self.pending_packets, self.pending_bytes, now);
+        }
+        self.pending_packets = 0;
+        self.pending_bytes = 0;
+    }
+}
+
+struct Subtable {
+    mask: FlowMask,
+    map: FastMap<FlowKey, u32>,
+    hits: u64,
+}
+
+/// The cache.
+#[derive(Default)]
+pub struct MegaflowCache {
+    slots: Vec<Option<Megaflow>>,
+    versions: Vec<u32>,
+    free: Vec<u32>,
+    subtables: Vec<Subtable>,
+    len: usize,
+    lookups: u64,
+}
+
+/// Upper bound on cached megaflows per worker (Open vSwitch's default
+/// flow limit is 200,000 for the whole datapath).
+pub const MAX_MEGAFLOWS: usize = 65536;
+
+impl MegaflowCache {
+    /// Number of cached megaflows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of distinct masks.
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// The slot and version of the megaflow matching `key`.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey) -> Option<(u32, u32)> {
+        self.lookups += 1;
+        for st in self.subtables.iter_mut() {
+            let masked = key.masked(&st.mask);
+            if let Some(&slot) = st.map.get(&masked) {
+                st.hits += 1;
+                return Some((slot, self.versions[slot as usize]));
+            }
+        }
+        if self.lookups % 4096 == 0 {
+            // Busy subtables first (Open vSwitch sorts dpcls subtables by
+            // hits the same way).
+            self.subtables.sort_by_key(|s| core::cmp::Reverse(s.hits));
+            for s in &mut self.subtables {
+                s.hits /= 2;
+            }
+        }
+        None
+    }
+
+    /// The megaflow in `slot` if its version is still `version`.
+    #[inline]
+    pub fn get_mut(&mut self, slot: u32, version: u32) -> Option<&mut Megaflow> {
+        if self.versions.get(slot as usize) != Some(&version) {
+            return None;
+        }
+        self.slots.get_mut(slot as usize)?.as_mut()
+    }
+
+    /// The current version of `slot`.
+    pub fn version(&self, slot: u32) -> u32 {
+        self.versions.get(slot as usize).copied().unwrap_or(0)
+    }
+
+    /// The megaflow in `slot`.
+    pub fn slot(&self, slot: u32) -> Option<&Megaflow> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Installs a translation for `key`; returns (slot, version).
+    pub fn insert(&mut self, key: &FlowKey, t: Translation, generation: u64, now: Instant) -> Option<(u32, u32)> {
+        if self.len >= MAX_MEGAFLOWS {
+            return None;
+        }
+        let masked = key.masked(&t.mask);
+        let st = match self.subtables.iter().position(|s| s.mask == t.mask) {
+            Some(i) => i,
+            None => {
+                self.subtables.push(Subtable {
+                    mask: t.mask,
+                    map: FastMap::default(),
+                    hits: 0,
+                });
+                self.subtables.len() - 1
+            }
+        };
+        // Another packet of the same megaflow may have raced us in this
+        // batch: replace.
+        if let Some(&old) = self.subtables[st].map.get(&masked) {
+            self.remove(old);
+            return self.insert(key, t, generation, now);
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                self.versions.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[slot as usize] = Some(Megaflow {
+            key: masked,
+            mask: t.mask,
+            example: *key,
+            actions: t.actions,
+            rules: t.rules,
+            drop: t.drop,
+            uses_normal: t.uses_normal,
+            generation,
+            packets: 0,
+            bytes: 0,
+            used: None,
+            created: now,
+            pending_packets: 0,
+            pending_bytes: 0,
+            used_since_sweep: true,
+        });
+        self.subtables[st].map.insert(masked, slot);
+        self.len += 1;
+        Some((slot, self.versions[slot as usize]))
+    }
+
+    /// Removes the megaflow in `slot`.
+    pub fn remove(&mut self, slot: u32) -> Option<Megaflow> {
+        let mf = self.slots.get_mut(slot as usize)?.take()?;
+        // Subtables are few and get re-ordered by hits: find by mask.
+        if let Some(i) = self.subtables.iter().position(|s| s.mask == mf.mask) {
+            self.subtables[i].map.remove(&mf.key);
+            if self.subtables[i].map.is_empty() {
+                self.subtables.remove(i);
+            }
+        }
+        self.versions[slot as usize] = self.versions[slot as usize].wrapping_add(1);
+        self.free.push(slot);
+        self.len -= 1;
+        Some(mf)
+    }
+
+    /// Slots in use.
+    pub fn slots(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32).filter(|s| self.slots[*s as usize].is_some()).collect()
+    }
+
+    /// Removes every megaflow.
+    pub fn clear(&mut self) {
+        for s in self.slots() {
+            self.remove(s);
+        }
+    }
+}
