@@ -1,2 +1,76 @@
 //! vswitchd: the switch daemon.
-fn main() {}
+//!
+//! With no arguments it runs the embedded default configuration (bridge
+//! `br0` as a MAC-learning switch) and serves the control socket.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vswitch::ctl::{config::Config, server, switch::Switch};
+
+/// The vswitch daemon.
+#[derive(Parser, Debug)]
+#[command(name = "vswitchd", version, about = "userspace virtual switch daemon")]
+struct Args {
+    /// Configuration file (TOML). Without it, the embedded default runs.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Control socket path (default: /run/vswitch/vswitchd.sock as root;
+    /// also settable with VSWITCH_CTL).
+    #[arg(long)]
+    ctl: Option<PathBuf>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{}", vswitch::ctl::config::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let (cfg, base) = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let cfg = Config::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            let base = p.parent().map(|d| d.to_path_buf()).unwrap_or_default();
+            (cfg, base)
+        }
+        None => (
+            Config::embedded_default(),
+            std::env::current_dir().unwrap_or_default(),
+        ),
+    };
+    let path = args
+        .ctl
+        .or_else(|| cfg.ctl.socket.clone())
+        .unwrap_or_else(vswitch::ctl::default_socket_path);
+    let listener = server::bind(&path).map_err(|e| e.to_string())?;
+    let sw = Arc::new(Switch::new());
+    if let Err(e) = sw.apply_config(&cfg, &base) {
+        sw.shutdown();
+        let _ = std::fs::remove_file(&path);
+        return Err(format!("configuration: {e}"));
+    }
+    tracing::info!(socket = %path.display(), "vswitchd ready");
+    server::run(sw, listener, path).map_err(|e| e.to_string())
+}

@@ -77,7 +77,14 @@ pub struct ConnTracker;
 
 impl ConnTracker {
     /// Tracks one packet.
-    pub fn process(&self, _frame: &[u8], _key: &FlowKey, meta: &mut PacketMeta, params: &CtParams, _now: Instant) -> CtVerdict {
+    pub fn process(
+        &self,
+        _frame: &[u8],
+        _key: &FlowKey,
+        meta: &mut PacketMeta,
+        params: &CtParams,
+        _now: Instant,
+    ) -> CtVerdict {
         meta.ct_state = crate::packet::CtState(0x21);
         meta.ct_zone = params.zone;
         CtVerdict { state: 0x21 }

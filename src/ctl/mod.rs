@@ -1,1 +1,75 @@
-//! ctl (in progress).
+//! Control: the protocol between `vswitchctl` and `vswitchd`, the daemon's
+//! state and request handling, the server and the client, and the
+//! configuration file.
+//!
+//! * [`proto`]: typed requests/responses, one JSON document per line.
+//! * [`switch`]: bridges, ports, flows: what a request does.
+//! * [`server`]: the daemon's unix socket (tokio), timers and signals.
+//! * [`client`]: the blocking client `vswitchctl` and the tests use.
+//! * [`config`]: the TOML configuration and its embedded default.
+
+pub mod client;
+pub mod config;
+pub mod proto;
+pub mod server;
+pub mod switch;
+
+use std::path::PathBuf;
+
+/// Errors of the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The daemon is not running (or not at this socket).
+    #[error("cannot reach vswitchd at {path}: {source} (is vswitchd running? start it with `vswitchd`, or point at its socket with --ctl / VSWITCH_CTL)")]
+    NotRunning {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection failed mid-request.
+    #[error("talking to vswitchd at {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon sent something we cannot read.
+    #[error("vswitchd sent an unreadable reply: {0}")]
+    Protocol(String),
+    /// Setting up the daemon failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Environment variable naming the control socket.
+pub const CTL_ENV: &str = "VSWITCH_CTL";
+
+/// The default control socket: `/run/vswitch/vswitchd.sock` for root;
+/// otherwise under `$XDG_RUNTIME_DIR`, else `/tmp/vswitch-UID`, so a
+/// newcomer without root can still run the daemon and the client agrees on
+/// where it is. `VSWITCH_CTL` overrides all of these.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(CTL_ENV) {
+        return PathBuf::from(p);
+    }
+    let uid = current_uid();
+    if uid == 0 {
+        return PathBuf::from("/run/vswitch/vswitchd.sock");
+    }
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return PathBuf::from(x).join("vswitch/vswitchd.sock");
+    }
+    PathBuf::from(format!("/tmp/vswitch-{uid}/vswitchd.sock"))
+}
+
+fn current_uid() -> u32 {
+    // The owner of /proc/self is the effective user: no unsafe call needed.
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}

@@ -29,7 +29,11 @@ fn rd32(d: &[u8], at: usize) -> Option<u32> {
 enum L4Csum {
     None,
     /// Offset of the checksum field; `zero_means_none` for UDP over IPv4.
-    At { ofs: usize, zero_means_none: bool, pseudo: bool },
+    At {
+        ofs: usize,
+        zero_means_none: bool,
+        pseudo: bool,
+    },
 }
 
 fn l4_csum(pkt: &PacketBuf, key: &FlowKey) -> L4Csum {
@@ -38,10 +42,26 @@ fn l4_csum(pkt: &PacketBuf, key: &FlowKey) -> L4Csum {
         return L4Csum::None;
     }
     match key.nw_proto() {
-        6 => L4Csum::At { ofs: l4 + 16, zero_means_none: false, pseudo: true },
-        17 => L4Csum::At { ofs: l4 + 6, zero_means_none: key.is_ipv4(), pseudo: true },
-        1 if key.is_ipv4() => L4Csum::At { ofs: l4 + 2, zero_means_none: false, pseudo: false },
-        58 if key.is_ipv6() => L4Csum::At { ofs: l4 + 2, zero_means_none: false, pseudo: true },
+        6 => L4Csum::At {
+            ofs: l4 + 16,
+            zero_means_none: false,
+            pseudo: true,
+        },
+        17 => L4Csum::At {
+            ofs: l4 + 6,
+            zero_means_none: key.is_ipv4(),
+            pseudo: true,
+        },
+        1 if key.is_ipv4() => L4Csum::At {
+            ofs: l4 + 2,
+            zero_means_none: false,
+            pseudo: false,
+        },
+        58 if key.is_ipv6() => L4Csum::At {
+            ofs: l4 + 2,
+            zero_means_none: false,
+            pseudo: true,
+        },
         _ => L4Csum::None,
     }
 }
@@ -51,7 +71,12 @@ fn l4_csum(pkt: &PacketBuf, key: &FlowKey) -> L4Csum {
 /// with a partial (offloaded) checksum the field holds the pseudo-header
 /// sum, which must follow address changes but not payload changes.
 fn fix_l4(pkt: &mut PacketBuf, c: L4Csum, old: &[u8], new: &[u8], in_pseudo: bool) {
-    let L4Csum::At { ofs, zero_means_none, pseudo } = c else {
+    let L4Csum::At {
+        ofs,
+        zero_means_none,
+        pseudo,
+    } = c
+    else {
         return;
     };
     if in_pseudo && !pseudo {
@@ -79,7 +104,13 @@ fn fix_l4(pkt: &mut PacketBuf, c: L4Csum, old: &[u8], new: &[u8], in_pseudo: boo
 
 /// Writes `value` under `mask` into `field` of the packet. Returns false
 /// when the field is not present in this packet.
-pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, mask: u128) -> bool {
+pub fn set_field(
+    pkt: &mut PacketBuf,
+    key: &FlowKey,
+    field: Field,
+    value: u128,
+    mask: u128,
+) -> bool {
     let l3 = usize::from(pkt.meta.l3_ofs);
     let l4 = usize::from(pkt.meta.l4_ofs);
     let merge32 = |old: u32| (old & !(mask as u32)) | (value as u32 & mask as u32);
@@ -87,7 +118,9 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
         Field::DlDst | Field::DlSrc => {
             let at = if field == Field::DlDst { 0 } else { 6 };
             let d = pkt.data_mut();
-            let Some(b) = d.get_mut(at..at + 6) else { return false };
+            let Some(b) = d.get_mut(at..at + 6) else {
+                return false;
+            };
             let mut old = [0u8; 8];
             old[2..].copy_from_slice(b);
             let old = u64::from_be_bytes(old);
@@ -101,7 +134,9 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
             let d = pkt.data_mut();
             let Some(old) = rd32(d, at) else { return false };
             let new = merge32(old);
-            let Some(hc) = rd16(d, l3 + 10) else { return false };
+            let Some(hc) = rd16(d, l3 + 10) else {
+                return false;
+            };
             d[at..at + 4].copy_from_slice(&new.to_be_bytes());
             let _ = wr16(d, l3 + 10, checksum::update32(hc, old, new));
             fix_l4(pkt, c, &old.to_be_bytes(), &new.to_be_bytes(), true);
@@ -113,7 +148,9 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
             let tos = (w & 0xff) as u8;
             let new_tos = (tos & !(mask as u8)) | (value as u8 & mask as u8);
             let nw = (w & 0xff00) | u16::from(new_tos);
-            let Some(hc) = rd16(d, l3 + 10) else { return false };
+            let Some(hc) = rd16(d, l3 + 10) else {
+                return false;
+            };
             let _ = wr16(d, l3, nw);
             let _ = wr16(d, l3 + 10, checksum::update16(hc, w, nw));
             true
@@ -128,18 +165,24 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
         }
         Field::NwTtl if key.is_ipv4() => {
             let d = pkt.data_mut();
-            let Some(w) = rd16(d, l3 + 8) else { return false };
+            let Some(w) = rd16(d, l3 + 8) else {
+                return false;
+            };
             let ttl = (w >> 8) as u8;
             let new_ttl = (ttl & !(mask as u8)) | (value as u8 & mask as u8);
             let nw = (u16::from(new_ttl) << 8) | (w & 0xff);
-            let Some(hc) = rd16(d, l3 + 10) else { return false };
+            let Some(hc) = rd16(d, l3 + 10) else {
+                return false;
+            };
             let _ = wr16(d, l3 + 8, nw);
             let _ = wr16(d, l3 + 10, checksum::update16(hc, w, nw));
             true
         }
         Field::NwTtl if key.is_ipv6() => {
             let d = pkt.data_mut();
-            let Some(b) = d.get_mut(l3 + 7) else { return false };
+            let Some(b) = d.get_mut(l3 + 7) else {
+                return false;
+            };
             *b = (*b & !(mask as u8)) | (value as u8 & mask as u8);
             true
         }
@@ -147,7 +190,9 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
             let at = l3 + if field == Field::Ipv6Src { 8 } else { 24 };
             let c = l4_csum(pkt, key);
             let d = pkt.data_mut();
-            let Some(b) = d.get_mut(at..at + 16) else { return false };
+            let Some(b) = d.get_mut(at..at + 16) else {
+                return false;
+            };
             let mut o = [0u8; 16];
             o.copy_from_slice(b);
             let old = u128::from_be_bytes(o);
@@ -174,8 +219,13 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
             if icmp {
                 // tp_src/tp_dst hold the ICMP type/code: one 16-bit word.
                 let Some(w) = rd16(d, l4) else { return false };
-                let (shift, bits) = if field == Field::TpSrc { (8, 0xff00u16) } else { (0, 0x00ff) };
-                let nw = (w & !(bits & ((mask as u16) << shift))) | (((value as u16) << shift) & bits & ((mask as u16) << shift));
+                let (shift, bits) = if field == Field::TpSrc {
+                    (8, 0xff00u16)
+                } else {
+                    (0, 0x00ff)
+                };
+                let nw = (w & !(bits & ((mask as u16) << shift)))
+                    | (((value as u16) << shift) & bits & ((mask as u16) << shift));
                 let _ = wr16(d, l4, nw);
                 fix_l4(pkt, c, &w.to_be_bytes(), &nw.to_be_bytes(), false);
                 return true;
@@ -199,7 +249,9 @@ pub fn set_field(pkt: &mut PacketBuf, key: &FlowKey, field: Field, value: u128, 
                 _ => (l3 + 24, 4),
             };
             let d = pkt.data_mut();
-            let Some(b) = d.get_mut(at..at + len) else { return false };
+            let Some(b) = d.get_mut(at..at + len) else {
+                return false;
+            };
             let mut o = [0u8; 16];
             o[16 - len..].copy_from_slice(b);
             let old = u128::from_be_bytes(o);
@@ -298,7 +350,8 @@ mod tests {
         let mut f = vec![
             0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, // eth
             0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, // ip
-            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0, // tcp
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0,
+            0, // tcp
         ];
         let ipc = checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&ipc.to_be_bytes());
@@ -320,13 +373,29 @@ mod tests {
     fn rewrites_keep_checksums_valid() {
         let mut p = PacketBuf::from_slice(&tcp_frame());
         let mut k = FlowKey::default();
-        { let (d, m) = p.split(); extract(d, m, &mut k) }.unwrap();
+        {
+            let (d, m) = p.split();
+            extract(d, m, &mut k)
+        }
+        .unwrap();
         verify(p.data());
-        assert!(set_field(&mut p, &k, Field::NwSrc, 0xc0a8_0101, 0xffff_ffff));
+        assert!(set_field(
+            &mut p,
+            &k,
+            Field::NwSrc,
+            0xc0a8_0101,
+            0xffff_ffff
+        ));
         assert!(set_field(&mut p, &k, Field::TpDst, 8080, 0xffff));
         assert!(set_field(&mut p, &k, Field::NwTtl, 63, 0xff));
         assert!(set_field(&mut p, &k, Field::NwTos, 0xb8, 0xfc));
-        assert!(set_field(&mut p, &k, Field::DlSrc, 0x0200_0000_0063, 0xffff_ffff_ffff));
+        assert!(set_field(
+            &mut p,
+            &k,
+            Field::DlSrc,
+            0x0200_0000_0063,
+            0xffff_ffff_ffff
+        ));
         verify(p.data());
         assert_eq!(&p.data()[26..30], &[192, 168, 1, 1]);
         assert_eq!(&p.data()[36..38], &8080u16.to_be_bytes());
@@ -339,7 +408,11 @@ mod tests {
         let orig = tcp_frame();
         let mut p = PacketBuf::from_slice(&orig);
         let mut k = FlowKey::default();
-        { let (d, m) = p.split(); extract(d, m, &mut k) }.unwrap();
+        {
+            let (d, m) = p.split();
+            extract(d, m, &mut k)
+        }
+        .unwrap();
         assert!(push_vlan(&mut p, 0x8100, 100));
         assert_eq!(&p.data()[12..16], &[0x81, 0x00, 0x00, 100]);
         assert_eq!(p.meta.l3_ofs, 18);

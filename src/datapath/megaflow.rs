@@ -156,7 +156,13 @@ impl MegaflowCache {
     }
 
     /// Installs a translation for `key`; returns (slot, version).
-    pub fn insert(&mut self, key: &FlowKey, t: Translation, generation: u64, now: Instant) -> Option<(u32, u32)> {
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        t: Translation,
+        generation: u64,
+        now: Instant,
+    ) -> Option<(u32, u32)> {
         if self.len >= MAX_MEGAFLOWS {
             return None;
         }
@@ -226,7 +232,9 @@ impl MegaflowCache {
 
     /// Slots in use.
     pub fn slots(&self) -> Vec<u32> {
-        (0..self.slots.len() as u32).filter(|s| self.slots[*s as usize].is_some()).collect()
+        (0..self.slots.len() as u32)
+            .filter(|s| self.slots[*s as usize].is_some())
+            .collect()
     }
 
     /// Removes every megaflow.

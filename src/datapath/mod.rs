@@ -23,6 +23,7 @@ pub mod drop;
 pub mod emc;
 pub mod execute;
 pub mod megaflow;
+pub mod worker;
 
 pub use drop::{DropCounters, DropReason};
 
@@ -275,7 +276,10 @@ impl Datapath {
 
     fn process_packet(&mut self, mut pkt: PacketBuf, gen: u64, now: Instant) {
         let mut key = FlowKey::default();
-        if let Err(e) = { let (d, m) = pkt.split(); extract(d, m, &mut key) } {
+        if let Err(e) = {
+            let (d, m) = pkt.split();
+            extract(d, m, &mut key)
+        } {
             self.drops.add(DropReason::Malformed(e), 1);
             self.pool.put(pkt);
             return;
@@ -297,7 +301,10 @@ impl Datapath {
         }
         // Stale entries are re-translated before use.
         if let Some((slot, ver)) = found {
-            let stale = self.mf.get_mut(slot, ver).is_some_and(|m| m.generation != gen);
+            let stale = self
+                .mf
+                .get_mut(slot, ver)
+                .is_some_and(|m| m.generation != gen);
             if stale && !self.revalidate(slot, ver, &key, gen, now) {
                 found = None;
             }
@@ -350,11 +357,33 @@ impl Datapath {
             recirc,
             ..
         } = self;
-        let Some(m) = mf.get_mut(slot, ver) else { return };
-        execute_actions(ExecCtx { ports, pool, drops, ct, recirc }, pkt, &key, &m.actions, m.drop, now);
+        let Some(m) = mf.get_mut(slot, ver) else {
+            return;
+        };
+        execute_actions(
+            ExecCtx {
+                ports,
+                pool,
+                drops,
+                ct,
+                recirc,
+            },
+            pkt,
+            &key,
+            &m.actions,
+            m.drop,
+            now,
+        );
     }
 
-    fn execute(&mut self, pkt: PacketBuf, key: &FlowKey, actions: &[DpAction], drop: Option<DropReason>, now: Instant) {
+    fn execute(
+        &mut self,
+        pkt: PacketBuf,
+        key: &FlowKey,
+        actions: &[DpAction],
+        drop: Option<DropReason>,
+        now: Instant,
+    ) {
         let Datapath {
             ports,
             pool,
@@ -363,7 +392,20 @@ impl Datapath {
             recirc,
             ..
         } = self;
-        execute_actions(ExecCtx { ports, pool, drops, ct, recirc }, pkt, key, actions, drop, now);
+        execute_actions(
+            ExecCtx {
+                ports,
+                pool,
+                drops,
+                ct,
+                recirc,
+            },
+            pkt,
+            key,
+            actions,
+            drop,
+            now,
+        );
     }
 
     /// Re-translates a stale megaflow. Keeps it (with the new result) when
@@ -372,7 +414,9 @@ impl Datapath {
     fn revalidate(&mut self, slot: u32, ver: u32, key: &FlowKey, gen: u64, now: Instant) -> bool {
         self.stats.revalidations += 1;
         let t = self.of.translate(key, now);
-        let Some(m) = self.mf.get_mut(slot, ver) else { return false };
+        let Some(m) = self.mf.get_mut(slot, ver) else {
+            return false;
+        };
         let fits = (0..crate::flow::key::WORDS).all(|i| t.mask.w[i] & !m.mask.w[i] == 0);
         if fits {
             m.flush_stats(now);
@@ -402,7 +446,10 @@ impl Datapath {
     /// learning), evict idle ones, let ports recover. Cheap when called
     /// often: it acts at most every [`SWEEP_INTERVAL`].
     pub fn housekeeping(&mut self, now: Instant) {
-        if self.last_sweep.is_some_and(|t| now.saturating_duration_since(t) < SWEEP_INTERVAL) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_INTERVAL)
+        {
             return;
         }
         self.last_sweep = Some(now);
@@ -411,7 +458,9 @@ impl Datapath {
         }
         let gen = self.of.generation();
         for slot in self.mf.slots() {
-            let Some(m) = self.mf.slot(slot) else { continue };
+            let Some(m) = self.mf.slot(slot) else {
+                continue;
+            };
             let idle = now.saturating_duration_since(m.used.unwrap_or(m.created));
             if idle >= MEGAFLOW_MAX_IDLE {
                 if let Some(mut m) = self.mf.remove(slot) {
@@ -425,7 +474,8 @@ impl Datapath {
                 let ver = self.mf.version(slot);
                 if let Some(m) = self.mf.get_mut(slot, ver) {
                     m.used_since_sweep = false;
-                    let fits = (0..crate::flow::key::WORDS).all(|i| t.mask.w[i] & !m.mask.w[i] == 0);
+                    let fits =
+                        (0..crate::flow::key::WORDS).all(|i| t.mask.w[i] & !m.mask.w[i] == 0);
                     if fits && m.generation == gen {
                         m.update(t, gen);
                     }
@@ -450,7 +500,10 @@ impl Datapath {
             .map(|m| {
                 let mut txt = format!("recirc_id={:#x},", m.key.recirc_id());
                 txt.push_str(&crate::flow::format::format_match(
-                    &crate::flow::Match { key: m.key, mask: m.mask },
+                    &crate::flow::Match {
+                        key: m.key,
+                        mask: m.mask,
+                    },
                     crate::flow::DEFAULT_PRIORITY,
                     Some(&names),
                 ));
@@ -459,7 +512,9 @@ impl Datapath {
                     actions: format_dp_actions(&m.actions),
                     packets: m.packets,
                     bytes: m.bytes,
-                    used_secs: m.used.map(|u| now.saturating_duration_since(u).as_secs_f64()),
+                    used_secs: m
+                        .used
+                        .map(|u| now.saturating_duration_since(u).as_secs_f64()),
                 }
             })
             .collect()
@@ -539,10 +594,20 @@ fn execute_actions(
                 execute::set_vlan_tci(&mut pkt, *tci, *mask);
                 key_stale = true;
             }
-            DpAction::Ct { zone, commit, force, mark } => {
+            DpAction::Ct {
+                zone,
+                commit,
+                force,
+                mark,
+            } => {
                 if key_stale {
                     let mut k = FlowKey::default();
-                    if { let (d, m) = pkt.split(); extract(d, m, &mut k) }.is_ok() {
+                    if {
+                        let (d, m) = pkt.split();
+                        extract(d, m, &mut k)
+                    }
+                    .is_ok()
+                    {
                         key = k;
                     }
                     key_stale = false;
@@ -583,7 +648,9 @@ fn execute_actions(
     if !sent {
         let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
         if reason == DropReason::PipelineDrop && pkt.meta.ct_invalid != 0 {
-            if let Some(r) = crate::conntrack::CtInvalidReason::ALL.get(usize::from(pkt.meta.ct_invalid - 1)) {
+            if let Some(r) =
+                crate::conntrack::CtInvalidReason::ALL.get(usize::from(pkt.meta.ct_invalid - 1))
+            {
                 reason = DropReason::CtInvalid(*r);
             }
         }

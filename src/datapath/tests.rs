@@ -8,7 +8,8 @@ use crate::port::mem::{MemHandle, MemPort};
 fn udp_frame(src_mac: u8, dst_mac: u8, sport: u16) -> Vec<u8> {
     let mut f = vec![
         0x02, 0, 0, 0, 0, dst_mac, 0x02, 0, 0, 0, 0, src_mac, 0x08, 0x00, // eth
-        0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, src_mac, 10, 0, 0, dst_mac, // ip
+        0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, src_mac, 10, 0, 0,
+        dst_mac, // ip
         0, 0, 0, 53, 0, 8, 0, 0, // udp (checksum 0 = none)
     ];
     f[34..36].copy_from_slice(&sport.to_be_bytes());
@@ -27,7 +28,11 @@ struct Rig {
 fn rig(n: u32, flows: Vec<(u8, u16, Match, Vec<Action>)>) -> Rig {
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(of.clone(), Arc::new(ConnTracker::default()), Arc::new(DropCounters::default()));
+    let mut dp = Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    );
     let mut h = Vec::new();
     for i in 1..=n {
         let (p, handle) = MemPort::new(&format!("p{i}"));
@@ -39,7 +44,13 @@ fn rig(n: u32, flows: Vec<(u8, u16, Match, Vec<Action>)>) -> Rig {
         .into_iter()
         .map(|(table, priority, matches, actions)| FlowMod {
             cmd: FlowModCmd::Add,
-            spec: FlowSpec { table, priority, matches, actions, ..FlowSpec::default() },
+            spec: FlowSpec {
+                table,
+                priority,
+                matches,
+                actions,
+                ..FlowSpec::default()
+            },
             table: Some(table),
         })
         .collect();
@@ -49,7 +60,15 @@ fn rig(n: u32, flows: Vec<(u8, u16, Match, Vec<Action>)>) -> Rig {
 
 #[test]
 fn normal_switching_end_to_end_with_caches() {
-    let mut r = rig(3, vec![(0, 0, Match::default(), vec![Action::Output(ofp_port::NORMAL)])]);
+    let mut r = rig(
+        3,
+        vec![(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Output(ofp_port::NORMAL)],
+        )],
+    );
     // 1 -> 2 (unknown: flood to 2 and 3).
     r.h[0].inject(&udp_frame(1, 2, 1000));
     r.dp.poll_once(r.now);
@@ -106,7 +125,11 @@ fn flow_mod_revalidates_cached_entries() {
     of.flow_mods(
         &[FlowMod {
             cmd: FlowModCmd::Modify { strict: false },
-            spec: FlowSpec { matches: m, actions: vec![Action::Output(3)], ..FlowSpec::default() },
+            spec: FlowSpec {
+                matches: m,
+                actions: vec![Action::Output(3)],
+                ..FlowSpec::default()
+            },
             table: None,
         }],
         r.now,
@@ -119,7 +142,11 @@ fn flow_mod_revalidates_cached_entries() {
     assert!(r.dp.stats().revalidations >= 1);
     // Deleting every flow: a miss, counted as no_match.
     of.flow_mods(
-        &[FlowMod { cmd: FlowModCmd::Delete { strict: false }, spec: FlowSpec::default(), table: None }],
+        &[FlowMod {
+            cmd: FlowModCmd::Delete { strict: false },
+            spec: FlowSpec::default(),
+            table: None,
+        }],
         r.now,
     )
     .unwrap();
@@ -131,15 +158,32 @@ fn flow_mod_revalidates_cached_entries() {
 
 #[test]
 fn malformed_frames_are_counted_drops() {
-    let mut r = rig(2, vec![(0, 0, Match::default(), vec![Action::Output(ofp_port::NORMAL)])]);
+    let mut r = rig(
+        2,
+        vec![(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Output(ofp_port::NORMAL)],
+        )],
+    );
     r.h[0].inject(&[0u8; 10]);
     let mut bad = udp_frame(1, 2, 1);
     bad[16..18].copy_from_slice(&200u16.to_be_bytes()); // IP total length > frame
     r.h[0].inject(&bad);
     r.dp.poll_once(r.now);
     assert!(r.h[1].take_sent().is_empty());
-    assert_eq!(r.dp.drops().get(DropReason::Malformed(crate::wire::Error::Truncated)), 1);
-    assert_eq!(r.dp.drops().get(DropReason::Malformed(crate::wire::Error::LengthExceedsFrame)), 1);
+    assert_eq!(
+        r.dp.drops()
+            .get(DropReason::Malformed(crate::wire::Error::Truncated)),
+        1
+    );
+    assert_eq!(
+        r.dp.drops().get(DropReason::Malformed(
+            crate::wire::Error::LengthExceedsFrame
+        )),
+        1
+    );
 }
 
 #[test]
@@ -152,13 +196,23 @@ fn rewrites_and_multiple_outputs() {
             0,
             1,
             m,
-            vec![Action::Output(2), Action::ModTpDst(99), Action::PushVlan(0x8100), Action::ModVlanVid(7), Action::Output(3)],
+            vec![
+                Action::Output(2),
+                Action::ModTpDst(99),
+                Action::PushVlan(0x8100),
+                Action::ModVlanVid(7),
+                Action::Output(3),
+            ],
         )],
     );
     let f = udp_frame(1, 2, 1);
     r.h[0].inject(&f);
     r.dp.poll_once(r.now);
-    assert_eq!(r.h[1].take_sent(), vec![f.clone()], "first output unmodified");
+    assert_eq!(
+        r.h[1].take_sent(),
+        vec![f.clone()],
+        "first output unmodified"
+    );
     let out = r.h[2].take_sent();
     assert_eq!(out.len(), 1);
     let o = &out[0];

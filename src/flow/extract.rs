@@ -48,8 +48,18 @@ pub fn extract(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result
         key.set_nw_tos(b(ofs + 1)?);
         key.set_nw_ttl(b(ofs + 8)?);
         key.set_nw_proto(b(ofs + 9)?);
-        key.set_nw_src(u32::from_be_bytes([b(ofs + 12)?, b(ofs + 13)?, b(ofs + 14)?, b(ofs + 15)?]));
-        key.set_nw_dst(u32::from_be_bytes([b(ofs + 16)?, b(ofs + 17)?, b(ofs + 18)?, b(ofs + 19)?]));
+        key.set_nw_src(u32::from_be_bytes([
+            b(ofs + 12)?,
+            b(ofs + 13)?,
+            b(ofs + 14)?,
+            b(ofs + 15)?,
+        ]));
+        key.set_nw_dst(u32::from_be_bytes([
+            b(ofs + 16)?,
+            b(ofs + 17)?,
+            b(ofs + 18)?,
+            b(ofs + 19)?,
+        ]));
         let l4 = ofs + ihl;
         meta.l4_ofs = l4 as u16;
         match key.nw_proto() {

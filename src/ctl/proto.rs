@@ -1,0 +1,197 @@
+//! The control protocol: typed requests and responses, one JSON document
+//! per line over the unix socket.
+//!
+//! `vswitchctl` and the tests speak these types; a request can also be
+//! typed by hand while debugging:
+//!
+//! ```text
+//! echo '{"cmd":"dump-flows","bridge":"br0"}' | socat - UNIX-CONNECT:/run/vswitch/vswitchd.sock
+//! ```
+//!
+//! Flows, matches and port options travel as the text the operator wrote;
+//! the daemon parses them, because only it knows the port names.
+
+use serde::{Deserialize, Serialize};
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    /// Daemon version and uptime.
+    Version,
+    /// Bridges and ports (`vswitchctl show`).
+    Show {
+        /// Only this bridge.
+        bridge: Option<String>,
+    },
+    /// Create a bridge.
+    AddBr {
+        /// Name.
+        bridge: String,
+    },
+    /// Delete a bridge and its ports.
+    DelBr {
+        /// Name.
+        bridge: String,
+    },
+    /// Change bridge settings (`forward_bpdu=true`, `ct_checksum=skip`, ...).
+    SetBridge {
+        /// Bridge.
+        bridge: String,
+        /// `key=value` settings.
+        options: Vec<String>,
+    },
+    /// Attach a port.
+    AddPort {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+        /// `type=...` and other `key=value` options.
+        options: Vec<String>,
+    },
+    /// Detach a port.
+    DelPort {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+    },
+    /// Change a port's settings (`tag=100`, `enable`, ...).
+    SetPort {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+        /// Settings.
+        options: Vec<String>,
+    },
+    /// Add one flow.
+    AddFlow {
+        /// Bridge.
+        bridge: String,
+        /// The flow, ovs-ofctl syntax.
+        flow: String,
+    },
+    /// Apply a flow file atomically.
+    AddFlows {
+        /// Bridge.
+        bridge: String,
+        /// File contents.
+        text: String,
+        /// File name (for error messages).
+        source: String,
+    },
+    /// Modify flows.
+    ModFlows {
+        /// Bridge.
+        bridge: String,
+        /// Match and new actions.
+        flow: String,
+        /// Exact match and priority.
+        strict: bool,
+    },
+    /// Delete flows (all when `matches` is empty).
+    DelFlows {
+        /// Bridge.
+        bridge: String,
+        /// Match filter.
+        matches: Option<String>,
+        /// Exact match and priority.
+        strict: bool,
+    },
+    /// List flows with counters.
+    DumpFlows {
+        /// Bridge.
+        bridge: String,
+        /// Match filter.
+        matches: Option<String>,
+        /// Print port names instead of numbers.
+        names: bool,
+    },
+    /// Port counters.
+    DumpPorts {
+        /// Bridge.
+        bridge: String,
+        /// Only this port.
+        port: Option<String>,
+    },
+    /// Drop counters by reason.
+    DumpDrops {
+        /// Bridge.
+        bridge: String,
+    },
+    /// The datapath's cached megaflows and cache counters.
+    DumpDpFlows {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Walk a packet through the tables.
+    Trace {
+        /// Bridge.
+        bridge: String,
+        /// The packet as a flow (`in_port=p1,tcp,nw_src=...`), or just the
+        /// input port when `packet` is given.
+        flow: String,
+        /// A real frame, hex.
+        packet: Option<String>,
+        /// ct_state to assume after each `ct` when no packet is given
+        /// (default `trk,new`).
+        ct_next: Option<String>,
+    },
+    /// Put a frame into a port's receive side (dummy ports).
+    Inject {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+        /// The frame, hex.
+        hex: String,
+    },
+    /// The MAC learning table.
+    FdbShow {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Forget learned MACs.
+    FdbFlush {
+        /// Bridge.
+        bridge: String,
+    },
+}
+
+/// A response: human text and the same content as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded. When false nothing was changed.
+    pub ok: bool,
+    /// What `vswitchctl` prints.
+    pub text: String,
+    /// The same, structured (`--json`).
+    pub json: serde_json::Value,
+    /// The error message when `ok` is false.
+    pub error: Option<String>,
+}
+
+impl Response {
+    /// A success with text and JSON.
+    pub fn ok(text: impl Into<String>, json: serde_json::Value) -> Self {
+        Response {
+            ok: true,
+            text: text.into(),
+            json,
+            error: None,
+        }
+    }
+
+    /// A refusal.
+    pub fn err(msg: impl Into<String>) -> Self {
+        let m = msg.into();
+        Response {
+            ok: false,
+            text: String::new(),
+            json: serde_json::json!({ "error": m }),
+            error: Some(m),
+        }
+    }
+}

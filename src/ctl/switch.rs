@@ -1,0 +1,940 @@
+//! The daemon's state and the handling of control requests.
+//!
+//! A [`Switch`] holds the bridges; each [`Bridge`] owns its ofproto (tables,
+//! port policy), its connection tracker, its drop counters and the handle of
+//! its datapath thread. Requests are handled synchronously (the server runs
+//! them on a blocking thread), and a request that is refused changes
+//! nothing: everything is parsed and validated before the first change.
+
+use super::config::{BridgeConfig, Config};
+use super::proto::{Request, Response};
+use crate::conntrack::ConnTracker;
+use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
+use crate::datapath::{Datapath, DropCounters, DropReason};
+use crate::flow::format::{format_flow_stats, FlowStats};
+use crate::flow::parse::{parse_flow, parse_flow_file, parse_trace_flow, FlowCmd};
+use crate::flow::{FlowKey, FlowSpec, PortNames};
+use crate::ofproto::{
+    trace::format_key, BridgeConfig as OfBridgeConfig, DpAction, FlowFilter, FlowMod, FlowModCmd,
+    Ofproto, PortInfo, Trace, VlanMode,
+};
+use crate::port::mem::{MemHandle, MemPort};
+use crate::port::Port;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A port as the control plane remembers it.
+#[derive(Debug)]
+struct PortEntry {
+    no: u32,
+    kind: String,
+    options: Vec<String>,
+    mem: Option<MemHandle>,
+}
+
+/// One bridge.
+pub struct Bridge {
+    /// Tables and port policy.
+    pub of: Arc<Ofproto>,
+    /// Connection tracker.
+    pub ct: Arc<ConnTracker>,
+    /// Drop counters.
+    pub drops: Arc<DropCounters>,
+    worker: WorkerHandle,
+    ports: BTreeMap<String, PortEntry>,
+}
+
+impl Bridge {
+    fn new(name: &str, epoch: Instant) -> Result<Bridge, String> {
+        let of = Arc::new(Ofproto::new(name, epoch));
+        let ct = Arc::new(ConnTracker::default());
+        let drops = Arc::new(DropCounters::default());
+        let dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
+        let worker =
+            worker::spawn(dp).map_err(|e| format!("cannot start the datapath thread: {e}"))?;
+        Ok(Bridge {
+            of,
+            ct,
+            drops,
+            worker,
+            ports: BTreeMap::new(),
+        })
+    }
+
+    fn port_status(&self) -> Vec<PortStatus> {
+        self.worker
+            .ask(|reply| DpCommand::Ports { reply })
+            .unwrap_or_default()
+    }
+}
+
+/// Parsed `add-port` / `set-port` options.
+#[derive(Debug, Default, Clone)]
+struct PortOpts {
+    kind: Option<String>,
+    ofport: Option<u32>,
+    tag: Option<Option<u16>>,
+    trunks: Option<Vec<u16>>,
+    vlan_mode: Option<Option<VlanMode>>,
+    bpdu_guard: Option<bool>,
+    mac_limit: Option<u32>,
+    flood: Option<bool>,
+    enable: Option<bool>,
+    mtu: Option<u32>,
+    // Options a port type interprets itself (remote_ip=, key=, ...).
+    extra: Vec<(String, String)>,
+}
+
+fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("{k}={v}: expected true or false")),
+    }
+}
+
+fn parse_num<T: core::str::FromStr>(k: &str, v: &str, what: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{k}={v}: expected {what}"))
+}
+
+fn parse_vid(k: &str, v: &str) -> Result<u16, String> {
+    let n: u16 = parse_num(k, v, "a VLAN id (0..4095)")?;
+    if n > 4095 {
+        return Err(format!("{k}={v}: a VLAN id is 0..4095"));
+    }
+    Ok(n)
+}
+
+fn parse_port_opts(opts: &[String], for_add: bool) -> Result<PortOpts, String> {
+    let mut o = PortOpts::default();
+    for tok in opts {
+        let (k, v) = match tok.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (tok.trim(), ""),
+        };
+        match (k, v) {
+            ("type", v) if for_add => o.kind = Some(v.to_string()),
+            ("ofport" | "ofport_request", v) if for_add => {
+                let n: u32 = parse_num(k, v, "a port number (1..65279)")?;
+                if n == 0 || n >= crate::flow::ofp_port::MAX {
+                    return Err(format!("{k}={v}: port numbers are 1..65279"));
+                }
+                o.ofport = Some(n);
+            }
+            ("tag", "" | "none") => o.tag = Some(None),
+            ("tag", v) => o.tag = Some(Some(parse_vid(k, v)?)),
+            ("trunks", v) => {
+                let mut t = Vec::new();
+                for x in v.split(',').filter(|x| !x.is_empty()) {
+                    t.push(parse_vid(k, x)?);
+                }
+                o.trunks = Some(t);
+            }
+            ("vlan_mode", "" | "none") => o.vlan_mode = Some(None),
+            ("vlan_mode", v) => {
+                o.vlan_mode = Some(Some(VlanMode::parse(v).ok_or_else(|| {
+                    format!(
+                        "vlan_mode={v}: expected access, trunk, native-tagged or native-untagged"
+                    )
+                })?))
+            }
+            ("bpdu_guard", v) => o.bpdu_guard = Some(parse_bool(k, v)?),
+            ("mac_limit", v) => o.mac_limit = Some(parse_num(k, v, "a number of addresses")?),
+            ("flood", v) => o.flood = Some(parse_bool(k, v)?),
+            ("no-flood" | "no_flood", "") => o.flood = Some(false),
+            ("enable", "") => o.enable = Some(true),
+            ("disable", "") => o.enable = Some(false),
+            ("mtu", v) => o.mtu = Some(parse_num(k, v, "an MTU in bytes")?),
+            (k, v) if for_add && !v.is_empty() => o.extra.push((k.to_string(), v.to_string())),
+            _ => return Err(format!("unknown port option '{tok}'")),
+        }
+    }
+    Ok(o)
+}
+
+fn apply_policy(p: &mut PortInfo, o: &PortOpts) {
+    if let Some(t) = o.tag {
+        p.tag = t;
+    }
+    if let Some(t) = &o.trunks {
+        p.trunks = t.clone();
+    }
+    if let Some(m) = o.vlan_mode {
+        p.vlan_mode = m;
+    }
+    if let Some(b) = o.bpdu_guard {
+        p.bpdu_guard = b;
+    }
+    if let Some(n) = o.mac_limit {
+        p.mac_limit = n;
+    }
+    if let Some(f) = o.flood {
+        p.flood = f;
+    }
+    if let Some(e) = o.enable {
+        p.enabled = e;
+    }
+    if let Some(m) = o.mtu {
+        p.mtu = m;
+    }
+}
+
+/// Opens the port object of a given type.
+fn open_port(
+    name: &str,
+    kind: &str,
+    o: &PortOpts,
+) -> Result<(Box<dyn Port>, Option<MemHandle>), String> {
+    match kind {
+        "dummy" => {
+            if let Some((k, _)) = o.extra.first() {
+                return Err(format!("unknown option '{k}' for a dummy port"));
+            }
+            let (mut p, h) = MemPort::new(name);
+            if let Some(m) = o.mtu {
+                p.set_mtu(m);
+            }
+            Ok((Box::new(p), Some(h)))
+        }
+        other => Err(format!("unknown port type '{other}' (supported: dummy)")),
+    }
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    let clean = clean.strip_prefix("0x").unwrap_or(&clean);
+    if clean.len() % 2 != 0 {
+        return Err("hex frame has an odd number of digits".to_string());
+    }
+    (0..clean.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&clean[i..i + 2], 16)
+                .map_err(|_| format!("bad hex digits '{}' at offset {i}", &clean[i..i + 2]))
+        })
+        .collect()
+}
+
+/// The daemon state.
+pub struct Switch {
+    started: Instant,
+    epoch: Instant,
+    bridges: Mutex<BTreeMap<String, Bridge>>,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bridge_of<'a>(map: &'a BTreeMap<String, Bridge>, name: &str) -> Result<&'a Bridge, String> {
+    map.get(name)
+        .ok_or_else(|| format!("no bridge named {name}"))
+}
+
+impl Switch {
+    /// An empty switch.
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Switch {
+            started: now,
+            epoch: now,
+            bridges: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Builds the bridges, ports and flows of `cfg`. Stops at the first
+    /// error (the daemon refuses to start on a bad configuration).
+    pub fn apply_config(&self, cfg: &Config, base_dir: &std::path::Path) -> Result<(), String> {
+        for b in &cfg.bridges {
+            self.apply_bridge_config(b, base_dir)
+                .map_err(|e| format!("bridge {}: {e}", b.name))?;
+        }
+        Ok(())
+    }
+
+    fn apply_bridge_config(
+        &self,
+        b: &BridgeConfig,
+        base_dir: &std::path::Path,
+    ) -> Result<(), String> {
+        self.expect(Request::AddBr {
+            bridge: b.name.clone(),
+        })?;
+        let mut settings: Vec<String> = b
+            .settings
+            .iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        if let Some(f) = b.forward_bpdu {
+            settings.push(format!("forward_bpdu={f}"));
+        }
+        if !settings.is_empty() {
+            self.expect(Request::SetBridge {
+                bridge: b.name.clone(),
+                options: settings,
+            })?;
+        }
+        for p in &b.ports {
+            self.expect(Request::AddPort {
+                bridge: b.name.clone(),
+                port: p.name.clone(),
+                options: p.option_strings(),
+            })
+            .map_err(|e| format!("port {}: {e}", p.name))?;
+        }
+        for f in &b.flows {
+            self.expect(Request::AddFlow {
+                bridge: b.name.clone(),
+                flow: f.clone(),
+            })
+            .map_err(|e| format!("flow '{f}': {e}"))?;
+        }
+        for file in &b.flow_files {
+            let path = if file.is_absolute() {
+                file.clone()
+            } else {
+                base_dir.join(file)
+            };
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            self.expect(Request::AddFlows {
+                bridge: b.name.clone(),
+                text,
+                source: path.display().to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn expect(&self, req: Request) -> Result<(), String> {
+        let r = self.handle(req);
+        if r.ok {
+            Ok(())
+        } else {
+            Err(r.error.unwrap_or_default())
+        }
+    }
+
+    /// Periodic control-plane upkeep: flow timeouts, MAC aging, BPDU-guard
+    /// events.
+    pub fn tick(&self, now: Instant) {
+        let bridges = self.bridges.lock();
+        for (name, b) in bridges.iter() {
+            let n = b.of.expire(now);
+            if n > 0 {
+                tracing::debug!(bridge = %name, expired = n, "flows expired");
+            }
+            b.of.expire_macs(now);
+            for port in b.of.apply_bpdu_guard() {
+                tracing::warn!(bridge = %name, port = %port, "BPDU received on a port with bpdu_guard=true: port disabled (vswitchctl set-port {name} {port} enable)");
+            }
+        }
+    }
+
+    /// Stops every datapath thread (ports are dropped with them).
+    pub fn shutdown(&self) {
+        let mut bridges = self.bridges.lock();
+        bridges.clear();
+    }
+
+    /// Handles one request.
+    pub fn handle(&self, req: Request) -> Response {
+        match self.handle_inner(req) {
+            Ok(r) => r,
+            Err(e) => Response::err(e),
+        }
+    }
+
+    fn handle_inner(&self, req: Request) -> Result<Response, String> {
+        let now = Instant::now();
+        match req {
+            Request::Version => {
+                let up = now.saturating_duration_since(self.started).as_secs();
+                Ok(Response::ok(
+                    format!("vswitchd {} (up {up}s)", env!("CARGO_PKG_VERSION")),
+                    json!({"version": env!("CARGO_PKG_VERSION"), "uptime_secs": up}),
+                ))
+            }
+            Request::AddBr { bridge } => {
+                let mut map = self.bridges.lock();
+                if map.contains_key(&bridge) {
+                    return Err(format!("bridge {bridge} already exists"));
+                }
+                if bridge.is_empty() || bridge.len() > 15 || bridge.contains(char::is_whitespace) {
+                    return Err(format!(
+                        "'{bridge}' is not a valid bridge name (1..15 characters, no spaces)"
+                    ));
+                }
+                map.insert(bridge.clone(), Bridge::new(&bridge, self.epoch)?);
+                Ok(Response::ok("", json!({"bridge": bridge})))
+            }
+            Request::DelBr { bridge } => {
+                let mut map = self.bridges.lock();
+                map.remove(&bridge)
+                    .ok_or_else(|| format!("no bridge named {bridge}"))?;
+                Ok(Response::ok("", json!({"bridge": bridge})))
+            }
+            Request::SetBridge { bridge, options } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let mut c: OfBridgeConfig = b.of.config();
+                for tok in &options {
+                    let (k, v) = tok
+                        .split_once('=')
+                        .ok_or_else(|| format!("'{tok}': expected key=value"))?;
+                    match k {
+                        "forward_bpdu" | "forward-bpdu" => c.forward_bpdu = parse_bool(k, v)?,
+                        "mac_aging" | "mac-aging-time" => {
+                            c.mac_aging_secs = parse_num(k, v, "seconds")?
+                        }
+                        _ => return Err(format!("unknown bridge setting '{tok}'")),
+                    }
+                }
+                b.of.set_config(c.clone());
+                Ok(Response::ok("", json!(c)))
+            }
+            Request::Show { bridge } => self.show(bridge.as_deref()),
+            Request::AddPort {
+                bridge,
+                port,
+                options,
+            } => {
+                let mut map = self.bridges.lock();
+                let b = map
+                    .get_mut(&bridge)
+                    .ok_or_else(|| format!("no bridge named {bridge}"))?;
+                if b.ports.contains_key(&port) {
+                    return Err(format!("port {port} already exists on {bridge}"));
+                }
+                if port.is_empty()
+                    || port.len() > 15
+                    || port.contains(char::is_whitespace)
+                    || port.contains(',')
+                {
+                    return Err(format!(
+                        "'{port}' is not a valid port name (1..15 characters, no spaces or commas)"
+                    ));
+                }
+                let o = parse_port_opts(&options, true)?;
+                let kind = o.kind.clone().unwrap_or_else(|| "system".to_string());
+                let no = match o.ofport {
+                    Some(n) => {
+                        if b.of.with_ports(|p| p.get(n).is_some()) {
+                            return Err(format!("ofport {n} is already used on {bridge}"));
+                        }
+                        n
+                    }
+                    None => b.of.free_port_no(),
+                };
+                let (p, mem) = open_port(&port, &kind, &o)?;
+                let mut info = PortInfo::new(no, &port, &kind);
+                info.mtu = p.mtu();
+                apply_policy(&mut info, &o);
+                b.worker.send(DpCommand::AddPort { no, port: p });
+                b.of.add_port(info);
+                b.ports.insert(
+                    port.clone(),
+                    PortEntry {
+                        no,
+                        kind: kind.clone(),
+                        options,
+                        mem,
+                    },
+                );
+                tracing::info!(bridge = %bridge, port = %port, ofport = no, kind = %kind, "port added");
+                Ok(Response::ok(
+                    "",
+                    json!({"port": port, "ofport": no, "type": kind}),
+                ))
+            }
+            Request::DelPort { bridge, port } => {
+                let mut map = self.bridges.lock();
+                let b = map
+                    .get_mut(&bridge)
+                    .ok_or_else(|| format!("no bridge named {bridge}"))?;
+                let e = b
+                    .ports
+                    .remove(&port)
+                    .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                b.of.del_port(e.no);
+                let old = b.worker.ask(|reply| DpCommand::DelPort { no: e.no, reply });
+                drop(old);
+                tracing::info!(bridge = %bridge, port = %port, "port deleted");
+                Ok(Response::ok("", json!({"port": port})))
+            }
+            Request::SetPort {
+                bridge,
+                port,
+                options,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let e = b
+                    .ports
+                    .get(&port)
+                    .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                let o = parse_port_opts(&options, false)?;
+                b.of.update_port(e.no, |p| apply_policy(p, &o));
+                let info = b.of.with_ports(|p| p.get(e.no).cloned());
+                Ok(Response::ok("", json!(info)))
+            }
+            Request::AddFlow { bridge, flow } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let spec =
+                    b.of.with_ports(|p| parse_flow(&flow, FlowCmd::Add, p))
+                        .map_err(|e| format!("{e}"))?;
+                let m = FlowMod {
+                    cmd: FlowModCmd::Add,
+                    table: Some(spec.table),
+                    spec,
+                };
+                let s = b.of.flow_mods(&[m], now).map_err(|e| e.message)?;
+                Ok(Response::ok("", json!(s)))
+            }
+            Request::AddFlows {
+                bridge,
+                text,
+                source,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let lines =
+                    b.of.with_ports(|p| parse_flow_file(&text, p))
+                        .map_err(|e| format!("{source}:{e}"))?;
+                let mods: Vec<FlowMod> =
+                    lines.into_iter().map(|(c, s)| to_flow_mod(c, s)).collect();
+                let s =
+                    b.of.flow_mods(&mods, now)
+                        .map_err(|e| format!("{source}: flow {}: {}", e.index + 1, e.message))?;
+                Ok(Response::ok("", json!(s)))
+            }
+            Request::ModFlows {
+                bridge,
+                flow,
+                strict,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let cmd = if strict {
+                    FlowCmd::ModifyStrict
+                } else {
+                    FlowCmd::Modify
+                };
+                let spec =
+                    b.of.with_ports(|p| parse_flow(&flow, cmd, p))
+                        .map_err(|e| format!("{e}"))?;
+                let s =
+                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
+                        .map_err(|e| e.message)?;
+                Ok(Response::ok("", json!(s)))
+            }
+            Request::DelFlows {
+                bridge,
+                matches,
+                strict,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let cmd = if strict {
+                    FlowCmd::DeleteStrict
+                } else {
+                    FlowCmd::Delete
+                };
+                let text = matches.unwrap_or_default();
+                let spec =
+                    b.of.with_ports(|p| parse_flow(&text, cmd, p))
+                        .map_err(|e| format!("{e}"))?;
+                let s =
+                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
+                        .map_err(|e| e.message)?;
+                Ok(Response::ok("", json!(s)))
+            }
+            Request::DumpFlows {
+                bridge,
+                matches,
+                names,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let text = matches.unwrap_or_default();
+                let ports = b.of.ports();
+                let spec = parse_flow(&text, FlowCmd::Dump, &ports).map_err(|e| format!("{e}"))?;
+                let m = to_flow_mod(FlowCmd::Dump, spec);
+                let filter = FlowFilter::from_mod(&m.spec, m.table, false);
+                let flows = b.of.dump_flows(&filter, now);
+                let nm: Option<&dyn PortNames> = if names { Some(&ports) } else { None };
+                let mut out = String::new();
+                let mut arr = Vec::new();
+                for f in &flows {
+                    let st = FlowStats {
+                        duration: f.duration,
+                        n_packets: f.n_packets,
+                        n_bytes: f.n_bytes,
+                        idle_age: f.idle_age,
+                        hard_age: Some(f.hard_age),
+                    };
+                    out.push_str(&format_flow_stats(&f.spec, &st, nm));
+                    out.push('\n');
+                    arr.push(json!({
+                        "cookie": format!("{:#x}", f.spec.cookie),
+                        "duration": f.duration.as_secs_f64(),
+                        "table": f.spec.table,
+                        "n_packets": f.n_packets,
+                        "n_bytes": f.n_bytes,
+                        "idle_timeout": f.spec.idle_timeout,
+                        "hard_timeout": f.spec.hard_timeout,
+                        "idle_age": f.idle_age.as_secs(),
+                        "hard_age": f.hard_age.as_secs(),
+                        "priority": f.spec.priority,
+                        "match": crate::flow::format::format_match(&f.spec.matches, crate::flow::DEFAULT_PRIORITY, nm),
+                        "actions": crate::flow::format::format_actions(&f.spec.actions, nm),
+                    }));
+                }
+                Ok(Response::ok(out, json!({"flows": arr})))
+            }
+            Request::DumpPorts { bridge, port } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let mut st = b.port_status();
+                if let Some(p) = &port {
+                    st.retain(|s| &s.name == p);
+                    if st.is_empty() {
+                        return Err(format!("no port named {p} on {bridge}"));
+                    }
+                }
+                let mut out = format!("{bridge}: {} ports\n", st.len());
+                for s in &st {
+                    let t = &s.stats;
+                    let _ = writeln!(
+                        out,
+                        "  port {:>2}: rx pkts={}, bytes={}, drop={}, errs={}\n           tx pkts={}, bytes={}, drop={}, errs={}",
+                        s.no, t.rx_packets, t.rx_bytes, t.rx_dropped, t.rx_errors, t.tx_packets, t.tx_bytes, t.tx_dropped, t.tx_errors
+                    );
+                }
+                let arr: Vec<_> = st
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "port": s.name, "ofport": s.no, "type": s.kind,
+                            "link": s.link, "mtu": s.mtu,
+                            "rx_packets": s.stats.rx_packets, "rx_bytes": s.stats.rx_bytes,
+                            "rx_dropped": s.stats.rx_dropped, "rx_errors": s.stats.rx_errors,
+                            "tx_packets": s.stats.tx_packets, "tx_bytes": s.stats.tx_bytes,
+                            "tx_dropped": s.stats.tx_dropped, "tx_errors": s.stats.tx_errors,
+                            "drops": s.drops.iter().map(|(k, v)| (k.clone(), *v)).collect::<BTreeMap<_, _>>(),
+                        })
+                    })
+                    .collect();
+                Ok(Response::ok(out, json!({"ports": arr})))
+            }
+            Request::DumpDrops { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let (_, port_drops) = b
+                    .worker
+                    .ask(|reply| DpCommand::Stats { reply })
+                    .unwrap_or_default();
+                let mut all: BTreeMap<String, (u64, &'static str)> = BTreeMap::new();
+                for (r, n) in b.drops.snapshot() {
+                    all.insert(r.name(), (n, r.describe()));
+                }
+                for (p, n) in port_drops {
+                    let r = DropReason::Port(p);
+                    all.entry(r.name()).or_insert((0, r.describe())).0 += n;
+                }
+                let mut out = format!("drops on {bridge}:\n");
+                let mut any = false;
+                for (name, (n, why)) in &all {
+                    if *n > 0 {
+                        any = true;
+                        let _ = writeln!(out, "  {name:<34} {n:>10}  {why}");
+                    }
+                }
+                if !any {
+                    out.push_str("  (none)\n");
+                }
+                let total: u64 = all.values().map(|(n, _)| n).sum();
+                let j: BTreeMap<String, u64> = all.into_iter().map(|(k, (n, _))| (k, n)).collect();
+                Ok(Response::ok(
+                    out,
+                    json!({"bridge": bridge, "total": total, "drops": j}),
+                ))
+            }
+            Request::DumpDpFlows { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let flows = b
+                    .worker
+                    .ask(|reply| DpCommand::DpFlows { reply })
+                    .unwrap_or_default();
+                let (stats, _) = b
+                    .worker
+                    .ask(|reply| DpCommand::Stats { reply })
+                    .unwrap_or_default();
+                let mut out = format!(
+                    "{bridge}: packets:{} emc_hits:{} megaflow_hits:{} upcalls:{} revalidations:{} recirculations:{} megaflows:{}\n",
+                    stats.packets, stats.emc_hits, stats.megaflow_hits, stats.upcalls, stats.revalidations, stats.recirculations, stats.megaflows
+                );
+                for f in &flows {
+                    let used = f
+                        .used_secs
+                        .map_or("never".to_string(), |s| format!("{s:.3}s"));
+                    let _ = writeln!(
+                        out,
+                        "{}, packets:{}, bytes:{}, used:{used}, actions:{}",
+                        f.matches, f.packets, f.bytes, f.actions
+                    );
+                }
+                Ok(Response::ok(out, json!({"stats": stats, "flows": flows})))
+            }
+            Request::Trace {
+                bridge,
+                flow,
+                packet,
+                ct_next,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                self.trace(
+                    b,
+                    &bridge,
+                    &flow,
+                    packet.as_deref(),
+                    ct_next.as_deref(),
+                    now,
+                )
+            }
+            Request::Inject { bridge, port, hex } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let e = b
+                    .ports
+                    .get(&port)
+                    .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                let frame = hex_decode(&hex)?;
+                let h = e.mem.as_ref().ok_or_else(|| {
+                    format!("inject needs a dummy port; {port} is type={}", e.kind)
+                })?;
+                if !h.inject(&frame) {
+                    return Err(format!("receive queue of {port} is full"));
+                }
+                b.worker.send(DpCommand::Kick);
+                Ok(Response::ok(
+                    "",
+                    json!({"port": port, "bytes": frame.len()}),
+                ))
+            }
+            Request::FdbShow { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let fdb = b.of.fdb(now);
+                let mut out = " port  VLAN  MAC                Age\n".to_string();
+                for e in &fdb {
+                    let _ = writeln!(out, "{:>5}  {:>4}  {}  {:>3}", e.port, e.vlan, e.mac, e.age);
+                }
+                Ok(Response::ok(out, json!({"fdb": fdb})))
+            }
+            Request::FdbFlush { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                b.of.flush_fdb();
+                Ok(Response::ok("table successfully flushed\n", json!({})))
+            }
+        }
+    }
+
+    fn show(&self, only: Option<&str>) -> Result<Response, String> {
+        let map = self.bridges.lock();
+        if let Some(b) = only {
+            bridge_of(&map, b)?;
+        }
+        let mut out = String::new();
+        let mut arr = Vec::new();
+        for (name, b) in map.iter() {
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let status = b.port_status();
+            let cfg = b.of.config();
+            let _ = writeln!(
+                out,
+                "bridge {name}: {} flows, forward_bpdu={}",
+                b.of.n_flows(),
+                cfg.forward_bpdu
+            );
+            let mut ports = Vec::new();
+            for (pname, e) in &b.ports {
+                let info = b.of.with_ports(|p| p.get(e.no).cloned());
+                let st = status.iter().find(|s| s.no == e.no);
+                let link = st.map_or("unknown".to_string(), |s| {
+                    format!("{:?}", s.link).to_lowercase()
+                });
+                let mtu = st.map_or(0, |s| s.mtu);
+                let mut extra = String::new();
+                if let Some(i) = &info {
+                    if !i.enabled {
+                        extra.push_str(" disabled");
+                    }
+                    if let Some(t) = i.tag {
+                        let _ = write!(extra, " tag={t}");
+                    }
+                    if !i.trunks.is_empty() {
+                        let t: Vec<String> = i.trunks.iter().map(|t| t.to_string()).collect();
+                        let _ = write!(extra, " trunks={}", t.join(","));
+                    }
+                    if i.vlan_mode.is_some() {
+                        let _ = write!(extra, " vlan_mode={}", i.effective_vlan_mode().name());
+                    }
+                    if i.bpdu_guard {
+                        extra.push_str(" bpdu_guard=true");
+                    }
+                }
+                let _ = writeln!(
+                    out,
+                    "    port {:>2}: {pname} (type={}) link={link} mtu={mtu}{extra}",
+                    e.no, e.kind
+                );
+                ports.push(json!({
+                    "port": pname, "ofport": e.no, "type": e.kind, "link": link, "mtu": mtu,
+                    "options": e.options, "policy": info,
+                }));
+            }
+            arr.push(json!({"bridge": name, "flows": b.of.n_flows(), "forward_bpdu": cfg.forward_bpdu, "ports": ports}));
+        }
+        Ok(Response::ok(out, json!({"bridges": arr})))
+    }
+
+    fn trace(
+        &self,
+        b: &Bridge,
+        bridge: &str,
+        flow: &str,
+        packet: Option<&str>,
+        ct_next: Option<&str>,
+        now: Instant,
+    ) -> Result<Response, String> {
+        let ports = b.of.ports();
+        let mut key = if let Some(hex) = packet {
+            let frame = hex_decode(hex)?;
+            let base = parse_trace_flow(flow, &ports).map_err(|e| format!("{e}"))?;
+            let mut meta = crate::packet::PacketMeta {
+                in_port: base.in_port(),
+                ..Default::default()
+            };
+            let mut k = FlowKey::default();
+            crate::flow::extract::extract(&frame, &mut meta, &mut k).map_err(|e| {
+                format!("the packet does not parse: {e} (the datapath drops it as malformed_{e})")
+            })?;
+            k
+        } else {
+            parse_trace_flow(flow, &ports).map_err(|e| format!("{e}"))?
+        };
+        let ct_bits = parse_ct_next(ct_next)?;
+        let mut out = String::new();
+        let mut passes = Vec::new();
+        for pass in 0..crate::datapath::MAX_PASSES {
+            let mut tr = Trace::default();
+            let t = b.of.translate_traced(&key, now, &mut tr);
+            if pass > 0 {
+                let _ = writeln!(out, "\n===============================================================================");
+                let _ = writeln!(
+                    out,
+                    "recirc({:#x}) - resume conntrack with ct_state={}",
+                    key.recirc_id(),
+                    ct_state_names(key.ct_state())
+                );
+                let _ = writeln!(out, "===============================================================================\n");
+            }
+            let _ = writeln!(out, "Flow: {}\n", format_key(&key, Some(&ports)));
+            let title = format!("bridge(\"{bridge}\")");
+            let _ = writeln!(out, "{title}\n{}", "-".repeat(title.len()));
+            out.push_str(&tr.render_body(Some(&ports)));
+            out.push('\n');
+            out.push_str(&tr.render_result(Some(&ports)));
+            passes.push(json!({
+                "flow": format_key(&key, Some(&ports)),
+                "datapath_actions": crate::ofproto::format_dp_actions(&t.actions),
+                "drop_reason": t.drop.map(|d| d.name()),
+            }));
+            // Follow a recirculation like ofproto/trace does.
+            let mut next = None;
+            let mut zone = 0;
+            for a in &t.actions {
+                match a {
+                    DpAction::Ct { zone: z, .. } => zone = *z,
+                    DpAction::Recirc(id) => next = Some(*id),
+                    _ => {}
+                }
+            }
+            match next {
+                Some(id) => {
+                    key.set_recirc_id(id);
+                    key.set_ct_state(ct_bits);
+                    key.set_ct_zone(zone);
+                }
+                None => break,
+            }
+        }
+        Ok(Response::ok(out, json!({"passes": passes})))
+    }
+}
+
+fn ct_state_names(bits: u8) -> String {
+    let v: Vec<&str> = crate::packet::CtState::NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    v.join("|")
+}
+
+fn parse_ct_next(s: Option<&str>) -> Result<u8, String> {
+    let Some(s) = s else {
+        return Ok(crate::packet::CtState::TRK | crate::packet::CtState::NEW);
+    };
+    let mut bits = 0;
+    for w in s.split([',', '|', '+']).filter(|w| !w.is_empty()) {
+        let b = crate::packet::CtState::NAMES
+            .iter()
+            .find(|(_, n)| *n == w)
+            .map(|(b, _)| *b)
+            .ok_or_else(|| format!("--ct-next: unknown ct_state flag '{w}'"))?;
+        bits |= b;
+    }
+    Ok(bits | crate::packet::CtState::TRK)
+}
+
+/// Maps a parsed line to a flow-mod. Modify/delete/dump without an explicit
+/// `table=` concern every table, as ovs-ofctl.
+fn to_flow_mod(cmd: FlowCmd, spec: FlowSpec) -> FlowMod {
+    let (c, all_tables) = match cmd {
+        FlowCmd::Add => (FlowModCmd::Add, false),
+        FlowCmd::Modify => (FlowModCmd::Modify { strict: false }, true),
+        FlowCmd::ModifyStrict => (FlowModCmd::Modify { strict: true }, true),
+        FlowCmd::Delete | FlowCmd::Dump => (FlowModCmd::Delete { strict: false }, true),
+        FlowCmd::DeleteStrict => (FlowModCmd::Delete { strict: true }, true),
+    };
+    let table = if all_tables && spec.table == crate::flow::parse::ALL_TABLES {
+        None
+    } else {
+        Some(spec.table)
+    };
+    FlowMod {
+        cmd: c,
+        spec,
+        table,
+    }
+}

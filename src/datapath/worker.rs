@@ -1,0 +1,235 @@
+//! The datapath thread: the loop that drives one [`Datapath`].
+//!
+//! It owns the datapath (caches, pool, ports) exclusively, so the fast path
+//! takes no lock. The control thread talks to it with [`DpCommand`]s over a
+//! channel; replies come back on per-request channels. Between commands the
+//! loop polls every port for a batch, executes, flushes the transmit
+//! batches, and does periodic upkeep. When a whole round brings nothing it
+//! sleeps until a port's file descriptor is readable, a command arrives, or
+//! a short timeout passes (ports without a file descriptor, like the
+//! in-memory ones, are polled at that period).
+//!
+//! This is the one place in `datapath` that causes I/O, and only through
+//! the `Port` trait objects and the wakeup primitives of `port::sys`.
+
+use super::{Datapath, DpFlowInfo, DpStats};
+use crate::port::{LinkState, Port, PortDrop, PortStats};
+use crossbeam_channel::{Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest sleep when idle.
+pub const IDLE_WAIT: Duration = Duration::from_millis(2);
+
+/// A port's state as the worker sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PortStatus {
+    /// OpenFlow number.
+    pub no: u32,
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: String,
+    /// Counters.
+    pub stats: PortStats,
+    /// Drops the port counted itself.
+    pub drops: Vec<(String, u64)>,
+    /// Link state.
+    pub link: LinkState,
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// A request to the datapath thread.
+pub enum DpCommand {
+    /// Attach a port.
+    AddPort {
+        /// OpenFlow number.
+        no: u32,
+        /// The port.
+        port: Box<dyn Port>,
+    },
+    /// Detach a port; the port object is handed back (dropping it may
+    /// remove a TAP device, which the caller decides).
+    DelPort {
+        /// OpenFlow number.
+        no: u32,
+        /// Reply.
+        reply: Sender<Option<Box<dyn Port>>>,
+    },
+    /// Port counters and states.
+    Ports {
+        /// Reply.
+        reply: Sender<Vec<PortStatus>>,
+    },
+    /// Fast-path counters and port-level drops.
+    Stats {
+        /// Reply.
+        reply: Sender<(DpStats, Vec<(PortDrop, u64)>)>,
+    },
+    /// The cached megaflows.
+    DpFlows {
+        /// Reply.
+        reply: Sender<Vec<DpFlowInfo>>,
+    },
+    /// Empty the caches.
+    FlushCaches,
+    /// Run a closure on a port (capture taps, option changes).
+    WithPort {
+        /// OpenFlow number.
+        no: u32,
+        /// What to do.
+        f: Box<dyn FnOnce(&mut dyn Port) + Send>,
+    },
+    /// Process pending packets now (tests: after an injection).
+    Kick,
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// The control side of a worker.
+pub struct WorkerHandle {
+    tx: Sender<DpCommand>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl core::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("WorkerHandle")
+    }
+}
+
+impl WorkerHandle {
+    /// Sends a command (false when the thread is gone).
+    pub fn send(&self, cmd: DpCommand) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+
+    /// Sends a command built around a reply channel and waits for the
+    /// answer (`None` when the thread is gone).
+    pub fn ask<R>(&self, make: impl FnOnce(Sender<R>) -> DpCommand) -> Option<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.send(make(tx)) {
+            return None;
+        }
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn shutdown(&mut self) {
+        let _ = self.tx.send(DpCommand::Shutdown);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts a datapath thread named after the bridge.
+pub fn spawn(mut dp: Datapath) -> std::io::Result<WorkerHandle> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let name = format!("dp-{}", dp.ofproto().name());
+    let join = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(&mut dp, rx))?;
+    Ok(WorkerHandle {
+        tx,
+        join: Some(join),
+    })
+}
+
+fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
+    let mut out = Vec::new();
+    for no in dp.port_numbers() {
+        if let Some(s) = dp.with_port(no, |p| PortStatus {
+            no,
+            name: p.name().to_string(),
+            kind: p.kind().to_string(),
+            stats: p.stats(),
+            drops: p
+                .drops()
+                .into_iter()
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+            link: p.link_state(),
+            mtu: p.mtu(),
+        }) {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| s.no);
+    out
+}
+
+/// Handles one command; false means stop.
+fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
+    match cmd {
+        DpCommand::AddPort { no, port } => {
+            dp.add_port(no, port);
+        }
+        DpCommand::DelPort { no, reply } => {
+            let _ = reply.send(dp.del_port(no));
+        }
+        DpCommand::Ports { reply } => {
+            let _ = reply.send(port_status(dp));
+        }
+        DpCommand::Stats { reply } => {
+            let drops = dp
+                .port_drops()
+                .into_iter()
+                .filter_map(|(r, n)| match r {
+                    super::DropReason::Port(p) => Some((p, n)),
+                    _ => None,
+                })
+                .collect();
+            let _ = reply.send((dp.stats(), drops));
+        }
+        DpCommand::DpFlows { reply } => {
+            let _ = reply.send(dp.dump_megaflows(Instant::now()));
+        }
+        DpCommand::FlushCaches => dp.flush_caches(),
+        DpCommand::WithPort { no, f } => {
+            dp.with_port(no, f);
+        }
+        DpCommand::Kick => {}
+        DpCommand::Shutdown => return false,
+    }
+    true
+}
+
+fn run(dp: &mut Datapath, rx: Receiver<DpCommand>) {
+    loop {
+        while let Ok(cmd) = rx.try_recv() {
+            if !handle(dp, cmd) {
+                return;
+            }
+        }
+        let now = Instant::now();
+        let mut got = 0;
+        // A few rounds per command check keep batches flowing under load.
+        for _ in 0..8 {
+            let n = dp.poll_once(now);
+            got += n;
+            if n == 0 {
+                break;
+            }
+        }
+        dp.housekeeping(now);
+        if got == 0 {
+            match rx.recv_timeout(IDLE_WAIT) {
+                Ok(cmd) => {
+                    if !handle(dp, cmd) {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
