@@ -157,6 +157,13 @@ enum Cmd {
         /// Frame, hex.
         hex: String,
     },
+    /// Take the frames a dummy port sent so far (hex, one per line).
+    DummySent {
+        /// Bridge.
+        bridge: String,
+        /// Port.
+        port: String,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.
@@ -250,6 +257,7 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
             ct_next,
         },
         Cmd::Inject { bridge, port, hex } => Request::Inject { bridge, port, hex },
+        Cmd::DummySent { bridge, port } => Request::DummySent { bridge, port },
         Cmd::FdbShow { bridge } => Request::FdbShow { bridge },
         Cmd::FdbFlush { bridge } => Request::FdbFlush { bridge },
     })

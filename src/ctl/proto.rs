@@ -148,6 +148,13 @@ pub enum Request {
         /// The frame, hex.
         hex: String,
     },
+    /// Take the frames a dummy port sent so far (hex), for tests.
+    DummySent {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.

@@ -222,6 +222,14 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+fn hex_encode(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
 /// The daemon state.
 pub struct Switch {
     started: Instant,
@@ -736,6 +744,22 @@ impl Switch {
                     "",
                     json!({"port": port, "bytes": frame.len()}),
                 ))
+            }
+            Request::DummySent { bridge, port } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let e = b.ports.get(&port).ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                let h = e
+                    .mem
+                    .as_ref()
+                    .ok_or_else(|| format!("dummy-sent needs a dummy port; {port} is type={}", e.kind))?;
+                let frames: Vec<String> = h.take_sent().iter().map(|f| hex_encode(f)).collect();
+                let mut out = String::new();
+                for f in &frames {
+                    out.push_str(f);
+                    out.push('\n');
+                }
+                Ok(Response::ok(out, json!({"port": port, "frames": frames})))
             }
             Request::FdbShow { bridge } => {
                 let map = self.bridges.lock();
