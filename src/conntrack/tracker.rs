@@ -225,7 +225,9 @@ impl ConnTracker {
         let epoch = self
             .epoch
             .get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
-        now.saturating_duration_since(*epoch).as_millis() as u64
+        // as_millis() would divide a u128: slow on the per-packet path.
+        let d = now.saturating_duration_since(*epoch);
+        d.as_secs() * 1000 + u64::from(d.subsec_millis())
     }
 
     #[inline]
