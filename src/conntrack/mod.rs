@@ -15,7 +15,7 @@
 //!   length, IPv6 payload length); Ethernet padding after the datagram is
 //!   never summed into a checksum nor counted as TCP payload. This is field
 //!   story 1 of `DESIGN.md`: padded bare ACK/FINs judged invalid.
-//! * **Sharding.** Connections live in [`tracker::SHARDS`] shards, each behind
+//! * **Sharding.** Connections live in [`SHARDS`] shards, each behind
 //!   its own mutex, selected by a direction-independent hash of the 5-tuple
 //!   and zone, so both directions of a connection land in one shard and one
 //!   table entry serves both. Workers touching different connections rarely

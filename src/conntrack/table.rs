@@ -292,7 +292,7 @@ impl Shard {
             c.next = free;
         }
         self.free = idx;
-        self.len -= 1;
+        self.len = self.len.saturating_sub(1);
     }
 
     /// Sets the expiration of `idx`, re-filing it only when it moved
