@@ -1,0 +1,211 @@
+//! Conntrack benches (criterion): a packet of an established connection
+//! (lookup + TCP state update, checksum validated), a new connection
+//! commit, and expiry of many entries (per entry).
+//!
+//! Targets on one core: >= 5 Mpps established, >= 1 M new connections/s.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vswitch::conntrack::{ChecksumPolicy, ConnTracker, CtConfig, CtParams};
+use vswitch::flow::FlowKey;
+use vswitch::packet::PacketMeta;
+use vswitch::wire::checksum;
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+/// A 60-byte Ethernet/IPv4/TCP frame (54 bytes + 6 bytes of non-zero
+/// padding) with valid checksums.
+#[allow(clippy::too_many_arguments)]
+fn tcp_frame(
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) -> [u8; 60] {
+    let mut f = [0xa5u8; 60];
+    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut f[14..34];
+    ip.copy_from_slice(&[
+        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    ip[12..16].copy_from_slice(&src.to_be_bytes());
+    ip[16..20].copy_from_slice(&dst.to_be_bytes());
+    let c = checksum::checksum(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let t = &mut f[34..54];
+    t.fill(0);
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let ps = checksum::pseudo_header_v4(Ipv4Addr::from(src), Ipv4Addr::from(dst), 6, 20);
+    let c = checksum::l4_checksum(ps, t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn key() -> FlowKey {
+    let mut k = FlowKey::default();
+    k.set_dl_type(0x0800);
+    k
+}
+
+fn meta() -> PacketMeta {
+    PacketMeta {
+        l3_ofs: 14,
+        l2_pad_len: 6,
+        ..PacketMeta::default()
+    }
+}
+
+const CLIENT: u32 = 0x0a00_0001;
+const SERVER: u32 = 0x0a00_0002;
+
+/// Opens `n` connections (client ports 1024.., several client addresses)
+/// and returns one bare ACK per connection.
+fn established(ct: &ConnTracker, n: u32, now: Instant) -> Vec<[u8; 60]> {
+    let commit = CtParams {
+        commit: true,
+        ..CtParams::default()
+    };
+    let k = key();
+    (0..n)
+        .map(|i| {
+            let c = CLIENT + (i / 50_000) * 256;
+            let sp = 1024 + (i % 50_000) as u16;
+            for f in [
+                tcp_frame(c, SERVER, sp, 80, 1000, 0, SYN),
+                tcp_frame(SERVER, c, 80, sp, 5000, 1001, SYN | ACK),
+                tcp_frame(c, SERVER, sp, 80, 1001, 5001, ACK),
+            ] {
+                ct.process(&f, &k, &mut meta(), &commit, now);
+            }
+            tcp_frame(c, SERVER, sp, 80, 1001, 5001, ACK)
+        })
+        .collect()
+}
+
+fn bench_established(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_established");
+    g.throughput(Throughput::Elements(1));
+    for n in [1u32, 100_000] {
+        let ct = ConnTracker::new(CtConfig::default());
+        let now = Instant::now();
+        let frames = established(&ct, n, now);
+        let k = key();
+        let p = CtParams::default();
+        let mut i = 0usize;
+        g.bench_function(format!("ack_validate_{n}_conns"), |b| {
+            b.iter(|| {
+                let f = &frames[i % frames.len()];
+                i = i.wrapping_add(1);
+                let mut m = meta();
+                black_box(ct.process(black_box(f), &k, &mut m, &p, now))
+            })
+        });
+        // A FIN+ACK would change state; keep measuring the common case but
+        // make sure the tracker agrees those ACKs were fine.
+        let s = ct.stats();
+        assert_eq!(s.invalid.values().sum::<u64>(), 0);
+        let _ = FIN;
+    }
+    g.finish();
+}
+
+fn bench_commit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_new");
+    g.throughput(Throughput::Elements(1));
+    const CHUNK: u64 = 200_000;
+    // Frames prepared outside the timed region, a fresh tracker per chunk
+    // so the table never grows past CHUNK entries.
+    let frames: Vec<[u8; 60]> = (0..CHUNK as u32)
+        .map(|i| {
+            let c = CLIENT + (i / 50_000) * 256;
+            tcp_frame(c, SERVER, 1024 + (i % 50_000) as u16, 80, 1000, 0, SYN)
+        })
+        .collect();
+    let k = key();
+    let commit = CtParams {
+        commit: true,
+        ..CtParams::default()
+    };
+    g.bench_function("syn_commit_validate", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(CHUNK);
+                let ct = ConnTracker::new(CtConfig::default());
+                let now = Instant::now();
+                let t0 = Instant::now();
+                for f in &frames[..n as usize] {
+                    black_box(ct.process(f, &k, &mut meta(), &commit, now));
+                }
+                total += t0.elapsed();
+                assert_eq!(ct.len(), n as usize);
+                left -= n;
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn bench_expiry(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack_expiry");
+    const N: u32 = 100_000;
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.sample_size(10);
+    let k = key();
+    let commit = CtParams {
+        commit: true,
+        ..CtParams::default()
+    };
+    g.bench_function("sweep_100k_expired", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let ct = ConnTracker::new(CtConfig {
+                    checksum: ChecksumPolicy::Skip,
+                    ..CtConfig::default()
+                });
+                let now = Instant::now();
+                for i in 0..N {
+                    let f = tcp_frame(
+                        CLIENT + (i / 50_000) * 256,
+                        SERVER,
+                        1024 + (i % 50_000) as u16,
+                        80,
+                        1,
+                        0,
+                        SYN,
+                    );
+                    ct.process(&f, &k, &mut meta(), &commit, now);
+                }
+                // SYN_SENT times out after 30 s.
+                let later = now + Duration::from_secs(31);
+                let t0 = Instant::now();
+                let n = ct.sweep(later);
+                total += t0.elapsed();
+                assert_eq!(n, N as usize);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_established, bench_commit, bench_expiry);
+criterion_main!(benches);

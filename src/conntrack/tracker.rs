@@ -1,0 +1,653 @@
+//! [`ConnTracker`]: the shards, the configuration and the per-packet path.
+//!
+//! Per packet: parse (bounds-checked, IP-length-delimited, checksums per
+//! policy), hash the canonical key, lock one shard, look up, run the
+//! protocol's state machine, unlock. Limits and counters are atomics shared
+//! by all shards; per-zone timeout overrides are an `ArcSwap`ed map behind
+//! a bitmap, so zones without overrides never touch it.
+
+use core::hash::BuildHasher;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::info::{ConnInfo, CtStats, ZoneStats};
+use super::parse::{self, Parsed, L4};
+use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard};
+use super::tcp::{self, TcpPolicy, Update};
+use super::{
+    ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
+};
+use crate::flow::FlowKey;
+use crate::packet::{CtState, PacketMeta};
+
+/// Number of shards (each its own lock, table and timer wheel).
+pub const SHARDS: usize = 64;
+const ZONES: usize = 1 << 16;
+const N_REASONS: usize = CtInvalidReason::ALL.len();
+const N_TMO: usize = TimeoutKind::ALL.len();
+
+/// Keeps each shard's lock on its own cache lines.
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// Per-zone timeout overrides (0 = inherit the default).
+type ZoneTimeouts = HashMap<u16, [u32; N_TMO]>;
+
+/// The connection tracker of one bridge (see the module docs of
+/// [`crate::conntrack`]).
+pub struct ConnTracker {
+    shards: Box<[Padded]>,
+    hasher: foldhash::fast::RandomState,
+    /// Milliseconds are counted from here: the first `now` seen, minus an
+    /// hour of slack for callers whose clocks run slightly behind.
+    epoch: OnceLock<Instant>,
+
+    checksum: AtomicU8,
+    tcp_liberal: AtomicBool,
+    tcp_seq_check: AtomicBool,
+
+    max_conns: AtomicU32,
+    n_conns: AtomicU32,
+    /// Per-zone limit, encoded 0 = none of its own, else limit + 1.
+    zone_limit: Box<[AtomicU32]>,
+    /// Default zone limit, same encoding.
+    default_zone_limit: AtomicU32,
+    zone_count: Box<[AtomicU32]>,
+
+    default_tmo: [AtomicU32; N_TMO],
+    /// Bit z set: zone z has an entry in `zone_tmo`.
+    zone_tmo_bits: Box<[AtomicU64]>,
+    zone_tmo: ArcSwap<ZoneTimeouts>,
+
+    invalid: [AtomicU64; N_REASONS],
+    committed: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// Outcome of running a packet against an existing entry.
+enum Step {
+    /// Final state bits (plus the entry's slab index for set_mark).
+    Done(u8, u32),
+    Invalid(CtInvalidDetail, u32),
+    /// The entry is gone (reopen / force): treat the packet as new.
+    New,
+}
+
+impl Default for ConnTracker {
+    fn default() -> Self {
+        ConnTracker::new(CtConfig::default())
+    }
+}
+
+impl ConnTracker {
+    /// A tracker with `cfg`; timeouts start at OVS's defaults.
+    pub fn new(cfg: CtConfig) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Padded(Mutex::new(Shard::new())))
+            .collect();
+        let zeros = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
+        let ct = ConnTracker {
+            shards,
+            hasher: foldhash::fast::RandomState::default(),
+            epoch: OnceLock::new(),
+            checksum: AtomicU8::new(0),
+            tcp_liberal: AtomicBool::new(cfg.tcp_liberal),
+            tcp_seq_check: AtomicBool::new(cfg.tcp_seq_check),
+            max_conns: AtomicU32::new(cfg.max_conns),
+            n_conns: AtomicU32::new(0),
+            zone_limit: zeros(ZONES),
+            default_zone_limit: AtomicU32::new(0),
+            zone_count: zeros(ZONES),
+            default_tmo: TimeoutKind::ALL.map(|k| AtomicU32::new(k.default_secs())),
+            zone_tmo_bits: (0..ZONES / 64).map(|_| AtomicU64::new(0)).collect(),
+            zone_tmo: ArcSwap::from_pointee(HashMap::new()),
+            invalid: [0; N_REASONS].map(AtomicU64::new),
+            committed: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        };
+        ct.set_checksum_policy(cfg.checksum);
+        ct
+    }
+
+    // ---- configuration -------------------------------------------------
+
+    /// `ct_checksum=validate|skip`.
+    pub fn set_checksum_policy(&self, p: ChecksumPolicy) {
+        self.checksum.store(p as u8, Relaxed);
+    }
+
+    /// The checksum policy in force.
+    pub fn checksum_policy(&self) -> ChecksumPolicy {
+        if self.checksum.load(Relaxed) == ChecksumPolicy::Skip as u8 {
+            ChecksumPolicy::Skip
+        } else {
+            ChecksumPolicy::Validate
+        }
+    }
+
+    /// Linux-style `be_liberal`: only out-of-window RSTs are invalid.
+    pub fn set_tcp_liberal(&self, on: bool) {
+        self.tcp_liberal.store(on, Relaxed);
+    }
+
+    /// TCP sequence checking on/off (OVS `ct-enable-tcp-seq-chk`).
+    pub fn set_tcp_seq_check(&self, on: bool) {
+        self.tcp_seq_check.store(on, Relaxed);
+    }
+
+    /// Global connection limit (OVS `ct-set-maxconns`).
+    pub fn set_max_conns(&self, n: u32) {
+        self.max_conns.store(n, Relaxed);
+    }
+
+    /// Zone limit: `zone = Some(z)` sets zone z's own limit (`None` removes
+    /// it, so the default applies again); `zone = None` sets the default
+    /// for zones without their own (`None`: no default). `Some(0)` admits
+    /// no new connection. Existing connections are never evicted.
+    pub fn set_limit(&self, zone: Option<u16>, limit: Option<u32>) {
+        let enc = limit.map_or(0, |l| l.saturating_add(1));
+        match zone {
+            Some(z) => {
+                if let Some(a) = self.zone_limit.get(usize::from(z)) {
+                    a.store(enc, Relaxed);
+                }
+            }
+            None => self.default_zone_limit.store(enc, Relaxed),
+        }
+    }
+
+    /// The limit that applies to `zone`, if any.
+    pub fn zone_limit(&self, zone: u16) -> Option<u32> {
+        let own = self
+            .zone_limit
+            .get(usize::from(zone))
+            .map_or(0, |a| a.load(Relaxed));
+        let enc = if own != 0 {
+            own
+        } else {
+            self.default_zone_limit.load(Relaxed)
+        };
+        enc.checked_sub(1)
+    }
+
+    /// Sets one timeout, for `zone` or (None) the default of every zone
+    /// without its own value; `secs = 0` for a zone drops its own value.
+    /// Applies to each connection at its next packet, as in OVS.
+    pub fn set_timeout(&self, zone: Option<u16>, which: TimeoutKind, secs: u32) {
+        match zone {
+            None => self.default_tmo[which as usize].store(secs, Relaxed),
+            Some(z) => {
+                self.zone_tmo.rcu(|m| {
+                    let mut m = ZoneTimeouts::clone(m);
+                    let e = m.entry(z).or_insert([0; N_TMO]);
+                    // 0 = inherit the default.
+                    e[which as usize] = secs;
+                    m
+                });
+                if let Some(w) = self.zone_tmo_bits.get(usize::from(z) / 64) {
+                    w.fetch_or(1 << (z % 64), Relaxed);
+                }
+            }
+        }
+    }
+
+    /// The timeout in force for `zone`.
+    pub fn timeout(&self, zone: u16, which: TimeoutKind) -> Duration {
+        Duration::from_millis(self.timeout_ms(zone, which))
+    }
+
+    #[inline]
+    fn timeout_ms(&self, zone: u16, which: TimeoutKind) -> u64 {
+        let i = which as usize;
+        let bit = self
+            .zone_tmo_bits
+            .get(usize::from(zone) / 64)
+            .is_some_and(|w| w.load(Relaxed) & (1 << (zone % 64)) != 0);
+        if bit {
+            if let Some(&v) = self.zone_tmo.load().get(&zone).and_then(|t| t.get(i)) {
+                if v != 0 {
+                    return u64::from(v) * 1000;
+                }
+            }
+        }
+        u64::from(self.default_tmo[i].load(Relaxed)) * 1000
+    }
+
+    // ---- time ----------------------------------------------------------
+
+    #[inline]
+    fn ms(&self, now: Instant) -> u64 {
+        let epoch = self
+            .epoch
+            .get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
+        // as_millis() would divide a u128: slow on the per-packet path.
+        let d = now.saturating_duration_since(*epoch);
+        d.as_secs() * 1000 + u64::from(d.subsec_millis())
+    }
+
+    #[inline]
+    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
+        // hashbrown uses the low bits (bucket) and the top 7 (tag); pick the
+        // shard from bits in between so they stay independent.
+        let i = ((hash >> 40) as usize) % SHARDS;
+        &self.shards[i].0
+    }
+
+    fn hash(&self, k: &ConnKey) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
+    // ---- packet path ---------------------------------------------------
+
+    /// Runs one packet through the tracker (one `ct(...)` action).
+    ///
+    /// `frame` is the whole Ethernet frame, `key` its flow key (only
+    /// `dl_type` is read), `meta.l3_ofs` locates the IP header; lengths come
+    /// from the IP header, so `meta.l2_pad_len` bytes of padding are never
+    /// looked at. `meta.csum` = `Verified`/`Partial` skips L4 checksum
+    /// validation (the IPv4 header checksum is still checked under
+    /// `Validate`: no port offloads it on receive). Sets `meta.ct_state`,
+    /// `ct_zone`, `ct_mark` and `ct_invalid`.
+    ///
+    /// A packet that already went through `ct` in this zone (it carries
+    /// `+trk` and `ct_zone == params.zone`, i.e. it recirculated) is not run
+    /// through the state machine again, like OVS's cached `md.conn`: it
+    /// keeps its state bits, and `commit` / `set_mark` apply.
+    pub fn process(
+        &self,
+        frame: &[u8],
+        key: &FlowKey,
+        meta: &mut PacketMeta,
+        params: &CtParams,
+        now: Instant,
+    ) -> CtVerdict {
+        let zone = params.zone;
+        let prev = meta.ct_state.0;
+        let tracked_here = prev & CtState::TRK != 0 && meta.ct_zone == zone;
+        meta.ct_zone = zone;
+        if tracked_here && prev & CtState::INV != 0 {
+            // Already judged (and counted) by an earlier ct in this zone.
+            let reason = CtInvalidReason::from_meta_code(meta.ct_invalid)
+                .unwrap_or(CtInvalidReason::Malformed);
+            let d = CtInvalidDetail::new(reason, "judged invalid by an earlier ct in this zone");
+            return write(meta, CtState::TRK | CtState::INV, 0, Some(d));
+        }
+        let l3 = frame.get(usize::from(meta.l3_ofs)..).unwrap_or(&[]);
+        let parsed = match parse::parse(l3, key.dl_type(), zone, meta.csum, self.checksum_policy())
+        {
+            Ok(p) => p,
+            Err(d) => return self.invalid(meta, d, 0),
+        };
+        let now_ms = self.ms(now);
+        let (ckey, swapped) = parsed.key.canonical();
+        let hash = self.hash(&ckey);
+        let mut shard = self.shard_of(hash).lock();
+
+        let mut found = shard.find(hash, &ckey);
+        if let Some(i) = found {
+            if shard.get(i).is_none_or(|c| c.expires <= now_ms) {
+                self.remove_locked(&mut shard, hash, i, true);
+                found = None;
+            }
+        }
+
+        if let Some(i) = found {
+            let reply = shard.get(i).is_some_and(|c| c.orig_swapped != swapped);
+            let rpl = if reply { CtState::RPL } else { 0 };
+            let step = if tracked_here {
+                Step::Done(
+                    prev & (CtState::NEW | CtState::EST | CtState::REL | CtState::RPL),
+                    i,
+                )
+            } else if parsed.related {
+                Step::Done(CtState::REL | rpl, i)
+            } else if params.force && reply {
+                self.remove_locked(&mut shard, hash, i, false);
+                Step::New
+            } else {
+                self.update(&mut shard, hash, i, &parsed, reply, now_ms)
+            };
+            match step {
+                Step::Done(bits, i) => {
+                    let mark = if params.commit || params.force {
+                        apply_mark(&mut shard, i, params.set_mark)
+                    } else {
+                        shard.get(i).map_or(0, |c| c.mark)
+                    };
+                    return write(meta, CtState::TRK | bits, mark, None);
+                }
+                Step::Invalid(d, i) => {
+                    let mark = shard.get(i).map_or(0, |c| c.mark);
+                    drop(shard);
+                    return self.invalid(meta, d, mark);
+                }
+                Step::New => {}
+            }
+        }
+
+        // No connection: may this packet start one?
+        if parsed.related {
+            drop(shard);
+            return self.invalid(
+                meta,
+                CtInvalidDetail::new(
+                    CtInvalidReason::RelatedNoConn,
+                    "ICMP error about no tracked connection",
+                ),
+                0,
+            );
+        }
+        let l4 = match parsed.l4 {
+            L4::Tcp(seg) => match tcp::valid_new(seg.flags) {
+                Ok(()) => L4State::Tcp(tcp::new_conn(&seg)),
+                Err(d) => {
+                    drop(shard);
+                    return self.invalid(meta, d, 0);
+                }
+            },
+            L4::Icmp { valid_new: false } => {
+                drop(shard);
+                return self.invalid(
+                    meta,
+                    CtInvalidDetail::new(
+                        CtInvalidReason::InvalidNew,
+                        "ICMP reply without a request",
+                    ),
+                    0,
+                );
+            }
+            L4::Icmp { valid_new: true } => L4State::Icmp(IcmpState::First),
+            L4::Udp | L4::Other => L4State::Other(OtherState::First),
+        };
+        if !(params.commit || params.force) {
+            return write(meta, CtState::TRK | CtState::NEW, 0, None);
+        }
+        if let Err(d) = self.admit(zone) {
+            drop(shard);
+            return self.invalid(meta, d, 0);
+        }
+        let mut conn = Conn::new(ckey, swapped, l4);
+        let tmo = timeout_kind(&conn.l4);
+        conn.tmo = tmo;
+        conn.expires = now_ms + self.timeout_ms(zone, tmo);
+        let hasher = |k: &ConnKey| self.hash(k);
+        let i = shard.insert(hash, conn, &hasher);
+        self.committed.fetch_add(1, Relaxed);
+        let mark = apply_mark(&mut shard, i, params.set_mark);
+        write(meta, CtState::TRK | CtState::NEW, mark, None)
+    }
+
+    /// Runs the protocol state machine of entry `i` (OVS `conn_update`).
+    fn update(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        i: u32,
+        p: &Parsed,
+        reply: bool,
+        now_ms: u64,
+    ) -> Step {
+        let pol = TcpPolicy {
+            liberal: self.tcp_liberal.load(Relaxed),
+            seq_check: self.tcp_seq_check.load(Relaxed),
+        };
+        let Some(c) = shard.get_mut(i) else {
+            return Step::New;
+        };
+        let zone = c.key.zone;
+        let rpl = if reply { CtState::RPL } else { 0 };
+        let (bits, refresh) = match (&mut c.l4, &p.l4) {
+            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, seg, reply, pol) {
+                Update::Valid { refresh } => (CtState::EST | rpl, refresh),
+                Update::ValidNew => (CtState::NEW, true),
+                Update::Reopen => {
+                    self.remove_locked(shard, hash, i, false);
+                    return Step::New;
+                }
+                Update::Invalid(d) => return Step::Invalid(d, i),
+            },
+            (L4State::Other(s), _) => {
+                if reply && *s != OtherState::Bidir {
+                    *s = OtherState::Bidir;
+                } else if *s == OtherState::First {
+                    *s = OtherState::Multiple;
+                }
+                let bits = if *s == OtherState::Bidir {
+                    CtState::EST | rpl
+                } else {
+                    CtState::NEW
+                };
+                (bits, true)
+            }
+            (L4State::Icmp(s), _) => {
+                let bits = if reply && *s == IcmpState::First {
+                    *s = IcmpState::Reply;
+                    CtState::EST | rpl
+                } else if *s == IcmpState::First {
+                    CtState::NEW
+                } else {
+                    CtState::EST | rpl
+                };
+                (bits, true)
+            }
+            // A key names one protocol, so a TCP entry only sees TCP.
+            _ => (CtState::EST | rpl, false),
+        };
+        if refresh {
+            let tmo = timeout_kind(&c.l4);
+            let exp = now_ms + self.timeout_ms(zone, tmo);
+            shard.set_expiry(i, exp, tmo);
+        }
+        Step::Done(bits, i)
+    }
+
+    /// Reserves room for one more connection in `zone`.
+    fn admit(&self, zone: u16) -> Result<(), CtInvalidDetail> {
+        let zc = self.zone_count.get(usize::from(zone));
+        if let (Some(limit), Some(zc)) = (self.zone_limit(zone), zc) {
+            if zc
+                .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+                .is_err()
+            {
+                return Err(CtInvalidDetail::new(
+                    CtInvalidReason::LimitReached,
+                    "zone connection limit reached",
+                ));
+            }
+        } else if let Some(zc) = zc {
+            zc.fetch_add(1, Relaxed);
+        }
+        let max = self.max_conns.load(Relaxed);
+        if self
+            .n_conns
+            .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+            .is_err()
+        {
+            if let Some(zc) = zc {
+                zc.fetch_sub(1, Relaxed);
+            }
+            return Err(CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "global connection limit reached",
+            ));
+        }
+        Ok(())
+    }
+
+    fn release_counts(&self, c: &Conn) {
+        self.n_conns.fetch_sub(1, Relaxed);
+        if let Some(zc) = self.zone_count.get(usize::from(c.key.zone)) {
+            zc.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn remove_locked(&self, shard: &mut Shard, hash: u64, i: u32, expired: bool) {
+        if let Some(c) = shard.get(i) {
+            self.release_counts(c);
+        }
+        shard.remove(hash, i);
+        if expired {
+            self.expired.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn invalid(&self, meta: &mut PacketMeta, d: CtInvalidDetail, mark: u32) -> CtVerdict {
+        if let Some(c) = self.invalid.get(d.reason as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+        write(meta, CtState::TRK | CtState::INV, mark, Some(d))
+    }
+
+    // ---- control plane -------------------------------------------------
+
+    /// Removes every connection expired at `now`; returns how many. Only
+    /// the timer-wheel slots that came due since the last call are visited.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let now_ms = self.ms(now);
+        let hasher = |k: &ConnKey| self.hash(k);
+        let mut total = 0;
+        for s in self.shards.iter() {
+            let mut g = s.0.lock();
+            total += g.sweep(now_ms, &hasher, &mut |c| self.release_counts(c));
+        }
+        self.expired.fetch_add(total as u64, Relaxed);
+        total
+    }
+
+    /// Unexpired connections (of `zone`, or all), ordered by zone and
+    /// original tuple.
+    pub fn dump(&self, zone: Option<u16>, now: Instant) -> Vec<ConnInfo> {
+        let now_ms = self.ms(now);
+        let mut out = Vec::new();
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            out.extend(
+                g.live()
+                    .filter(|(_, c)| c.expires > now_ms && zone.is_none_or(|z| c.key.zone == z))
+                    .map(|(_, c)| ConnInfo::from_conn(c, now_ms)),
+            );
+        }
+        out.sort_by(|a, b| (a.zone, &a.orig, a.proto).cmp(&(b.zone, &b.orig, b.proto)));
+        out
+    }
+
+    /// Deletes every connection (of `zone`, or all); returns how many.
+    pub fn flush(&self, zone: Option<u16>) -> usize {
+        let mut total = 0;
+        for s in self.shards.iter() {
+            let mut g = s.0.lock();
+            let victims: Vec<(u32, ConnKey)> = g
+                .live()
+                .filter(|(_, c)| zone.is_none_or(|z| c.key.zone == z))
+                .map(|(i, c)| (i, c.key))
+                .collect();
+            for (i, k) in victims {
+                let h = self.hash(&k);
+                self.remove_locked(&mut g, h, i, false);
+                total += 1;
+            }
+        }
+        total
+    }
+
+    /// Number of entries (expired ones not yet swept included).
+    pub fn len(&self) -> usize {
+        self.n_conns.load(Relaxed) as usize
+    }
+
+    /// True when no entry exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes held by the tables (slabs, indexes, wheels) plus the
+    /// fixed per-zone arrays.
+    pub fn memory_usage(&self) -> usize {
+        let tables: usize = self.shards.iter().map(|s| s.0.lock().heap_bytes()).sum();
+        tables
+            + core::mem::size_of::<Self>()
+            + SHARDS * core::mem::size_of::<Padded>()
+            + 2 * ZONES * 4
+            + ZONES / 8
+    }
+
+    /// Counters: entries per zone and protocol, invalid verdicts by reason.
+    pub fn stats(&self) -> CtStats {
+        let mut zones: BTreeMap<u16, ZoneStats> = BTreeMap::new();
+        let mut entries = 0u64;
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            for (_, c) in g.live() {
+                entries += 1;
+                zones
+                    .entry(c.key.zone)
+                    .or_insert_with(|| ZoneStats {
+                        zone: c.key.zone,
+                        limit: self.zone_limit(c.key.zone),
+                        ..ZoneStats::default()
+                    })
+                    .add(c);
+            }
+        }
+        let invalid = CtInvalidReason::ALL
+            .iter()
+            .map(|r| {
+                let n = self.invalid.get(*r as usize).map_or(0, |c| c.load(Relaxed));
+                (r.name().to_string(), n)
+            })
+            .collect();
+        CtStats {
+            entries,
+            max_conns: self.max_conns.load(Relaxed),
+            zones: zones.into_values().collect(),
+            invalid,
+            limit_reached: self.invalid_count(CtInvalidReason::LimitReached),
+            committed: self.committed.load(Relaxed),
+            expired: self.expired.load(Relaxed),
+            checksum: self.checksum_policy().name(),
+            tcp_liberal: self.tcp_liberal.load(Relaxed),
+            tcp_seq_check: self.tcp_seq_check.load(Relaxed),
+        }
+    }
+
+    /// How many `+inv` verdicts were given for `r`.
+    pub fn invalid_count(&self, r: CtInvalidReason) -> u64 {
+        self.invalid.get(r as usize).map_or(0, |c| c.load(Relaxed))
+    }
+}
+
+/// The timeout attribute for an entry's current state.
+fn timeout_kind(l4: &L4State) -> TimeoutKind {
+    match l4 {
+        L4State::Tcp(t) => tcp::summary(t).timeout(),
+        L4State::Other(OtherState::First) | L4State::Free => TimeoutKind::UdpFirst,
+        L4State::Other(OtherState::Multiple) => TimeoutKind::UdpSingle,
+        L4State::Other(OtherState::Bidir) => TimeoutKind::UdpMultiple,
+        L4State::Icmp(IcmpState::First) => TimeoutKind::IcmpFirst,
+        L4State::Icmp(IcmpState::Reply) => TimeoutKind::IcmpReply,
+    }
+}
+
+fn apply_mark(shard: &mut Shard, i: u32, set: Option<(u32, u32)>) -> u32 {
+    let Some(c) = shard.get_mut(i) else { return 0 };
+    if let Some((v, m)) = set {
+        c.mark = (c.mark & !m) | (v & m);
+    }
+    c.mark
+}
+
+fn write(meta: &mut PacketMeta, state: u8, mark: u32, d: Option<CtInvalidDetail>) -> CtVerdict {
+    meta.ct_state = CtState(state);
+    meta.ct_mark = mark;
+    meta.ct_invalid = d.map_or(0, |d| d.reason.meta_code());
+    CtVerdict {
+        state,
+        mark,
+        invalid: d,
+    }
+}
