@@ -647,11 +647,9 @@ fn execute_actions(
     }
     if !sent {
         let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
-        if reason == DropReason::PipelineDrop && pkt.meta.ct_invalid != 0 {
-            if let Some(r) =
-                crate::conntrack::CtInvalidReason::ALL.get(usize::from(pkt.meta.ct_invalid - 1))
-            {
-                reason = DropReason::CtInvalid(*r);
+        if reason == DropReason::PipelineDrop {
+            if let Some(r) = crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid) {
+                reason = DropReason::CtInvalid(r);
             }
         }
         cx.drops.add(reason, 1);
