@@ -6,8 +6,9 @@
 //! * [`extract`]: parsing a frame into a [`FlowKey`] and header offsets.
 //! * [`field`]: the named match fields and where they live in the key.
 //! * [`matching`]: [`Match`] and [`FlowSpec`].
-//! * [`action`]: [`Action`].
-//! * [`parse`] / [`format`]: the text syntax, compatible with ovs-ofctl.
+//! * [`action`]: the [`Action`] enum.
+//! * [`parse`] / [`format`]: the text syntax, compatible with ovs-ofctl
+//!   (building blocks in the private `syntax` module).
 
 pub mod action;
 pub mod extract;
@@ -16,8 +17,14 @@ pub mod format;
 pub mod key;
 pub mod matching;
 pub mod parse;
+mod syntax;
 
 pub use action::{ofp_port, Action, CtAction, CtZone};
 pub use field::{Field, FieldKind, FieldSlice};
+pub use format::{format_actions, format_flow, format_flow_stats, format_match, FlowStats};
 pub use key::{FlowKey, FlowMask};
 pub use matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};
+pub use parse::{
+    parse_actions, parse_flow, parse_flow_file, parse_trace_flow, FileParseError, FlowCmd,
+    NoPortNames, ParseError, PortMap, PortNames, ALL_TABLES,
+};
