@@ -566,6 +566,7 @@ fn parse_flow_at(
     };
     let mut mb = MatchBuilder::default();
     let mut actions: Option<(&str, usize)> = None;
+    let mut cookie_seen = false;
     let mut lx = Lexer::for_flow(line.get(start..).unwrap_or(""), start);
     let not_here = |t: &Tok<'_>| {
         PErr::new(
@@ -742,6 +743,16 @@ fn parse_flow_at(
             }
             "cookie" => {
                 need_value(&t)?;
+                if cookie_seen {
+                    // A FlowSpec has one cookie: it cannot both select
+                    // flows by cookie and give them a new one.
+                    return Err(PErr::new(
+                        t.key_off,
+                        t.text(line),
+                        format!("cookie given more than once ('{}')", t.text(line)),
+                    ));
+                }
+                cookie_seen = true;
                 let bad = || PErr::new(t.value_off, t.value, format!("bad cookie '{}'", t.value));
                 match t.value.split_once('/') {
                     Some((v, m)) => {

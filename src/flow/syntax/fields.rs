@@ -476,6 +476,21 @@ pub(crate) fn match_field(name: &str) -> Option<MatchField> {
 
 /// A hint when `name` is a field Open vSwitch has and vswitch does not.
 pub(crate) fn unsupported_field_hint(name: &str) -> Option<String> {
+    match name {
+        "vlan_vid" => {
+            return Some(
+                "unsupported field 'vlan_vid' (OpenFlow 1.2 form: use dl_vlan to match, mod_vlan_vid to set)"
+                    .into(),
+            )
+        }
+        "vlan_pcp" => {
+            return Some(
+                "unsupported field 'vlan_pcp' (OpenFlow 1.2 form: use dl_vlan_pcp to match, mod_vlan_pcp to set)"
+                    .into(),
+            )
+        }
+        _ => {}
+    }
     if UNSUPPORTED_FIELDS.contains(&name) {
         return Some(format!(
             "unsupported field '{name}' (vswitch does not implement it)"
@@ -560,11 +575,15 @@ pub(crate) fn exact_type_proto(m: &Match) -> (Option<u16>, Option<u8>) {
     )
 }
 
-/// True when `m` satisfies `p`.
+/// True when `m` satisfies `p`. Transport fields also need the match to
+/// exclude later fragments (`nw_frag=later` packets carry no L4 header),
+/// as Open vSwitch's prerequisites do.
 pub(crate) fn prereq_ok(p: Prereq, m: &Match) -> bool {
     let (t, proto) = exact_type_proto(m);
     let ip = matches!(t, Some(ETH_IP | ETH_IPV6));
     let arp = matches!(t, Some(ETH_ARP | ETH_RARP));
+    let (frag, frag_mask) = m.get(Field::NwFrag);
+    let l4 = ip && frag & frag_mask & u128::from(crate::flow::key::FlowKey::FRAG_LATER) == 0;
     match p {
         Prereq::None => true,
         Prereq::Ip => ip,
@@ -573,14 +592,15 @@ pub(crate) fn prereq_ok(p: Prereq, m: &Match) -> bool {
         Prereq::Ipv4OrArp => t == Some(ETH_IP) || arp,
         Prereq::Ipv6 => t == Some(ETH_IPV6),
         Prereq::Arp => arp,
-        Prereq::L4 => ip && matches!(proto, Some(6 | 17 | 132)),
-        Prereq::Tcp => ip && proto == Some(6),
-        Prereq::Udp => ip && proto == Some(17),
-        Prereq::Sctp => ip && proto == Some(132),
-        Prereq::Icmp4 => t == Some(ETH_IP) && proto == Some(1),
-        Prereq::Icmp6 => t == Some(ETH_IPV6) && proto == Some(58),
+        Prereq::L4 => l4 && matches!(proto, Some(6 | 17 | 132)),
+        Prereq::Tcp => l4 && proto == Some(6),
+        Prereq::Udp => l4 && proto == Some(17),
+        Prereq::Sctp => l4 && proto == Some(132),
+        Prereq::Icmp4 => l4 && t == Some(ETH_IP) && proto == Some(1),
+        Prereq::Icmp6 => l4 && t == Some(ETH_IPV6) && proto == Some(58),
         Prereq::Icmp => {
-            (t == Some(ETH_IP) && proto == Some(1)) || (t == Some(ETH_IPV6) && proto == Some(58))
+            l4 && ((t == Some(ETH_IP) && proto == Some(1))
+                || (t == Some(ETH_IPV6) && proto == Some(58)))
         }
     }
 }
@@ -595,13 +615,13 @@ pub(crate) fn prereq_hint(p: Prereq) -> &'static str {
         Prereq::Ipv4OrArp => "needs ip or arp (e.g. 'ip,')",
         Prereq::Ipv6 => "needs ipv6 (e.g. 'ipv6,')",
         Prereq::Arp => "needs arp (e.g. 'arp,')",
-        Prereq::L4 => "needs tcp, udp or sctp (e.g. 'tcp,')",
-        Prereq::Tcp => "needs tcp or tcp6 (e.g. 'tcp,')",
-        Prereq::Udp => "needs udp or udp6 (e.g. 'udp,')",
-        Prereq::Sctp => "needs sctp or sctp6 (e.g. 'sctp,')",
-        Prereq::Icmp4 => "needs icmp (e.g. 'icmp,')",
-        Prereq::Icmp6 => "needs icmp6 (e.g. 'icmp6,')",
-        Prereq::Icmp => "needs icmp or icmp6 (e.g. 'icmp,')",
+        Prereq::L4 => "needs tcp, udp or sctp, and not nw_frag=later (e.g. 'tcp,')",
+        Prereq::Tcp => "needs tcp or tcp6, and not nw_frag=later (e.g. 'tcp,')",
+        Prereq::Udp => "needs udp or udp6, and not nw_frag=later (e.g. 'udp,')",
+        Prereq::Sctp => "needs sctp or sctp6, and not nw_frag=later (e.g. 'sctp,')",
+        Prereq::Icmp4 => "needs icmp, and not nw_frag=later (e.g. 'icmp,')",
+        Prereq::Icmp6 => "needs icmp6, and not nw_frag=later (e.g. 'icmp6,')",
+        Prereq::Icmp => "needs icmp or icmp6, and not nw_frag=later (e.g. 'icmp,')",
     }
 }
 
