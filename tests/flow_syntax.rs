@@ -842,6 +842,12 @@ fn malformed_lines_point_at_the_token() {
         ),
         ("ip,arp,actions=drop", Add, 4, "conflicts with 'ip'"),
         (
+            "dl_vlan=0xffff,dl_vlan_pcp=0,actions=drop",
+            Add,
+            16,
+            "conflicts with 'dl_vlan=0xffff'",
+        ),
+        (
             "dl_vlan=5,vlan_tci=0x1006,actions=drop",
             Add,
             11,
@@ -1104,6 +1110,12 @@ fn trace_flows() {
     assert!(e.message.contains("exact value"), "{e}");
     let e = parse_trace_flow("in_port=1,in_port=2", &NoPortNames).unwrap_err();
     assert_eq!(e.column, 11);
+    // Even with the same value, as ofproto/trace says "set multiple times".
+    let e = parse_trace_flow("tcp,nw_proto=6", &NoPortNames).unwrap_err();
+    assert_eq!(e.column, 5);
+    assert!(parse_trace_flow("ip,tcp", &NoPortNames).is_err());
+    let k = parse_trace_flow("dl_vlan=5,dl_vlan_pcp=3", &NoPortNames).unwrap();
+    assert_eq!(k.vlan_tci(), 0x1000 | (3 << 13) | 5);
     let e = parse_trace_flow("in_port=1,actions=drop", &NoPortNames).unwrap_err();
     assert!(e.message.contains("unknown field 'actions'"), "{e}");
 }

@@ -310,6 +310,9 @@ struct Entry {
 struct MatchBuilder {
     m: Match,
     entries: Vec<Entry>,
+    /// Trace flows: a field may be given once, even with the same value
+    /// (Open vSwitch's parse_ofp_exact_flow()).
+    exact: bool,
 }
 
 /// The storage field of a value (fields sharing bits map to one field).
@@ -345,9 +348,25 @@ impl MatchBuilder {
         let mask = mask & field.full_mask();
         let value = value & mask;
         for e in &self.entries {
-            let overlap = e.mask & mask;
+            let mut overlap = e.mask & mask;
+            if field == Field::VlanTci && e.value & value & 0x1000 != 0 {
+                // dl_vlan and dl_vlan_pcp both require the tag-present bit.
+                overlap &= !0x1000;
+            }
             if e.field != field || overlap == 0 {
                 continue;
+            }
+            if self.exact {
+                return Err(PErr::new(
+                    t.key_off,
+                    t.text(line),
+                    format!(
+                        "'{}' sets {} again (already set by '{}')",
+                        t.text(line),
+                        field.name(),
+                        e.token
+                    ),
+                ));
             }
             if explicit && e.explicit && e.name == name {
                 return Err(PErr::new(
@@ -831,7 +850,10 @@ fn protocol_name(key: &str) -> &'static str {
 }
 
 fn parse_trace_inner(line: &str, names: &dyn PortNames) -> Result<FlowKey, PErr> {
-    let mut mb = MatchBuilder::default();
+    let mut mb = MatchBuilder {
+        exact: true,
+        ..MatchBuilder::default()
+    };
     let mut lx = Lexer::new(line, 0);
     let mut in_port_given = false;
     while let Some(t) = lx.next_tok() {

@@ -76,7 +76,6 @@ const UNSUPPORTED: &[&str] = &[
     "write_actions",
     "write_metadata",
     "check_pkt_larger",
-    "set_mpls_label",
 ];
 
 /// What the action parser needs to know about where it is.
@@ -689,8 +688,8 @@ fn subfield_base(s: &str) -> &str {
 
 /// Parses `NAME[]`, `NAME[a..b]`, `NAME[a]` or `NAME`.
 pub(crate) fn parse_subfield(t: &Tok<'_>, s: &str) -> Result<FieldSlice, PErr> {
-    let (name, bits) = match s.find('[') {
-        Some(i) => (&s[..i], Some(&s[i..])),
+    let (name, bits) = match s.find('[').and_then(|i| s.split_at_checked(i)) {
+        Some((n, b)) => (n, Some(b)),
         None => (s, None),
     };
     let field = subfield_field(name).ok_or_else(|| {

@@ -184,9 +184,9 @@ pub(crate) fn parse_flags(
                     ))
                 }
             };
-            rest = &rest[1..];
+            rest = rest.get(1..).unwrap_or("");
             let end = rest.find(['+', '-']).unwrap_or(rest.len());
-            let word = &rest[..end];
+            let (word, after) = rest.split_at_checked(end).unwrap_or((rest, ""));
             let bit = table
                 .iter()
                 .find(|(_, n)| *n == word)
@@ -201,7 +201,7 @@ pub(crate) fn parse_flags(
                 flags |= bit;
             }
             mask |= bit;
-            rest = &rest[end..];
+            rest = after;
         }
         return Ok((flags, mask));
     }

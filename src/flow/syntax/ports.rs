@@ -108,11 +108,16 @@ pub(crate) fn fmt_port(p: u32, names: Option<&dyn PortNames>) -> String {
     p.to_string()
 }
 
-/// A name as Open vSwitch's `namemap_put_name()` prints it.
+/// A name as Open vSwitch's `namemap_put_name()` prints it: bare when it
+/// is a letter followed by letters and digits, else in JSON quotes. Unlike
+/// Open vSwitch, a name spelled like a reserved port (`local`) is quoted
+/// too, so that it reads back as the port and not the keyword.
 fn quote_if_needed(name: &str) -> String {
     let mut chars = name.chars();
     let plain = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric());
+        && chars.all(|c| c.is_ascii_alphanumeric())
+        && !name.eq_ignore_ascii_case("NONE")
+        && !RESERVED.iter().any(|(r, _)| r.eq_ignore_ascii_case(name));
     if plain {
         return name.to_string();
     }
@@ -168,5 +173,8 @@ mod tests {
         assert_eq!(fmt_port(1, Some(&Names)), "vm1");
         assert_eq!(fmt_port(1, None), "1");
         assert_eq!(fmt_port(ofp_port::IN_PORT, Some(&Names)), "IN_PORT");
+        assert_eq!(quote_if_needed("local"), "\"local\"");
+        assert_eq!(quote_if_needed("a\"b"), "\"a\\\"b\"");
+        assert_eq!(unquote("a\\\"b\""), Some("a\"b".into()));
     }
 }

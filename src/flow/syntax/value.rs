@@ -21,8 +21,8 @@ pub(crate) enum IntErr {
 pub(crate) fn parse_u128(s: &str) -> Result<u128, IntErr> {
     let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         (h, 16)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
+    } else if let Some(o) = s.strip_prefix('0').filter(|o| !o.is_empty()) {
+        (o, 8)
     } else {
         (s, 10)
     };
