@@ -7,7 +7,7 @@
 //! * [`field`]: the named match fields and where they live in the key.
 //! * [`matching`]: [`Match`] and [`FlowSpec`].
 //! * [`action`]: the [`Action`] enum.
-//! * [`parse`] / [`format`]: the text syntax, compatible with ovs-ofctl
+//! * [`parse`] / [`format`](mod@format): the text syntax, compatible with ovs-ofctl
 //!   (building blocks in the private `syntax` module).
 
 pub mod action;
