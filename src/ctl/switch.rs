@@ -521,7 +521,7 @@ impl Switch {
                 let b = bridge_of(&map, &bridge)?;
                 let lines =
                     b.of.with_ports(|p| parse_flow_file(&text, p))
-                        .map_err(|e| format!("{source}:{e}"))?;
+                        .map_err(|e| e.with_path(source.as_str()).to_string())?;
                 let mods: Vec<FlowMod> =
                     lines.into_iter().map(|(c, s)| to_flow_mod(c, s)).collect();
                 let s =

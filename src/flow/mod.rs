@@ -7,7 +7,8 @@
 //! * [`field`]: the named match fields and where they live in the key.
 //! * [`matching`]: [`Match`] and [`FlowSpec`].
 //! * [`action`]: the [`Action`] enum.
-//! * [`parse`] / [`format`]: the text syntax, compatible with ovs-ofctl.
+//! * [`parse`] / [`format`](mod@format): the text syntax, compatible with ovs-ofctl
+//!   (building blocks in the private `syntax` module).
 
 pub mod action;
 pub mod extract;
@@ -16,9 +17,14 @@ pub mod format;
 pub mod key;
 pub mod matching;
 pub mod parse;
+mod syntax;
 
 pub use action::{ofp_port, Action, CtAction, CtZone};
 pub use field::{Field, FieldKind, FieldSlice};
+pub use format::{format_actions, format_flow, format_flow_stats, format_match, FlowStats};
 pub use key::{FlowKey, FlowMask};
 pub use matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};
-pub use parse::{NoPortNames, PortNames};
+pub use parse::{
+    parse_actions, parse_flow, parse_flow_file, parse_trace_flow, FileParseError, FlowCmd,
+    NoPortNames, ParseError, PortMap, PortNames, ALL_TABLES,
+};
