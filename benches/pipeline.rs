@@ -21,8 +21,8 @@ use vswitch::port::mem::MemPort;
 
 fn frame(sport: u16) -> Vec<u8> {
     let mut f = vec![
-        0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0,
-        0, 1, 10, 0, 0, 2, 0, 0, 0, 53, 0, 26, 0, 0,
+        0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0, 0, 46, 0, 0, 0x40, 0, 64,
+        17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 53, 0, 26, 0, 0,
     ];
     f[34..36].copy_from_slice(&sport.to_be_bytes());
     let c = vswitch::wire::checksum::checksum(&f[14..34]);
@@ -34,7 +34,11 @@ fn frame(sport: u16) -> Vec<u8> {
 fn datapath() -> Datapath {
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(of.clone(), Arc::new(ConnTracker::default()), Arc::new(DropCounters::default()));
+    let mut dp = Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    );
     for i in 1..=2u32 {
         let (p, _h) = MemPort::sink(&format!("p{i}"));
         of.add_port(PortInfo::new(i, &format!("p{i}"), "dummy"));
@@ -96,14 +100,18 @@ fn bench(c: &mut Criterion) {
     let mut dp = datapath();
     let mut batch = Batch::new();
     let mut next = 0;
-    g.bench_function("emc_hit", |b| b.iter(|| run(&mut dp, &frames16, &mut next, &mut batch, now)));
+    g.bench_function("emc_hit", |b| {
+        b.iter(|| run(&mut dp, &frames16, &mut next, &mut batch, now))
+    });
     let s = dp.stats();
     eprintln!("emc_hit: {s:?}");
 
     let frames_many: Vec<Vec<u8>> = (0..65535u16).map(frame).collect();
     let mut dp = datapath();
     let mut next = 0;
-    g.bench_function("megaflow_hit", |b| b.iter(|| run(&mut dp, &frames_many, &mut next, &mut batch, now)));
+    g.bench_function("megaflow_hit", |b| {
+        b.iter(|| run(&mut dp, &frames_many, &mut next, &mut batch, now))
+    });
     let s = dp.stats();
     eprintln!("megaflow_hit: {s:?}");
     g.finish();

@@ -587,12 +587,16 @@ impl Switch {
                 let mut out = String::new();
                 let mut arr = Vec::new();
                 for f in &flows {
+                    // ovs-ofctl prints milliseconds.
+                    let ms = |d: std::time::Duration| {
+                        std::time::Duration::from_millis(d.as_millis() as u64)
+                    };
                     let st = FlowStats {
-                        duration: f.duration,
+                        duration: ms(f.duration),
                         n_packets: f.n_packets,
                         n_bytes: f.n_bytes,
-                        idle_age: f.idle_age,
-                        hard_age: Some(f.hard_age),
+                        idle_age: ms(f.idle_age),
+                        hard_age: Some(ms(f.hard_age)),
                     };
                     out.push_str(&format_flow_stats(&f.spec, &st, nm));
                     out.push('\n');
@@ -748,11 +752,13 @@ impl Switch {
             Request::DummySent { bridge, port } => {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;
-                let e = b.ports.get(&port).ok_or_else(|| format!("no port named {port} on {bridge}"))?;
-                let h = e
-                    .mem
-                    .as_ref()
-                    .ok_or_else(|| format!("dummy-sent needs a dummy port; {port} is type={}", e.kind))?;
+                let e = b
+                    .ports
+                    .get(&port)
+                    .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                let h = e.mem.as_ref().ok_or_else(|| {
+                    format!("dummy-sent needs a dummy port; {port} is type={}", e.kind)
+                })?;
                 let frames: Vec<String> = h.take_sent().iter().map(|f| hex_encode(f)).collect();
                 let mut out = String::new();
                 for f in &frames {

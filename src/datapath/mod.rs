@@ -648,7 +648,8 @@ fn execute_actions(
     if !sent {
         let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
         if reason == DropReason::PipelineDrop {
-            if let Some(r) = crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid) {
+            if let Some(r) = crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid)
+            {
                 reason = DropReason::CtInvalid(r);
             }
         }

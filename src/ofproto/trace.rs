@@ -85,6 +85,7 @@ impl Trace {
 
     pub(crate) fn finish(
         &mut self,
+        initial: &FlowKey,
         key: &FlowKey,
         wc: &FlowMask,
         actions: &[DpAction],
@@ -92,7 +93,7 @@ impl Trace {
     ) {
         self.final_key = Some(*key);
         self.megaflow = Some(Match {
-            key: key.masked(wc),
+            key: initial.masked(wc),
             mask: *wc,
         });
         self.dp_actions = actions.to_vec();

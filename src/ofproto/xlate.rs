@@ -17,11 +17,12 @@
 //!   them into a recirculation id (see `recirc`).
 
 use super::dpaction::DpAction;
+use super::mac_learning::{self, Learned};
 use super::port_info::PortInfo;
 use super::recirc::FrozenState;
 use super::rule::{Rule, RuleStats};
 use super::trace::Trace;
-use super::{mac_learning::Learned, Ofproto, Ports, Tables};
+use super::{Ofproto, Ports, Tables};
 use crate::datapath::DropReason;
 use crate::flow::{ofp_port, Action, CtZone, Field, FieldSlice, FlowKey, FlowMask};
 use std::sync::Arc;
@@ -205,6 +206,10 @@ pub(crate) struct Xlate<'a> {
     ports: &'a Ports,
     now: Instant,
     pub(crate) key: FlowKey,
+    // The packet's key as it entered (megaflows are keyed by it).
+    initial_key: FlowKey,
+    // False for `trace`: a trace must not learn MACs or disable ports.
+    may_learn: bool,
     pub(crate) wc: FlowMask,
     // VLAN tags of the datapath packet (changes only on commit).
     base_vlan: VlanStack,
@@ -243,6 +248,8 @@ impl<'a> Xlate<'a> {
             ports,
             now,
             key: *key,
+            initial_key: *key,
+            may_learn: trace.is_none(),
             wc,
             base_vlan: VlanStack::from_key(key),
             dirty: Vec::new(),
@@ -306,14 +313,21 @@ impl<'a> Xlate<'a> {
             return Some(DropReason::PortDisabled);
         }
         // 01:80:c2:00:00:00/ff:ff:ff:ff:ff:f0: STP, LLDP, pause, 802.1X...
+        // Only edge ports filter them, so only their megaflows depend on
+        // the destination's top bits.
+        let filter = p.is_edge() && !self.of.config.read().forward_bpdu;
+        if filter {
+            self.wc
+                .set_dl_dst_u64(self.wc.dl_dst_u64() | 0xffff_ffff_fff0);
+        }
         let reserved = self.key.dl_dst_u64() & !0xf == 0x0180_c200_0000;
-        self.wc
-            .set_dl_dst_u64(self.wc.dl_dst_u64() | 0xffff_ffff_fff0);
-        if reserved && p.is_edge() && !self.of.config.read().forward_bpdu {
+        if reserved && filter {
             if p.bpdu_guard {
                 let name = p.name.clone();
-                self.of.disable_port_for_bpdu(in_port);
-                self.note(|| format!("BPDU guard: port {name} disabled"));
+                if self.may_learn {
+                    self.of.disable_port_for_bpdu(in_port);
+                }
+                self.note(|| format!("BPDU guard: port {name} is disabled by this frame"));
             }
             self.note(|| {
                 "link-local control frame from an edge port: dropping (forward_bpdu=false)"
@@ -361,7 +375,7 @@ impl<'a> Xlate<'a> {
                 .retain(|a| matches!(a, DpAction::Ct { .. } | DpAction::Drop(_)));
         }
         if let Some(t) = self.trace.as_deref_mut() {
-            t.finish(&self.key, &self.wc, &self.actions, drop);
+            t.finish(&self.initial_key, &self.key, &self.wc, &self.actions, drop);
         }
         Translation {
             actions: self.actions,
@@ -654,11 +668,14 @@ impl<'a> Xlate<'a> {
         let src = self.key.dl_src_u64();
         let dst = self.key.dl_dst_u64();
         let limit = inp.mac_limit;
-        let learned = self
-            .of
-            .mac
-            .lock()
-            .learn(vlan, src, in_port, limit, self.now);
+        let learned = if self.may_learn {
+            self.of
+                .mac
+                .lock()
+                .learn(vlan, src, in_port, limit, self.now)
+        } else {
+            mac_learning::Learned::Refreshed
+        };
         match learned {
             Learned::New | Learned::Moved => {
                 // Flows that flooded (or went to the old port) are stale now.
@@ -840,7 +857,7 @@ impl<'a> Xlate<'a> {
             match self.of.recirc.lock().get_or_alloc(fs) {
                 Some(id) => {
                     self.actions.push(DpAction::Recirc(id));
-                    self.note(|| format!("-> a clone of the packet recirculates (recirc_id={id:#x}) and resumes at table {table}"));
+                    self.note(|| format!("a clone of the packet recirculates (recirc_id={id:#x}) and resumes at table {table}"));
                 }
                 None => {
                     self.note(|| "recirculation ids exhausted: dropping".to_string());
