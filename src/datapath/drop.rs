@@ -187,7 +187,9 @@ impl Default for DropCounters {
 
 impl core::fmt::Debug for DropCounters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_map().entries(self.nonzero().into_iter().map(|(r, n)| (r.name(), n))).finish()
+        f.debug_map()
+            .entries(self.nonzero().into_iter().map(|(r, n)| (r.name(), n)))
+            .finish()
     }
 }
 
@@ -210,7 +212,10 @@ impl DropCounters {
 
     /// Reasons with a non-zero count.
     pub fn nonzero(&self) -> Vec<(DropReason, u64)> {
-        self.snapshot().into_iter().filter(|(_, n)| *n > 0).collect()
+        self.snapshot()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 }
 

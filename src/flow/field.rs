@@ -155,7 +155,9 @@ impl Field {
 
     /// The ovs-ofctl name (`dl_src`, `reg3`, `tun_metadata0`).
     pub fn name(self) -> &'static str {
-        const REGS: [&str; 8] = ["reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7"];
+        const REGS: [&str; 8] = [
+            "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7",
+        ];
         const TUNMD: [&str; 8] = [
             "tun_metadata0",
             "tun_metadata1",
@@ -312,7 +314,11 @@ fn place(f: Field) -> Option<(usize, u32, u32)> {
         Field::TunSrc => (14, 32, 32),
         Field::TunDst => (14, 0, 32),
         Field::Metadata => (16, 0, 64),
-        Field::Reg(n) => (17 + usize::from(n & 7) / 2, if n % 2 == 0 { 32 } else { 0 }, 32),
+        Field::Reg(n) => (
+            17 + usize::from(n & 7) / 2,
+            if n % 2 == 0 { 32 } else { 0 },
+            32,
+        ),
         Field::TunMetadata(n) => (21 + usize::from(n & 7), 0, 64),
         Field::Ipv6Src | Field::Ipv6Dst => return None,
     })
@@ -324,7 +330,11 @@ fn get_words(f: Field, w: &[u64; super::key::WORDS]) -> u128 {
         Field::Ipv6Dst => (u128::from(w[9]) << 64) | u128::from(w[10]),
         _ => match place(f) {
             Some((i, shift, bits)) => {
-                let m = if bits == 64 { !0u64 } else { (1u64 << bits) - 1 };
+                let m = if bits == 64 {
+                    !0u64
+                } else {
+                    (1u64 << bits) - 1
+                };
                 u128::from((w[i] >> shift) & m)
             }
             None => 0,
@@ -344,7 +354,11 @@ fn set_words(f: Field, w: &mut [u64; super::key::WORDS], v: u128) {
         }
         _ => {
             if let Some((i, shift, bits)) = place(f) {
-                let m = if bits == 64 { !0u64 } else { (1u64 << bits) - 1 };
+                let m = if bits == 64 {
+                    !0u64
+                } else {
+                    (1u64 << bits) - 1
+                };
                 let v = (v as u64) & m;
                 w[i] = (w[i] & !(m << shift)) | (v << shift);
             }

@@ -216,7 +216,10 @@ mod tests {
         let (mut p, _h) = MemPort::generator("g", vec![vec![0; 64], vec![1; 64]]);
         let mut pool = PacketPool::new(2048);
         let mut b = Batch::new();
-        assert_eq!(p.recv_batch(&mut pool, &mut b).unwrap(), crate::packet::MAX_BURST);
+        assert_eq!(
+            p.recv_batch(&mut pool, &mut b).unwrap(),
+            crate::packet::MAX_BURST
+        );
         assert_eq!(b.as_slice()[1].data()[0], 1);
     }
 }
