@@ -67,7 +67,17 @@ fn mac_u64(m: [u8; 6]) -> u64 {
 /// zero) and `meta.l3_ofs` / `l4_ofs` / `l2_pad_len` from `frame`.
 #[inline]
 pub fn extract(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
-    *key = FlowKey::default();
+    // Filling a local and storing it once lets the compiler keep the
+    // read-modify-write of each packed field in registers instead of
+    // going through `key`'s memory field by field.
+    let mut k = FlowKey::default();
+    let r = extract_into(frame, meta, &mut k);
+    *key = k;
+    r
+}
+
+#[inline(always)]
+fn extract_into(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
     meta.l3_ofs = 0;
     meta.l4_ofs = 0;
     meta.l2_pad_len = 0;
@@ -142,6 +152,13 @@ fn copy_metadata(meta: &PacketMeta, key: &mut FlowKey) {
     key.set_in_port(meta.in_port);
     key.set_recirc_id(meta.recirc_id);
     let t = &meta.tunnel;
+    // Most packets did not come from a tunnel: skip the copy (the key is
+    // already zero), as OVS pushes tunnel fields only when the tunnel
+    // destination is set.
+    if !t.is_set() && t.tun_id == 0 {
+        copy_ct(meta, key);
+        return;
+    }
     key.set_tun_id(t.tun_id);
     key.set_tun_src(t.ip_src);
     key.set_tun_dst(t.ip_dst);
@@ -156,6 +173,11 @@ fn copy_metadata(meta: &PacketMeta, key: &mut FlowKey) {
             }
         }
     }
+    copy_ct(meta, key);
+}
+
+#[inline(always)]
+fn copy_ct(meta: &PacketMeta, key: &mut FlowKey) {
     key.set_ct_state(meta.ct_state.0);
     key.set_ct_zone(meta.ct_zone);
     key.set_ct_mark(meta.ct_mark);
@@ -390,6 +412,56 @@ mod tests {
         assert_eq!((k.nw_src(), k.nw_dst()), (0x0a00_0001, 0x0a00_0002));
         assert_eq!((k.tp_src(), k.tp_dst(), k.tcp_flags()), (40000, 80, 0x010));
         assert_eq!((k.nw_proto(), k.nw_ttl(), k.nw_frag()), (6, 64, 0));
+    }
+
+    #[test]
+    fn metadata_is_copied() {
+        use crate::packet::{CtState, TunnelMeta};
+        let f = padded_ack();
+        let mut tunnel = TunnelMeta {
+            tun_id: 5001,
+            ip_src: 0xc000_0201,
+            ip_dst: 0xc000_0202,
+            ip_tos: 0x10,
+            ip_ttl: 63,
+            flags: TunnelMeta::F_KEY | TunnelMeta::F_CSUM,
+            metadata_present: 0b101,
+            ..Default::default()
+        };
+        tunnel.metadata[0] = 0xaa;
+        tunnel.metadata[1] = 0xbb; // not present: must not leak into the key
+        tunnel.metadata[2] = 0xcc;
+        let mut m = PacketMeta {
+            in_port: 7,
+            recirc_id: 9,
+            tunnel,
+            ct_state: CtState(CtState::TRK | CtState::EST),
+            ct_zone: 12,
+            ct_mark: 0x42,
+            ..Default::default()
+        };
+        let mut k = FlowKey::default();
+        k.set_reg(3, 99); // stale state from a previous packet
+        extract(&f, &mut m, &mut k).unwrap();
+        assert_eq!((k.in_port(), k.recirc_id()), (7, 9));
+        assert_eq!(
+            (k.tun_id(), k.tun_src(), k.tun_dst()),
+            (5001, 0xc000_0201, 0xc000_0202)
+        );
+        assert_eq!((k.tun_tos(), k.tun_ttl()), (0x10, 63));
+        assert_eq!(k.tun_flags(), TunnelMeta::F_KEY | TunnelMeta::F_CSUM);
+        assert_eq!(k.tun_metadata_present(), 0b101);
+        assert_eq!(
+            (k.tun_metadata(0), k.tun_metadata(1), k.tun_metadata(2)),
+            (0xaa, 0, 0xcc)
+        );
+        assert_eq!((k.ct_state(), k.ct_zone(), k.ct_mark()), (0x22, 12, 0x42));
+        assert_eq!(k.reg(3), 0);
+        // Without a tunnel the ct fields still come through.
+        m.tunnel = TunnelMeta::default();
+        extract(&f, &mut m, &mut k).unwrap();
+        assert_eq!((k.tun_id(), k.tun_metadata(0)), (0, 0));
+        assert_eq!(k.ct_zone(), 12);
     }
 
     #[test]
