@@ -1,8 +1,8 @@
 //! Key extraction cost per packet: `flow::extract::extract` against two
 //! etherparse baselines measured in the same run, on 64-byte frames.
 //!
-//! * `etherparse_header_slices`: `Ethernet2HeaderSlice` + `Ipv4HeaderSlice`
-//!   + `TcpHeaderSlice` / `UdpHeaderSlice`, the cheapest way etherparse
+//! * `etherparse_header_slices`: `Ethernet2HeaderSlice`, `Ipv4HeaderSlice`
+//!   and `TcpHeaderSlice` / `UdpHeaderSlice`, the cheapest way etherparse
 //!   offers to read these headers;
 //! * `etherparse_sliced_packet`: `SlicedPacket::from_ethernet`, the generic
 //!   slicer.
