@@ -67,13 +67,8 @@ fn mac_u64(m: [u8; 6]) -> u64 {
 /// zero) and `meta.l3_ofs` / `l4_ofs` / `l2_pad_len` from `frame`.
 #[inline]
 pub fn extract(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
-    // Filling a local and storing it once lets the compiler keep the
-    // read-modify-write of each packed field in registers instead of
-    // going through `key`'s memory field by field.
-    let mut k = FlowKey::default();
-    let r = extract_into(frame, meta, &mut k);
-    *key = k;
-    r
+    *key = FlowKey::default();
+    extract_into(frame, meta, key)
 }
 
 #[inline(always)]
@@ -85,10 +80,9 @@ fn extract_into(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Resul
 
     // Ethernet.
     let eth: &[u8; 14] = frame.first_chunk().ok_or(wire::Error::Truncated)?;
-    let dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
-    let src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
-    key.set_dl_dst_u64(mac_u64(dst));
-    key.set_dl_src_u64(mac_u64(src));
+    // Two 8-byte loads instead of twelve byte loads.
+    key.set_dl_dst_u64(u64::from_be_bytes(rd_arr::<8>(eth, 0)) >> 16);
+    key.set_dl_src_u64(u64::from_be_bytes(rd_arr::<8>(eth, 4)) & 0xffff_ffff_ffff);
     let mut ty = be16([eth[12], eth[13]]);
     // Offset of the current type field.
     let mut ofs = 12usize;
