@@ -76,6 +76,15 @@ impl DropReason {
     /// Number of distinct reasons (size of a counter array).
     pub const COUNT: usize = N_WIRE + N_SIMPLE + N_CT + N_PORT;
 
+    /// The drop reason for a frame that does not parse. A third VLAN tag is
+    /// a policy limit rather than damage, so it has its own name.
+    pub fn from_wire(e: wire::Error) -> DropReason {
+        match e {
+            wire::Error::TooManyVlans => DropReason::TooManyVlans,
+            e => DropReason::Malformed(e),
+        }
+    }
+
     /// Dense index for counter arrays.
     pub fn index(self) -> usize {
         match self {

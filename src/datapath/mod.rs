@@ -280,7 +280,7 @@ impl Datapath {
             let (d, m) = pkt.split();
             extract(d, m, &mut key)
         } {
-            self.drops.add(DropReason::Malformed(e), 1);
+            self.drops.add(DropReason::from_wire(e), 1);
             self.pool.put(pkt);
             return;
         }
