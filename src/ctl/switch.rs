@@ -210,7 +210,7 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
     let clean = clean.strip_prefix("0x").unwrap_or(&clean);
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err("hex frame has an odd number of digits".to_string());
     }
     (0..clean.len())
@@ -222,9 +222,11 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
+/// A validated conntrack setting, applied once every setting parsed.
+type CtOp = Box<dyn Fn(&ConnTracker)>;
+
 /// A conntrack policy setting, validated before anything changes.
-#[allow(clippy::type_complexity)]
-fn ct_setting(k: &str, v: &str) -> Result<Box<dyn Fn(&ConnTracker)>, String> {
+fn ct_setting(k: &str, v: &str) -> Result<CtOp, String> {
     Ok(match k {
         "checksum" | "ct_checksum" => {
             let p: ChecksumPolicy = v.parse().map_err(|e| format!("{k}={v}: {e}"))?;
@@ -511,7 +513,7 @@ impl Switch {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;
                 let mut c: OfBridgeConfig = b.of.config();
-                let mut ct_ops: Vec<Box<dyn Fn(&ConnTracker)>> = Vec::new();
+                let mut ct_ops: Vec<CtOp> = Vec::new();
                 for tok in &options {
                     let (k, v) = tok
                         .split_once('=')
@@ -914,7 +916,7 @@ impl Switch {
             Request::SetCt { bridge, options } => {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;
-                let mut ops: Vec<Box<dyn Fn(&ConnTracker)>> = Vec::new();
+                let mut ops: Vec<CtOp> = Vec::new();
                 for tok in &options {
                     let (k, v) = tok
                         .split_once('=')
