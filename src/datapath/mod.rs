@@ -559,8 +559,9 @@ fn execute_actions(
     now: Instant,
 ) {
     let mut sent = false;
-    // The key stays valid for conntrack until a rewrite changes the packet.
-    let mut key = *key;
+    // The key stays valid for conntrack until a rewrite changes the packet;
+    // then (rarely) the packet is re-extracted into `fresh`.
+    let mut fresh: Option<FlowKey> = None;
     let mut key_stale = false;
     let n = actions.len();
     for (i, a) in actions.iter().enumerate() {
@@ -577,7 +578,9 @@ fn execute_actions(
                 }
             }
             DpAction::SetField { field, value, mask } => {
-                execute::set_field(&mut pkt, &key, *field, *value, *mask);
+                // Rewrites never change dl_type / nw_proto / fragment bits,
+                // which is all set_field reads from the key.
+                execute::set_field(&mut pkt, key, *field, *value, *mask);
                 key_stale = true;
             }
             DpAction::PushVlan { tpid, tci } => {
@@ -604,13 +607,9 @@ fn execute_actions(
             } => {
                 if key_stale {
                     let mut k = FlowKey::default();
-                    if {
-                        let (d, m) = pkt.split();
-                        extract(d, m, &mut k)
-                    }
-                    .is_ok()
-                    {
-                        key = k;
+                    let (d, m) = pkt.split();
+                    if extract(d, m, &mut k).is_ok() {
+                        fresh = Some(k);
                     }
                     key_stale = false;
                 }
@@ -621,7 +620,7 @@ fn execute_actions(
                     set_mark: *mark,
                 };
                 let (data, meta) = pkt.split();
-                cx.ct.process(data, &key, meta, &params, now);
+                cx.ct.process(data, fresh.as_ref().unwrap_or(key), meta, &params, now);
             }
             DpAction::CtClear => {
                 pkt.meta.ct_state = Default::default();
