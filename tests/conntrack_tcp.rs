@@ -71,7 +71,7 @@ fn handshake_states_and_dump_line() {
         info.format_ovs(),
         "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=40000,dport=80),\
          reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=40000),\
-         zone=1,protoinfo=(state=ESTABLISHED)"
+         zone=1,mark=0,protoinfo=(state=ESTABLISHED)"
     );
     let t = info.tcp.expect("tcp");
     assert_eq!(t.orig.state, TcpPeerState::Established);
@@ -354,7 +354,7 @@ fn ipv6_tcp_connection() {
         info.format_ovs(),
         "tcp,orig=(src=fd00::1,dst=fd00::2,sport=40000,dport=443),\
          reply=(src=fd00::2,dst=fd00::1,sport=443,dport=40000),\
-         zone=3,protoinfo=(state=ESTABLISHED)"
+         zone=3,mark=0,protoinfo=(state=ESTABLISHED)"
     );
     // A 60-byte-minimum does not pad IPv6 ACKs (74 bytes), but a corrupted
     // one is still caught with its values.

@@ -43,7 +43,7 @@ fn udp_first_single_multiple() {
     assert_eq!(
         i.format_ovs(),
         "udp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=5353,dport=53),\
-         reply=(src=10.0.0.2,dst=10.0.0.1,sport=53,dport=5353)"
+         reply=(src=10.0.0.2,dst=10.0.0.1,sport=53,dport=5353),zone=0,mark=0"
     );
     // Expiry after 30 s idle, not before.
     assert_eq!(h.ct.sweep(h.at(50)), 0);
@@ -87,7 +87,7 @@ fn icmp_echo_request_reply() {
     assert_eq!(
         i.format_ovs(),
         "icmp,orig=(src=10.0.0.1,dst=10.0.0.2,id=4660,type=8,code=0),\
-         reply=(src=10.0.0.2,dst=10.0.0.1,id=4660,type=0,code=0)"
+         reply=(src=10.0.0.2,dst=10.0.0.1,id=4660,type=0,code=0),zone=0,mark=0"
     );
     assert_eq!((i.timeout_kind, i.timeout), ("icmp_first", 60));
     assert_eq!(h.firewall(&rep, 0, secs(1)), (true, TRK | EST | RPL));

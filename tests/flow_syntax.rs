@@ -1338,7 +1338,10 @@ fn random_match() -> impl Strategy<Value = Match> {
                 m.set(Field::TcpFlags, v, k);
             }
         }
-        if ip && !later && matches!(pr, Some(1 | 58)) {
+        // ICMP type/code exist for ICMP over IPv4 and ICMPv6 over IPv6 only
+        // (IpOther can draw 58 over IPv4).
+        let icmp = (ty == Some(0x0800) && pr == Some(1)) || (ty == Some(0x86dd) && pr == Some(58));
+        if !later && icmp {
             if let Some(t) = small {
                 m.set(Field::TpSrc, t.into(), 0xffff);
             }

@@ -164,6 +164,49 @@ enum Cmd {
         /// Port.
         port: String,
     },
+    /// Tracked connections (dpctl/dump-conntrack layout).
+    DumpConntrack {
+        /// Bridge.
+        bridge: String,
+        /// zone=N.
+        zone: Option<String>,
+    },
+    /// Forget tracked connections.
+    FlushConntrack {
+        /// Bridge.
+        bridge: String,
+        /// zone=N.
+        zone: Option<String>,
+    },
+    /// Conntrack counters and invalid verdicts by reason.
+    CtStats {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Conntrack policy: checksum=validate|skip tcp_liberal=B tcp_seq_check=B max_conns=N.
+    SetCt {
+        /// Bridge.
+        bridge: String,
+        /// Settings.
+        #[arg(required = true)]
+        options: Vec<String>,
+    },
+    /// Connection limits: default=N, zone=Z,limit=N.
+    CtSetLimits {
+        /// Bridge.
+        bridge: String,
+        /// Limits.
+        #[arg(required = true)]
+        options: Vec<String>,
+    },
+    /// Conntrack timeouts: [zone=Z] tcp_established=SECS udp_first=SECS ...
+    CtSetTimeout {
+        /// Bridge.
+        bridge: String,
+        /// Timeouts, optionally with zone=Z.
+        #[arg(required = true)]
+        options: Vec<String>,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.
@@ -258,9 +301,42 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
         },
         Cmd::Inject { bridge, port, hex } => Request::Inject { bridge, port, hex },
         Cmd::DummySent { bridge, port } => Request::DummySent { bridge, port },
+        Cmd::DumpConntrack { bridge, zone } => Request::DumpConntrack {
+            bridge,
+            zone: zone.map(|z| parse_zone(&z)).transpose()?,
+        },
+        Cmd::FlushConntrack { bridge, zone } => Request::FlushConntrack {
+            bridge,
+            zone: zone.map(|z| parse_zone(&z)).transpose()?,
+        },
+        Cmd::CtStats { bridge } => Request::CtStats { bridge },
+        Cmd::SetCt { bridge, options } => Request::SetCt { bridge, options },
+        Cmd::CtSetLimits { bridge, options } => Request::CtSetLimits { bridge, options },
+        Cmd::CtSetTimeout { bridge, options } => {
+            let mut zone = None;
+            let mut rest = Vec::new();
+            for o in options {
+                if o.starts_with("zone=") {
+                    zone = Some(parse_zone(&o)?);
+                } else {
+                    rest.push(o);
+                }
+            }
+            Request::CtSetTimeout {
+                bridge,
+                zone,
+                options: rest,
+            }
+        }
         Cmd::FdbShow { bridge } => Request::FdbShow { bridge },
         Cmd::FdbFlush { bridge } => Request::FdbFlush { bridge },
     })
+}
+
+fn parse_zone(s: &str) -> Result<u16, String> {
+    let v = s.strip_prefix("zone=").unwrap_or(s);
+    v.parse()
+        .map_err(|_| format!("'{s}': expected zone=N with N in 0..65535"))
 }
 
 fn main() -> ExitCode {

@@ -198,8 +198,9 @@ impl ConnInfo {
 
     /// The line `ovs-appctl dpctl/dump-conntrack` prints, e.g.
     /// `tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=40000,dport=80),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=40000),zone=1,protoinfo=(state=ESTABLISHED)`.
-    /// As in OVS, `zone=` and `mark=` are left out when zero, and only TCP
-    /// has `protoinfo`.
+    /// Unlike OVS, `zone=` and `mark=` are always printed (an operator
+    /// comparing zones should not have to know that a missing `zone=` means
+    /// 0); only TCP has `protoinfo`.
     pub fn format_ovs(&self) -> String {
         let mut s = String::with_capacity(160);
         s.push_str(&self.proto_name);
@@ -208,12 +209,7 @@ impl ConnInfo {
         s.push_str("),reply=(");
         self.reply.format(&mut s);
         s.push(')');
-        if self.zone != 0 {
-            let _ = write!(s, ",zone={}", self.zone);
-        }
-        if self.mark != 0 {
-            let _ = write!(s, ",mark={}", self.mark);
-        }
+        let _ = write!(s, ",zone={},mark={}", self.zone, self.mark);
         if let Some(t) = &self.tcp {
             let _ = write!(s, ",protoinfo=(state={})", t.state.name());
         }

@@ -7,6 +7,9 @@
 //! [[bridge]]
 //! name = "br0"
 //! forward_bpdu = false
+//! ct_checksum = "validate"
+//! ct_timeouts = { tcp_established = 3600 }
+//! ct_limits = ["default=100000", "zone=5,limit=1000"]
 //! flows = ["priority=0,actions=NORMAL"]
 //! flow_files = ["flows/l2-learning.flows"]
 //!
@@ -82,6 +85,17 @@ pub struct BridgeConfig {
     /// Shortcut for the `forward_bpdu` setting.
     #[serde(default)]
     pub forward_bpdu: Option<bool>,
+    /// Conntrack checksum policy: `validate` (default) or `skip`.
+    #[serde(default)]
+    pub ct_checksum: Option<String>,
+    /// Conntrack timeouts in seconds for every zone, by OVS name
+    /// (`tcp_established = 600`).
+    #[serde(default)]
+    pub ct_timeouts: BTreeMap<String, u32>,
+    /// Conntrack limits, as `ct-set-limits` takes them
+    /// (`["default=100000", "zone=5,limit=1000"]`).
+    #[serde(default)]
+    pub ct_limits: Vec<String>,
     /// Ports.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,

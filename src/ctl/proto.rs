@@ -155,6 +155,52 @@ pub enum Request {
         /// Port name.
         port: String,
     },
+    /// Tracked connections, in the `dpctl/dump-conntrack` layout.
+    DumpConntrack {
+        /// Bridge.
+        bridge: String,
+        /// Only this zone.
+        zone: Option<u16>,
+    },
+    /// Forget tracked connections.
+    FlushConntrack {
+        /// Bridge.
+        bridge: String,
+        /// Only this zone.
+        zone: Option<u16>,
+    },
+    /// Conntrack counters: entries per zone and protocol, invalid verdicts
+    /// by reason, policy in force.
+    CtStats {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Conntrack policy: `checksum=validate|skip`, `tcp_liberal=BOOL`,
+    /// `tcp_seq_check=BOOL`, `max_conns=N`.
+    SetCt {
+        /// Bridge.
+        bridge: String,
+        /// Settings.
+        options: Vec<String>,
+    },
+    /// Connection limits: `default=N`, `zone=Z,limit=N` (limit 0 or
+    /// `none` removes a zone's own limit), as `dpctl/ct-set-limits`.
+    CtSetLimits {
+        /// Bridge.
+        bridge: String,
+        /// Limits.
+        options: Vec<String>,
+    },
+    /// Timeouts in seconds: `tcp_established=600`, ... for `zone` or, when
+    /// `zone` is None, for every zone without its own.
+    CtSetTimeout {
+        /// Bridge.
+        bridge: String,
+        /// Zone.
+        zone: Option<u16>,
+        /// `name=secs` pairs.
+        options: Vec<String>,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.

@@ -8,7 +8,7 @@
 
 use super::config::{BridgeConfig, Config};
 use super::proto::{Request, Response};
-use crate::conntrack::ConnTracker;
+use crate::conntrack::{ChecksumPolicy, ConnTracker, TimeoutKind};
 use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
 use crate::datapath::{Datapath, DropCounters, DropReason};
 use crate::flow::format::{format_flow_stats, FlowStats};
@@ -210,7 +210,7 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
     let clean = clean.strip_prefix("0x").unwrap_or(&clean);
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err("hex frame has an odd number of digits".to_string());
     }
     (0..clean.len())
@@ -220,6 +220,99 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
                 .map_err(|_| format!("bad hex digits '{}' at offset {i}", &clean[i..i + 2]))
         })
         .collect()
+}
+
+/// A validated conntrack setting, applied once every setting parsed.
+type CtOp = Box<dyn Fn(&ConnTracker)>;
+
+/// A conntrack policy setting, validated before anything changes.
+fn ct_setting(k: &str, v: &str) -> Result<CtOp, String> {
+    Ok(match k {
+        "checksum" | "ct_checksum" => {
+            let p: ChecksumPolicy = v.parse().map_err(|e| format!("{k}={v}: {e}"))?;
+            Box::new(move |ct: &ConnTracker| ct.set_checksum_policy(p))
+        }
+        "tcp_liberal" | "ct_tcp_liberal" => {
+            let on = parse_bool(k, v)?;
+            Box::new(move |ct: &ConnTracker| ct.set_tcp_liberal(on))
+        }
+        "tcp_seq_check" | "ct_tcp_seq_check" => {
+            let on = parse_bool(k, v)?;
+            Box::new(move |ct: &ConnTracker| ct.set_tcp_seq_check(on))
+        }
+        "max_conns" | "ct_max_conns" => {
+            let n: u32 = parse_num(k, v, "a number of connections")?;
+            Box::new(move |ct: &ConnTracker| ct.set_max_conns(n))
+        }
+        _ => {
+            return Err(format!(
+                "unknown conntrack setting '{k}' (checksum, tcp_liberal, tcp_seq_check, max_conns)"
+            ))
+        }
+    })
+}
+
+/// `default=N` or `zone=Z,limit=N` (N = 0 means unlimited, as Open
+/// vSwitch; `limit=none` removes a zone's own limit).
+fn parse_limit(tok: &str) -> Result<(Option<u16>, Option<u32>), String> {
+    let mut zone = None;
+    let mut limit = None;
+    let mut is_default = false;
+    for part in tok.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("'{tok}': expected default=N or zone=Z,limit=N"))?;
+        match k {
+            "default" => {
+                is_default = true;
+                let n: u32 = parse_num(k, v, "a connection count")?;
+                limit = Some((n != 0).then_some(n));
+            }
+            "zone" => zone = Some(parse_num::<u16>(k, v, "a zone (0..65535)")?),
+            "limit" if v == "none" => limit = Some(None),
+            "limit" => {
+                let n: u32 = parse_num(k, v, "a connection count")?;
+                limit = Some(Some(if n == 0 { u32::MAX } else { n }));
+            }
+            _ => return Err(format!("'{tok}': unknown key '{k}'")),
+        }
+    }
+    match (is_default, zone, limit) {
+        (true, None, Some(l)) => Ok((None, l)),
+        (false, Some(z), Some(l)) => Ok((Some(z), l)),
+        _ => Err(format!("'{tok}': expected default=N or zone=Z,limit=N")),
+    }
+}
+
+fn format_ct_stats(st: &crate::conntrack::CtStats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Connections: {} (max {})", st.entries, st.max_conns);
+    let _ = writeln!(
+        out,
+        "Policy: checksum={} tcp_liberal={} tcp_seq_check={}",
+        st.checksum, st.tcp_liberal, st.tcp_seq_check
+    );
+    for z in &st.zones {
+        let lim = z.limit.map_or("none".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "  zone {}: total={} tcp={} udp={} icmp={} other={} limit={lim}",
+            z.zone, z.total, z.tcp, z.udp, z.icmp, z.other
+        );
+    }
+    let _ = writeln!(out, "Committed: {}  Expired: {}", st.committed, st.expired);
+    let _ = writeln!(out, "Invalid verdicts:");
+    let mut any = false;
+    for (r, n) in &st.invalid {
+        if *n > 0 {
+            any = true;
+            let _ = writeln!(out, "  {r:<24} {n:>10}");
+        }
+    }
+    if !any {
+        out.push_str("  (none)\n");
+    }
+    out
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -288,10 +381,31 @@ impl Switch {
         if let Some(f) = b.forward_bpdu {
             settings.push(format!("forward_bpdu={f}"));
         }
+        if let Some(c) = &b.ct_checksum {
+            settings.push(format!("ct_checksum={c}"));
+        }
         if !settings.is_empty() {
             self.expect(Request::SetBridge {
                 bridge: b.name.clone(),
                 options: settings,
+            })?;
+        }
+        if !b.ct_timeouts.is_empty() {
+            let options = b
+                .ct_timeouts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            self.expect(Request::CtSetTimeout {
+                bridge: b.name.clone(),
+                zone: None,
+                options,
+            })?;
+        }
+        if !b.ct_limits.is_empty() {
+            self.expect(Request::CtSetLimits {
+                bridge: b.name.clone(),
+                options: b.ct_limits.clone(),
             })?;
         }
         for p in &b.ports {
@@ -345,6 +459,7 @@ impl Switch {
                 tracing::debug!(bridge = %name, expired = n, "flows expired");
             }
             b.of.expire_macs(now);
+            b.ct.sweep(now);
             for port in b.of.apply_bpdu_guard() {
                 tracing::warn!(bridge = %name, port = %port, "BPDU received on a port with bpdu_guard=true: port disabled (vswitchctl set-port {name} {port} enable)");
             }
@@ -398,6 +513,7 @@ impl Switch {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;
                 let mut c: OfBridgeConfig = b.of.config();
+                let mut ct_ops: Vec<CtOp> = Vec::new();
                 for tok in &options {
                     let (k, v) = tok
                         .split_once('=')
@@ -407,10 +523,14 @@ impl Switch {
                         "mac_aging" | "mac-aging-time" => {
                             c.mac_aging_secs = parse_num(k, v, "seconds")?
                         }
+                        k if k.starts_with("ct_") => ct_ops.push(ct_setting(k, v)?),
                         _ => return Err(format!("unknown bridge setting '{tok}'")),
                     }
                 }
                 b.of.set_config(c.clone());
+                for op in ct_ops {
+                    op(&b.ct);
+                }
                 Ok(Response::ok("", json!(c)))
             }
             Request::Show { bridge } => self.show(bridge.as_deref()),
@@ -766,6 +886,92 @@ impl Switch {
                     out.push('\n');
                 }
                 Ok(Response::ok(out, json!({"port": port, "frames": frames})))
+            }
+            Request::DumpConntrack { bridge, zone } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let conns = b.ct.dump(zone, now);
+                let mut out = String::new();
+                for c in &conns {
+                    out.push_str(&c.format_ovs());
+                    out.push('\n');
+                }
+                Ok(Response::ok(out, json!({"connections": conns})))
+            }
+            Request::FlushConntrack { bridge, zone } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let n = b.ct.flush(zone);
+                Ok(Response::ok(
+                    format!("{n} connections flushed\n"),
+                    json!({"flushed": n}),
+                ))
+            }
+            Request::CtStats { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let st = b.ct.stats();
+                Ok(Response::ok(format_ct_stats(&st), json!(st)))
+            }
+            Request::SetCt { bridge, options } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let mut ops: Vec<CtOp> = Vec::new();
+                for tok in &options {
+                    let (k, v) = tok
+                        .split_once('=')
+                        .ok_or_else(|| format!("'{tok}': expected key=value"))?;
+                    ops.push(ct_setting(k, v)?);
+                }
+                for op in ops {
+                    op(&b.ct);
+                }
+                let st = b.ct.stats();
+                Ok(Response::ok(
+                    format!(
+                        "checksum={} tcp_liberal={} tcp_seq_check={} max_conns={}\n",
+                        st.checksum, st.tcp_liberal, st.tcp_seq_check, st.max_conns
+                    ),
+                    json!({"checksum": st.checksum, "tcp_liberal": st.tcp_liberal, "tcp_seq_check": st.tcp_seq_check, "max_conns": st.max_conns}),
+                ))
+            }
+            Request::CtSetLimits { bridge, options } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let mut sets: Vec<(Option<u16>, Option<u32>)> = Vec::new();
+                for tok in &options {
+                    sets.push(parse_limit(tok)?);
+                }
+                for (z, l) in sets {
+                    b.ct.set_limit(z, l);
+                }
+                Ok(Response::ok("", json!({})))
+            }
+            Request::CtSetTimeout {
+                bridge,
+                zone,
+                options,
+            } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let mut sets = Vec::new();
+                for tok in &options {
+                    let (k, v) = tok
+                        .split_once('=')
+                        .ok_or_else(|| format!("'{tok}': expected NAME=SECONDS"))?;
+                    let kind = k
+                        .parse::<TimeoutKind>()
+                        .map_err(|e| format!("'{tok}': {e}"))?;
+                    let secs: u32 = parse_num(k, v, "seconds")?;
+                    if secs == 0 {
+                        return Err(format!("'{tok}': a timeout must be at least 1 second"));
+                    }
+                    sets.push((kind, secs));
+                }
+                for (kind, secs) in sets {
+                    b.ct.set_timeout(zone, kind, secs);
+                }
+                Ok(Response::ok("", json!({})))
             }
             Request::FdbShow { bridge } => {
                 let map = self.bridges.lock();

@@ -125,7 +125,7 @@ impl MegaflowCache {
                 return Some((slot, self.versions[slot as usize]));
             }
         }
-        if self.lookups % 4096 == 0 {
+        if self.lookups.is_multiple_of(4096) {
             // Busy subtables first (Open vSwitch sorts dpcls subtables by
             // hits the same way).
             self.subtables.sort_by_key(|s| core::cmp::Reverse(s.hits));

@@ -225,10 +225,12 @@ impl Datapath {
         let mut batch = Batch::new();
         for i in 0..self.ports.len() {
             let no = self.ports[i].no;
-            let n = match self.ports[i].port.recv_batch(&mut self.pool, &mut batch) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            // A port error (device gone) is the port's to count and
+            // recover from; the other ports keep going.
+            let n = self.ports[i]
+                .port
+                .recv_batch(&mut self.pool, &mut batch)
+                .unwrap_or_default();
             if n == 0 {
                 continue;
             }

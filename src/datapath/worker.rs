@@ -40,6 +40,9 @@ pub struct PortStatus {
     pub mtu: u32,
 }
 
+/// Work to run on a port inside the datapath thread.
+pub type PortFn = Box<dyn FnOnce(&mut dyn Port) + Send>;
+
 /// A request to the datapath thread.
 pub enum DpCommand {
     /// Attach a port.
@@ -79,7 +82,7 @@ pub enum DpCommand {
         /// OpenFlow number.
         no: u32,
         /// What to do.
-        f: Box<dyn FnOnce(&mut dyn Port) + Send>,
+        f: PortFn,
     },
     /// Process pending packets now (tests: after an injection).
     Kick,

@@ -15,7 +15,7 @@
 mod buf;
 mod meta;
 
-pub use buf::{PacketBuf, DEFAULT_CAPACITY, HEADROOM};
+pub use buf::{PacketBuf, PacketData, DEFAULT_CAPACITY, HEADROOM};
 pub use meta::{CsumStatus, CtState, Gso, PacketMeta, TunnelMeta, TUN_METADATA_FIELDS};
 
 /// Batch size, as Open vSwitch's `NETDEV_MAX_BURST`.
@@ -64,7 +64,6 @@ impl Batch {
 
     /// Appends a packet; gives it back when the batch is full (so the
     /// caller can recycle it instead of losing the buffer).
-    #[allow(clippy::result_large_err)]
     pub fn push(&mut self, pkt: PacketBuf) -> Result<(), PacketBuf> {
         if self.is_full() {
             return Err(pkt);

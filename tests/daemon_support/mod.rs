@@ -38,13 +38,20 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
         cmd.stdout(Stdio::null()).stderr(Stdio::from(
             std::fs::File::create(dir.path().join("vswitchd.log")).expect("log file"),
         ));
         let child = cmd.spawn().expect("spawn vswitchd");
-        let d = Daemon { child: Some(child), dir, sock };
+        let d = Daemon {
+            child: Some(child),
+            dir,
+            sock,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if std::os::unix::net::UnixStream::connect(&d.sock).is_ok() {
@@ -85,7 +92,11 @@ impl Daemon {
     /// Runs vswitchctl expecting failure; returns stderr.
     pub fn ctl_err(&self, args: &[&str]) -> String {
         let o = self.ctl_output(args);
-        assert!(!o.status.success(), "vswitchctl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "vswitchctl {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
@@ -99,8 +110,13 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for exit; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
