@@ -103,7 +103,7 @@ fn establish(sw: &mut Switch) {
         sw.only(s(1)).format_ovs(),
         "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=40000,dport=80),\
          reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=40000),\
-         protoinfo=(state=ESTABLISHED)"
+         zone=0,mark=0,protoinfo=(state=ESTABLISHED)"
     );
 }
 

@@ -387,7 +387,7 @@ fn check(sw: &Switch, run: &Run) {
             .next()
             .expect("tuple part"),
         "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=49152,dport=8080),\
-         reply=(src=10.0.0.2,dst=10.0.0.1,sport=8080,dport=49152)"
+         reply=(src=10.0.0.2,dst=10.0.0.1,sport=8080,dport=49152),zone=0,mark=0"
     );
     let state = c.tcp.map(|i| i.state);
     assert!(
