@@ -768,3 +768,100 @@ fn peek_predicts_process_for_every_kind_of_verdict() {
         Some(CtInvalidReason::LimitReached)
     );
 }
+
+// ---- a FIN one past a full window ---------------------------------------
+
+/// The server offers a window of 1100 bytes in its SYN-ACK and, after the
+/// client's 100-byte request, acknowledges it (ack 1101) with 1000 bytes of
+/// window left: the client may send 1101..=2100. The client answers with
+/// exactly those 1000 bytes *and* FIN (the FIN on 2101 = ack + window).
+/// smoltcp does this when its last chunk fills the peer's window (found by
+/// `ct_smoltcp.rs::four_connections_with_10ms_rtt`). RFC 9293 3.10.7.4
+/// makes the segment acceptable (its first octet is in the window; the
+/// receiver trims what lies beyond), and Linux conntrack only bounds the
+/// segment's first octet (`before(seq, td_maxend + 1)`), so it passes
+/// there. Our tracker, like pf and OVS `tcp_conn_update`, requires
+/// `end <= seqhi` with the FIN counted in `end`, judges it out_of_window,
+/// and the firewall drops it: the sender stalls for a retransmission
+/// timeout, the same symptom as field story 1.
+///
+/// Bug in src/conntrack/tcp.rs `update`: the upper-bound test
+/// `seq_geq(src.seqhi, end)` counts the FIN's sequence number. Suggested
+/// fix: test the end of the data only, e.g. `seq_geq(src.seqhi,
+/// end.wrapping_sub(u32::from(flags & TCP_FIN != 0)))` (keep `end` with
+/// the FIN for the `seqlo` update), so a FIN may sit one past the window
+/// while data beyond the window stays invalid (checked below).
+#[test]
+#[ignore = "conntrack bug: FIN one past the window edge is out_of_window (src/conntrack/tcp.rs update)"]
+fn fin_one_past_a_full_window_is_in_window() {
+    let mut sw = Switch::new();
+    let syn = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1000, syn()));
+    sw.forwarded(VM1, &syn, s(0));
+    let syn_ack = from_server(tcp4(
+        SERVER,
+        CLIENT,
+        Seg {
+            win: 1100,
+            ..Seg::new(80, 40000, 5000, syn_ack(1001))
+        },
+    ));
+    sw.forwarded(VM2, &syn_ack, s(0));
+    sw.forwarded(
+        VM1,
+        &tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001))),
+        s(0),
+    );
+    let req = tcp4(
+        CLIENT,
+        SERVER,
+        Seg {
+            payload: &[b'G'; 100],
+            ..Seg::new(40000, 80, 1001, psh_ack(5001))
+        },
+    );
+    sw.forwarded(VM1, &req, s(1));
+    let acked = from_server(tcp4(
+        SERVER,
+        CLIENT,
+        Seg {
+            win: 1000,
+            ..Seg::new(80, 40000, 5001, ack(1101))
+        },
+    ));
+    sw.forwarded(VM2, &pad60(acked, 0xa5), s(2));
+    assert_eq!(sw.only(s(2)).tcp.expect("tcp").orig.seqhi, 1101 + 1000);
+
+    let fill_and_fin = |len: usize| {
+        tcp4(
+            CLIENT,
+            SERVER,
+            Seg {
+                payload: &[b'x'; 1001][..len],
+                ..Seg::new(
+                    40000,
+                    80,
+                    1101,
+                    Flags {
+                        fin: true,
+                        psh: true,
+                        ack: Some(5001),
+                        ..Flags::default()
+                    },
+                )
+            },
+        )
+    };
+    // One data byte past the window stays invalid (the fix must not open
+    // the window for data).
+    let v = peek_frame(&sw, &fill_and_fin(1001), s(3));
+    assert_eq!(
+        v.invalid.map(|d| d.reason),
+        Some(CtInvalidReason::OutOfWindow)
+    );
+    // Exactly the window's bytes, plus FIN: forwarded, FIN_WAIT.
+    sw.forwarded(VM1, &fill_and_fin(1000), s(3));
+    assert_eq!(sw.tcp_state(s(3)), Some(TcpState::FinWait));
+    assert_eq!(sw.only(s(3)).tcp.expect("tcp").orig.seqlo, 2102);
+    assert_eq!(sw.total_invalid(), 0);
+    assert_eq!(sw.all_drops(), vec![]);
+}
