@@ -365,14 +365,14 @@ fn transfer(sw: &mut Switch, pad: Option<(u8, u8)>, x: Exchange) -> Run {
         }
         sw.dp.housekeeping(dp_now);
 
-        for j in 0..x.conns {
+        for (j, peer) in peer_of.iter_mut().enumerate() {
             let s = server.sock(j);
-            if peer_of[j].is_none() {
-                peer_of[j] = s
+            if peer.is_none() {
+                *peer = s
                     .remote_endpoint()
                     .map(|e| usize::from(e.port - CLIENT_PORT));
             }
-            let Some(k) = peer_of[j] else { continue };
+            let Some(k) = *peer else { continue };
             req[k].read(s, k, &mut buf);
             if req[k].read == x.request && !s.may_recv() {
                 resp[k].write(s, 1000 + k, x.response, &mut chunk);
