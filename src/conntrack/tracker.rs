@@ -382,6 +382,182 @@ impl ConnTracker {
         write(meta, CtState::TRK | CtState::NEW, mark, None)
     }
 
+    /// The verdict [`ConnTracker::process`] would give this packet at
+    /// `now`, computed without changing anything: no entry is created,
+    /// updated, expired or removed, no counter moves, no mark is written,
+    /// and `meta` is only read. `vswitchctl trace --packet` uses it to show
+    /// why a packet would be `+inv` (with the expected and received
+    /// checksum values) without disturbing the connection it belongs to:
+    /// a trace that advanced the window tracker or committed a connection
+    /// would change the verdict of the real packets that follow.
+    ///
+    /// The state machine runs on a copy of the entry. Limits are compared
+    /// with the current counts without reserving a slot, so a commit racing
+    /// on another worker can make the real verdict differ.
+    pub fn peek(
+        &self,
+        frame: &[u8],
+        key: &FlowKey,
+        meta: &PacketMeta,
+        params: &CtParams,
+        now: Instant,
+    ) -> CtVerdict {
+        let verdict = |state: u8, mark: u32, invalid| CtVerdict {
+            state,
+            mark,
+            invalid,
+        };
+        let inv =
+            |d: CtInvalidDetail, mark: u32| verdict(CtState::TRK | CtState::INV, mark, Some(d));
+        // What `apply_mark` would leave on the entry.
+        let marked = |old: u32| match params.set_mark {
+            Some((v, m)) if params.commit || params.force => (old & !m) | (v & m),
+            _ => old,
+        };
+        let zone = params.zone;
+        let prev = meta.ct_state.0;
+        let tracked_here = prev & CtState::TRK != 0 && meta.ct_zone == zone;
+        if tracked_here && prev & CtState::INV != 0 {
+            let reason = CtInvalidReason::from_meta_code(meta.ct_invalid)
+                .unwrap_or(CtInvalidReason::Malformed);
+            let d = CtInvalidDetail::new(reason, "judged invalid by an earlier ct in this zone");
+            return inv(d, 0);
+        }
+        let l3 = frame.get(usize::from(meta.l3_ofs)..).unwrap_or(&[]);
+        let parsed = match parse::parse(l3, key.dl_type(), zone, meta.csum, self.checksum_policy())
+        {
+            Ok(p) => p,
+            Err(d) => return inv(d, 0),
+        };
+        let (ckey, swapped) = parsed.key.canonical();
+        let hash = self.hash(&ckey);
+        // Entries `process` would delete before admitting this packet (an
+        // expired one, a reopened or forced one): they no longer count
+        // against the limits.
+        let mut freed = 0u32;
+        let mut entry: Option<Conn> = None;
+        // Without an epoch nothing was ever committed; asking for one would
+        // set it, which is a change.
+        if self.epoch.get().is_some() {
+            let now_ms = self.ms(now);
+            let shard = self.shard_of(hash).lock();
+            if let Some(c) = shard.find(hash, &ckey).and_then(|i| shard.get(i)) {
+                if c.expires <= now_ms {
+                    freed += 1;
+                } else {
+                    entry = Some(*c);
+                }
+            }
+        }
+
+        if let Some(c) = entry {
+            let reply = c.orig_swapped != swapped;
+            let rpl = if reply { CtState::RPL } else { 0 };
+            let bits = if tracked_here {
+                Some(prev & (CtState::NEW | CtState::EST | CtState::REL | CtState::RPL))
+            } else if parsed.related {
+                Some(CtState::REL | rpl)
+            } else if params.force && reply {
+                freed += 1;
+                None
+            } else {
+                let pol = TcpPolicy {
+                    liberal: self.tcp_liberal.load(Relaxed),
+                    seq_check: self.tcp_seq_check.load(Relaxed),
+                };
+                match (c.l4, &parsed.l4) {
+                    (L4State::Tcp(mut t), L4::Tcp(seg)) => {
+                        match tcp::update(&mut t, seg, reply, pol) {
+                            Update::Valid { .. } => Some(CtState::EST | rpl),
+                            Update::ValidNew => Some(CtState::NEW),
+                            Update::Reopen => {
+                                freed += 1;
+                                None
+                            }
+                            Update::Invalid(d) => return inv(d, c.mark),
+                        }
+                    }
+                    (L4State::Other(s), _) => {
+                        let bidir = s == OtherState::Bidir || reply;
+                        Some(if bidir {
+                            CtState::EST | rpl
+                        } else {
+                            CtState::NEW
+                        })
+                    }
+                    (L4State::Icmp(s), _) => {
+                        if s == IcmpState::First && !reply {
+                            Some(CtState::NEW)
+                        } else {
+                            Some(CtState::EST | rpl)
+                        }
+                    }
+                    _ => Some(CtState::EST | rpl),
+                }
+            };
+            if let Some(bits) = bits {
+                return verdict(CtState::TRK | bits, marked(c.mark), None);
+            }
+        }
+
+        // No connection (or it would be deleted first): may this packet
+        // start one?
+        if parsed.related {
+            return inv(
+                CtInvalidDetail::new(
+                    CtInvalidReason::RelatedNoConn,
+                    "ICMP error about no tracked connection",
+                ),
+                0,
+            );
+        }
+        match parsed.l4 {
+            L4::Tcp(seg) => {
+                if let Err(d) = tcp::valid_new(seg.flags) {
+                    return inv(d, 0);
+                }
+            }
+            L4::Icmp { valid_new: false } => {
+                return inv(
+                    CtInvalidDetail::new(
+                        CtInvalidReason::InvalidNew,
+                        "ICMP reply without a request",
+                    ),
+                    0,
+                );
+            }
+            L4::Icmp { valid_new: true } | L4::Udp | L4::Other => {}
+        }
+        if !(params.commit || params.force) {
+            return verdict(CtState::TRK | CtState::NEW, 0, None);
+        }
+        // `admit` without reserving.
+        let in_zone = self
+            .zone_count
+            .get(usize::from(zone))
+            .map_or(0, |n| n.load(Relaxed))
+            .saturating_sub(freed);
+        if self.zone_limit(zone).is_some_and(|limit| in_zone >= limit) {
+            return inv(
+                CtInvalidDetail::new(
+                    CtInvalidReason::LimitReached,
+                    "zone connection limit reached",
+                ),
+                0,
+            );
+        }
+        if self.n_conns.load(Relaxed).saturating_sub(freed) >= self.max_conns.load(Relaxed) {
+            return inv(
+                CtInvalidDetail::new(
+                    CtInvalidReason::LimitReached,
+                    "global connection limit reached",
+                ),
+                0,
+            );
+        }
+        verdict(CtState::TRK | CtState::NEW, marked(0), None)
+    }
+
     /// Runs the protocol state machine of entry `i` (OVS `conn_update`).
     fn update(
         &self,
