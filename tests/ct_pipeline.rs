@@ -792,7 +792,6 @@ fn peek_predicts_process_for_every_kind_of_verdict() {
 /// the FIN for the `seqlo` update), so a FIN may sit one past the window
 /// while data beyond the window stays invalid (checked below).
 #[test]
-#[ignore = "conntrack bug: FIN one past the window edge is out_of_window (src/conntrack/tcp.rs update)"]
 fn fin_one_past_a_full_window_is_in_window() {
     let mut sw = Switch::new();
     let syn = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1000, syn()));

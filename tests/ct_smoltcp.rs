@@ -568,7 +568,6 @@ fn four_connections_both_ways_with_nonzero_padding() {
 /// `ct_pipeline.rs::fin_one_past_a_full_window_is_in_window` for the
 /// minimal case and the suggested fix.
 #[test]
-#[ignore = "conntrack bug: FIN one past the window edge is out_of_window (see ct_pipeline.rs)"]
 fn four_connections_with_10ms_rtt() {
     let mut sw = Switch::new();
     let run = transfer(&mut sw, Some((0xc3, 0x3c)), FOUR_BIDIR_RTT10);

@@ -374,7 +374,13 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         0
     };
     let dst_win = u32::from(dst.max_win) << dws;
-    let in_window = seq_geq(src.seqhi, end)
+    // The FIN occupies a sequence number but no buffer space: a final
+    // segment that fills the receiver's window exactly and carries FIN is
+    // acceptable (RFC 9293 checks the first octet; Linux conntrack the
+    // start). pf and Open vSwitch count the FIN here and drop such a
+    // segment, stalling the sender until it retransmits.
+    let data_end = end.wrapping_sub(u32::from(flags & TCP_FIN != 0));
+    let in_window = seq_geq(src.seqhi, data_end)
         && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
         && ackskew >= -MAX_ACK_WINDOW
         && ackskew <= (MAX_ACK_WINDOW << sws);
@@ -443,7 +449,7 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
             CtInvalidReason::OutOfWindow,
             if is_rst && in_window {
                 "RST sequence number is not the expected one"
-            } else if !seq_geq(src.seqhi, end) {
+            } else if !seq_geq(src.seqhi, data_end) {
                 "segment ends beyond the receiver's window"
             } else if !seq_geq(seq, src.seqlo.wrapping_sub(dst_win)) {
                 "segment starts more than a window behind"
