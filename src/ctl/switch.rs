@@ -1063,6 +1063,11 @@ impl Switch {
         now: Instant,
     ) -> Result<Response, String> {
         let ports = b.of.ports();
+        // With a real packet, conntrack is consulted (without changing its
+        // state) at each ct, so the trace shows the verdict the packet
+        // would really get, with the reason and checksum values when it is
+        // invalid. Without one, --ct-next says what to assume.
+        let mut pkt: Option<(Vec<u8>, crate::packet::PacketMeta)> = None;
         let mut key = if let Some(hex) = packet {
             let frame = hex_decode(hex)?;
             let base = parse_trace_flow(flow, &ports).map_err(|e| format!("{e}"))?;
@@ -1072,8 +1077,12 @@ impl Switch {
             };
             let mut k = FlowKey::default();
             crate::flow::extract::extract(&frame, &mut meta, &mut k).map_err(|e| {
-                format!("the packet does not parse: {e} (the datapath drops it as malformed_{e})")
+                format!(
+                    "the packet does not parse: {e} (the datapath drops it as {})",
+                    DropReason::from_wire(e)
+                )
             })?;
+            pkt = Some((frame, meta));
             k
         } else {
             parse_trace_flow(flow, &ports).map_err(|e| format!("{e}"))?
@@ -1081,6 +1090,7 @@ impl Switch {
         let ct_bits = parse_ct_next(ct_next)?;
         let mut out = String::new();
         let mut passes = Vec::new();
+        let mut ct_invalid: Option<crate::conntrack::CtInvalidReason> = None;
         for pass in 0..crate::datapath::MAX_PASSES {
             let mut tr = Trace::default();
             let t = b.of.translate_traced(&key, now, &mut tr);
@@ -1099,27 +1109,76 @@ impl Switch {
             let _ = writeln!(out, "{title}\n{}", "-".repeat(title.len()));
             out.push_str(&tr.render_body(Some(&ports)));
             out.push('\n');
+            // A pipeline drop of a packet conntrack judged invalid is
+            // counted under conntrack's reason, as the datapath does.
+            let drop = match (t.drop, ct_invalid) {
+                (Some(DropReason::PipelineDrop), Some(r)) => Some(DropReason::CtInvalid(r)),
+                (d, _) => d,
+            };
+            tr.drop = drop;
             out.push_str(&tr.render_result(Some(&ports)));
-            passes.push(json!({
+            let mut pass_json = json!({
                 "flow": format_key(&key, Some(&ports)),
                 "datapath_actions": crate::ofproto::format_dp_actions(&t.actions),
-                "drop_reason": t.drop.map(|d| d.name()),
-            }));
+                "drop_reason": drop.map(|d| d.name()),
+            });
             // Follow a recirculation like ofproto/trace does.
             let mut next = None;
-            let mut zone = 0;
+            let mut ct_state = ct_bits;
+            let mut ct_zone = 0;
+            let mut ct_mark = 0;
             for a in &t.actions {
                 match a {
-                    DpAction::Ct { zone: z, .. } => zone = *z,
+                    DpAction::Ct {
+                        zone,
+                        commit,
+                        force,
+                        mark,
+                    } => {
+                        ct_zone = *zone;
+                        if let Some((frame, meta)) = &pkt {
+                            let mut m = meta.clone();
+                            m.ct_state = crate::packet::CtState(key.ct_state());
+                            m.ct_zone = key.ct_zone();
+                            let params = crate::conntrack::CtParams {
+                                zone: *zone,
+                                commit: *commit,
+                                force: *force,
+                                set_mark: *mark,
+                            };
+                            let v = b.ct.peek(frame, &key, &m, &params, now);
+                            ct_state = v.state;
+                            ct_mark = v.mark;
+                            ct_invalid = v.invalid.map(|d| d.reason);
+                            let _ = write!(
+                                out,
+                                "Conntrack (zone {zone}): ct_state={}",
+                                ct_state_names(v.state)
+                            );
+                            if let Some(d) = &v.invalid {
+                                let _ = write!(out, ", invalid: {d}");
+                                pass_json["ct_invalid"] = json!({
+                                    "reason": d.reason.name(),
+                                    "detail": d.detail,
+                                    "expected": d.expected,
+                                    "received": d.received,
+                                });
+                            }
+                            out.push('\n');
+                            pass_json["ct_state"] = json!(ct_state_names(v.state));
+                        }
+                    }
                     DpAction::Recirc(id) => next = Some(*id),
                     _ => {}
                 }
             }
+            passes.push(pass_json);
             match next {
                 Some(id) => {
                     key.set_recirc_id(id);
-                    key.set_ct_state(ct_bits);
-                    key.set_ct_zone(zone);
+                    key.set_ct_state(ct_state);
+                    key.set_ct_zone(ct_zone);
+                    key.set_ct_mark(ct_mark);
                 }
                 None => break,
             }

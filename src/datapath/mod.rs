@@ -620,7 +620,8 @@ fn execute_actions(
                     set_mark: *mark,
                 };
                 let (data, meta) = pkt.split();
-                cx.ct.process(data, fresh.as_ref().unwrap_or(key), meta, &params, now);
+                cx.ct
+                    .process(data, fresh.as_ref().unwrap_or(key), meta, &params, now);
             }
             DpAction::CtClear => {
                 pkt.meta.ct_state = Default::default();

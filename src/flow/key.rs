@@ -11,7 +11,6 @@
 //! CFI bit (0x1000) set when a tag is present, so "no tag" and "tag with
 //! VID 0" differ.
 
-
 /// Number of 64-bit words in a key.
 pub const WORDS: usize = 29;
 
