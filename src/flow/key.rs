@@ -15,7 +15,7 @@
 pub const WORDS: usize = 29;
 
 /// The packet's flow key (see the module docs for the layout).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C, align(64))]
 pub struct FlowKey {
     /// The raw words. Prefer the typed accessors.
@@ -23,11 +23,28 @@ pub struct FlowKey {
 }
 
 /// Which bits of a [`FlowKey`] a match or a megaflow depends on.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C, align(64))]
 pub struct FlowMask {
     /// The raw words. Prefer the typed accessors.
     pub w: [u64; WORDS],
+}
+
+// Hash maps keyed by keys and masks (classifier subtables, megaflow
+// subtables) get the fast word hash; the map's hasher only mixes it once
+// more.
+impl core::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(hash_words(&self.w));
+    }
+}
+
+impl core::hash::Hash for FlowMask {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(hash_words(&self.w));
+    }
 }
 
 #[inline(always)]
