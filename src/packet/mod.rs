@@ -13,6 +13,7 @@
 //! pool.
 
 mod buf;
+pub mod gso;
 mod meta;
 
 pub use buf::{PacketBuf, DEFAULT_CAPACITY, HEADROOM};
