@@ -8,8 +8,20 @@
 //! Ports depend only on `wire` and `packet`: a port reports its own drops
 //! as a [`PortDrop`], which the datapath folds into its drop reasons.
 
+pub mod afpacket;
+pub mod capture;
+pub mod internal;
+pub mod link;
 pub mod mem;
+pub mod poll;
 pub mod sys;
+pub mod tap;
+pub mod udp;
+pub mod vnet;
+
+pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use internal::InternalPort;
+pub use tap::{TapConfig, TapPort};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;
@@ -173,4 +185,8 @@ pub trait Port: Send {
     }
     /// Periodic upkeep (reopen a vanished device, flush timers).
     fn housekeeping(&mut self) {}
+    /// How many times the link went down since the port was opened.
+    fn link_downs(&self) -> u64 {
+        0
+    }
 }

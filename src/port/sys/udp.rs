@@ -323,7 +323,7 @@ mod tests {
         let dsts = vec![b_addr; 3];
         assert_eq!(a.send_batch(&iovs, &dsts).unwrap(), 3);
 
-        let mut bufs = vec![[0u8; 16]; 4];
+        let mut bufs = [[0u8; 16]; 4];
         let mut out = [UdpRecv::default(); 4];
         let mut got = 0;
         for _ in 0..100 {
