@@ -227,6 +227,11 @@ impl Lab {
         child.wait_with_output().expect("wait for child")
     }
 
+    /// True while a spawned command is still running.
+    pub fn running(&mut self, idx: usize) -> bool {
+        matches!(self.children[idx].try_wait(), Ok(None))
+    }
+
     /// `ping -c count` from `ns` to `dst`; true when every reply came.
     pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
         let out = self.sh(
