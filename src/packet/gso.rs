@@ -689,4 +689,106 @@ mod tests {
         };
         assert_eq!(complete_checksum(&mut bad), Err(GsoError::BadCsumOffsets));
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A TCP super-packet built with etherparse (an independent
+        /// encoder): IPv4 or IPv6, optional VLAN tag, `plen` payload bytes,
+        /// TCP flags from `flags`.
+        fn build(v6: bool, vlan: bool, plen: usize, flags: u8, seq: u32) -> Vec<u8> {
+            let payload: Vec<u8> = (0..plen).map(|i| (i * 7 % 256) as u8).collect();
+            let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+            let b = if vlan {
+                b.single_vlan(etherparse::VlanId::try_new(42).unwrap())
+            } else {
+                b.single_vlan(etherparse::VlanId::try_new(1).unwrap())
+            };
+            let b = if v6 {
+                b.ipv6(
+                    [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                    64,
+                )
+            } else {
+                b.ipv4([192, 0, 2, 1], [198, 51, 100, 7], 64)
+            };
+            let mut b = b.tcp(40000, 443, seq, 1000);
+            if flags & 0x01 != 0 {
+                b = b.fin();
+            }
+            if flags & 0x08 != 0 {
+                b = b.psh();
+            }
+            if flags & 0x10 != 0 {
+                b = b.ack(77);
+            }
+            if flags & 0x80 != 0 {
+                b = b.cwr();
+            }
+            let mut out = Vec::new();
+            b.write(&mut out, &payload).unwrap();
+            if !vlan {
+                // Drop the tag again: an untagged frame.
+                out.drain(12..16);
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200),
+                                           mss in 0u16..2000, v6 in any::<bool>(), start in 0u16..300, off in 0u16..300) {
+                let mut p = PacketBuf::from_slice(&bytes);
+                p.meta.gso = if v6 { Gso::TcpV6 { size: mss } } else { Gso::TcpV4 { size: mss } };
+                let mut pool = PacketPool::new(2048);
+                let mut out = Batch::new();
+                let _ = segment(&p, &mut pool, &mut out);
+                p.meta.csum = CsumStatus::Partial { csum_start: start, csum_offset: off };
+                let _ = complete_checksum(&mut p);
+                let _ = parse_headers(&bytes);
+            }
+
+            #[test]
+            fn segments_verify_and_reassemble(v6 in any::<bool>(), vlan in any::<bool>(), plen in 0usize..6000,
+                                              mss in 1u16..1500, flags in any::<u8>(), seq in any::<u32>()) {
+                let f = build(v6, vlan, plen, flags & 0x99, seq);
+                let gso = if v6 { Gso::TcpV6 { size: mss } } else { Gso::TcpV4 { size: mss } };
+                let s = Segmenter::new(&f, gso).unwrap();
+                let want = if plen == 0 { 1 } else { plen.div_ceil(usize::from(mss)) };
+                prop_assert_eq!(s.count(), want);
+                let mut joined = Vec::new();
+                let mut buf = vec![0u8; 2000];
+                for i in 0..s.count() {
+                    let n = s.write(&f, i, &mut buf).unwrap();
+                    let sp = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+                    let Some(TransportSlice::Tcp(tcp)) = sp.transport.clone() else { panic!("tcp") };
+                    let th = tcp.to_header();
+                    let pl = tcp.payload().to_vec();
+                    let ok = match sp.net {
+                        Some(etherparse::NetSlice::Ipv4(ref v4)) => {
+                            let ip = v4.header().to_header();
+                            prop_assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+                            th.checksum == th.calc_checksum_ipv4(&ip, &pl).unwrap()
+                        }
+                        Some(etherparse::NetSlice::Ipv6(ref v6h)) => {
+                            let ip = v6h.header().to_header();
+                            th.checksum == th.calc_checksum_ipv6(&ip, &pl).unwrap()
+                        }
+                        _ => false,
+                    };
+                    prop_assert!(ok, "checksum of segment {}", i);
+                    prop_assert_eq!(th.sequence_number, seq.wrapping_add((i * usize::from(mss)) as u32));
+                    let last = i + 1 == s.count();
+                    prop_assert_eq!(th.fin, last && flags & 0x01 != 0);
+                    prop_assert_eq!(th.psh, last && flags & 0x08 != 0);
+                    prop_assert_eq!(th.cwr, i == 0 && flags & 0x80 != 0);
+                    joined.extend(pl);
+                }
+                let payload: Vec<u8> = (0..plen).map(|i| (i * 7 % 256) as u8).collect();
+                prop_assert_eq!(joined, payload);
+            }
+        }
+    }
 }
