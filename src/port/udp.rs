@@ -38,6 +38,10 @@ pub struct RecvInfo {
     pub src: Option<SocketAddr>,
     /// Local address it was sent to (outer destination).
     pub dst: Option<IpAddr>,
+    /// Outer TOS (`tun_tos`).
+    pub tos: u8,
+    /// Outer TTL (`tun_ttl`).
+    pub ttl: u8,
 }
 
 /// ICMP errors received about datagrams we sent.
@@ -254,6 +258,8 @@ impl Socket {
                     info[n] = RecvInfo {
                         src: r.src,
                         dst: r.dst,
+                        tos: r.tos.unwrap_or(0),
+                        ttl: r.ttl.unwrap_or(0),
                     };
                     n += 1;
                 }
@@ -371,6 +377,7 @@ mod tests {
         );
         assert_eq!(info[0].src, Some(a.local_addr()));
         assert_eq!(info[0].dst, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!((info[0].tos, info[0].ttl), (0, 64));
     }
 
     #[test]

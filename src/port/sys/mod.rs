@@ -18,7 +18,7 @@
 //!   addresses, the local address a datagram was sent to, ICMP errors from
 //!   the error queue).
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
-//! * [`mmsg`] (private): the recvmmsg/sendmmsg plumbing shared by the two
+//! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
 //! Conventions: every fd is opened close-on-exec and non-blocking; every

@@ -22,6 +22,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 const IPV6_RECVERR: libc::c_int = 25;
 const IPV6_RECVPKTINFO: libc::c_int = 49;
 const IPV6_PKTINFO: libc::c_int = 50;
+const IPV6_RECVHOPLIMIT: libc::c_int = 51;
+const IPV6_HOPLIMIT: libc::c_int = 52;
+const IPV6_RECVTCLASS: libc::c_int = 66;
+const IPV6_TCLASS: libc::c_int = 67;
 
 /// Options of [`UdpSock::bind`].
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +34,9 @@ pub struct UdpOptions {
     pub pktinfo: bool,
     /// Queue ICMP errors on the socket (IP_RECVERR).
     pub recverr: bool,
+    /// Report each datagram's TOS and TTL (IP_RECVTOS / IP_RECVTTL, or the
+    /// IPv6 traffic class and hop limit).
+    pub tos_ttl: bool,
     /// SO_RCVBUF(FORCE) in bytes; 0 leaves the default.
     pub rcvbuf: usize,
     /// SO_SNDBUF(FORCE) in bytes; 0 leaves the default.
@@ -44,6 +51,7 @@ impl Default for UdpOptions {
         UdpOptions {
             pktinfo: true,
             recverr: true,
+            tos_ttl: true,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
             pmtudisc: None,
@@ -62,6 +70,10 @@ pub struct UdpRecv {
     pub src: Option<SocketAddr>,
     /// Local address the datagram was sent to (needs `pktinfo`).
     pub dst: Option<IpAddr>,
+    /// Outer TOS / traffic class (needs `tos_ttl`).
+    pub tos: Option<u8>,
+    /// Outer TTL / hop limit (needs `tos_ttl`).
+    pub ttl: Option<u8>,
 }
 
 /// An ICMP (or local) error about a datagram we sent, from the error queue.
@@ -159,6 +171,15 @@ impl UdpSock {
                 setsockopt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, &one)?;
             }
         }
+        if opts.tos_ttl {
+            if v6 {
+                setsockopt(fd, libc::IPPROTO_IPV6, IPV6_RECVTCLASS, &one)?;
+                setsockopt(fd, libc::IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one)?;
+            } else {
+                setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, &one)?;
+                setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, &one)?;
+            }
+        }
         if let Some(p) = opts.pmtudisc {
             if v6 {
                 setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, &p)?;
@@ -202,7 +223,21 @@ impl UdpSock {
         for i in 0..got {
             let nl = (names[i].len as usize).min(names[i].bytes.len());
             let mut dst = None;
+            let (mut tos, mut ttl) = (None, None);
+            // IP_TOS arrives as one byte, IP_TTL and the IPv6 ones as ints.
+            let first = |d: &[u8]| d.first().copied();
+            let int = |d: &[u8]| {
+                d.get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u8)
+            };
             for c in ctrls[i].iter() {
+                match (c.level, c.ty) {
+                    (libc::IPPROTO_IP, libc::IP_TOS) => tos = first(c.data),
+                    (libc::IPPROTO_IP, libc::IP_TTL) => ttl = int(c.data),
+                    (libc::IPPROTO_IPV6, IPV6_TCLASS) => tos = int(c.data),
+                    (libc::IPPROTO_IPV6, IPV6_HOPLIMIT) => ttl = int(c.data),
+                    _ => {}
+                }
                 if c.level == libc::IPPROTO_IP && c.ty == libc::IP_PKTINFO && c.data.len() >= 12 {
                     let a: [u8; 4] = [c.data[8], c.data[9], c.data[10], c.data[11]];
                     dst = Some(IpAddr::V4(Ipv4Addr::from(a)));
@@ -220,6 +255,8 @@ impl UdpSock {
                 truncated: raw[i].flags & libc::MSG_TRUNC != 0,
                 src: decode_addr(&names[i].bytes[..nl]),
                 dst,
+                tos,
+                ttl,
             };
         }
         Ok(got)
@@ -344,6 +381,8 @@ mod tests {
         assert_eq!(&bufs[1][..out[1].len], b"two!");
         assert_eq!(out[2].src, Some(a.local_addr().unwrap()));
         assert_eq!(out[0].dst, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(out[0].ttl, Some(64), "loopback default TTL");
+        assert_eq!(out[0].tos, Some(0));
 
         // A datagram to a closed port comes back as ICMP port unreachable on
         // the error queue, with the destination it was going to.
