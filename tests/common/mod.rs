@@ -135,6 +135,18 @@ impl Lab {
         name
     }
 
+    /// Deletes namespace `ns` now (killing what runs in it), as destroying
+    /// a VM would.
+    pub fn del_netns(&mut self, ns: &str) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        ip(&["netns", "del", ns]);
+        self.netns.retain(|n| n != ns);
+    }
+
     /// Creates a veth pair in our netns; returns (a, b).
     pub fn veth(&mut self) -> (String, String) {
         let a = unique_ifname("va");
