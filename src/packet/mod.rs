@@ -13,6 +13,7 @@
 //! pool.
 
 mod buf;
+pub mod gso;
 mod meta;
 
 pub use buf::{PacketBuf, PacketData, DEFAULT_CAPACITY, HEADROOM};

@@ -7,9 +7,32 @@
 //!
 //! Ports depend only on `wire` and `packet`: a port reports its own drops
 //! as a [`PortDrop`], which the datapath folds into its drop reasons.
+//!
+//! Around the port types: [`vnet`] (the virtio-net header <-> offload
+//! metadata), [`link`] (down/up life with backoff, the ports' own
+//! counters), [`poll`] (how the datapath thread sleeps on port fds),
+//! [`capture`] (pcap files of what a port moves), [`udp`] (the batched
+//! socket a tunnel port sits on).
+//!
+//! The kernel-device ports never return `Err` from `recv_batch` /
+//! `send_batch`: a vanished device is `LinkState::Down` (counted, logged
+//! once, retried from `housekeeping()`), a refused frame is a counted
+//! drop.
 
+pub mod afpacket;
+pub mod capture;
+pub mod internal;
+pub mod link;
 pub mod mem;
+pub mod poll;
 pub mod sys;
+pub mod tap;
+pub mod udp;
+pub mod vnet;
+
+pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use internal::InternalPort;
+pub use tap::{TapConfig, TapPort};
 
 use crate::packet::{Batch, PacketPool};
 use std::os::fd::RawFd;
@@ -167,10 +190,16 @@ pub trait Port: Send {
         LinkState::Up
     }
     /// A file descriptor that becomes readable when packets wait, for the
-    /// datapath thread's poll. `None` for ports polled on every loop.
+    /// datapath thread's poll. `None` for ports polled on every loop, and
+    /// for a port that is down (its fd may change when it comes back: see
+    /// [`poll::Poller::set`]).
     fn poll_fd(&self) -> Option<RawFd> {
         None
     }
     /// Periodic upkeep (reopen a vanished device, flush timers).
     fn housekeeping(&mut self) {}
+    /// How many times the link went down since the port was opened.
+    fn link_downs(&self) -> u64 {
+        0
+    }
 }

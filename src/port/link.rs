@@ -1,0 +1,184 @@
+//! Port life and counters shared by the kernel-device ports (TAP, AF_PACKET).
+//!
+//! [`LinkLife`] is the down/up state machine: a device that disappears makes
+//! the port down, counted and logged once; recovery attempts run from
+//! `housekeeping()` with exponential backoff (never from the packet path,
+//! never in a busy loop); success logs once more. [`Counters`] are the
+//! port's own counters: we never read the kernel's by name, because the
+//! device may live in another network namespace.
+
+use super::{LinkState, PortDrop, PortStats};
+use std::fmt::Display;
+use std::time::{Duration, Instant};
+
+/// First retry delay after a device disappears.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often an up port checks that its device still exists when no
+/// traffic told it otherwise.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Down/up state with logging and retry backoff.
+#[derive(Debug)]
+pub struct LinkLife {
+    port: String,
+    state: LinkState,
+    downs: u64,
+    backoff: Duration,
+    next_try: Instant,
+    next_probe: Instant,
+}
+
+impl LinkLife {
+    /// An up link for port `port`.
+    pub fn new(port: &str) -> LinkLife {
+        let now = Instant::now();
+        LinkLife {
+            port: port.to_string(),
+            state: LinkState::Up,
+            downs: 0,
+            backoff: BACKOFF_MIN,
+            next_try: now,
+            next_probe: now + PROBE_INTERVAL,
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// True when up.
+    pub fn is_up(&self) -> bool {
+        self.state == LinkState::Up
+    }
+
+    /// How many times the link went down.
+    pub fn downs(&self) -> u64 {
+        self.downs
+    }
+
+    /// Marks the link down (logged and counted on the transition only).
+    pub fn down(&mut self, why: impl Display) {
+        if self.state == LinkState::Down {
+            return;
+        }
+        self.state = LinkState::Down;
+        self.downs += 1;
+        self.backoff = BACKOFF_MIN;
+        self.next_try = Instant::now() + BACKOFF_MIN;
+        tracing::warn!(port = %self.port, "link down: {why}");
+    }
+
+    /// Marks the link up (logged on the transition only).
+    pub fn up(&mut self, how: impl Display) {
+        if self.state == LinkState::Up {
+            return;
+        }
+        self.state = LinkState::Up;
+        self.backoff = BACKOFF_MIN;
+        self.next_probe = Instant::now() + PROBE_INTERVAL;
+        tracing::info!(port = %self.port, "link up: {how}");
+    }
+
+    /// True when a down link should try to recover now.
+    pub fn retry_due(&self, now: Instant) -> bool {
+        self.state == LinkState::Down && now >= self.next_try
+    }
+
+    /// Records a failed recovery attempt: the next one waits twice as long.
+    pub fn retry_failed(&mut self, now: Instant, why: impl Display) {
+        tracing::debug!(port = %self.port, "recovery failed: {why}");
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.next_try = now + self.backoff;
+    }
+
+    /// True when an up link should check its device now (and schedules the
+    /// next check).
+    pub fn probe_due(&mut self, now: Instant) -> bool {
+        if self.state == LinkState::Up && now >= self.next_probe {
+            self.next_probe = now + PROBE_INTERVAL;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A port's own counters.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Totals shown by `dump-ports`.
+    pub stats: PortStats,
+    drops: [u64; PortDrop::ALL.len()],
+}
+
+impl Counters {
+    /// Counts `n` received frames dropped for `why`.
+    pub fn rx_drop(&mut self, why: PortDrop, n: u64) {
+        self.stats.rx_dropped += n;
+        self.drops[why as usize] += n;
+    }
+
+    /// Counts `n` frames to send dropped for `why`.
+    pub fn tx_drop(&mut self, why: PortDrop, n: u64) {
+        self.stats.tx_dropped += n;
+        self.drops[why as usize] += n;
+    }
+
+    /// Non-zero drop counters, by reason.
+    pub fn drops(&self) -> Vec<(PortDrop, u64)> {
+        PortDrop::ALL
+            .iter()
+            .map(|&d| (d, self.drops[d as usize]))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
+    /// One drop counter.
+    pub fn drop_count(&self, why: PortDrop) -> u64 {
+        self.drops[why as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_is_counted_once_and_backs_off() {
+        let mut l = LinkLife::new("p");
+        l.down("gone");
+        l.down("still gone");
+        assert_eq!(l.downs(), 1);
+        let t0 = Instant::now();
+        assert!(!l.retry_due(t0));
+        assert!(l.retry_due(t0 + BACKOFF_MIN));
+        let mut waits = Vec::new();
+        let mut now = t0;
+        for _ in 0..8 {
+            l.retry_failed(now, "nope");
+            waits.push(l.next_try - now);
+            now = l.next_try;
+        }
+        assert_eq!(waits[0], BACKOFF_MIN * 2);
+        assert_eq!(*waits.last().unwrap(), BACKOFF_MAX);
+        l.up("back");
+        assert!(l.is_up());
+        assert!(!l.retry_due(now + BACKOFF_MAX));
+    }
+
+    #[test]
+    fn counters_by_reason() {
+        let mut c = Counters::default();
+        c.tx_drop(PortDrop::PortDown, 3);
+        c.rx_drop(PortDrop::RxTooLong, 1);
+        assert_eq!(c.stats.tx_dropped, 3);
+        assert_eq!(c.stats.rx_dropped, 1);
+        assert_eq!(
+            c.drops(),
+            vec![(PortDrop::PortDown, 3), (PortDrop::RxTooLong, 1)]
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! `/dev/net/tun`: create or attach a TAP and configure it through its fd.
+//!
+//! Why not a tun-tap crate: the vnet_hdr flag and the offloads must be set
+//! at creation, on the fd, before the kernel side can be moved to another
+//! netns; after that no name-based call reaches the device. Everything here
+//! takes the fd, except [`open_tap`] which names the device once.
+//!
+//! A TAP we create is not persistent: closing the last fd removes it, which
+//! is exactly "a TAP we created disappears with us". A persistent TAP made by
+//! someone else (`ip tuntap add`, libvirt) survives our close.
+
+use super::{cvt, IfReq};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Size of `struct virtio_net_hdr` (without `num_buffers`), the header we
+/// ask the kernel to put in front of every frame with TUNSETVNETHDRSZ.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// `IFF_TAP`: Ethernet frames.
+pub const IFF_TAP: u16 = libc::IFF_TAP as u16;
+/// `IFF_NO_PI`: no 4-byte packet-information prefix.
+pub const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
+/// `IFF_VNET_HDR`: a virtio_net_hdr precedes each frame.
+pub const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
+/// `IFF_PERSIST`: the device outlives its fds (set by whoever made it).
+pub const IFF_PERSIST: u16 = 0x0800;
+
+/// `TUN_F_CSUM`: we accept frames with a partial checksum.
+pub const TUN_F_CSUM: u32 = 0x01;
+/// `TUN_F_TSO4`: we accept TCPv4 GSO super-packets.
+pub const TUN_F_TSO4: u32 = 0x02;
+/// `TUN_F_TSO6`: we accept TCPv6 GSO super-packets.
+pub const TUN_F_TSO6: u32 = 0x04;
+
+/// An open TAP queue.
+#[derive(Debug)]
+pub struct TapFd {
+    file: File,
+    name: String,
+    flags: u16,
+}
+
+impl TapFd {
+    /// The device name the kernel gave (or confirmed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ifr_flags` as TUNGETIFF reported right after TUNSETIFF.
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+
+    /// True when the device is persistent, i.e. someone else created it
+    /// (we never set IFF_PERSIST).
+    pub fn persistent(&self) -> bool {
+        self.flags & IFF_PERSIST != 0
+    }
+
+    /// The fd as a `File`, for `read_vectored` / `write_vectored`.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl AsFd for TapFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to
+/// TAP `name`, creating the device when it does not exist. With `vnet_hdr`
+/// every frame read or written carries a [`VNET_HDR_LEN`]-byte
+/// virtio_net_hdr, and `offloads` (TUN_F_*) are announced so the kernel side
+/// may hand us partial checksums and TSO super-packets.
+pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let mut req = IfReq::new(name)?;
+    let mut flags = IFF_TAP | IFF_NO_PI;
+    if vnet_hdr {
+        flags |= IFF_VNET_HDR;
+    }
+    req.set_short(flags as i16);
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is one
+    // (40 bytes, 8-aligned) and lives across the call.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF as _, &mut req) })?;
+    if vnet_hdr {
+        set_vnet_hdr_size(file.as_fd(), VNET_HDR_LEN as i32)?;
+        set_offload(file.as_fd(), offloads)?;
+    }
+    let (real_name, flags) = get_iff(file.as_fd())?;
+    Ok(TapFd {
+        file,
+        name: real_name,
+        flags,
+    })
+}
+
+/// TUNSETVNETHDRSZ: the size of the header in front of each frame.
+pub fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` is
+    // a live i32.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &size) })?;
+    Ok(())
+}
+
+/// TUNSETOFFLOAD: which offloads (TUN_F_*) our side of the fd accepts.
+pub fn set_offload(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long),
+    // no pointer is dereferenced.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD as _,
+            flags as libc::c_ulong,
+        )
+    })?;
+    Ok(())
+}
+
+/// TUNGETIFF: the device's name and flags. Fails with `EBADFD` once the
+/// device is gone (deleted with `ip link del`, its netns destroyed), which
+/// is how a port notices without any name-based call.
+pub fn get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, u16)> {
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: [0; 24],
+    };
+    // SAFETY: TUNGETIFF writes a `struct ifreq` into `req`, which is one.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF as _, &mut req) })?;
+    Ok((req.name(), req.short() as u16))
+}
+
+/// True when `e` means the TAP behind the fd no longer exists.
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO)
+    )
+}
