@@ -18,7 +18,10 @@ use crate::ofproto::{
     trace::format_key, BridgeConfig as OfBridgeConfig, DpAction, FlowFilter, FlowMod, FlowModCmd,
     Ofproto, PortInfo, Trace, VlanMode,
 };
+use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
+use crate::port::internal::InternalPort;
 use crate::port::mem::{MemHandle, MemPort};
+use crate::port::tap::{TapConfig, TapPort};
 use crate::port::Port;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -189,6 +192,11 @@ fn open_port(
     kind: &str,
     o: &PortOpts,
 ) -> Result<(Box<dyn Port>, Option<MemHandle>), String> {
+    let extra: Vec<(&str, &str)> = o
+        .extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     match kind {
         "dummy" => {
             if let Some((k, _)) = o.extra.first() {
@@ -200,7 +208,30 @@ fn open_port(
             }
             Ok((Box::new(p), Some(h)))
         }
-        other => Err(format!("unknown port type '{other}' (supported: dummy)")),
+        "tap" => {
+            let cfg = TapConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
+            Ok((
+                Box::new(TapPort::open(cfg).map_err(|e| e.to_string())?),
+                None,
+            ))
+        }
+        "internal" => {
+            let cfg = TapConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
+            Ok((
+                Box::new(InternalPort::open(cfg).map_err(|e| e.to_string())?),
+                None,
+            ))
+        }
+        "system" => {
+            let cfg = AfPacketConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
+            Ok((
+                Box::new(AfPacketPort::open(cfg).map_err(|e| e.to_string())?),
+                None,
+            ))
+        }
+        other => Err(format!(
+            "unknown port type '{other}' (supported: dummy, tap, internal, system)"
+        )),
     }
 }
 

@@ -186,6 +186,15 @@ impl Datapath {
         Some(p.port)
     }
 
+    /// Each port's number and the fd to watch for it (`None`: none, or
+    /// the port is down).
+    pub fn port_fds(&self) -> Vec<(u32, Option<std::os::fd::RawFd>)> {
+        self.ports
+            .iter()
+            .map(|p| (p.no, p.port.poll_fd()))
+            .collect()
+    }
+
     /// OpenFlow numbers of the attached ports.
     pub fn port_numbers(&self) -> Vec<u32> {
         self.ports.iter().map(|p| p.no).collect()

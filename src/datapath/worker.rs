@@ -13,13 +13,15 @@
 //! the `Port` trait objects and the wakeup primitives of `port::sys`.
 
 use super::{Datapath, DpFlowInfo, DpStats};
+use crate::port::poll::{Poller, Waker};
 use crate::port::{LinkState, Port, PortDrop, PortStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Longest sleep when idle.
-pub const IDLE_WAIT: Duration = Duration::from_millis(2);
+/// Longest sleep when idle: housekeeping (megaflow revalidation, port
+/// recovery) runs at least this often.
+pub const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// A port's state as the worker sees it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -93,6 +95,7 @@ pub enum DpCommand {
 /// The control side of a worker.
 pub struct WorkerHandle {
     tx: Sender<DpCommand>,
+    waker: Waker,
     join: Option<JoinHandle<()>>,
 }
 
@@ -103,9 +106,11 @@ impl core::fmt::Debug for WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Sends a command (false when the thread is gone).
+    /// Sends a command and wakes the thread (false when it is gone).
     pub fn send(&self, cmd: DpCommand) -> bool {
-        self.tx.send(cmd).is_ok()
+        let ok = self.tx.send(cmd).is_ok();
+        let _ = self.waker.wake();
+        ok
     }
 
     /// Sends a command built around a reply channel and waits for the
@@ -120,7 +125,7 @@ impl WorkerHandle {
 
     /// Stops the thread and waits for it.
     pub fn shutdown(&mut self) {
-        let _ = self.tx.send(DpCommand::Shutdown);
+        let _ = self.send(DpCommand::Shutdown);
         if let Some(j) = self.join.take() {
             let _ = j.join();
         }
@@ -136,12 +141,15 @@ impl Drop for WorkerHandle {
 /// Starts a datapath thread named after the bridge.
 pub fn spawn(mut dp: Datapath) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let mut poller = Poller::new()?;
+    let waker = poller.waker();
     let name = format!("dp-{}", dp.ofproto().name());
     let join = std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(&mut dp, rx))?;
+        .spawn(move || run(&mut dp, &mut poller, rx))?;
     Ok(WorkerHandle {
         tx,
+        waker,
         join: Some(join),
     })
 }
@@ -205,11 +213,18 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
     true
 }
 
-fn run(dp: &mut Datapath, rx: Receiver<DpCommand>) {
+fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>) {
+    let mut ready = Vec::new();
     loop {
-        while let Ok(cmd) = rx.try_recv() {
-            if !handle(dp, cmd) {
-                return;
+        loop {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    if !handle(dp, cmd) {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }
         }
         let now = Instant::now();
@@ -224,14 +239,18 @@ fn run(dp: &mut Datapath, rx: Receiver<DpCommand>) {
         }
         dp.housekeeping(now);
         if got == 0 {
-            match rx.recv_timeout(IDLE_WAIT) {
-                Ok(cmd) => {
-                    if !handle(dp, cmd) {
-                        return;
-                    }
+            // Sleep until a port's fd is readable, a command arrives (the
+            // handle rings the waker), or upkeep is due. A port that went
+            // down has no fd; one that came back gets its new fd watched.
+            for (no, fd) in dp.port_fds() {
+                if poller.set(no as usize, fd).is_err() {
+                    // An fd that cannot be watched is polled every round
+                    // instead, at the idle period.
+                    let _ = poller.set(no as usize, None);
                 }
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+            if poller.wait(Some(IDLE_WAIT), &mut ready).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
     }
