@@ -217,6 +217,25 @@ enum Cmd {
         /// Bridge.
         bridge: String,
     },
+    /// Map Geneve options to tun_metadataN: "{class=0xffff,type=0,len=4}->tun_metadata0[,...]".
+    AddTlvMap {
+        /// Bridge.
+        bridge: String,
+        /// Mappings, comma-separated.
+        mappings: String,
+    },
+    /// Remove TLV mappings (all with none given).
+    DelTlvMap {
+        /// Bridge.
+        bridge: String,
+        /// Mappings, comma-separated.
+        mappings: Option<String>,
+    },
+    /// The Geneve TLV map.
+    DumpTlvMap {
+        /// Bridge.
+        bridge: String,
+    },
 }
 
 fn to_request(cmd: Cmd) -> Result<Request, String> {
@@ -330,6 +349,9 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::FdbShow { bridge } => Request::FdbShow { bridge },
         Cmd::FdbFlush { bridge } => Request::FdbFlush { bridge },
+        Cmd::AddTlvMap { bridge, mappings } => Request::AddTlvMap { bridge, mappings },
+        Cmd::DelTlvMap { bridge, mappings } => Request::DelTlvMap { bridge, mappings },
+        Cmd::DumpTlvMap { bridge } => Request::DumpTlvMap { bridge },
     })
 }
 

@@ -211,6 +211,27 @@ pub enum Request {
         /// Bridge.
         bridge: String,
     },
+    /// Map Geneve options to `tun_metadataN` fields (`ovs-ofctl
+    /// add-tlv-map`): `{class=0xffff,type=0,len=4}->tun_metadata0`, several
+    /// comma-separated. All or nothing.
+    AddTlvMap {
+        /// Bridge.
+        bridge: String,
+        /// The mappings.
+        mappings: String,
+    },
+    /// Remove the listed TLV mappings, or all of them.
+    DelTlvMap {
+        /// Bridge.
+        bridge: String,
+        /// The mappings; `None` clears the map.
+        mappings: Option<String>,
+    },
+    /// The TLV map (`ovs-ofctl dump-tlv-map` layout).
+    DumpTlvMap {
+        /// Bridge.
+        bridge: String,
+    },
 }
 
 /// A response: human text and the same content as JSON.

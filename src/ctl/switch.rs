@@ -19,6 +19,7 @@ use crate::ofproto::{
     Ofproto, PortInfo, Trace, VlanMode,
 };
 use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
+use crate::port::geneve::{GeneveConfig, GenevePort, TlvMapHandle, TlvMapping};
 use crate::port::internal::InternalPort;
 use crate::port::mem::{MemHandle, MemPort};
 use crate::port::tap::{TapConfig, TapPort};
@@ -49,6 +50,8 @@ pub struct Bridge {
     pub drops: Arc<DropCounters>,
     worker: WorkerHandle,
     ports: BTreeMap<String, PortEntry>,
+    /// Geneve TLV map, shared with the bridge's geneve ports.
+    tlv: TlvMapHandle,
 }
 
 impl Bridge {
@@ -65,6 +68,7 @@ impl Bridge {
             drops,
             worker,
             ports: BTreeMap::new(),
+            tlv: crate::port::geneve::new_tlv_map(),
         })
     }
 
@@ -191,6 +195,7 @@ fn open_port(
     name: &str,
     kind: &str,
     o: &PortOpts,
+    tlv: &TlvMapHandle,
 ) -> Result<(Box<dyn Port>, Option<MemHandle>), String> {
     let extra: Vec<(&str, &str)> = o
         .extra
@@ -229,8 +234,15 @@ fn open_port(
                 None,
             ))
         }
+        "geneve" => {
+            let cfg = GeneveConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
+            Ok((
+                Box::new(GenevePort::open(cfg, tlv.clone()).map_err(|e| e.to_string())?),
+                None,
+            ))
+        }
         other => Err(format!(
-            "unknown port type '{other}' (supported: dummy, tap, internal, system)"
+            "unknown port type '{other}' (supported: dummy, tap, internal, system, geneve)"
         )),
     }
 }
@@ -597,7 +609,7 @@ impl Switch {
                     }
                     None => b.of.free_port_no(),
                 };
-                let (p, mem) = open_port(&port, &kind, &o)?;
+                let (p, mem) = open_port(&port, &kind, &o, &b.tlv)?;
                 let mut info = PortInfo::new(no, &port, &kind);
                 info.mtu = p.mtu();
                 apply_policy(&mut info, &o);
@@ -1019,6 +1031,40 @@ impl Switch {
                 let b = bridge_of(&map, &bridge)?;
                 b.of.flush_fdb();
                 Ok(Response::ok("table successfully flushed\n", json!({})))
+            }
+            Request::AddTlvMap { bridge, mappings } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let add = TlvMapping::parse_list(&mappings)?;
+                let new = b.tlv.load().with_added(&add)?;
+                b.tlv.store(Arc::new(new));
+                Ok(Response::ok("", json!({"bridge": bridge, "added": add})))
+            }
+            Request::DelTlvMap { bridge, mappings } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let new = match &mappings {
+                    Some(m) => b.tlv.load().with_deleted(&TlvMapping::parse_list(m)?)?,
+                    None => Default::default(),
+                };
+                b.tlv.store(Arc::new(new));
+                Ok(Response::ok("", json!({"bridge": bridge})))
+            }
+            Request::DumpTlvMap { bridge } => {
+                let map = self.bridges.lock();
+                let b = bridge_of(&map, &bridge)?;
+                let t = b.tlv.load();
+                let all: Vec<TlvMapping> = t.mappings().copied().collect();
+                Ok(Response::ok(
+                    format!("NXT_TLV_TABLE_REPLY:\n{}", t.format_ovs()),
+                    json!({
+                        "bridge": bridge,
+                        "max_option_space": crate::packet::TUN_METADATA_FIELDS * usize::from(crate::port::geneve::MAX_TLV_LEN),
+                        "max_fields": crate::packet::TUN_METADATA_FIELDS,
+                        "allocated_option_space": t.allocated_space(),
+                        "mappings": all,
+                    }),
+                ))
             }
         }
     }

@@ -21,6 +21,7 @@
 
 pub mod afpacket;
 pub mod capture;
+pub mod geneve;
 pub mod internal;
 pub mod link;
 pub mod mem;
@@ -31,6 +32,7 @@ pub mod udp;
 pub mod vnet;
 
 pub use afpacket::{AfPacketConfig, AfPacketPort};
+pub use geneve::{GeneveConfig, GenevePort};
 pub use internal::InternalPort;
 pub use tap::{TapConfig, TapPort};
 
@@ -92,11 +94,14 @@ pub enum PortDrop {
     /// Tunnel: the packet has no tunnel destination (`remote_ip=flow` and
     /// `tun_dst` unset).
     TunnelNoDestination,
+    /// Tunnel: a datagram no tunnel port accepts (from another host than
+    /// a fixed `remote_ip`, or with another VNI than a fixed `key`).
+    TunnelNoMatch,
 }
 
 impl PortDrop {
     /// Every variant, in declaration order.
-    pub const ALL: [PortDrop; 12] = [
+    pub const ALL: [PortDrop; 13] = [
         PortDrop::PortDown,
         PortDrop::TxError,
         PortDrop::TxQueueFull,
@@ -109,6 +114,7 @@ impl PortDrop {
         PortDrop::TunnelNoRoute,
         PortDrop::TunnelUnreachable,
         PortDrop::TunnelNoDestination,
+        PortDrop::TunnelNoMatch,
     ];
 
     /// Stable snake_case name.
@@ -126,6 +132,7 @@ impl PortDrop {
             PortDrop::TunnelNoRoute => "tunnel_no_route",
             PortDrop::TunnelUnreachable => "tunnel_unreachable",
             PortDrop::TunnelNoDestination => "tunnel_no_destination",
+            PortDrop::TunnelNoMatch => "tunnel_no_match",
         }
     }
 }

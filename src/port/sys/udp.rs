@@ -26,6 +26,8 @@ const IPV6_RECVHOPLIMIT: libc::c_int = 51;
 const IPV6_HOPLIMIT: libc::c_int = 52;
 const IPV6_RECVTCLASS: libc::c_int = 66;
 const IPV6_TCLASS: libc::c_int = 67;
+// asm-generic/socket.h; not exported by libc for every Linux target.
+const SO_NO_CHECK: libc::c_int = 11;
 
 /// Options of [`UdpSock::bind`].
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +46,13 @@ pub struct UdpOptions {
     /// IP_MTU_DISCOVER value (`libc::IP_PMTUDISC_*`); `None` leaves the
     /// kernel default.
     pub pmtudisc: Option<i32>,
+    /// TTL / hop limit of what we send; `None` leaves the kernel default.
+    pub ttl: Option<u8>,
+    /// TOS / traffic class of what we send; `None` leaves 0.
+    pub tos: Option<u8>,
+    /// Send with a zero UDP checksum (SO_NO_CHECK, UDP_NO_CHECK6_TX): what
+    /// tunnels do by default, as the inner frame carries its own sums.
+    pub no_check: bool,
 }
 
 impl Default for UdpOptions {
@@ -55,6 +64,9 @@ impl Default for UdpOptions {
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
             pmtudisc: None,
+            ttl: None,
+            tos: None,
+            no_check: false,
         }
     }
 }
@@ -185,6 +197,29 @@ impl UdpSock {
                 setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, &p)?;
             } else {
                 setsockopt(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &p)?;
+            }
+        }
+        if let Some(t) = opts.ttl {
+            let t = libc::c_int::from(t);
+            if v6 {
+                setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &t)?;
+            } else {
+                setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &t)?;
+            }
+        }
+        if let Some(t) = opts.tos {
+            let t = libc::c_int::from(t);
+            if v6 {
+                setsockopt(fd, libc::IPPROTO_IPV6, IPV6_TCLASS, &t)?;
+            } else {
+                setsockopt(fd, libc::IPPROTO_IP, libc::IP_TOS, &t)?;
+            }
+        }
+        if opts.no_check {
+            if v6 {
+                setsockopt(fd, libc::IPPROTO_UDP, libc::UDP_NO_CHECK6_TX, &one)?;
+            } else {
+                setsockopt(fd, libc::SOL_SOCKET, SO_NO_CHECK, &one)?;
             }
         }
         set_buf(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf)?;
