@@ -31,6 +31,7 @@ use crate::conntrack::{ConnTracker, CtParams};
 use crate::flow::{extract::extract, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
+use crate::port::capture::CaptureHandle;
 use crate::port::{Port, PortStats};
 use emc::Emc;
 use megaflow::MegaflowCache;
@@ -87,6 +88,30 @@ struct DpPort {
     no: u32,
     port: Box<dyn Port>,
     tx: Batch,
+    // `vswitchctl capture`: frames received and sent are copied here.
+    capture: Option<CaptureHandle>,
+}
+
+impl DpPort {
+    /// Sends the transmit batch (recording it first when captured). What the
+    /// port could not take is dropped (counted by the port), so a stuck port
+    /// cannot hold buffers forever.
+    fn flush(&mut self, pool: &mut PacketPool) {
+        if self.tx.is_empty() {
+            return;
+        }
+        if let Some(c) = &self.capture {
+            let mut live = true;
+            for p in self.tx.iter() {
+                live &= c.record(p.data());
+            }
+            if !live {
+                self.capture = None;
+            }
+        }
+        let _ = self.port.send_batch(&mut self.tx, pool);
+        self.tx.recycle(pool);
+    }
 }
 
 /// Per-worker fast path.
@@ -174,6 +199,7 @@ impl Datapath {
             no,
             port,
             tx: Batch::new(),
+            capture: None,
         });
         old
     }
@@ -244,6 +270,15 @@ impl Datapath {
                 continue;
             }
             total += n;
+            if let Some(c) = &self.ports[i].capture {
+                let mut live = true;
+                for p in batch.iter() {
+                    live &= c.record(p.data());
+                }
+                if !live {
+                    self.ports[i].capture = None;
+                }
+            }
             for p in batch.iter_mut() {
                 p.meta.in_port = no;
             }
@@ -444,12 +479,19 @@ impl Datapath {
     /// Sends what the transmit batches hold.
     pub fn flush_tx(&mut self) {
         for p in &mut self.ports {
-            if !p.tx.is_empty() {
-                let _ = p.port.send_batch(&mut p.tx, &mut self.pool);
-                // What the port could not take now is dropped (counted by the
-                // port), so a stuck port cannot hold buffers forever.
-                p.tx.recycle(&mut self.pool);
+            p.flush(&mut self.pool);
+        }
+    }
+
+    /// Starts (or, with `None`, stops) copying port `no`'s traffic to a
+    /// capture. False when there is no such port.
+    pub fn set_capture(&mut self, no: u32, c: Option<CaptureHandle>) -> bool {
+        match self.ports.iter_mut().find(|p| p.no == no) {
+            Some(p) => {
+                p.capture = c;
+                true
             }
+            None => false,
         }
     }
 
@@ -549,8 +591,7 @@ impl ExecCtx<'_> {
         };
         if let Err(pkt) = p.tx.push(pkt) {
             // Full: send what is queued, then queue this one.
-            let _ = p.port.send_batch(&mut p.tx, self.pool);
-            p.tx.recycle(self.pool);
+            p.flush(self.pool);
             let _ = p.tx.push(pkt);
         }
         Fate::Sent

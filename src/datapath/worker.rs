@@ -86,10 +86,33 @@ pub enum DpCommand {
         /// What to do.
         f: PortFn,
     },
+    /// Copy a port's traffic to a capture (`None` stops it).
+    SetCapture {
+        /// OpenFlow number.
+        no: u32,
+        /// The capture's recording side.
+        capture: Option<crate::port::capture::CaptureHandle>,
+    },
     /// Process pending packets now (tests: after an injection).
     Kick,
     /// Stop the thread.
     Shutdown,
+}
+
+/// A detached command sender (see [`WorkerHandle::sender`]).
+#[derive(Clone)]
+pub struct WorkerSender {
+    tx: Sender<DpCommand>,
+    waker: Waker,
+}
+
+impl WorkerSender {
+    /// Sends a command and wakes the thread (false when it is gone).
+    pub fn send(&self, cmd: DpCommand) -> bool {
+        let ok = self.tx.send(cmd).is_ok();
+        let _ = self.waker.wake();
+        ok
+    }
 }
 
 /// The control side of a worker.
@@ -106,6 +129,15 @@ impl core::fmt::Debug for WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A sender for commands that can be used without holding whatever
+    /// owns this handle (a long capture must not block other requests).
+    pub fn sender(&self) -> WorkerSender {
+        WorkerSender {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
     /// Sends a command and wakes the thread (false when it is gone).
     pub fn send(&self, cmd: DpCommand) -> bool {
         let ok = self.tx.send(cmd).is_ok();
@@ -206,6 +238,9 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
         DpCommand::FlushCaches => dp.flush_caches(),
         DpCommand::WithPort { no, f } => {
             dp.with_port(no, f);
+        }
+        DpCommand::SetCapture { no, capture } => {
+            dp.set_capture(no, capture);
         }
         DpCommand::Kick => {}
         DpCommand::Shutdown => return false,
