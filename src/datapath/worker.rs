@@ -189,7 +189,8 @@ pub fn spawn(mut dp: Datapath) -> std::io::Result<WorkerHandle> {
 fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
     let mut out = Vec::new();
     for no in dp.port_numbers() {
-        if let Some(s) = dp.with_port(no, |p| PortStatus {
+        let mtu_drops = dp.port_mtu_drops(no);
+        if let Some(mut s) = dp.with_port(no, |p| PortStatus {
             no,
             name: p.name().to_string(),
             kind: p.kind().to_string(),
@@ -202,6 +203,10 @@ fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
             link: p.link_state(),
             mtu: p.mtu(),
         }) {
+            if mtu_drops > 0 {
+                s.drops.push(("mtu_exceeded".to_string(), mtu_drops));
+                s.stats.tx_dropped += mtu_drops;
+            }
             out.push(s);
         }
     }
