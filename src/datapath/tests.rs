@@ -414,7 +414,11 @@ mod never_vanishes {
         let mods: Vec<FlowMod> = crate::flow::parse_flow_file(flows, &ports)
             .unwrap()
             .into_iter()
-            .map(|(_, spec)| FlowMod { cmd: FlowModCmd::Add, table: Some(spec.table), spec })
+            .map(|(_, spec)| FlowMod {
+                cmd: FlowModCmd::Add,
+                table: Some(spec.table),
+                spec,
+            })
             .collect();
         r.dp.ofproto().flow_mods(&mods, r.now).unwrap();
         r
@@ -428,8 +432,11 @@ mod never_vanishes {
         // Random bytes, and real frames with random bytes overwritten: both
         // reach deep into the parsers.
         let base = udp_frame(1, 2, 9);
-        let mutated = (proptest::collection::vec((0usize..60, any::<u8>()), 0..8), 0usize..70).prop_map(
-            move |(edits, cut)| {
+        let mutated = (
+            proptest::collection::vec((0usize..60, any::<u8>()), 0..8),
+            0usize..70,
+        )
+            .prop_map(move |(edits, cut)| {
                 let mut f = base.clone();
                 let n = f.len();
                 for (i, b) in edits {
@@ -437,8 +444,7 @@ mod never_vanishes {
                 }
                 f.truncate(cut.max(1));
                 f
-            },
-        );
+            });
         let random = proptest::collection::vec(any::<u8>(), 0..200);
         proptest::collection::vec(prop_oneof![random, mutated], 1..40)
     }
