@@ -930,6 +930,58 @@ impl Switch {
                 }
                 Ok(Response::ok(out, json!({"port": port, "frames": frames})))
             }
+            Request::Capture {
+                bridge,
+                port,
+                count,
+                seconds,
+                file,
+            } => {
+                let secs = match (count, seconds) {
+                    (_, Some(s)) if s == 0 || s > 3600 => {
+                        return Err(format!("--seconds {s}: a capture lasts 1..3600 seconds"))
+                    }
+                    (None, None) => Some(10),
+                    (_, s) => s,
+                };
+                let path = std::path::PathBuf::from(&file);
+                if !path.is_absolute() {
+                    return Err(format!("{file}: the capture file must be an absolute path"));
+                }
+                // Find the port, then let go of the bridges: a capture runs
+                // for seconds and must not block other requests.
+                let (no, tx) = {
+                    let map = self.bridges.lock();
+                    let b = bridge_of(&map, &bridge)?;
+                    let e = b
+                        .ports
+                        .get(&port)
+                        .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                    (e.no, b.worker.sender())
+                };
+                let limits = crate::port::capture::CaptureLimits {
+                    count,
+                    duration: secs.map(std::time::Duration::from_secs),
+                };
+                let (cap, handle) = crate::port::capture::Capture::start(&path, limits)
+                    .map_err(|e| format!("{file}: {e}"))?;
+                tx.send(DpCommand::SetCapture {
+                    no,
+                    capture: Some(handle),
+                });
+                let sum = cap.wait().map_err(|e| format!("{file}: {e}"));
+                tx.send(DpCommand::SetCapture { no, capture: None });
+                let sum = sum?;
+                Ok(Response::ok(
+                    format!(
+                        "{}: {} frames written, {} dropped (writer too slow)\n",
+                        sum.path.display(),
+                        sum.written,
+                        sum.dropped
+                    ),
+                    json!({"file": sum.path, "written": sum.written, "dropped": sum.dropped}),
+                ))
+            }
             Request::DumpConntrack { bridge, zone } => {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;
@@ -1194,6 +1246,9 @@ impl Switch {
             };
             tr.drop = drop;
             out.push_str(&tr.render_result(Some(&ports)));
+            if let Some((frame, meta)) = &pkt {
+                out.push_str(&egress_report(frame, meta, &key, &t.actions, &ports));
+            }
             let mut pass_json = json!({
                 "flow": format_key(&key, Some(&ports)),
                 "datapath_actions": crate::ofproto::format_dp_actions(&t.actions),
@@ -1262,6 +1317,71 @@ impl Switch {
         }
         Ok(Response::ok(out, json!({"passes": passes})))
     }
+}
+
+/// With a real packet, what the datapath would do at each egress: the
+/// actions are applied to a copy, and each output is checked against the
+/// port's MTU (the `mtu_exceeded` rule), so `trace --packet` shows the
+/// drops that happen after the tables too.
+fn egress_report(
+    frame: &[u8],
+    meta: &crate::packet::PacketMeta,
+    key: &FlowKey,
+    actions: &[DpAction],
+    ports: &crate::ofproto::Ports,
+) -> String {
+    use crate::datapath::{execute, pmtu};
+    let mut p = crate::packet::PacketBuf::from_slice(frame);
+    p.meta = meta.clone();
+    let mut out = String::new();
+    for a in actions {
+        match a {
+            DpAction::SetField { field, value, mask } => {
+                execute::set_field(&mut p, key, *field, *value, *mask);
+            }
+            DpAction::PushVlan { tpid, tci } => {
+                execute::push_vlan(&mut p, *tpid, *tci);
+            }
+            DpAction::PopVlan => {
+                if !execute::pop_vlan(&mut p) {
+                    let _ = writeln!(
+                        out,
+                        "Egress: pop_vlan on an untagged frame: dropped (pop_vlan_untagged)"
+                    );
+                    return out;
+                }
+            }
+            DpAction::SetVlanTci { tci, mask } => {
+                execute::set_vlan_tci(&mut p, *tci, *mask);
+            }
+            DpAction::Output(no) => {
+                let Some(info) = ports.get(*no) else { continue };
+                // Geneve over IPv4 without options: 50 bytes around the
+                // inner IP packet (the datapath uses the port's own figure).
+                let overhead = info.is_tunnel().then_some(36);
+                let size = pmtu::counted_len_pkt(&p, overhead);
+                if size > info.mtu as usize {
+                    let report = pmtu::reported_mtu(&p, info.mtu, overhead);
+                    let _ = writeln!(
+                        out,
+                        "Egress port {} ({}): {} bytes count against MTU {}: dropped (mtu_exceeded); the sender is told the path MTU is {report}",
+                        no, info.name, size, info.mtu
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "Egress port {} ({}): {} bytes on the wire, fits MTU {}",
+                        no,
+                        info.name,
+                        p.len().max(if info.kind == "system" { 60 } else { 0 }),
+                        info.mtu
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn ct_state_names(bits: u8) -> String {
