@@ -161,6 +161,11 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
         ]);
     };
     let mut o = Overlay::new(&meta);
+    let show = o.d[0].ctl(&["show", "br0"]);
+    assert!(
+        show.contains("tun0 (type=geneve) link=up mtu=1600"),
+        "the tunnel reports the underlay device's MTU:\n{show}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("underlay.pcap").display().to_string();
     let (host1, ul1) = (o.hosts[1].clone(), o.ul[1].clone());
@@ -354,6 +359,56 @@ fn peer_daemon_killed_then_restarted() {
         "traffic resumes after the peer restarts"
     );
     assert!(o.lab.ping(&o.vms[1], VM_IP[0], 3));
+}
+
+#[test]
+fn underlay_mtu_is_enforced_and_path_mtu_discovery_heals() {
+    let t = "underlay_mtu_is_enforced_and_path_mtu_discovery_heals";
+    if !require_root(t) || !tools(t, &["socat"]) {
+        return;
+    }
+    // Underlay MTU 1500 = VM MTU: a full-size VM frame (1514 bytes) plus
+    // 36 bytes of outer IPv4/UDP/Geneve does not fit. The switch must not
+    // send it (the kernel would refuse it anyway, DF is set), it must say
+    // so to the VM (ICMP fragmentation needed, MTU 1450) so TCP shrinks its
+    // segments instead of freezing: field story 2 over a tunnel.
+    let mut o = Overlay::build(&[], 1500, &firewall);
+    assert!(o
+        .lab
+        .ping_until(&o.vms[0], VM_IP[1], Duration::from_secs(15)));
+    let out = o.lab.sh(
+        &o.vms[0],
+        10,
+        &format!("ping -c 2 -i 0.3 -W 1 -M do -s 1472 {}", VM_IP[1]),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "1500-byte DF pings do not fit: {text}"
+    );
+    assert!(
+        text.contains("mtu = 1450") || text.contains("mtu=1450"),
+        "{text}"
+    );
+    assert!(o.lab.ping(&o.vms[0], VM_IP[1], 2), "small pings still work");
+    o.lab.tcp_transfer(&o.vms[0], &o.vms[1], VM_IP[1], 2 << 20);
+    let drops = o.d[0].drops();
+    assert!(
+        drops
+            .get("mtu_exceeded")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0,
+        "{drops:?}"
+    );
+    for (i, d) in o.d.iter().enumerate() {
+        let bad: Vec<_> = unasked_drops(d)
+            .into_iter()
+            .filter(|(k, _)| k != "mtu_exceeded")
+            .collect();
+        assert!(bad.is_empty(), "host{i}: {bad:?}");
+    }
 }
 
 /// Speed report, not a test of speed: run with

@@ -57,7 +57,11 @@
 //! **MTU.** [`Port::mtu`] is the underlay device's MTU (the route to
 //! `remote_ip`, or to `local_ip` with `remote_ip=flow`, read once at
 //! creation; 1500 when unknown); [`GenevePort::overhead`] is what the outer
-//! headers add, for the datapath's egress MTU check.
+//! headers add on the wire (Ethernet included), and
+//! [`Port::tunnel_overhead`] the part that counts against the underlay's
+//! IP MTU (without the outer Ethernet header), for the datapath's egress
+//! check. Both assume every mapped option is present (the largest header
+//! this port can build), so a frame that passes the check always fits.
 //!
 //! IPv4 underlay only (`tun_src` / `tun_dst` are IPv4 in the flow key).
 //! Not thread-safe by itself: a port lives in one datapath thread.
@@ -1192,6 +1196,12 @@ impl Port for GenevePort {
 
     fn mtu(&self) -> u32 {
         self.mtu
+    }
+
+    fn tunnel_overhead(&self) -> Option<u32> {
+        // Against the underlay's IP MTU: the outer IP datagram is the inner
+        // frame plus this; the outer Ethernet header is not part of it.
+        Some(self.overhead() - 14)
     }
 
     fn link_state(&self) -> LinkState {

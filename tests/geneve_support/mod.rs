@@ -4,7 +4,7 @@
 //!  vm0 [tap 10.250.0.1]                         vm1 [tap 10.250.0.2]
 //!        | kernel side of a TAP                        |
 //!  host0: vswitchd (br0: port 1 tap, port 2 tun0) host1: vswitchd (same)
-//!        | 10.251.0.1/24 == veth underlay, MTU 1600 == 10.251.0.2/24 |
+//!        | 10.251.0.1/24 == veth underlay (MTU 1600) == 10.251.0.2/24 |
 //! ```
 //!
 //! Each vswitchd runs inside its host namespace (`ip netns exec HOST
@@ -185,6 +185,11 @@ impl Overlay {
 
     /// As [`Overlay::new`], with extra options for the tunnel ports.
     pub fn with_tunnel_options(tun_opts: &[&str], setup: &Setup) -> Overlay {
+        Self::build(tun_opts, 1600, setup)
+    }
+
+    /// As [`Overlay::new`], with tunnel options and the underlay MTU.
+    pub fn build(tun_opts: &[&str], ul_mtu: u32, setup: &Setup) -> Overlay {
         let mut lab = Lab::new();
         let hosts = [lab.netns(), lab.netns()];
         let vms = [lab.netns(), lab.netns()];
@@ -204,7 +209,7 @@ impl Overlay {
                 &lab,
                 &hosts[i],
                 &format!(
-                    "ip link set dev {l} mtu 1600 && ip addr add {}/24 dev {l} && ip link set dev {l} up",
+                    "ip link set dev {l} mtu {ul_mtu} && ip addr add {}/24 dev {l} && ip link set dev {l} up",
                     UL_IP[i]
                 ),
             );
