@@ -1342,14 +1342,12 @@ fn egress_report(
             DpAction::PushVlan { tpid, tci } => {
                 execute::push_vlan(&mut p, *tpid, *tci);
             }
-            DpAction::PopVlan => {
-                if !execute::pop_vlan(&mut p) {
-                    let _ = writeln!(
-                        out,
-                        "Egress: pop_vlan on an untagged frame: dropped (pop_vlan_untagged)"
-                    );
-                    return out;
-                }
+            DpAction::PopVlan if !execute::pop_vlan(&mut p) => {
+                let _ = writeln!(
+                    out,
+                    "Egress: pop_vlan on an untagged frame: dropped (pop_vlan_untagged)"
+                );
+                return out;
             }
             DpAction::SetVlanTci { tci, mask } => {
                 execute::set_vlan_tci(&mut p, *tci, *mask);
