@@ -75,22 +75,12 @@ fn two_hosts_ping_and_tcp_close_through_stateful_firewall() {
     assert!(stats.contains("\n0 packets dropped by kernel"), "{stats}");
     eprintln!("10 MiB VM to VM over Geneve through two firewalls: {took:?}");
 
-    // Per packet: time, source, FIN, ACK, payload length.
-    let rows = tshark(
-        &pcap,
-        &[
-            "-T",
-            "fields",
-            "-e",
-            "frame.time_epoch",
-            "-e",
-            "ip.src",
-            "-e",
-            "tcp.flags.fin",
-            "-e",
-            "tcp.len",
-        ],
-    );
+    // Per packet: time, source, FIN flag.
+    let mut args = vec!["-T", "fields"];
+    for n in ["frame.time_epoch", "ip.src", "tcp.flags.fin"] {
+        args.extend(["-e", n]);
+    }
+    let rows = tshark(&pcap, &args);
     let pkts: Vec<(f64, String, bool)> = rows
         .lines()
         .filter_map(|l| {
@@ -179,43 +169,29 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
     assert!(o.lab.ping(&o.vms[0], VM_IP[1], 3));
     stop_capture(&mut o.lab, cap);
 
-    let fields = tshark(
-        &pcap,
-        &[
-            "-Y",
-            "icmp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "udp.checksum",
-            "-e",
-            "geneve.version",
-            "-e",
-            "geneve.flags.critical",
-            "-e",
-            "geneve.proto_type",
-            "-e",
-            "geneve.vni",
-            "-e",
-            "geneve.option.class",
-            "-e",
-            "geneve.option.type",
-            "-e",
-            "geneve.option.length",
-            "-e",
-            "geneve.option.unknown.data",
-            "-e",
-            "ip.src",
-            "-e",
-            "icmp.type",
-        ],
-    );
+    // One line per ICMP packet, '|'-separated, in this order (a field that
+    // occurs twice, outer and inner, lists both comma-separated).
+    let names = [
+        "udp.srcport",
+        "udp.dstport",
+        "udp.checksum",
+        "geneve.version",
+        "geneve.flags.critical",
+        "geneve.proto_type",
+        "geneve.vni",
+        "geneve.option.class",
+        "geneve.option.type",
+        "geneve.option.length",
+        "geneve.option.unknown.data",
+        "ip.src",
+        "icmp.type",
+        "ip.flags.df",
+    ];
+    let mut args = vec!["-Y", "icmp", "-T", "fields", "-E", "separator=|"];
+    for n in names {
+        args.extend(["-e", n]);
+    }
+    let fields = tshark(&pcap, &args);
     let lines: Vec<&str> = fields.lines().collect();
     assert!(
         lines.len() >= 6,
@@ -249,6 +225,11 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
         let srcs: Vec<&str> = f[11].split(',').collect();
         assert_eq!(srcs.len(), 2, "outer and inner IP: {l}");
         dirs.insert((srcs[0].to_string(), srcs[1].to_string(), f[12].to_string()));
+        let df = f[13].split(',').next().unwrap_or_default();
+        assert!(
+            matches!(df, "1" | "True"),
+            "outer DF set (df_default=true): {l}"
+        );
     }
     assert!(
         dirs.contains(&(UL_IP[0].into(), VM_IP[0].into(), "8".into())),
@@ -480,10 +461,11 @@ fn bench_tap_geneve_tap() {
                 "flock -w 900 /tmp/bench.lock sh -c '\
                  timeout -s INT 7 trafgen -o {tap0} -i {} -n 100000000 --cpus 1 -q >/dev/null 2>&1 & \
                  sleep 1; \
-                 a=$(cat /sys/class/net/{tap0}/statistics/tx_packets); \
+                 s=/sys/class/net/{tap0}/statistics; \
+                 a=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
                  b=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
                  t0=$(date +%s.%N); sleep 5; \
-                 c=$(cat /sys/class/net/{tap0}/statistics/tx_packets); \
+                 c=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
                  d=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
                  t1=$(date +%s.%N); wait; \
                  echo $a $b $c $d $t0 $t1'",
