@@ -13,107 +13,8 @@ mod common;
 mod geneve_support;
 
 use common::{have_tool, require_root, unique_ifname, wait_until, Lab};
-use geneve_support::{HostDaemon, UL_IP, VM_IP, VM_MAC, VNI};
-use std::process::Command;
+use geneve_support::{ovs_host, HostDaemon, UL_IP, VM_IP, VM_MAC, VNI};
 use std::time::Duration;
-
-/// An ovsdb-server + ovs-vswitchd pair in a namespace, stopped on drop.
-struct Ovs {
-    dir: tempfile::TempDir,
-    ns: String,
-}
-
-impl Ovs {
-    fn env(&self, c: &mut Command) {
-        let d = self.dir.path();
-        c.env("OVS_RUNDIR", d.join("run"))
-            .env("OVS_DBDIR", d.join("db"))
-            .env("OVS_LOGDIR", d.join("log"));
-    }
-
-    /// Runs an OVS command (bounded) in `ns` with our private directories.
-    fn run(&self, args: &[&str]) -> String {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, "timeout", "20"])
-            .args(args);
-        self.env(&mut c);
-        let o = c.output().expect("run OVS command");
-        assert!(
-            o.status.success(),
-            "{args:?}: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log/ovs-vswitchd.log")).unwrap_or_default()
-    }
-
-    fn start(ns: &str) -> Ovs {
-        let o = Ovs {
-            dir: tempfile::tempdir().expect("tempdir"),
-            ns: ns.to_string(),
-        };
-        let d = o.dir.path();
-        for sub in ["run", "db", "log"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let db = d.join("db/conf.db").display().to_string();
-        let run = d.join("run").display().to_string();
-        let log = d.join("log").display().to_string();
-        o.run(&[
-            "ovsdb-tool",
-            "create",
-            &db,
-            "/usr/share/openvswitch/vswitch.ovsschema",
-        ]);
-        o.run(&[
-            "ovsdb-server",
-            &db,
-            &format!("--remote=punix:{run}/db.sock"),
-            &format!("--pidfile={run}/ovsdb-server.pid"),
-            "--detach",
-            "-vconsole:off",
-            &format!("--log-file={log}/ovsdb-server.log"),
-        ]);
-        o.run(&["ovs-vsctl", "--no-wait", "init"]);
-        o.run(&[
-            "ovs-vswitchd",
-            &format!("unix:{run}/db.sock"),
-            &format!("--pidfile={run}/ovs-vswitchd.pid"),
-            "--detach",
-            "-vconsole:off",
-            &format!("--log-file={log}/ovs-vswitchd.log"),
-        ]);
-        o
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        for (t, extra) in [("ovs-vswitchd", Some("--cleanup")), ("ovsdb-server", None)] {
-            let mut c = Command::new("ip");
-            c.args([
-                "netns",
-                "exec",
-                &self.ns,
-                "timeout",
-                "10",
-                "ovs-appctl",
-                "-t",
-                t,
-                "exit",
-            ]);
-            if let Some(e) = extra {
-                c.arg(e);
-            }
-            self.env(&mut c);
-            let _ = c.output();
-        }
-    }
-}
 
 #[test]
 fn vswitchd_and_open_vswitch_talk_geneve_with_options() {
@@ -147,82 +48,12 @@ fn vswitchd_and_open_vswitch_talk_geneve_with_options() {
             UL_IP[0]
         ),
     );
-    lab.sh_ok(&host1, 10, &format!("ip link set dev {ul1} mtu 1600 up"));
 
     // host1: Open vSwitch as in setup-geneve.sh (underlay bridge holding
     // the veth, its address on the bridge's internal port; overlay bridge
-    // with the VM's tap and a geneve port), NORMAL flows on the underlay.
-    let ovs = Ovs::start(&host1);
-    let tap1 = unique_ifname("ot");
-    let remote = format!("options:remote_ip={}", UL_IP[0]);
-    let key = format!("options:key={VNI}");
-    ovs.run(&[
-        "ovs-vsctl",
-        "add-br",
-        "brul",
-        "--",
-        "set",
-        "bridge",
-        "brul",
-        "datapath_type=netdev",
-        "--",
-        "add-port",
-        "brul",
-        &ul1,
-        "--",
-        "add-br",
-        "br1",
-        "--",
-        "set",
-        "bridge",
-        "br1",
-        "datapath_type=netdev",
-        "--",
-        "add-port",
-        "br1",
-        &tap1,
-        "--",
-        "set",
-        "interface",
-        &tap1,
-        "type=tap",
-        "ofport_request=1",
-        "--",
-        "add-port",
-        "br1",
-        "gnv1",
-        "--",
-        "set",
-        "interface",
-        "gnv1",
-        "type=geneve",
-        "ofport_request=10",
-        &remote,
-        &key,
-    ]);
-    lab.sh_ok(
-        &host1,
-        10,
-        &format!(
-            "ip addr add {}/24 dev brul && ip link set dev brul mtu 1600 up",
-            UL_IP[1]
-        ),
-    );
-    assert!(
-        wait_until(Duration::from_secs(10), || lab
-            .sh(&host1, 5, &format!("ip link show dev {tap1}"))
-            .status
-            .success()),
-        "OVS creates {tap1}"
-    );
-    lab.sh_ok(&host1, 10, &format!("ip link set dev {tap1} netns {vm1}"));
-    lab.sh_ok(
-        &vm1,
-        10,
-        &format!(
-            "ip link set dev {tap1} address {} && ip addr add {}/24 dev {tap1} && ip link set dev {tap1} up",
-            VM_MAC[1], VM_IP[1]
-        ),
+    // with the VM's tap and a geneve port).
+    let (ovs, _) = ovs_host(
+        &lab, &host1, &ul1, UL_IP[1], UL_IP[0], &vm1, VM_IP[1], VM_MAC[1],
     );
     ovs.run(&[
         "ovs-ofctl",

@@ -392,12 +392,89 @@ fn underlay_mtu_is_enforced_and_path_mtu_discovery_heals() {
     }
 }
 
+/// Measures TCP (iperf3 -t 5, one stream) and 64-byte frames (trafgen
+/// in vm0, one UDP flow to a bound socket that never reads; offered =
+/// frames into vm0's NIC incl. those its queue dropped, rx = frames out of
+/// vm1's NIC) between the two VMs; prints `NAME metric value` lines.
+fn measure(lab: &mut common::Lab, name: &str, vms: [&str; 2], taps: [&str; 2]) {
+    let (vm0, vm1, tap0, tap1) = (vms[0], vms[1], taps[0], taps[1]);
+    let srv = lab.spawn(vm1, 30, "exec iperf3 -s -1");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = lab.sh_ok(
+        vm0,
+        60,
+        &format!(
+            "flock -w 900 /tmp/bench.lock iperf3 -c {} -t 5 -J",
+            VM_IP[1]
+        ),
+    );
+    let _ = lab.wait(srv);
+    let j: serde_json::Value = serde_json::from_str(&r).unwrap_or_default();
+    let gbps = j["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9;
+    let retr = j["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    println!("{name} tcp1_gbps {gbps:.2} (retransmits {retr})");
+    let cfg = format!(
+        "{{ eth(da={}, sa={}, type=0x0800), ipv4(sa={}, da={}, ttl=64), udp(sp=4000, dp=9), fill(0x00, 18) }}",
+        geneve_support::VM_MAC[1],
+        geneve_support::VM_MAC[0],
+        VM_IP[0],
+        VM_IP[1]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfgf = dir.path().join("tg.cfg");
+    std::fs::write(&cfgf, cfg).unwrap();
+    let sink = lab.spawn(
+        vm1,
+        30,
+        &format!(
+            "exec python3 -c \"import socket,time; s=socket.socket(2,2); s.bind(('{}',9)); time.sleep(20)\"",
+            VM_IP[1]
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.sh_ok(
+        vm0,
+        60,
+        &format!(
+            "flock -w 900 /tmp/bench.lock sh -c '\
+             timeout -s INT 7 trafgen -o {tap0} -i {} -n 100000000 --cpus 1 -q >/dev/null 2>&1 & \
+             sleep 1; \
+             s=/sys/class/net/{tap0}/statistics; \
+             a=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
+             b=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
+             t0=$(date +%s.%N); sleep 5; \
+             c=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
+             d=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
+             t1=$(date +%s.%N); wait; \
+             echo $a $b $c $d $t0 $t1'",
+            cfgf.display()
+        ),
+    );
+    let _ = lab.wait(sink);
+    let v: Vec<f64> = out
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if let [a, b, c, d, t0, t1] = v[..] {
+        let dt = t1 - t0;
+        println!(
+            "{name} trafgen60_offered_pps {:.0}\n{name} trafgen60_rx_pps {:.0}",
+            (c - a) / dt,
+            (d - b) / dt
+        );
+    }
+}
+
 /// Speed report, not a test of speed: run with
 /// `cargo test --release --test geneve_two_hosts -- --ignored --nocapture bench`.
-/// Prints TAP -> Geneve -> TAP packets per second for 64-byte frames
-/// (trafgen in vm0, frames counted at vm1's NIC) and TCP throughput
-/// (iperf3 -t 5) VM to VM, with plain forwarding and with the stateful
-/// firewall. Takes /tmp/bench.lock like the anchors harness.
+/// VM to VM across two hosts over Geneve, TAP -> Geneve -> TAP, for
+/// vswitchd and, in the same run and the same topology, Open vSwitch 3.1
+/// (userspace datapath and tunnelling, as `shared/anchors/setup-geneve.sh`),
+/// each with plain forwarding and with the stateful firewall. Takes
+/// /tmp/bench.lock like the anchors harness.
 #[test]
 #[ignore]
 fn bench_tap_geneve_tap() {
@@ -406,87 +483,75 @@ fn bench_tap_geneve_tap() {
         return;
     }
     for (name, setup) in [
-        ("plain", &plain as &geneve_support::Setup),
-        ("firewall", &firewall),
+        ("vswitchd-geneve", &plain as &geneve_support::Setup),
+        ("vswitchd-geneve-ct", &firewall),
     ] {
         let mut o = Overlay::new(setup);
         assert!(o
             .lab
             .ping_until(&o.vms[0], VM_IP[1], Duration::from_secs(15)));
-        let (vm0, vm1) = (o.vms[0].clone(), o.vms[1].clone());
-        let (tap0, tap1) = (o.taps[0].clone(), o.taps[1].clone());
-        // TCP.
-        let srv = o.lab.spawn(&vm1, 30, "exec iperf3 -s -1");
-        std::thread::sleep(Duration::from_millis(500));
-        let r = o.lab.sh_ok(
-            &vm0,
-            60,
-            &format!(
-                "flock -w 900 /tmp/bench.lock iperf3 -c {} -t 5 -J",
-                VM_IP[1]
-            ),
-        );
-        let _ = o.lab.wait(srv);
-        let j: serde_json::Value = serde_json::from_str(&r).unwrap_or_default();
-        let gbps = j["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap_or(0.0)
-            / 1e9;
-        let retr = j["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-        println!("geneve-{name} tcp1_gbps {gbps:.2} (retransmits {retr})");
-        // 64-byte frames (60 + FCS): UDP to a bound socket that never reads.
-        let cfg = format!(
-            "{{ eth(da={}, sa={}, type=0x0800), ipv4(sa={}, da={}, ttl=64), udp(sp=4000, dp=9), fill(0x00, 18) }}",
-            geneve_support::VM_MAC[1],
-            geneve_support::VM_MAC[0],
-            VM_IP[0],
-            VM_IP[1]
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let cfgf = dir.path().join("tg.cfg");
-        std::fs::write(&cfgf, cfg).unwrap();
-        let sink = o.lab.spawn(
-            &vm1,
-            30,
-            &format!(
-                "exec python3 -c \"import socket,time; s=socket.socket(2,2); s.bind(('{}',9)); time.sleep(20)\"",
-                VM_IP[1]
-            ),
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        let out = o.lab.sh_ok(
-            &vm0,
-            60,
-            &format!(
-                "flock -w 900 /tmp/bench.lock sh -c '\
-                 timeout -s INT 7 trafgen -o {tap0} -i {} -n 100000000 --cpus 1 -q >/dev/null 2>&1 & \
-                 sleep 1; \
-                 s=/sys/class/net/{tap0}/statistics; \
-                 a=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
-                 b=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
-                 t0=$(date +%s.%N); sleep 5; \
-                 c=$(( $(cat $s/tx_packets) + $(cat $s/tx_dropped) )); \
-                 d=$(ip netns exec {vm1} cat /sys/class/net/{tap1}/statistics/rx_packets); \
-                 t1=$(date +%s.%N); wait; \
-                 echo $a $b $c $d $t0 $t1'",
-                cfgf.display()
-            ),
-        );
-        let _ = o.lab.wait(sink);
-        let v: Vec<f64> = out
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if v.len() == 6 {
-            let dt = v[5] - v[4];
-            println!(
-                "geneve-{name} trafgen60_offered_pps {:.0} rx_pps {:.0}",
-                (v[2] - v[0]) / dt,
-                (v[3] - v[1]) / dt
-            );
-        }
+        let (vms, taps) = (o.vms.clone(), o.taps.clone());
+        measure(&mut o.lab, name, [&vms[0], &vms[1]], [&taps[0], &taps[1]]);
         for (i, d) in o.d.iter().enumerate() {
-            println!("geneve-{name} host{i} drops {:?}", d.drops());
+            println!("{name} host{i} drops {:?}", d.drops());
         }
     }
+    if !have_tool("ovs-vswitchd") {
+        eprintln!("no Open vSwitch: no side-by-side numbers");
+        return;
+    }
+    let fw = std::fs::read_to_string(geneve_support_flows()).unwrap();
+    // The same pipeline on OVS, whose tunnel port is 10.
+    let fw_ovs = fw
+        .replace("in_port=2", "in_port=10")
+        .replace("output:2", "output:10");
+    for (name, flows) in [
+        (
+            "ovs-geneve",
+            "priority=10,in_port=1,actions=output:10\npriority=10,in_port=10,actions=output:1\n"
+                .to_string(),
+        ),
+        ("ovs-geneve-ct", fw_ovs),
+    ] {
+        let mut lab = common::Lab::new();
+        let hosts = [lab.netns(), lab.netns()];
+        let vms = [lab.netns(), lab.netns()];
+        let (a, b) = lab.veth();
+        lab.move_link(&a, &hosts[0]);
+        lab.move_link(&b, &hosts[1]);
+        let ul = [a, b];
+        let dir = tempfile::tempdir().unwrap();
+        let ff = dir.path().join("flows");
+        std::fs::write(&ff, &flows).unwrap();
+        let mut ovs = Vec::new();
+        let mut taps = Vec::new();
+        for i in 0..2 {
+            lab.sh_ok(
+                &vms[i],
+                10,
+                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+            );
+            let (o, tap) = geneve_support::ovs_host(
+                &lab,
+                &hosts[i],
+                &ul[i],
+                UL_IP[i],
+                UL_IP[1 - i],
+                &vms[i],
+                VM_IP[i],
+                geneve_support::VM_MAC[i],
+            );
+            o.run(&["ovs-ofctl", "del-flows", "br1"]);
+            o.run(&["ovs-ofctl", "add-flows", "br1", &ff.display().to_string()]);
+            ovs.push(o);
+            taps.push(tap);
+        }
+        assert!(lab.ping_until(&vms[0], VM_IP[1], Duration::from_secs(20)));
+        measure(&mut lab, name, [&vms[0], &vms[1]], [&taps[0], &taps[1]]);
+        drop(ovs);
+    }
+}
+
+fn geneve_support_flows() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/geneve-host.flows")
 }

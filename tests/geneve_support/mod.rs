@@ -361,3 +361,193 @@ pub fn tshark(file: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+// ---------------------------------------------------------------------------
+// Open vSwitch 3.1 as a host (interop test, side-by-side bench)
+// ---------------------------------------------------------------------------
+
+/// An ovsdb-server + ovs-vswitchd pair in a namespace, stopped on drop.
+pub struct Ovs {
+    dir: tempfile::TempDir,
+    ns: String,
+}
+
+impl Ovs {
+    fn env(&self, c: &mut Command) {
+        let d = self.dir.path();
+        c.env("OVS_RUNDIR", d.join("run"))
+            .env("OVS_DBDIR", d.join("db"))
+            .env("OVS_LOGDIR", d.join("log"));
+    }
+
+    /// Runs an OVS command (bounded) in `ns` with our private directories.
+    pub fn run(&self, args: &[&str]) -> String {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "timeout", "20"])
+            .args(args);
+        self.env(&mut c);
+        let o = c.output().expect("run OVS command");
+        assert!(
+            o.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log/ovs-vswitchd.log")).unwrap_or_default()
+    }
+
+    pub fn start(ns: &str) -> Ovs {
+        let o = Ovs {
+            dir: tempfile::tempdir().expect("tempdir"),
+            ns: ns.to_string(),
+        };
+        let d = o.dir.path();
+        for sub in ["run", "db", "log"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let db = d.join("db/conf.db").display().to_string();
+        let run = d.join("run").display().to_string();
+        let log = d.join("log").display().to_string();
+        o.run(&[
+            "ovsdb-tool",
+            "create",
+            &db,
+            "/usr/share/openvswitch/vswitch.ovsschema",
+        ]);
+        o.run(&[
+            "ovsdb-server",
+            &db,
+            &format!("--remote=punix:{run}/db.sock"),
+            &format!("--pidfile={run}/ovsdb-server.pid"),
+            "--detach",
+            "-vconsole:off",
+            &format!("--log-file={log}/ovsdb-server.log"),
+        ]);
+        o.run(&["ovs-vsctl", "--no-wait", "init"]);
+        o.run(&[
+            "ovs-vswitchd",
+            &format!("unix:{run}/db.sock"),
+            &format!("--pidfile={run}/ovs-vswitchd.pid"),
+            "--detach",
+            "-vconsole:off",
+            &format!("--log-file={log}/ovs-vswitchd.log"),
+        ]);
+        o
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        for (t, extra) in [("ovs-vswitchd", Some("--cleanup")), ("ovsdb-server", None)] {
+            let mut c = Command::new("ip");
+            c.args([
+                "netns",
+                "exec",
+                &self.ns,
+                "timeout",
+                "10",
+                "ovs-appctl",
+                "-t",
+                t,
+                "exit",
+            ]);
+            if let Some(e) = extra {
+                c.arg(e);
+            }
+            self.env(&mut c);
+            let _ = c.output();
+        }
+    }
+}
+
+/// Makes `host` (namespace `ns`, underlay veth `ul`) an Open vSwitch
+/// compute host as `shared/anchors/setup-geneve.sh` does: underlay bridge
+/// `brul` holding the veth, with `ip` on its internal port; overlay bridge
+/// `br1` with the VM's tap (port 1, kernel side moved into `vm` with
+/// `vm_ip`/`vm_mac`) and a geneve port (port 10) to `remote`. Flows on br1
+/// are left to the caller. Returns the OVS handle and the tap's name.
+#[allow(clippy::too_many_arguments)]
+pub fn ovs_host(
+    lab: &Lab,
+    ns: &str,
+    ul: &str,
+    ip: &str,
+    remote: &str,
+    vm: &str,
+    vm_ip: &str,
+    vm_mac: &str,
+) -> (Ovs, String) {
+    sh_ok(lab, ns, &format!("ip link set dev {ul} mtu 1600 up"));
+    let ovs = Ovs::start(ns);
+    let tap = unique_ifname("ot");
+    let remote = format!("options:remote_ip={remote}");
+    let key = format!("options:key={VNI}");
+    ovs.run(&[
+        "ovs-vsctl",
+        "add-br",
+        "brul",
+        "--",
+        "set",
+        "bridge",
+        "brul",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "brul",
+        ul,
+        "--",
+        "add-br",
+        "br1",
+        "--",
+        "set",
+        "bridge",
+        "br1",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "br1",
+        &tap,
+        "--",
+        "set",
+        "interface",
+        &tap,
+        "type=tap",
+        "ofport_request=1",
+        "--",
+        "add-port",
+        "br1",
+        "gnv1",
+        "--",
+        "set",
+        "interface",
+        "gnv1",
+        "type=geneve",
+        "ofport_request=10",
+        &remote,
+        &key,
+    ]);
+    sh_ok(
+        lab,
+        ns,
+        &format!("ip addr add {ip}/24 dev brul && ip link set dev brul mtu 1600 up"),
+    );
+    let appeared = wait_until(Duration::from_secs(10), || {
+        lab.sh(ns, 5, &format!("ip link show dev {tap}"))
+            .status
+            .success()
+    });
+    assert!(appeared, "OVS creates {tap}");
+    sh_ok(lab, ns, &format!("ip link set dev {tap} netns {vm}"));
+    sh_ok(
+        lab,
+        vm,
+        &format!(
+            "ip link set dev {tap} address {vm_mac} && ip addr add {vm_ip}/24 dev {tap} && ip link set dev {tap} up"
+        ),
+    );
+    (ovs, tap)
+}
