@@ -1159,11 +1159,9 @@ impl Port for GenevePort {
         }
         let map = self.tlv.load_full();
         // Packets move (8 bytes each) from the caller's batch to the lanes.
-        let mut pkts = std::mem::take(batch);
-        for p in pkts.drain() {
+        for p in batch.drain() {
             self.queue(p, pool, &map);
         }
-        *batch = pkts;
         for i in 0..self.lanes.len() {
             self.flush_lane(i, pool);
         }
