@@ -344,3 +344,13 @@ pub fn new_drops(
 pub fn mib_per_s(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / t.as_secs_f64().max(1e-9)
 }
+
+/// True when interface `name` exists in namespace `ns`.
+pub fn link_exists_in(ns: &str, name: &str) -> bool {
+    Command::new("ip")
+        .args(["-n", ns, "link", "show", "dev", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
