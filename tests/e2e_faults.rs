@@ -274,3 +274,71 @@ fn sigterm_removes_the_taps_vswitchd_created_and_nothing_else() {
     );
     println!("e2e faults: SIGTERM removed {gone:?} and {vm_gone:?}; kept {host_after:?}");
 }
+
+/// A VM's tap made by someone else (here a veth, as qemu's tap would be)
+/// attached with `type=system`: destroyed, the port goes down; recreated
+/// under the same name (a restarted VM), the port attaches again by itself.
+#[test]
+fn system_port_interface_deleted_and_recreated_reattaches() {
+    if !require_root("system_port_interface_deleted_and_recreated_reattaches") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = host_ns(&mut lab);
+    let mut d = NsDaemon::start(&host, None);
+    let vm1 = lab.netns();
+    e2e_support::no_ipv6(&lab, &vm1);
+    let plug = |lab: &Lab| {
+        ip(&[
+            "-n", &host, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns",
+            &vm1,
+        ]);
+        ip(&["-n", &host, "link", "set", "vm1", "up"]);
+        lab.configure(&vm1, "eth0", "10.83.0.1/24");
+    };
+    plug(&lab);
+    d.ctl(&["add-port", "br0", "vm1", "type=system"]);
+    let vm2 = e2e_support::plug_vm(&mut lab, &d, "vm2", &vm_mac(2), "10.83.0.2/24");
+    assert!(lab.ping_until(&vm1, "10.83.0.2", Duration::from_secs(10)));
+    let load = flood(&mut lab, &vm2, "10.83.0.1", 6);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let t0 = Instant::now();
+    ip(&["-n", &vm1, "link", "del", "eth0"]); // takes its peer vm1 along
+    assert!(
+        wait_until(Duration::from_secs(5), || d.show_link("vm1") == "down"),
+        "vm1 down:\n{}\n{}",
+        d.ctl(&["show"]),
+        d.log()
+    );
+    println!(
+        "e2e faults: system port seen down {:.0} ms after its interface was deleted",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(d.alive());
+    assert_eq!(d.port("vm1")["link"], "down");
+    std::thread::sleep(Duration::from_millis(500));
+
+    plug(&lab);
+    assert!(
+        wait_until(Duration::from_secs(15), || d.show_link("vm1") == "up"),
+        "vm1 re-attached:\n{}",
+        d.log()
+    );
+    assert!(
+        lab.ping_until(&vm2, "10.83.0.1", Duration::from_secs(15)),
+        "traffic resumes"
+    );
+    println!(
+        "e2e faults: system port back and ping through {:.1} s after deletion",
+        t0.elapsed().as_secs_f64()
+    );
+    let t = lab.tcp_transfer(&vm1, &vm2, "10.83.0.2", MIB10);
+    println!(
+        "e2e faults: after re-attach 10 MiB system->tap {:.0} MiB/s",
+        mib_per_s(MIB10, t)
+    );
+    let _ = lab.wait(load);
+    assert_eq!(downs_logged(&d, "vm1"), 1, "{}", d.log());
+    assert!(d.stop());
+}
