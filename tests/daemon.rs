@@ -397,3 +397,72 @@ tag = 100
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn capture_writes_a_pcap_that_tshark_reads() {
+    let d = Daemon::start(None);
+    setup_ports(&d, &["p1", "p2"]);
+    let pcap = d.dir.path().join("p2.pcap");
+    let sock = d.sock.clone();
+    let pcap_arg = pcap.clone();
+    // The capture request answers when the capture ends: run it aside.
+    let cap = std::thread::spawn(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+            .arg("--ctl")
+            .arg(&sock)
+            .args([
+                "capture",
+                "br0",
+                "p2",
+                "--count",
+                "3",
+                "--seconds",
+                "20",
+                "-w",
+            ])
+            .arg(&pcap_arg)
+            .output()
+            .unwrap()
+    });
+    // Wait for the file to exist (the capture is running), then send.
+    daemon_support::wait_for(std::time::Duration::from_secs(5), || {
+        pcap.exists().then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for i in 0..3u8 {
+        let f = eth(BCAST, M1, 0x0806, &[i; 28]);
+        d.ctl(&["inject", "br0", "p1", &f]);
+    }
+    let out = cap.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 frames written"));
+    let bytes = std::fs::read(&pcap).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+    let mut n = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        assert_eq!(p.data.len(), 60);
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    if std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_ok()
+    {
+        let o = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        let txt = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(txt.lines().count(), 3, "{txt}");
+        assert!(txt.contains("ARP"), "{txt}");
+    } else {
+        eprintln!("tshark not installed: pcap checked with pcap-file only");
+    }
+}

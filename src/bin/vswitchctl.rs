@@ -164,6 +164,22 @@ enum Cmd {
         /// Port.
         port: String,
     },
+    /// Write what PORT receives and sends to a pcap file (tcpdump/tshark).
+    Capture {
+        /// Bridge.
+        bridge: String,
+        /// Port.
+        port: String,
+        /// Stop after N frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after S seconds (default 10 when no --count).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// The pcap file.
+        #[arg(short = 'w', long = "write")]
+        file: PathBuf,
+    },
     /// Tracked connections (dpctl/dump-conntrack layout).
     DumpConntrack {
         /// Bridge.
@@ -332,6 +348,29 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
             zone: zone.map(|z| parse_zone(&z)).transpose()?,
         },
         Cmd::CtStats { bridge } => Request::CtStats { bridge },
+        Cmd::Capture {
+            bridge,
+            port,
+            count,
+            seconds,
+            file,
+        } => {
+            // The daemon writes the file: give it an absolute path.
+            let file = if file.is_absolute() {
+                file
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| format!("current directory: {e}"))?
+                    .join(file)
+            };
+            Request::Capture {
+                bridge,
+                port,
+                count,
+                seconds,
+                file: file.display().to_string(),
+            }
+        }
         Cmd::SetCt { bridge, options } => Request::SetCt { bridge, options },
         Cmd::CtSetLimits { bridge, options } => Request::CtSetLimits { bridge, options },
         Cmd::CtSetTimeout { bridge, options } => {

@@ -16,13 +16,19 @@ pub struct Client {
 impl Client {
     /// Connects to the daemon at `path`.
     pub fn connect(path: &Path) -> Result<Client, Error> {
+        Self::connect_timeout(path, Duration::from_secs(120))
+    }
+
+    /// Connects, waiting at most `timeout` for each reply (a capture waits
+    /// for as long as it runs).
+    pub fn connect_timeout(path: &Path, timeout: Duration) -> Result<Client, Error> {
         let s = UnixStream::connect(path).map_err(|source| Error::NotRunning {
             path: path.to_path_buf(),
             source,
         })?;
         // A trace or a capture can take a while; a wedged daemon cannot hang
         // a script forever.
-        let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
+        let _ = s.set_read_timeout(Some(timeout));
         Ok(Client {
             path: path.to_path_buf(),
             stream: BufReader::new(s),
@@ -58,5 +64,9 @@ impl Client {
 
 /// Connects, sends one request, returns the response.
 pub fn call(path: &Path, req: &Request) -> Result<Response, Error> {
-    Client::connect(path)?.call(req)
+    let timeout = match req {
+        Request::Capture { seconds, .. } => Duration::from_secs(seconds.unwrap_or(3600) + 30),
+        _ => Duration::from_secs(120),
+    };
+    Client::connect_timeout(path, timeout)?.call(req)
 }

@@ -155,6 +155,21 @@ pub enum Request {
         /// Port name.
         port: String,
     },
+    /// Write what a port receives and sends to a pcap file, until `count`
+    /// frames or `seconds` (default 10 s when neither is given). Answers
+    /// when the capture ends.
+    Capture {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        port: String,
+        /// Stop after this many frames.
+        count: Option<u64>,
+        /// Stop after this many seconds (at most 3600).
+        seconds: Option<u64>,
+        /// The pcap file to write (absolute path; the daemon writes it).
+        file: String,
+    },
     /// Tracked connections, in the `dpctl/dump-conntrack` layout.
     DumpConntrack {
         /// Bridge.

@@ -918,6 +918,58 @@ impl Switch {
                 }
                 Ok(Response::ok(out, json!({"port": port, "frames": frames})))
             }
+            Request::Capture {
+                bridge,
+                port,
+                count,
+                seconds,
+                file,
+            } => {
+                let secs = match (count, seconds) {
+                    (_, Some(s)) if s == 0 || s > 3600 => {
+                        return Err(format!("--seconds {s}: a capture lasts 1..3600 seconds"))
+                    }
+                    (None, None) => Some(10),
+                    (_, s) => s,
+                };
+                let path = std::path::PathBuf::from(&file);
+                if !path.is_absolute() {
+                    return Err(format!("{file}: the capture file must be an absolute path"));
+                }
+                // Find the port, then let go of the bridges: a capture runs
+                // for seconds and must not block other requests.
+                let (no, tx) = {
+                    let map = self.bridges.lock();
+                    let b = bridge_of(&map, &bridge)?;
+                    let e = b
+                        .ports
+                        .get(&port)
+                        .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
+                    (e.no, b.worker.sender())
+                };
+                let limits = crate::port::capture::CaptureLimits {
+                    count,
+                    duration: secs.map(std::time::Duration::from_secs),
+                };
+                let (cap, handle) = crate::port::capture::Capture::start(&path, limits)
+                    .map_err(|e| format!("{file}: {e}"))?;
+                tx.send(DpCommand::SetCapture {
+                    no,
+                    capture: Some(handle),
+                });
+                let sum = cap.wait().map_err(|e| format!("{file}: {e}"));
+                tx.send(DpCommand::SetCapture { no, capture: None });
+                let sum = sum?;
+                Ok(Response::ok(
+                    format!(
+                        "{}: {} frames written, {} dropped (writer too slow)\n",
+                        sum.path.display(),
+                        sum.written,
+                        sum.dropped
+                    ),
+                    json!({"file": sum.path, "written": sum.written, "dropped": sum.dropped}),
+                ))
+            }
             Request::DumpConntrack { bridge, zone } => {
                 let map = self.bridges.lock();
                 let b = bridge_of(&map, &bridge)?;

@@ -52,7 +52,7 @@ impl Emc {
         let i = hash as usize & MASK;
         for j in [i, i ^ 1] {
             let e = &self.entries[j];
-            if e.live && e.hash == hash && e.key == *key {
+            if e.live && e.hash == hash && e.key.dp_eq(key) {
                 return Some((e.mf, e.version));
             }
         }

@@ -20,7 +20,35 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// A cached translation.
 #[derive(Debug)]
+// Field order matters: everything a cache hit touches (generation,
+// counters, actions) is declared first and `repr(C)` keeps it together in
+// the first cache lines; the keys, read only on insert and revalidation,
+// come last.
+#[repr(C)]
 pub struct Megaflow {
+    /// Ofproto generation it was translated under.
+    pub generation: u64,
+    /// Packets that hit it.
+    pub packets: u64,
+    /// Bytes that hit it.
+    pub bytes: u64,
+    // Counts not yet credited to the rules.
+    pub(crate) pending_packets: u64,
+    pub(crate) pending_bytes: u64,
+    /// Last hit.
+    pub used: Option<Instant>,
+    /// Datapath actions.
+    pub actions: Vec<DpAction>,
+    /// Why matching packets die, when they go nowhere.
+    pub drop: Option<DropReason>,
+    /// Needs periodic re-translation (MAC learning refresh).
+    pub uses_normal: bool,
+    // Used since the last revalidation sweep.
+    pub(crate) used_since_sweep: bool,
+    /// Rules to credit.
+    pub rules: Vec<Arc<RuleStats>>,
+    /// Created.
+    pub created: Instant,
     /// Masked key.
     pub key: FlowKey,
     /// Mask.
@@ -28,29 +56,6 @@ pub struct Megaflow {
     /// Full key of the packet that created it (re-translated on
     /// revalidation).
     pub example: FlowKey,
-    /// Datapath actions.
-    pub actions: Vec<DpAction>,
-    /// Rules to credit.
-    pub rules: Vec<Arc<RuleStats>>,
-    /// Why matching packets die, when they go nowhere.
-    pub drop: Option<DropReason>,
-    /// Needs periodic re-translation (MAC learning refresh).
-    pub uses_normal: bool,
-    /// Ofproto generation it was translated under.
-    pub generation: u64,
-    /// Packets that hit it.
-    pub packets: u64,
-    /// Bytes that hit it.
-    pub bytes: u64,
-    /// Last hit.
-    pub used: Option<Instant>,
-    /// Created.
-    pub created: Instant,
-    // Counts not yet credited to the rules.
-    pub(crate) pending_packets: u64,
-    pub(crate) pending_bytes: u64,
-    // Used since the last revalidation sweep.
-    pub(crate) used_since_sweep: bool,
 }
 
 impl Megaflow {

@@ -23,6 +23,7 @@ pub mod drop;
 pub mod emc;
 pub mod execute;
 pub mod megaflow;
+pub mod pmtu;
 pub mod worker;
 
 pub use drop::{DropCounters, DropReason};
@@ -31,6 +32,7 @@ use crate::conntrack::{ConnTracker, CtParams};
 use crate::flow::{extract::extract, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
+use crate::port::capture::CaptureHandle;
 use crate::port::{Port, PortStats};
 use emc::Emc;
 use megaflow::MegaflowCache;
@@ -87,6 +89,68 @@ struct DpPort {
     no: u32,
     port: Box<dyn Port>,
     tx: Batch,
+    // `vswitchctl capture`: frames received and sent are copied here.
+    capture: Option<CaptureHandle>,
+    // Egress MTU and, for a tunnel port, the outer headers it adds
+    // (refreshed by housekeeping: a device's MTU can change).
+    mtu: u32,
+    overhead: Option<u32>,
+    // Pad frames shorter than 60 bytes (ports onto a wire).
+    pad_short: bool,
+    mtu_drops: u64,
+    mtu_log: Option<Instant>,
+}
+
+/// How often a port may log its MTU drops.
+const MTU_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A token bucket for generated ICMP errors (Linux rate-limits them too):
+/// a flood of oversized frames must not become a flood of errors.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    const RATE: f64 = 1000.0;
+    const BURST: f64 = 100.0;
+
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = self
+            .last
+            .map_or(0.0, |l| now.saturating_duration_since(l).as_secs_f64());
+        self.last = Some(now);
+        self.tokens = (self.tokens + dt * Self::RATE).min(Self::BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl DpPort {
+    /// Sends the transmit batch (recording it first when captured). What the
+    /// port could not take is dropped (counted by the port), so a stuck port
+    /// cannot hold buffers forever.
+    fn flush(&mut self, pool: &mut PacketPool) {
+        if self.tx.is_empty() {
+            return;
+        }
+        if let Some(c) = &self.capture {
+            let mut live = true;
+            for p in self.tx.iter() {
+                live &= c.record(p.data());
+            }
+            if !live {
+                self.capture = None;
+            }
+        }
+        let _ = self.port.send_batch(&mut self.tx, pool);
+        self.tx.recycle(pool);
+    }
 }
 
 /// Per-worker fast path.
@@ -101,6 +165,7 @@ pub struct Datapath {
     stats: DpStats,
     recirc: Vec<PacketBuf>,
     touched: Vec<(u32, u32)>,
+    icmp_budget: TokenBucket,
     last_sweep: Option<Instant>,
     generation_seen: u64,
 }
@@ -137,6 +202,10 @@ impl Datapath {
             stats: DpStats::default(),
             recirc: Vec::with_capacity(MAX_BURST),
             touched: Vec::with_capacity(MAX_BURST),
+            icmp_budget: TokenBucket {
+                tokens: TokenBucket::BURST,
+                last: None,
+            },
             last_sweep: None,
             generation_seen: g,
         }
@@ -170,10 +239,17 @@ impl Datapath {
     /// Attaches a port under OpenFlow number `no` (replacing one there).
     pub fn add_port(&mut self, no: u32, port: Box<dyn Port>) -> Option<Box<dyn Port>> {
         let old = self.del_port(no);
+        let pad_short = port.kind() == "system";
         self.ports.push(DpPort {
             no,
+            mtu: port.mtu(),
+            overhead: port.tunnel_overhead(),
             port,
             tx: Batch::new(),
+            capture: None,
+            pad_short,
+            mtu_drops: 0,
+            mtu_log: None,
         });
         old
     }
@@ -193,6 +269,14 @@ impl Datapath {
             .iter()
             .map(|p| (p.no, p.port.poll_fd()))
             .collect()
+    }
+
+    /// Frames dropped at port `no`'s egress because they exceeded its MTU.
+    pub fn port_mtu_drops(&self, no: u32) -> u64 {
+        self.ports
+            .iter()
+            .find(|p| p.no == no)
+            .map_or(0, |p| p.mtu_drops)
     }
 
     /// OpenFlow numbers of the attached ports.
@@ -244,6 +328,15 @@ impl Datapath {
                 continue;
             }
             total += n;
+            if let Some(c) = &self.ports[i].capture {
+                let mut live = true;
+                for p in batch.iter() {
+                    live &= c.record(p.data());
+                }
+                if !live {
+                    self.ports[i].capture = None;
+                }
+            }
             for p in batch.iter_mut() {
                 p.meta.in_port = no;
             }
@@ -366,6 +459,7 @@ impl Datapath {
             drops,
             ct,
             recirc,
+            icmp_budget,
             ..
         } = self;
         let Some(m) = mf.get_mut(slot, ver) else {
@@ -374,6 +468,7 @@ impl Datapath {
         execute_actions(
             ExecCtx {
                 ports,
+                icmp_budget,
                 pool,
                 drops,
                 ct,
@@ -401,11 +496,13 @@ impl Datapath {
             drops,
             ct,
             recirc,
+            icmp_budget,
             ..
         } = self;
         execute_actions(
             ExecCtx {
                 ports,
+                icmp_budget,
                 pool,
                 drops,
                 ct,
@@ -444,12 +541,19 @@ impl Datapath {
     /// Sends what the transmit batches hold.
     pub fn flush_tx(&mut self) {
         for p in &mut self.ports {
-            if !p.tx.is_empty() {
-                let _ = p.port.send_batch(&mut p.tx, &mut self.pool);
-                // What the port could not take now is dropped (counted by the
-                // port), so a stuck port cannot hold buffers forever.
-                p.tx.recycle(&mut self.pool);
+            p.flush(&mut self.pool);
+        }
+    }
+
+    /// Starts (or, with `None`, stops) copying port `no`'s traffic to a
+    /// capture. False when there is no such port.
+    pub fn set_capture(&mut self, no: u32, c: Option<CaptureHandle>) -> bool {
+        match self.ports.iter_mut().find(|p| p.no == no) {
+            Some(p) => {
+                p.capture = c;
+                true
             }
+            None => false,
         }
     }
 
@@ -466,6 +570,8 @@ impl Datapath {
         self.last_sweep = Some(now);
         for p in &mut self.ports {
             p.port.housekeeping();
+            p.mtu = p.port.mtu();
+            p.overhead = p.port.tunnel_overhead();
         }
         let gen = self.of.generation();
         for slot in self.mf.slots() {
@@ -534,6 +640,7 @@ impl Datapath {
 
 struct ExecCtx<'a> {
     ports: &'a mut Vec<DpPort>,
+    icmp_budget: &'a mut TokenBucket,
     pool: &'a mut PacketPool,
     drops: &'a DropCounters,
     ct: &'a ConnTracker,
@@ -541,16 +648,62 @@ struct ExecCtx<'a> {
 }
 
 impl ExecCtx<'_> {
-    fn output(&mut self, no: u32, pkt: PacketBuf) -> Fate {
+    /// Queues `pkt` on port `no`: short frames padded for wire ports, the
+    /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
+    /// ICMP error goes back to its sender).
+    fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
         let Some(p) = self.ports.iter_mut().find(|p| p.no == no) else {
             self.drops.add(DropReason::NoSuchPort, 1);
             self.pool.put(pkt);
             return Fate::Dropped;
         };
+        if p.pad_short {
+            // Onto a wire, Ethernet padding is zeroes: never bytes left
+            // over in a buffer, nor a shrunk frame's old tail (a padding
+            // leak is a known vulnerability class). Padding lies outside
+            // the IP length, so outside every checksum.
+            let len = pkt.len();
+            let pad = usize::from(pkt.meta.l2_pad_len).min(len);
+            if pad > 0 {
+                pkt.data_mut()[len - pad..].fill(0);
+            }
+            if len < 60 {
+                pkt.extend_zeroed(60 - len);
+            }
+        }
+        if pmtu::counted_len_pkt(&pkt, p.overhead) > p.mtu as usize {
+            let size = pmtu::counted_len_pkt(&pkt, p.overhead);
+            let report = pmtu::reported_mtu(&pkt, p.mtu, p.overhead);
+            p.mtu_drops += 1;
+            self.drops.add(DropReason::MtuExceeded, 1);
+            if p.mtu_log
+                .is_none_or(|t| now.saturating_duration_since(t) >= MTU_LOG_INTERVAL)
+            {
+                p.mtu_log = Some(now);
+                tracing::warn!(
+                    port = %p.port.name(),
+                    size,
+                    mtu = p.mtu,
+                    dropped = p.mtu_drops,
+                    "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
+                );
+            }
+            let in_port = pkt.meta.in_port;
+            let err = self
+                .icmp_budget
+                .take(now)
+                .then(|| pmtu::too_big_error(&pkt, key, report, self.pool))
+                .flatten();
+            self.pool.put(pkt);
+            if let Some(e) = err {
+                // The error is small; it cannot loop back here.
+                self.output(in_port, e, key, now);
+            }
+            return Fate::Dropped;
+        }
         if let Err(pkt) = p.tx.push(pkt) {
             // Full: send what is queued, then queue this one.
-            let _ = p.port.send_batch(&mut p.tx, self.pool);
-            p.tx.recycle(self.pool);
+            p.flush(self.pool);
             let _ = p.tx.push(pkt);
         }
         Fate::Sent
@@ -578,11 +731,11 @@ fn execute_actions(
         match a {
             DpAction::Output(no) => {
                 if last {
-                    cx.output(*no, pkt);
+                    cx.output(*no, pkt, key, now);
                     return;
                 }
                 let copy = cx.pool.clone_packet(&pkt);
-                if cx.output(*no, copy) == Fate::Sent {
+                if cx.output(*no, copy, key, now) == Fate::Sent {
                     sent = true;
                 }
             }

@@ -3,7 +3,9 @@
 use super::*;
 use crate::flow::{ofp_port, Action, Field, FlowSpec, Match};
 use crate::ofproto::{FlowMod, FlowModCmd, PortInfo};
+use crate::packet::{Batch, PacketPool};
 use crate::port::mem::{MemHandle, MemPort};
+use crate::port::{Port, PortStats};
 
 fn udp_frame(src_mac: u8, dst_mac: u8, sport: u16) -> Vec<u8> {
     let mut f = vec![
@@ -244,4 +246,151 @@ fn steady_state_does_not_allocate_buffers() {
         r.h[1].take_sent();
     }
     assert_eq!(r.dp.pool().allocated(), a);
+}
+
+/// A mem port that says it is a `system` port (a wire), for the padding
+/// rule.
+struct Wire(MemPort);
+
+impl Port for Wire {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn kind(&self) -> &'static str {
+        "system"
+    }
+    fn recv_batch(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.recv_batch(pool, batch)
+    }
+    fn send_batch(
+        &mut self,
+        batch: &mut Batch,
+        pool: &mut PacketPool,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.send_batch(batch, pool)
+    }
+    fn stats(&self) -> PortStats {
+        self.0.stats()
+    }
+}
+
+fn tcp_df_frame(payload: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, 22, 1, 64240)
+        .write(&mut v, &vec![0x61; payload])
+        .unwrap();
+    v
+}
+
+#[test]
+fn double_tag_over_mtu_is_dropped_and_the_sender_told() {
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, 1);
+    let mut r = rig(
+        2,
+        vec![(
+            0,
+            1,
+            m,
+            vec![
+                Action::PushVlan(0x8100),
+                Action::ModVlanVid(10),
+                Action::PushVlan(0x88a8),
+                Action::ModVlanVid(20),
+                Action::Output(2),
+            ],
+        )],
+    );
+    // A full-size 1500-byte IP datagram: with two tags it counts 1504.
+    r.h[0].inject(&tcp_df_frame(1460));
+    // A small one passes.
+    r.h[0].inject(&tcp_df_frame(100));
+    r.dp.poll_once(r.now);
+    let out = r.h[1].take_sent();
+    assert_eq!(out.len(), 1, "only the small frame leaves");
+    assert!(out[0].len() <= 1514 + 8);
+    assert_eq!(r.dp.drops().get(DropReason::MtuExceeded), 1);
+    assert_eq!(r.dp.port_mtu_drops(2), 1);
+    // The sender got ICMP fragmentation-needed with MTU 1496.
+    let back = r.h[0].take_sent();
+    assert_eq!(back.len(), 1);
+    let s = etherparse::SlicedPacket::from_ethernet(&back[0]).unwrap();
+    match s.transport {
+        Some(etherparse::TransportSlice::Icmpv4(i)) => assert_eq!(
+            i.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1496
+                }
+            )
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn short_frames_to_a_wire_are_padded_with_zeroes() {
+    let now = Instant::now();
+    let of = Arc::new(Ofproto::new("br0", now));
+    let mut dp = Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    );
+    let (p1, h1) = MemPort::new("p1");
+    let (p2, h2) = MemPort::new("p2");
+    of.add_port(PortInfo::new(1, "p1", "dummy"));
+    of.add_port(PortInfo::new(2, "p2", "system"));
+    dp.add_port(1, Box::new(p1));
+    dp.add_port(2, Box::new(Wire(p2)));
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, 1);
+    of.flow_mods(
+        &[FlowMod {
+            cmd: FlowModCmd::Add,
+            spec: FlowSpec {
+                priority: 1,
+                matches: m,
+                actions: vec![Action::PopVlan, Action::Output(2)],
+                ..FlowSpec::default()
+            },
+            table: Some(0),
+        }],
+        now,
+    )
+    .unwrap();
+    // Dirty the pool's buffers with 0xee so leftover bytes would show.
+    for _ in 0..64 {
+        h1.inject(&[0xee; 1500]);
+    }
+    while dp.poll_once(now) > 0 {}
+    // A 64-byte tagged frame: 18-byte header, a 28-byte IP/UDP datagram,
+    // 18 bytes of non-zero sender padding.
+    let mut f = vec![
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x00,
+    ];
+    let udp = udp_frame(1, 2, 7);
+    f.extend_from_slice(&udp[14..42]);
+    f.resize(64, 0xa5);
+    h1.inject(&f);
+    dp.poll_once(now);
+    let out = h2.take_sent();
+    assert_eq!(out.len(), 1);
+    let o = &out[0];
+    assert_eq!(o.len(), 60);
+    assert_eq!(&o[12..14], &[0x08, 0x00], "tag popped");
+    assert_eq!(&o[14..42], &udp[14..42], "datagram intact");
+    assert!(
+        o[42..].iter().all(|b| *b == 0),
+        "padding is zeroes: {:x?}",
+        &o[42..]
+    );
+    // The IP checksum still verifies over the IP header only.
+    assert_eq!(crate::wire::checksum::checksum(&o[14..34]), 0);
 }

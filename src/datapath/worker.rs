@@ -86,10 +86,33 @@ pub enum DpCommand {
         /// What to do.
         f: PortFn,
     },
+    /// Copy a port's traffic to a capture (`None` stops it).
+    SetCapture {
+        /// OpenFlow number.
+        no: u32,
+        /// The capture's recording side.
+        capture: Option<crate::port::capture::CaptureHandle>,
+    },
     /// Process pending packets now (tests: after an injection).
     Kick,
     /// Stop the thread.
     Shutdown,
+}
+
+/// A detached command sender (see [`WorkerHandle::sender`]).
+#[derive(Clone)]
+pub struct WorkerSender {
+    tx: Sender<DpCommand>,
+    waker: Waker,
+}
+
+impl WorkerSender {
+    /// Sends a command and wakes the thread (false when it is gone).
+    pub fn send(&self, cmd: DpCommand) -> bool {
+        let ok = self.tx.send(cmd).is_ok();
+        let _ = self.waker.wake();
+        ok
+    }
 }
 
 /// The control side of a worker.
@@ -106,6 +129,15 @@ impl core::fmt::Debug for WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A sender for commands that can be used without holding whatever
+    /// owns this handle (a long capture must not block other requests).
+    pub fn sender(&self) -> WorkerSender {
+        WorkerSender {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
     /// Sends a command and wakes the thread (false when it is gone).
     pub fn send(&self, cmd: DpCommand) -> bool {
         let ok = self.tx.send(cmd).is_ok();
@@ -157,7 +189,8 @@ pub fn spawn(mut dp: Datapath) -> std::io::Result<WorkerHandle> {
 fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
     let mut out = Vec::new();
     for no in dp.port_numbers() {
-        if let Some(s) = dp.with_port(no, |p| PortStatus {
+        let mtu_drops = dp.port_mtu_drops(no);
+        if let Some(mut s) = dp.with_port(no, |p| PortStatus {
             no,
             name: p.name().to_string(),
             kind: p.kind().to_string(),
@@ -170,6 +203,10 @@ fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
             link: p.link_state(),
             mtu: p.mtu(),
         }) {
+            if mtu_drops > 0 {
+                s.drops.push(("mtu_exceeded".to_string(), mtu_drops));
+                s.stats.tx_dropped += mtu_drops;
+            }
             out.push(s);
         }
     }
@@ -206,6 +243,9 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
         DpCommand::FlushCaches => dp.flush_caches(),
         DpCommand::WithPort { no, f } => {
             dp.with_port(no, f);
+        }
+        DpCommand::SetCapture { no, capture } => {
+            dp.set_capture(no, capture);
         }
         DpCommand::Kick => {}
         DpCommand::Shutdown => return false,

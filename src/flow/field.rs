@@ -313,13 +313,13 @@ fn place(f: Field) -> Option<(usize, u32, u32)> {
         Field::TunId => (13, 0, 64),
         Field::TunSrc => (14, 32, 32),
         Field::TunDst => (14, 0, 32),
-        Field::Metadata => (16, 0, 64),
+        Field::Metadata => (super::key::META_WORD, 0, 64),
         Field::Reg(n) => (
-            17 + usize::from(n & 7) / 2,
+            super::key::REG_WORD + usize::from(n & 7) / 2,
             if n % 2 == 0 { 32 } else { 0 },
             32,
         ),
-        Field::TunMetadata(n) => (21 + usize::from(n & 7), 0, 64),
+        Field::TunMetadata(n) => (super::key::TUN_MD_WORD + usize::from(n & 7), 0, 64),
         Field::Ipv6Src | Field::Ipv6Dst => return None,
     })
 }

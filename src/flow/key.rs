@@ -14,6 +14,19 @@
 /// Number of 64-bit words in a key.
 pub const WORDS: usize = 29;
 
+/// Words a packet key can have non-zero: everything but `metadata` and the
+/// registers, which exist only during translation. They come last so the
+/// exact-match cache hashes and compares only this prefix.
+pub const DP_WORDS: usize = 24;
+/// First `tun_metadataN` word.
+pub const TUN_MD_WORD: usize = 16;
+/// The `metadata` word.
+pub const META_WORD: usize = 24;
+/// First register word (two registers per word).
+pub const REG_WORD: usize = 25;
+// `hash_words` and `hash_dp_words` are unrolled for exactly these sizes.
+const _: () = assert!(WORDS == 29 && DP_WORDS == 24);
+
 /// The packet's flow key (see the module docs for the layout).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C, align(64))]
@@ -56,8 +69,8 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 /// The per-packet key hash (exact-match cache index and megaflow probes).
 ///
 /// The same folded-multiply mixing foldhash uses, specialised to a fixed
-/// 29-word input: fourteen independent word-pair products spread over four
-/// lanes (no dependency chain), then two final mixes. Fixed keys: the value
+/// 29-word input: fifteen independent word-pair products over four lanes
+/// (no dependency chain), then one final mix. Fixed keys: the value
 /// must be the same in every worker. Like foldhash's fast variant it is not
 /// meant to resist chosen collisions; a collision costs a cache miss, never
 /// a wrong answer (entries compare the whole key).
@@ -70,15 +83,21 @@ pub fn hash_words(w: &[u64; WORDS]) -> u64 {
         0x082e_fa98_ec4e_6c89,
         0x4528_21e6_38d0_1377,
     ];
-    let mut acc = [K[4]; 4];
+    // Four accumulators in registers; the products are independent, so
+    // the multiplier pipelines them.
+    let (mut a0, mut a1, mut a2, mut a3) = (K[4], K[3], K[2], K[1]);
     let mut i = 0;
-    while i + 1 < WORDS {
-        let lane = (i / 2) % 4;
-        acc[lane] ^= folded_multiply(w[i] ^ K[lane], w[i + 1] ^ K[(lane + 1) % 4]);
-        i += 2;
+    while i + 8 <= 24 {
+        a0 ^= folded_multiply(w[i] ^ K[0], w[i + 1] ^ K[1]);
+        a1 ^= folded_multiply(w[i + 2] ^ K[1], w[i + 3] ^ K[2]);
+        a2 ^= folded_multiply(w[i + 4] ^ K[2], w[i + 5] ^ K[3]);
+        a3 ^= folded_multiply(w[i + 6] ^ K[3], w[i + 7] ^ K[0]);
+        i += 8;
     }
-    let tail = folded_multiply(w[WORDS - 1] ^ K[2], K[4]);
-    folded_multiply(acc[0] ^ acc[2] ^ tail, acc[1] ^ acc[3] ^ K[3])
+    a0 ^= folded_multiply(w[24] ^ K[0], w[25] ^ K[1]);
+    a1 ^= folded_multiply(w[26] ^ K[1], w[27] ^ K[2]);
+    a2 ^= folded_multiply(w[28] ^ K[2], K[4]);
+    folded_multiply(a0 ^ a2, a1 ^ a3 ^ K[3])
 }
 
 /// Generates a getter and a setter for a field stored in bits
@@ -167,7 +186,7 @@ macro_rules! all_fields {
             /// Which `tun_metadataN` are present (bit N).
             tun_metadata_present, set_tun_metadata_present: u8 = 15, 24, 8;
             /// OpenFlow metadata register.
-            metadata, set_metadata: u64 = 16, 0, 64;
+            metadata, set_metadata: u64 = META_WORD, 0, 64;
         }
 
         impl $ty {
@@ -199,7 +218,7 @@ macro_rules! all_fields {
                 if n >= 8 {
                     return 0;
                 }
-                let w = self.w[17 + n / 2];
+                let w = self.w[REG_WORD + n / 2];
                 if n % 2 == 0 {
                     (w >> 32) as u32
                 } else {
@@ -212,7 +231,7 @@ macro_rules! all_fields {
                 if n >= 8 {
                     return;
                 }
-                let w = &mut self.w[17 + n / 2];
+                let w = &mut self.w[REG_WORD + n / 2];
                 if n % 2 == 0 {
                     *w = (*w & 0xffff_ffff) | (u64::from(v) << 32);
                 } else {
@@ -225,13 +244,13 @@ macro_rules! all_fields {
                 if n >= 8 {
                     return 0;
                 }
-                self.w[21 + n]
+                self.w[TUN_MD_WORD + n]
             }
             /// Sets `tun_metadataN` (N >= 8 is ignored).
             #[inline]
             pub fn set_tun_metadata(&mut self, n: usize, v: u64) {
                 if n < 8 {
-                    self.w[21 + n] = v;
+                    self.w[TUN_MD_WORD + n] = v;
                 }
             }
             /// Ethernet source.
@@ -274,6 +293,29 @@ pub fn mac_to_u64(m: [u8; 6]) -> u64 {
     u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
+/// The exact-match cache's hash of a packet key: only the first
+/// [`DP_WORDS`] words (the rest are zero in every extracted key).
+#[inline]
+pub fn hash_dp_words(w: &[u64; WORDS]) -> u64 {
+    const K: [u64; 5] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+        0x4528_21e6_38d0_1377,
+    ];
+    let (mut a0, mut a1, mut a2, mut a3) = (K[4], K[3], K[2], K[1]);
+    let mut i = 0;
+    while i + 8 <= DP_WORDS {
+        a0 ^= folded_multiply(w[i] ^ K[0], w[i + 1] ^ K[1]);
+        a1 ^= folded_multiply(w[i + 2] ^ K[1], w[i + 3] ^ K[2]);
+        a2 ^= folded_multiply(w[i + 4] ^ K[2], w[i + 5] ^ K[3]);
+        a3 ^= folded_multiply(w[i + 6] ^ K[3], w[i + 7] ^ K[0]);
+        i += 8;
+    }
+    folded_multiply(a0 ^ a2, a1 ^ a3 ^ K[3])
+}
+
 impl FlowKey {
     /// `nw_frag`: the packet is a fragment.
     pub const FRAG_ANY: u8 = 1;
@@ -296,10 +338,18 @@ impl FlowKey {
         out
     }
 
-    /// Fast hash of the whole key (exact-match cache).
+    /// Fast hash of a packet key (exact-match cache): see
+    /// [`hash_dp_words`].
     #[inline]
     pub fn hash64(&self) -> u64 {
-        hash_words(&self.w)
+        hash_dp_words(&self.w)
+    }
+
+    /// Equality of two packet keys (the words translation-only fields
+    /// never touch are skipped).
+    #[inline]
+    pub fn dp_eq(&self, other: &FlowKey) -> bool {
+        self.w[..DP_WORDS] == other.w[..DP_WORDS]
     }
 
     /// True when this key, restricted to `mask`, equals `other` (which is
@@ -434,6 +484,21 @@ mod tests {
         assert_eq!((k.reg(0), k.reg(1), k.reg(7)), (1, 2, 8));
         assert_eq!(k.tun_metadata(3), 0x33);
         assert_eq!(k.ipv6_src(), 1 << 100 | 5);
+    }
+
+    #[test]
+    fn translation_only_fields_live_after_the_datapath_prefix() {
+        let mut k = FlowKey::default();
+        k.set_metadata(u64::MAX);
+        for n in 0..8 {
+            k.set_reg(n, u32::MAX);
+        }
+        assert!(k.w[..DP_WORDS].iter().all(|w| *w == 0));
+        let mut k = FlowKey::default();
+        for n in 0..8 {
+            k.set_tun_metadata(n, u64::MAX);
+        }
+        assert!(k.w[DP_WORDS..].iter().all(|w| *w == 0));
     }
 
     #[test]

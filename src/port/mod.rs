@@ -185,6 +185,13 @@ pub trait Port: Send {
     fn mtu(&self) -> u32 {
         1500
     }
+    /// For a tunnel port: the bytes its encapsulation adds around the
+    /// whole inner frame (outer IP + UDP + tunnel header + options, plus
+    /// the inner Ethernet header's 14 the MTU rule otherwise leaves out).
+    /// The datapath checks `inner frame + this <= mtu()`.
+    fn tunnel_overhead(&self) -> Option<u32> {
+        None
+    }
     /// Whether the port can move packets now.
     fn link_state(&self) -> LinkState {
         LinkState::Up
