@@ -466,3 +466,44 @@ fn capture_writes_a_pcap_that_tshark_reads() {
         eprintln!("tshark not installed: pcap checked with pcap-file only");
     }
 }
+
+#[test]
+fn double_tag_over_the_mtu_is_explained_by_trace_and_dump_drops() {
+    let d = Daemon::start(None);
+    d.ctl(&["add-port", "br0", "p1", "type=dummy"]);
+    d.ctl(&["add-port", "br0", "p2", "type=dummy", "mtu=1500"]);
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        "in_port=p1,actions=push_vlan:0x8100,mod_vlan_vid:10,push_vlan:0x88a8,mod_vlan_vid:20,output:p2",
+    ]);
+    // A full-size TCP segment with DF: 1500-byte datagram.
+    let mut big = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, 22, 1, 64240)
+        .write(&mut big, &[0x61; 1460])
+        .unwrap();
+    let tr = d.ctl(&["trace", "br0", "in_port=p1", "--packet", &hex(&big)]);
+    assert!(
+        tr.contains("mtu_exceeded") && tr.contains("path MTU is 1496"),
+        "{tr}"
+    );
+    d.ctl(&["inject", "br0", "p1", &hex(&big)]);
+    // The sender gets ICMP fragmentation-needed back on p1.
+    let back = wait_sent(&d, "p1", 1);
+    assert_eq!(back.len(), 1);
+    let icmp = unhex(&back[0]);
+    assert_eq!(icmp[23], 1, "ICMP");
+    assert_eq!((icmp[34], icmp[35]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([icmp[40], icmp[41]]), 1496);
+    assert!(
+        sent(&d, "p2").is_empty(),
+        "nothing oversized left the switch"
+    );
+    let dr = drops(&d);
+    assert_eq!(dr["mtu_exceeded"], 1, "{dr}");
+    let ports = d.ctl_json(&["dump-ports", "br0", "p2"]);
+    assert_eq!(ports["ports"][0]["drops"]["mtu_exceeded"], 1, "{ports}");
+}

@@ -1200,6 +1200,9 @@ impl Switch {
             };
             tr.drop = drop;
             out.push_str(&tr.render_result(Some(&ports)));
+            if let Some((frame, meta)) = &pkt {
+                out.push_str(&egress_report(frame, meta, &key, &t.actions, &ports));
+            }
             let mut pass_json = json!({
                 "flow": format_key(&key, Some(&ports)),
                 "datapath_actions": crate::ofproto::format_dp_actions(&t.actions),
@@ -1268,6 +1271,69 @@ impl Switch {
         }
         Ok(Response::ok(out, json!({"passes": passes})))
     }
+}
+
+/// With a real packet, what the datapath would do at each egress: the
+/// actions are applied to a copy, and each output is checked against the
+/// port's MTU (the `mtu_exceeded` rule), so `trace --packet` shows the
+/// drops that happen after the tables too.
+fn egress_report(
+    frame: &[u8],
+    meta: &crate::packet::PacketMeta,
+    key: &FlowKey,
+    actions: &[DpAction],
+    ports: &crate::ofproto::Ports,
+) -> String {
+    use crate::datapath::{execute, pmtu};
+    let mut p = crate::packet::PacketBuf::from_slice(frame);
+    p.meta = meta.clone();
+    let mut out = String::new();
+    for a in actions {
+        match a {
+            DpAction::SetField { field, value, mask } => {
+                execute::set_field(&mut p, key, *field, *value, *mask);
+            }
+            DpAction::PushVlan { tpid, tci } => {
+                execute::push_vlan(&mut p, *tpid, *tci);
+            }
+            DpAction::PopVlan if !execute::pop_vlan(&mut p) => {
+                let _ = writeln!(
+                    out,
+                    "Egress: pop_vlan on an untagged frame: dropped (pop_vlan_untagged)"
+                );
+                return out;
+            }
+            DpAction::SetVlanTci { tci, mask } => {
+                execute::set_vlan_tci(&mut p, *tci, *mask);
+            }
+            DpAction::Output(no) => {
+                let Some(info) = ports.get(*no) else { continue };
+                // Geneve over IPv4 without options: 50 bytes around the
+                // inner IP packet (the datapath uses the port's own figure).
+                let overhead = info.is_tunnel().then_some(36);
+                let size = pmtu::counted_len_pkt(&p, overhead);
+                if size > info.mtu as usize {
+                    let report = pmtu::reported_mtu(&p, info.mtu, overhead);
+                    let _ = writeln!(
+                        out,
+                        "Egress port {} ({}): {} bytes count against MTU {}: dropped (mtu_exceeded); the sender is told the path MTU is {report}",
+                        no, info.name, size, info.mtu
+                    );
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "Egress port {} ({}): {} bytes on the wire, fits MTU {}",
+                        no,
+                        info.name,
+                        p.len().max(if info.kind == "system" { 60 } else { 0 }),
+                        info.mtu
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn ct_state_names(bits: u8) -> String {
