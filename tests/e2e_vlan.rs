@@ -891,6 +891,34 @@ fn double_vlan_freeze_healed() {
         "full-size frames (IP {PATH_MTU} + 2 tags) crossed"
     );
 
+    // trace --packet of a full-size datagram from vm1 says the same.
+    let full = udp_frame(
+        mac("52:54:00:00:81:02"),
+        mac("52:54:00:00:81:01"),
+        &[],
+        [10, 81, 0, 1],
+        [10, 81, 0, 2],
+        9,
+        &[0x5a; 1472],
+        &[],
+    );
+    let (tt, _) = d.trace("in_port=vm1", Some(&full));
+    println!(
+        "e2e double vlan: trace --packet (1500-byte datagram from vm1), last lines:\n{}",
+        tt.lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        tt.contains("mtu_exceeded") && tt.contains(&format!("path MTU is {PATH_MTU}")),
+        "{tt}"
+    );
+
     let total = d.drop_count("mtu_exceeded");
     let dd = d.ctl(&["dump-drops", "br0"]);
     println!("e2e double vlan: dump-drops:\n{dd}");
@@ -1270,6 +1298,13 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
 
     let dd = d.ctl(&["dump-drops", "br0"]);
     println!("e2e qinq: dump-drops:\n{dd}");
+    for r in ["double_vlan_push", "pop_vlan_untagged", "too_many_vlans"] {
+        assert!(
+            dd.lines()
+                .any(|l| l.split_whitespace().take(2).eq([r, &N.to_string()])),
+            "dump-drops shows {r} {N}: {dd}"
+        );
+    }
     let fresh = new_drops(&before, &d.drops());
     assert_eq!(
         fresh,
