@@ -1194,7 +1194,16 @@ impl Switch {
             out.push('\n');
             // A pipeline drop of a packet conntrack judged invalid is
             // counted under conntrack's reason, as the datapath does.
-            let drop = match (t.drop, ct_invalid) {
+            // An action that stops the translation (double_vlan_push,
+            // pop_vlan_untagged, too_many_vlans, ttl_exceeded...) leaves its
+            // reason in the final Drop action rather than in `t.drop` (the
+            // datapath counts it when it executes that action): the trace
+            // names it all the same.
+            let stopped = match t.actions.last() {
+                Some(DpAction::Drop(r)) => Some(*r),
+                _ => None,
+            };
+            let drop = match (t.drop.or(stopped), ct_invalid) {
                 (Some(DropReason::PipelineDrop), Some(r)) => Some(DropReason::CtInvalid(r)),
                 (d, _) => d,
             };

@@ -587,7 +587,7 @@ impl Datapath {
             }
             if m.uses_normal && m.used_since_sweep {
                 let example = m.example;
-                let t = self.of.translate(&example, now);
+                let t = self.of.translate_refresh(&example, now);
                 let ver = self.mf.version(slot);
                 if let Some(m) = self.mf.get_mut(slot, ver) {
                     m.used_since_sweep = false;
