@@ -508,3 +508,24 @@ fn double_tag_over_the_mtu_is_explained_by_trace_and_dump_drops() {
     let ports = d.ctl_json(&["dump-ports", "br0", "p2"]);
     assert_eq!(ports["ports"][0]["drops"]["mtu_exceeded"], 1, "{ports}");
 }
+
+#[test]
+fn set_port_mtu_is_enforced_by_the_datapath() {
+    let d = Daemon::start(None);
+    setup_ports(&d, &["p1", "p2"]);
+    d.ctl(&["set-port", "br0", "p2", "mtu=1000"]);
+    let mut big = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut big, &[0u8; 1200])
+        .unwrap();
+    d.ctl(&["inject", "br0", "p1", &hex(&big)]);
+    let ok = daemon_support::wait_for(std::time::Duration::from_secs(5), || {
+        (drops(&d)["mtu_exceeded"] == 1).then_some(())
+    });
+    assert!(ok.is_some(), "{}", drops(&d));
+    assert!(sent(&d, "p2").is_empty());
+    let ports = d.ctl_json(&["dump-ports", "br0", "p2"]);
+    assert_eq!(ports["ports"][0]["mtu"], 1000, "{ports}");
+}

@@ -602,6 +602,9 @@ impl Switch {
                 info.mtu = p.mtu();
                 apply_policy(&mut info, &o);
                 b.worker.send(DpCommand::AddPort { no, port: p });
+                if o.mtu.is_some() {
+                    b.worker.send(DpCommand::SetMtu { no, mtu: o.mtu });
+                }
                 b.of.add_port(info);
                 b.ports.insert(
                     port.clone(),
@@ -646,6 +649,12 @@ impl Switch {
                     .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
                 let o = parse_port_opts(&options, false)?;
                 b.of.update_port(e.no, |p| apply_policy(p, &o));
+                if o.mtu.is_some() {
+                    b.worker.send(DpCommand::SetMtu {
+                        no: e.no,
+                        mtu: o.mtu,
+                    });
+                }
                 let info = b.of.with_ports(|p| p.get(e.no).cloned());
                 Ok(Response::ok("", json!(info)))
             }
