@@ -1,5 +1,7 @@
 //! Fast-path tests through in-memory ports.
 
+// This whole file is test code (declared `#[cfg(test)] mod tests;`).
+#[cfg(test)]
 use super::*;
 use crate::flow::{ofp_port, Action, Field, FlowSpec, Match};
 use crate::ofproto::{FlowMod, FlowModCmd, PortInfo};
