@@ -660,17 +660,7 @@ impl Switch {
             }
             Request::AddFlow { bridge, flow } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&flow, FlowCmd::Add, p))
-                        .map_err(|e| format!("{e}"))?;
-                let m = FlowMod {
-                    cmd: FlowModCmd::Add,
-                    table: Some(spec.table),
-                    spec,
-                };
-                let s = b.of.flow_mods(&[m], now).map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(bridge_of(&map, &bridge)?, &flow, FlowCmd::Add, now)
             }
             Request::AddFlows {
                 bridge,
@@ -695,19 +685,12 @@ impl Switch {
                 strict,
             } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
                 let cmd = if strict {
                     FlowCmd::ModifyStrict
                 } else {
                     FlowCmd::Modify
                 };
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&flow, cmd, p))
-                        .map_err(|e| format!("{e}"))?;
-                let s =
-                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
-                        .map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(bridge_of(&map, &bridge)?, &flow, cmd, now)
             }
             Request::DelFlows {
                 bridge,
@@ -715,20 +698,17 @@ impl Switch {
                 strict,
             } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
                 let cmd = if strict {
                     FlowCmd::DeleteStrict
                 } else {
                     FlowCmd::Delete
                 };
-                let text = matches.unwrap_or_default();
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&text, cmd, p))
-                        .map_err(|e| format!("{e}"))?;
-                let s =
-                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
-                        .map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(
+                    bridge_of(&map, &bridge)?,
+                    &matches.unwrap_or_default(),
+                    cmd,
+                    now,
+                )
             }
             Request::DumpFlows {
                 bridge,
@@ -1377,6 +1357,18 @@ fn parse_ct_next(s: Option<&str>) -> Result<u8, String> {
         bits |= b;
     }
     Ok(bits | crate::packet::CtState::TRK)
+}
+
+/// `add-flow`, `mod-flows`, `del-flows`: one line, parsed with the
+/// bridge's port names, applied (or refused with nothing changed).
+fn one_flow_mod(b: &Bridge, text: &str, cmd: FlowCmd, now: Instant) -> Result<Response, String> {
+    let spec =
+        b.of.with_ports(|p| parse_flow(text, cmd, p))
+            .map_err(|e| e.to_string())?;
+    let s =
+        b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
+            .map_err(|e| e.message)?;
+    Ok(Response::ok("", json!(s)))
 }
 
 /// Maps a parsed line to a flow-mod. Modify/delete/dump without an explicit
