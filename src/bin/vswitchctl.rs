@@ -233,6 +233,28 @@ enum Cmd {
         /// Bridge.
         bridge: String,
     },
+    /// A one-minute tour (root): two VM namespaces on TAP ports of BRIDGE,
+    /// a flow file, pings both ways, the counters that moved; then cleans up.
+    Demo {
+        /// Bridge.
+        bridge: String,
+        /// Flow file to load (default: the built-in flows/l2-learning.flows).
+        #[arg(long)]
+        flows: Option<PathBuf>,
+        /// Names of the two TAP ports, NAME1,NAME2 (default dvm1-PID,dvm2-PID).
+        #[arg(long, value_delimiter = ',', value_name = "NAME1,NAME2")]
+        ports: Option<Vec<String>>,
+        /// Pings each way.
+        #[arg(long, default_value_t = 3)]
+        count: u32,
+        /// Keep the VMs up for SECS seconds to explore (Ctrl-C ends early).
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        keep: u64,
+        /// Run even though the bridge already has ports (its flows are
+        /// replaced while the demo runs).
+        #[arg(long)]
+        force: bool,
+    },
     /// Map Geneve options to tun_metadataN: "{class=0xffff,type=0,len=4}->tun_metadata0[,...]".
     AddTlvMap {
         /// Bridge.
@@ -388,6 +410,7 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
         }
         Cmd::FdbShow { bridge } => Request::FdbShow { bridge },
         Cmd::FdbFlush { bridge } => Request::FdbFlush { bridge },
+        Cmd::Demo { .. } => return Err("demo runs several requests, not one".into()),
         Cmd::AddTlvMap { bridge, mappings } => Request::AddTlvMap { bridge, mappings },
         Cmd::DelTlvMap { bridge, mappings } => Request::DelTlvMap { bridge, mappings },
         Cmd::DumpTlvMap { bridge } => Request::DumpTlvMap { bridge },
@@ -406,6 +429,17 @@ fn main() -> ExitCode {
         .ctl
         .clone()
         .unwrap_or_else(vswitch::ctl::default_socket_path);
+    if let Cmd::Demo {
+        bridge,
+        flows,
+        ports,
+        count,
+        keep,
+        force,
+    } = args.cmd
+    {
+        return demo(&path, bridge, flows, ports, count, keep, force);
+    }
     let req = match to_request(args.cmd) {
         Ok(r) => r,
         Err(e) => {
@@ -434,6 +468,45 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("vswitchctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vswitchctl demo`: see [`vswitch::ctl::demo`].
+fn demo(
+    path: &std::path::Path,
+    bridge: String,
+    flows: Option<PathBuf>,
+    ports: Option<Vec<String>>,
+    count: u32,
+    keep: u64,
+    force: bool,
+) -> ExitCode {
+    use vswitch::ctl::demo::{self, DemoError, DemoOptions};
+    let mut o = DemoOptions::new(&bridge);
+    o.flows = flows;
+    if let Some(p) = ports {
+        match <[String; 2]>::try_from(p) {
+            Ok(p) => o.ports = Some(p),
+            Err(_) => {
+                eprintln!("vswitchctl demo: --ports takes two names: NAME1,NAME2");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    o.pings = count.max(1);
+    o.keep = std::time::Duration::from_secs(keep);
+    o.force = force;
+    let mut out = std::io::stdout();
+    match demo::run(path, &o, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DemoError::Interrupted) => {
+            eprintln!("vswitchctl demo: interrupted (cleaned up)");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("vswitchctl demo: {e}");
             ExitCode::FAILURE
         }
     }

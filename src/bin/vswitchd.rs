@@ -65,6 +65,8 @@ fn run(args: Args) -> Result<(), String> {
         .ctl
         .or_else(|| cfg.ctl.socket.clone())
         .unwrap_or_else(vswitch::ctl::default_socket_path);
+    // Signals first: once the socket answers, SIGTERM is a clean stop.
+    let srv = server::Server::new().map_err(|e| e.to_string())?;
     let listener = server::bind(&path).map_err(|e| e.to_string())?;
     let sw = Arc::new(Switch::new());
     if let Err(e) = sw.apply_config(&cfg, &base) {
@@ -73,5 +75,5 @@ fn run(args: Args) -> Result<(), String> {
         return Err(format!("configuration: {e}"));
     }
     tracing::info!(socket = %path.display(), "vswitchd ready");
-    server::run(sw, listener, path).map_err(|e| e.to_string())
+    srv.run(sw, listener, path).map_err(|e| e.to_string())
 }

@@ -7,9 +7,11 @@
 //! * [`server`]: the daemon's unix socket (tokio), timers and signals.
 //! * [`client`]: the blocking client `vswitchctl` and the tests use.
 //! * [`config`]: the TOML configuration and its embedded default.
+//! * [`demo`]: `vswitchctl demo`, a guided tour on a running switch.
 
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod proto;
 pub mod server;
 pub mod switch;

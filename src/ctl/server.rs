@@ -72,45 +72,74 @@ async fn serve_conn(sw: Arc<Switch>, stream: UnixStream) {
     }
 }
 
-/// Serves `listener` until SIGTERM or SIGINT, then stops the datapath
-/// threads and removes the socket.
-pub fn run(
-    sw: Arc<Switch>,
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-) -> Result<(), Error> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .max_blocking_threads(8)
-        .enable_all()
-        .thread_name("vswitchd-ctl")
-        .build()
-        .map_err(|e| Error::Setup(format!("starting the control runtime: {e}")))?;
-    rt.block_on(async {
-        let listener = UnixListener::from_std(listener).map_err(|e| Error::Setup(e.to_string()))?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                acc = listener.accept() => {
-                    if let Ok((s, _)) = acc {
-                        tokio::spawn(serve_conn(sw.clone(), s));
+/// The control runtime, with SIGTERM/SIGINT already caught. Create it
+/// before binding the socket: from the moment the socket answers, a SIGTERM
+/// must mean a clean stop, never the default kill.
+pub struct Server {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Server {
+    /// Starts the runtime and installs the signal handlers.
+    pub fn new() -> Result<Server, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(8)
+            .enable_all()
+            .thread_name("vswitchd-ctl")
+            .build()
+            .map_err(|e| Error::Setup(format!("starting the control runtime: {e}")))?;
+        let (term, int) = {
+            let _guard = rt.enter();
+            let k = tokio::signal::unix::SignalKind::terminate();
+            let i = tokio::signal::unix::SignalKind::interrupt();
+            (
+                tokio::signal::unix::signal(k).map_err(|e| Error::Setup(e.to_string()))?,
+                tokio::signal::unix::signal(i).map_err(|e| Error::Setup(e.to_string()))?,
+            )
+        };
+        Ok(Server { rt, term, int })
+    }
+
+    /// Serves `listener` until SIGTERM or SIGINT, then stops the datapath
+    /// threads (dropping their ports, which removes the TAPs vswitchd
+    /// created) and removes the socket.
+    pub fn run(
+        self,
+        sw: Arc<Switch>,
+        listener: std::os::unix::net::UnixListener,
+        path: PathBuf,
+    ) -> Result<(), Error> {
+        let Server {
+            rt,
+            mut term,
+            mut int,
+        } = self;
+        rt.block_on(async {
+            let listener =
+                UnixListener::from_std(listener).map_err(|e| Error::Setup(e.to_string()))?;
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    acc = listener.accept() => {
+                        if let Ok((s, _)) = acc {
+                            tokio::spawn(serve_conn(sw.clone(), s));
+                        }
                     }
+                    _ = tick.tick() => {
+                        let sw = sw.clone();
+                        let _ = tokio::task::spawn_blocking(move || sw.tick(Instant::now())).await;
+                    }
+                    _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                    _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
                 }
-                _ = tick.tick() => {
-                    let sw = sw.clone();
-                    let _ = tokio::task::spawn_blocking(move || sw.tick(Instant::now())).await;
-                }
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
-        }
-        Ok::<(), Error>(())
-    })?;
-    sw.shutdown();
-    let _ = std::fs::remove_file(&path);
-    Ok(())
+            Ok::<(), Error>(())
+        })?;
+        sw.shutdown();
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    }
 }

@@ -614,6 +614,9 @@ impl Switch {
                 info.mtu = p.mtu();
                 apply_policy(&mut info, &o);
                 b.worker.send(DpCommand::AddPort { no, port: p });
+                if o.mtu.is_some() {
+                    b.worker.send(DpCommand::SetMtu { no, mtu: o.mtu });
+                }
                 b.of.add_port(info);
                 b.ports.insert(
                     port.clone(),
@@ -658,22 +661,18 @@ impl Switch {
                     .ok_or_else(|| format!("no port named {port} on {bridge}"))?;
                 let o = parse_port_opts(&options, false)?;
                 b.of.update_port(e.no, |p| apply_policy(p, &o));
+                if o.mtu.is_some() {
+                    b.worker.send(DpCommand::SetMtu {
+                        no: e.no,
+                        mtu: o.mtu,
+                    });
+                }
                 let info = b.of.with_ports(|p| p.get(e.no).cloned());
                 Ok(Response::ok("", json!(info)))
             }
             Request::AddFlow { bridge, flow } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&flow, FlowCmd::Add, p))
-                        .map_err(|e| format!("{e}"))?;
-                let m = FlowMod {
-                    cmd: FlowModCmd::Add,
-                    table: Some(spec.table),
-                    spec,
-                };
-                let s = b.of.flow_mods(&[m], now).map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(bridge_of(&map, &bridge)?, &flow, FlowCmd::Add, now)
             }
             Request::AddFlows {
                 bridge,
@@ -698,19 +697,12 @@ impl Switch {
                 strict,
             } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
                 let cmd = if strict {
                     FlowCmd::ModifyStrict
                 } else {
                     FlowCmd::Modify
                 };
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&flow, cmd, p))
-                        .map_err(|e| format!("{e}"))?;
-                let s =
-                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
-                        .map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(bridge_of(&map, &bridge)?, &flow, cmd, now)
             }
             Request::DelFlows {
                 bridge,
@@ -718,20 +710,17 @@ impl Switch {
                 strict,
             } => {
                 let map = self.bridges.lock();
-                let b = bridge_of(&map, &bridge)?;
                 let cmd = if strict {
                     FlowCmd::DeleteStrict
                 } else {
                     FlowCmd::Delete
                 };
-                let text = matches.unwrap_or_default();
-                let spec =
-                    b.of.with_ports(|p| parse_flow(&text, cmd, p))
-                        .map_err(|e| format!("{e}"))?;
-                let s =
-                    b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
-                        .map_err(|e| e.message)?;
-                Ok(Response::ok("", json!(s)))
+                one_flow_mod(
+                    bridge_of(&map, &bridge)?,
+                    &matches.unwrap_or_default(),
+                    cmd,
+                    now,
+                )
             }
             Request::DumpFlows {
                 bridge,
@@ -1240,7 +1229,16 @@ impl Switch {
             out.push('\n');
             // A pipeline drop of a packet conntrack judged invalid is
             // counted under conntrack's reason, as the datapath does.
-            let drop = match (t.drop, ct_invalid) {
+            // An action that stops the translation (double_vlan_push,
+            // pop_vlan_untagged, too_many_vlans, ttl_exceeded...) leaves its
+            // reason in the final Drop action rather than in `t.drop` (the
+            // datapath counts it when it executes that action): the trace
+            // names it all the same.
+            let stopped = match t.actions.last() {
+                Some(DpAction::Drop(r)) => Some(*r),
+                _ => None,
+            };
+            let drop = match (t.drop.or(stopped), ct_invalid) {
                 (Some(DropReason::PipelineDrop), Some(r)) => Some(DropReason::CtInvalid(r)),
                 (d, _) => d,
             };
@@ -1405,6 +1403,18 @@ fn parse_ct_next(s: Option<&str>) -> Result<u8, String> {
         bits |= b;
     }
     Ok(bits | crate::packet::CtState::TRK)
+}
+
+/// `add-flow`, `mod-flows`, `del-flows`: one line, parsed with the
+/// bridge's port names, applied (or refused with nothing changed).
+fn one_flow_mod(b: &Bridge, text: &str, cmd: FlowCmd, now: Instant) -> Result<Response, String> {
+    let spec =
+        b.of.with_ports(|p| parse_flow(text, cmd, p))
+            .map_err(|e| e.to_string())?;
+    let s =
+        b.of.flow_mods(&[to_flow_mod(cmd, spec)], now)
+            .map_err(|e| e.message)?;
+    Ok(Response::ok("", json!(s)))
 }
 
 /// Maps a parsed line to a flow-mod. Modify/delete/dump without an explicit

@@ -94,6 +94,8 @@ struct DpPort {
     // Egress MTU and, for a tunnel port, the outer headers it adds
     // (refreshed by housekeeping: a device's MTU can change).
     mtu: u32,
+    // `set-port ... mtu=N`: the operator's MTU wins over the device's.
+    mtu_override: Option<u32>,
     overhead: Option<u32>,
     // Pad frames shorter than 60 bytes (ports onto a wire).
     pad_short: bool,
@@ -243,6 +245,7 @@ impl Datapath {
         self.ports.push(DpPort {
             no,
             mtu: port.mtu(),
+            mtu_override: None,
             overhead: port.tunnel_overhead(),
             port,
             tx: Batch::new(),
@@ -269,6 +272,24 @@ impl Datapath {
             .iter()
             .map(|p| (p.no, p.port.poll_fd()))
             .collect()
+    }
+
+    /// Sets (or, with `None`, clears) the MTU enforced on port `no`'s
+    /// egress instead of the device's.
+    pub fn set_mtu(&mut self, no: u32, mtu: Option<u32>) -> bool {
+        match self.ports.iter_mut().find(|p| p.no == no) {
+            Some(p) => {
+                p.mtu_override = mtu;
+                p.mtu = mtu.unwrap_or_else(|| p.port.mtu());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The MTU enforced on port `no`.
+    pub fn port_mtu(&self, no: u32) -> Option<u32> {
+        self.ports.iter().find(|p| p.no == no).map(|p| p.mtu)
     }
 
     /// Frames dropped at port `no`'s egress because they exceeded its MTU.
@@ -570,7 +591,7 @@ impl Datapath {
         self.last_sweep = Some(now);
         for p in &mut self.ports {
             p.port.housekeeping();
-            p.mtu = p.port.mtu();
+            p.mtu = p.mtu_override.unwrap_or_else(|| p.port.mtu());
             p.overhead = p.port.tunnel_overhead();
         }
         let gen = self.of.generation();
@@ -587,7 +608,7 @@ impl Datapath {
             }
             if m.uses_normal && m.used_since_sweep {
                 let example = m.example;
-                let t = self.of.translate(&example, now);
+                let t = self.of.translate_refresh(&example, now);
                 let ver = self.mf.version(slot);
                 if let Some(m) = self.mf.get_mut(slot, ver) {
                     m.used_since_sweep = false;

@@ -22,7 +22,11 @@
 //! destination is the one address the sender surely accepts.
 //!
 //! The fit rule is the Linux one: what follows the Ethernet header, not
-//! counting one VLAN tag, must not exceed the MTU. For a tunnel port the
+//! counting one 802.1Q tag, must not exceed the MTU. Only an outer 0x8100
+//! tag is free: Linux refuses to send (AF_PACKET, EMSGSIZE) a frame whose
+//! extra 4 bytes are an 802.1ad (0x88a8) outer tag, so counting that tag
+//! free would let through exactly the frames the kernel then drops
+//! silently (the field story again, one layer down). For a tunnel port the
 //! whole inner frame plus the outer headers must fit the underlay MTU.
 
 use crate::flow::FlowKey;
@@ -36,13 +40,16 @@ pub const ICMP4_QUOTE: usize = 576 - 20 - 8;
 /// Bytes quoted in an ICMPv6 error (the error fits the IPv6 minimum MTU).
 pub const ICMP6_QUOTE: usize = 1280 - 40 - 8;
 
-/// True when the frame carries a VLAN tag (802.1Q or 802.1ad outer).
+/// True when the frame's outer tag is 802.1Q (0x8100): the one tag whose 4
+/// bytes Linux does not count against the MTU.
 fn is_tagged(frame: &[u8]) -> bool {
-    matches!(frame.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8]))
+    matches!(frame.get(12..14), Some([0x81, 0x00]))
 }
 
-// One tag's 4 bytes are free, whatever its TPID (Linux allows
-// `mtu + VLAN_HLEN` after the Ethernet header); a second tag is not.
+// An outer 802.1Q tag's 4 bytes are free (Linux sends `mtu + VLAN_HLEN`
+// after the Ethernet header only when the outer TPID is 0x8100, see
+// af_packet's packet_extra_vlan_len_allowed); an 802.1ad outer tag and a
+// second tag are not.
 fn counted(len: usize, tagged: bool, overhead: Option<u32>) -> usize {
     let l2 = len.saturating_sub(14);
     match overhead {
@@ -241,8 +248,20 @@ mod tests {
         qq[13] = 0xa8;
         assert_eq!(
             counted_len(&qq, None),
+            1508,
+            "an 802.1ad outer tag is not free (Linux refuses to send it)"
+        );
+        let mut ad = vec![0u8; 1518];
+        ad[12] = 0x88;
+        ad[13] = 0xa8;
+        assert_eq!(counted_len(&ad, None), 1504, "a lone S-tag is not free");
+        let mut qq1 = vec![0u8; 1522];
+        qq1[12] = 0x81;
+        qq1[16] = 0x81;
+        assert_eq!(
+            counted_len(&qq1, None),
             1504,
-            "only one tag of a QinQ pair is free"
+            "only the outer of two 802.1Q tags is free"
         );
         assert_eq!(counted_len(&f, Some(36)), 1550, "Geneve: inner frame + 50");
     }
@@ -254,12 +273,13 @@ mod tests {
         let mut k = FlowKey::default();
         let (d, m) = p.split();
         extract(d, m, &mut k).unwrap();
-        // Egress pushed an 802.1ad + 802.1Q pair: 8 bytes, 4 of them count.
+        // Egress pushed an 802.1ad + 802.1Q pair: 8 bytes, all of them
+        // count (the outer tag is not 802.1Q).
         assert!(crate::datapath::execute::push_vlan(&mut p, 0x8100, 10));
         assert!(crate::datapath::execute::push_vlan(&mut p, 0x88a8, 20));
-        assert_eq!(counted_len(p.data(), None), 1504);
+        assert_eq!(counted_len(p.data(), None), 1508);
         let mtu = reported_mtu(&p, 1500, None);
-        assert_eq!(mtu, 1496);
+        assert_eq!(mtu, 1492);
         let mut pool = PacketPool::new(2048);
         let e = too_big_error(&p, &k, mtu, &mut pool).expect("an ICMP error");
         let s = etherparse::SlicedPacket::from_ethernet(e.data()).unwrap();
@@ -276,7 +296,7 @@ mod tests {
                     i.icmp_type(),
                     etherparse::Icmpv4Type::DestinationUnreachable(
                         etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-                            next_hop_mtu: 1496
+                            next_hop_mtu: 1492
                         }
                     )
                 );

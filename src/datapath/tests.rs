@@ -1,5 +1,7 @@
 //! Fast-path tests through in-memory ports.
 
+// This whole file is test code (declared `#[cfg(test)] mod tests;`).
+#[cfg(test)]
 use super::*;
 use crate::flow::{ofp_port, Action, Field, FlowSpec, Match};
 use crate::ofproto::{FlowMod, FlowModCmd, PortInfo};
@@ -307,7 +309,8 @@ fn double_tag_over_mtu_is_dropped_and_the_sender_told() {
             ],
         )],
     );
-    // A full-size 1500-byte IP datagram: with two tags it counts 1504.
+    // A full-size 1500-byte IP datagram: with an 802.1ad + 802.1Q pair it
+    // counts 1508 (an 802.1ad outer tag is not free).
     r.h[0].inject(&tcp_df_frame(1460));
     // A small one passes.
     r.h[0].inject(&tcp_df_frame(100));
@@ -317,7 +320,7 @@ fn double_tag_over_mtu_is_dropped_and_the_sender_told() {
     assert!(out[0].len() <= 1514 + 8);
     assert_eq!(r.dp.drops().get(DropReason::MtuExceeded), 1);
     assert_eq!(r.dp.port_mtu_drops(2), 1);
-    // The sender got ICMP fragmentation-needed with MTU 1496.
+    // The sender got ICMP fragmentation-needed with MTU 1492.
     let back = r.h[0].take_sent();
     assert_eq!(back.len(), 1);
     let s = etherparse::SlicedPacket::from_ethernet(&back[0]).unwrap();
@@ -326,7 +329,7 @@ fn double_tag_over_mtu_is_dropped_and_the_sender_told() {
             i.icmp_type(),
             etherparse::Icmpv4Type::DestinationUnreachable(
                 etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
-                    next_hop_mtu: 1496
+                    next_hop_mtu: 1492
                 }
             )
         ),

@@ -93,6 +93,13 @@ pub enum DpCommand {
         /// The capture's recording side.
         capture: Option<crate::port::capture::CaptureHandle>,
     },
+    /// Enforce this MTU on a port's egress (`None`: the device's).
+    SetMtu {
+        /// OpenFlow number.
+        no: u32,
+        /// MTU.
+        mtu: Option<u32>,
+    },
     /// Process pending packets now (tests: after an injection).
     Kick,
     /// Stop the thread.
@@ -203,6 +210,7 @@ fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
             link: p.link_state(),
             mtu: p.mtu(),
         }) {
+            s.mtu = dp.port_mtu(no).unwrap_or(s.mtu);
             if mtu_drops > 0 {
                 s.drops.push(("mtu_exceeded".to_string(), mtu_drops));
                 s.stats.tx_dropped += mtu_drops;
@@ -246,6 +254,9 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
         }
         DpCommand::SetCapture { no, capture } => {
             dp.set_capture(no, capture);
+        }
+        DpCommand::SetMtu { no, mtu } => {
+            dp.set_mtu(no, mtu);
         }
         DpCommand::Kick => {}
         DpCommand::Shutdown => return false,

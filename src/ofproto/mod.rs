@@ -633,6 +633,19 @@ impl Ofproto {
         xlate::Xlate::new(self, &tables, &ports, key, now, None).run()
     }
 
+    /// Translates `key` again for the datapath's periodic refresh of a
+    /// cached megaflow (`key` is a packet seen earlier): MAC learning is
+    /// refreshed as by [`Ofproto::translate`], but what only an arriving
+    /// packet may trigger does not happen (BPDU guard: the remembered BPDU
+    /// may predate the guard).
+    pub fn translate_refresh(&self, key: &FlowKey, now: Instant) -> Translation {
+        let tables = self.tables.read();
+        let ports = self.ports.read();
+        let mut x = xlate::Xlate::new(self, &tables, &ports, key, now, None);
+        x.may_disable = false;
+        x.run()
+    }
+
     /// Translates `key`, recording every step in `trace`.
     pub fn translate_traced(&self, key: &FlowKey, now: Instant, trace: &mut Trace) -> Translation {
         let tables = self.tables.read();

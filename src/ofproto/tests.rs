@@ -1,6 +1,8 @@
 //! Translation and flow-mod tests, with flows built directly (the text
 //! syntax has its own tests).
 
+// This whole file is test code (declared `#[cfg(test)] mod tests;`).
+#[cfg(test)]
 use super::*;
 use crate::datapath::DropReason;
 use crate::flow::{CtAction, FieldSlice};

@@ -210,6 +210,10 @@ pub(crate) struct Xlate<'a> {
     initial_key: FlowKey,
     // False for `trace`: a trace must not learn MACs or disable ports.
     may_learn: bool,
+    // False for `trace` and for the datapath's periodic refresh of a cached
+    // megaflow: BPDU guard acts on a BPDU that arrives, never on one the
+    // cache remembers (it may predate the guard).
+    pub(crate) may_disable: bool,
     pub(crate) wc: FlowMask,
     // VLAN tags of the datapath packet (changes only on commit).
     base_vlan: VlanStack,
@@ -250,6 +254,7 @@ impl<'a> Xlate<'a> {
             key: *key,
             initial_key: *key,
             may_learn: trace.is_none(),
+            may_disable: trace.is_none(),
             wc,
             base_vlan: VlanStack::from_key(key),
             dirty: Vec::new(),
@@ -324,7 +329,7 @@ impl<'a> Xlate<'a> {
         if reserved && filter {
             if p.bpdu_guard {
                 let name = p.name.clone();
-                if self.may_learn {
+                if self.may_disable {
                     self.of.disable_port_for_bpdu(in_port);
                 }
                 self.note(|| format!("BPDU guard: port {name} is disabled by this frame"));
