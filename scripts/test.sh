@@ -17,6 +17,7 @@ declare -A want=(
   [socat]=socat
   [iperf3]=iperf3
   [ovs-ofctl]=openvswitch-common
+  [ovs-vswitchd]=openvswitch-switch
 )
 missing=()
 for cmd in "${!want[@]}"; do
