@@ -70,6 +70,9 @@ impl Megaflow {
     }
 
     /// Credits pending counts to the rules.
+    /// Folds the batch's pending counts into the megaflow's own counters
+    /// and credits them to the rules. Per packet only the two pending
+    /// counters are written: everything else is touched once per batch.
     pub fn flush_stats(&mut self, now: Instant) {
         if self.pending_packets == 0 {
             return;
@@ -77,6 +80,10 @@ impl Megaflow {
         for r in &self.rules {
             r.credit(self.pending_packets, self.pending_bytes, now);
         }
+        self.packets += self.pending_packets;
+        self.bytes += self.pending_bytes;
+        self.used = Some(now);
+        self.used_since_sweep = true;
         self.pending_packets = 0;
         self.pending_bytes = 0;
     }

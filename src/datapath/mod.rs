@@ -166,6 +166,9 @@ pub struct Datapath {
     pool: PacketPool,
     stats: DpStats,
     recirc: Vec<PacketBuf>,
+    // Staged batch processing scratch (see `run_stages`): allocated once.
+    stage_pkts: Vec<PacketBuf>,
+    stage_keys: Option<Box<[FlowKey; MAX_BURST]>>,
     touched: Vec<(u32, u32)>,
     icmp_budget: TokenBucket,
     last_sweep: Option<Instant>,
@@ -203,6 +206,8 @@ impl Datapath {
             pool: PacketPool::new(DEFAULT_CAPACITY),
             stats: DpStats::default(),
             recirc: Vec::with_capacity(MAX_BURST),
+            stage_pkts: Vec::with_capacity(MAX_BURST),
+            stage_keys: Some(Box::new([FlowKey::default(); MAX_BURST])),
             touched: Vec::with_capacity(MAX_BURST),
             icmp_budget: TokenBucket {
                 tokens: TokenBucket::BURST,
@@ -375,23 +380,26 @@ impl Datapath {
             self.generation_seen = gen;
         }
         self.stats.packets += batch.len() as u64;
-        for pkt in batch.drain() {
-            self.process_packet(pkt, gen, now);
-        }
+        // Both vectors keep their capacity from batch to batch: moving
+        // packets between them never allocates.
+        let mut pkts = core::mem::take(&mut self.stage_pkts);
+        pkts.extend(batch.drain());
+        self.run_stages(&mut pkts, gen, now);
         let mut pass = 1;
         while !self.recirc.is_empty() {
-            let pkts: Vec<PacketBuf> = self.recirc.drain(..).collect();
             pass += 1;
-            for pkt in pkts {
-                if pass > MAX_PASSES {
-                    self.drops.add(DropReason::RecircDepth, 1);
-                    self.pool.put(pkt);
-                    continue;
+            core::mem::swap(&mut pkts, &mut self.recirc);
+            if pass > MAX_PASSES {
+                self.drops.add(DropReason::RecircDepth, pkts.len() as u64);
+                for p in pkts.drain(..) {
+                    self.pool.put(p);
                 }
-                self.stats.recirculations += 1;
-                self.process_packet(pkt, gen, now);
+                continue;
             }
+            self.stats.recirculations += pkts.len() as u64;
+            self.run_stages(&mut pkts, gen, now);
         }
+        self.stage_pkts = pkts;
         for (slot, ver) in self.touched.drain(..) {
             if let Some(m) = self.mf.get_mut(slot, ver) {
                 m.flush_stats(now);
@@ -399,28 +407,54 @@ impl Datapath {
         }
     }
 
-    fn process_packet(&mut self, mut pkt: PacketBuf, gen: u64, now: Instant) {
-        let mut key = FlowKey::default();
-        if let Err(e) = {
-            let (d, m) = pkt.split();
-            extract(d, m, &mut key)
-        } {
-            self.drops.add(DropReason::from_wire(e), 1);
-            self.pool.put(pkt);
+    /// Processes `pkts` in stages, up to a burst at a time: extract every
+    /// key, then hash every key, then look up and execute each packet.
+    /// Staging is not cosmetic: hashing a key right after extraction wrote
+    /// it stalls on store forwarding; a burst later the stores are long
+    /// retired.
+    fn run_stages(&mut self, pkts: &mut Vec<PacketBuf>, gen: u64, now: Instant) {
+        let Some(mut keys) = self.stage_keys.take() else {
             return;
+        };
+        let mut hashes = [0u64; MAX_BURST];
+        while !pkts.is_empty() {
+            let n = pkts.len().min(MAX_BURST);
+            let mut ok = [false; MAX_BURST];
+            for (i, pkt) in pkts[..n].iter_mut().enumerate() {
+                let (d, m) = pkt.split();
+                match extract(d, m, &mut keys[i]) {
+                    Ok(()) => ok[i] = true,
+                    Err(e) => self.drops.add(DropReason::from_wire(e), 1),
+                }
+            }
+            for i in 0..n {
+                if ok[i] {
+                    hashes[i] = keys[i].hash64();
+                }
+            }
+            for (i, pkt) in pkts.drain(..n).enumerate() {
+                if ok[i] {
+                    self.process_packet(pkt, &keys[i], hashes[i], gen, now);
+                } else {
+                    self.pool.put(pkt);
+                }
+            }
         }
-        let hash = key.hash64();
+        self.stage_keys = Some(keys);
+    }
+
+    fn process_packet(&mut self, pkt: PacketBuf, key: &FlowKey, hash: u64, gen: u64, now: Instant) {
         let mut found = None;
-        if let Some((slot, ver)) = self.emc.lookup(hash, &key) {
+        if let Some((slot, ver)) = self.emc.lookup(hash, key) {
             if self.mf.get_mut(slot, ver).is_some() {
                 self.stats.emc_hits += 1;
                 found = Some((slot, ver));
             }
         }
         if found.is_none() {
-            if let Some((slot, ver)) = self.mf.lookup(&key) {
+            if let Some((slot, ver)) = self.mf.lookup(key) {
                 self.stats.megaflow_hits += 1;
-                self.emc.insert(hash, &key, slot, ver);
+                self.emc.insert(hash, key, slot, ver);
                 found = Some((slot, ver));
             }
         }
@@ -430,7 +464,7 @@ impl Datapath {
                 .mf
                 .get_mut(slot, ver)
                 .is_some_and(|m| m.generation != gen);
-            if stale && !self.revalidate(slot, ver, &key, gen, now) {
+            if stale && !self.revalidate(slot, ver, key, gen, now) {
                 found = None;
             }
         }
@@ -438,10 +472,10 @@ impl Datapath {
             Some(f) => f,
             None => {
                 self.stats.upcalls += 1;
-                let t = self.of.translate(&key, now);
-                match self.mf.insert(&key, t.clone(), gen, now) {
+                let t = self.of.translate(key, now);
+                match self.mf.insert(key, t.clone(), gen, now) {
                     Some((slot, ver)) => {
-                        self.emc.insert(hash, &key, slot, ver);
+                        self.emc.insert(hash, key, slot, ver);
                         (slot, ver)
                     }
                     None => {
@@ -451,30 +485,18 @@ impl Datapath {
                         for r in &t.rules {
                             r.credit(1, pkt.len() as u64, now);
                         }
-                        self.execute(pkt, &key, &t.actions, t.drop, now);
+                        self.execute(pkt, key, &t.actions, t.drop, now);
                         return;
                     }
                 }
             }
         };
         let len = pkt.len() as u64;
-        let Datapath { mf, touched, .. } = self;
-        let Some(m) = mf.get_mut(slot, ver) else {
-            self.pool.put(pkt);
-            return;
-        };
-        m.packets += 1;
-        m.bytes += len;
-        m.used = Some(now);
-        m.used_since_sweep = true;
-        if m.pending_packets == 0 {
-            touched.push((slot, ver));
-        }
-        m.pending_packets += 1;
-        m.pending_bytes += len;
-        // Borrow the actions while executing: split the fields.
+        // One borrow of the megaflow for counters and actions, the other
+        // fields split off for execution.
         let Datapath {
             mf,
+            touched,
             ports,
             pool,
             drops,
@@ -484,8 +506,14 @@ impl Datapath {
             ..
         } = self;
         let Some(m) = mf.get_mut(slot, ver) else {
+            pool.put(pkt);
             return;
         };
+        if m.pending_packets == 0 {
+            touched.push((slot, ver));
+        }
+        m.pending_packets += 1;
+        m.pending_bytes += len;
         execute_actions(
             ExecCtx {
                 ports,
@@ -496,7 +524,7 @@ impl Datapath {
                 recirc,
             },
             pkt,
-            &key,
+            key,
             &m.actions,
             m.drop,
             now,
