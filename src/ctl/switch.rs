@@ -410,7 +410,7 @@ impl Switch {
         b: &BridgeConfig,
         base_dir: &std::path::Path,
     ) -> Result<(), String> {
-        self.expect(Request::AddBr {
+        self.request_ok(Request::AddBr {
             bridge: b.name.clone(),
         })?;
         let mut settings: Vec<String> = b
@@ -428,7 +428,7 @@ impl Switch {
             settings.push(format!("ct_checksum={c}"));
         }
         if !settings.is_empty() {
-            self.expect(Request::SetBridge {
+            self.request_ok(Request::SetBridge {
                 bridge: b.name.clone(),
                 options: settings,
             })?;
@@ -439,20 +439,20 @@ impl Switch {
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            self.expect(Request::CtSetTimeout {
+            self.request_ok(Request::CtSetTimeout {
                 bridge: b.name.clone(),
                 zone: None,
                 options,
             })?;
         }
         if !b.ct_limits.is_empty() {
-            self.expect(Request::CtSetLimits {
+            self.request_ok(Request::CtSetLimits {
                 bridge: b.name.clone(),
                 options: b.ct_limits.clone(),
             })?;
         }
         for p in &b.ports {
-            self.expect(Request::AddPort {
+            self.request_ok(Request::AddPort {
                 bridge: b.name.clone(),
                 port: p.name.clone(),
                 options: p.option_strings(),
@@ -460,7 +460,7 @@ impl Switch {
             .map_err(|e| format!("port {}: {e}", p.name))?;
         }
         for f in &b.flows {
-            self.expect(Request::AddFlow {
+            self.request_ok(Request::AddFlow {
                 bridge: b.name.clone(),
                 flow: f.clone(),
             })
@@ -474,7 +474,7 @@ impl Switch {
             };
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            self.expect(Request::AddFlows {
+            self.request_ok(Request::AddFlows {
                 bridge: b.name.clone(),
                 text,
                 source: path.display().to_string(),
@@ -483,7 +483,7 @@ impl Switch {
         Ok(())
     }
 
-    fn expect(&self, req: Request) -> Result<(), String> {
+    fn request_ok(&self, req: Request) -> Result<(), String> {
         let r = self.handle(req);
         if r.ok {
             Ok(())
