@@ -29,7 +29,7 @@ pub mod worker;
 pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtParams};
-use crate::flow::{extract::extract, FlowKey};
+use crate::flow::{extract::extract, Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
@@ -759,6 +759,9 @@ impl ExecCtx<'_> {
     }
 }
 
+/// A whole-MAC mask.
+const MAC_MASK: u128 = 0xffff_ffff_ffff;
+
 /// Executes `actions` on `pkt`. The packet's buffer ends in a transmit
 /// batch, the recirculation queue, or back in the pool.
 fn execute_actions(
@@ -787,6 +790,18 @@ fn execute_actions(
                 if cx.output(*no, copy, key, now) == Fate::Sent {
                     sent = true;
                 }
+            }
+            DpAction::SetField {
+                field: field @ (Field::DlDst | Field::DlSrc),
+                value,
+                mask,
+            } if *mask == MAC_MASK => {
+                // The most common rewrite, inline: six bytes, no checksum.
+                let at = if *field == Field::DlDst { 0 } else { 6 };
+                if let Some(b) = pkt.data_mut().get_mut(at..at + 6) {
+                    b.copy_from_slice(&(*value as u64).to_be_bytes()[2..]);
+                }
+                key_stale = true;
             }
             DpAction::SetField { field, value, mask } => {
                 // Rewrites never change dl_type / nw_proto / fragment bits,

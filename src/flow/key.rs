@@ -293,8 +293,30 @@ pub fn mac_to_u64(m: [u8; 6]) -> u64 {
     u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
-/// The exact-match cache's hash of a packet key: only the first
-/// [`DP_WORDS`] words (the rest are zero in every extracted key).
+/// First `tun_metadataN` word: extraction fills these words only for the
+/// options present (bits in `tun_metadata_present`, word 15).
+pub const DP_CORE_WORDS: usize = TUN_MD_WORD;
+
+// Words 7..13 hold the IPv6 addresses (7..11) and the ARP / ND hardware
+// addresses (11..13): extraction fills them only for IPv6, ARP and RARP
+// frames, which `dl_type` (word 1, always compared) says.
+const L3_WIDE: core::ops::Range<usize> = 7..13;
+
+/// Which optional word ranges a packet key may have non-zero.
+#[inline]
+fn dp_shape(w: &[u64; WORDS]) -> (bool, bool) {
+    let dl_type = w[1] as u16;
+    let wide = matches!(dl_type, 0x86dd | 0x0806 | 0x8035);
+    // `tun_metadata_present` is bits 24..32 of word 15.
+    let opts = (w[15] >> 24) & 0xff != 0;
+    (wide, opts)
+}
+
+/// The exact-match cache's hash of a packet key. Only words an extracted
+/// key can have non-zero are mixed: always words 0..7 and 13..16; the IPv6
+/// and ARP words for those frames; the option words when options are
+/// present. Keys that hash differently can never be equal; keys that
+/// collide are told apart by [`FlowKey::dp_eq`].
 #[inline]
 pub fn hash_dp_words(w: &[u64; WORDS]) -> u64 {
     const K: [u64; 5] = [
@@ -304,14 +326,26 @@ pub fn hash_dp_words(w: &[u64; WORDS]) -> u64 {
         0x082e_fa98_ec4e_6c89,
         0x4528_21e6_38d0_1377,
     ];
-    let (mut a0, mut a1, mut a2, mut a3) = (K[4], K[3], K[2], K[1]);
-    let mut i = 0;
-    while i + 8 <= DP_WORDS {
-        a0 ^= folded_multiply(w[i] ^ K[0], w[i + 1] ^ K[1]);
-        a1 ^= folded_multiply(w[i + 2] ^ K[1], w[i + 3] ^ K[2]);
-        a2 ^= folded_multiply(w[i + 4] ^ K[2], w[i + 5] ^ K[3]);
-        a3 ^= folded_multiply(w[i + 6] ^ K[3], w[i + 7] ^ K[0]);
-        i += 8;
+    let (wide, opts) = dp_shape(w);
+    let mut a0 = K[4] ^ folded_multiply(w[0] ^ K[0], w[1] ^ K[1]);
+    let mut a1 = K[3] ^ folded_multiply(w[2] ^ K[1], w[3] ^ K[2]);
+    let mut a2 = K[2] ^ folded_multiply(w[4] ^ K[2], w[5] ^ K[3]);
+    let mut a3 = K[1] ^ folded_multiply(w[6] ^ K[3], w[13] ^ K[0]);
+    a0 ^= folded_multiply(w[14] ^ K[1], w[15] ^ K[4]);
+    if wide {
+        a1 ^= folded_multiply(w[7] ^ K[0], w[8] ^ K[2]);
+        a2 ^= folded_multiply(w[9] ^ K[1], w[10] ^ K[3]);
+        a3 ^= folded_multiply(w[11] ^ K[2], w[12] ^ K[4]);
+    }
+    if opts {
+        let mut i = DP_CORE_WORDS;
+        while i + 8 <= DP_WORDS {
+            a0 ^= folded_multiply(w[i] ^ K[0], w[i + 1] ^ K[1]);
+            a1 ^= folded_multiply(w[i + 2] ^ K[1], w[i + 3] ^ K[2]);
+            a2 ^= folded_multiply(w[i + 4] ^ K[2], w[i + 5] ^ K[3]);
+            a3 ^= folded_multiply(w[i + 6] ^ K[3], w[i + 7] ^ K[0]);
+            i += 8;
+        }
     }
     folded_multiply(a0 ^ a2, a1 ^ a3 ^ K[3])
 }
@@ -349,7 +383,15 @@ impl FlowKey {
     /// never touch are skipped).
     #[inline]
     pub fn dp_eq(&self, other: &FlowKey) -> bool {
-        self.w[..DP_WORDS] == other.w[..DP_WORDS]
+        // Words 0..7 and 13..16 always; equal there means equal `dl_type`
+        // and option bits, hence the same shape for both keys, and the
+        // words outside the shape are zero in both (see `hash_dp_words`).
+        let (a, b) = (&self.w, &other.w);
+        if a[..L3_WIDE.start] != b[..L3_WIDE.start] || a[L3_WIDE.end..DP_CORE_WORDS] != b[L3_WIDE.end..DP_CORE_WORDS] {
+            return false;
+        }
+        let (wide, opts) = dp_shape(a);
+        (!wide || a[L3_WIDE] == b[L3_WIDE]) && (!opts || a[DP_CORE_WORDS..DP_WORDS] == b[DP_CORE_WORDS..DP_WORDS])
     }
 
     /// True when this key, restricted to `mask`, equals `other` (which is
@@ -499,6 +541,57 @@ mod tests {
             k.set_tun_metadata(n, u64::MAX);
         }
         assert!(k.w[DP_WORDS..].iter().all(|w| *w == 0));
+    }
+
+    #[test]
+    fn extracted_keys_are_zero_outside_their_shape() {
+        // The invariant dp_eq and hash_dp_words rely on, checked on real
+        // frames of each kind.
+        use crate::packet::PacketMeta;
+        let frames: Vec<Vec<u8>> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "hex").then_some(p)
+            })
+            .filter_map(|p| {
+                let t = std::fs::read_to_string(p).unwrap();
+                let hex: String = t.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("").split_whitespace().collect();
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+            })
+            .collect();
+        assert!(frames.len() > 10);
+        for f in frames {
+            let mut k = FlowKey::default();
+            let mut m = PacketMeta::default();
+            if crate::flow::extract::extract(&f, &mut m, &mut k).is_err() {
+                continue;
+            }
+            let (wide, opts) = dp_shape(&k.w);
+            if !wide {
+                assert!(k.w[L3_WIDE].iter().all(|w| *w == 0), "{k:?}");
+            }
+            if !opts {
+                assert!(k.w[DP_CORE_WORDS..].iter().all(|w| *w == 0), "{k:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn dp_eq_and_hash_see_option_words_only_with_options() {
+        let mut a = FlowKey::default();
+        a.set_nw_src(1);
+        let mut b = a;
+        assert!(a.dp_eq(&b));
+        a.set_tun_metadata_present(1);
+        a.set_tun_metadata(0, 7);
+        b.set_tun_metadata_present(1);
+        b.set_tun_metadata(0, 8);
+        assert!(!a.dp_eq(&b), "options compared when present");
+        assert_ne!(a.hash64(), b.hash64());
+        b.set_tun_metadata(0, 7);
+        assert!(a.dp_eq(&b));
+        assert_eq!(a.hash64(), b.hash64());
     }
 
     #[test]
