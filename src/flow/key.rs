@@ -387,11 +387,14 @@ impl FlowKey {
         // and option bits, hence the same shape for both keys, and the
         // words outside the shape are zero in both (see `hash_dp_words`).
         let (a, b) = (&self.w, &other.w);
-        if a[..L3_WIDE.start] != b[..L3_WIDE.start] || a[L3_WIDE.end..DP_CORE_WORDS] != b[L3_WIDE.end..DP_CORE_WORDS] {
+        if a[..L3_WIDE.start] != b[..L3_WIDE.start]
+            || a[L3_WIDE.end..DP_CORE_WORDS] != b[L3_WIDE.end..DP_CORE_WORDS]
+        {
             return false;
         }
         let (wide, opts) = dp_shape(a);
-        (!wide || a[L3_WIDE] == b[L3_WIDE]) && (!opts || a[DP_CORE_WORDS..DP_WORDS] == b[DP_CORE_WORDS..DP_WORDS])
+        (!wide || a[L3_WIDE] == b[L3_WIDE])
+            && (!opts || a[DP_CORE_WORDS..DP_WORDS] == b[DP_CORE_WORDS..DP_WORDS])
     }
 
     /// True when this key, restricted to `mask`, equals `other` (which is
@@ -548,18 +551,28 @@ mod tests {
         // The invariant dp_eq and hash_dp_words rely on, checked on real
         // frames of each kind.
         use crate::packet::PacketMeta;
-        let frames: Vec<Vec<u8>> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
-            .unwrap()
-            .filter_map(|e| {
-                let p = e.unwrap().path();
-                (p.extension()? == "hex").then_some(p)
-            })
-            .filter_map(|p| {
-                let t = std::fs::read_to_string(p).unwrap();
-                let hex: String = t.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("").split_whitespace().collect();
-                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
-            })
-            .collect();
+        let frames: Vec<Vec<u8>> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+                .unwrap()
+                .filter_map(|e| {
+                    let p = e.unwrap().path();
+                    (p.extension()? == "hex").then_some(p)
+                })
+                .filter_map(|p| {
+                    let t = std::fs::read_to_string(p).unwrap();
+                    let hex: String = t
+                        .lines()
+                        .filter(|l| !l.starts_with('#'))
+                        .collect::<Vec<_>>()
+                        .join("")
+                        .split_whitespace()
+                        .collect();
+                    (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                        .collect()
+                })
+                .collect();
         assert!(frames.len() > 10);
         for f in frames {
             let mut k = FlowKey::default();
