@@ -190,6 +190,14 @@ fn apply_policy(p: &mut PortInfo, o: &PortOpts) {
     }
 }
 
+/// A port that opened (or the reason it did not), in `open_port`'s shape.
+fn opened<P: Port + 'static>(
+    r: Result<P, crate::port::Error>,
+) -> Result<(Box<dyn Port>, Option<MemHandle>), String> {
+    r.map(|p| (Box::new(p) as Box<dyn Port>, None))
+        .map_err(|e| e.to_string())
+}
+
 /// Opens the port object of a given type.
 fn open_port(
     name: &str,
@@ -213,34 +221,12 @@ fn open_port(
             }
             Ok((Box::new(p), Some(h)))
         }
-        "tap" => {
-            let cfg = TapConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
-            Ok((
-                Box::new(TapPort::open(cfg).map_err(|e| e.to_string())?),
-                None,
-            ))
-        }
-        "internal" => {
-            let cfg = TapConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
-            Ok((
-                Box::new(InternalPort::open(cfg).map_err(|e| e.to_string())?),
-                None,
-            ))
-        }
-        "system" => {
-            let cfg = AfPacketConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
-            Ok((
-                Box::new(AfPacketPort::open(cfg).map_err(|e| e.to_string())?),
-                None,
-            ))
-        }
-        "geneve" => {
-            let cfg = GeneveConfig::from_options(name, &extra).map_err(|e| e.to_string())?;
-            Ok((
-                Box::new(GenevePort::open(cfg, tlv.clone()).map_err(|e| e.to_string())?),
-                None,
-            ))
-        }
+        "tap" => opened(TapConfig::from_options(name, &extra).and_then(TapPort::open)),
+        "internal" => opened(TapConfig::from_options(name, &extra).and_then(InternalPort::open)),
+        "system" => opened(AfPacketConfig::from_options(name, &extra).and_then(AfPacketPort::open)),
+        "geneve" => opened(
+            GeneveConfig::from_options(name, &extra).and_then(|c| GenevePort::open(c, tlv.clone())),
+        ),
         other => Err(format!(
             "unknown port type '{other}' (supported: dummy, tap, internal, system, geneve)"
         )),
