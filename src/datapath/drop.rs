@@ -113,8 +113,14 @@ impl DropReason {
     }
 
     /// Every reason.
+    /// Every reason that can be counted. A third VLAN tag is reported as
+    /// `too_many_vlans` whether the frame arrived with it or an action
+    /// would push it (see [`DropReason::from_wire`]), so the malformed
+    /// spelling of it never appears.
     pub fn all() -> impl Iterator<Item = DropReason> {
-        (0..Self::COUNT).filter_map(Self::from_index)
+        (0..Self::COUNT)
+            .filter_map(Self::from_index)
+            .filter(|r| *r != DropReason::Malformed(wire::Error::TooManyVlans))
     }
 
     /// Stable snake_case name (`malformed_truncated`, `ct_invalid_bad_l4_checksum`).

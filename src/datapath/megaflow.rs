@@ -167,16 +167,18 @@ impl MegaflowCache {
         self.slots.get(slot as usize)?.as_ref()
     }
 
-    /// Installs a translation for `key`; returns (slot, version).
+    /// Installs a translation for `key`; returns (slot, version), or the
+    /// translation back when the cache is full (the caller executes it
+    /// uncached).
     pub fn insert(
         &mut self,
         key: &FlowKey,
         t: Translation,
         generation: u64,
         now: Instant,
-    ) -> Option<(u32, u32)> {
+    ) -> Result<(u32, u32), Box<Translation>> {
         if self.len >= MAX_MEGAFLOWS {
-            return None;
+            return Err(Box::new(t));
         }
         let masked = key.masked(&t.mask);
         let st = match self.subtables.iter().position(|s| s.mask == t.mask) {
@@ -223,7 +225,7 @@ impl MegaflowCache {
         });
         self.subtables[st].map.insert(masked, slot);
         self.len += 1;
-        Some((slot, self.versions[slot as usize]))
+        Ok((slot, self.versions[slot as usize]))
     }
 
     /// Removes the megaflow in `slot`.

@@ -172,8 +172,13 @@ pub struct Datapath {
     touched: Vec<(u32, u32)>,
     icmp_budget: TokenBucket,
     last_sweep: Option<Instant>,
-    generation_seen: u64,
+    // OpenFlow port number -> index in `ports` (output is per packet).
+    port_index: FastMap<u32, usize>,
+    // The receive batch, reused by every `poll_once`.
+    rx: Option<Batch>,
 }
+
+type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
 impl core::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -195,7 +200,6 @@ enum Fate {
 impl Datapath {
     /// A datapath for the bridge `of`.
     pub fn new(of: Arc<Ofproto>, ct: Arc<ConnTracker>, drops: Arc<DropCounters>) -> Self {
-        let g = of.generation();
         Datapath {
             of,
             ct,
@@ -214,7 +218,8 @@ impl Datapath {
                 last: None,
             },
             last_sweep: None,
-            generation_seen: g,
+            port_index: FastMap::default(),
+            rx: Some(Batch::new()),
         }
     }
 
@@ -259,13 +264,25 @@ impl Datapath {
             mtu_drops: 0,
             mtu_log: None,
         });
+        self.port_index.insert(no, self.ports.len() - 1);
         old
+    }
+
+    fn port(&self, no: u32) -> Option<&DpPort> {
+        self.ports.get(*self.port_index.get(&no)?)
+    }
+
+    fn port_mut(&mut self, no: u32) -> Option<&mut DpPort> {
+        self.ports.get_mut(*self.port_index.get(&no)?)
     }
 
     /// Detaches port `no`, flushing what it still had to send.
     pub fn del_port(&mut self, no: u32) -> Option<Box<dyn Port>> {
-        let i = self.ports.iter().position(|p| p.no == no)?;
+        let i = self.port_index.remove(&no)?;
         let mut p = self.ports.swap_remove(i);
+        if let Some(moved) = self.ports.get(i) {
+            self.port_index.insert(moved.no, i);
+        }
         p.tx.recycle(&mut self.pool);
         Some(p.port)
     }
@@ -282,7 +299,7 @@ impl Datapath {
     /// Sets (or, with `None`, clears) the MTU enforced on port `no`'s
     /// egress instead of the device's.
     pub fn set_mtu(&mut self, no: u32, mtu: Option<u32>) -> bool {
-        match self.ports.iter_mut().find(|p| p.no == no) {
+        match self.port_mut(no) {
             Some(p) => {
                 p.mtu_override = mtu;
                 p.mtu = mtu.unwrap_or_else(|| p.port.mtu());
@@ -294,15 +311,12 @@ impl Datapath {
 
     /// The MTU enforced on port `no`.
     pub fn port_mtu(&self, no: u32) -> Option<u32> {
-        self.ports.iter().find(|p| p.no == no).map(|p| p.mtu)
+        self.port(no).map(|p| p.mtu)
     }
 
     /// Frames dropped at port `no`'s egress because they exceeded its MTU.
     pub fn port_mtu_drops(&self, no: u32) -> u64 {
-        self.ports
-            .iter()
-            .find(|p| p.no == no)
-            .map_or(0, |p| p.mtu_drops)
+        self.port(no).map_or(0, |p| p.mtu_drops)
     }
 
     /// OpenFlow numbers of the attached ports.
@@ -317,7 +331,7 @@ impl Datapath {
 
     /// Runs `f` on port `no`.
     pub fn with_port<R>(&mut self, no: u32, f: impl FnOnce(&mut dyn Port) -> R) -> Option<R> {
-        let p = self.ports.iter_mut().find(|p| p.no == no)?;
+        let p = self.port_mut(no)?;
         Some(f(p.port.as_mut()))
     }
 
@@ -341,7 +355,9 @@ impl Datapath {
     /// number of packets received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
         let mut total = 0;
-        let mut batch = Batch::new();
+        let Some(mut batch) = self.rx.take() else {
+            return 0;
+        };
         for i in 0..self.ports.len() {
             let no = self.ports[i].no;
             // A port error (device gone) is the port's to count and
@@ -368,6 +384,7 @@ impl Datapath {
             }
             self.process_batch(&mut batch, now);
         }
+        self.rx = Some(batch);
         self.flush_tx();
         total
     }
@@ -376,9 +393,6 @@ impl Datapath {
     /// queued on the ports' transmit batches (call [`Datapath::flush_tx`]).
     pub fn process_batch(&mut self, batch: &mut Batch, now: Instant) {
         let gen = self.of.generation();
-        if gen != self.generation_seen {
-            self.generation_seen = gen;
-        }
         self.stats.packets += batch.len() as u64;
         // Both vectors keep their capacity from batch to batch: moving
         // packets between them never allocates.
@@ -473,12 +487,12 @@ impl Datapath {
             None => {
                 self.stats.upcalls += 1;
                 let t = self.of.translate(key, now);
-                match self.mf.insert(key, t.clone(), gen, now) {
-                    Some((slot, ver)) => {
+                match self.mf.insert(key, t, gen, now) {
+                    Ok((slot, ver)) => {
                         self.emc.insert(hash, key, slot, ver);
                         (slot, ver)
                     }
-                    None => {
+                    Err(t) => {
                         // Cache full: execute without caching (slow path),
                         // still counted and credited.
                         self.stats.upcalls_uncached += 1;
@@ -503,6 +517,7 @@ impl Datapath {
             ct,
             recirc,
             icmp_budget,
+            port_index,
             ..
         } = self;
         let Some(m) = mf.get_mut(slot, ver) else {
@@ -517,6 +532,7 @@ impl Datapath {
         execute_actions(
             ExecCtx {
                 ports,
+                port_index,
                 icmp_budget,
                 pool,
                 drops,
@@ -546,11 +562,13 @@ impl Datapath {
             ct,
             recirc,
             icmp_budget,
+            port_index,
             ..
         } = self;
         execute_actions(
             ExecCtx {
                 ports,
+                port_index,
                 icmp_budget,
                 pool,
                 drops,
@@ -597,7 +615,7 @@ impl Datapath {
     /// Starts (or, with `None`, stops) copying port `no`'s traffic to a
     /// capture. False when there is no such port.
     pub fn set_capture(&mut self, no: u32, c: Option<CaptureHandle>) -> bool {
-        match self.ports.iter_mut().find(|p| p.no == no) {
+        match self.port_mut(no) {
             Some(p) => {
                 p.capture = c;
                 true
@@ -689,6 +707,7 @@ impl Datapath {
 
 struct ExecCtx<'a> {
     ports: &'a mut Vec<DpPort>,
+    port_index: &'a FastMap<u32, usize>,
     icmp_budget: &'a mut TokenBucket,
     pool: &'a mut PacketPool,
     drops: &'a DropCounters,
@@ -701,7 +720,11 @@ impl ExecCtx<'_> {
     /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
     /// ICMP error goes back to its sender).
     fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
-        let Some(p) = self.ports.iter_mut().find(|p| p.no == no) else {
+        let Some(p) = self
+            .port_index
+            .get(&no)
+            .and_then(|i| self.ports.get_mut(*i))
+        else {
             self.drops.add(DropReason::NoSuchPort, 1);
             self.pool.put(pkt);
             return Fate::Dropped;

@@ -285,14 +285,12 @@ pub struct Ofproto {
     tables: RwLock<Tables>,
     ports: RwLock<Ports>,
     pub(crate) mac: Mutex<MacTable>,
-    pub(crate) recirc: Mutex<RecircTableGuard>,
+    pub(crate) recirc: Mutex<recirc::RecircTable>,
     pub(crate) config: RwLock<BridgeConfig>,
     generation: AtomicU64,
     // Ports disabled by BPDU guard since the last `take_disabled_events`.
     bpdu_disabled: Mutex<Vec<u32>>,
 }
-
-type RecircTableGuard = recirc::RecircTable;
 
 impl core::fmt::Debug for Ofproto {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -403,8 +401,9 @@ impl Ofproto {
     }
 
     pub(crate) fn disable_port_for_bpdu(&self, no: u32) {
-        // Called from translation with the ports read lock held elsewhere:
-        // record the event; the control thread applies it.
+        // Translation holds the ports read lock, so it cannot disable the
+        // port itself: it records the event and the control thread applies
+        // it (`apply_bpdu_guard`).
         self.bpdu_disabled.lock().push(no);
     }
 

@@ -398,7 +398,6 @@ impl<'a> Xlate<'a> {
         let Some(cls) = self.tables.table(table) else {
             return;
         };
-        let tables = self.tables;
         let rule: Option<&Arc<Rule>> = cls.lookup(&self.key, &mut self.wc);
         let depth = self.depth;
         match rule {
@@ -411,7 +410,6 @@ impl<'a> Xlate<'a> {
                 }
             }
             Some(rule) => {
-                let _ = tables;
                 if let Some(t) = self.trace.as_deref_mut() {
                     t.rule(depth, table, rule);
                 }

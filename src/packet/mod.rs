@@ -172,7 +172,9 @@ impl PacketPool {
 
     /// Gives a buffer back.
     pub fn put(&mut self, p: PacketBuf) {
-        // Oversized buffers (a rare jumbo frame) are not worth keeping around.
+        // Bounded, so a burst that outgrew the pool once (many packets in
+        // flight during a flood) does not pin that memory forever. Buffers
+        // grown by a GSO super-packet are kept: TSO traffic reuses them.
         if self.free.len() < 16 * MAX_BURST {
             self.free.push(p);
         }
