@@ -29,6 +29,16 @@ fn flow(table: u8, priority: u16, m: Match, actions: Vec<Action>) -> FlowMod {
     }
 }
 
+/// `priority=0,actions=NORMAL` in table 0.
+fn normal_flow() -> FlowMod {
+    flow(
+        0,
+        0,
+        Match::default(),
+        vec![Action::Output(ofp_port::NORMAL)],
+    )
+}
+
 fn m_in_port(p: u32) -> Match {
     let mut m = Match::default();
     m.set_exact(Field::InPort, u128::from(p));
@@ -84,16 +94,7 @@ fn explicit_drop_is_pipeline_drop() {
 fn normal_floods_then_learns() {
     let of = of_with_ports(3);
     let now = Instant::now();
-    of.flow_mods(
-        &[flow(
-            0,
-            0,
-            Match::default(),
-            vec![Action::Output(ofp_port::NORMAL)],
-        )],
-        now,
-    )
-    .unwrap();
+    of.flow_mods(&[normal_flow()], now).unwrap();
     let a = 0x0200_0000_000a;
     let b = 0x0200_0000_000b;
     // A -> B: B unknown, flood to 2 and 3; A learned on 1.
@@ -566,16 +567,7 @@ fn timeouts_expire_flows() {
 fn bpdu_dropped_on_edge_ports_and_guard_disables() {
     let of = of_with_ports(2);
     let now = Instant::now();
-    of.flow_mods(
-        &[flow(
-            0,
-            0,
-            Match::default(),
-            vec![Action::Output(ofp_port::NORMAL)],
-        )],
-        now,
-    )
-    .unwrap();
+    of.flow_mods(&[normal_flow()], now).unwrap();
     let stp = key(1, 0x0200_0000_0001, 0x0180_c200_0000);
     let t = of.translate(&stp, now);
     assert_eq!(t.drop, Some(DropReason::Bpdu));
@@ -610,16 +602,7 @@ fn normal_vlan_access_and_trunk() {
     for p in [a1, a2, a3, trunk] {
         of.add_port(p);
     }
-    of.flow_mods(
-        &[flow(
-            0,
-            0,
-            Match::default(),
-            vec![Action::Output(ofp_port::NORMAL)],
-        )],
-        now,
-    )
-    .unwrap();
+    of.flow_mods(&[normal_flow()], now).unwrap();
     // Untagged from access port a1 floods to a2 (untagged) and the trunk
     // (tagged 100), not to a3 (VLAN 200).
     let t = of.translate(&key(1, 0x0200_0000_0001, 0xffff_ffff_ffff), now);
