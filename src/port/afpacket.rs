@@ -25,9 +25,9 @@
 use super::link::{Counters, LinkLife};
 use super::sys::packet::{PacketOptions, PacketRecv, PacketSocket, PACKET_OUTGOING};
 use super::sys::{self, netdev, MAX_MSGS};
-use super::tap::{config, parse_bool, MAX_FRAME};
+use super::tap::MAX_FRAME;
 use super::vnet::{self, VnetHdr};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::{Batch, PacketBuf, PacketPool};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -57,13 +57,13 @@ impl AfPacketConfig {
 
     /// From `add-port ... key=value` options: `promisc=true|false`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<AfPacketConfig, Error> {
-        sys::check_ifname(name).map_err(|e| config(name, e.to_string()))?;
+        sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = AfPacketConfig::new(name);
         for &(k, v) in opts {
             match k {
                 "promisc" => c.promisc = parse_bool(name, k, v)?,
                 _ => {
-                    return Err(config(
+                    return Err(Error::config(
                         name,
                         format!("unknown option {k:?} for a system port"),
                     ))
@@ -118,13 +118,7 @@ impl AfPacketPort {
                 life.down(format_args!("interface missing ({e})"));
                 (None, 0, 1500)
             }
-            Err(source) => {
-                return Err(Error::Io {
-                    op: "attach system port",
-                    port: cfg.name.clone(),
-                    source,
-                })
-            }
+            Err(e) => return Err(Error::io("attach system port", &cfg.name, e)),
         };
         if sock.is_some() {
             tracing::info!(port = %cfg.name, ifindex, mtu, "attached to interface");

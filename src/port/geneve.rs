@@ -69,7 +69,7 @@
 use super::link::Counters;
 use super::sys::netdev;
 use super::udp::{IcmpCounters, Options as UdpOptions, RecvInfo, Socket};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{
     Batch, CsumStatus, Gso, PacketBuf, PacketData, PacketPool, TunnelMeta, MAX_BURST,
@@ -417,13 +417,6 @@ pub struct GeneveConfig {
     pub df: bool,
 }
 
-fn config(port: &str, msg: impl Into<String>) -> Error {
-    Error::Config {
-        port: port.to_string(),
-        msg: msg.into(),
-    }
-}
-
 impl GeneveConfig {
     /// Defaults for a port to `remote`.
     pub fn new(name: &str, remote: Remote) -> GeneveConfig {
@@ -451,12 +444,12 @@ impl GeneveConfig {
         let ip = |k: &str, v: &str| -> Result<Ipv4Addr, Error> {
             v.parse::<Ipv4Addr>().map_err(|_| {
                 if v.parse::<std::net::Ipv6Addr>().is_ok() {
-                    config(
+                    Error::config(
                         name,
                         format!("{k}={v}: IPv6 underlays are not supported (IPv4 only)"),
                     )
                 } else {
-                    config(name, format!("{k}={v}: expected an IPv4 address"))
+                    Error::config(name, format!("{k}={v}: expected an IPv4 address"))
                 }
             })
         };
@@ -466,14 +459,9 @@ impl GeneveConfig {
             }
             parse_int(k, v, 0xff_ffff)
                 .map(|n| Key::Vni(n as u32))
-                .map_err(|e| config(name, format!("{e} (a Geneve VNI is 24 bits), or 'flow'")))
-        };
-        let boolean = |k: &str, v: &str| -> Result<bool, Error> {
-            match v {
-                "true" | "yes" | "on" | "1" => Ok(true),
-                "false" | "no" | "off" | "0" => Ok(false),
-                _ => Err(config(name, format!("{k}={v}: expected true or false"))),
-            }
+                .map_err(|e| {
+                    Error::config(name, format!("{e} (a Geneve VNI is 24 bits), or 'flow'"))
+                })
         };
         for &(k, v) in opts {
             match k {
@@ -487,27 +475,24 @@ impl GeneveConfig {
                 "in_key" => c.in_key = key(k, v)?,
                 "out_key" => c.out_key = key(k, v)?,
                 "dst_port" => {
-                    c.dst_port = v
-                        .parse()
-                        .ok()
-                        .filter(|&p| p != 0)
-                        .ok_or_else(|| config(name, format!("{k}={v}: expected a UDP port")))?
+                    c.dst_port = v.parse().ok().filter(|&p| p != 0).ok_or_else(|| {
+                        Error::config(name, format!("{k}={v}: expected a UDP port"))
+                    })?
                 }
-                "csum" => c.csum = boolean(k, v)?,
-                "df_default" => c.df = boolean(k, v)?,
+                "csum" => c.csum = parse_bool(name, k, v)?,
+                "df_default" => c.df = parse_bool(name, k, v)?,
                 "ttl" => {
-                    c.ttl =
-                        v.parse().ok().filter(|&t| t != 0).ok_or_else(|| {
-                            config(name, format!("{k}={v}: expected a TTL (1..255)"))
-                        })?
+                    c.ttl = v.parse().ok().filter(|&t| t != 0).ok_or_else(|| {
+                        Error::config(name, format!("{k}={v}: expected a TTL (1..255)"))
+                    })?
                 }
                 "tos" => {
-                    c.tos = parse_int(k, v, 0xff)
-                        .map_err(|e| config(name, format!("{e} (tos=inherit is not supported)")))?
-                        as u8
+                    c.tos = parse_int(k, v, 0xff).map_err(|e| {
+                        Error::config(name, format!("{e} (tos=inherit is not supported)"))
+                    })? as u8
                 }
                 _ => {
-                    return Err(config(
+                    return Err(Error::config(
                         name,
                         format!(
                             "unknown option '{k}' for a geneve port (remote_ip, local_ip, key, \
@@ -518,7 +503,7 @@ impl GeneveConfig {
             }
         }
         c.remote = remote.ok_or_else(|| {
-            config(
+            Error::config(
                 name,
                 "remote_ip is required (an IPv4 address, or 'flow' to take tun_dst)",
             )
@@ -823,14 +808,6 @@ pub struct GenevePort {
     icmp_logged: (u64, Option<Instant>),
 }
 
-fn io_err(port: &str, op: &'static str, source: std::io::Error) -> Error {
-    Error::Io {
-        op,
-        port: port.to_string(),
-        source,
-    }
-}
-
 impl GenevePort {
     /// Binds the receive socket on `local_ip:dst_port` and the send sockets
     /// on source ports in 49152..=65535; reads the underlay MTU.
@@ -855,7 +832,7 @@ impl GenevePort {
         let rx_local = SocketAddr::V4(SocketAddrV4::new(local_ip, cfg.dst_port));
         let rx = Socket::bind_with(rx_local, tx_opts_rx(tx_opts)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                config(
+                Error::config(
                     &name,
                     format!(
                         "{rx_local} is already in use (another geneve port with the same \
@@ -863,7 +840,7 @@ impl GenevePort {
                     ),
                 )
             } else {
-                io_err(&name, "bind geneve socket", e)
+                Error::io("bind geneve socket", &name, e)
             }
         })?;
         let bound = rx.local_addr();
@@ -1094,12 +1071,12 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
                 dsts: Vec::with_capacity(MAX_BURST),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(io_err(name, "bind geneve send socket", e)),
+            Err(e) => return Err(Error::io("bind geneve send socket", name, e)),
         }
     }
     if lanes.is_empty() {
         let sock = Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, 0)), opts)
-            .map_err(|e| io_err(name, "bind geneve send socket", e))?;
+            .map_err(|e| Error::io("bind geneve send socket", name, e))?;
         lanes.push(TxLane {
             sock,
             batch: Batch::new(),

@@ -66,6 +66,37 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// An OS call `op` on port `port` failed.
+    pub(crate) fn io(op: &'static str, port: &str, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            port: port.to_string(),
+            source,
+        }
+    }
+
+    /// A port option of `port` is missing or wrong.
+    pub(crate) fn config(port: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
+            port: port.to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// A boolean `add-port` option, spelled as Open vSwitch accepts them.
+pub(crate) fn parse_bool(port: &str, k: &str, v: &str) -> Result<bool, Error> {
+    match v {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(Error::config(
+            port,
+            format!("{k}={v}: expected true or false"),
+        )),
+    }
+}
+
 /// Why a port dropped a packet on its own (before or after the datapath).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PortDrop {

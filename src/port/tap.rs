@@ -31,7 +31,7 @@
 use super::link::{Counters, LinkLife};
 use super::sys::{self, netdev, tun};
 use super::vnet::{self, VnetHdr};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -70,7 +70,7 @@ impl TapConfig {
     /// From `add-port ... key=value` options: `vnet_hdr=true|false`,
     /// `mtu_request=N`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<TapConfig, Error> {
-        sys::check_ifname(name).map_err(|e| config(name, e.to_string()))?;
+        sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = TapConfig::new(name);
         for &(k, v) in opts {
             match k {
@@ -81,29 +81,19 @@ impl TapConfig {
                         .ok()
                         .filter(|m| (68..=65535).contains(m))
                         .ok_or_else(|| {
-                            config(name, format!("mtu_request={v}: expected 68..65535"))
+                            Error::config(name, format!("mtu_request={v}: expected 68..65535"))
                         })?;
                     c.mtu_request = Some(m);
                 }
-                _ => return Err(config(name, format!("unknown option {k:?} for a tap port"))),
+                _ => {
+                    return Err(Error::config(
+                        name,
+                        format!("unknown option {k:?} for a tap port"),
+                    ))
+                }
             }
         }
         Ok(c)
-    }
-}
-
-pub(crate) fn config(port: &str, msg: String) -> Error {
-    Error::Config {
-        port: port.to_string(),
-        msg,
-    }
-}
-
-pub(crate) fn parse_bool(port: &str, k: &str, v: &str) -> Result<bool, Error> {
-    match v {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(config(port, format!("{k}={v}: expected true or false"))),
     }
 }
 
@@ -166,11 +156,7 @@ impl TapPort {
     }
 
     pub(crate) fn open_kind(cfg: TapConfig, kind: &'static str) -> Result<TapPort, Error> {
-        let (fd, mtu) = attach(&cfg, &cfg.name).map_err(|source| Error::Io {
-            op: "open tap",
-            port: cfg.name.clone(),
-            source,
-        })?;
+        let (fd, mtu) = attach(&cfg, &cfg.name).map_err(|e| Error::io("open tap", &cfg.name, e))?;
         let owner = !fd.persistent();
         tracing::info!(
             port = %cfg.name,
