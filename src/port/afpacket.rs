@@ -233,9 +233,7 @@ impl Port for AfPacketPort {
             return Ok(0);
         };
         for _ in 0..k {
-            let mut p = pool.get();
-            p.rx_area();
-            self.rx_bufs.push(p);
+            self.rx_bufs.push(pool.get());
         }
         let mut infos = [PacketRecv::default(); MAX_MSGS];
         let res = {
@@ -281,20 +279,11 @@ impl Port for AfPacketPort {
                 pool.put(p);
                 continue;
             }
-            // After rx_area() the whole area is tailroom.
-            let area = p.tailroom();
-            if info.len <= area {
-                p.set_len(info.len);
-            } else {
-                p.set_len(area);
-                let extra = info.len - area;
-                p.extend_zeroed(extra);
-                p.data_mut()[area..].copy_from_slice(&self.overflow[i][..extra]);
-            }
+            super::finish_rx(&mut p, info.len, &self.overflow[i]);
             let mut h = VnetHdr::parse(&self.rx_hdrs[i]);
             if let Some(v) = info.vlan {
                 if p.len() < 12 {
-                    self.c.stats.rx_errors += 1;
+                    self.c.rx_invalid();
                     pool.put(p);
                     continue;
                 }
@@ -304,13 +293,11 @@ impl Port for AfPacketPort {
                 h.shift(4);
             }
             if h.apply_to(&mut p.meta).is_err() {
-                self.c.stats.rx_errors += 1;
-                self.c.stats.rx_dropped += 1;
+                self.c.rx_invalid();
                 pool.put(p);
                 continue;
             }
-            self.c.stats.rx_packets += 1;
-            self.c.stats.rx_bytes += p.len() as u64;
+            self.c.rx(p.len());
             match batch.push(p) {
                 Ok(()) => n += 1,
                 Err(p) => pool.put(p),
@@ -342,8 +329,7 @@ impl Port for AfPacketPort {
             }
             if m == done {
                 // The first packet's offload metadata makes no sense.
-                self.c.stats.tx_errors += 1;
-                self.c.tx_drop(PortDrop::TxError, 1);
+                self.c.tx_error(1);
                 done += 1;
                 continue;
             }
@@ -362,8 +348,7 @@ impl Port for AfPacketPort {
             match res {
                 Ok(k) => {
                     for p in &pkts[..k.min(pkts.len())] {
-                        self.c.stats.tx_packets += 1;
-                        self.c.stats.tx_bytes += p.len() as u64;
+                        self.c.tx(p.len());
                     }
                     done += k;
                     if k == 0 {
@@ -383,8 +368,7 @@ impl Port for AfPacketPort {
                     done = total;
                 }
                 Err(_) => {
-                    self.c.stats.tx_errors += 1;
-                    self.c.tx_drop(PortDrop::TxError, 1);
+                    self.c.tx_error(1);
                     done += 1;
                 }
             }

@@ -1110,11 +1110,10 @@ impl Port for GenevePort {
         let mut n = 0;
         for (i, mut p) in self.rx_tmp.drain().enumerate() {
             let from = self.rx_info.get(i).copied().unwrap_or_default();
-            let len = p.len() as u64;
+            let len = p.len();
             match decap(&mut p, &from, &self.policy, &map) {
                 Ok(()) => {
-                    self.c.stats.rx_packets += 1;
-                    self.c.stats.rx_bytes += len;
+                    self.c.rx(len);
                     match batch.push(p) {
                         Ok(()) => n += 1,
                         Err(p) => pool.put(p),

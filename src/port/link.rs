@@ -115,6 +115,34 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts one received frame of `bytes` bytes.
+    #[inline]
+    pub fn rx(&mut self, bytes: usize) {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += bytes as u64;
+    }
+
+    /// Counts one sent frame of `bytes` bytes.
+    #[inline]
+    pub fn tx(&mut self, bytes: usize) {
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += bytes as u64;
+    }
+
+    /// Counts a received frame whose offload header we cannot honour: an
+    /// error (the peer broke the contract) and a drop.
+    pub fn rx_invalid(&mut self) {
+        self.stats.rx_errors += 1;
+        self.stats.rx_dropped += 1;
+    }
+
+    /// Counts `n` frames the OS refused (or whose offload metadata makes
+    /// no sense): errors, and drops under `tx_error`.
+    pub fn tx_error(&mut self, n: u64) {
+        self.stats.tx_errors += n;
+        self.tx_drop(PortDrop::TxError, n);
+    }
+
     /// Counts `n` received frames dropped for `why`.
     pub fn rx_drop(&mut self, why: PortDrop, n: u64) {
         self.stats.rx_dropped += n;

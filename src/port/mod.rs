@@ -36,8 +36,26 @@ pub use geneve::{GeneveConfig, GenevePort};
 pub use internal::InternalPort;
 pub use tap::{TapConfig, TapPort};
 
-use crate::packet::{Batch, PacketPool};
+use crate::packet::{Batch, PacketBuf, PacketPool};
 use std::os::fd::RawFd;
+
+/// Ends a receive that scattered over `p.rx_area()` and then `overflow`:
+/// the frame is `len` bytes, and only what did not fit the pool buffer (a
+/// GSO super-packet, a jumbo datagram) pays a copy from the overflow area.
+pub(crate) fn finish_rx(p: &mut PacketBuf, len: usize, overflow: &[u8]) {
+    // After rx_area() the whole area is tailroom.
+    let area = p.tailroom();
+    if len <= area {
+        p.set_len(len);
+        return;
+    }
+    let extra = (len - area).min(overflow.len());
+    p.set_len(area);
+    p.extend_zeroed(extra);
+    if let (Some(dst), Some(src)) = (p.data_mut().get_mut(area..), overflow.get(..extra)) {
+        dst.copy_from_slice(src);
+    }
+}
 
 /// Errors of port setup and I/O.
 #[derive(Debug, thiserror::Error)]

@@ -234,32 +234,20 @@ impl TapPort {
         let mut f = dev.file();
         let mut hdr = [0u8; vnet::LEN];
         let area = p.rx_area();
-        let area_len = area.len();
         let n = if self.cfg.vnet_hdr {
             let mut iov = [
                 IoSliceMut::new(&mut hdr),
                 IoSliceMut::new(area),
                 IoSliceMut::new(&mut self.overflow),
             ];
-            let n = f.read_vectored(&mut iov)?;
-            if n < vnet::LEN {
-                return Err(io::ErrorKind::InvalidData.into());
-            }
-            n - vnet::LEN
+            f.read_vectored(&mut iov)?
+                .checked_sub(vnet::LEN)
+                .ok_or(io::ErrorKind::InvalidData)?
         } else {
             let mut iov = [IoSliceMut::new(area), IoSliceMut::new(&mut self.overflow)];
             f.read_vectored(&mut iov)?
         };
-        if n <= area_len {
-            p.set_len(n);
-        } else {
-            // A super-packet: the rest landed in the overflow area.
-            p.set_len(area_len);
-            let extra = n - area_len;
-            p.extend_zeroed(extra);
-            let d = p.data_mut();
-            d[area_len..].copy_from_slice(&self.overflow[..extra]);
-        }
+        super::finish_rx(p, n, &self.overflow);
         if self.cfg.vnet_hdr && VnetHdr::parse(&hdr).apply_to(&mut p.meta).is_err() {
             return Err(io::ErrorKind::InvalidData.into());
         }
@@ -274,7 +262,7 @@ impl TapPort {
     }
 
     /// Maps a write error to the flow and counts it.
-    fn tx_error(&mut self, e: io::Error, frames: u64) -> TxFlow {
+    fn write_failed(&mut self, e: io::Error, frames: u64) -> TxFlow {
         if e.kind() == io::ErrorKind::WouldBlock {
             return TxFlow::Stop;
         }
@@ -286,46 +274,32 @@ impl TapPort {
             // namespace has not brought its interface up).
             self.c.tx_drop(PortDrop::PortDown, frames);
         } else {
-            self.c.stats.tx_errors += frames;
-            self.c.tx_drop(PortDrop::TxError, frames);
+            self.c.tx_error(frames);
         }
         TxFlow::Next
     }
 
     fn send_one(&mut self, pkt: &mut PacketBuf) -> TxFlow {
-        if self.cfg.vnet_hdr {
-            let h = match vnet::header_for(pkt) {
-                Ok(h) => h.emit(),
-                Err(_) => {
-                    self.c.stats.tx_errors += 1;
-                    self.c.tx_drop(PortDrop::TxError, 1);
-                    return TxFlow::Next;
-                }
+        let r = if self.cfg.vnet_hdr {
+            let Ok(h) = vnet::header_for(pkt) else {
+                self.c.tx_error(1);
+                return TxFlow::Next;
             };
-            return match self.write_one(&[IoSlice::new(&h), IoSlice::new(pkt.data())]) {
-                Ok(_) => {
-                    self.c.stats.tx_packets += 1;
-                    self.c.stats.tx_bytes += pkt.len() as u64;
-                    TxFlow::Next
-                }
-                Err(e) => self.tx_error(e, 1),
-            };
-        }
-        if pkt.meta.gso != Gso::None {
+            self.write_one(&[IoSlice::new(&h.emit()), IoSlice::new(pkt.data())])
+        } else if pkt.meta.gso != Gso::None {
             return self.send_segments(pkt);
-        }
-        if gso::complete_checksum(pkt).is_err() {
-            self.c.stats.tx_errors += 1;
-            self.c.tx_drop(PortDrop::TxError, 1);
+        } else if gso::complete_checksum(pkt).is_err() {
+            self.c.tx_error(1);
             return TxFlow::Next;
-        }
-        match self.write_one(&[IoSlice::new(pkt.data())]) {
+        } else {
+            self.write_one(&[IoSlice::new(pkt.data())])
+        };
+        match r {
             Ok(_) => {
-                self.c.stats.tx_packets += 1;
-                self.c.stats.tx_bytes += pkt.len() as u64;
+                self.c.tx(pkt.len());
                 TxFlow::Next
             }
-            Err(e) => self.tx_error(e, 1),
+            Err(e) => self.write_failed(e, 1),
         }
     }
 
@@ -336,8 +310,7 @@ impl TapPort {
         let s = match Segmenter::new(pkt.data(), pkt.meta.gso) {
             Ok(s) => s,
             Err(_) => {
-                self.c.stats.tx_errors += 1;
-                self.c.tx_drop(PortDrop::TxError, 1);
+                self.c.tx_error(1);
                 return TxFlow::Next;
             }
         };
@@ -353,13 +326,10 @@ impl TapPort {
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
                 .and_then(|n| self.write_one(&[IoSlice::new(&scratch[..n])]).map(|_| n));
             match r {
-                Ok(n) => {
-                    self.c.stats.tx_packets += 1;
-                    self.c.stats.tx_bytes += n as u64;
-                }
+                Ok(n) => self.c.tx(n),
                 Err(e) => {
                     let left = (s.count() - i) as u64;
-                    flow = match self.tx_error(e, left) {
+                    flow = match self.write_failed(e, left) {
                         TxFlow::Stop => {
                             self.c.tx_drop(PortDrop::TxQueueFull, left);
                             TxFlow::Next
@@ -390,8 +360,7 @@ impl Port for TapPort {
             let mut p = pool.get();
             match self.read_frame(&mut p) {
                 Ok(len) => {
-                    self.c.stats.rx_packets += 1;
-                    self.c.stats.rx_bytes += len as u64;
+                    self.c.rx(len);
                     if let Err(p) = batch.push(p) {
                         pool.put(p);
                     }
@@ -404,8 +373,7 @@ impl Port for TapPort {
                         io::ErrorKind::Interrupted => continue,
                         io::ErrorKind::InvalidData => {
                             // A header we did not negotiate: drop the frame.
-                            self.c.stats.rx_errors += 1;
-                            self.c.stats.rx_dropped += 1;
+                            self.c.rx_invalid();
                             continue;
                         }
                         _ if tun::is_gone(&e) => {

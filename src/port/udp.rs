@@ -206,9 +206,7 @@ impl Socket {
                 .collect();
         }
         for _ in 0..k {
-            let mut p = pool.get();
-            p.rx_area();
-            self.rx_bufs.push(p);
+            self.rx_bufs.push(pool.get());
         }
         let mut out = [UdpRecv::default(); MAX_MSGS];
         let res = {
@@ -244,15 +242,7 @@ impl Socket {
                 pool.put(p);
                 continue;
             }
-            let area = p.tailroom();
-            if r.len <= area {
-                p.set_len(r.len);
-            } else {
-                p.set_len(area);
-                let extra = r.len - area;
-                p.extend_zeroed(extra);
-                p.data_mut()[area..].copy_from_slice(&self.overflow[i][..extra]);
-            }
+            super::finish_rx(&mut p, r.len, &self.overflow[i]);
             match batch.push(p) {
                 Ok(()) => {
                     info[n] = RecvInfo {
