@@ -144,11 +144,6 @@ impl AfPacketPort {
         self.ifindex
     }
 
-    /// How many times the link went down.
-    pub fn link_downs(&self) -> u64 {
-        self.life.downs()
-    }
-
     /// One drop counter.
     pub fn drop_count(&self, why: PortDrop) -> u64 {
         self.c.drop_count(why)

@@ -110,8 +110,6 @@ enum TxFlow {
 /// A TAP port.
 #[derive(Debug)]
 pub struct TapPort {
-    name: String,
-    kind: &'static str,
     cfg: TapConfig,
     dev: Option<tun::TapFd>,
     /// The fd of a device that disappeared, kept open until a new one is
@@ -152,10 +150,6 @@ impl TapPort {
     /// Creates TAP `cfg.name` (or attaches to an existing persistent one),
     /// non-blocking, brought up.
     pub fn open(cfg: TapConfig) -> Result<TapPort, Error> {
-        TapPort::open_kind(cfg, "tap")
-    }
-
-    pub(crate) fn open_kind(cfg: TapConfig, kind: &'static str) -> Result<TapPort, Error> {
         let (fd, mtu) = attach(&cfg, &cfg.name).map_err(|e| Error::io("open tap", &cfg.name, e))?;
         let owner = !fd.persistent();
         tracing::info!(
@@ -167,8 +161,6 @@ impl TapPort {
             fd.name()
         );
         Ok(TapPort {
-            name: cfg.name.clone(),
-            kind,
             life: LinkLife::new(&cfg.name),
             cfg,
             dev: Some(fd),
@@ -194,11 +186,6 @@ impl TapPort {
     /// The configuration the port was opened with.
     pub fn config(&self) -> &TapConfig {
         &self.cfg
-    }
-
-    /// How many times the link went down.
-    pub fn link_downs(&self) -> u64 {
-        self.life.downs()
     }
 
     /// One drop counter.
@@ -347,11 +334,11 @@ impl TapPort {
 
 impl Port for TapPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.cfg.name
     }
 
     fn kind(&self) -> &'static str {
-        self.kind
+        "tap"
     }
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
@@ -473,7 +460,7 @@ impl Port for TapPort {
 impl Drop for TapPort {
     fn drop(&mut self) {
         if self.created() {
-            tracing::info!(port = %self.name, "removing tap we created");
+            tracing::info!(port = %self.cfg.name, "removing tap we created");
         }
         // Closing the fd removes a non-persistent TAP (ours) and leaves a
         // persistent one (someone else's).
