@@ -792,10 +792,20 @@ struct TxLane {
     dsts: Vec<SocketAddr>,
 }
 
+impl TxLane {
+    fn new(sock: Socket) -> TxLane {
+        TxLane {
+            sock,
+            batch: Batch::new(),
+            // Flushed when `batch` is full: never grows past this.
+            dsts: Vec::with_capacity(MAX_BURST),
+        }
+    }
+}
+
 /// A Geneve tunnel port.
 #[derive(Debug)]
 pub struct GenevePort {
-    name: String,
     cfg: GeneveConfig,
     rx: Socket,
     lanes: Vec<TxLane>,
@@ -812,51 +822,45 @@ impl GenevePort {
     /// Binds the receive socket on `local_ip:dst_port` and the send sockets
     /// on source ports in 49152..=65535; reads the underlay MTU.
     pub fn open(cfg: GeneveConfig, tlv: TlvMapHandle) -> Result<GenevePort, Error> {
-        let name = cfg.name.clone();
+        let name = &cfg.name;
         let local_ip = cfg.local.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let pmtudisc = Some(if cfg.df {
-            libc::IP_PMTUDISC_DO
-        } else {
-            libc::IP_PMTUDISC_DONT
-        });
-        let tx_opts = UdpOptions {
-            pktinfo: false,
-            tos_ttl: false,
-            rcvbuf: 256 << 10,
-            pmtudisc,
-            ttl: Some(cfg.ttl),
-            tos: Some(cfg.tos),
-            no_check: !cfg.csum,
-            ..UdpOptions::default()
-        };
         let rx_local = SocketAddr::V4(SocketAddrV4::new(local_ip, cfg.dst_port));
-        let rx = Socket::bind_with(rx_local, tx_opts_rx(tx_opts)).map_err(|e| {
+        // The receive socket never sends: the defaults (pktinfo for
+        // tun_dst, TOS/TTL, error queue, big buffer) are what it needs.
+        let rx = Socket::bind(rx_local).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 Error::config(
-                    &name,
+                    name,
                     format!(
                         "{rx_local} is already in use (another geneve port with the same \
                          local_ip and dst_port, or another program)"
                     ),
                 )
             } else {
-                Error::io("bind geneve socket", &name, e)
+                Error::io("bind geneve socket", name, e)
             }
         })?;
-        let bound = rx.local_addr();
-        let lanes = bind_lanes(&name, local_ip, tx_opts)?;
+        let tx_opts = UdpOptions {
+            pktinfo: false,
+            tos_ttl: false,
+            rcvbuf: 256 << 10,
+            pmtudisc: Some(if cfg.df {
+                libc::IP_PMTUDISC_DO
+            } else {
+                libc::IP_PMTUDISC_DONT
+            }),
+            ttl: Some(cfg.ttl),
+            tos: Some(cfg.tos),
+            no_check: !cfg.csum,
+            ..UdpOptions::default()
+        };
+        let lanes = bind_lanes(name, local_ip, tx_opts)?;
         let mtu = underlay_mtu(match cfg.remote {
             Remote::Ip(a) => Some(a),
             Remote::Flow => cfg.local,
         });
-        let ports: Vec<u16> = lanes.iter().map(|l| l.sock.local_addr().port()).collect();
-        tracing::info!(
-            port = %name, local = %bound, remote = ?cfg.remote, key = ?cfg.out_key,
-            src_ports = ?ports, mtu, "geneve port open"
-        );
-        Ok(GenevePort {
-            policy: cfg.policy(bound),
-            name,
+        let port = GenevePort {
+            policy: cfg.policy(rx.local_addr()),
             cfg,
             rx,
             lanes,
@@ -866,7 +870,12 @@ impl GenevePort {
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
             icmp_logged: (0, None),
-        })
+        };
+        tracing::info!(
+            port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
+            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), mtu, "geneve port open"
+        );
+        Ok(port)
     }
 
     /// The configuration.
@@ -898,15 +907,7 @@ impl GenevePort {
     pub fn icmp(&self) -> IcmpCounters {
         let mut t = *self.rx.icmp();
         for l in &self.lanes {
-            let i = l.sock.icmp();
-            t.port_unreachable += i.port_unreachable;
-            t.host_unreachable += i.host_unreachable;
-            t.net_unreachable += i.net_unreachable;
-            t.frag_needed += i.frag_needed;
-            t.other += i.other;
-            if i.last.is_some() {
-                t.last = i.last;
-            }
+            t += *l.sock.icmp();
         }
         t
     }
@@ -1032,22 +1033,13 @@ impl GenevePort {
             .is_none_or(|t| now.saturating_duration_since(t) >= ICMP_LOG_INTERVAL);
         if total > self.icmp_logged.0 && due {
             tracing::warn!(
-                port = %self.name,
+                port = %self.cfg.name,
                 errors = total,
                 last = ?icmp.last,
                 "ICMP errors from the underlay (peer unreachable?); counted in dump-drops"
             );
             self.icmp_logged = (total, Some(now));
         }
-    }
-}
-
-fn tx_opts_rx(o: UdpOptions) -> UdpOptions {
-    UdpOptions {
-        pktinfo: true,
-        tos_ttl: true,
-        rcvbuf: 4 << 20,
-        ..o
     }
 }
 
@@ -1065,11 +1057,7 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
         let port = SRC_PORT_MIN + (cursor % span) as u16;
         cursor = cursor.wrapping_add(1);
         match Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, port)), opts) {
-            Ok(sock) => lanes.push(TxLane {
-                sock,
-                batch: Batch::new(),
-                dsts: Vec::with_capacity(MAX_BURST),
-            }),
+            Ok(sock) => lanes.push(TxLane::new(sock)),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(Error::io("bind geneve send socket", name, e)),
         }
@@ -1077,18 +1065,14 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
     if lanes.is_empty() {
         let sock = Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, 0)), opts)
             .map_err(|e| Error::io("bind geneve send socket", name, e))?;
-        lanes.push(TxLane {
-            sock,
-            batch: Batch::new(),
-            dsts: Vec::with_capacity(MAX_BURST),
-        });
+        lanes.push(TxLane::new(sock));
     }
     Ok(lanes)
 }
 
 impl Port for GenevePort {
     fn name(&self) -> &str {
-        &self.name
+        &self.cfg.name
     }
 
     fn kind(&self) -> &'static str {
@@ -1102,11 +1086,7 @@ impl Port for GenevePort {
         }
         let map = self.tlv.load_full();
         let info = self.rx_info.get_mut(..free).unwrap_or(&mut []);
-        if self.rx.recv_batch(pool, &mut self.rx_tmp, info).is_err() {
-            self.c.stats.rx_errors += 1;
-            self.rx_tmp.recycle(pool);
-            return Ok(0);
-        }
+        self.rx.recv_batch(pool, &mut self.rx_tmp, info);
         let mut n = 0;
         for (i, mut p) in self.rx_tmp.drain().enumerate() {
             let from = self.rx_info.get(i).copied().unwrap_or_default();
