@@ -72,8 +72,7 @@ use super::udp::{IcmpCounters, Options as UdpOptions, RecvInfo, Socket};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{
-    Batch, CsumStatus, Gso, PacketBuf, PacketData, PacketPool, TunnelMeta, MAX_BURST,
-    TUN_METADATA_FIELDS,
+    Batch, Gso, PacketBuf, PacketData, PacketPool, TunnelMeta, MAX_BURST, TUN_METADATA_FIELDS,
 };
 use crate::wire::geneve::{self as wg, GeneveOption, Options, Repr};
 use crate::wire::EtherType;
@@ -923,9 +922,7 @@ impl GenevePort {
             self.queue_segments(pkt, pool, map);
             return;
         }
-        if matches!(pkt.meta.csum, CsumStatus::Partial { .. })
-            && gso::complete_checksum(&mut pkt).is_err()
-        {
+        if gso::complete_checksum(&mut pkt).is_err() {
             self.drop_tx(PortDrop::TxError, pkt, pool);
             return;
         }
@@ -975,28 +972,10 @@ impl GenevePort {
             }
         };
         for i in 0..seg.count() {
-            let mut p = pool.get();
-            let len = seg.segment_len(i);
-            let ok = if p.rx_area().len() >= len {
-                match seg.write(pkt.data(), i, p.rx_area()) {
-                    Ok(n) => {
-                        p.set_len(n);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            } else {
-                p.extend_zeroed(len);
-                seg.write(pkt.data(), i, p.data_mut()).is_ok()
-            };
-            if !ok {
-                self.drop_tx(PortDrop::TxError, p, pool);
-                continue;
+            match seg.segment_packet(&pkt, i, pool) {
+                Ok(p) => self.queue(p, pool, map),
+                Err(_) => self.c.tx_drop(PortDrop::TxError, 1),
             }
-            p.meta = pkt.meta.clone();
-            p.meta.gso = Gso::None;
-            p.meta.csum = CsumStatus::Verified;
-            self.queue(p, pool, map);
         }
         pool.put(pkt);
     }
