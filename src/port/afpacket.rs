@@ -22,7 +22,7 @@
 //! Socket-level drops (receive buffer full, PACKET_STATISTICS) are added to
 //! `rx_dropped`.
 
-use super::link::{Counters, LinkLife};
+use super::link::{Counters, Device, LinkLife};
 use super::sys::packet::{PacketOptions, PacketRecv, PacketSocket, PACKET_OUTGOING};
 use super::sys::{self, netdev, MAX_MSGS};
 use super::tap::MAX_FRAME;
@@ -78,7 +78,7 @@ impl AfPacketConfig {
 #[derive(Debug)]
 pub struct AfPacketPort {
     cfg: AfPacketConfig,
-    sock: Option<PacketSocket>,
+    sock: Device<PacketSocket>,
     ifindex: u32,
     mtu: u32,
     life: LinkLife,
@@ -113,18 +113,18 @@ impl AfPacketPort {
     pub fn open(cfg: AfPacketConfig) -> Result<AfPacketPort, Error> {
         let mut life = LinkLife::new(&cfg.name);
         let (sock, ifindex, mtu) = match open_socket(&cfg) {
-            Ok((s, i, m)) => (Some(s), i, m),
+            Ok((s, i, m)) => {
+                tracing::info!(port = %cfg.name, ifindex = i, mtu = m, "attached to interface");
+                (Some(s), i, m)
+            }
             Err(e) if cfg.allow_missing && netdev::is_no_device(&e) => {
                 life.down(format_args!("interface missing ({e})"));
                 (None, 0, 1500)
             }
             Err(e) => return Err(Error::io("attach system port", &cfg.name, e)),
         };
-        if sock.is_some() {
-            tracing::info!(port = %cfg.name, ifindex, mtu, "attached to interface");
-        }
         Ok(AfPacketPort {
-            sock,
+            sock: Device::new(sock),
             ifindex,
             mtu,
             life,
@@ -151,14 +151,14 @@ impl AfPacketPort {
 
     fn lose(&mut self, why: impl std::fmt::Display, keep_socket: bool) {
         if !keep_socket {
-            self.sock = None;
+            self.sock.lose();
         }
         self.life.down(why);
     }
 
     /// The up-port check: the name still has our ifindex and is up.
     fn probe(&mut self) {
-        if let Some(s) = &self.sock {
+        if let Some(s) = self.sock.get() {
             if let Ok(st) = s.take_stats() {
                 self.c.stats.rx_dropped += u64::from(st.drops);
             }
@@ -186,16 +186,16 @@ impl AfPacketPort {
                 "interface is down",
             ));
         }
-        if idx == self.ifindex && self.sock.is_some() {
+        if idx == self.ifindex && self.sock.get().is_some() {
             // Same device back up: the kernel re-hooked our socket itself.
-            if let Some(s) = &self.sock {
+            if let Some(s) = self.sock.get() {
                 let _ = s.take_error();
             }
             self.mtu = netdev::mtu(&self.cfg.name)?;
             return Ok("interface up again");
         }
         let (s, i, m) = open_socket(&self.cfg)?;
-        self.sock = Some(s);
+        self.sock.replace(s);
         self.ifindex = i;
         self.mtu = m;
         Ok("re-attached to interface")
@@ -224,7 +224,7 @@ impl Port for AfPacketPort {
         if k == 0 || !self.life.is_up() {
             return Ok(0);
         }
-        let Some(sock) = self.sock.as_ref() else {
+        let Some(sock) = self.sock.get() else {
             return Ok(0);
         };
         for _ in 0..k {
@@ -303,7 +303,7 @@ impl Port for AfPacketPort {
 
     fn send_batch(&mut self, batch: &mut Batch, pool: &mut PacketPool) -> Result<usize, Error> {
         let total = batch.len();
-        if !self.life.is_up() || self.sock.is_none() {
+        if !self.life.is_up() || self.sock.get().is_none() {
             self.c.tx_drop(PortDrop::PortDown, total as u64);
             batch.recycle(pool);
             return Ok(total);
@@ -328,7 +328,7 @@ impl Port for AfPacketPort {
                 done += 1;
                 continue;
             }
-            let Some(sock) = self.sock.as_ref() else {
+            let Some(sock) = self.sock.get() else {
                 break;
             };
             let pkts = &batch.as_slice()[done..m];
@@ -390,7 +390,7 @@ impl Port for AfPacketPort {
 
     fn poll_fd(&self) -> Option<RawFd> {
         if self.life.is_up() {
-            self.sock.as_ref().map(|s| s.as_fd().as_raw_fd())
+            self.sock.get().map(|s| s.as_fd().as_raw_fd())
         } else {
             None
         }

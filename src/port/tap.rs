@@ -28,7 +28,7 @@
 //!
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
-use super::link::{Counters, LinkLife};
+use super::link::{Counters, Device, LinkLife};
 use super::sys::{self, netdev, tun};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
@@ -111,10 +111,7 @@ enum TxFlow {
 #[derive(Debug)]
 pub struct TapPort {
     cfg: TapConfig,
-    dev: Option<tun::TapFd>,
-    /// The fd of a device that disappeared, kept open until a new one is
-    /// open so the fd number cannot be reused under the datapath's poll set.
-    dead: Option<tun::TapFd>,
+    dev: Device<tun::TapFd>,
     /// We created the device the port was first opened with: recreate it.
     owner: bool,
     mtu: u32,
@@ -163,8 +160,7 @@ impl TapPort {
         Ok(TapPort {
             life: LinkLife::new(&cfg.name),
             cfg,
-            dev: Some(fd),
-            dead: None,
+            dev: Device::new(Some(fd)),
             owner,
             mtu,
             c: Counters::default(),
@@ -175,7 +171,7 @@ impl TapPort {
 
     /// True when we created the device (and will remove it when dropped).
     pub fn created(&self) -> bool {
-        self.dev.as_ref().is_some_and(|d| !d.persistent())
+        self.dev.get().is_some_and(|d| !d.persistent())
     }
 
     /// True when frames carry a virtio-net header.
@@ -194,9 +190,7 @@ impl TapPort {
     }
 
     fn lose(&mut self, e: &io::Error) {
-        if let Some(d) = self.dev.take() {
-            self.dead = Some(d);
-        }
+        self.dev.lose();
         self.life.down(format_args!("tap device gone ({e})"));
     }
 
@@ -207,15 +201,14 @@ impl TapPort {
             netdev::ifindex(&self.cfg.name)?;
         }
         let (fd, mtu) = attach(&self.cfg, &self.cfg.name)?;
-        self.dev = Some(fd);
-        self.dead = None;
+        self.dev.replace(fd);
         self.mtu = mtu;
         Ok(())
     }
 
     /// Reads one frame into `p`; returns the frame length.
     fn read_frame(&mut self, p: &mut PacketBuf) -> io::Result<usize> {
-        let Some(dev) = self.dev.as_ref() else {
+        let Some(dev) = self.dev.get() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let mut f = dev.file();
@@ -242,7 +235,7 @@ impl TapPort {
     }
 
     fn write_one(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.dev.as_ref() {
+        match self.dev.get() {
             Some(d) => d.file().write_vectored(iov),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
@@ -343,7 +336,7 @@ impl Port for TapPort {
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
         let mut n = 0;
-        while !batch.is_full() && self.dev.is_some() {
+        while !batch.is_full() && self.dev.get().is_some() {
             let mut p = pool.get();
             match self.read_frame(&mut p) {
                 Ok(len) => {
@@ -380,7 +373,7 @@ impl Port for TapPort {
 
     fn send_batch(&mut self, batch: &mut Batch, pool: &mut PacketPool) -> Result<usize, Error> {
         let total = batch.len();
-        if self.dev.is_none() {
+        if self.dev.get().is_none() {
             self.c.tx_drop(PortDrop::PortDown, total as u64);
             batch.recycle(pool);
             return Ok(total);
@@ -422,7 +415,7 @@ impl Port for TapPort {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        self.dev.as_ref().map(|d| d.as_fd().as_raw_fd())
+        self.dev.get().map(|d| d.as_fd().as_raw_fd())
     }
 
     fn link_downs(&self) -> u64 {
@@ -433,7 +426,7 @@ impl Port for TapPort {
         let now = Instant::now();
         if self.life.probe_due(now) {
             // No traffic may have told us: ask the fd (never the name).
-            if let Some(Err(e)) = self.dev.as_ref().map(|d| tun::get_iff(d.as_fd())) {
+            if let Some(Err(e)) = self.dev.get().map(|d| tun::get_iff(d.as_fd())) {
                 if tun::is_gone(&e) {
                     self.lose(&e);
                 }
