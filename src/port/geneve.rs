@@ -1111,20 +1111,9 @@ impl Port for GenevePort {
     }
 
     fn drops(&self) -> Vec<(PortDrop, u64)> {
-        let mut d = [0u64; PortDrop::ALL.len()];
-        for (why, n) in self.c.drops() {
-            d[why as usize] += n;
-        }
-        let icmp = self.icmp();
-        d[PortDrop::TunnelUnreachable as usize] += icmp.port_unreachable + icmp.host_unreachable;
-        d[PortDrop::TunnelNoRoute as usize] += icmp.net_unreachable;
-        d[PortDrop::TxError as usize] += icmp.frag_needed + icmp.other;
-        d[PortDrop::RxTooLong as usize] += self.rx.truncated();
-        PortDrop::ALL
-            .iter()
-            .map(|&w| (w, d[w as usize]))
-            .filter(|&(_, n)| n > 0)
-            .collect()
+        let truncated = (PortDrop::RxTooLong, self.rx.truncated());
+        self.c
+            .drops_with(self.icmp().drops().into_iter().chain([truncated]))
     }
 
     fn mtu(&self) -> u32 {

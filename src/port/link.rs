@@ -196,9 +196,22 @@ impl Counters {
 
     /// Non-zero drop counters, by reason.
     pub fn drops(&self) -> Vec<(PortDrop, u64)> {
+        self.drops_with([])
+    }
+
+    /// As [`Counters::drops`], with `extra` counted in: drops the port
+    /// learns of elsewhere (its sockets' own counters).
+    pub fn drops_with(
+        &self,
+        extra: impl IntoIterator<Item = (PortDrop, u64)>,
+    ) -> Vec<(PortDrop, u64)> {
+        let mut d = self.drops;
+        for (why, n) in extra {
+            d[why as usize] += n;
+        }
         PortDrop::ALL
             .iter()
-            .map(|&d| (d, self.drops[d as usize]))
+            .map(|&w| (w, d[w as usize]))
             .filter(|&(_, n)| n > 0)
             .collect()
     }

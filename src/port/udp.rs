@@ -71,6 +71,18 @@ impl IcmpCounters {
             + self.other
     }
 
+    /// The errors as port drop reasons: what was sent did not arrive.
+    pub fn drops(&self) -> [(PortDrop, u64); 3] {
+        [
+            (
+                PortDrop::TunnelUnreachable,
+                self.port_unreachable + self.host_unreachable,
+            ),
+            (PortDrop::TunnelNoRoute, self.net_unreachable),
+            (PortDrop::TxError, self.frag_needed + self.other),
+        ]
+    }
+
     fn count(&mut self, e: IcmpError) {
         match e.errno {
             libc::ECONNREFUSED => self.port_unreachable += 1,
