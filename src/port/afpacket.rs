@@ -186,11 +186,10 @@ impl AfPacketPort {
                 "interface is down",
             ));
         }
-        if idx == self.ifindex && self.sock.get().is_some() {
-            // Same device back up: the kernel re-hooked our socket itself.
-            if let Some(s) = self.sock.get() {
-                let _ = s.take_error();
-            }
+        if let Some(s) = self.sock.get().filter(|_| idx == self.ifindex) {
+            // Same device back up: the kernel re-hooked our socket itself;
+            // only the ENETDOWN it left pending is to be forgotten.
+            let _ = s.take_error();
             self.mtu = netdev::mtu(&self.cfg.name)?;
             return Ok("interface up again");
         }

@@ -877,11 +877,6 @@ impl GenevePort {
         Ok(port)
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &GeneveConfig {
-        &self.cfg
-    }
-
     /// The bound receive address (the real port when `dst_port` was 0 in a
     /// test).
     pub fn local_addr(&self) -> SocketAddr {

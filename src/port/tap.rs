@@ -122,8 +122,8 @@ pub struct TapPort {
 }
 
 /// Opens (or creates) the device and does the name-based setup.
-fn attach(cfg: &TapConfig, devname: &str) -> io::Result<(tun::TapFd, u32)> {
-    let fd = tun::open_tap(devname, cfg.vnet_hdr, OFFLOADS)?;
+fn attach(cfg: &TapConfig) -> io::Result<(tun::TapFd, u32)> {
+    let fd = tun::open_tap(&cfg.name, cfg.vnet_hdr, OFFLOADS)?;
     let name = fd.name().to_string();
     // The kernel side may already be in another netns: ENODEV here is
     // not an error, the fd works regardless.
@@ -147,7 +147,7 @@ impl TapPort {
     /// Creates TAP `cfg.name` (or attaches to an existing persistent one),
     /// non-blocking, brought up.
     pub fn open(cfg: TapConfig) -> Result<TapPort, Error> {
-        let (fd, mtu) = attach(&cfg, &cfg.name).map_err(|e| Error::io("open tap", &cfg.name, e))?;
+        let (fd, mtu) = attach(&cfg).map_err(|e| Error::io("open tap", &cfg.name, e))?;
         let owner = !fd.persistent();
         tracing::info!(
             port = %cfg.name,
@@ -174,16 +174,6 @@ impl TapPort {
         self.dev.get().is_some_and(|d| !d.persistent())
     }
 
-    /// True when frames carry a virtio-net header.
-    pub fn vnet_hdr(&self) -> bool {
-        self.cfg.vnet_hdr
-    }
-
-    /// The configuration the port was opened with.
-    pub fn config(&self) -> &TapConfig {
-        &self.cfg
-    }
-
     /// One drop counter.
     pub fn drop_count(&self, why: PortDrop) -> u64 {
         self.c.drop_count(why)
@@ -200,7 +190,7 @@ impl TapPort {
             // again, never create it in its place.
             netdev::ifindex(&self.cfg.name)?;
         }
-        let (fd, mtu) = attach(&self.cfg, &self.cfg.name)?;
+        let (fd, mtu) = attach(&self.cfg)?;
         self.dev.replace(fd);
         self.mtu = mtu;
         Ok(())
