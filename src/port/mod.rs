@@ -9,8 +9,8 @@
 //! as a [`PortDrop`], which the datapath folds into its drop reasons.
 //!
 //! Around the port types: [`vnet`] (the virtio-net header <-> offload
-//! metadata), [`link`] (down/up life with backoff, the ports' own
-//! counters), [`poll`] (how the datapath thread sleeps on port fds),
+//! metadata), [`link`] (down/up life with backoff, the device fd across
+//! it, the ports' own counters), [`poll`] (how the datapath thread sleeps on port fds),
 //! [`capture`] (pcap files of what a port moves), [`udp`] (the batched
 //! socket a tunnel port sits on).
 //!
@@ -71,9 +71,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The device went away (TAP deleted, interface removed).
-    #[error("port {0} is gone")]
-    Gone(String),
     /// A port option is missing or wrong.
     #[error("port {port}: {msg}")]
     Config {
