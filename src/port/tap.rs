@@ -331,10 +331,10 @@ impl Port for TapPort {
             match self.read_frame(&mut p) {
                 Ok(len) => {
                     self.c.rx(len);
-                    if let Err(p) = batch.push(p) {
-                        pool.put(p);
+                    match batch.push(p) {
+                        Ok(()) => n += 1,
+                        Err(p) => pool.put(p),
                     }
-                    n += 1;
                 }
                 Err(e) => {
                     pool.put(p);
