@@ -181,20 +181,28 @@ pub fn parse_headers(frame: &[u8]) -> Result<Headers, GsoError> {
     }
 }
 
-fn ipv4_addrs(frame: &[u8], l3: usize) -> (Ipv4Addr, Ipv4Addr) {
-    let mut s = [0u8; 4];
-    let mut d = [0u8; 4];
-    s.copy_from_slice(&frame[l3 + 12..l3 + 16]);
-    d.copy_from_slice(&frame[l3 + 16..l3 + 20]);
-    (Ipv4Addr::from(s), Ipv4Addr::from(d))
+/// The source and destination addresses, `N` bytes each, at `at`.
+fn addrs<const N: usize>(frame: &[u8], at: usize) -> Result<([u8; N], [u8; N]), GsoError> {
+    let b = frame.get(at..at + 2 * N).ok_or(GsoError::Truncated)?;
+    let (s, d) = b.split_at(N);
+    match (s.try_into(), d.try_into()) {
+        (Ok(s), Ok(d)) => Ok((s, d)),
+        _ => Err(GsoError::Truncated),
+    }
 }
 
-fn ipv6_addrs(frame: &[u8], l3: usize) -> (Ipv6Addr, Ipv6Addr) {
-    let mut s = [0u8; 16];
-    let mut d = [0u8; 16];
-    s.copy_from_slice(&frame[l3 + 8..l3 + 24]);
-    d.copy_from_slice(&frame[l3 + 24..l3 + 40]);
-    (Ipv6Addr::from(s), Ipv6Addr::from(d))
+impl Headers {
+    /// The (unfolded) pseudo-header sum of `frame`'s IP addresses for
+    /// `l4_len` bytes of protocol `proto`.
+    pub fn pseudo_header(&self, frame: &[u8], proto: u8, l4_len: u32) -> Result<u32, GsoError> {
+        Ok(if self.ipv4 {
+            let (s, d) = addrs::<4>(frame, self.l3_ofs + 12)?;
+            checksum::pseudo_header_v4(Ipv4Addr::from(s), Ipv4Addr::from(d), proto, l4_len)
+        } else {
+            let (s, d) = addrs::<16>(frame, self.l3_ofs + 8)?;
+            checksum::pseudo_header_v6(Ipv6Addr::from(s), Ipv6Addr::from(d), proto, l4_len)
+        })
+    }
 }
 
 /// Cuts one TCP super-packet into segments, one at a time, into caller
@@ -295,7 +303,7 @@ impl Segmenter {
         let seg = &mut out[..total];
         let (l3, l4) = (self.h.l3_ofs, self.h.l4_ofs);
         let tcp_len = self.tcp_hdr_len + len;
-        let pseudo = if self.h.ipv4 {
+        if self.h.ipv4 {
             let ihl = l4 - l3;
             let tot = u16::try_from(ihl + tcp_len).map_err(|_| GsoError::Malformed)?;
             seg[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
@@ -304,14 +312,11 @@ impl Segmenter {
             seg[l3 + 10..l3 + 12].fill(0);
             let c = checksum::checksum(&seg[l3..l4]);
             seg[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-            let (s, d) = ipv4_addrs(seg, l3);
-            checksum::pseudo_header_v4(s, d, TCP, tcp_len as u32)
         } else {
             let plen = u16::try_from(l4 - l3 - 40 + tcp_len).map_err(|_| GsoError::Malformed)?;
             seg[l3 + 4..l3 + 6].copy_from_slice(&plen.to_be_bytes());
-            let (s, d) = ipv6_addrs(seg, l3);
-            checksum::pseudo_header_v6(s, d, TCP, tcp_len as u32)
-        };
+        }
+        let pseudo = self.h.pseudo_header(seg, TCP, tcp_len as u32)?;
         let seq = u32::from_be_bytes([seg[l4 + 4], seg[l4 + 5], seg[l4 + 6], seg[l4 + 7]])
             .wrapping_add(start as u32);
         seg[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
@@ -328,6 +333,33 @@ impl Segmenter {
         seg[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         Ok(total)
     }
+
+    /// Segment `i` of `pkt` as a packet of its own, from `pool`, with
+    /// `pkt`'s metadata (no GSO; checksums verified, they were just
+    /// computed). The buffer goes back to `pool` on error.
+    pub fn segment_packet(
+        &self,
+        pkt: &PacketBuf,
+        i: usize,
+        pool: &mut PacketPool,
+    ) -> Result<PacketBuf, GsoError> {
+        let mut p = pool.get();
+        if p.tailroom() < self.segment_len(i) {
+            // A segment larger than a pool buffer (a jumbo MSS): grow it once.
+            p.extend_zeroed(self.segment_len(i));
+        }
+        match self.write(pkt.data(), i, p.rx_area()) {
+            Ok(n) => p.set_len(n),
+            Err(e) => {
+                pool.put(p);
+                return Err(e);
+            }
+        }
+        p.meta = pkt.meta.clone();
+        p.meta.gso = Gso::None;
+        p.meta.csum = CsumStatus::Verified;
+        Ok(p)
+    }
 }
 
 /// Cuts the TCP super-packet `pkt` into MSS-sized segments appended to
@@ -340,20 +372,8 @@ pub fn segment(pkt: &PacketBuf, pool: &mut PacketPool, out: &mut Batch) -> Resul
         return Err(GsoError::NoRoom { need: s.count() });
     }
     for i in 0..s.count() {
-        let mut p = pool.get();
-        let len = s.segment_len(i);
-        if p.rx_area().len() >= len {
-            let n = s.write(pkt.data(), i, p.rx_area())?;
-            p.set_len(n);
-        } else {
-            p.extend_zeroed(len);
-            s.write(pkt.data(), i, p.data_mut())?;
-        }
-        p.meta = pkt.meta.clone();
-        p.meta.gso = Gso::None;
-        p.meta.csum = CsumStatus::Verified;
         // `out` had room for every segment (checked above).
-        let _ = out.push(p);
+        let _ = out.push(s.segment_packet(pkt, i, pool)?);
     }
     Ok(s.count())
 }
@@ -390,12 +410,6 @@ pub fn complete_checksum(pkt: &mut PacketBuf) -> Result<(), GsoError> {
     frame[field..field + 2].copy_from_slice(&c.to_be_bytes());
     pkt.meta.csum = CsumStatus::Verified;
     Ok(())
-}
-
-/// True when a packet must be segmented or have its checksum completed
-/// before it can go to a port without offloads.
-pub fn needs_software_offload(pkt: &PacketBuf) -> bool {
-    pkt.meta.gso != Gso::None || matches!(pkt.meta.csum, CsumStatus::Partial { .. })
 }
 
 #[cfg(test)]

@@ -22,12 +22,12 @@
 //! Socket-level drops (receive buffer full, PACKET_STATISTICS) are added to
 //! `rx_dropped`.
 
-use super::link::{Counters, LinkLife};
+use super::link::{Counters, Device, LinkLife};
 use super::sys::packet::{PacketOptions, PacketRecv, PacketSocket, PACKET_OUTGOING};
 use super::sys::{self, netdev, MAX_MSGS};
-use super::tap::{config, parse_bool, MAX_FRAME};
+use super::tap::MAX_FRAME;
 use super::vnet::{self, VnetHdr};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::{Batch, PacketBuf, PacketPool};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -57,13 +57,13 @@ impl AfPacketConfig {
 
     /// From `add-port ... key=value` options: `promisc=true|false`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<AfPacketConfig, Error> {
-        sys::check_ifname(name).map_err(|e| config(name, e.to_string()))?;
+        sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = AfPacketConfig::new(name);
         for &(k, v) in opts {
             match k {
                 "promisc" => c.promisc = parse_bool(name, k, v)?,
                 _ => {
-                    return Err(config(
+                    return Err(Error::config(
                         name,
                         format!("unknown option {k:?} for a system port"),
                     ))
@@ -78,7 +78,7 @@ impl AfPacketConfig {
 #[derive(Debug)]
 pub struct AfPacketPort {
     cfg: AfPacketConfig,
-    sock: Option<PacketSocket>,
+    sock: Device<PacketSocket>,
     ifindex: u32,
     mtu: u32,
     life: LinkLife,
@@ -113,24 +113,18 @@ impl AfPacketPort {
     pub fn open(cfg: AfPacketConfig) -> Result<AfPacketPort, Error> {
         let mut life = LinkLife::new(&cfg.name);
         let (sock, ifindex, mtu) = match open_socket(&cfg) {
-            Ok((s, i, m)) => (Some(s), i, m),
+            Ok((s, i, m)) => {
+                tracing::info!(port = %cfg.name, ifindex = i, mtu = m, "attached to interface");
+                (Some(s), i, m)
+            }
             Err(e) if cfg.allow_missing && netdev::is_no_device(&e) => {
                 life.down(format_args!("interface missing ({e})"));
                 (None, 0, 1500)
             }
-            Err(source) => {
-                return Err(Error::Io {
-                    op: "attach system port",
-                    port: cfg.name.clone(),
-                    source,
-                })
-            }
+            Err(e) => return Err(Error::io("attach system port", &cfg.name, e)),
         };
-        if sock.is_some() {
-            tracing::info!(port = %cfg.name, ifindex, mtu, "attached to interface");
-        }
         Ok(AfPacketPort {
-            sock,
+            sock: Device::new(sock),
             ifindex,
             mtu,
             life,
@@ -150,11 +144,6 @@ impl AfPacketPort {
         self.ifindex
     }
 
-    /// How many times the link went down.
-    pub fn link_downs(&self) -> u64 {
-        self.life.downs()
-    }
-
     /// One drop counter.
     pub fn drop_count(&self, why: PortDrop) -> u64 {
         self.c.drop_count(why)
@@ -162,14 +151,14 @@ impl AfPacketPort {
 
     fn lose(&mut self, why: impl std::fmt::Display, keep_socket: bool) {
         if !keep_socket {
-            self.sock = None;
+            self.sock.lose();
         }
         self.life.down(why);
     }
 
     /// The up-port check: the name still has our ifindex and is up.
     fn probe(&mut self) {
-        if let Some(s) = &self.sock {
+        if let Some(s) = self.sock.get() {
             if let Ok(st) = s.take_stats() {
                 self.c.stats.rx_dropped += u64::from(st.drops);
             }
@@ -197,16 +186,15 @@ impl AfPacketPort {
                 "interface is down",
             ));
         }
-        if idx == self.ifindex && self.sock.is_some() {
-            // Same device back up: the kernel re-hooked our socket itself.
-            if let Some(s) = &self.sock {
-                let _ = s.take_error();
-            }
+        if let Some(s) = self.sock.get().filter(|_| idx == self.ifindex) {
+            // Same device back up: the kernel re-hooked our socket itself;
+            // only the ENETDOWN it left pending is to be forgotten.
+            let _ = s.take_error();
             self.mtu = netdev::mtu(&self.cfg.name)?;
             return Ok("interface up again");
         }
         let (s, i, m) = open_socket(&self.cfg)?;
-        self.sock = Some(s);
+        self.sock.replace(s);
         self.ifindex = i;
         self.mtu = m;
         Ok("re-attached to interface")
@@ -235,13 +223,11 @@ impl Port for AfPacketPort {
         if k == 0 || !self.life.is_up() {
             return Ok(0);
         }
-        let Some(sock) = self.sock.as_ref() else {
+        let Some(sock) = self.sock.get() else {
             return Ok(0);
         };
         for _ in 0..k {
-            let mut p = pool.get();
-            p.rx_area();
-            self.rx_bufs.push(p);
+            self.rx_bufs.push(pool.get());
         }
         let mut infos = [PacketRecv::default(); MAX_MSGS];
         let res = {
@@ -287,20 +273,11 @@ impl Port for AfPacketPort {
                 pool.put(p);
                 continue;
             }
-            // After rx_area() the whole area is tailroom.
-            let area = p.tailroom();
-            if info.len <= area {
-                p.set_len(info.len);
-            } else {
-                p.set_len(area);
-                let extra = info.len - area;
-                p.extend_zeroed(extra);
-                p.data_mut()[area..].copy_from_slice(&self.overflow[i][..extra]);
-            }
+            super::finish_rx(&mut p, info.len, &self.overflow[i]);
             let mut h = VnetHdr::parse(&self.rx_hdrs[i]);
             if let Some(v) = info.vlan {
                 if p.len() < 12 {
-                    self.c.stats.rx_errors += 1;
+                    self.c.rx_invalid();
                     pool.put(p);
                     continue;
                 }
@@ -310,13 +287,11 @@ impl Port for AfPacketPort {
                 h.shift(4);
             }
             if h.apply_to(&mut p.meta).is_err() {
-                self.c.stats.rx_errors += 1;
-                self.c.stats.rx_dropped += 1;
+                self.c.rx_invalid();
                 pool.put(p);
                 continue;
             }
-            self.c.stats.rx_packets += 1;
-            self.c.stats.rx_bytes += p.len() as u64;
+            self.c.rx(p.len());
             match batch.push(p) {
                 Ok(()) => n += 1,
                 Err(p) => pool.put(p),
@@ -327,7 +302,7 @@ impl Port for AfPacketPort {
 
     fn send_batch(&mut self, batch: &mut Batch, pool: &mut PacketPool) -> Result<usize, Error> {
         let total = batch.len();
-        if !self.life.is_up() || self.sock.is_none() {
+        if !self.life.is_up() || self.sock.get().is_none() {
             self.c.tx_drop(PortDrop::PortDown, total as u64);
             batch.recycle(pool);
             return Ok(total);
@@ -348,12 +323,11 @@ impl Port for AfPacketPort {
             }
             if m == done {
                 // The first packet's offload metadata makes no sense.
-                self.c.stats.tx_errors += 1;
-                self.c.tx_drop(PortDrop::TxError, 1);
+                self.c.tx_error(1);
                 done += 1;
                 continue;
             }
-            let Some(sock) = self.sock.as_ref() else {
+            let Some(sock) = self.sock.get() else {
                 break;
             };
             let pkts = &batch.as_slice()[done..m];
@@ -368,8 +342,7 @@ impl Port for AfPacketPort {
             match res {
                 Ok(k) => {
                     for p in &pkts[..k.min(pkts.len())] {
-                        self.c.stats.tx_packets += 1;
-                        self.c.stats.tx_bytes += p.len() as u64;
+                        self.c.tx(p.len());
                     }
                     done += k;
                     if k == 0 {
@@ -389,8 +362,7 @@ impl Port for AfPacketPort {
                     done = total;
                 }
                 Err(_) => {
-                    self.c.stats.tx_errors += 1;
-                    self.c.tx_drop(PortDrop::TxError, 1);
+                    self.c.tx_error(1);
                     done += 1;
                 }
             }
@@ -417,7 +389,7 @@ impl Port for AfPacketPort {
 
     fn poll_fd(&self) -> Option<RawFd> {
         if self.life.is_up() {
-            self.sock.as_ref().map(|s| s.as_fd().as_raw_fd())
+            self.sock.get().map(|s| s.as_fd().as_raw_fd())
         } else {
             None
         }

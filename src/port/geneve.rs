@@ -69,11 +69,10 @@
 use super::link::Counters;
 use super::sys::netdev;
 use super::udp::{IcmpCounters, Options as UdpOptions, RecvInfo, Socket};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{
-    Batch, CsumStatus, Gso, PacketBuf, PacketData, PacketPool, TunnelMeta, MAX_BURST,
-    TUN_METADATA_FIELDS,
+    Batch, Gso, PacketBuf, PacketData, PacketPool, TunnelMeta, MAX_BURST, TUN_METADATA_FIELDS,
 };
 use crate::wire::geneve::{self as wg, GeneveOption, Options, Repr};
 use crate::wire::EtherType;
@@ -417,13 +416,6 @@ pub struct GeneveConfig {
     pub df: bool,
 }
 
-fn config(port: &str, msg: impl Into<String>) -> Error {
-    Error::Config {
-        port: port.to_string(),
-        msg: msg.into(),
-    }
-}
-
 impl GeneveConfig {
     /// Defaults for a port to `remote`.
     pub fn new(name: &str, remote: Remote) -> GeneveConfig {
@@ -451,12 +443,12 @@ impl GeneveConfig {
         let ip = |k: &str, v: &str| -> Result<Ipv4Addr, Error> {
             v.parse::<Ipv4Addr>().map_err(|_| {
                 if v.parse::<std::net::Ipv6Addr>().is_ok() {
-                    config(
+                    Error::config(
                         name,
                         format!("{k}={v}: IPv6 underlays are not supported (IPv4 only)"),
                     )
                 } else {
-                    config(name, format!("{k}={v}: expected an IPv4 address"))
+                    Error::config(name, format!("{k}={v}: expected an IPv4 address"))
                 }
             })
         };
@@ -466,14 +458,9 @@ impl GeneveConfig {
             }
             parse_int(k, v, 0xff_ffff)
                 .map(|n| Key::Vni(n as u32))
-                .map_err(|e| config(name, format!("{e} (a Geneve VNI is 24 bits), or 'flow'")))
-        };
-        let boolean = |k: &str, v: &str| -> Result<bool, Error> {
-            match v {
-                "true" | "yes" | "on" | "1" => Ok(true),
-                "false" | "no" | "off" | "0" => Ok(false),
-                _ => Err(config(name, format!("{k}={v}: expected true or false"))),
-            }
+                .map_err(|e| {
+                    Error::config(name, format!("{e} (a Geneve VNI is 24 bits), or 'flow'"))
+                })
         };
         for &(k, v) in opts {
             match k {
@@ -487,27 +474,24 @@ impl GeneveConfig {
                 "in_key" => c.in_key = key(k, v)?,
                 "out_key" => c.out_key = key(k, v)?,
                 "dst_port" => {
-                    c.dst_port = v
-                        .parse()
-                        .ok()
-                        .filter(|&p| p != 0)
-                        .ok_or_else(|| config(name, format!("{k}={v}: expected a UDP port")))?
+                    c.dst_port = v.parse().ok().filter(|&p| p != 0).ok_or_else(|| {
+                        Error::config(name, format!("{k}={v}: expected a UDP port"))
+                    })?
                 }
-                "csum" => c.csum = boolean(k, v)?,
-                "df_default" => c.df = boolean(k, v)?,
+                "csum" => c.csum = parse_bool(name, k, v)?,
+                "df_default" => c.df = parse_bool(name, k, v)?,
                 "ttl" => {
-                    c.ttl =
-                        v.parse().ok().filter(|&t| t != 0).ok_or_else(|| {
-                            config(name, format!("{k}={v}: expected a TTL (1..255)"))
-                        })?
+                    c.ttl = v.parse().ok().filter(|&t| t != 0).ok_or_else(|| {
+                        Error::config(name, format!("{k}={v}: expected a TTL (1..255)"))
+                    })?
                 }
                 "tos" => {
-                    c.tos = parse_int(k, v, 0xff)
-                        .map_err(|e| config(name, format!("{e} (tos=inherit is not supported)")))?
-                        as u8
+                    c.tos = parse_int(k, v, 0xff).map_err(|e| {
+                        Error::config(name, format!("{e} (tos=inherit is not supported)"))
+                    })? as u8
                 }
                 _ => {
-                    return Err(config(
+                    return Err(Error::config(
                         name,
                         format!(
                             "unknown option '{k}' for a geneve port (remote_ip, local_ip, key, \
@@ -518,7 +502,7 @@ impl GeneveConfig {
             }
         }
         c.remote = remote.ok_or_else(|| {
-            config(
+            Error::config(
                 name,
                 "remote_ip is required (an IPv4 address, or 'flow' to take tun_dst)",
             )
@@ -807,10 +791,20 @@ struct TxLane {
     dsts: Vec<SocketAddr>,
 }
 
+impl TxLane {
+    fn new(sock: Socket) -> TxLane {
+        TxLane {
+            sock,
+            batch: Batch::new(),
+            // Flushed when `batch` is full: never grows past this.
+            dsts: Vec::with_capacity(MAX_BURST),
+        }
+    }
+}
+
 /// A Geneve tunnel port.
 #[derive(Debug)]
 pub struct GenevePort {
-    name: String,
     cfg: GeneveConfig,
     rx: Socket,
     lanes: Vec<TxLane>,
@@ -823,63 +817,49 @@ pub struct GenevePort {
     icmp_logged: (u64, Option<Instant>),
 }
 
-fn io_err(port: &str, op: &'static str, source: std::io::Error) -> Error {
-    Error::Io {
-        op,
-        port: port.to_string(),
-        source,
-    }
-}
-
 impl GenevePort {
     /// Binds the receive socket on `local_ip:dst_port` and the send sockets
     /// on source ports in 49152..=65535; reads the underlay MTU.
     pub fn open(cfg: GeneveConfig, tlv: TlvMapHandle) -> Result<GenevePort, Error> {
-        let name = cfg.name.clone();
+        let name = &cfg.name;
         let local_ip = cfg.local.unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let pmtudisc = Some(if cfg.df {
-            libc::IP_PMTUDISC_DO
-        } else {
-            libc::IP_PMTUDISC_DONT
-        });
-        let tx_opts = UdpOptions {
-            pktinfo: false,
-            tos_ttl: false,
-            rcvbuf: 256 << 10,
-            pmtudisc,
-            ttl: Some(cfg.ttl),
-            tos: Some(cfg.tos),
-            no_check: !cfg.csum,
-            ..UdpOptions::default()
-        };
         let rx_local = SocketAddr::V4(SocketAddrV4::new(local_ip, cfg.dst_port));
-        let rx = Socket::bind_with(rx_local, tx_opts_rx(tx_opts)).map_err(|e| {
+        // The receive socket never sends: the defaults (pktinfo for
+        // tun_dst, TOS/TTL, error queue, big buffer) are what it needs.
+        let rx = Socket::bind(rx_local).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
-                config(
-                    &name,
+                Error::config(
+                    name,
                     format!(
                         "{rx_local} is already in use (another geneve port with the same \
                          local_ip and dst_port, or another program)"
                     ),
                 )
             } else {
-                io_err(&name, "bind geneve socket", e)
+                Error::io("bind geneve socket", name, e)
             }
         })?;
-        let bound = rx.local_addr();
-        let lanes = bind_lanes(&name, local_ip, tx_opts)?;
+        let tx_opts = UdpOptions {
+            pktinfo: false,
+            tos_ttl: false,
+            rcvbuf: 256 << 10,
+            pmtudisc: Some(if cfg.df {
+                libc::IP_PMTUDISC_DO
+            } else {
+                libc::IP_PMTUDISC_DONT
+            }),
+            ttl: Some(cfg.ttl),
+            tos: Some(cfg.tos),
+            no_check: !cfg.csum,
+            ..UdpOptions::default()
+        };
+        let lanes = bind_lanes(name, local_ip, tx_opts)?;
         let mtu = underlay_mtu(match cfg.remote {
             Remote::Ip(a) => Some(a),
             Remote::Flow => cfg.local,
         });
-        let ports: Vec<u16> = lanes.iter().map(|l| l.sock.local_addr().port()).collect();
-        tracing::info!(
-            port = %name, local = %bound, remote = ?cfg.remote, key = ?cfg.out_key,
-            src_ports = ?ports, mtu, "geneve port open"
-        );
-        Ok(GenevePort {
-            policy: cfg.policy(bound),
-            name,
+        let port = GenevePort {
+            policy: cfg.policy(rx.local_addr()),
             cfg,
             rx,
             lanes,
@@ -889,12 +869,12 @@ impl GenevePort {
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
             icmp_logged: (0, None),
-        })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &GeneveConfig {
-        &self.cfg
+        };
+        tracing::info!(
+            port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
+            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), mtu, "geneve port open"
+        );
+        Ok(port)
     }
 
     /// The bound receive address (the real port when `dst_port` was 0 in a
@@ -921,15 +901,7 @@ impl GenevePort {
     pub fn icmp(&self) -> IcmpCounters {
         let mut t = *self.rx.icmp();
         for l in &self.lanes {
-            let i = l.sock.icmp();
-            t.port_unreachable += i.port_unreachable;
-            t.host_unreachable += i.host_unreachable;
-            t.net_unreachable += i.net_unreachable;
-            t.frag_needed += i.frag_needed;
-            t.other += i.other;
-            if i.last.is_some() {
-                t.last = i.last;
-            }
+            t += *l.sock.icmp();
         }
         t
     }
@@ -945,9 +917,7 @@ impl GenevePort {
             self.queue_segments(pkt, pool, map);
             return;
         }
-        if matches!(pkt.meta.csum, CsumStatus::Partial { .. })
-            && gso::complete_checksum(&mut pkt).is_err()
-        {
+        if gso::complete_checksum(&mut pkt).is_err() {
             self.drop_tx(PortDrop::TxError, pkt, pool);
             return;
         }
@@ -997,28 +967,10 @@ impl GenevePort {
             }
         };
         for i in 0..seg.count() {
-            let mut p = pool.get();
-            let len = seg.segment_len(i);
-            let ok = if p.rx_area().len() >= len {
-                match seg.write(pkt.data(), i, p.rx_area()) {
-                    Ok(n) => {
-                        p.set_len(n);
-                        true
-                    }
-                    Err(_) => false,
-                }
-            } else {
-                p.extend_zeroed(len);
-                seg.write(pkt.data(), i, p.data_mut()).is_ok()
-            };
-            if !ok {
-                self.drop_tx(PortDrop::TxError, p, pool);
-                continue;
+            match seg.segment_packet(&pkt, i, pool) {
+                Ok(p) => self.queue(p, pool, map),
+                Err(_) => self.c.tx_drop(PortDrop::TxError, 1),
             }
-            p.meta = pkt.meta.clone();
-            p.meta.gso = Gso::None;
-            p.meta.csum = CsumStatus::Verified;
-            self.queue(p, pool, map);
         }
         pool.put(pkt);
     }
@@ -1055,22 +1007,13 @@ impl GenevePort {
             .is_none_or(|t| now.saturating_duration_since(t) >= ICMP_LOG_INTERVAL);
         if total > self.icmp_logged.0 && due {
             tracing::warn!(
-                port = %self.name,
+                port = %self.cfg.name,
                 errors = total,
                 last = ?icmp.last,
                 "ICMP errors from the underlay (peer unreachable?); counted in dump-drops"
             );
             self.icmp_logged = (total, Some(now));
         }
-    }
-}
-
-fn tx_opts_rx(o: UdpOptions) -> UdpOptions {
-    UdpOptions {
-        pktinfo: true,
-        tos_ttl: true,
-        rcvbuf: 4 << 20,
-        ..o
     }
 }
 
@@ -1088,30 +1031,22 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
         let port = SRC_PORT_MIN + (cursor % span) as u16;
         cursor = cursor.wrapping_add(1);
         match Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, port)), opts) {
-            Ok(sock) => lanes.push(TxLane {
-                sock,
-                batch: Batch::new(),
-                dsts: Vec::with_capacity(MAX_BURST),
-            }),
+            Ok(sock) => lanes.push(TxLane::new(sock)),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(io_err(name, "bind geneve send socket", e)),
+            Err(e) => return Err(Error::io("bind geneve send socket", name, e)),
         }
     }
     if lanes.is_empty() {
         let sock = Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, 0)), opts)
-            .map_err(|e| io_err(name, "bind geneve send socket", e))?;
-        lanes.push(TxLane {
-            sock,
-            batch: Batch::new(),
-            dsts: Vec::with_capacity(MAX_BURST),
-        });
+            .map_err(|e| Error::io("bind geneve send socket", name, e))?;
+        lanes.push(TxLane::new(sock));
     }
     Ok(lanes)
 }
 
 impl Port for GenevePort {
     fn name(&self) -> &str {
-        &self.name
+        &self.cfg.name
     }
 
     fn kind(&self) -> &'static str {
@@ -1125,19 +1060,14 @@ impl Port for GenevePort {
         }
         let map = self.tlv.load_full();
         let info = self.rx_info.get_mut(..free).unwrap_or(&mut []);
-        if self.rx.recv_batch(pool, &mut self.rx_tmp, info).is_err() {
-            self.c.stats.rx_errors += 1;
-            self.rx_tmp.recycle(pool);
-            return Ok(0);
-        }
+        self.rx.recv_batch(pool, &mut self.rx_tmp, info);
         let mut n = 0;
         for (i, mut p) in self.rx_tmp.drain().enumerate() {
             let from = self.rx_info.get(i).copied().unwrap_or_default();
-            let len = p.len() as u64;
+            let len = p.len();
             match decap(&mut p, &from, &self.policy, &map) {
                 Ok(()) => {
-                    self.c.stats.rx_packets += 1;
-                    self.c.stats.rx_bytes += len;
+                    self.c.rx(len);
                     match batch.push(p) {
                         Ok(()) => n += 1,
                         Err(p) => pool.put(p),
@@ -1176,20 +1106,9 @@ impl Port for GenevePort {
     }
 
     fn drops(&self) -> Vec<(PortDrop, u64)> {
-        let mut d = [0u64; PortDrop::ALL.len()];
-        for (why, n) in self.c.drops() {
-            d[why as usize] += n;
-        }
-        let icmp = self.icmp();
-        d[PortDrop::TunnelUnreachable as usize] += icmp.port_unreachable + icmp.host_unreachable;
-        d[PortDrop::TunnelNoRoute as usize] += icmp.net_unreachable;
-        d[PortDrop::TxError as usize] += icmp.frag_needed + icmp.other;
-        d[PortDrop::RxTooLong as usize] += self.rx.truncated();
-        PortDrop::ALL
-            .iter()
-            .map(|&w| (w, d[w as usize]))
-            .filter(|&(_, n)| n > 0)
-            .collect()
+        let truncated = (PortDrop::RxTooLong, self.rx.truncated());
+        self.c
+            .drops_with(self.icmp().drops().into_iter().chain([truncated]))
     }
 
     fn mtu(&self) -> u32 {

@@ -21,13 +21,8 @@ impl InternalPort {
     /// Creates the internal port's device (a TAP named `cfg.name`).
     pub fn open(cfg: TapConfig) -> Result<InternalPort, Error> {
         Ok(InternalPort {
-            tap: TapPort::open_kind(cfg, "internal")?,
+            tap: TapPort::open(cfg)?,
         })
-    }
-
-    /// The underlying TAP port.
-    pub fn tap(&self) -> &TapPort {
-        &self.tap
     }
 }
 

@@ -5,7 +5,8 @@
 //! `housekeeping()` with exponential backoff (never from the packet path,
 //! never in a busy loop); success logs once more. [`Counters`] are the
 //! port's own counters: we never read the kernel's by name, because the
-//! device may live in another network namespace.
+//! device may live in another network namespace. [`Device`] holds the
+//! port's fd across down and up.
 
 use super::{LinkState, PortDrop, PortStats};
 use std::fmt::Display;
@@ -106,6 +107,44 @@ impl LinkLife {
     }
 }
 
+/// A kernel-device port's handle (a TAP fd, a packet socket) across down
+/// and up. A lost handle stays open, unused, until its replacement is
+/// open, so the replacement never gets the old fd number: the datapath's
+/// poller skips a (token, fd) pair it already has, and would never
+/// register a new file behind a reused number.
+#[derive(Debug)]
+pub struct Device<T> {
+    live: Option<T>,
+    dead: Option<T>,
+}
+
+impl<T> Device<T> {
+    /// A slot holding `live` (or nothing: a port that starts down).
+    pub fn new(live: Option<T>) -> Device<T> {
+        Device { live, dead: None }
+    }
+
+    /// The working handle, if any.
+    pub fn get(&self) -> Option<&T> {
+        self.live.as_ref()
+    }
+
+    /// The device is gone: keep its handle closed to use, open to the
+    /// kernel, until [`Device::replace`].
+    pub fn lose(&mut self) {
+        if let Some(h) = self.live.take() {
+            self.dead = Some(h);
+        }
+    }
+
+    /// A new handle (already open, so its fd number is new) replaces the
+    /// lost one, which is closed now.
+    pub fn replace(&mut self, h: T) {
+        self.live = Some(h);
+        self.dead = None;
+    }
+}
+
 /// A port's own counters.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
@@ -115,6 +154,34 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts one received frame of `bytes` bytes.
+    #[inline]
+    pub fn rx(&mut self, bytes: usize) {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += bytes as u64;
+    }
+
+    /// Counts one sent frame of `bytes` bytes.
+    #[inline]
+    pub fn tx(&mut self, bytes: usize) {
+        self.stats.tx_packets += 1;
+        self.stats.tx_bytes += bytes as u64;
+    }
+
+    /// Counts a received frame whose offload header we cannot honour: an
+    /// error (the peer broke the contract) and a drop.
+    pub fn rx_invalid(&mut self) {
+        self.stats.rx_errors += 1;
+        self.stats.rx_dropped += 1;
+    }
+
+    /// Counts `n` frames the OS refused (or whose offload metadata makes
+    /// no sense): errors, and drops under `tx_error`.
+    pub fn tx_error(&mut self, n: u64) {
+        self.stats.tx_errors += n;
+        self.tx_drop(PortDrop::TxError, n);
+    }
+
     /// Counts `n` received frames dropped for `why`.
     pub fn rx_drop(&mut self, why: PortDrop, n: u64) {
         self.stats.rx_dropped += n;
@@ -129,9 +196,22 @@ impl Counters {
 
     /// Non-zero drop counters, by reason.
     pub fn drops(&self) -> Vec<(PortDrop, u64)> {
+        self.drops_with([])
+    }
+
+    /// As [`Counters::drops`], with `extra` counted in: drops the port
+    /// learns of elsewhere (its sockets' own counters).
+    pub fn drops_with(
+        &self,
+        extra: impl IntoIterator<Item = (PortDrop, u64)>,
+    ) -> Vec<(PortDrop, u64)> {
+        let mut d = self.drops;
+        for (why, n) in extra {
+            d[why as usize] += n;
+        }
         PortDrop::ALL
             .iter()
-            .map(|&d| (d, self.drops[d as usize]))
+            .map(|&w| (w, d[w as usize]))
             .filter(|&(_, n)| n > 0)
             .collect()
     }
@@ -167,6 +247,24 @@ mod tests {
         l.up("back");
         assert!(l.is_up());
         assert!(!l.retry_due(now + BACKOFF_MAX));
+    }
+
+    #[test]
+    fn lost_device_keeps_its_fd_number_until_replaced() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixDatagram;
+        let (a, _peer) = UnixDatagram::pair().unwrap();
+        let old = a.as_raw_fd();
+        let mut d = Device::new(Some(a));
+        d.lose();
+        assert!(d.get().is_none());
+        // The kernel hands out the lowest free number: had the lost fd
+        // been closed, the next open could get it back.
+        let (b, _peer2) = UnixDatagram::pair().unwrap();
+        assert_ne!(b.as_raw_fd(), old);
+        let new = b.as_raw_fd();
+        d.replace(b);
+        assert_eq!(d.get().map(|s| s.as_raw_fd()), Some(new));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! the switch sent out of it. For benchmarks, [`MemPort::generator`] replays
 //! a fixed set of frames forever and only counts what it sends.
 
-use super::{Error, LinkState, Port, PortStats};
+use super::{Error, Port, PortStats};
 use crate::packet::{Batch, PacketPool};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
@@ -185,10 +185,6 @@ impl Port for MemPort {
 
     fn mtu(&self) -> u32 {
         self.mtu
-    }
-
-    fn link_state(&self) -> LinkState {
-        LinkState::Up
     }
 }
 

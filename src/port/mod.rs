@@ -9,8 +9,8 @@
 //! as a [`PortDrop`], which the datapath folds into its drop reasons.
 //!
 //! Around the port types: [`vnet`] (the virtio-net header <-> offload
-//! metadata), [`link`] (down/up life with backoff, the ports' own
-//! counters), [`poll`] (how the datapath thread sleeps on port fds),
+//! metadata), [`link`] (down/up life with backoff, the device fd across
+//! it, the ports' own counters), [`poll`] (how the datapath thread sleeps on port fds),
 //! [`capture`] (pcap files of what a port moves), [`udp`] (the batched
 //! socket a tunnel port sits on).
 //!
@@ -36,8 +36,26 @@ pub use geneve::{GeneveConfig, GenevePort};
 pub use internal::InternalPort;
 pub use tap::{TapConfig, TapPort};
 
-use crate::packet::{Batch, PacketPool};
+use crate::packet::{Batch, PacketBuf, PacketPool};
 use std::os::fd::RawFd;
+
+/// Ends a receive that scattered over `p.rx_area()` and then `overflow`:
+/// the frame is `len` bytes, and only what did not fit the pool buffer (a
+/// GSO super-packet, a jumbo datagram) pays a copy from the overflow area.
+pub(crate) fn finish_rx(p: &mut PacketBuf, len: usize, overflow: &[u8]) {
+    // After rx_area() the whole area is tailroom.
+    let area = p.tailroom();
+    if len <= area {
+        p.set_len(len);
+        return;
+    }
+    let extra = (len - area).min(overflow.len());
+    p.set_len(area);
+    p.extend_zeroed(extra);
+    if let (Some(dst), Some(src)) = (p.data_mut().get_mut(area..), overflow.get(..extra)) {
+        dst.copy_from_slice(src);
+    }
+}
 
 /// Errors of port setup and I/O.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +71,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The device went away (TAP deleted, interface removed).
-    #[error("port {0} is gone")]
-    Gone(String),
     /// A port option is missing or wrong.
     #[error("port {port}: {msg}")]
     Config {
@@ -64,6 +79,37 @@ pub enum Error {
         /// What is wrong.
         msg: String,
     },
+}
+
+impl Error {
+    /// An OS call `op` on port `port` failed.
+    pub(crate) fn io(op: &'static str, port: &str, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            port: port.to_string(),
+            source,
+        }
+    }
+
+    /// A port option of `port` is missing or wrong.
+    pub(crate) fn config(port: &str, msg: impl Into<String>) -> Error {
+        Error::Config {
+            port: port.to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// A boolean `add-port` option, spelled as Open vSwitch accepts them.
+pub(crate) fn parse_bool(port: &str, k: &str, v: &str) -> Result<bool, Error> {
+    match v {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(Error::config(
+            port,
+            format!("{k}={v}: expected true or false"),
+        )),
+    }
 }
 
 /// Why a port dropped a packet on its own (before or after the datapath).

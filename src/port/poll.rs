@@ -38,15 +38,6 @@ impl Waker {
     }
 }
 
-/// What one [`Poller::wait`] saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Wakeup {
-    /// A [`Waker`] was rung (it is reset).
-    pub woken: bool,
-    /// How many tokens were ready (written to the `ready` vector).
-    pub ready: usize,
-}
-
 /// epoll over port fds plus a control eventfd.
 #[derive(Debug)]
 pub struct Poller {
@@ -122,12 +113,9 @@ impl Poller {
 
     /// Sleeps until a watched fd is readable (or in error), a waker rings,
     /// or `timeout` passes (`None`: no timeout). Ready tokens are appended
-    /// to `ready` (cleared first).
-    pub fn wait(
-        &mut self,
-        timeout: Option<Duration>,
-        ready: &mut Vec<usize>,
-    ) -> io::Result<Wakeup> {
+    /// to `ready` (cleared first). Returns true when a [`Waker`] rang (it
+    /// is reset).
+    pub fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<usize>) -> io::Result<bool> {
         ready.clear();
         let ms = match timeout {
             None => -1,
@@ -135,17 +123,16 @@ impl Poller {
             Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
         };
         let n = self.ep.wait(&mut self.events, ms)?;
-        let mut w = Wakeup::default();
+        let mut woken = false;
         for ev in &self.events[..n] {
             if ev.token == WAKER_TOKEN {
                 self.waker.drain()?;
-                w.woken = true;
+                woken = true;
             } else {
                 ready.push(ev.token as usize);
             }
         }
-        w.ready = ready.len();
-        Ok(w)
+        Ok(woken)
     }
 }
 
@@ -160,13 +147,13 @@ mod tests {
         let mut ready = Vec::new();
         let (a, b) = UnixDatagram::pair().unwrap();
         p.set(1, Some(b.as_raw_fd())).unwrap();
-        let w = p.wait(Some(Duration::from_millis(1)), &mut ready).unwrap();
-        assert_eq!((w.woken, w.ready), (false, 0));
+        let woken = p.wait(Some(Duration::from_millis(1)), &mut ready).unwrap();
+        assert_eq!((woken, ready.len()), (false, 0));
 
         a.send(b"x").unwrap();
-        let w = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
+        let woken = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
         assert_eq!(ready, vec![1]);
-        assert!(!w.woken);
+        assert!(!woken);
         // Level-triggered: still readable, still reported.
         p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
         assert_eq!(ready, vec![1]);
@@ -175,11 +162,11 @@ mod tests {
         std::thread::spawn(move || waker.wake().unwrap())
             .join()
             .unwrap();
-        let w = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
-        assert!(w.woken);
+        let woken = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
+        assert!(woken);
         // The waker was reset: only the socket remains.
-        let w = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
-        assert!(!w.woken);
+        let woken = p.wait(Some(Duration::from_secs(5)), &mut ready).unwrap();
+        assert!(!woken);
 
         // Token 1's fd is closed and its number reused by token 2's new fd:
         // clearing token 1 afterwards must not unregister token 2.

@@ -28,10 +28,10 @@
 //!
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
-use super::link::{Counters, LinkLife};
+use super::link::{Counters, Device, LinkLife};
 use super::sys::{self, netdev, tun};
 use super::vnet::{self, VnetHdr};
-use super::{Error, LinkState, Port, PortDrop, PortStats};
+use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -70,7 +70,7 @@ impl TapConfig {
     /// From `add-port ... key=value` options: `vnet_hdr=true|false`,
     /// `mtu_request=N`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<TapConfig, Error> {
-        sys::check_ifname(name).map_err(|e| config(name, e.to_string()))?;
+        sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = TapConfig::new(name);
         for &(k, v) in opts {
             match k {
@@ -81,29 +81,19 @@ impl TapConfig {
                         .ok()
                         .filter(|m| (68..=65535).contains(m))
                         .ok_or_else(|| {
-                            config(name, format!("mtu_request={v}: expected 68..65535"))
+                            Error::config(name, format!("mtu_request={v}: expected 68..65535"))
                         })?;
                     c.mtu_request = Some(m);
                 }
-                _ => return Err(config(name, format!("unknown option {k:?} for a tap port"))),
+                _ => {
+                    return Err(Error::config(
+                        name,
+                        format!("unknown option {k:?} for a tap port"),
+                    ))
+                }
             }
         }
         Ok(c)
-    }
-}
-
-pub(crate) fn config(port: &str, msg: String) -> Error {
-    Error::Config {
-        port: port.to_string(),
-        msg,
-    }
-}
-
-pub(crate) fn parse_bool(port: &str, k: &str, v: &str) -> Result<bool, Error> {
-    match v {
-        "true" | "yes" | "on" | "1" => Ok(true),
-        "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(config(port, format!("{k}={v}: expected true or false"))),
     }
 }
 
@@ -120,13 +110,8 @@ enum TxFlow {
 /// A TAP port.
 #[derive(Debug)]
 pub struct TapPort {
-    name: String,
-    kind: &'static str,
     cfg: TapConfig,
-    dev: Option<tun::TapFd>,
-    /// The fd of a device that disappeared, kept open until a new one is
-    /// open so the fd number cannot be reused under the datapath's poll set.
-    dead: Option<tun::TapFd>,
+    dev: Device<tun::TapFd>,
     /// We created the device the port was first opened with: recreate it.
     owner: bool,
     mtu: u32,
@@ -137,8 +122,8 @@ pub struct TapPort {
 }
 
 /// Opens (or creates) the device and does the name-based setup.
-fn attach(cfg: &TapConfig, devname: &str) -> io::Result<(tun::TapFd, u32)> {
-    let fd = tun::open_tap(devname, cfg.vnet_hdr, OFFLOADS)?;
+fn attach(cfg: &TapConfig) -> io::Result<(tun::TapFd, u32)> {
+    let fd = tun::open_tap(&cfg.name, cfg.vnet_hdr, OFFLOADS)?;
     let name = fd.name().to_string();
     // The kernel side may already be in another netns: ENODEV here is
     // not an error, the fd works regardless.
@@ -162,15 +147,7 @@ impl TapPort {
     /// Creates TAP `cfg.name` (or attaches to an existing persistent one),
     /// non-blocking, brought up.
     pub fn open(cfg: TapConfig) -> Result<TapPort, Error> {
-        TapPort::open_kind(cfg, "tap")
-    }
-
-    pub(crate) fn open_kind(cfg: TapConfig, kind: &'static str) -> Result<TapPort, Error> {
-        let (fd, mtu) = attach(&cfg, &cfg.name).map_err(|source| Error::Io {
-            op: "open tap",
-            port: cfg.name.clone(),
-            source,
-        })?;
+        let (fd, mtu) = attach(&cfg).map_err(|e| Error::io("open tap", &cfg.name, e))?;
         let owner = !fd.persistent();
         tracing::info!(
             port = %cfg.name,
@@ -181,12 +158,9 @@ impl TapPort {
             fd.name()
         );
         Ok(TapPort {
-            name: cfg.name.clone(),
-            kind,
             life: LinkLife::new(&cfg.name),
             cfg,
-            dev: Some(fd),
-            dead: None,
+            dev: Device::new(Some(fd)),
             owner,
             mtu,
             c: Counters::default(),
@@ -197,22 +171,7 @@ impl TapPort {
 
     /// True when we created the device (and will remove it when dropped).
     pub fn created(&self) -> bool {
-        self.dev.as_ref().is_some_and(|d| !d.persistent())
-    }
-
-    /// True when frames carry a virtio-net header.
-    pub fn vnet_hdr(&self) -> bool {
-        self.cfg.vnet_hdr
-    }
-
-    /// The configuration the port was opened with.
-    pub fn config(&self) -> &TapConfig {
-        &self.cfg
-    }
-
-    /// How many times the link went down.
-    pub fn link_downs(&self) -> u64 {
-        self.life.downs()
+        self.dev.get().is_some_and(|d| !d.persistent())
     }
 
     /// One drop counter.
@@ -221,9 +180,7 @@ impl TapPort {
     }
 
     fn lose(&mut self, e: &io::Error) {
-        if let Some(d) = self.dev.take() {
-            self.dead = Some(d);
-        }
+        self.dev.lose();
         self.life.down(format_args!("tap device gone ({e})"));
     }
 
@@ -233,47 +190,34 @@ impl TapPort {
             // again, never create it in its place.
             netdev::ifindex(&self.cfg.name)?;
         }
-        let (fd, mtu) = attach(&self.cfg, &self.cfg.name)?;
-        self.dev = Some(fd);
-        self.dead = None;
+        let (fd, mtu) = attach(&self.cfg)?;
+        self.dev.replace(fd);
         self.mtu = mtu;
         Ok(())
     }
 
     /// Reads one frame into `p`; returns the frame length.
     fn read_frame(&mut self, p: &mut PacketBuf) -> io::Result<usize> {
-        let Some(dev) = self.dev.as_ref() else {
+        let Some(dev) = self.dev.get() else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         let mut f = dev.file();
         let mut hdr = [0u8; vnet::LEN];
         let area = p.rx_area();
-        let area_len = area.len();
         let n = if self.cfg.vnet_hdr {
             let mut iov = [
                 IoSliceMut::new(&mut hdr),
                 IoSliceMut::new(area),
                 IoSliceMut::new(&mut self.overflow),
             ];
-            let n = f.read_vectored(&mut iov)?;
-            if n < vnet::LEN {
-                return Err(io::ErrorKind::InvalidData.into());
-            }
-            n - vnet::LEN
+            f.read_vectored(&mut iov)?
+                .checked_sub(vnet::LEN)
+                .ok_or(io::ErrorKind::InvalidData)?
         } else {
             let mut iov = [IoSliceMut::new(area), IoSliceMut::new(&mut self.overflow)];
             f.read_vectored(&mut iov)?
         };
-        if n <= area_len {
-            p.set_len(n);
-        } else {
-            // A super-packet: the rest landed in the overflow area.
-            p.set_len(area_len);
-            let extra = n - area_len;
-            p.extend_zeroed(extra);
-            let d = p.data_mut();
-            d[area_len..].copy_from_slice(&self.overflow[..extra]);
-        }
+        super::finish_rx(p, n, &self.overflow);
         if self.cfg.vnet_hdr && VnetHdr::parse(&hdr).apply_to(&mut p.meta).is_err() {
             return Err(io::ErrorKind::InvalidData.into());
         }
@@ -281,14 +225,14 @@ impl TapPort {
     }
 
     fn write_one(&mut self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.dev.as_ref() {
+        match self.dev.get() {
             Some(d) => d.file().write_vectored(iov),
             None => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
     /// Maps a write error to the flow and counts it.
-    fn tx_error(&mut self, e: io::Error, frames: u64) -> TxFlow {
+    fn write_failed(&mut self, e: io::Error, frames: u64) -> TxFlow {
         if e.kind() == io::ErrorKind::WouldBlock {
             return TxFlow::Stop;
         }
@@ -300,46 +244,32 @@ impl TapPort {
             // namespace has not brought its interface up).
             self.c.tx_drop(PortDrop::PortDown, frames);
         } else {
-            self.c.stats.tx_errors += frames;
-            self.c.tx_drop(PortDrop::TxError, frames);
+            self.c.tx_error(frames);
         }
         TxFlow::Next
     }
 
     fn send_one(&mut self, pkt: &mut PacketBuf) -> TxFlow {
-        if self.cfg.vnet_hdr {
-            let h = match vnet::header_for(pkt) {
-                Ok(h) => h.emit(),
-                Err(_) => {
-                    self.c.stats.tx_errors += 1;
-                    self.c.tx_drop(PortDrop::TxError, 1);
-                    return TxFlow::Next;
-                }
+        let r = if self.cfg.vnet_hdr {
+            let Ok(h) = vnet::header_for(pkt) else {
+                self.c.tx_error(1);
+                return TxFlow::Next;
             };
-            return match self.write_one(&[IoSlice::new(&h), IoSlice::new(pkt.data())]) {
-                Ok(_) => {
-                    self.c.stats.tx_packets += 1;
-                    self.c.stats.tx_bytes += pkt.len() as u64;
-                    TxFlow::Next
-                }
-                Err(e) => self.tx_error(e, 1),
-            };
-        }
-        if pkt.meta.gso != Gso::None {
+            self.write_one(&[IoSlice::new(&h.emit()), IoSlice::new(pkt.data())])
+        } else if pkt.meta.gso != Gso::None {
             return self.send_segments(pkt);
-        }
-        if gso::complete_checksum(pkt).is_err() {
-            self.c.stats.tx_errors += 1;
-            self.c.tx_drop(PortDrop::TxError, 1);
+        } else if gso::complete_checksum(pkt).is_err() {
+            self.c.tx_error(1);
             return TxFlow::Next;
-        }
-        match self.write_one(&[IoSlice::new(pkt.data())]) {
+        } else {
+            self.write_one(&[IoSlice::new(pkt.data())])
+        };
+        match r {
             Ok(_) => {
-                self.c.stats.tx_packets += 1;
-                self.c.stats.tx_bytes += pkt.len() as u64;
+                self.c.tx(pkt.len());
                 TxFlow::Next
             }
-            Err(e) => self.tx_error(e, 1),
+            Err(e) => self.write_failed(e, 1),
         }
     }
 
@@ -350,8 +280,7 @@ impl TapPort {
         let s = match Segmenter::new(pkt.data(), pkt.meta.gso) {
             Ok(s) => s,
             Err(_) => {
-                self.c.stats.tx_errors += 1;
-                self.c.tx_drop(PortDrop::TxError, 1);
+                self.c.tx_error(1);
                 return TxFlow::Next;
             }
         };
@@ -367,13 +296,10 @@ impl TapPort {
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
                 .and_then(|n| self.write_one(&[IoSlice::new(&scratch[..n])]).map(|_| n));
             match r {
-                Ok(n) => {
-                    self.c.stats.tx_packets += 1;
-                    self.c.stats.tx_bytes += n as u64;
-                }
+                Ok(n) => self.c.tx(n),
                 Err(e) => {
                     let left = (s.count() - i) as u64;
-                    flow = match self.tx_error(e, left) {
+                    flow = match self.write_failed(e, left) {
                         TxFlow::Stop => {
                             self.c.tx_drop(PortDrop::TxQueueFull, left);
                             TxFlow::Next
@@ -391,25 +317,24 @@ impl TapPort {
 
 impl Port for TapPort {
     fn name(&self) -> &str {
-        &self.name
+        &self.cfg.name
     }
 
     fn kind(&self) -> &'static str {
-        self.kind
+        "tap"
     }
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
         let mut n = 0;
-        while !batch.is_full() && self.dev.is_some() {
+        while !batch.is_full() && self.dev.get().is_some() {
             let mut p = pool.get();
             match self.read_frame(&mut p) {
                 Ok(len) => {
-                    self.c.stats.rx_packets += 1;
-                    self.c.stats.rx_bytes += len as u64;
-                    if let Err(p) = batch.push(p) {
-                        pool.put(p);
+                    self.c.rx(len);
+                    match batch.push(p) {
+                        Ok(()) => n += 1,
+                        Err(p) => pool.put(p),
                     }
-                    n += 1;
                 }
                 Err(e) => {
                     pool.put(p);
@@ -418,8 +343,7 @@ impl Port for TapPort {
                         io::ErrorKind::Interrupted => continue,
                         io::ErrorKind::InvalidData => {
                             // A header we did not negotiate: drop the frame.
-                            self.c.stats.rx_errors += 1;
-                            self.c.stats.rx_dropped += 1;
+                            self.c.rx_invalid();
                             continue;
                         }
                         _ if tun::is_gone(&e) => {
@@ -439,7 +363,7 @@ impl Port for TapPort {
 
     fn send_batch(&mut self, batch: &mut Batch, pool: &mut PacketPool) -> Result<usize, Error> {
         let total = batch.len();
-        if self.dev.is_none() {
+        if self.dev.get().is_none() {
             self.c.tx_drop(PortDrop::PortDown, total as u64);
             batch.recycle(pool);
             return Ok(total);
@@ -481,7 +405,7 @@ impl Port for TapPort {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        self.dev.as_ref().map(|d| d.as_fd().as_raw_fd())
+        self.dev.get().map(|d| d.as_fd().as_raw_fd())
     }
 
     fn link_downs(&self) -> u64 {
@@ -492,7 +416,7 @@ impl Port for TapPort {
         let now = Instant::now();
         if self.life.probe_due(now) {
             // No traffic may have told us: ask the fd (never the name).
-            if let Some(Err(e)) = self.dev.as_ref().map(|d| tun::get_iff(d.as_fd())) {
+            if let Some(Err(e)) = self.dev.get().map(|d| tun::get_iff(d.as_fd())) {
                 if tun::is_gone(&e) {
                     self.lose(&e);
                 }
@@ -519,7 +443,7 @@ impl Port for TapPort {
 impl Drop for TapPort {
     fn drop(&mut self) {
         if self.created() {
-            tracing::info!(port = %self.name, "removing tap we created");
+            tracing::info!(port = %self.cfg.name, "removing tap we created");
         }
         // Closing the fd removes a non-persistent TAP (ours) and leaves a
         // persistent one (someone else's).

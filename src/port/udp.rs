@@ -71,6 +71,18 @@ impl IcmpCounters {
             + self.other
     }
 
+    /// The errors as port drop reasons: what was sent did not arrive.
+    pub fn drops(&self) -> [(PortDrop, u64); 3] {
+        [
+            (
+                PortDrop::TunnelUnreachable,
+                self.port_unreachable + self.host_unreachable,
+            ),
+            (PortDrop::TunnelNoRoute, self.net_unreachable),
+            (PortDrop::TxError, self.frag_needed + self.other),
+        ]
+    }
+
     fn count(&mut self, e: IcmpError) {
         match e.errno {
             libc::ECONNREFUSED => self.port_unreachable += 1,
@@ -80,6 +92,19 @@ impl IcmpCounters {
             _ => self.other += 1,
         }
         self.last = Some(e);
+    }
+}
+
+/// Sums the counters of several sockets (a tunnel port's); `last` is the
+/// right-hand side's when it has one.
+impl core::ops::AddAssign for IcmpCounters {
+    fn add_assign(&mut self, o: IcmpCounters) {
+        self.port_unreachable += o.port_unreachable;
+        self.host_unreachable += o.host_unreachable;
+        self.net_unreachable += o.net_unreachable;
+        self.frag_needed += o.frag_needed;
+        self.other += o.other;
+        self.last = o.last.or(self.last);
     }
 }
 
@@ -190,15 +215,17 @@ impl Socket {
     /// Receives up to `batch.free()` datagrams into buffers from `pool`,
     /// appended to `batch`; `info[j]` describes the j-th appended one
     /// (`info` needs `batch.free()` entries; fewer limits the receive).
+    /// Never fails: nothing waiting is 0, and the error a receive can
+    /// report (a pending ICMP error) is read into [`Socket::icmp`].
     pub fn recv_batch(
         &mut self,
         pool: &mut PacketPool,
         batch: &mut Batch,
         info: &mut [RecvInfo],
-    ) -> io::Result<usize> {
+    ) -> usize {
         let k = batch.free().min(info.len()).min(MAX_MSGS);
         if k == 0 {
-            return Ok(0);
+            return 0;
         }
         if self.overflow.is_empty() {
             self.overflow = (0..MAX_MSGS)
@@ -206,9 +233,7 @@ impl Socket {
                 .collect();
         }
         for _ in 0..k {
-            let mut p = pool.get();
-            p.rx_area();
-            self.rx_bufs.push(p);
+            self.rx_bufs.push(pool.get());
         }
         let mut out = [UdpRecv::default(); MAX_MSGS];
         let res = {
@@ -226,12 +251,11 @@ impl Socket {
                 for p in self.rx_bufs.drain(..) {
                     pool.put(p);
                 }
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(0);
+                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+                    // A pending ICMP error surfaces here once: read the queue.
+                    self.drain_errors();
                 }
-                // A pending ICMP error surfaces here once: read the queue.
-                self.drain_errors();
-                return Ok(0);
+                return 0;
             }
         };
         let mut n = 0;
@@ -244,15 +268,7 @@ impl Socket {
                 pool.put(p);
                 continue;
             }
-            let area = p.tailroom();
-            if r.len <= area {
-                p.set_len(r.len);
-            } else {
-                p.set_len(area);
-                let extra = r.len - area;
-                p.extend_zeroed(extra);
-                p.data_mut()[area..].copy_from_slice(&self.overflow[i][..extra]);
-            }
+            super::finish_rx(&mut p, r.len, &self.overflow[i]);
             match batch.push(p) {
                 Ok(()) => {
                     info[n] = RecvInfo {
@@ -266,7 +282,7 @@ impl Socket {
                 Err(p) => pool.put(p),
             }
         }
-        Ok(n)
+        n
     }
 
     /// Sends `batch[i]` to `dsts[i]`. Sent and dropped packets leave the
@@ -337,7 +353,7 @@ mod tests {
         info: &mut [RecvInfo],
     ) -> usize {
         for _ in 0..200 {
-            let n = s.recv_batch(pool, b, info).unwrap();
+            let n = s.recv_batch(pool, b, info);
             if n > 0 {
                 return n;
             }
@@ -396,7 +412,7 @@ mod tests {
             assert_eq!(rep.sent + rep.unreachable, 1, "round {round}: {rep:?}");
             // Receiving surfaces the ICMP error and drains the queue.
             for _ in 0..100 {
-                a.recv_batch(&mut pool, &mut b, &mut info).unwrap();
+                a.recv_batch(&mut pool, &mut b, &mut info);
                 if a.icmp().total() > round {
                     break;
                 }

@@ -14,7 +14,6 @@
 use crate::packet::gso::{self, GsoError};
 use crate::packet::{CsumStatus, Gso, PacketBuf, PacketMeta};
 use crate::wire::checksum;
-use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// Header length (`struct virtio_net_hdr`, without `num_buffers`).
 pub const LEN: usize = crate::port::sys::tun::VNET_HDR_LEN;
@@ -173,35 +172,19 @@ pub fn header_for(pkt: &mut PacketBuf) -> Result<VnetHdr, GsoError> {
 /// field, the state CHECKSUM_PARTIAL expects.
 fn write_pseudo_sum(pkt: &mut PacketBuf, hd: &gso::Headers) -> Result<(), GsoError> {
     let f = pkt.data_mut();
-    let (l3, l4) = (hd.l3_ofs, hd.l4_ofs);
-    if f.len() < l4 + 18 || hd.ip_end < l4 {
-        return Err(GsoError::Truncated);
-    }
-    let len = (hd.ip_end - l4) as u32;
-    let sum = if hd.ipv4 {
-        let s: [u8; 4] = f[l3 + 12..l3 + 16]
-            .try_into()
-            .map_err(|_| GsoError::Truncated)?;
-        let d: [u8; 4] = f[l3 + 16..l3 + 20]
-            .try_into()
-            .map_err(|_| GsoError::Truncated)?;
-        checksum::pseudo_header_v4(Ipv4Addr::from(s), Ipv4Addr::from(d), 6, len)
-    } else {
-        let s: [u8; 16] = f[l3 + 8..l3 + 24]
-            .try_into()
-            .map_err(|_| GsoError::Truncated)?;
-        let d: [u8; 16] = f[l3 + 24..l3 + 40]
-            .try_into()
-            .map_err(|_| GsoError::Truncated)?;
-        checksum::pseudo_header_v6(Ipv6Addr::from(s), Ipv6Addr::from(d), 6, len)
-    };
-    f[l4 + 16..l4 + 18].copy_from_slice(&checksum::fold(sum).to_be_bytes());
+    let l4 = hd.l4_ofs;
+    let len = hd.ip_end.checked_sub(l4).ok_or(GsoError::Truncated)?;
+    let sum = hd.pseudo_header(f, 6, len as u32)?;
+    f.get_mut(l4 + 16..l4 + 18)
+        .ok_or(GsoError::Truncated)?
+        .copy_from_slice(&checksum::fold(sum).to_be_bytes());
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
 
     #[test]
     fn parse_emit_roundtrip_and_meta() {

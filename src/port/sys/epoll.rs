@@ -8,12 +8,8 @@ use super::{cvt, cvt_ssize};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-/// EPOLLIN.
+/// EPOLLIN (EPOLLERR and EPOLLHUP are always reported, never asked for).
 pub const IN: u32 = libc::EPOLLIN as u32;
-/// EPOLLERR (always reported, never needs asking).
-pub const ERR: u32 = libc::EPOLLERR as u32;
-/// EPOLLHUP (always reported).
-pub const HUP: u32 = libc::EPOLLHUP as u32;
 
 /// One readiness report: the token given at registration and the events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -230,23 +230,19 @@ pub(super) fn recvmsg_one(
     ctrl: &mut CmsgBuf,
     flags: libc::c_int,
 ) -> io::Result<RecvOut> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let mut names = [*name];
-    let mut ctrls = [*ctrl];
+    let mut iov = [[IoSliceMut::new(buf)]];
     let mut out = [RecvOut::default()];
     let n = recvmmsg(
         fd,
-        std::slice::from_mut(&mut iov),
-        Some(&mut names),
-        Some(&mut ctrls),
+        &mut iov,
+        Some(std::slice::from_mut(name)),
+        Some(std::slice::from_mut(ctrl)),
         &mut out,
         flags,
     )?;
     if n == 0 {
         return Err(io::ErrorKind::WouldBlock.into());
     }
-    *name = names[0];
-    *ctrl = ctrls[0];
     Ok(out[0])
 }
 

@@ -9,7 +9,7 @@
 //!   side of the device may be moved into another network namespace right
 //!   after it appears; afterwards only the fd is used.
 //! * [`netdev`]: name-based interface ioctls through a control socket
-//!   (flags, MTU, ifindex, MAC). Only valid in our own netns, so only used at
+//!   (flags, MTU, ifindex). Only valid in our own netns, so only used at
 //!   creation time or for interfaces that live in our netns (`type=system`).
 //! * [`packet`]: AF_PACKET sockets (bind by ifindex, PACKET_AUXDATA for the
 //!   VLAN tags the kernel strips, PACKET_VNET_HDR for offload metadata,
@@ -33,7 +33,7 @@ pub mod packet;
 pub mod tun;
 pub mod udp;
 
-pub use mmsg::{Cmsg, CmsgBuf, MsgName, MAX_MSGS};
+pub use mmsg::MAX_MSGS;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};

@@ -66,16 +66,6 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     ioctl_ifreq(libc::SIOCSIFMTU, &mut r)
 }
 
-/// SIOCGIFHWADDR: the interface's MAC address.
-pub fn hwaddr(name: &str) -> io::Result<[u8; 6]> {
-    let mut r = IfReq::new(name)?;
-    ioctl_ifreq(libc::SIOCGIFHWADDR, &mut r)?;
-    // ifr_hwaddr is a `struct sockaddr`: 2 bytes of family, then the address.
-    let mut mac = [0u8; 6];
-    mac.copy_from_slice(&r.data[2..8]);
-    Ok(mac)
-}
-
 /// True when `e` means "no such interface here" (deleted, or moved to
 /// another netns).
 pub fn is_no_device(e: &io::Error) -> bool {

@@ -32,8 +32,6 @@ pub const PACKET_OUTGOING: u8 = 4;
 /// Options of [`PacketSocket::open`].
 #[derive(Debug, Clone, Copy)]
 pub struct PacketOptions {
-    /// Put a virtio_net_hdr in front of each frame (PACKET_VNET_HDR).
-    pub vnet_hdr: bool,
     /// Receive frames for any destination MAC.
     pub promisc: bool,
     /// SO_RCVBUF(FORCE) in bytes; 0 leaves the default.
@@ -45,7 +43,6 @@ pub struct PacketOptions {
 impl Default for PacketOptions {
     fn default() -> Self {
         PacketOptions {
-            vnet_hdr: true,
             promisc: true,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
@@ -74,8 +71,6 @@ pub struct PacketRecv {
     pub pkttype: u8,
     /// The VLAN tag to reinsert, if the kernel stripped one.
     pub vlan: Option<StrippedVlan>,
-    /// `tp_status` from the auxiliary data.
-    pub status: u32,
 }
 
 /// Counters the kernel keeps for this socket (PACKET_STATISTICS); reading
@@ -92,13 +87,11 @@ pub struct PacketSocketStats {
 #[derive(Debug)]
 pub struct PacketSocket {
     sock: socket2::Socket,
-    ifindex: u32,
-    vnet_hdr: bool,
 }
 
 impl PacketSocket {
-    /// Opens a socket bound to interface `ifindex`, with PACKET_AUXDATA and
-    /// PACKET_IGNORE_OUTGOING, and the given options.
+    /// Opens a socket bound to interface `ifindex`, with PACKET_AUXDATA,
+    /// PACKET_VNET_HDR and PACKET_IGNORE_OUTGOING, and the given options.
     pub fn open(ifindex: u32, opts: PacketOptions) -> io::Result<PacketSocket> {
         // Protocol 0 until bind: a socket created with ETH_P_ALL would see
         // every interface's traffic in the meantime.
@@ -110,9 +103,7 @@ impl PacketSocket {
         let fd = sock.as_fd();
         let one: libc::c_int = 1;
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)?;
-        if opts.vnet_hdr {
-            setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
-        }
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &one)?;
         match setsockopt(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one) {
             // Before 4.20: rely on the sll_pkttype check instead.
             Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
@@ -142,26 +133,12 @@ impl PacketSocket {
             mr.mr_type = libc::PACKET_MR_PROMISC as u16;
             setsockopt(fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mr)?;
         }
-        Ok(PacketSocket {
-            sock,
-            ifindex,
-            vnet_hdr: opts.vnet_hdr,
-        })
-    }
-
-    /// The interface this socket is bound to.
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    /// True when frames carry a virtio_net_hdr.
-    pub fn vnet_hdr(&self) -> bool {
-        self.vnet_hdr
+        Ok(PacketSocket { sock })
     }
 
     /// Receives up to `iovs.len()` frames (at most [`MAX_MSGS`]). Each
     /// message scatters over its three buffers: the vnet header (exactly
-    /// [`VNET_HDR_LEN`] bytes when enabled, else empty), the packet buffer,
+    /// [`VNET_HDR_LEN`] bytes), the packet buffer,
     /// and an overflow area for GSO super-packets larger than the packet
     /// buffer.
     pub fn recv_batch(
@@ -181,14 +158,12 @@ impl PacketSocket {
             &mut raw[..n],
             libc::MSG_TRUNC,
         )?;
-        let hdr = if self.vnet_hdr { VNET_HDR_LEN } else { 0 };
         for i in 0..got {
             let mut r = PacketRecv {
-                len: raw[i].len.saturating_sub(hdr),
+                len: raw[i].len.saturating_sub(VNET_HDR_LEN),
                 truncated: raw[i].flags & libc::MSG_TRUNC != 0,
                 pkttype: names[i].bytes[10],
                 vlan: None,
-                status: 0,
             };
             for c in ctrls[i].iter() {
                 if c.level == libc::SOL_PACKET && c.ty == libc::PACKET_AUXDATA && c.data.len() >= 20
@@ -197,7 +172,6 @@ impl PacketSocket {
                     let status = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
                     let tci = u16::from_ne_bytes([d[16], d[17]]);
                     let tpid = u16::from_ne_bytes([d[18], d[19]]);
-                    r.status = status;
                     if status & libc::TP_STATUS_VLAN_VALID != 0 {
                         let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
                             tpid
@@ -214,7 +188,7 @@ impl PacketSocket {
     }
 
     /// Sends frames out of the bound interface: `iovs[i]` is the vnet
-    /// header (or an empty slice without vnet_hdr) and the frame. Returns how
+    /// header and the frame. Returns how
     /// many the kernel took; an error only when the first one failed.
     pub fn send_batch(&self, iovs: &[[IoSlice<'_>; 2]]) -> io::Result<usize> {
         mmsg::sendmmsg(self.sock.as_fd(), iovs, None, 0)

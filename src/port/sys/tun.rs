@@ -49,11 +49,6 @@ impl TapFd {
         &self.name
     }
 
-    /// `ifr_flags` as TUNGETIFF reported right after TUNSETIFF.
-    pub fn flags(&self) -> u16 {
-        self.flags
-    }
-
     /// True when the device is persistent, i.e. someone else created it
     /// (we never set IFF_PERSIST).
     pub fn persistent(&self) -> bool {
@@ -105,7 +100,7 @@ pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> 
 }
 
 /// TUNSETVNETHDRSZ: the size of the header in front of each frame.
-pub fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
+fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
     // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` is
     // a live i32.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ as _, &size) })?;
@@ -113,7 +108,7 @@ pub fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
 }
 
 /// TUNSETOFFLOAD: which offloads (TUN_F_*) our side of the fd accepts.
-pub fn set_offload(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+fn set_offload(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long),
     // no pointer is dereferenced.
     cvt(unsafe {

@@ -271,18 +271,21 @@ impl UdpSock {
                     (libc::IPPROTO_IP, libc::IP_TTL) => ttl = int(c.data),
                     (libc::IPPROTO_IPV6, IPV6_TCLASS) => tos = int(c.data),
                     (libc::IPPROTO_IPV6, IPV6_HOPLIMIT) => ttl = int(c.data),
+                    // struct in_pktinfo: ifindex, spec_dst, then ipi_addr.
+                    (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                        if let Some(a) = c.data.get(8..12).and_then(|a| <[u8; 4]>::try_from(a).ok())
+                        {
+                            dst = Some(IpAddr::V4(Ipv4Addr::from(a)));
+                        }
+                    }
+                    // struct in6_pktinfo: the address first.
+                    (libc::IPPROTO_IPV6, IPV6_PKTINFO) => {
+                        if let Some(a) = c.data.get(..16).and_then(|a| <[u8; 16]>::try_from(a).ok())
+                        {
+                            dst = Some(IpAddr::V6(Ipv6Addr::from(a)));
+                        }
+                    }
                     _ => {}
-                }
-                if c.level == libc::IPPROTO_IP && c.ty == libc::IP_PKTINFO && c.data.len() >= 12 {
-                    let a: [u8; 4] = [c.data[8], c.data[9], c.data[10], c.data[11]];
-                    dst = Some(IpAddr::V4(Ipv4Addr::from(a)));
-                } else if c.level == libc::IPPROTO_IPV6
-                    && c.ty == IPV6_PKTINFO
-                    && c.data.len() >= 16
-                {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(&c.data[..16]);
-                    dst = Some(IpAddr::V6(Ipv6Addr::from(a)));
                 }
             }
             out[i] = UdpRecv {
@@ -318,18 +321,19 @@ impl UdpSock {
         let mut buf = [0u8; 64];
         let mut name = MsgName::default();
         let mut ctrl = CmsgBuf::default();
-        let out = match mmsg::recvmsg_one(
+        // The payload (the head of the failed datagram) is not needed:
+        // the error and its destination come in the name and control data.
+        match mmsg::recvmsg_one(
             self.sock.as_fd(),
             &mut buf,
             &mut name,
             &mut ctrl,
             libc::MSG_ERRQUEUE,
         ) {
-            Ok(o) => o,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) => return Err(e),
-        };
-        let _ = out;
+        }
         let nl = (name.len as usize).min(name.bytes.len());
         let mut err = IcmpError {
             errno: 0,
@@ -356,11 +360,6 @@ impl UdpSock {
             err.offender = decode_addr(&d[16..]).map(|a| a.ip());
         }
         Ok(Some(err))
-    }
-
-    /// Takes the pending socket error (SO_ERROR).
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.sock.take_error()
     }
 }
 
