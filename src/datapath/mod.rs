@@ -251,7 +251,7 @@ impl Datapath {
     /// Attaches a port under OpenFlow number `no` (replacing one there).
     pub fn add_port(&mut self, no: u32, port: Box<dyn Port>) -> Option<Box<dyn Port>> {
         let old = self.del_port(no);
-        let pad_short = port.kind() == "system";
+        let pad_short = port.pads_short_frames();
         self.ports.push(DpPort {
             no,
             mtu: port.mtu(),
@@ -289,11 +289,8 @@ impl Datapath {
 
     /// Each port's number and the fd to watch for it (`None`: none, or
     /// the port is down).
-    pub fn port_fds(&self) -> Vec<(u32, Option<std::os::fd::RawFd>)> {
-        self.ports
-            .iter()
-            .map(|p| (p.no, p.port.poll_fd()))
-            .collect()
+    pub fn port_fds(&self) -> impl Iterator<Item = (u32, Option<std::os::fd::RawFd>)> + '_ {
+        self.ports.iter().map(|p| (p.no, p.port.poll_fd()))
     }
 
     /// Sets (or, with `None`, clears) the MTU enforced on port `no`'s

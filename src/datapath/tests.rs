@@ -261,6 +261,9 @@ impl Port for Wire {
     fn kind(&self) -> &'static str {
         "system"
     }
+    fn pads_short_frames(&self) -> bool {
+        true
+    }
     fn recv_batch(
         &mut self,
         pool: &mut PacketPool,

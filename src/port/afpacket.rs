@@ -218,6 +218,10 @@ impl Port for AfPacketPort {
         "system"
     }
 
+    fn pads_short_frames(&self) -> bool {
+        true
+    }
+
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
         let k = batch.free().min(MAX_MSGS);
         if k == 0 || !self.life.is_up() {

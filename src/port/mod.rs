@@ -245,6 +245,12 @@ pub trait Port: Send {
     fn tunnel_overhead(&self) -> Option<u32> {
         None
     }
+    /// True for ports onto a wire (an Ethernet link, a veth): the datapath
+    /// zero-pads frames shorter than 60 bytes sent to them. A TAP or a
+    /// tunnel delivers frames to a stack that needs no padding.
+    fn pads_short_frames(&self) -> bool {
+        false
+    }
     /// Whether the port can move packets now.
     fn link_state(&self) -> LinkState {
         LinkState::Up
