@@ -5,10 +5,10 @@ use core::fmt::Write;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
 
-use super::parse::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
 use super::parse::{WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState};
 use super::tcp::{self, TcpPeer, TcpPeerState, TcpState};
+use crate::wire::IpProtocol;
 
 /// One direction's tuple, as `dump-conntrack` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -43,10 +43,7 @@ impl CtTuple {
                 IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
             }
         };
-        let icmp = matches!(
-            (k.proto, k.v6),
-            (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true)
-        );
+        let icmp = k.is_icmp();
         let ports = !icmp && (k.sport != 0 || k.dport != 0);
         CtTuple {
             src: addr(&k.src),
@@ -148,7 +145,7 @@ pub struct ConnInfo {
 }
 
 /// OVS `ct_dpif_format_ipproto`.
-pub(crate) fn proto_name(p: u8) -> String {
+fn proto_name(p: u8) -> String {
     match p {
         1 => "icmp".into(),
         58 => "icmpv6".into(),
@@ -265,10 +262,10 @@ pub struct CtStats {
 impl ZoneStats {
     pub(crate) fn add(&mut self, c: &Conn) {
         self.total += 1;
-        match (c.key.proto, c.key.v6) {
-            (IPPROTO_TCP, _) => self.tcp += 1,
-            (17, _) => self.udp += 1,
-            (IPPROTO_ICMP, false) | (IPPROTO_ICMPV6, true) => self.icmp += 1,
+        match IpProtocol::from(c.key.proto) {
+            IpProtocol::Tcp => self.tcp += 1,
+            IpProtocol::Udp => self.udp += 1,
+            _ if c.key.is_icmp() => self.icmp += 1,
             _ => self.other += 1,
         }
     }

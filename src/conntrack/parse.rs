@@ -1,34 +1,24 @@
-//! The few header fields conntrack needs, read straight from the frame.
-//!
-//! Kept private to conntrack so the tracker does not depend on the `wire`
-//! views. Every read is bounds-checked (`get`), so a malformed packet is an
-//! [`CtInvalidDetail`], never a panic.
+//! The few header fields conntrack needs, read through the `wire` views.
 //!
 //! The one rule: the IP datagram ends where its header says (IPv4 total
 //! length, IPv6 40 + payload length), never at the end of the frame. The
 //! bytes after it are Ethernet padding: they are in no checksum and are no
-//! TCP payload. Every slice below is cut from that datagram.
-
-use core::net::{Ipv4Addr, Ipv6Addr};
+//! TCP payload. The views' `payload()` is that datagram's payload, and every
+//! slice below is cut from it.
+//!
+//! What stays here rather than in `wire`: the conntrack verdicts. Every
+//! failed check becomes a [`CtInvalidDetail`] naming the header and the
+//! check (never a panic); a bad checksum carries the value that would
+//! verify; a datagram quoted in an ICMP error is held only to a whole
+//! header (the quote stops 8 bytes into its payload); and the window scale
+//! is read with pf's lenient option walk, which keeps going past option
+//! lengths the strict [`crate::wire::tcp::OptionIter`] refuses.
 
 use super::table::ConnKey;
 use super::{ChecksumPolicy, CtInvalidDetail, CtInvalidReason as R};
 use crate::packet::CsumStatus;
-use crate::wire::checksum;
-
-/// IP protocol numbers conntrack knows.
-pub(crate) const IPPROTO_ICMP: u8 = 1;
-pub(crate) const IPPROTO_TCP: u8 = 6;
-pub(crate) const IPPROTO_UDP: u8 = 17;
-pub(crate) const IPPROTO_ICMPV6: u8 = 58;
-
-/// TCP flag bits (low 12 bits of the 13th/14th header bytes).
-pub(crate) const TCP_FIN: u16 = 0x001;
-pub(crate) const TCP_SYN: u16 = 0x002;
-pub(crate) const TCP_RST: u16 = 0x004;
-pub(crate) const TCP_PSH: u16 = 0x008;
-pub(crate) const TCP_ACK: u16 = 0x010;
-pub(crate) const TCP_URG: u16 = 0x020;
+use crate::wire::{self, checksum, icmpv4, icmpv6, ipv4, ipv6, sub, tail, tcp, udp};
+use crate::wire::{AddrPair, EtherType, IpProtocol};
 
 /// pf's window-scale encoding: the option was present.
 pub(crate) const WSCALE_FLAG: u8 = 0x80;
@@ -85,45 +75,39 @@ fn malformed(detail: &'static str) -> CtInvalidDetail {
     CtInvalidDetail::new(R::Malformed, detail)
 }
 
-#[inline]
-fn byte(b: &[u8], off: usize) -> PResult<u8> {
-    b.get(off).copied().ok_or(malformed("header truncated"))
+// What each `wire` length check means for the header at hand.
+
+fn ipv4_err(e: wire::Error) -> CtInvalidDetail {
+    malformed(match e {
+        wire::Error::BadVersion => "IPv4 version is not 4",
+        wire::Error::LengthTooShort => "IPv4 IHL below 5 or total length shorter than its header",
+        wire::Error::LengthExceedsFrame => "IPv4 total length exceeds the frame",
+        _ => "IPv4 header truncated",
+    })
 }
 
-#[inline]
-fn be16(b: &[u8], off: usize) -> PResult<u16> {
-    match b.get(off..off + 2) {
-        Some(&[x, y]) => Ok(u16::from_be_bytes([x, y])),
-        _ => Err(malformed("header truncated")),
-    }
+fn ipv6_err(e: wire::Error) -> CtInvalidDetail {
+    malformed(match e {
+        wire::Error::BadVersion => "IPv6 version is not 6",
+        wire::Error::LengthExceedsFrame => "IPv6 payload length exceeds the frame",
+        _ => "IPv6 header truncated",
+    })
 }
 
-#[inline]
-fn be32(b: &[u8], off: usize) -> PResult<u32> {
-    match b.get(off..off + 4) {
-        Some(&[a, c, d, e]) => Ok(u32::from_be_bytes([a, c, d, e])),
-        _ => Err(malformed("header truncated")),
-    }
+fn tcp_err(e: wire::Error) -> CtInvalidDetail {
+    malformed(match e {
+        wire::Error::LengthTooShort => "TCP data offset below 5",
+        wire::Error::LengthExceedsFrame => "TCP data offset past the segment",
+        _ => "TCP header truncated",
+    })
 }
 
-#[inline]
-fn addr16(b: &[u8], off: usize) -> PResult<[u8; 16]> {
-    let s = b
-        .get(off..off + 16)
-        .ok_or(malformed("IPv6 header truncated"))?;
-    let mut a = [0u8; 16];
-    a.copy_from_slice(s);
-    Ok(a)
-}
-
-#[inline]
-fn addr4(b: &[u8], off: usize) -> PResult<[u8; 16]> {
-    let s = b
-        .get(off..off + 4)
-        .ok_or(malformed("IPv4 header truncated"))?;
-    let mut a = [0u8; 16];
-    a[..4].copy_from_slice(s);
-    Ok(a)
+fn udp_err(e: wire::Error) -> CtInvalidDetail {
+    malformed(match e {
+        wire::Error::LengthTooShort => "UDP length below 8",
+        wire::Error::LengthExceedsFrame => "UDP length exceeds the IP payload",
+        _ => "UDP header truncated",
+    })
 }
 
 /// The checksum value that would verify, given the folded (uncomplemented)
@@ -137,27 +121,37 @@ fn expected_from(folded_with_field: u16, received: u16) -> u16 {
 
 /// The L3 facts of a datagram.
 struct L3<'a> {
-    v6: bool,
-    src: [u8; 16],
-    dst: [u8; 16],
-    proto: u8,
+    addrs: AddrPair,
+    proto: IpProtocol,
     /// From the L4 header to the end of the IP datagram (padding excluded).
     l4: &'a [u8],
 }
 
 impl L3<'_> {
-    fn pseudo(&self, proto: u8, len: usize) -> u32 {
-        if self.v6 {
-            checksum::pseudo_header_v6(
-                Ipv6Addr::from(self.src),
-                Ipv6Addr::from(self.dst),
-                proto,
-                len as u32,
-            )
-        } else {
-            let s = Ipv4Addr::new(self.src[0], self.src[1], self.src[2], self.src[3]);
-            let d = Ipv4Addr::new(self.dst[0], self.dst[1], self.dst[2], self.dst[3]);
-            checksum::pseudo_header_v4(s, d, proto, len as u32)
+    fn is_v6(&self) -> bool {
+        !self.addrs.is_v4()
+    }
+
+    /// The key of this datagram in its own direction, ports still zero.
+    fn key(&self, zone: u16) -> ConnKey {
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        match self.addrs {
+            AddrPair::V4 { src: s, dst: d } => {
+                src[..4].copy_from_slice(&s.octets());
+                dst[..4].copy_from_slice(&d.octets());
+            }
+            AddrPair::V6 { src: s, dst: d } => {
+                src = s.octets();
+                dst = d.octets();
+            }
+        }
+        ConnKey {
+            src,
+            dst,
+            zone,
+            proto: self.proto.into(),
+            v6: self.is_v6(),
+            ..ConnKey::default()
         }
     }
 }
@@ -166,36 +160,23 @@ impl L3<'_> {
 /// received datagram (length and checksum enforced) rather than the packet
 /// embedded in an ICMP error (which is usually truncated).
 fn ipv4(l3: &[u8], outer: bool, check_ip: bool) -> PResult<L3<'_>> {
-    let vihl = byte(l3, 0)?;
-    if vihl >> 4 != 4 {
-        return Err(malformed("IPv4 version is not 4"));
+    let p = ipv4::Packet::new_unchecked(l3);
+    if outer {
+        p.check_len()
+    } else {
+        p.check_header_len()
     }
-    let ihl = usize::from(vihl & 0x0f) * 4;
-    if ihl < 20 {
-        return Err(malformed("IPv4 IHL below 5"));
-    }
-    let hdr = l3.get(..ihl).ok_or(malformed("IPv4 header truncated"))?;
-    let frag = be16(hdr, 6)?;
-    if frag & 0x1fff != 0 || (outer && frag & 0x2000 != 0) {
+    .map_err(ipv4_err)?;
+    if p.is_later_fragment() || (outer && p.more_frags()) {
         return Err(CtInvalidDetail::new(
             R::Fragment,
             "IPv4 fragment (conntrack does no reassembly)",
         ));
     }
-    let dgram = if outer {
-        let total = usize::from(be16(hdr, 2)?);
-        if total < ihl {
-            return Err(malformed("IPv4 total length shorter than its header"));
-        }
-        l3.get(..total)
-            .ok_or(malformed("IPv4 total length exceeds the frame"))?
-    } else {
-        l3
-    };
     if check_ip {
-        let folded = checksum::fold(checksum::sum(hdr));
+        let folded = checksum::fold(checksum::sum(p.header()));
         if folded != 0xffff {
-            let received = be16(hdr, 10)?;
+            let received = p.checksum();
             return Err(CtInvalidDetail {
                 reason: R::BadIpChecksum,
                 expected: Some(expected_from(folded, received)),
@@ -205,84 +186,65 @@ fn ipv4(l3: &[u8], outer: bool, check_ip: bool) -> PResult<L3<'_>> {
         }
     }
     Ok(L3 {
-        v6: false,
-        src: addr4(hdr, 12)?,
-        dst: addr4(hdr, 16)?,
-        proto: byte(hdr, 9)?,
-        l4: dgram.get(ihl..).unwrap_or(&[]),
+        addrs: AddrPair::V4 {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+        },
+        proto: p.next_header(),
+        // The view's `payload()` borrows the view; cut the same range
+        // from `l3` to keep its lifetime.
+        l4: if outer {
+            sub(l3, p.header_len(), usize::from(p.total_len()))
+        } else {
+            tail(l3, p.header_len())
+        },
     })
 }
 
 /// Parses an IPv6 header and its extension headers.
 fn ipv6(l3: &[u8], outer: bool) -> PResult<L3<'_>> {
-    if byte(l3, 0)? >> 4 != 6 {
-        return Err(malformed("IPv6 version is not 6"));
-    }
-    let payload = usize::from(be16(l3, 4)?);
-    let mut nh = byte(l3, 6)?;
-    let src = addr16(l3, 8)?;
-    let dst = addr16(l3, 24)?;
-    let dgram = if outer {
-        if payload == 0 && nh == 0 {
+    let p = ipv6::Packet::new_unchecked(l3);
+    let payload = if outer {
+        p.check_len().map_err(ipv6_err)?;
+        if p.payload_len() == 0 && p.next_header() == IpProtocol::HopByHop {
             return Err(malformed("IPv6 jumbogram"));
         }
-        l3.get(..40 + payload)
-            .ok_or(malformed("IPv6 payload length exceeds the frame"))?
+        sub(
+            l3,
+            ipv6::HEADER_LEN,
+            ipv6::HEADER_LEN + usize::from(p.payload_len()),
+        )
     } else {
-        l3
+        p.check_header_len().map_err(ipv6_err)?;
+        tail(l3, ipv6::HEADER_LEN)
     };
-    let mut ofs = 40usize;
-    // Bounded: a chain of extension headers longer than this is not real
-    // traffic.
-    for _ in 0..8 {
-        match nh {
-            // Hop-by-hop, routing, destination options.
-            0 | 43 | 60 => {
-                let len = (usize::from(byte(dgram, ofs + 1)?) + 1) * 8;
-                nh = byte(dgram, ofs)?;
-                ofs += len;
-            }
-            // Fragment: an atomic fragment (offset 0, no M flag) is a whole
-            // packet; anything else would need reassembly.
-            44 => {
-                let fo = be16(dgram, ofs + 2)?;
-                if fo & 0xfff9 != 0 {
-                    return Err(CtInvalidDetail::new(
-                        R::Fragment,
-                        "IPv6 fragment (conntrack does no reassembly)",
-                    ));
-                }
-                nh = byte(dgram, ofs)?;
-                ofs += 8;
-            }
-            // Authentication header: length in 4-byte units, minus 2.
-            51 => {
-                let len = (usize::from(byte(dgram, ofs + 1)?) + 2) * 4;
-                nh = byte(dgram, ofs)?;
-                ofs += len;
-            }
-            _ => break,
-        }
+    let up = ipv6::walk_ext_headers(p.next_header(), payload)
+        .map_err(|_| malformed("IPv6 extension headers exceed the datagram"))?;
+    // An atomic fragment (offset 0, no M flag) is a whole packet; anything
+    // else would need reassembly.
+    if up.fragment {
+        return Err(CtInvalidDetail::new(
+            R::Fragment,
+            "IPv6 fragment (conntrack does no reassembly)",
+        ));
     }
-    let l4 = dgram
-        .get(ofs..)
-        .ok_or(malformed("IPv6 extension headers exceed the datagram"))?;
     Ok(L3 {
-        v6: true,
-        src,
-        dst,
-        proto: nh,
-        l4,
+        addrs: AddrPair::V6 {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+        },
+        proto: up.protocol,
+        l4: tail(payload, up.offset),
     })
 }
 
-/// Verifies an L4 checksum (`pseudo` = 0 for ICMPv4).
-fn verify_l4(pseudo: u32, seg: &[u8], field_ofs: usize, what: &'static str) -> PResult<()> {
+/// Verifies an L4 checksum (`pseudo` = 0 for ICMPv4); `received` is the
+/// checksum field of `seg`.
+fn verify_l4(pseudo: u32, seg: &[u8], received: u16, what: &'static str) -> PResult<()> {
     let folded = checksum::fold(checksum::combine(&[pseudo, checksum::sum(seg)]));
     if folded == 0xffff {
         return Ok(());
     }
-    let received = be16(seg, field_ofs)?;
     Err(CtInvalidDetail {
         reason: R::BadL4Checksum,
         expected: Some(expected_from(folded, received)),
@@ -293,11 +255,11 @@ fn verify_l4(pseudo: u32, seg: &[u8], field_ofs: usize, what: &'static str) -> P
 
 /// Reads pf's window-scale option from a SYN's options (`opts` = the bytes
 /// between the fixed header and the data offset).
-pub(crate) fn tcp_wscale(opts: &[u8]) -> u8 {
+fn tcp_wscale(opts: &[u8]) -> u8 {
     let mut i = 0usize;
     let mut wscale = 0u8;
-    while i < opts.len() {
-        match opts[i] {
+    while let Some(&kind) = opts.get(i) {
+        match kind {
             0 => break,
             1 => i += 1,
             kind => {
@@ -316,39 +278,28 @@ pub(crate) fn tcp_wscale(opts: &[u8]) -> u8 {
 }
 
 /// The TCP segment `seg` (header + payload, cut at the IP datagram's end).
-pub(crate) fn tcp_segment(seg: &[u8]) -> PResult<TcpSeg> {
-    if seg.len() < 20 {
-        return Err(malformed("TCP header truncated"));
-    }
-    let doff = usize::from(byte(seg, 12)? >> 4) * 4;
-    if doff < 20 {
-        return Err(malformed("TCP data offset below 5"));
-    }
-    if doff > seg.len() {
-        return Err(malformed("TCP data offset past the segment"));
-    }
-    let flags = be16(seg, 12)? & 0x0fff;
-    let wscale = if flags & TCP_SYN != 0 {
-        tcp_wscale(seg.get(20..doff).unwrap_or(&[]))
-    } else {
-        0
-    };
+fn tcp_segment(seg: &[u8]) -> PResult<TcpSeg> {
+    let p = tcp::Packet::new_checked(seg).map_err(tcp_err)?;
+    let flags = p.flags();
     Ok(TcpSeg {
-        seq: be32(seg, 4)?,
-        ack: be32(seg, 8)?,
-        win: be16(seg, 14)?,
+        seq: p.seq_number(),
+        ack: p.ack_number(),
+        win: p.window_len(),
         flags,
-        payload_len: (seg.len() - doff) as u32,
-        wscale,
+        payload_len: p.payload().len() as u32,
+        wscale: if flags & tcp::SYN != 0 {
+            tcp_wscale(p.options())
+        } else {
+            0
+        },
     })
 }
 
-fn ports(l4: &[u8]) -> PResult<(u16, u16)> {
-    let (s, d) = (be16(l4, 0)?, be16(l4, 2)?);
-    if s == 0 || d == 0 {
+fn ports(src: u16, dst: u16) -> PResult<(u16, u16)> {
+    if src == 0 || dst == 0 {
         return Err(malformed("L4 port 0"));
     }
-    Ok((s, d))
+    Ok((src, dst))
 }
 
 /// ICMPv4 query types with their reverse, as OVS `reverse_icmp_type`.
@@ -374,37 +325,39 @@ fn icmp6_echo_reverse(ty: u8) -> Option<u8> {
 
 /// Key of the packet embedded in an ICMP error, in its own direction.
 fn inner_key(l3: &L3<'_>, zone: u16) -> PResult<ConnKey> {
-    let mut key = ConnKey {
-        src: l3.src,
-        dst: l3.dst,
-        zone,
-        proto: l3.proto,
-        v6: l3.v6,
-        ..ConnKey::default()
-    };
-    // RFC 792/4443 guarantee the first 8 bytes of the embedded L4 header.
-    if l3.l4.len() < 8 && matches!(l3.proto, IPPROTO_TCP | IPPROTO_UDP) {
+    let mut key = l3.key(zone);
+    let l4 = l3.l4;
+    // RFC 792/4443 guarantee the first 8 bytes of the embedded L4 header:
+    // enough for the ports, or the ICMP type and echo id.
+    let keyed_by_l4 = matches!(
+        l3.proto,
+        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
+    );
+    if keyed_by_l4 && l4.len() < 8 {
         return Err(malformed("ICMP error: embedded L4 header truncated"));
     }
-    match (l3.proto, l3.v6) {
-        (IPPROTO_TCP | IPPROTO_UDP, _) => {
-            (key.sport, key.dport) = ports(l3.l4)?;
+    match (l3.proto, l3.is_v6()) {
+        (IpProtocol::Tcp | IpProtocol::Udp, _) => {
+            let u = udp::Packet::new_unchecked(l4);
+            (key.sport, key.dport) = ports(u.src_port(), u.dst_port())?;
         }
-        (IPPROTO_ICMP, false) => {
-            let ty = byte(l3.l4, 0)?;
+        (IpProtocol::Icmp, false) => {
+            let i = icmpv4::Packet::new_unchecked(l4);
+            let ty = u8::from(i.msg_type());
             let rev = icmp4_query_reverse(ty).ok_or(CtInvalidDetail::new(
                 R::UnsupportedIcmp,
                 "ICMP error about an ICMP packet that is not a query",
             ))?;
-            (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), be16(l3.l4, 4)?);
+            (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), i.echo_ident());
         }
-        (IPPROTO_ICMPV6, true) => {
-            let ty = byte(l3.l4, 0)?;
+        (IpProtocol::Icmpv6, true) => {
+            let i = icmpv6::Packet::new_unchecked(l4);
+            let ty = u8::from(i.msg_type());
             let rev = icmp6_echo_reverse(ty).ok_or(CtInvalidDetail::new(
                 R::UnsupportedIcmp,
                 "ICMPv6 error about an ICMPv6 packet that is not an echo",
             ))?;
-            (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), be16(l3.l4, 4)?);
+            (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), i.echo_ident());
         }
         _ => {}
     }
@@ -421,9 +374,9 @@ pub(crate) fn parse(
     policy: ChecksumPolicy,
 ) -> PResult<Parsed> {
     let validate = policy == ChecksumPolicy::Validate;
-    let ip = match dl_type {
-        0x0800 => ipv4(l3, true, validate)?,
-        0x86dd => ipv6(l3, true)?,
+    let ip = match EtherType::from(dl_type) {
+        EtherType::Ipv4 => ipv4(l3, true, validate)?,
+        EtherType::Ipv6 => ipv6(l3, true)?,
         _ => {
             return Err(CtInvalidDetail::new(
                 R::NotIp,
@@ -434,88 +387,61 @@ pub(crate) fn parse(
     // A port that verified the L4 checksum (or will compute it on
     // transmit) is trusted: re-validating a partial checksum would fail.
     let check_l4 = validate && csum == CsumStatus::Unknown;
-    let mut key = ConnKey {
-        src: ip.src,
-        dst: ip.dst,
-        zone,
-        proto: ip.proto,
-        v6: ip.v6,
-        ..ConnKey::default()
-    };
+    let mut key = ip.key(zone);
     let l4 = ip.l4;
-    match (ip.proto, ip.v6) {
-        (IPPROTO_TCP, _) => {
+    let parsed = |key, l4| Parsed {
+        key,
+        related: false,
+        l4,
+    };
+    match (ip.proto, ip.is_v6()) {
+        (IpProtocol::Tcp, _) => {
             let seg = tcp_segment(l4)?;
-            (key.sport, key.dport) = ports(l4)?;
+            let t = tcp::Packet::new_unchecked(l4);
+            (key.sport, key.dport) = ports(t.src_port(), t.dst_port())?;
             if check_l4 {
-                verify_l4(ip.pseudo(IPPROTO_TCP, l4.len()), l4, 16, "TCP checksum")?;
+                let ph = ip.addrs.pseudo_sum(IpProtocol::Tcp, l4.len());
+                verify_l4(ph, l4, t.checksum(), "TCP checksum")?;
             }
-            Ok(Parsed {
-                key,
-                related: false,
-                l4: L4::Tcp(seg),
-            })
+            Ok(parsed(key, L4::Tcp(seg)))
         }
-        (IPPROTO_UDP, v6) => {
-            if l4.len() < 8 {
-                return Err(malformed("UDP header truncated"));
-            }
-            let ulen = usize::from(be16(l4, 4)?);
-            if ulen < 8 {
-                return Err(malformed("UDP length below 8"));
-            }
-            let seg = l4
-                .get(..ulen)
-                .ok_or(malformed("UDP length exceeds the IP payload"))?;
-            (key.sport, key.dport) = ports(seg)?;
-            let field = be16(seg, 6)?;
+        (IpProtocol::Udp, v6) => {
+            let u = udp::Packet::new_checked(l4).map_err(udp_err)?;
+            let seg = u.datagram();
+            (key.sport, key.dport) = ports(u.src_port(), u.dst_port())?;
             if check_l4 {
-                if field == 0 {
-                    if v6 {
-                        // RFC 8200 section 8.1: mandatory over IPv6.
-                        return Err(CtInvalidDetail {
-                            reason: R::BadL4Checksum,
-                            expected: Some(checksum::l4_checksum(
-                                ip.pseudo(IPPROTO_UDP, ulen),
-                                seg,
-                            )),
-                            received: Some(0),
-                            detail: "UDP checksum zero over IPv6",
-                        });
-                    }
-                } else {
-                    verify_l4(ip.pseudo(IPPROTO_UDP, ulen), seg, 6, "UDP checksum")?;
+                let ph = ip.addrs.pseudo_sum(IpProtocol::Udp, seg.len());
+                if u.checksum() != 0 {
+                    verify_l4(ph, seg, u.checksum(), "UDP checksum")?;
+                } else if v6 {
+                    // RFC 8200 section 8.1: mandatory over IPv6.
+                    return Err(CtInvalidDetail {
+                        reason: R::BadL4Checksum,
+                        expected: Some(checksum::l4_checksum(ph, seg)),
+                        received: Some(0),
+                        detail: "UDP checksum zero over IPv6",
+                    });
                 }
             }
-            Ok(Parsed {
-                key,
-                related: false,
-                l4: L4::Udp,
-            })
+            Ok(parsed(key, L4::Udp))
         }
-        (IPPROTO_ICMP, false) => {
-            if l4.len() < 8 {
-                return Err(malformed("ICMP header truncated"));
-            }
+        (IpProtocol::Icmp, false) => {
+            let i =
+                icmpv4::Packet::new_checked(l4).map_err(|_| malformed("ICMP header truncated"))?;
             if check_l4 {
-                verify_l4(0, l4, 2, "ICMP checksum")?;
+                verify_l4(0, l4, i.checksum(), "ICMP checksum")?;
             }
-            let (ty, code) = (byte(l4, 0)?, byte(l4, 1)?);
+            let ty = u8::from(i.msg_type());
             if let Some(rev) = icmp4_query_reverse(ty) {
-                if code != 0 {
+                if i.msg_code() != 0 {
                     return Err(CtInvalidDetail::new(
                         R::UnsupportedIcmp,
                         "ICMP query with a nonzero code",
                     ));
                 }
-                (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), be16(l4, 4)?);
-                return Ok(Parsed {
-                    key,
-                    related: false,
-                    l4: L4::Icmp {
-                        valid_new: matches!(ty, 8 | 13 | 15),
-                    },
-                });
+                (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), i.echo_ident());
+                let valid_new = matches!(ty, 8 | 13 | 15);
+                return Ok(parsed(key, L4::Icmp { valid_new }));
             }
             // Destination unreachable (frag needed included), source
             // quench, redirect, time exceeded, parameter problem.
@@ -525,37 +451,31 @@ pub(crate) fn parse(
                     "ICMP type conntrack does not track",
                 ));
             }
-            let inner = ipv4(l4.get(8..).unwrap_or(&[]), false, false)?;
-            related(ip.dst, inner, zone)
+            let inner = ipv4(i.data(), false, false)?;
+            related(&ip.addrs, inner, zone)
         }
-        (IPPROTO_ICMPV6, true) => {
-            if l4.len() < 8 {
-                return Err(malformed("ICMPv6 header truncated"));
-            }
+        (IpProtocol::Icmpv6, true) => {
+            let i = icmpv6::Packet::new_checked(l4)
+                .map_err(|_| malformed("ICMPv6 header truncated"))?;
             if check_l4 {
-                verify_l4(
-                    ip.pseudo(IPPROTO_ICMPV6, l4.len()),
-                    l4,
-                    2,
-                    "ICMPv6 checksum",
-                )?;
+                let ph = ip.addrs.pseudo_sum(IpProtocol::Icmpv6, l4.len());
+                verify_l4(ph, l4, i.checksum(), "ICMPv6 checksum")?;
             }
-            let (ty, code) = (byte(l4, 0)?, byte(l4, 1)?);
+            let ty = u8::from(i.msg_type());
             if let Some(rev) = icmp6_echo_reverse(ty) {
-                if code != 0 {
+                if i.msg_code() != 0 {
                     return Err(CtInvalidDetail::new(
                         R::UnsupportedIcmp,
                         "ICMPv6 echo with a nonzero code",
                     ));
                 }
-                (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), be16(l4, 4)?);
-                return Ok(Parsed {
+                (key.sport, key.dport, key.id) = (u16::from(ty), u16::from(rev), i.echo_ident());
+                return Ok(parsed(
                     key,
-                    related: false,
-                    l4: L4::Icmp {
+                    L4::Icmp {
                         valid_new: ty == 128,
                     },
-                });
+                ));
             }
             // Destination unreachable, packet too big, time exceeded,
             // parameter problem.
@@ -565,23 +485,24 @@ pub(crate) fn parse(
                     "ICMPv6 type conntrack does not track",
                 ));
             }
-            let inner = ipv6(l4.get(8..).unwrap_or(&[]), false)?;
-            related(ip.dst, inner, zone)
+            let inner = ipv6(i.data(), false)?;
+            related(&ip.addrs, inner, zone)
         }
-        _ => Ok(Parsed {
-            key,
-            related: false,
-            l4: L4::Other,
-        }),
+        _ => Ok(parsed(key, L4::Other)),
     }
 }
 
 /// An ICMP error: the key to look up is the embedded packet's, reversed
 /// (the error travels back towards the embedded packet's sender).
-fn related(outer_dst: [u8; 16], inner: L3<'_>, zone: u16) -> PResult<Parsed> {
+fn related(outer: &AddrPair, inner: L3<'_>, zone: u16) -> PResult<Parsed> {
     // OVS (and pf for v4) insists the error goes back to the sender of the
     // packet it quotes.
-    if inner.src != outer_dst {
+    let back_to_sender = match (outer, &inner.addrs) {
+        (AddrPair::V4 { dst, .. }, AddrPair::V4 { src, .. }) => src == dst,
+        (AddrPair::V6 { dst, .. }, AddrPair::V6 { src, .. }) => src == dst,
+        _ => false,
+    };
+    if !back_to_sender {
         return Err(malformed(
             "ICMP error: embedded source is not the error's destination",
         ));
@@ -597,6 +518,7 @@ fn related(outer_dst: [u8; 16], inner: L3<'_>, zone: u16) -> PResult<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::net::Ipv4Addr;
 
     /// A 54-byte bare TCP ACK from 10.0.0.2:80 to 10.0.0.1:40000 padded to
     /// 60 bytes with six non-zero bytes (`de ad be ef ca fe`). Built by
@@ -642,7 +564,7 @@ mod tests {
             panic!("not TCP")
         };
         assert_eq!(seg.payload_len, 0, "padding is not payload");
-        assert_eq!(seg.flags, TCP_ACK);
+        assert_eq!(seg.flags, tcp::ACK);
         // The trap this module avoids: the frame-derived lengths are wrong.
         let frame_l4 = &f[34..];
         assert_eq!(frame_l4.len() - 20, 6, "frame-based length counts padding");

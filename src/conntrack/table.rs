@@ -20,6 +20,7 @@ use hashbrown::HashTable;
 
 use super::tcp::TcpConn;
 use super::TimeoutKind;
+use crate::wire::IpProtocol;
 
 /// Entries per slab chunk.
 pub(crate) const CHUNK: usize = 1024;
@@ -70,6 +71,14 @@ impl core::hash::Hash for ConnKey {
 }
 
 impl ConnKey {
+    /// ICMP over IPv4 or ICMPv6 over IPv6: the "ports" are ICMP types.
+    pub fn is_icmp(&self) -> bool {
+        matches!(
+            (IpProtocol::from(self.proto), self.v6),
+            (IpProtocol::Icmp, false) | (IpProtocol::Icmpv6, true)
+        )
+    }
+
     /// The key of the other direction.
     pub fn reverse(&self) -> ConnKey {
         ConnKey {

@@ -18,11 +18,9 @@
 //! TIME_WAIT). The connection's summary state ([`TcpState`], what
 //! `dump-conntrack` prints) is derived from both, with Linux's names.
 
-use super::parse::{
-    TcpSeg, TCP_ACK, TCP_FIN, TCP_MAX_WSCALE, TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, WSCALE_FLAG,
-    WSCALE_MASK, WSCALE_UNKNOWN,
-};
+use super::parse::{TcpSeg, TCP_MAX_WSCALE, WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use super::{CtInvalidDetail, CtInvalidReason, TimeoutKind};
+use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN, URG};
 
 /// One direction's TCP state, OVS `ct_dpif_tcp_state` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
@@ -178,15 +176,15 @@ fn seq_geq(a: u32, b: u32) -> bool {
 }
 
 /// pf normalisation's flag sanity check, as OVS `tcp_invalid_flags`.
-pub(crate) fn invalid_flags(flags: u16) -> Option<&'static str> {
-    if flags & TCP_SYN != 0 {
-        if flags & (TCP_RST | TCP_FIN) != 0 {
+fn invalid_flags(flags: u16) -> Option<&'static str> {
+    if flags & SYN != 0 {
+        if flags & (RST | FIN) != 0 {
             return Some("SYN with RST or FIN");
         }
-    } else if flags & (TCP_ACK | TCP_RST) == 0 {
+    } else if flags & (ACK | RST) == 0 {
         return Some("neither SYN, ACK nor RST");
     }
-    if flags & TCP_ACK == 0 && flags & (TCP_FIN | TCP_PSH | TCP_URG) != 0 {
+    if flags & ACK == 0 && flags & (FIN | PSH | URG) != 0 {
         return Some("FIN, PSH or URG without ACK");
     }
     None
@@ -198,7 +196,7 @@ pub(crate) fn valid_new(flags: u16) -> Result<(), CtInvalidDetail> {
         return Err(CtInvalidDetail::new(CtInvalidReason::BadTcpFlags, d));
     }
     // A SYN+ACK with no connection is half of someone else's handshake.
-    if flags & TCP_SYN != 0 && flags & TCP_ACK != 0 {
+    if flags & SYN != 0 && flags & ACK != 0 {
         return Err(CtInvalidDetail::new(
             CtInvalidReason::InvalidNew,
             "SYN+ACK without a connection",
@@ -221,7 +219,7 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
         max_win: 1,
         ..TcpPeer::default()
     };
-    if seg.flags & TCP_SYN != 0 {
+    if seg.flags & SYN != 0 {
         src.seqhi = src.seqhi.wrapping_add(1);
         src.wscale = seg.wscale;
     } else {
@@ -233,7 +231,7 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
         let sws = src.wscale & WSCALE_MASK;
         src.max_win = div_round_up(u32::from(src.max_win), sws) as u16;
     }
-    if seg.flags & TCP_FIN != 0 {
+    if seg.flags & FIN != 0 {
         src.seqhi = src.seqhi.wrapping_add(1);
     }
     [src, dst]
@@ -289,7 +287,7 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
     let [orig, resp] = c;
     let (src, dst) = if reply { (resp, orig) } else { (orig, resp) };
 
-    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+    if flags & (SYN | ACK) == SYN {
         if dst.state >= P::FinWait2 && src.state >= P::FinWait2 {
             src.state = P::Closed;
             dst.state = P::Closed;
@@ -301,7 +299,7 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
     }
 
     let (mut sws, mut dws) = (0u8, 0u8);
-    if flags & TCP_SYN == 0 {
+    if flags & SYN == 0 {
         if src.wscale & WSCALE_FLAG != 0 && dst.wscale & WSCALE_FLAG != 0 {
             sws = src.wscale & WSCALE_MASK;
             dws = dst.wscale & WSCALE_MASK;
@@ -316,17 +314,17 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
     let mut seq = seg.seq;
     let mut ack = seg.ack;
     let mut end = seq.wrapping_add(seg.payload_len);
-    if flags & TCP_SYN != 0 {
+    if flags & SYN != 0 {
         end = end.wrapping_add(1);
     }
-    if flags & TCP_FIN != 0 {
+    if flags & FIN != 0 {
         end = end.wrapping_add(1);
     }
     let mut check_ackskew = true;
 
     if src.state < P::SynSent {
         // First segment from this side (the SYN+ACK, usually).
-        if flags & TCP_SYN != 0 && dst.wscale & WSCALE_FLAG != 0 {
+        if flags & SYN != 0 && dst.wscale & WSCALE_FLAG != 0 {
             src.wscale = seg.wscale;
             if src.wscale & WSCALE_FLAG != 0 {
                 sws = src.wscale & WSCALE_MASK;
@@ -354,10 +352,10 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         }
     }
 
-    if flags & TCP_ACK == 0 {
+    if flags & ACK == 0 {
         // Nothing acknowledged: let it through the skew check.
         ack = dst.seqlo;
-    } else if ack == 0 && flags & (TCP_ACK | TCP_RST) == (TCP_ACK | TCP_RST) {
+    } else if ack == 0 && flags & (ACK | RST) == (ACK | RST) {
         // Broken stacks send RST+ACK with ack 0.
         ack = dst.seqlo;
     }
@@ -379,17 +377,17 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
     // acceptable (RFC 9293 checks the first octet; Linux conntrack the
     // start). pf and Open vSwitch count the FIN here and drop such a
     // segment, stalling the sender until it retransmits.
-    let data_end = end.wrapping_sub(u32::from(flags & TCP_FIN != 0));
+    let data_end = end.wrapping_sub(u32::from(flags & FIN != 0));
     let in_window = seq_geq(src.seqhi, data_end)
         && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
         && ackskew >= -MAX_ACK_WINDOW
         && ackskew <= (MAX_ACK_WINDOW << sws);
     // Resets must hit the expected sequence number (or one off).
-    let rst_ok = flags & TCP_RST == 0
+    let rst_ok = flags & RST == 0
         || orig_seq == src.seqlo
         || orig_seq == src.seqlo.wrapping_add(1)
         || orig_seq.wrapping_add(1) == src.seqlo;
-    let is_rst = flags & TCP_RST != 0;
+    let is_rst = flags & RST != 0;
     let accept = (in_window && rst_ok)
         || !pol.seq_check
         // Linux be_liberal: only out-of-window RSTs are invalid.
@@ -410,13 +408,13 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
 
     if accept {
         slide(src, dst);
-        if flags & TCP_SYN != 0 && src.state < P::SynSent {
+        if flags & SYN != 0 && src.state < P::SynSent {
             src.state = P::SynSent;
         }
-        if flags & TCP_FIN != 0 && src.state < P::Closing {
+        if flags & FIN != 0 && src.state < P::Closing {
             src.state = P::Closing;
         }
-        if flags & TCP_ACK != 0 {
+        if flags & ACK != 0 {
             if dst.state == P::SynSent {
                 dst.state = P::Established;
             } else if dst.state == P::Closing {
@@ -436,7 +434,7 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         // flush, stray FINs after close. Accepted without re-arming the
         // timeout, so a flood cannot keep an entry alive.
         slide(src, dst);
-        if flags & TCP_FIN != 0 && src.state < P::Closing {
+        if flags & FIN != 0 && src.state < P::Closing {
             src.state = P::Closing;
         }
         if is_rst {
@@ -482,35 +480,35 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert!(invalid_flags(TCP_SYN | TCP_RST).is_some());
-        assert!(invalid_flags(TCP_SYN | TCP_FIN).is_some());
+        assert!(invalid_flags(SYN | RST).is_some());
+        assert!(invalid_flags(SYN | FIN).is_some());
         assert!(invalid_flags(0).is_some());
-        assert!(invalid_flags(TCP_FIN).is_some());
-        assert!(invalid_flags(TCP_PSH | TCP_RST).is_some());
-        assert!(invalid_flags(TCP_SYN).is_none());
-        assert!(invalid_flags(TCP_RST).is_none());
-        assert!(invalid_flags(TCP_ACK | TCP_FIN).is_none());
+        assert!(invalid_flags(FIN).is_some());
+        assert!(invalid_flags(PSH | RST).is_some());
+        assert!(invalid_flags(SYN).is_none());
+        assert!(invalid_flags(RST).is_none());
+        assert!(invalid_flags(ACK | FIN).is_none());
     }
 
     #[test]
     fn handshake_and_close_summaries() {
-        let mut c = new_conn(&seg(100, 0, TCP_SYN, 0));
+        let mut c = new_conn(&seg(100, 0, SYN, 0));
         assert_eq!(summary(&c), TcpState::SynSent);
-        let r = update(&mut c, &seg(500, 101, TCP_SYN | TCP_ACK, 0), true, STRICT);
+        let r = update(&mut c, &seg(500, 101, SYN | ACK, 0), true, STRICT);
         assert_eq!(r, Update::Valid { refresh: true });
         assert_eq!(summary(&c), TcpState::SynRecv);
-        update(&mut c, &seg(101, 501, TCP_ACK, 0), false, STRICT);
+        update(&mut c, &seg(101, 501, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::Established);
-        update(&mut c, &seg(101, 501, TCP_ACK | TCP_FIN, 0), false, STRICT);
+        update(&mut c, &seg(101, 501, ACK | FIN, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::FinWait);
-        update(&mut c, &seg(501, 102, TCP_ACK, 0), true, STRICT);
+        update(&mut c, &seg(501, 102, ACK, 0), true, STRICT);
         assert_eq!(summary(&c), TcpState::CloseWait);
-        update(&mut c, &seg(501, 102, TCP_ACK | TCP_FIN, 0), true, STRICT);
+        update(&mut c, &seg(501, 102, ACK | FIN, 0), true, STRICT);
         assert_eq!(summary(&c), TcpState::LastAck);
-        update(&mut c, &seg(102, 502, TCP_ACK, 0), false, STRICT);
+        update(&mut c, &seg(102, 502, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::TimeWait);
         assert_eq!(
-            update(&mut c, &seg(9000, 0, TCP_SYN, 0), false, STRICT),
+            update(&mut c, &seg(9000, 0, SYN, 0), false, STRICT),
             Update::Reopen
         );
     }

@@ -53,6 +53,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// `LengthTooShort`, total length past the buffer is `LengthExceedsFrame`.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
+        self.check_header_len()?;
+        let tl = usize::from(self.total_len());
+        if tl < self.header_len() {
+            return Err(Error::LengthTooShort);
+        }
+        if tl > self.buffer.as_ref().len() {
+            return Err(Error::LengthExceedsFrame);
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Packet::check_len`] that concern the header alone,
+    /// all a datagram quoted in an ICMP error can be held to: the quote
+    /// stops a few bytes into the payload, short of the total length.
+    #[inline]
+    pub fn check_header_len(&self) -> Result<()> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
             return Err(Error::Truncated);
@@ -66,13 +82,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         if hl > len {
             return Err(Error::Truncated);
-        }
-        let tl = usize::from(self.total_len());
-        if tl < hl {
-            return Err(Error::LengthTooShort);
-        }
-        if tl > len {
-            return Err(Error::LengthExceedsFrame);
         }
         Ok(())
     }

@@ -47,15 +47,23 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// `LengthExceedsFrame` when the payload length runs past the buffer.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
+        self.check_header_len()?;
+        if HEADER_LEN + usize::from(self.payload_len()) > self.buffer.as_ref().len() {
+            return Err(Error::LengthExceedsFrame);
+        }
+        Ok(())
+    }
+
+    /// The checks of [`Packet::check_len`] that concern the fixed header
+    /// alone (for a datagram quoted in an ICMPv6 error, cut short of its
+    /// payload length).
+    #[inline]
+    pub fn check_header_len(&self) -> Result<()> {
+        if self.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
         if self.version() != 6 {
             return Err(Error::BadVersion);
-        }
-        if HEADER_LEN + usize::from(self.payload_len()) > len {
-            return Err(Error::LengthExceedsFrame);
         }
         Ok(())
     }
