@@ -317,6 +317,11 @@ impl Frame {
     }
 }
 
+/// The captured frames whose source MAC is `src`.
+pub fn frames_from(frames: &[Frame], src: [u8; 6]) -> Vec<&Frame> {
+    frames.iter().filter(|f| f.src() == src).collect()
+}
+
 impl RawCapture {
     /// Stops the capture and returns what it saw.
     pub fn finish(self, lab: &mut Lab) -> Vec<Frame> {
