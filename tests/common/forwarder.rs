@@ -1,7 +1,11 @@
 //! A bounded forwarding loop between two ports ([`Forwarder`]): the port
 //! tests' stand-in for the datapath, so a port is checked against real
-//! kernel traffic without the rest of the switch.
+//! kernel traffic without the rest of the switch. Also the pairs of ports
+//! it joins: two TAPs whose kernel sides are in two namespaces
+//! ([`tap_pair`]), two AF_PACKET ports on veths whose far ends are
+//! ([`afpacket_pair`]).
 
+use super::{ip, unique_ifname, Lab};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,7 +13,51 @@ use std::time::{Duration, Instant};
 
 use vswitch::packet::{Batch, Gso, PacketPool};
 use vswitch::port::poll::Poller;
-use vswitch::port::Port;
+use vswitch::port::{AfPacketConfig, AfPacketPort, Port, TapConfig, TapPort};
+
+/// Opens TAP `name` (created when missing), with or without vnet_hdr.
+pub fn tap(name: &str, vnet_hdr: bool) -> TapPort {
+    let mut c = TapConfig::new(name);
+    c.vnet_hdr = vnet_hdr;
+    TapPort::open(c).expect("open tap")
+}
+
+/// Sets `name` (in our namespace) up and attaches a system port to it.
+pub fn afpacket(name: &str) -> AfPacketPort {
+    ip(&["link", "set", "dev", name, "up"]);
+    AfPacketPort::open(AfPacketConfig::new(name)).expect("attach system port")
+}
+
+/// Two ports and the namespaces on their far sides, at `10.NET.0.1/24`
+/// (behind `a`) and `10.NET.0.2/24` (behind `b`).
+pub struct Pair<P> {
+    pub a: P,
+    pub b: P,
+    pub ns1: String,
+    pub ns2: String,
+}
+
+/// Two TAPs (vnet_hdr as given) whose kernel sides are moved into two new
+/// namespaces, as the side-by-side harness does with VMs.
+pub fn tap_pair(lab: &mut Lab, net: u8, vnet_a: bool, vnet_b: bool) -> Pair<TapPort> {
+    let (na, nb) = (unique_ifname("ta"), unique_ifname("tb"));
+    let (a, b) = (tap(&na, vnet_a), tap(&nb, vnet_b));
+    let (ns1, ns2) = (lab.netns(), lab.netns());
+    lab.plug(&na, &ns1, &format!("10.{net}.0.1/24"));
+    lab.plug(&nb, &ns2, &format!("10.{net}.0.2/24"));
+    Pair { a, b, ns1, ns2 }
+}
+
+/// Two system ports on veths whose far ends are in two new namespaces.
+pub fn afpacket_pair(lab: &mut Lab, net: u8) -> Pair<AfPacketPort> {
+    let (va1, vb1) = lab.veth();
+    let (va2, vb2) = lab.veth();
+    let (ns1, ns2) = (lab.netns(), lab.netns());
+    lab.plug(&vb1, &ns1, &format!("10.{net}.0.1/24"));
+    lab.plug(&vb2, &ns2, &format!("10.{net}.0.2/24"));
+    let (a, b) = (afpacket(&va1), afpacket(&va2));
+    Pair { a, b, ns1, ns2 }
+}
 
 /// What a [`Forwarder`] moved.
 #[derive(Debug, Default, Clone, Copy)]
