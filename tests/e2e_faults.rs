@@ -94,11 +94,7 @@ fn tap_deleted_under_load_goes_down_and_recovers_when_recreated() {
 
     // The operator recreates the TAP. vswitchd may win the race and
     // create it itself; either way the port comes back up.
-    let r = std::process::Command::new("ip")
-        .args(["netns", "exec", &v.host, "sh", "-c"])
-        .arg("ip link del vm1 && ip tuntap add vm1 mode tap")
-        .output()
-        .expect("recreate tap");
+    let r = lab.sh(&v.host, 10, "ip link del vm1 && ip tuntap add vm1 mode tap");
     let who = if r.status.success() {
         "ip tuntap add"
     } else {

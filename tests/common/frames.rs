@@ -13,6 +13,7 @@ pub fn hex(b: &[u8]) -> String {
 /// Hex text (whitespace ignored) as bytes.
 pub fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
+    assert!(s.len().is_multiple_of(2), "odd number of hex digits: {s}");
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
