@@ -62,6 +62,19 @@ fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
+/// The client's 100-byte request, seq 1001..1101, acking the server's
+/// SYN (5001).
+fn request() -> Vec<u8> {
+    tcp4(
+        CLIENT,
+        SERVER,
+        Seg {
+            payload: &[b'G'; 100],
+            ..Seg::new(40000, 80, 1001, psh_ack(5001))
+        },
+    )
+}
+
 /// Client 10.0.0.1:40000 (vm1) connects to server 10.0.0.2:80 (vm2) and
 /// sends a 100-byte request (seq 1001..1101); ISNs 1000 and 5000. Every
 /// frame must cross the switch. Ends at t = 1 s.
@@ -76,14 +89,7 @@ fn establish(sw: &mut Switch) {
     sw.forwarded(VM2, &syn_ack, s(0));
     let ack = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001)));
     sw.forwarded(VM1, &ack, s(0));
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     sw.forwarded(VM1, &req, s(1));
     assert_eq!(sw.tcp_state(s(1)), Some(TcpState::Established));
     assert_eq!(
@@ -534,14 +540,7 @@ fn peek_predicts_process_for_every_kind_of_verdict() {
         firewall(&ct, &c2s(1001, ack(5001)), 1, at(0)).state,
         TRK | EST
     );
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     assert_eq!(firewall(&ct, &req, 1, at(1)).state, TRK | EST);
     assert_eq!(
         firewall(&ct, &pad60(s2c(5001, ack(1101)), 0xa5), 1, at(2)).state,
@@ -797,14 +796,7 @@ fn fin_one_past_a_full_window_is_in_window() {
         &tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001))),
         s(0),
     );
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     sw.forwarded(VM1, &req, s(1));
     let acked = from_server(tcp4(
         SERVER,

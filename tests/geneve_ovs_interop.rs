@@ -14,7 +14,7 @@ mod common;
 mod geneve_support;
 
 use common::{require_ovs, require_root, require_tools, Lab};
-use geneve_support::{ovs_host, unasked_drops, vswitchd_host, Hosts, VM_IP};
+use geneve_support::{mark_and_accept, ovs_host, unasked_drops, vswitchd_host, Hosts, VM_IP};
 use std::time::Duration;
 
 #[test]
@@ -55,21 +55,7 @@ fn vswitchd_and_open_vswitch_talk_geneve_with_options() {
     // host0: vswitchd with the same TLV map; it only delivers frames that
     // carry OVS's option and marks its own with another value.
     let (d, _tap0) = vswitchd_host(&lab, &h.hosts[0], vm0, 0, &[]);
-    d.ctl(&[
-        "add-tlv-map",
-        "br0",
-        "{class=0xffff,type=0,len=4}->tun_metadata0",
-    ]);
-    d.ctl(&[
-        "add-flow",
-        "br0",
-        "priority=10,in_port=1,actions=set_field:0xabcd->tun_metadata0,output:2",
-    ]);
-    d.ctl(&[
-        "add-flow",
-        "br0",
-        "priority=10,in_port=2,tun_metadata0=0x1234,actions=output:1",
-    ]);
+    mark_and_accept(&d, "0xabcd", "0x1234");
 
     let ok = lab.ping_until(vm0, VM_IP[1], Duration::from_secs(20));
     assert!(

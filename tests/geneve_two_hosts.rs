@@ -23,7 +23,8 @@ mod geneve_support;
 use common::raw::{tshark, Raw, Tcpdump};
 use common::{have_tool, repo_path, require_root, require_tools, Daemon, Lab};
 use geneve_support::{
-    firewall, ovs_host, plain, unasked_drops, Hosts, Overlay, UL_IP, VM_IP, VM_MAC, VNI,
+    firewall, mark_and_accept, ovs_host, plain, unasked_drops, Hosts, Overlay, UL_IP, VM_IP,
+    VM_MAC, VNI,
 };
 use std::time::Duration;
 
@@ -122,23 +123,7 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
     // option class 0xffff type 0 (4 bytes); host1 only delivers frames that
     // arrive with that option decoded into tun_metadata0, and marks its
     // replies the same way.
-    let meta = |d: &Daemon, _i: usize| {
-        d.ctl(&[
-            "add-tlv-map",
-            "br0",
-            "{class=0xffff,type=0,len=4}->tun_metadata0",
-        ]);
-        d.ctl(&[
-            "add-flow",
-            "br0",
-            "priority=10,in_port=1,actions=set_field:0xabcd->tun_metadata0,output:2",
-        ]);
-        d.ctl(&[
-            "add-flow",
-            "br0",
-            "priority=10,in_port=2,tun_metadata0=0xabcd,actions=output:1",
-        ]);
-    };
+    let meta = |d: &Daemon, _i: usize| mark_and_accept(d, "0xabcd", "0xabcd");
     let mut o = Overlay::new(&meta);
     let show = o.d[0].ctl(&["show", "br0"]);
     assert!(

@@ -254,6 +254,28 @@ pub fn plain(d: &Daemon, _i: usize) {
     d.ctl(&["add-flow", "br0", "priority=10,in_port=2,actions=output:1"]);
 }
 
+/// Flow setup of the option tests: the TLV map `{class=0xffff,type=0,
+/// len=4}->tun_metadata0`; what the VM sends leaves marked with
+/// `tun_metadata0=mark`; only frames arriving with `tun_metadata0=accept`
+/// are delivered to the VM.
+pub fn mark_and_accept(d: &Daemon, mark: &str, accept: &str) {
+    d.ctl(&[
+        "add-tlv-map",
+        "br0",
+        "{class=0xffff,type=0,len=4}->tun_metadata0",
+    ]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        &format!("priority=10,in_port=1,actions=set_field:{mark}->tun_metadata0,output:2"),
+    ]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        &format!("priority=10,in_port=2,tun_metadata0={accept},actions=output:1"),
+    ]);
+}
+
 /// Drop reasons that a test's flows never ask for: anything but the
 /// pipeline's own `drop` actions (and table misses).
 pub fn unasked_drops(d: &Daemon) -> Vec<(String, u64)> {
