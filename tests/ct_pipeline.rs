@@ -58,21 +58,21 @@ const PADDED_FIN: [u8; 60] = [
     0xfa, 0xf0, 0xec, 0x79, 0x00, 0x00, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
 ];
 
-/// Offset of the TCP checksum in the vectors (14 + 20 + 16).
-const TCP_CSUM: usize = 50;
-
-/// A vector with its TCP checksum corrupted; returns the frame, the good
-/// value and the value now in the frame.
-fn corrupted(f: &[u8; 60]) -> (Vec<u8>, u16, u16) {
-    let mut v = f.to_vec();
-    let good = u16::from_be_bytes([v[TCP_CSUM], v[TCP_CSUM + 1]]);
-    let bad = good ^ 0x0101;
-    v[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&bad.to_be_bytes());
-    (v, good, bad)
-}
-
 fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)
+}
+
+/// The client's 100-byte request, seq 1001..1101, acking the server's
+/// SYN (5001).
+fn request() -> Vec<u8> {
+    tcp4(
+        CLIENT,
+        SERVER,
+        Seg {
+            payload: &[b'G'; 100],
+            ..Seg::new(40000, 80, 1001, psh_ack(5001))
+        },
+    )
 }
 
 /// Client 10.0.0.1:40000 (vm1) connects to server 10.0.0.2:80 (vm2) and
@@ -89,14 +89,7 @@ fn establish(sw: &mut Switch) {
     sw.forwarded(VM2, &syn_ack, s(0));
     let ack = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001)));
     sw.forwarded(VM1, &ack, s(0));
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     sw.forwarded(VM1, &req, s(1));
     assert_eq!(sw.tcp_state(s(1)), Some(TcpState::Established));
     assert_eq!(
@@ -210,7 +203,7 @@ fn corrupted_checksum_is_invalid_dropped_and_counted() {
     establish(&mut sw);
     let mut n = 0;
     for f in [&PADDED_ACK, &PADDED_FIN] {
-        let (bad, good, received) = corrupted(f);
+        let (bad, good, received) = corrupt_tcp_checksum(f);
         // What `trace --packet` will print: the reason and both values.
         let v = peek_frame(&sw, &bad, s(2));
         assert_eq!(v.state, TRK | INV);
@@ -271,8 +264,8 @@ fn corrupted_checksum_is_forwarded_with_skip_policy() {
     let mut sw = Switch::new();
     sw.ct.set_checksum_policy(ChecksumPolicy::Skip);
     establish(&mut sw);
-    let (ack, _, _) = corrupted(&PADDED_ACK);
-    let (fin, _, _) = corrupted(&PADDED_FIN);
+    let (ack, _, _) = corrupt_tcp_checksum(&PADDED_ACK);
+    let (fin, _, _) = corrupt_tcp_checksum(&PADDED_FIN);
     sw.forwarded(VM2, &ack, s(2));
     sw.forwarded(VM2, &fin, s(3));
     assert_eq!(sw.tcp_state(s(3)), Some(TcpState::FinWait));
@@ -482,7 +475,7 @@ fn peek_changes_nothing() {
     }
     assert_eq!(sw.only(s(1)), before);
     // Peeking a bad checksum counts nothing.
-    let (bad, _, _) = corrupted(&PADDED_FIN);
+    let (bad, _, _) = corrupt_tcp_checksum(&PADDED_FIN);
     assert_eq!(
         peek_frame(&sw, &bad, s(2)).invalid.map(|d| d.reason),
         Some(CtInvalidReason::BadL4Checksum)
@@ -547,20 +540,13 @@ fn peek_predicts_process_for_every_kind_of_verdict() {
         firewall(&ct, &c2s(1001, ack(5001)), 1, at(0)).state,
         TRK | EST
     );
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     assert_eq!(firewall(&ct, &req, 1, at(1)).state, TRK | EST);
     assert_eq!(
         firewall(&ct, &pad60(s2c(5001, ack(1101)), 0xa5), 1, at(2)).state,
         TRK | EST | RPL
     );
-    let (bad, _, _) = corrupted(&PADDED_ACK);
+    let (bad, _, _) = corrupt_tcp_checksum(&PADDED_ACK);
     let v = firewall(&ct, &bad, 1, at(2));
     assert_eq!(
         v.invalid.map(|d| d.reason),
@@ -711,7 +697,7 @@ fn peek_predicts_process_for_every_kind_of_verdict() {
         zone: 3,
         ..CtParams::default()
     };
-    let (bad3, _, _) = corrupted(&PADDED_FIN);
+    let (bad3, _, _) = corrupt_tcp_checksum(&PADDED_FIN);
     let v = peek_then_process(&ct, &bad3, &[lookup, m(1, 1)], at(6));
     assert_eq!(
         v.invalid.map(|d| d.reason),
@@ -810,14 +796,7 @@ fn fin_one_past_a_full_window_is_in_window() {
         &tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001))),
         s(0),
     );
-    let req = tcp4(
-        CLIENT,
-        SERVER,
-        Seg {
-            payload: &[b'G'; 100],
-            ..Seg::new(40000, 80, 1001, psh_ack(5001))
-        },
-    );
+    let req = request();
     sw.forwarded(VM1, &req, s(1));
     let acked = from_server(tcp4(
         SERVER,

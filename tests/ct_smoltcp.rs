@@ -18,7 +18,6 @@
 //! ARP). A NIC pads them to 60 bytes; the `padded` variant does so with
 //! non-zero bytes before they enter the switch, the frames of the incident.
 
-mod conntrack_common;
 mod ct_pipeline_support;
 use ct_pipeline_support::*;
 

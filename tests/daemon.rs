@@ -3,75 +3,25 @@
 //! into dummy ports; outputs, dump-flows counters, dump-drops and trace
 //! checked.
 
-mod daemon_support;
+mod common;
 
-use daemon_support::{repo_path, Daemon};
-use serde_json::Value;
-
-/// An Ethernet frame in hex: dst, src, ethertype, payload, padded to 60.
-fn eth(dst: &str, src: &str, ethertype: u16, payload: &[u8]) -> String {
-    let mut f = Vec::new();
-    for m in [dst, src] {
-        for b in m.split(':') {
-            f.push(u8::from_str_radix(b, 16).unwrap());
-        }
-    }
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    if f.len() < 60 {
-        f.resize(60, 0);
-    }
-    hex(&f)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use common::frames::{eth, hex, mac, stp_bpdu, unhex};
+use common::raw::{read_pcap, tshark};
+use common::{have_tool, repo_path, wait_for, Daemon};
+use std::time::Duration;
 
 const M1: &str = "02:00:00:00:00:01";
 const M2: &str = "02:00:00:00:00:02";
 const BCAST: &str = "ff:ff:ff:ff:ff:ff";
 
-fn sent(d: &Daemon, port: &str) -> Vec<String> {
-    d.ctl(&["dummy-sent", "br0", port])
-        .lines()
-        .map(|s| s.to_string())
-        .collect()
+/// An Ethernet frame (hex) `src` -> `dst`, padded to 60.
+fn eth_hex(dst: &str, src: &str, ethertype: u16, payload: &[u8]) -> String {
+    hex(&eth(mac(dst), mac(src), ethertype, payload))
 }
 
-/// Waits until `port` has sent `n` frames (the datapath thread runs
-/// asynchronously from the control socket).
+/// Waits until `port` has sent `n` frames.
 fn wait_sent(d: &Daemon, port: &str, n: usize) -> Vec<String> {
-    let mut got = Vec::new();
-    daemon_support::wait_for(std::time::Duration::from_secs(5), || {
-        got.extend(sent(d, port));
-        (got.len() >= n).then_some(())
-    });
-    got
-}
-
-fn drops(d: &Daemon) -> Value {
-    d.ctl_json(&["dump-drops", "br0"])["drops"].clone()
-}
-
-fn flows_json(d: &Daemon) -> Vec<Value> {
-    d.ctl_json(&["dump-flows", "br0"])["flows"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn setup_ports(d: &Daemon, names: &[&str]) {
-    for n in names {
-        d.ctl(&["add-port", "br0", n, "type=dummy"]);
-    }
+    d.wait_sent(port, n, Duration::from_secs(5))
 }
 
 #[test]
@@ -83,13 +33,13 @@ fn default_config_runs_br0_and_l2_learning_flows_forward() {
     let f = d.ctl(&["dump-flows", "br0"]);
     assert!(f.contains("priority=0 actions=NORMAL"), "{f}");
 
-    setup_ports(&d, &["p1", "p2", "p3"]);
+    d.add_dummies(&["p1", "p2", "p3"]);
     d.ctl(&["del-flows", "br0"]);
     d.ctl(&["add-flows", "br0", "flows/l2-learning.flows"]);
-    assert_eq!(flows_json(&d).len(), 3);
+    assert_eq!(d.flows().len(), 3);
 
     // ARP who-has from p1: broadcast, flooded to p2 and p3.
-    let arp_req = eth(
+    let arp_req = eth_hex(
         BCAST,
         M1,
         0x0806,
@@ -99,7 +49,7 @@ fn default_config_runs_br0_and_l2_learning_flows_forward() {
     assert_eq!(wait_sent(&d, "p2", 1), vec![arp_req.clone()]);
     assert_eq!(wait_sent(&d, "p3", 1), vec![arp_req.clone()]);
     // Reply from p2 to p1: p1 was learned, so only p1 gets it.
-    let arp_rep = eth(
+    let arp_rep = eth_hex(
         M1,
         M2,
         0x0806,
@@ -107,10 +57,10 @@ fn default_config_runs_br0_and_l2_learning_flows_forward() {
     );
     d.ctl(&["inject", "br0", "p2", &arp_rep]);
     assert_eq!(wait_sent(&d, "p1", 1), vec![arp_rep]);
-    assert!(sent(&d, "p3").is_empty(), "known unicast is not flooded");
+    assert!(d.sent("p3").is_empty(), "known unicast is not flooded");
 
     // Counters moved on the normal flow only.
-    let flows = flows_json(&d);
+    let flows = d.flows();
     let normal = flows.iter().find(|f| f["actions"] == "NORMAL").unwrap();
     assert_eq!(normal["n_packets"], 2);
     assert_eq!(normal["n_bytes"], 120);
@@ -152,30 +102,24 @@ fn default_config_runs_br0_and_l2_learning_flows_forward() {
 #[test]
 fn drops_have_named_reasons_in_dump_drops_and_trace() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["p1", "p2"]);
+    d.add_dummies(&["p1", "p2"]);
     // An STP BPDU from a VM-facing port: dropped before the tables.
-    let bpdu = eth(
-        "01:80:c2:00:00:00",
-        M1,
-        0x0026,
-        &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0],
-    );
-    d.ctl(&["inject", "br0", "p1", &bpdu]);
+    d.inject("p1", &stp_bpdu(mac(M1)));
     // A table miss: delete everything, inject.
     d.ctl(&["del-flows", "br0"]);
     // IPv4/UDP 10.0.0.1 -> 10.0.0.2, port 53.
-    let ip = eth(
+    let ip = eth_hex(
         M2,
         M1,
         0x0800,
         &unhex("4500001c00000000401100000a0000010a0000020000003500080000"),
     );
     d.ctl(&["inject", "br0", "p1", &ip]);
-    let got = daemon_support::wait_for(std::time::Duration::from_secs(5), || {
-        let dr = drops(&d);
-        (dr["bpdu_dropped"] == 1 && dr["no_match"] == 1).then_some(dr)
+    let got = wait_for(Duration::from_secs(5), || {
+        let dr = d.drops();
+        (dr.get("bpdu_dropped") == Some(&1) && dr.get("no_match") == Some(&1)).then_some(dr)
     });
-    assert!(got.is_some(), "drops: {}", drops(&d));
+    assert!(got.is_some(), "drops: {:?}", d.drops());
     let text = d.ctl(&["dump-drops", "br0"]);
     assert!(
         text.contains("bpdu_dropped") && text.contains("no_match"),
@@ -200,7 +144,7 @@ fn drops_have_named_reasons_in_dump_drops_and_trace() {
 #[test]
 fn malformed_vectors_are_counted_drops() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["p1", "p2"]);
+    d.add_dummies(&["p1", "p2"]);
     let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
     for entry in std::fs::read_dir(repo_path("tests/data")).unwrap() {
         let path = entry.unwrap().path();
@@ -235,19 +179,22 @@ fn malformed_vectors_are_counted_drops() {
         *expected.entry(name).or_default() += 1;
     }
     assert!(expected.len() >= 4, "vectors found: {expected:?}");
-    let ok = daemon_support::wait_for(std::time::Duration::from_secs(5), || {
-        let dr = drops(&d);
-        expected.iter().all(|(k, n)| dr[k] == *n).then_some(())
+    let ok = wait_for(Duration::from_secs(5), || {
+        let dr = d.drops();
+        expected
+            .iter()
+            .all(|(k, n)| dr.get(k) == Some(n))
+            .then_some(())
     });
-    assert!(ok.is_some(), "expected {expected:?}, got {}", drops(&d));
-    assert!(sent(&d, "p2").is_empty(), "nothing malformed was forwarded");
+    assert!(ok.is_some(), "expected {expected:?}, got {:?}", d.drops());
+    assert!(d.sent("p2").is_empty(), "nothing malformed was forwarded");
     d.ctl(&["version"]);
 }
 
 #[test]
 fn bad_flows_are_rejected_with_the_column_and_change_nothing() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["p1", "p2"]);
+    d.add_dummies(&["p1", "p2"]);
     let before = d.ctl(&["dump-flows", "br0"]);
     let err = d.ctl_err(&[
         "add-flow",
@@ -299,14 +246,14 @@ fn bad_flows_are_rejected_with_the_column_and_change_nothing() {
 #[test]
 fn flow_files_and_mod_del_flows() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["vm1", "vm2", "tun0"]);
+    d.add_dummies(&["vm1", "vm2", "tun0"]);
     d.ctl(&["del-flows", "br0"]);
     d.ctl(&["add-flows", "br0", "flows/compute-host.flows"]);
     d.ctl(&["add-flows", "br0", "flows/stateful-firewall.flows"]);
-    let n = flows_json(&d).len();
+    let n = d.flows().len();
     assert!(n > 15, "{n}");
     // Broadcast from vm1: vm2 and the tunnel.
-    let b = eth(BCAST, "52:54:00:00:00:01", 0x0806, &[0; 28]);
+    let b = eth_hex(BCAST, "52:54:00:00:00:01", 0x0806, &[0; 28]);
     d.ctl(&["inject", "br0", "vm1", &b]);
     assert_eq!(wait_sent(&d, "vm2", 1).len(), 1);
     assert_eq!(wait_sent(&d, "tun0", 1).len(), 1);
@@ -321,7 +268,7 @@ fn flow_files_and_mod_del_flows() {
     assert!(t.contains("actions=drop"), "{t}");
     // del-flows with a match removes only what it covers.
     d.ctl(&["del-flows", "br0", "table=1"]);
-    let left = flows_json(&d);
+    let left = d.flows();
     assert!(left.iter().all(|f| f["table"] == 0), "{left:?}");
     // names in dump-flows with --names.
     let t = d.ctl(&["dump-flows", "--names", "br0", "in_port=vm1"]);
@@ -371,7 +318,7 @@ tag = 100
         .iter()
         .any(|p| p["port"] == "b" && p["policy"]["tag"] == 100));
     assert_eq!(show["bridges"][0]["forward_bpdu"], true);
-    assert_eq!(flows_json(&d).len(), 3);
+    assert_eq!(d.flows().len(), 3);
     // A bad config refuses to start and says why.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_vswitchd"))
         .args([
@@ -401,7 +348,7 @@ tag = 100
 #[test]
 fn capture_writes_a_pcap_that_tshark_reads() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["p1", "p2"]);
+    d.add_dummies(&["p1", "p2"]);
     let pcap = d.dir.path().join("p2.pcap");
     let sock = d.sock.clone();
     let pcap_arg = pcap.clone();
@@ -425,12 +372,10 @@ fn capture_writes_a_pcap_that_tshark_reads() {
             .unwrap()
     });
     // Wait for the file to exist (the capture is running), then send.
-    daemon_support::wait_for(std::time::Duration::from_secs(5), || {
-        pcap.exists().then_some(())
-    });
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for(Duration::from_secs(5), || pcap.exists().then_some(()));
+    std::thread::sleep(Duration::from_millis(100));
     for i in 0..3u8 {
-        let f = eth(BCAST, M1, 0x0806, &[i; 28]);
+        let f = eth_hex(BCAST, M1, 0x0806, &[i; 28]);
         d.ctl(&["inject", "br0", "p1", &f]);
     }
     let out = cap.join().unwrap();
@@ -440,26 +385,13 @@ fn capture_writes_a_pcap_that_tshark_reads() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 frames written"));
-    let bytes = std::fs::read(&pcap).unwrap();
-    let mut r = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
-    let mut n = 0;
-    while let Some(p) = r.next_packet() {
-        let p = p.unwrap();
-        assert_eq!(p.data.len(), 60);
-        n += 1;
+    let frames = read_pcap(&pcap);
+    for f in &frames {
+        assert_eq!(f.len(), 60);
     }
-    assert_eq!(n, 3);
-    if std::process::Command::new("tshark")
-        .arg("-v")
-        .output()
-        .is_ok()
-    {
-        let o = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&pcap)
-            .output()
-            .unwrap();
-        let txt = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(frames.len(), 3);
+    if have_tool("tshark") {
+        let txt = tshark(&pcap, &[]);
         assert_eq!(txt.lines().count(), 3, "{txt}");
         assert!(txt.contains("ARP"), "{txt}");
     } else {
@@ -499,12 +431,9 @@ fn double_tag_over_the_mtu_is_explained_by_trace_and_dump_drops() {
     assert_eq!((icmp[34], icmp[35]), (3, 4), "fragmentation needed");
     // 1500 - 8: an 802.1ad outer tag is not free (src/datapath/pmtu.rs).
     assert_eq!(u16::from_be_bytes([icmp[40], icmp[41]]), 1492);
-    assert!(
-        sent(&d, "p2").is_empty(),
-        "nothing oversized left the switch"
-    );
-    let dr = drops(&d);
-    assert_eq!(dr["mtu_exceeded"], 1, "{dr}");
+    assert!(d.sent("p2").is_empty(), "nothing oversized left the switch");
+    let dr = d.drops();
+    assert_eq!(dr.get("mtu_exceeded"), Some(&1), "{dr:?}");
     let ports = d.ctl_json(&["dump-ports", "br0", "p2"]);
     assert_eq!(ports["ports"][0]["drops"]["mtu_exceeded"], 1, "{ports}");
 }
@@ -512,7 +441,7 @@ fn double_tag_over_the_mtu_is_explained_by_trace_and_dump_drops() {
 #[test]
 fn set_port_mtu_is_enforced_by_the_datapath() {
     let d = Daemon::start(None);
-    setup_ports(&d, &["p1", "p2"]);
+    d.add_dummies(&["p1", "p2"]);
     d.ctl(&["set-port", "br0", "p2", "mtu=1000"]);
     let mut big = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -521,11 +450,11 @@ fn set_port_mtu_is_enforced_by_the_datapath() {
         .write(&mut big, &[0u8; 1200])
         .unwrap();
     d.ctl(&["inject", "br0", "p1", &hex(&big)]);
-    let ok = daemon_support::wait_for(std::time::Duration::from_secs(5), || {
-        (drops(&d)["mtu_exceeded"] == 1).then_some(())
+    let ok = wait_for(Duration::from_secs(5), || {
+        (d.drop_count("mtu_exceeded") == 1).then_some(())
     });
-    assert!(ok.is_some(), "{}", drops(&d));
-    assert!(sent(&d, "p2").is_empty());
+    assert!(ok.is_some(), "{:?}", d.drops());
+    assert!(d.sent("p2").is_empty());
     let ports = d.ctl_json(&["dump-ports", "br0", "p2"]);
     assert_eq!(ports["ports"][0]["mtu"], 1000, "{ports}");
 }

@@ -4,59 +4,33 @@
 //! bytes. `dump-conntrack`, `dump-drops`, `ct-stats`, `trace --packet` and
 //! `set-ct` are what an operator would use; each must tell the story.
 
+mod common;
 mod conntrack_common;
-mod daemon_support;
+mod ct_pipeline_support;
 
+use common::frames::hex;
+use common::Daemon;
 use conntrack_common::*;
-use daemon_support::{wait_for, Daemon};
+use ct_pipeline_support::{corrupt_tcp_checksum, from_server};
 use std::time::Duration;
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Frames from the server go from MAC_B to MAC_A.
-fn from_server(mut f: Vec<u8>) -> Vec<u8> {
-    let (dst, src) = f.split_at_mut(6);
-    dst.swap_with_slice(&mut src[..6]);
-    f
-}
-
-fn padded(mut f: Vec<u8>, byte: u8) -> Vec<u8> {
+/// A bare IPv4 TCP segment padded to 60 bytes with `byte`.
+fn padded(f: Vec<u8>, byte: u8) -> Vec<u8> {
     assert_eq!(f.len(), 54, "a bare IPv4 TCP segment");
-    f.resize(60, byte);
-    f
+    pad60(f, byte)
 }
 
-fn corrupt_tcp_checksum(mut f: Vec<u8>) -> Vec<u8> {
-    f[50] ^= 0x01;
-    f[51] ^= 0x10;
-    f
-}
-
-fn sent(d: &Daemon, port: &str) -> Vec<String> {
-    d.ctl(&["dummy-sent", "br0", port])
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// Injects `frame` on `from` and returns what `to` sent within a second.
+/// Injects `frame` on `from` and returns what `to` sent within half a
+/// second.
 fn cross(d: &Daemon, from: &str, to: &str, frame: &[u8]) -> Vec<String> {
-    d.ctl(&["inject", "br0", from, &hex(frame)]);
-    let mut got = Vec::new();
-    wait_for(Duration::from_millis(500), || {
-        got.extend(sent(d, to));
-        (!got.is_empty()).then_some(())
-    });
-    got
+    d.inject(from, frame);
+    d.wait_sent(to, 1, Duration::from_millis(500))
 }
 
 #[test]
 fn padded_ack_fin_through_the_firewall_and_the_tools_that_explain_it() {
     let d = Daemon::start(None);
-    d.ctl(&["add-port", "br0", "vm1", "type=dummy"]);
-    d.ctl(&["add-port", "br0", "vm2", "type=dummy"]);
+    d.add_dummies(&["vm1", "vm2"]);
     d.ctl(&["del-flows", "br0"]);
     d.ctl(&["add-flows", "br0", "flows/stateful-firewall.flows"]);
 
@@ -96,12 +70,12 @@ fn padded_ack_fin_through_the_firewall_and_the_tools_that_explain_it() {
         )),
         0x5a,
     );
-    let bad = corrupt_tcp_checksum(fin.clone());
+    let (bad, good, recv) = corrupt_tcp_checksum(&fin);
     assert!(
         cross(&d, "vm2", "vm1", &bad).is_empty(),
         "a bad checksum is not forwarded"
     );
-    let drops = wait_for(Duration::from_secs(2), || {
+    let drops = common::wait_for(Duration::from_secs(2), || {
         let j = d.ctl_json(&["dump-drops", "br0"]);
         (j["drops"]["ct_invalid_bad_l4_checksum"] == 1).then_some(j)
     });
@@ -113,8 +87,6 @@ fn padded_ack_fin_through_the_firewall_and_the_tools_that_explain_it() {
     assert_eq!(st["invalid"]["bad_l4_checksum"], 1, "{st}");
     assert!(d.ctl(&["ct-stats", "br0"]).contains("bad_l4_checksum"));
     let tr = d.ctl(&["trace", "br0", "in_port=vm2", "--packet", &hex(&bad)]);
-    let good = u16::from_be_bytes([fin[50], fin[51]]);
-    let recv = u16::from_be_bytes([bad[50], bad[51]]);
     assert!(tr.contains("invalid: bad_l4_checksum"), "{tr}");
     assert!(
         tr.contains(&format!("expected {good:#06x}, received {recv:#06x}")),
@@ -134,7 +106,7 @@ fn padded_ack_fin_through_the_firewall_and_the_tools_that_explain_it() {
     // Checksum validation is an explicit policy: with skip, a corrupted
     // frame of the connection passes.
     d.ctl(&["set-ct", "br0", "checksum=skip"]);
-    let bad_ack = corrupt_tcp_checksum(padded(
+    let (bad_ack, _, _) = corrupt_tcp_checksum(&padded(
         from_server(tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5002, ack(1001)))),
         0x77,
     ));

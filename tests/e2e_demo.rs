@@ -8,10 +8,9 @@
 //! runs.
 
 mod common;
-mod e2e_support;
 
-use common::{require_root, wait_until, Lab};
-use e2e_support::{host_ns, require_tool, NsDaemon};
+use common::vms::host;
+use common::{links_in, require_root, require_tools, wait_until, Daemon, Lab};
 use std::collections::BTreeSet;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -28,22 +27,10 @@ fn netns_list() -> BTreeSet<String> {
         .collect()
 }
 
-fn links(ns: &str) -> BTreeSet<String> {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-o", "link", "show"])
-        .output()
-        .expect("ip link show");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
-}
-
 /// `vswitchctl --ctl SOCK demo ARGS` inside the daemon's namespace.
-fn demo_cmd(d: &NsDaemon, args: &[&str]) -> Command {
+fn demo_cmd(d: &Daemon, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &d.ns, "timeout", "120"])
+    c.args(["netns", "exec", d.ns(), "timeout", "120"])
         .arg(env!("CARGO_BIN_EXE_vswitchctl"))
         .arg("--ctl")
         .arg(&d.sock)
@@ -54,11 +41,9 @@ fn demo_cmd(d: &NsDaemon, args: &[&str]) -> Command {
 }
 
 /// Flows of br0 without their counters and ages.
-fn flow_set(d: &NsDaemon) -> Vec<String> {
-    let j = d.ctl_json(&["dump-flows", "br0"]);
-    let mut v: Vec<String> = j["flows"]
-        .as_array()
-        .expect("flows")
+fn flow_set(d: &Daemon) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .flows()
         .iter()
         .map(|f| {
             format!(
@@ -75,18 +60,6 @@ fn flow_set(d: &NsDaemon) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn ports(d: &NsDaemon) -> Vec<String> {
-    let j = d.ctl_json(&["show", "br0"]);
-    j["bridges"][0]["ports"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["port"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The namespaces the demo says it created.
@@ -127,14 +100,18 @@ fn text(o: &Output) -> (String, String) {
 /// Everything the demo could have left behind is gone.
 /// (Other tests run demos concurrently: only the namespaces this demo
 /// named are checked.)
-fn assert_clean(d: &NsDaemon, host_links: &BTreeSet<String>, flows: &[String], said: &[String]) {
+fn assert_clean(d: &Daemon, host_links: &BTreeSet<String>, flows: &[String], said: &[String]) {
     let now = netns_list();
     for n in said {
         assert!(!now.contains(n), "{n} removed");
     }
-    assert!(ports(d).is_empty(), "ports left: {:?}", ports(d));
+    assert!(
+        d.port_names().is_empty(),
+        "ports left: {:?}",
+        d.port_names()
+    );
     assert_eq!(
-        &links(&d.ns),
+        &links_in(d.ns()),
         host_links,
         "no TAP left in the daemon's namespace"
     );
@@ -147,9 +124,8 @@ fn demo_pings_shows_counters_and_cleans_up() {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
-    let d = NsDaemon::start(&host, None);
-    let host_links = links(&host);
+    let d = host(&mut lab);
+    let host_links = links_in(d.ns());
     let flows = flow_set(&d);
     assert_eq!(flows.len(), 1, "the embedded default: {flows:?}");
 
@@ -188,8 +164,7 @@ fn demo_with_a_named_flow_file_restores_the_bridge_flows() {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
-    let d = NsDaemon::start(&host, None);
+    let d = host(&mut lab);
     // The bridge runs something else (two tables, ct actions, a cookie and
     // a timeout): all of it must come back.
     d.load_flows("flows/stateful-firewall.flows");
@@ -199,7 +174,7 @@ fn demo_with_a_named_flow_file_restores_the_bridge_flows() {
         "cookie=0x2a,table=2,priority=7,idle_timeout=300,udp,tp_dst=53,actions=drop",
     ]);
     let flows = flow_set(&d);
-    let host_links = links(&host);
+    let host_links = links_in(d.ns());
 
     let o = demo_cmd(
         &d,
@@ -230,9 +205,8 @@ fn demo_interrupted_cleans_up() {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
-    let d = NsDaemon::start(&host, None);
-    let host_links = links(&host);
+    let d = host(&mut lab);
+    let host_links = links_in(d.ns());
     let flows = flow_set(&d);
 
     let mut child = demo_cmd(&d, &["br0", "--keep", "60"])
@@ -242,7 +216,7 @@ fn demo_interrupted_cleans_up() {
         .expect("spawn demo");
     // `ip netns exec` execs `timeout`, which forks vswitchctl: signal
     // vswitchctl itself (found by its parent), as a terminal's Ctrl-C would.
-    let up = wait_until(Duration::from_secs(30), || ports(&d).len() == 2);
+    let up = wait_until(Duration::from_secs(30), || d.port_names().len() == 2);
     assert!(up, "the demo's ports appeared");
     // Let it reach the pings or the keep phase.
     std::thread::sleep(Duration::from_millis(700));
@@ -275,13 +249,15 @@ fn demo_interrupted_cleans_up() {
 #[test]
 fn demo_refuses_without_root_and_on_a_busy_bridge() {
     if !require_root("demo_refuses_without_root_and_on_a_busy_bridge")
-        || !require_tool("demo_refuses_without_root_and_on_a_busy_bridge", "setpriv")
+        || !require_tools(
+            "demo_refuses_without_root_and_on_a_busy_bridge",
+            &["setpriv"],
+        )
     {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
-    let d = NsDaemon::start(&host, None);
+    let d = host(&mut lab);
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(env!("CARGO_BIN_EXE_vswitchctl"))
@@ -303,5 +279,5 @@ fn demo_refuses_without_root_and_on_a_busy_bridge() {
         err.contains("already has ports (p1)") && err.contains("--force"),
         "{err}"
     );
-    assert_eq!(ports(&d), vec!["p1".to_string()]);
+    assert_eq!(d.port_names(), vec!["p1".to_string()]);
 }

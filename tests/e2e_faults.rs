@@ -16,36 +16,21 @@
 //! the test removes it.
 
 mod common;
-mod e2e_support;
 
-use common::{ip, require_root, wait_until, Lab};
-use e2e_support::{host_ns, mib_per_s, move_tap, two_vms, vm_mac, NsDaemon};
+use common::vms::{host, move_tap, plug_tap, two_vms, veth_in, vm_mac};
+use common::{ip, links_in, mib_per_s, require_root, wait_until, Daemon, Lab, MIB10};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const MIB10: usize = 10 * 1024 * 1024;
-
-fn links(ns: &str) -> BTreeSet<String> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", ns, "-o", "link", "show"])
-        .output()
-        .expect("ip link show");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .collect()
-}
-
 /// Lines of the daemon log saying `port` went down.
-fn downs_logged(d: &NsDaemon, port: &str) -> usize {
+fn downs_logged(d: &Daemon, port: &str) -> usize {
     d.log()
         .lines()
         .filter(|l| l.contains("link down") && l.contains(&format!("port={port}")))
         .count()
 }
 
-fn port_down_drops(d: &NsDaemon, port: &str) -> u64 {
+fn port_down_drops(d: &Daemon, port: &str) -> u64 {
     d.port(port)["drops"]["port_down"].as_u64().unwrap_or(0)
 }
 
@@ -109,11 +94,7 @@ fn tap_deleted_under_load_goes_down_and_recovers_when_recreated() {
 
     // The operator recreates the TAP. vswitchd may win the race and
     // create it itself; either way the port comes back up.
-    let r = std::process::Command::new("ip")
-        .args(["netns", "exec", &v.host, "sh", "-c"])
-        .arg("ip link del vm1 && ip tuntap add vm1 mode tap")
-        .output()
-        .expect("recreate tap");
+    let r = lab.sh(&v.host, 10, "ip link del vm1 && ip tuntap add vm1 mode tap");
     let who = if r.status.success() {
         "ip tuntap add"
     } else {
@@ -128,11 +109,11 @@ fn tap_deleted_under_load_goes_down_and_recovers_when_recreated() {
     let t_up = t_del.elapsed();
     move_tap(
         &lab,
-        &d,
+        d.ns(),
         "vm1",
         &v.vm1,
         &vm_mac(1),
-        &format!("{}/24", v.ip1),
+        Some(&format!("{}/24", v.ip1)),
     );
     assert!(
         lab.ping_until(&v.vm2, &v.ip1, Duration::from_secs(15)),
@@ -184,16 +165,22 @@ fn tap_deleted_is_recreated_by_vswitchd_and_traffic_resumes() {
         wait_until(Duration::from_secs(10), || d
             .log()
             .contains("link up: tap recreated")
-            && e2e_support::link_exists_in(&v.host, "vm2")),
+            && common::link_exists_in(&v.host, "vm2")),
         "vswitchd recreates vm2:\n{}",
         d.log()
     );
     assert!(d.alive());
     assert_eq!(d.show_link("vm2"), "up");
     // A new VM (namespace) takes the TAP over.
-    let vm2 = lab.netns();
-    e2e_support::no_ipv6(&lab, &vm2);
-    move_tap(&lab, &d, "vm2", &vm2, &vm_mac(2), &format!("{}/24", v.ip2));
+    let vm2 = lab.quiet_netns();
+    move_tap(
+        &lab,
+        d.ns(),
+        "vm2",
+        &vm2,
+        &vm_mac(2),
+        Some(&format!("{}/24", v.ip2)),
+    );
     assert!(
         lab.ping_until(&v.vm1, &v.ip2, Duration::from_secs(15)),
         "traffic resumes"
@@ -219,15 +206,12 @@ fn sigterm_removes_the_taps_vswitchd_created_and_nothing_else() {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
+    let mut d = host(&mut lab);
+    let host = d.ns().to_string();
     let vm = lab.netns();
-    let mut d = NsDaemon::start(&host, None);
     // Not ours: a persistent TAP (as libvirt makes them) and a veth.
     ip(&["-n", &host, "tuntap", "add", "theirs", "mode", "tap"]);
-    ip(&[
-        "-n", &host, "link", "add", "sys0", "type", "veth", "peer", "name", "sys0p",
-    ]);
-    ip(&["-n", &host, "link", "set", "sys0", "up"]);
+    veth_in(&host, "sys0", "sys0p", &host);
     d.ctl(&["add-port", "br0", "theirs", "type=tap"]);
     d.ctl(&["add-port", "br0", "sys0", "type=system"]);
     // Ours: two TAPs (one moved into a VM namespace) and an internal port.
@@ -236,8 +220,8 @@ fn sigterm_removes_the_taps_vswitchd_created_and_nothing_else() {
     d.ctl(&["add-port", "br0", "int0", "type=internal"]);
     d.ctl(&["add-port", "br0", "dum0", "type=dummy"]);
     ip(&["-n", &host, "link", "set", "dev", "own2", "netns", &vm]);
-    let host_before = links(&host);
-    let vm_before = links(&vm);
+    let host_before = links_in(&host);
+    let vm_before = links_in(&vm);
     for l in ["theirs", "sys0", "sys0p", "own1", "int0", "lo"] {
         assert!(host_before.contains(l), "{l} in {host_before:?}");
     }
@@ -246,8 +230,8 @@ fn sigterm_removes_the_taps_vswitchd_created_and_nothing_else() {
     assert!(d.stop(), "clean exit on SIGTERM:\n{}", d.log());
     assert!(!d.sock.exists(), "control socket removed");
 
-    let host_after = links(&host);
-    let vm_after = links(&vm);
+    let host_after = links_in(&host);
+    let vm_after = links_in(&vm);
     let gone: BTreeSet<_> = host_before.difference(&host_after).cloned().collect();
     let added: BTreeSet<_> = host_after.difference(&host_before).cloned().collect();
     assert_eq!(
@@ -284,21 +268,16 @@ fn system_port_interface_deleted_and_recreated_reattaches() {
         return;
     }
     let mut lab = Lab::new();
-    let host = host_ns(&mut lab);
-    let mut d = NsDaemon::start(&host, None);
-    let vm1 = lab.netns();
-    e2e_support::no_ipv6(&lab, &vm1);
+    let mut d = host(&mut lab);
+    let host = d.ns().to_string();
+    let vm1 = lab.quiet_netns();
     let plug = |lab: &Lab| {
-        ip(&[
-            "-n", &host, "link", "add", "vm1", "type", "veth", "peer", "name", "eth0", "netns",
-            &vm1,
-        ]);
-        ip(&["-n", &host, "link", "set", "vm1", "up"]);
+        veth_in(&host, "vm1", "eth0", &vm1);
         lab.configure(&vm1, "eth0", "10.83.0.1/24");
     };
     plug(&lab);
     d.ctl(&["add-port", "br0", "vm1", "type=system"]);
-    let vm2 = e2e_support::plug_vm(&mut lab, &d, "vm2", &vm_mac(2), "10.83.0.2/24");
+    let vm2 = plug_tap(&mut lab, &d, "vm2", &[], &vm_mac(2), Some("10.83.0.2/24"));
     assert!(lab.ping_until(&vm1, "10.83.0.2", Duration::from_secs(10)));
     let load = flood(&mut lab, &vm2, "10.83.0.1", 6);
     std::thread::sleep(Duration::from_millis(300));

@@ -10,16 +10,14 @@
 //! Timings are printed for the report (`--nocapture`), never asserted.
 
 mod common;
-mod e2e_support;
 
-use common::{require_root, Lab};
-use e2e_support::{mib_per_s, new_drops, two_vms, vm_mac, NsDaemon, TwoVms};
-
-const MIB10: usize = 10 * 1024 * 1024;
+use common::daemon::new_drops;
+use common::vms::{two_vms, vm_mac, TwoVms};
+use common::{mib_per_s, require_root, Daemon, Lab, MIB10};
 
 /// Pings both ways, moves 10 MiB each way; checks port counters and that
 /// no drop appeared during the traffic.
-fn exercise(lab: &mut Lab, v: &TwoVms, d: &NsDaemon, label: &str) {
+fn exercise(lab: &mut Lab, v: &TwoVms, d: &Daemon, label: &str) {
     let before = d.drops();
     let p1 = d.port("vm1");
     let p2 = d.port("vm2");
@@ -76,7 +74,7 @@ fn exercise(lab: &mut Lab, v: &TwoVms, d: &NsDaemon, label: &str) {
 }
 
 /// The flows (text) whose packet counter is non-zero.
-fn moved(d: &NsDaemon) -> Vec<String> {
+fn moved(d: &Daemon) -> Vec<String> {
     d.flow_counters()
         .into_iter()
         .filter(|(n, _)| *n > 0)
@@ -84,7 +82,7 @@ fn moved(d: &NsDaemon) -> Vec<String> {
         .collect()
 }
 
-fn assert_moved(d: &NsDaemon, label: &str, needles: &[&str]) {
+fn assert_moved(d: &Daemon, label: &str, needles: &[&str]) {
     let m = moved(d);
     for n in needles {
         assert!(

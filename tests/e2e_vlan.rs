@@ -10,11 +10,12 @@
 //! This kernel has no 8021q module, so no VLAN devices: tags are pushed and
 //! popped by the switch itself, tagged frames are written by a raw
 //! AF_PACKET socket (python3) and every observation is made with a raw
-//! capture socket (python3, [`CAP_PY`]) that asks the kernel for
+//! capture socket (python3, `common::raw::Raw`) that asks the kernel for
 //! PACKET_AUXDATA (the tag the kernel strips on receive is put back, as
 //! libpcap does) and PACKET_VNET_HDR (a TSO super-packet crossing a veth is
 //! not on any wire: what would be is its segments, headers + gso_size; a
-//! plain `tcpdump -w` would show the super-packet as one huge frame).
+//! plain `tcpdump -w` would show the super-packet as one huge frame). Both
+//! come from `common::raw`.
 //!
 //! Every test skips with a message when not root, unless
 //! `VSWITCH_REQUIRE_NETNS=1`; loops are bounded; the namespaces, the daemon
@@ -22,14 +23,14 @@
 
 mod common;
 
-use common::{ip, require_root, wait_until, Lab};
+use common::daemon::new_drops;
+use common::frames::{contains, eth_tagged, hex, mac, raw_frame, stp_bpdu, udp_frame};
+use common::raw::{frames_from, Frame, Raw};
+use common::vms::{host, plug_tap, plug_veth, provider_link};
+use common::{mib_per_s, require_root, require_tools, wait_until, Daemon, Lab, MIB10};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const MIB10: usize = 10 * 1024 * 1024;
+use std::time::Duration;
 
 /// The path MTU over a link of MTU 1500 carrying an 802.1ad S-tag over an
 /// 802.1Q C-tag: 1500 - 8 (an 802.1ad outer tag gets no allowance, see
@@ -37,673 +38,86 @@ const MIB10: usize = 10 * 1024 * 1024;
 const PATH_MTU: usize = 1492;
 
 // ---------------------------------------------------------------------------
-// vswitchd in a namespace
+// What every test here starts from
 
-/// vswitchd inside the host namespace `ns`, on a private socket; SIGTERM on
-/// drop. The TAPs it creates and the veths it attaches to live in `ns`, so
-/// fixed port names (`vm1`, `wire0`) never clash with anything outside.
-struct NsDaemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-    ns: String,
+/// Skips (with a message) unless root and `tools` are there; otherwise a
+/// lab, the raw-frame scripts and a host namespace running vswitchd (br0,
+/// NORMAL).
+fn vlan_lab(test: &str, tools: &[&str]) -> Option<(Lab, Raw, Daemon)> {
+    if !require_root(test) || !require_tools(test, tools) {
+        return None;
+    }
+    let mut lab = Lab::new();
+    let raw = Raw::new();
+    let d = host(&mut lab);
+    Some((lab, raw, d))
 }
 
-impl NsDaemon {
-    fn start(ns: &str) -> NsDaemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("vswitchd.sock");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd"), "--ctl"])
-            .arg(&sock)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("vswitchd.log")).expect("log file"),
-            ));
-        let child = cmd.spawn().expect("spawn vswitchd");
-        let mut d = NsDaemon {
-            child: Some(child),
-            dir,
-            sock,
-            ns: ns.to_string(),
-        };
-        let up = wait_until(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&d.sock).is_ok() || !d.alive()
-        });
-        assert!(up && d.alive(), "vswitchd did not come up:\n{}", d.log());
-        d
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("vswitchd.log")).unwrap_or_default()
-    }
-
-    fn ctl_output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
-            .arg("--ctl")
-            .arg(&self.sock)
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run vswitchctl")
-    }
-
-    fn ctl(&self, args: &[&str]) -> String {
-        let o = self.ctl_output(args);
-        assert!(
-            o.status.success(),
-            "vswitchctl {args:?} failed: {}\nlog:\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn ctl_err(&self, args: &[&str]) -> String {
-        let o = self.ctl_output(args);
-        assert!(
-            !o.status.success(),
-            "vswitchctl {args:?} unexpectedly succeeded: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    }
-
-    fn ctl_json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ctl(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad json from {args:?}: {e}: {out}"))
-    }
-
-    /// Non-zero drop counters of br0, by reason.
-    fn drops(&self) -> BTreeMap<String, u64> {
-        let j = self.ctl_json(&["dump-drops", "br0"]);
-        j["drops"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn drop_count(&self, reason: &str) -> u64 {
-        self.drops().get(reason).copied().unwrap_or(0)
-    }
-
-    /// Waits (bounded) until drop counter `reason` reaches `want`, then a
-    /// little longer to see that it does not pass it; returns the count.
-    fn settle_drops(&self, reason: &str, want: u64) -> u64 {
-        wait_until(Duration::from_secs(10), || self.drop_count(reason) >= want);
-        std::thread::sleep(Duration::from_millis(300));
-        self.drop_count(reason)
-    }
-
-    /// `dump-ports --json` entry of `port`.
-    fn port(&self, port: &str) -> Value {
-        self.ctl_json(&["dump-ports", "br0", port])["ports"][0].clone()
-    }
-
-    /// `show --json` entry of `port` (with its `policy`).
-    fn show_port(&self, port: &str) -> Value {
-        let j = self.ctl_json(&["show", "br0"]);
-        j["bridges"][0]["ports"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["port"] == port).cloned())
-            .unwrap_or(Value::Null)
-    }
-
-    /// Replaces br0's flows with the repository file `file`.
-    fn load_flows(&self, file: &str) {
-        self.ctl(&["del-flows", "br0"]);
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        self.ctl(&["add-flows", "br0", &p.display().to_string()]);
-    }
-
-    /// `trace` text and JSON for `flow` (optionally with a real frame).
-    fn trace(&self, flow: &str, packet: Option<&[u8]>) -> (String, Value) {
-        let mut args = vec!["trace", "br0", flow];
-        let h;
-        if let Some(p) = packet {
-            h = hex(p);
-            args.extend(["--packet", h.as_str()]);
-        }
-        let text = self.ctl(&args);
-        let mut jargs = vec!["--json"];
-        jargs.extend_from_slice(&args);
-        let j: Value = serde_json::from_str(&self.ctl(&jargs)).expect("trace json");
-        (text, j)
-    }
+/// Customers A and B of a provider bridge: system ports `pa` and `pb`,
+/// veths to `ea` (MAC 02:00:00:00:NET:0a, no address) and `eb` (MAC
+/// 02:00:00:00:NET:0b, `b_cidr`) in namespaces of their own.
+struct Customers {
+    a: String,
+    b: String,
+    sa: [u8; 6],
+    sb: [u8; 6],
 }
 
-impl Drop for NsDaemon {
-    fn drop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Topology helpers
-
-fn require_tools(test: &str, tools: &[&str]) -> bool {
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            let required = std::env::var("VSWITCH_REQUIRE_NETNS").is_ok_and(|v| v == "1");
-            assert!(!required, "{test}: needs {t} and VSWITCH_REQUIRE_NETNS=1");
-            eprintln!("skipping {test}: needs {t}");
-            return false;
-        }
-    }
-    true
-}
-
-/// A new namespace with IPv6 off (no router solicitations or DAD frames in
-/// the counters and captures).
-fn quiet_netns(lab: &mut Lab) -> String {
-    let ns = lab.netns();
-    lab.sh_ok(
-        &ns,
-        5,
-        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+fn customers(lab: &mut Lab, d: &Daemon, net: u8, b_cidr: Option<&str>) -> Customers {
+    let (ma, mb) = (
+        format!("02:00:00:00:{net}:0a"),
+        format!("02:00:00:00:{net}:0b"),
     );
-    ns
-}
-
-/// The host namespace with a running vswitchd (bridge br0, NORMAL).
-fn host(lab: &mut Lab) -> NsDaemon {
-    let h = quiet_netns(lab);
-    NsDaemon::start(&h)
-}
-
-/// `add-port br0 PORT type=tap OPTS`, moves the TAP into a new VM
-/// namespace with `mac` and `cidr` (None: link up, no address); returns
-/// the VM namespace.
-fn plug_tap(
-    lab: &mut Lab,
-    d: &NsDaemon,
-    port: &str,
-    opts: &[&str],
-    mac: &str,
-    cidr: Option<&str>,
-) -> String {
-    let vm = quiet_netns(lab);
-    let mut args = vec!["add-port", "br0", port, "type=tap"];
-    args.extend_from_slice(opts);
-    d.ctl(&args);
-    ip(&["-n", &d.ns, "link", "set", "dev", port, "netns", &vm]);
-    ip(&["-n", &vm, "link", "set", "dev", port, "address", mac]);
-    link_up(lab, &vm, port, cidr);
-    vm
-}
-
-fn link_up(lab: &Lab, ns: &str, link: &str, cidr: Option<&str>) {
-    match cidr {
-        Some(c) => lab.configure(ns, link, c),
-        None => ip(&["-n", ns, "link", "set", "dev", link, "up"]),
+    let a = plug_veth(lab, d, "pa", &[], "ea", Some(&ma), None);
+    let b = plug_veth(lab, d, "pb", &[], "eb", Some(&mb), b_cidr);
+    Customers {
+        a,
+        b,
+        sa: mac(&ma),
+        sb: mac(&mb),
     }
 }
 
-/// A veth `port` (in the host namespace, attached as `type=system` with
-/// `opts`) <-> `peer` in a new namespace (with `mac`, `cidr`); returns the
-/// new namespace.
-fn plug_veth(
-    lab: &mut Lab,
-    d: &NsDaemon,
-    port: &str,
-    opts: &[&str],
-    peer: &str,
-    mac: &str,
-    cidr: Option<&str>,
-) -> String {
-    let ns = quiet_netns(lab);
-    ip(&[
-        "-n", &d.ns, "link", "add", port, "type", "veth", "peer", "name", peer, "netns", &ns,
-    ]);
-    ip(&["-n", &d.ns, "link", "set", "dev", port, "up"]);
-    ip(&["-n", &ns, "link", "set", "dev", peer, "address", mac]);
-    link_up(lab, &ns, peer, cidr);
-    let mut args = vec!["add-port", "br0", port, "type=system"];
-    args.extend_from_slice(opts);
-    d.ctl(&args);
-    ns
+/// The upstream switch: system port `uplink0`, whose far end `uplink1`
+/// (MAC 02:00:00:00:NET:fe, 10.NET.0.254/24) is in a namespace of its own;
+/// returns that namespace.
+fn uplink(lab: &mut Lab, d: &Daemon, net: u8) -> String {
+    plug_veth(
+        lab,
+        d,
+        "uplink0",
+        &[],
+        "uplink1",
+        Some(&format!("02:00:00:00:{net}:fe")),
+        Some(&format!("10.{net}.0.254/24")),
+    )
 }
 
-/// A veth pair `a` <-> `b`, both ends in the host namespace and both
-/// attached as `type=system`: a provider link the switch talks to itself
-/// over (tags pushed on `a`'s way out come back in on `b`).
-fn provider_link(d: &NsDaemon, a: &str, b: &str) {
-    ip(&[
-        "-n", &d.ns, "link", "add", a, "type", "veth", "peer", "name", b,
-    ]);
-    for l in [a, b] {
-        ip(&["-n", &d.ns, "link", "set", "dev", l, "up"]);
-    }
-    d.ctl(&["add-port", "br0", a, "type=system"]);
-    d.ctl(&["add-port", "br0", b, "type=system"]);
-}
-
-fn new_drops(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .filter_map(|(k, n)| {
-            let d = n - before.get(k).copied().unwrap_or(0);
-            (d > 0).then(|| (k.clone(), d))
-        })
+/// The frames a capture saw arrive from `src` (not those the interface
+/// sent).
+fn received_from(frames: &[Frame], src: [u8; 6]) -> Vec<&Frame> {
+    frames_from(frames, src)
+        .into_iter()
+        .filter(|f| !f.out)
         .collect()
 }
 
-fn mib_per_s(bytes: usize, t: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / t.as_secs_f64().max(1e-9)
+/// `dump-drops br0`, printed under `label`.
+fn dump_drops(d: &Daemon, label: &str) -> String {
+    let dd = d.ctl(&["dump-drops", "br0"]);
+    println!("e2e {label}: dump-drops:\n{dd}");
+    dd
 }
 
-// ---------------------------------------------------------------------------
-// Raw frames: sending and capturing (python3 AF_PACKET)
-
-/// Sends a frame (hex) `count` times, `gap` seconds apart, from an
-/// interface, with a raw AF_PACKET socket.
-const SEND_PY: &str = r#"
-import socket, sys, time
-ifname, frames, count, gap = sys.argv[1], sys.argv[2].split(','), int(sys.argv[3]), float(sys.argv[4])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-s.bind((ifname, 0))
-for _ in range(count):
-    for f in frames:
-        s.send(bytes.fromhex(f))
-    if gap > 0:
-        time.sleep(gap)
-"#;
-
-/// Captures every frame on an interface (both directions) until a stop
-/// file appears, then writes one JSON object per frame. PACKET_AUXDATA: a
-/// tag the kernel stripped on receive is put back where it was (TPID from
-/// tp_vlan_tpid). PACKET_VNET_HDR: `gso` is the segment size of a TSO
-/// super-packet, and `wire` the largest frame it stands for (headers +
-/// gso_size), which is what a NIC would put on the wire.
-const CAP_PY: &str = r#"
-import socket, struct, sys, os, json
-ifname, out, stop, ready = sys.argv[1:5]
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-s.setsockopt(263, 8, 1)    # PACKET_AUXDATA
-s.setsockopt(263, 15, 1)   # PACKET_VNET_HDR
-try:
-    s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
-except OSError:
-    pass
-s.bind((ifname, 3))        # ETH_P_ALL
-s.settimeout(0.05)
-open(ready, 'w').close()
-frames, truncated = [], 0
-while not os.path.exists(stop):
-    try:
-        data, anc, flags, addr = s.recvmsg(1 << 17, 256)
-    except socket.timeout:
-        continue
-    if flags & socket.MSG_TRUNC:
-        truncated += 1
-    _, gso_type, _, gso_size, _, _ = struct.unpack('<BBHHHH', data[:10])
-    f = data[10:]
-    for lvl, typ, d in anc:
-        if lvl == 263 and typ == 8:
-            st, _, _, _, _, tci, tpid = struct.unpack('IIIHHHH', d[:20])
-            if st & 0x10:                      # TP_STATUS_VLAN_VALID
-                if not st & 0x40:              # TP_STATUS_VLAN_TPID_VALID
-                    tpid = 0x8100
-                f = f[:12] + struct.pack('!HH', tpid, tci) + f[12:]
-    off, tags = 12, []
-    while len(f) >= off + 4 and f[off:off+2] in (b'\x81\x00', b'\x88\xa8') and len(tags) < 4:
-        tags.append([int.from_bytes(f[off:off+2], 'big'), int.from_bytes(f[off+2:off+4], 'big')])
-        off += 4
-    et = f[off:off+2]
-    off += 2
-    wire = len(f)
-    if gso_size and et == b'\x08\x00' and len(f) > off + 20:
-        ihl = (f[off] & 15) * 4
-        l4 = off + ihl
-        hl = l4 + ((f[l4 + 12] >> 4) * 4 if len(f) > l4 + 12 else 20)
-        wire = min(len(f), hl + gso_size)
-    elif gso_size and et == b'\x86\xdd' and len(f) > off + 40 + 12:
-        l4 = off + 40
-        wire = min(len(f), l4 + (f[l4 + 12] >> 4) * 4 + gso_size)
-    frames.append({'out': addr[2] == 4, 'len': len(f), 'gso': gso_size, 'wire': wire,
-                   'tags': tags, 'hex': f.hex() if len(f) <= 256 else f[:96].hex()})
-with open(out + '.tmp', 'w') as o:
-    o.write(json.dumps({'truncated': truncated}) + '\n')
-    for fr in frames:
-        o.write(json.dumps(fr) + '\n')
-os.rename(out + '.tmp', out)
-"#;
-
-/// Receives UDP datagrams on a port until `count` arrived or `secs` pass;
-/// prints each payload in hex, one per line.
-const UDP_RECV_PY: &str = r#"
-import socket, sys, time
-port, count, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(('0.0.0.0', port))
-s.settimeout(0.1)
-open(sys.argv[4], 'w').close()
-end, got = time.time() + secs, 0
-while got < count and time.time() < end:
-    try:
-        d = s.recv(65536)
-    except socket.timeout:
-        continue
-    print(d.hex(), flush=True)
-    got += 1
-"#;
-
-/// The helper scripts, written once per test into a temporary directory.
-struct Py {
-    dir: tempfile::TempDir,
+/// True when `dump-drops` text `dd` has the line `REASON N`.
+fn shows_drops(dd: &str, reason: &str, n: u64) -> bool {
+    dd.lines()
+        .any(|l| l.split_whitespace().take(2).eq([reason, &n.to_string()]))
 }
 
-impl Py {
-    fn new() -> Py {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (n, s) in [
-            ("send.py", SEND_PY),
-            ("cap.py", CAP_PY),
-            ("udp_recv.py", UDP_RECV_PY),
-        ] {
-            std::fs::write(dir.path().join(n), s).expect("write script");
-        }
-        Py { dir }
-    }
-
-    fn script(&self, n: &str) -> String {
-        self.dir.path().join(n).display().to_string()
-    }
-
-    /// Sends `frames` `count` times from `ifname` in `ns`.
-    fn send(&self, lab: &Lab, ns: &str, ifname: &str, frames: &[&[u8]], count: usize, gap: f64) {
-        let list: Vec<String> = frames.iter().map(|f| hex(f)).collect();
-        lab.sh_ok(
-            ns,
-            60,
-            &format!(
-                "python3 {} {ifname} {} {count} {gap}",
-                self.script("send.py"),
-                list.join(",")
-            ),
-        );
-    }
-
-    /// Starts a capture on `ifname` in `ns`; returns once it is bound.
-    fn capture(&self, lab: &mut Lab, ns: &str, ifname: &str) -> Capture {
-        let n = self.dir.path().read_dir().map_or(0, |r| r.count());
-        let base = self.dir.path().join(format!("cap{n}-{ifname}"));
-        let out = base.with_extension("json");
-        let stop = base.with_extension("stop");
-        let ready = base.with_extension("ready");
-        let idx = lab.spawn(
-            ns,
-            300,
-            &format!(
-                "exec python3 {} {ifname} {} {} {}",
-                self.script("cap.py"),
-                out.display(),
-                stop.display(),
-                ready.display()
-            ),
-        );
-        assert!(
-            wait_until(Duration::from_secs(10), || ready.exists()),
-            "capture started on {ifname} in {ns}"
-        );
-        Capture {
-            idx,
-            out,
-            stop,
-            what: format!("{ns}/{ifname}"),
-        }
-    }
-}
-
-/// A running capture ([`Py::capture`]).
-struct Capture {
-    idx: usize,
-    out: PathBuf,
-    stop: PathBuf,
-    what: String,
-}
-
-/// One captured frame (see [`CAP_PY`]).
-#[derive(Debug, Clone)]
-struct Frame {
-    /// Sent by the interface's own side (PACKET_OUTGOING).
-    out: bool,
-    /// Bytes as received, tags put back.
-    len: usize,
-    /// gso_size of a super-packet, 0 for a plain frame.
-    gso: usize,
-    /// Length of the largest frame this stands for on a wire.
-    wire: usize,
-    /// (TPID, TCI) of each tag, outermost first.
-    tags: Vec<(u16, u16)>,
-    /// The whole frame (<= 256 bytes) or its first 96 bytes.
-    bytes: Vec<u8>,
-}
-
-impl Frame {
-    fn src(&self) -> &[u8] {
-        &self.bytes[6..12]
-    }
-    fn dst(&self) -> &[u8] {
-        &self.bytes[0..6]
-    }
-    /// What counts against an MTU (the Linux rule): what follows the
-    /// Ethernet header, minus 4 when the outer tag is 802.1Q (the kernel
-    /// refuses to send the extra 4 bytes of an 802.1ad outer tag).
-    fn counted(&self) -> usize {
-        let free = match self.tags.first() {
-            Some((0x8100, _)) => 4,
-            _ => 0,
-        };
-        self.wire - 14 - free
-    }
-}
-
-impl Capture {
-    /// Stops the capture and returns what it saw.
-    fn finish(self, lab: &mut Lab) -> Vec<Frame> {
-        // Let frames in flight arrive.
-        std::thread::sleep(Duration::from_millis(300));
-        std::fs::write(&self.stop, b"").expect("stop file");
-        let o = lab.wait(self.idx);
-        let text = std::fs::read_to_string(&self.out).unwrap_or_else(|e| {
-            panic!(
-                "capture {}: no output ({e}); stderr: {}",
-                self.what,
-                String::from_utf8_lossy(&o.stderr)
-            )
-        });
-        let mut lines = text.lines();
-        let head: Value = serde_json::from_str(lines.next().unwrap_or("{}")).expect("head");
-        assert_eq!(
-            head["truncated"], 0,
-            "capture {}: truncated frames",
-            self.what
-        );
-        lines
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).expect("frame json");
-                let n = |k: &str| v[k].as_u64().unwrap_or(0) as usize;
-                Frame {
-                    out: v["out"].as_bool().unwrap_or(false),
-                    len: n("len"),
-                    gso: n("gso"),
-                    wire: n("wire"),
-                    tags: v["tags"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|t| {
-                                    (
-                                        t[0].as_u64().unwrap_or(0) as u16,
-                                        t[1].as_u64().unwrap_or(0) as u16,
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    bytes: unhex(v["hex"].as_str().unwrap_or("")),
-                }
-            })
-            .collect()
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).expect("mac"))
-        .collect();
-    v.try_into().expect("6 bytes")
-}
-
-/// RFC 1071 sum of `data` folded, not inverted, starting from `init`.
-fn sum16(init: u32, data: &[u8]) -> u32 {
-    let mut s = init;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s
-}
-
-/// An Ethernet frame `dst`, `src`, `tags` (TPID, TCI), then IPv4/UDP
-/// `sip:sport -> dip:dport` carrying `payload`, with correct IP and UDP
-/// checksums, followed by `pad` (Ethernet padding, outside the datagram).
-#[allow(clippy::too_many_arguments)]
-fn udp_frame(
-    dst: [u8; 6],
-    src: [u8; 6],
-    tags: &[(u16, u16)],
-    sip: [u8; 4],
-    dip: [u8; 4],
-    dport: u16,
-    payload: &[u8],
-    pad: &[u8],
-) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    for (tpid, tci) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&tci.to_be_bytes());
-    }
-    f.extend_from_slice(&[0x08, 0x00]);
-    let udp_len = 8 + payload.len() as u16;
-    let mut iph = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
-    iph[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
-    iph.extend_from_slice(&sip);
-    iph.extend_from_slice(&dip);
-    let c = !(sum16(0, &iph) as u16);
-    iph[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut udp = vec![0xa0, 0x00];
-    udp.extend_from_slice(&dport.to_be_bytes());
-    udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]);
-    udp.extend_from_slice(payload);
-    let mut pseudo = sip.to_vec();
-    pseudo.extend_from_slice(&dip);
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&udp_len.to_be_bytes());
-    let c = !(sum16(sum16(0, &pseudo), &udp) as u16);
-    udp[6..8].copy_from_slice(&if c == 0 { 0xffff } else { c }.to_be_bytes());
-    f.extend_from_slice(&iph);
-    f.extend_from_slice(&udp);
-    f.extend_from_slice(pad);
-    f
-}
-
-/// A frame `dst`, `src`, `tags`, EtherType 0x88b5 (IEEE local
-/// experimental) and `payload`: something no stack answers.
-fn raw_frame(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], payload: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend_from_slice(&src);
-    for (tpid, tci) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&tci.to_be_bytes());
-    }
-    f.extend_from_slice(&[0x88, 0xb5]);
-    f.extend_from_slice(payload);
-    f
-}
-
-/// An IEEE 802.1D configuration BPDU from `src`: 01:80:c2:00:00:00, an
-/// 802.3 length (38 = LLC 3 + BPDU 35), LLC 42 42 03, then protocol 0,
-/// version 0, type 0 (configuration), flags, root id (priority 0x8000 +
-/// `src`), cost 0, bridge id (same), port id 0x8001, ages in 1/256 s
-/// (message 0, max 20 s, hello 2 s, forward delay 15 s); padded to 60.
-fn stp_bpdu(src: [u8; 6]) -> Vec<u8> {
-    let mut f = vec![0x01, 0x80, 0xc2, 0x00, 0x00, 0x00];
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x00, 0x26, 0x42, 0x42, 0x03]);
-    f.extend_from_slice(&[0x00, 0x00, 0x00, 0x00, 0x00]);
-    f.extend_from_slice(&[0x80, 0x00]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0, 0, 0, 0]);
-    f.extend_from_slice(&[0x80, 0x00]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&[0x80, 0x01, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x0f, 0x00]);
-    assert_eq!(f.len(), 14 + 3 + 35);
-    f.resize(60, 0);
-    f
-}
-
-fn frames_from(frames: &[Frame], src: [u8; 6]) -> Vec<&Frame> {
-    frames.iter().filter(|f| f.src() == src).collect()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+/// The drop reason of the first pass of a `trace --json`.
+fn drop_reason(tj: &Value) -> &Value {
+    &tj["passes"][0]["drop_reason"]
 }
 
 // ---------------------------------------------------------------------------
@@ -719,13 +133,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// dump-drops and dump-ports count mtu_exceeded.
 #[test]
 fn double_vlan_freeze_healed() {
-    const T: &str = "double_vlan_freeze_healed";
-    if !require_root(T) || !require_tools(T, &["python3", "socat", "ping"]) {
+    let Some((mut lab, raw, d)) =
+        vlan_lab("double_vlan_freeze_healed", &["python3", "socat", "ping"])
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
+    };
     let (ip1, ip2) = ("10.81.0.1", "10.81.0.2");
     let vm1 = plug_tap(
         &mut lab,
@@ -753,8 +165,8 @@ fn double_vlan_freeze_healed() {
         assert_eq!(m.trim(), "1500", "{l} in its VM: MTU 1500");
     }
     // What arrives at each end of the link (the other end's transmissions).
-    let cap0 = py.capture(&mut lab, &d.ns, "wire0");
-    let cap1 = py.capture(&mut lab, &d.ns, "wire1");
+    let cap0 = raw.capture(&mut lab, d.ns(), "wire0");
+    let cap1 = raw.capture(&mut lab, d.ns(), "wire1");
     let before = d.drops();
 
     // Small packets work, as in the field.
@@ -920,11 +332,9 @@ fn double_vlan_freeze_healed() {
     );
 
     let total = d.drop_count("mtu_exceeded");
-    let dd = d.ctl(&["dump-drops", "br0"]);
-    println!("e2e double vlan: dump-drops:\n{dd}");
+    let dd = dump_drops(&d, "double vlan");
     assert!(
-        dd.lines()
-            .any(|l| l.contains("mtu_exceeded") && l.contains(&total.to_string())),
+        shows_drops(&dd, "mtu_exceeded", total),
         "dump-drops shows mtu_exceeded with its count {total}: {dd}"
     );
     let fresh = new_drops(&before, &d.drops());
@@ -958,13 +368,10 @@ fn double_vlan_freeze_healed() {
 /// their VLAN, exactly once.
 #[test]
 fn access_ports_keep_vlans_apart() {
-    const T: &str = "access_ports_keep_vlans_apart";
-    if !require_root(T) || !require_tools(T, &["python3", "ping"]) {
+    let Some((mut lab, raw, d)) = vlan_lab("access_ports_keep_vlans_apart", &["python3", "ping"])
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
+    };
     let (m1, m2, m3) = (
         "52:54:00:00:82:01",
         "52:54:00:00:82:02",
@@ -979,7 +386,7 @@ fn access_ports_keep_vlans_apart() {
         "trunk0",
         &["trunks=100,200"],
         "trunk1",
-        "02:00:00:00:82:99",
+        Some("02:00:00:00:82:99"),
         None,
     );
     let show = d.ctl(&["show", "br0"]);
@@ -995,9 +402,9 @@ fn access_ports_keep_vlans_apart() {
     }
     assert!(show.contains("trunks=100,200"), "{show}");
 
-    let at_trunk = py.capture(&mut lab, &tr, "trunk1");
-    let at_vm2 = py.capture(&mut lab, &vm2, "vm2");
-    let at_vm3 = py.capture(&mut lab, &vm3, "vm3");
+    let at_trunk = raw.capture(&mut lab, &tr, "trunk1");
+    let at_vm2 = raw.capture(&mut lab, &vm2, "vm2");
+    let at_vm3 = raw.capture(&mut lab, &vm3, "vm3");
     let before = d.drops();
 
     // Same VLAN: traffic flows.
@@ -1025,38 +432,31 @@ fn access_ports_keep_vlans_apart() {
     // Tagged frames written straight into vm1's access port: one claiming
     // VLAN 200 (hopping), one claiming its own VLAN 100.
     const N: usize = 5;
-    let hop = udp_frame(
-        [0xff; 6],
-        mac(m1),
-        &[(0x8100, 200)],
-        [10, 82, 0, 1],
-        [10, 82, 0, 255],
-        7,
-        b"vlan-hop-attempt",
-        &[],
-    );
-    let own = udp_frame(
-        [0xff; 6],
-        mac(m1),
-        &[(0x8100, (3 << 13) | 100)],
-        [10, 82, 0, 1],
-        [10, 82, 0, 255],
-        7,
-        b"tagged-own-vlan",
-        &[],
-    );
-    py.send(&lab, &vm1, "vm1", &[&hop, &own], N, 0.02);
+    let tagged = |tci: u16, payload: &[u8]| {
+        let (src, dst) = ([10, 82, 0, 1], [10, 82, 0, 255]);
+        udp_frame(
+            [0xff; 6],
+            mac(m1),
+            &[(0x8100, tci)],
+            src,
+            dst,
+            7,
+            payload,
+            &[],
+        )
+    };
+    let hop = tagged(200, b"vlan-hop-attempt");
+    let own = tagged((3 << 13) | 100, b"tagged-own-vlan");
+    raw.send(&lab, &vm1, "vm1", &[&hop, &own], N, 0.02);
     let n = d.settle_drops("vlan_tagged_on_access_port", (2 * N) as u64);
     assert_eq!(
         n,
         (2 * N) as u64,
         "every tagged frame on the access port counted once"
     );
-    let dd = d.ctl(&["dump-drops", "br0"]);
-    println!("e2e access: dump-drops:\n{dd}");
+    let dd = dump_drops(&d, "access");
     assert!(
-        dd.lines()
-            .any(|l| l.contains("vlan_tagged_on_access_port") && l.contains(&(2 * N).to_string())),
+        shows_drops(&dd, "vlan_tagged_on_access_port", (2 * N) as u64),
         "{dd}"
     );
 
@@ -1067,13 +467,13 @@ fn access_ports_keep_vlans_apart() {
         tt.contains("Drop reason: vlan_tagged_on_access_port"),
         "{tt}"
     );
-    assert_eq!(tj["passes"][0]["drop_reason"], "vlan_tagged_on_access_port");
+    assert_eq!(drop_reason(&tj), "vlan_tagged_on_access_port");
     let (tt, tj) = d.trace("in_port=vm1", Some(&own));
     assert!(tt.contains("tagged frame on access port vm1"), "{tt}");
-    assert_eq!(tj["passes"][0]["drop_reason"], "vlan_tagged_on_access_port");
+    assert_eq!(drop_reason(&tj), "vlan_tagged_on_access_port");
     // An untagged frame from the same port goes on (trace learns nothing).
     let (tt, tj) = d.trace("in_port=vm1,dl_dst=ff:ff:ff:ff:ff:ff", None);
-    assert!(tj["passes"][0]["drop_reason"].is_null(), "{tt}");
+    assert!(drop_reason(&tj).is_null(), "{tt}");
 
     let trunk = at_trunk.finish(&mut lab);
     let f2 = at_vm2.finish(&mut lab);
@@ -1143,16 +543,11 @@ fn access_ports_keep_vlans_apart() {
 /// add-flow.
 #[test]
 fn qinq_push_pop_round_trip_is_byte_exact() {
-    const T: &str = "qinq_push_pop_round_trip_is_byte_exact";
-    if !require_root(T) || !require_tools(T, &["python3"]) {
+    let Some((mut lab, raw, d)) = vlan_lab("qinq_push_pop_round_trip_is_byte_exact", &["python3"])
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
-    let (ma, mb) = ("02:00:00:00:83:0a", "02:00:00:00:83:0b");
-    let a = plug_veth(&mut lab, &d, "pa", &[], "ea", ma, None);
-    let b = plug_veth(&mut lab, &d, "pb", &[], "eb", mb, None);
+    };
+    let Customers { a, b, sa, sb } = customers(&mut lab, &d, 83, None);
     provider_link(&d, "tr0", "tr1");
     d.load_flows("flows/qinq.flows");
     // The misconfigurations, on purpose.
@@ -1166,9 +561,7 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
     ] {
         d.ctl(&["add-flow", "br0", f]);
     }
-    let n_flows = d.ctl_json(&["dump-flows", "br0"])["flows"]
-        .as_array()
-        .map_or(0, |a| a.len());
+    let n_flows = d.flows().len();
     let err = d.ctl_err(&[
         "add-flow",
         "br0",
@@ -1179,33 +572,20 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
         err.contains("two 802.1Q") && err.contains("0x88a8"),
         "{err}"
     );
-    assert_eq!(
-        d.ctl_json(&["dump-flows", "br0"])["flows"]
-            .as_array()
-            .map_or(0, |a| a.len()),
-        n_flows,
-        "a refused flow changes nothing"
-    );
+    assert_eq!(d.flows().len(), n_flows, "a refused flow changes nothing");
 
-    let on_link = py.capture(&mut lab, &d.ns, "tr1");
-    let at_b = py.capture(&mut lab, &b, "eb");
+    let on_link = raw.capture(&mut lab, d.ns(), "tr1");
+    let at_b = raw.capture(&mut lab, &b, "eb");
     let before = d.drops();
     const N: usize = 4;
-    let (sa, sb) = (mac(ma), mac(mb));
     let body: Vec<u8> = (0..=255u8).cycle().skip(7).take(120).collect();
     // 1. Untagged customer frame: C-tag 10 + S-tag 20 on the link.
-    let plain = udp_frame(sb, sa, &[], [10, 83, 0, 1], [10, 83, 0, 2], 9, &body, &[]);
+    let datagram = |tags: &[(u16, u16)]| {
+        udp_frame(sb, sa, tags, [10, 83, 0, 1], [10, 83, 0, 2], 9, &body, &[])
+    };
+    let plain = datagram(&[]);
     // 2. Customer-tagged (PCP 5, VID 10): S-tag 30 only, C-tag kept.
-    let ctagged = udp_frame(
-        sb,
-        sa,
-        &[(0x8100, (5 << 13) | 10)],
-        [10, 83, 0, 1],
-        [10, 83, 0, 2],
-        9,
-        &body,
-        &[],
-    );
+    let ctagged = datagram(&[(0x8100, (5 << 13) | 10)]);
     // 3. Customer VID 77: the misconfigured 802.1Q push.
     let dbl = raw_frame(
         sb,
@@ -1214,16 +594,13 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
         b"double-push.....................................",
     );
     // 4. Untagged onto the link, popped on the way off.
-    let untag = {
-        let mut f = raw_frame(
-            sb,
-            sa,
-            &[],
-            b"pop-untagged....................................",
-        );
-        f[12..14].copy_from_slice(&[0x88, 0xb6]);
-        f
-    };
+    let untag = eth_tagged(
+        sb,
+        sa,
+        &[],
+        0x88b6,
+        b"pop-untagged....................................",
+    );
     // 5. Already QinQ from the customer: a third tag would be pushed.
     let third = raw_frame(
         sb,
@@ -1231,7 +608,7 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
         &[(0x88a8, 300), (0x8100, 100)],
         b"third-tag.......................................",
     );
-    py.send(
+    raw.send(
         &lab,
         &a,
         "ea",
@@ -1256,10 +633,7 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
     let got = at_b.finish(&mut lab);
 
     // On the provider link: exactly the tags the flows pushed.
-    let link_in: Vec<&Frame> = frames_from(&link, sa)
-        .into_iter()
-        .filter(|f| !f.out)
-        .collect();
+    let link_in = received_from(&link, sa);
     let with_tags = |tags: Vec<(u16, u16)>| link_in.iter().filter(|f| f.tags == tags).count();
     assert_eq!(
         with_tags(vec![(0x88a8, 20), (0x8100, 10)]),
@@ -1296,12 +670,10 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
     );
     assert_eq!(at_b.len(), 2 * N, "only those two kinds arrived: {at_b:?}");
 
-    let dd = d.ctl(&["dump-drops", "br0"]);
-    println!("e2e qinq: dump-drops:\n{dd}");
+    let dd = dump_drops(&d, "qinq");
     for r in ["double_vlan_push", "pop_vlan_untagged", "too_many_vlans"] {
         assert!(
-            dd.lines()
-                .any(|l| l.split_whitespace().take(2).eq([r, &N.to_string()])),
+            shows_drops(&dd, r, N as u64),
             "dump-drops shows {r} {N}: {dd}"
         );
     }
@@ -1348,14 +720,11 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
             tt.contains(note) && tt.contains(&format!("drop({reason})")),
             "trace {flow}: {tt}"
         );
-        assert_eq!(
-            tj["passes"][0]["drop_reason"], reason,
-            "trace --json {flow}: {tj}"
-        );
+        assert_eq!(drop_reason(&tj), reason, "trace --json {flow}: {tj}");
     }
     let (tt, tj) = d.trace("in_port=pa", Some(&plain));
     println!("e2e qinq: trace of the untagged frame:\n{tt}");
-    assert!(tj["passes"][0]["drop_reason"].is_null(), "{tt}");
+    assert!(drop_reason(&tj).is_null(), "{tt}");
     assert!(
         tt.contains("push_vlan(vid=10") || tt.contains("push_vlan"),
         "{tt}"
@@ -1375,25 +744,16 @@ fn qinq_push_pop_round_trip_is_byte_exact() {
 /// brings it back.
 #[test]
 fn bpdus_from_a_vm_never_reach_the_uplink() {
-    const T: &str = "bpdus_from_a_vm_never_reach_the_uplink";
-    if !require_root(T) || !require_tools(T, &["python3", "ping"]) {
+    let Some((mut lab, raw, d)) = vlan_lab(
+        "bpdus_from_a_vm_never_reach_the_uplink",
+        &["python3", "ping"],
+    ) else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
+    };
     let (m1, m2) = ("52:54:00:00:84:01", "52:54:00:00:84:02");
     let vm1 = plug_tap(&mut lab, &d, "vm1", &[], m1, Some("10.84.0.1/24"));
     let vm2 = plug_tap(&mut lab, &d, "vm2", &[], m2, Some("10.84.0.2/24"));
-    let up = plug_veth(
-        &mut lab,
-        &d,
-        "uplink0",
-        &[],
-        "uplink1",
-        "02:00:00:00:84:fe",
-        Some("10.84.0.254/24"),
-    );
+    let up = uplink(&mut lab, &d, 84);
     assert!(
         lab.ping_until(&vm1, "10.84.0.254", Duration::from_secs(10)),
         "vm1 reaches the upstream side"
@@ -1407,9 +767,9 @@ fn bpdus_from_a_vm_never_reach_the_uplink() {
     const N: usize = 5;
 
     // Default: dropped at the VM port, counted, never upstream.
-    let cap = py.capture(&mut lab, &up, "uplink1");
+    let cap = raw.capture(&mut lab, &up, "uplink1");
     let before = d.drops();
-    py.send(&lab, &vm1, "vm1", &[&bpdu], N, 0.05);
+    raw.send(&lab, &vm1, "vm1", &[&bpdu], N, 0.05);
     let n = d.settle_drops("bpdu_dropped", N as u64);
     assert_eq!(n, N as u64, "every BPDU counted once");
     assert!(lab.ping(&vm1, "10.84.0.254", 2), "vm1 itself is unaffected");
@@ -1429,27 +789,22 @@ fn bpdus_from_a_vm_never_reach_the_uplink() {
         BTreeMap::from([("bpdu_dropped".to_string(), N as u64)]),
         "only the BPDUs were dropped"
     );
-    let dd = d.ctl(&["dump-drops", "br0"]);
-    println!("e2e bpdu: dump-drops:\n{dd}");
-    assert!(
-        dd.lines()
-            .any(|l| l.contains("bpdu_dropped") && l.contains(&N.to_string())),
-        "{dd}"
-    );
+    let dd = dump_drops(&d, "bpdu");
+    assert!(shows_drops(&dd, "bpdu_dropped", N as u64), "{dd}");
     let (tt, tj) = d.trace("in_port=vm1", Some(&bpdu));
     println!("e2e bpdu: trace --packet BPDU:\n{tt}");
     assert!(tt.contains("Drop reason: bpdu_dropped"), "{tt}");
-    assert_eq!(tj["passes"][0]["drop_reason"], "bpdu_dropped");
+    assert_eq!(drop_reason(&tj), "bpdu_dropped");
     let (_, tj) = d.trace("in_port=vm2,dl_dst=01:80:c2:00:00:0e", None);
-    assert_eq!(tj["passes"][0]["drop_reason"], "bpdu_dropped", "LLDP too");
+    assert_eq!(drop_reason(&tj), "bpdu_dropped", "LLDP too");
 
     // Control: forward_bpdu=true lets them through, so the capture above
     // would have seen a leak.
     d.ctl(&["set-bridge", "br0", "forward_bpdu=true"]);
-    let cap = py.capture(&mut lab, &up, "uplink1");
-    py.send(&lab, &vm1, "vm1", &[&bpdu], N, 0.05);
+    let cap = raw.capture(&mut lab, &up, "uplink1");
+    raw.send(&lab, &vm1, "vm1", &[&bpdu], N, 0.05);
     wait_until(Duration::from_secs(5), || {
-        d.port("uplink0")["tx_packets"].as_u64().unwrap_or(0) > 0
+        d.port_counter("uplink0", "tx_packets") > 0
     });
     let seen = cap.finish(&mut lab);
     let leaked: Vec<&Frame> = seen.iter().filter(|f| is_bpdu(f) && !f.out).collect();
@@ -1470,9 +825,9 @@ fn bpdus_from_a_vm_never_reach_the_uplink() {
         true,
         "a trace disables nothing"
     );
-    let cap = py.capture(&mut lab, &up, "uplink1");
+    let cap = raw.capture(&mut lab, &up, "uplink1");
     let guard0 = d.drop_count("bpdu_dropped");
-    py.send(&lab, &vm1, "vm1", &[&bpdu], 3, 0.3);
+    raw.send(&lab, &vm1, "vm1", &[&bpdu], 3, 0.3);
     assert!(
         wait_until(Duration::from_secs(5), || d.show_port("vm1")["policy"]
             ["enabled"]
@@ -1508,7 +863,7 @@ fn bpdus_from_a_vm_never_reach_the_uplink() {
         "its frames count as port_disabled"
     );
     let (tt, tj) = d.trace("in_port=vm1", None);
-    assert_eq!(tj["passes"][0]["drop_reason"], "port_disabled", "{tt}");
+    assert_eq!(drop_reason(&tj), "port_disabled", "{tt}");
     let seen = cap.finish(&mut lab);
     assert_eq!(
         seen.iter().filter(|f| is_bpdu(f)).count(),
@@ -1556,16 +911,11 @@ fn bpdus_from_a_vm_never_reach_the_uplink() {
 /// padding is outside every checksum).
 #[test]
 fn popped_short_frames_leave_zero_padded() {
-    const T: &str = "popped_short_frames_leave_zero_padded";
-    if !require_root(T) || !require_tools(T, &["python3"]) {
+    let Some((mut lab, raw, d)) = vlan_lab("popped_short_frames_leave_zero_padded", &["python3"])
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
-    let (ma, mb) = ("02:00:00:00:85:0a", "02:00:00:00:85:0b");
-    let a = plug_veth(&mut lab, &d, "pa", &[], "ea", ma, None);
-    let b = plug_veth(&mut lab, &d, "pb", &[], "eb", mb, Some("10.85.0.2/24"));
+    };
+    let Customers { a, b, sa, sb } = customers(&mut lab, &d, 85, Some("10.85.0.2/24"));
     d.ctl(&["del-flows", "br0"]);
     d.ctl(&[
         "add-flow",
@@ -1573,7 +923,6 @@ fn popped_short_frames_leave_zero_padded() {
         "in_port=pa,dl_vlan=55,actions=pop_vlan,output:pb",
     ]);
     d.ctl(&["add-flow", "br0", "priority=0,actions=drop"]);
-    let (sa, sb) = (mac(ma), mac(mb));
     let tag = [(0x8100u16, 55u16)];
     let udp = |payload: &[u8], pad: &[u8]| {
         udp_frame(
@@ -1599,35 +948,20 @@ fn popped_short_frames_leave_zero_padded() {
     let full = udp(b"pad-test-3-18bytes", &[]);
     assert_eq!(full.len(), 64);
 
-    let cap = py.capture(&mut lab, &b, "eb");
-    let got_file = py.dir.path().join("udp.ready");
-    let rx = lab.spawn(
-        &b,
-        30,
-        &format!(
-            "exec python3 {} 9999 {} 20 {}",
-            py.script("udp_recv.py"),
-            64 + 3,
-            got_file.display()
-        ),
-    );
-    assert!(wait_until(Duration::from_secs(10), || got_file.exists()));
-    py.send(&lab, &a, "ea", &[&big], 64, 0.0);
+    let cap = raw.capture(&mut lab, &b, "eb");
+    let rx = raw.udp_recv(&mut lab, &b, 9999, 64 + 3, 20);
+    raw.send(&lab, &a, "ea", &[&big], 64, 0.0);
     assert!(
-        wait_until(Duration::from_secs(10), || d.port("pb")["tx_packets"]
-            .as_u64()
-            .unwrap_or(0)
+        wait_until(Duration::from_secs(10), || d
+            .port_counter("pb", "tx_packets")
             >= 64),
         "the large frames went through: {}",
         d.port("pb")
     );
-    py.send(&lab, &a, "ea", &[&padded, &short, &full], 1, 0.0);
+    raw.send(&lab, &a, "ea", &[&padded, &short, &full], 1, 0.0);
     let out = lab.wait(rx);
     let seen = cap.finish(&mut lab);
-    let frames: Vec<&Frame> = frames_from(&seen, sa)
-        .into_iter()
-        .filter(|f| !f.out)
-        .collect();
+    let frames = received_from(&seen, sa);
     assert_eq!(frames.len(), 64 + 3, "every frame arrived at B");
     let untag = |f: &[u8]| {
         let mut v = f[..12].to_vec();
@@ -1684,43 +1018,32 @@ fn popped_short_frames_leave_zero_padded() {
 /// datapath refreshes its caches meanwhile.
 #[test]
 fn bpdu_guard_fires_only_on_a_real_bpdu() {
-    const T: &str = "bpdu_guard_fires_only_on_a_real_bpdu";
-    if !require_root(T) || !require_tools(T, &["python3", "ping"]) {
+    let Some((mut lab, raw, d)) =
+        vlan_lab("bpdu_guard_fires_only_on_a_real_bpdu", &["python3", "ping"])
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let py = Py::new();
-    let d = host(&mut lab);
+    };
     let m1 = "52:54:00:00:86:01";
     let vm1 = plug_tap(&mut lab, &d, "vm1", &[], m1, Some("10.86.0.1/24"));
-    let up = plug_veth(
-        &mut lab,
-        &d,
-        "uplink0",
-        &[],
-        "uplink1",
-        "02:00:00:00:86:fe",
-        Some("10.86.0.254/24"),
-    );
+    let up = uplink(&mut lab, &d, 86);
     assert!(lab.ping_until(&vm1, "10.86.0.254", Duration::from_secs(10)));
     let bpdu = stp_bpdu(mac(m1));
     for round in 0..3 {
         d.ctl(&["set-bridge", "br0", "forward_bpdu=true"]);
-        let tx0 = d.port("uplink0")["tx_packets"].as_u64().unwrap_or(0);
-        py.send(&lab, &vm1, "vm1", &[&bpdu], 1, 0.0);
+        let tx0 = d.port_counter("uplink0", "tx_packets");
+        raw.send(&lab, &vm1, "vm1", &[&bpdu], 1, 0.0);
         assert!(
-            wait_until(Duration::from_secs(5), || d.port("uplink0")["tx_packets"]
-                .as_u64()
-                .unwrap_or(0)
+            wait_until(Duration::from_secs(5), || d
+                .port_counter("uplink0", "tx_packets")
                 > tx0),
             "the BPDU was forwarded"
         );
         d.ctl(&["set-bridge", "br0", "forward_bpdu=false"]);
         d.ctl(&["set-port", "br0", "vm1", "bpdu_guard=true"]);
-        let rx0 = d.port("vm1")["rx_packets"].as_u64().unwrap_or(0);
+        let rx0 = d.port_counter("vm1", "rx_packets");
         // Several datapath sweeps (every 500 ms), no BPDU.
         std::thread::sleep(Duration::from_millis(1600));
-        let rx1 = d.port("vm1")["rx_packets"].as_u64().unwrap_or(0);
+        let rx1 = d.port_counter("vm1", "rx_packets");
         let p = d.show_port("vm1");
         assert_eq!(
             p["policy"]["enabled"], true,

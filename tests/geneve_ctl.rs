@@ -3,9 +3,9 @@
 //! map commands (`add-tlv-map`, `dump-tlv-map` in ovs-ofctl's layout and
 //! as JSON, `del-tlv-map`). Loopback addresses only: no namespace needed.
 
-mod daemon_support;
+mod common;
 
-use daemon_support::Daemon;
+use common::Daemon;
 use std::net::UdpSocket;
 
 /// A UDP port free on 127.0.0.1 (below the range tunnel send sockets use).

@@ -3,20 +3,15 @@
 //! the Geneve/tunnel drop reasons, every acceptance strips exactly the
 //! declared header). Encap is checked against a hand-assembled header.
 
+mod common;
+
+use common::frames::unhex;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, SocketAddr};
 use vswitch::packet::{PacketBuf, TunnelMeta};
 use vswitch::port::geneve::{decap, push_header, DecapPolicy, TlvMap, TlvMapping};
 use vswitch::port::udp::RecvInfo;
 use vswitch::port::PortDrop;
-
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 // Inner frame used behind every header below: Ethernet 02:00:00:00:00:0a <-
 // 02:00:00:00:00:0b, type 0x0800, then four payload bytes (decap does not
@@ -53,8 +48,8 @@ fn map() -> TlvMap {
 }
 
 fn run(geneve: &str, pol: &DecapPolicy) -> (Result<(), PortDrop>, PacketBuf) {
-    let mut bytes = hex(geneve);
-    bytes.extend(hex(INNER));
+    let mut bytes = unhex(geneve);
+    bytes.extend(unhex(INNER));
     let mut p = PacketBuf::from_slice(&bytes);
     let r = decap(&mut p, &from_peer(), pol, &map());
     (r, p)
@@ -76,7 +71,7 @@ fn valid_header_with_mapped_options_fills_the_tunnel_metadata() {
     assert_eq!(r, Ok(()));
     assert_eq!(
         p.data(),
-        &hex(INNER)[..],
+        &unhex(INNER)[..],
         "exactly the 28-byte header is stripped"
     );
     let t = p.meta.tunnel;
@@ -165,13 +160,13 @@ fn each_bad_datagram_has_its_reason() {
         );
     }
     // 7 bytes, nothing behind: shorter than the fixed header.
-    let mut p = PacketBuf::from_slice(&hex("00 00 6558 001388"));
+    let mut p = PacketBuf::from_slice(&unhex("00 00 6558 001388"));
     assert_eq!(
         decap(&mut p, &from_peer(), &policy(), &map()),
         Err(PortDrop::GeneveTruncated)
     );
     // A datagram from another host than remote_ip.
-    let mut p = PacketBuf::from_slice(&hex("00 00 6558 001388 00"));
+    let mut p = PacketBuf::from_slice(&unhex("00 00 6558 001388 00"));
     let mut from = from_peer();
     from.src = Some("10.251.0.99:50000".parse().unwrap());
     assert_eq!(
@@ -191,7 +186,7 @@ fn each_bad_datagram_has_its_reason() {
 
 #[test]
 fn encap_header_is_the_hand_assembled_one_and_round_trips() {
-    let mut p = PacketBuf::from_slice(&hex(INNER));
+    let mut p = PacketBuf::from_slice(&unhex(INNER));
     p.meta.tunnel.metadata_present = 0b101 | 0b10; // field 1 is not mapped: not sent
     p.meta.tunnel.metadata[0] = 0xabcd;
     p.meta.tunnel.metadata[1] = 0x7777;
@@ -200,20 +195,22 @@ fn encap_header_is_the_hand_assembled_one_and_round_trips() {
     // The header of the first vector above: C is set because the option of
     // class 0x0102 has the critical type bit (RFC 8926: C whenever a
     // critical option is present).
-    let want = hex("05 40 6558 001388 00
+    let want = unhex(
+        "05 40 6558 001388 00
          ffff 00 01 0000abcd
-         0102 80 02 01020304 05060708");
+         0102 80 02 01020304 05060708",
+    );
     assert_eq!(hl, want.len());
     assert_eq!(&p.data()[..hl], &want[..]);
-    assert_eq!(&p.data()[hl..], &hex(INNER)[..], "the frame is untouched");
+    assert_eq!(&p.data()[hl..], &unhex(INNER)[..], "the frame is untouched");
     let r = decap(&mut p, &from_peer(), &policy(), &map());
     assert_eq!(r, Ok(()));
     assert_eq!(p.meta.tunnel.metadata_present, 0b101);
     // Without options: the bare 8-byte header OVS sends (see
     // shared/anchors/samples/geneve.txt: "Length: 0 bytes", VNI 0x001388).
-    let mut q = PacketBuf::from_slice(&hex(INNER));
+    let mut q = PacketBuf::from_slice(&unhex(INNER));
     assert_eq!(push_header(&mut q, 5000, &TlvMap::default()), 8);
-    assert_eq!(&q.data()[..8], &hex("00 00 6558 001388 00")[..]);
+    assert_eq!(&q.data()[..8], &unhex("00 00 6558 001388 00")[..]);
 }
 
 fn geneve_reasons() -> [PortDrop; 6] {
@@ -264,7 +261,7 @@ fn encode(opts: &[Opt], vni: u32, flags: u8) -> Vec<u8> {
     let mut v = vec![words, flags, 0x65, 0x58];
     v.extend(&(vni << 8).to_be_bytes());
     v.extend(body);
-    v.extend(hex(INNER));
+    v.extend(unhex(INNER));
     v
 }
 
@@ -336,10 +333,10 @@ proptest! {
     fn flipping_bytes_of_a_valid_datagram_never_panics(
         idx in 0usize..40, val in any::<u8>(), cut in 0usize..48,
     ) {
-        let mut bytes = hex(
+        let mut bytes = unhex(
             "05 40 6558 001388 00 ffff 00 01 0000abcd 0102 80 02 01020304 05060708",
         );
-        bytes.extend(hex(INNER));
+        bytes.extend(unhex(INNER));
         if let Some(b) = bytes.get_mut(idx) {
             *b = val;
         }

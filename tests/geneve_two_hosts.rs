@@ -20,29 +20,18 @@
 mod common;
 mod geneve_support;
 
-use common::{have_tool, require_root, wait_until};
+use common::raw::{tshark, Raw, Tcpdump};
+use common::{have_tool, repo_path, require_root, require_tools, Daemon, Lab};
 use geneve_support::{
-    firewall, plain, start_capture, stop_capture, tshark, unasked_drops, HostDaemon, Overlay,
-    UL_IP, VM_IP, VNI,
+    firewall, mark_and_accept, ovs_host, plain, unasked_drops, Hosts, Overlay, UL_IP, VM_IP,
+    VM_MAC, VNI,
 };
 use std::time::Duration;
-
-fn tools(test: &str, list: &[&str]) -> bool {
-    for t in list {
-        if !have_tool(t) {
-            let required = std::env::var("VSWITCH_REQUIRE_NETNS").is_ok_and(|v| v == "1");
-            assert!(!required, "{test}: needs {t}");
-            eprintln!("skipping {test}: needs {t}");
-            return false;
-        }
-    }
-    true
-}
 
 #[test]
 fn two_hosts_ping_and_tcp_close_through_stateful_firewall() {
     let t = "two_hosts_ping_and_tcp_close_through_stateful_firewall";
-    if !require_root(t) || !tools(t, &["socat", "tcpdump", "tshark"]) {
+    if !require_root(t) || !require_tools(t, &["socat", "tcpdump", "tshark"]) {
         return;
     }
     let mut o = Overlay::new(&firewall);
@@ -62,16 +51,17 @@ fn two_hosts_ping_and_tcp_close_through_stateful_firewall() {
     // The handshake, the FINs, and every pure ACK towards the receiver
     // (the last ACK of the close is one): not the 7000 data segments, which
     // a capture could not keep up with.
-    let cap = start_capture(
+    let cap = Tcpdump::start(
         &mut o.lab,
         &vm1,
         &tap1,
         &pcap,
         "tcp port 5001 and (tcp[tcpflags] & (tcp-fin|tcp-syn|tcp-rst) != 0 or \
          (tcp dst port 5001 and ip[2:2] - ((ip[0]&0xf)<<2) - ((tcp[12]&0xf0)>>2) == 0))",
+        None,
     );
     let took = o.lab.tcp_transfer(&o.vms[0], &o.vms[1], VM_IP[1], 10 << 20);
-    let stats = stop_capture(&mut o.lab, cap);
+    let stats = cap.finish(&mut o.lab);
     assert!(stats.contains("\n0 packets dropped by kernel"), "{stats}");
     eprintln!("10 MiB VM to VM over Geneve through two firewalls: {took:?}");
 
@@ -126,30 +116,14 @@ fn two_hosts_ping_and_tcp_close_through_stateful_firewall() {
 #[test]
 fn geneve_on_the_wire_is_what_wireshark_expects() {
     let t = "geneve_on_the_wire_is_what_wireshark_expects";
-    if !require_root(t) || !tools(t, &["tcpdump", "tshark", "ethtool"]) {
+    if !require_root(t) || !require_tools(t, &["tcpdump", "tshark", "ethtool"]) {
         return;
     }
     // Host0 marks what its VM sends with tun_metadata0 = 0xabcd, carried as
     // option class 0xffff type 0 (4 bytes); host1 only delivers frames that
     // arrive with that option decoded into tun_metadata0, and marks its
     // replies the same way.
-    let meta = |d: &HostDaemon, _i: usize| {
-        d.ctl(&[
-            "add-tlv-map",
-            "br0",
-            "{class=0xffff,type=0,len=4}->tun_metadata0",
-        ]);
-        d.ctl(&[
-            "add-flow",
-            "br0",
-            "priority=10,in_port=1,actions=set_field:0xabcd->tun_metadata0,output:2",
-        ]);
-        d.ctl(&[
-            "add-flow",
-            "br0",
-            "priority=10,in_port=2,tun_metadata0=0xabcd,actions=output:1",
-        ]);
-    };
+    let meta = |d: &Daemon, _i: usize| mark_and_accept(d, "0xabcd", "0xabcd");
     let mut o = Overlay::new(&meta);
     let show = o.d[0].ctl(&["show", "br0"]);
     assert!(
@@ -159,7 +133,7 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("underlay.pcap").display().to_string();
     let (host1, ul1) = (o.hosts[1].clone(), o.ul[1].clone());
-    let cap = start_capture(&mut o.lab, &host1, &ul1, &pcap, "udp port 6081");
+    let cap = Tcpdump::start(&mut o.lab, &host1, &ul1, &pcap, "udp port 6081", None);
     assert!(
         o.lab
             .ping_until(&o.vms[0], VM_IP[1], Duration::from_secs(15)),
@@ -167,7 +141,7 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
         o.d[1].drops()
     );
     assert!(o.lab.ping(&o.vms[0], VM_IP[1], 3));
-    stop_capture(&mut o.lab, cap);
+    cap.finish(&mut o.lab);
 
     // One line per ICMP packet, '|'-separated, in this order (a field that
     // occurs twice, outer and inner, lists both comma-separated).
@@ -262,9 +236,9 @@ fn geneve_on_the_wire_is_what_wireshark_expects() {
         "csum=true",
     ]);
     let pcap2 = dir.path().join("csum.pcap").display().to_string();
-    let cap = start_capture(&mut o.lab, &host1, &ul1, &pcap2, "udp port 6081");
+    let cap = Tcpdump::start(&mut o.lab, &host1, &ul1, &pcap2, "udp port 6081", None);
     assert!(o.lab.ping(&o.vms[0], VM_IP[1], 2));
-    stop_capture(&mut o.lab, cap);
+    cap.finish(&mut o.lab);
     let st = tshark(
         &pcap2,
         &[
@@ -313,15 +287,11 @@ fn peer_daemon_killed_then_restarted() {
         .find_map(|f| f.trim().strip_suffix(" received")?.parse().ok())
         .unwrap_or_else(|| panic!("ping summary: {summary}"));
     assert!(received < 150, "pings to a dead host are lost: {summary}");
-    assert!(o.d[0].running(), "host0's daemon survives its peer");
+    assert!(o.d[0].alive(), "host0's daemon survives its peer");
     o.d[0].ctl(&["version"]);
     // Host1's kernel answers with ICMP port unreachable: tunnel drops.
-    let counted = wait_until(Duration::from_secs(5), || {
-        o.d[0]
-            .drops()
-            .get("tunnel_unreachable")
-            .and_then(|v| v.as_u64())
-            .is_some_and(|n| n > 0)
+    let counted = common::wait_until(Duration::from_secs(5), || {
+        o.d[0].drop_count("tunnel_unreachable") > 0
     });
     assert!(
         counted,
@@ -345,7 +315,7 @@ fn peer_daemon_killed_then_restarted() {
 #[test]
 fn underlay_mtu_is_enforced_and_path_mtu_discovery_heals() {
     let t = "underlay_mtu_is_enforced_and_path_mtu_discovery_heals";
-    if !require_root(t) || !tools(t, &["socat"]) {
+    if !require_root(t) || !require_tools(t, &["socat"]) {
         return;
     }
     // Underlay MTU 1500 = VM MTU: a full-size VM frame (1514 bytes) plus
@@ -376,11 +346,7 @@ fn underlay_mtu_is_enforced_and_path_mtu_discovery_heals() {
     o.lab.tcp_transfer(&o.vms[0], &o.vms[1], VM_IP[1], 2 << 20);
     let drops = o.d[0].drops();
     assert!(
-        drops
-            .get("mtu_exceeded")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-            > 0,
+        drops.get("mtu_exceeded").copied().unwrap_or(0) > 0,
         "{drops:?}"
     );
     for (i, d) in o.d.iter().enumerate() {
@@ -396,7 +362,7 @@ fn underlay_mtu_is_enforced_and_path_mtu_discovery_heals() {
 /// in vm0, one UDP flow to a bound socket that never reads; offered =
 /// frames into vm0's NIC incl. those its queue dropped, rx = frames out of
 /// vm1's NIC) between the two VMs; prints `NAME metric value` lines.
-fn measure(lab: &mut common::Lab, name: &str, vms: [&str; 2], taps: [&str; 2]) {
+fn measure(lab: &mut Lab, name: &str, vms: [&str; 2], taps: [&str; 2]) {
     let (vm0, vm1, tap0, tap1) = (vms[0], vms[1], taps[0], taps[1]);
     let srv = lab.spawn(vm1, 30, "exec iperf3 -s -1");
     std::thread::sleep(Duration::from_millis(500));
@@ -418,23 +384,16 @@ fn measure(lab: &mut common::Lab, name: &str, vms: [&str; 2], taps: [&str; 2]) {
     println!("{name} tcp1_gbps {gbps:.2} (retransmits {retr})");
     let cfg = format!(
         "{{ eth(da={}, sa={}, type=0x0800), ipv4(sa={}, da={}, ttl=64), udp(sp=4000, dp=9), fill(0x00, 18) }}",
-        geneve_support::VM_MAC[1],
-        geneve_support::VM_MAC[0],
+        VM_MAC[1],
+        VM_MAC[0],
         VM_IP[0],
         VM_IP[1]
     );
     let dir = tempfile::tempdir().unwrap();
     let cfgf = dir.path().join("tg.cfg");
     std::fs::write(&cfgf, cfg).unwrap();
-    let sink = lab.spawn(
-        vm1,
-        30,
-        &format!(
-            "exec python3 -c \"import socket,time; s=socket.socket(2,2); s.bind(('{}',9)); time.sleep(20)\"",
-            VM_IP[1]
-        ),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let raw = Raw::new();
+    let sink = raw.udp_sink(lab, vm1, VM_IP[1], 9, 20);
     let out = lab.sh_ok(
         vm0,
         60,
@@ -479,7 +438,7 @@ fn measure(lab: &mut common::Lab, name: &str, vms: [&str; 2], taps: [&str; 2]) {
 #[ignore]
 fn bench_tap_geneve_tap() {
     let t = "bench_tap_geneve_tap";
-    if !require_root(t) || !tools(t, &["iperf3", "trafgen", "flock"]) {
+    if !require_root(t) || !require_tools(t, &["iperf3", "trafgen", "flock"]) {
         return;
     }
     for (name, setup) in [
@@ -500,7 +459,7 @@ fn bench_tap_geneve_tap() {
         eprintln!("no Open vSwitch: no side-by-side numbers");
         return;
     }
-    let fw = std::fs::read_to_string(geneve_support_flows()).unwrap();
+    let fw = std::fs::read_to_string(repo_path("flows/geneve-host.flows")).unwrap();
     // The same pipeline on OVS, whose tunnel port is 10.
     let fw_ovs = fw
         .replace("in_port=2", "in_port=10")
@@ -513,34 +472,15 @@ fn bench_tap_geneve_tap() {
         ),
         ("ovs-geneve-ct", fw_ovs),
     ] {
-        let mut lab = common::Lab::new();
-        let hosts = [lab.netns(), lab.netns()];
-        let vms = [lab.netns(), lab.netns()];
-        let (a, b) = lab.veth();
-        lab.move_link(&a, &hosts[0]);
-        lab.move_link(&b, &hosts[1]);
-        let ul = [a, b];
+        let mut lab = Lab::new();
+        let Hosts { hosts, vms, ul } = Hosts::new(&mut lab);
         let dir = tempfile::tempdir().unwrap();
         let ff = dir.path().join("flows");
         std::fs::write(&ff, &flows).unwrap();
         let mut ovs = Vec::new();
         let mut taps = Vec::new();
         for i in 0..2 {
-            lab.sh_ok(
-                &vms[i],
-                10,
-                "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
-            );
-            let (o, tap) = geneve_support::ovs_host(
-                &lab,
-                &hosts[i],
-                &ul[i],
-                UL_IP[i],
-                UL_IP[1 - i],
-                &vms[i],
-                VM_IP[i],
-                geneve_support::VM_MAC[i],
-            );
+            let (o, tap) = ovs_host(&lab, &hosts[i], &ul[i], &vms[i], i);
             o.run(&["ovs-ofctl", "del-flows", "br1"]);
             o.run(&["ovs-ofctl", "add-flows", "br1", &ff.display().to_string()]);
             ovs.push(o);
@@ -550,8 +490,4 @@ fn bench_tap_geneve_tap() {
         measure(&mut lab, name, [&vms[0], &vms[1]], [&taps[0], &taps[1]]);
         drop(ovs);
     }
-}
-
-fn geneve_support_flows() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows/geneve-host.flows")
 }

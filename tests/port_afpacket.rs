@@ -3,16 +3,13 @@
 
 mod common;
 
-use common::{ip, require_root, wait_until, Forwarder, Lab};
-use std::process::Command;
+use common::forwarder::{afpacket, afpacket_pair, Pair};
+use common::frames::{contains, eth, raw_frame, unhex};
+use common::raw::Raw;
+use common::{ip, require_root, require_tools, wait_until, Forwarder, Lab};
 use std::time::Duration;
 use vswitch::packet::{Batch, PacketPool};
 use vswitch::port::{AfPacketConfig, AfPacketPort, LinkState, Port};
-
-fn attach(name: &str) -> AfPacketPort {
-    ip(&["link", "set", "dev", name, "up"]);
-    AfPacketPort::open(AfPacketConfig::new(name)).expect("attach system port")
-}
 
 /// Receives for up to `timeout`, returning every frame seen.
 fn collect(
@@ -43,7 +40,8 @@ const TAGGED_ARP: &str = "ffffffffffff 020000000011 8100 0064 0806 \
 
 #[test]
 fn afpacket_vlan_tag_kept_and_no_loopback() {
-    if !require_root("afpacket_vlan_tag_kept_and_no_loopback") {
+    const T: &str = "afpacket_vlan_tag_kept_and_no_loopback";
+    if !require_root(T) || !require_tools(T, &["python3", "tcpdump"]) {
         return;
     }
     let mut lab = Lab::new();
@@ -51,20 +49,17 @@ fn afpacket_vlan_tag_kept_and_no_loopback() {
     let ns = lab.netns();
     lab.move_link(&vb, &ns);
     lab.sh_ok(&ns, 5, &format!("ip link set {vb} up"));
-    let mut p = attach(&va);
+    let mut p = afpacket(&va);
     assert_eq!(p.kind(), "system");
 
     // The namespace sends a VLAN 100 frame with the tag in the frame. The
     // receiving kernel always untags on input (skb_vlan_untag) before
     // packet sockets see it and reports the tag in PACKET_AUXDATA; the port
     // must put it back: 81 00 | 00 64 | 08 06.
-    let send = format!(
-        "python3 -c \"import socket,time; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); \
-         s.bind(('{vb}', 0)); f=bytes.fromhex('{}'); f=f+bytes(64-len(f)); \
-         [ (s.send(f), time.sleep(0.2)) for _ in range(5) ]\"",
-        TAGGED_ARP.split_whitespace().collect::<String>()
-    );
-    let sender = lab.spawn(&ns, 10, &send);
+    let raw = Raw::new();
+    let mut arp = unhex(TAGGED_ARP);
+    arp.resize(64, 0);
+    let sender = raw.spawn_send(&mut lab, &ns, &vb, &[&arp], 5, 0.2);
     let want = [0x81, 0x00, 0x00, 0x64, 0x08, 0x06];
     let frames = collect(&mut p, Duration::from_secs(5), |f| {
         f.len() >= 18 && f[12..18] == want
@@ -94,9 +89,12 @@ fn afpacket_vlan_tag_kept_and_no_loopback() {
         10,
         &format!("tcpdump -i {vb} -c 1 -nn -e 'vlan 100 and ether proto 0x88b5' 2>/dev/null"),
     );
-    let mut frame = vec![0xff; 6];
-    frame.extend([0x02, 0, 0, 0, 0, 0x99, 0x81, 0x00, 0x00, 0x64, 0x88, 0xb5]);
-    frame.extend(b"vswitch-no-loopback");
+    let mut frame = raw_frame(
+        [0xff; 6],
+        [0x02, 0, 0, 0, 0, 0x99],
+        &[(0x8100, 100)],
+        b"vswitch-no-loopback",
+    );
     frame.resize(64, 0);
     let rx_before = lab.link_stat(&ns, &vb, "rx_packets");
     let mut pool = PacketPool::new(2048);
@@ -118,20 +116,13 @@ fn afpacket_vlan_tag_kept_and_no_loopback() {
     // another socket) are outgoing, not received: PACKET_IGNORE_OUTGOING.
     // (The kernel never loops a socket's own frames back to it anyway.)
     let rx_before = lab.link_stat(&ns, &vb, "rx_packets");
-    let host = Command::new("timeout")
-        .args(["10", "python3", "-c"])
-        .arg(format!(
-            "import socket; s=socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(('{va}', 0)); \
-             f=bytes.fromhex('ffffffffffff02000000009888b5')+b'host-outgoing'; f=f+bytes(60-len(f)); \
-             [s.send(f) for _ in range(3)]"
-        ))
-        .output()
-        .expect("run python3");
-    assert!(
-        host.status.success(),
-        "{}",
-        String::from_utf8_lossy(&host.stderr)
+    let outgoing = eth(
+        [0xff; 6],
+        [0x02, 0, 0, 0, 0, 0x98],
+        0x88b5,
+        b"host-outgoing",
     );
+    raw.send_here(&va, &[&outgoing], 3, 0.0);
     assert!(wait_until(Duration::from_secs(3), || lab.link_stat(
         &ns,
         &vb,
@@ -140,9 +131,7 @@ fn afpacket_vlan_tag_kept_and_no_loopback() {
     let back = collect(&mut p, Duration::from_millis(500), |_| false);
     for marker in [&b"vswitch-no-loopback"[..], &b"host-outgoing"[..]] {
         assert!(
-            !back
-                .iter()
-                .any(|f| f.windows(marker.len()).any(|w| w == marker)),
+            !back.iter().any(|f| contains(f, marker)),
             "{} came back",
             String::from_utf8_lossy(marker)
         );
@@ -158,7 +147,7 @@ fn afpacket_down_and_recover() {
     let (va, vb) = lab.veth();
     let ns = lab.netns();
     lab.plug(&vb, &ns, "10.79.1.1/24");
-    let mut p = attach(&va);
+    let mut p = afpacket(&va);
     let idx0 = p.ifindex();
     let arp_seen = |p: &mut AfPacketPort, lab: &mut Lab| {
         let pinger = lab.spawn(&ns, 10, "ping -c 3 -i 0.3 -W 1 10.79.1.2");
@@ -243,12 +232,7 @@ fn afpacket_tcp_through_veth_with_gso() {
         return;
     }
     let mut lab = Lab::new();
-    let (va1, vb1) = lab.veth();
-    let (va2, vb2) = lab.veth();
-    let (ns1, ns2) = (lab.netns(), lab.netns());
-    lab.plug(&vb1, &ns1, "10.80.0.1/24");
-    lab.plug(&vb2, &ns2, "10.80.0.2/24");
-    let (a, b) = (attach(&va1), attach(&va2));
+    let Pair { a, b, ns1, ns2 } = afpacket_pair(&mut lab, 80);
     let fwd = Forwarder::start(a, b, Duration::from_secs(120));
     assert!(lab.ping_until(&ns1, "10.80.0.2", Duration::from_secs(5)));
     let t = lab.tcp_transfer(&ns1, &ns2, "10.80.0.2", 10 << 20);

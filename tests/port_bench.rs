@@ -12,26 +12,13 @@
 
 mod common;
 
-use common::{have_tool, require_root, unique_ifname, Forwarder, Lab};
+use common::forwarder::{afpacket_pair, tap_pair, Pair};
+use common::raw::Raw;
+use common::{require_root, require_tools, Forwarder, Lab};
 use std::time::Duration;
-use vswitch::port::{AfPacketConfig, AfPacketPort, Port, TapConfig, TapPort};
+use vswitch::port::Port;
 
 const SECS: u32 = 5;
-
-fn tap(name: &str, vnet_hdr: bool) -> TapPort {
-    let mut c = TapConfig::new(name);
-    c.vnet_hdr = vnet_hdr;
-    TapPort::open(c).unwrap()
-}
-
-fn taps(lab: &mut Lab, va: bool, vb: bool) -> (TapPort, TapPort, String, String, String) {
-    let (na, nb) = (unique_ifname("ba"), unique_ifname("bb"));
-    let (a, b) = (tap(&na, va), tap(&nb, vb));
-    let (ns1, ns2) = (lab.netns(), lab.netns());
-    lab.plug(&na, &ns1, "10.77.0.1/24");
-    lab.plug(&nb, &ns2, "10.77.0.2/24");
-    (a, b, ns1, ns2, nb)
-}
 
 fn iperf(lab: &mut Lab, ns1: &str, ns2: &str, streams: u32) -> f64 {
     let srv = lab.spawn(ns2, SECS + 20, "exec iperf3 -s -1");
@@ -51,7 +38,7 @@ fn iperf(lab: &mut Lab, ns1: &str, ns2: &str, streams: u32) -> f64 {
 
 fn measure_tcp(label: &str, va: bool, vb: bool) {
     let mut lab = Lab::new();
-    let (a, b, ns1, ns2, _) = taps(&mut lab, va, vb);
+    let Pair { a, b, ns1, ns2 } = tap_pair(&mut lab, 77, va, vb);
     let fwd = Forwarder::start(a, b, Duration::from_secs(120));
     assert!(lab.ping_until(&ns1, "10.77.0.2", Duration::from_secs(5)));
     let g1 = iperf(&mut lab, &ns1, &ns2, 1);
@@ -66,7 +53,8 @@ fn measure_tcp(label: &str, va: bool, vb: bool) {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture in release mode"]
 fn measure_tap_tcp_throughput() {
-    if !require_root("measure_tap_tcp_throughput") || !have_tool("iperf3") {
+    const T: &str = "measure_tap_tcp_throughput";
+    if !require_root(T) || !require_tools(T, &["iperf3"]) {
         return;
     }
     measure_tcp("tap-vnet_hdr-tso", true, true);
@@ -77,19 +65,12 @@ fn measure_tap_tcp_throughput() {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture in release mode"]
 fn measure_afpacket_tcp_throughput() {
-    if !require_root("measure_afpacket_tcp_throughput") || !have_tool("iperf3") {
+    const T: &str = "measure_afpacket_tcp_throughput";
+    if !require_root(T) || !require_tools(T, &["iperf3"]) {
         return;
     }
     let mut lab = Lab::new();
-    let (va1, vb1) = lab.veth();
-    let (va2, vb2) = lab.veth();
-    let (ns1, ns2) = (lab.netns(), lab.netns());
-    lab.plug(&vb1, &ns1, "10.77.0.1/24");
-    lab.plug(&vb2, &ns2, "10.77.0.2/24");
-    common::ip(&["link", "set", "dev", &va1, "up"]);
-    common::ip(&["link", "set", "dev", &va2, "up"]);
-    let a = AfPacketPort::open(AfPacketConfig::new(&va1)).unwrap();
-    let b = AfPacketPort::open(AfPacketConfig::new(&va2)).unwrap();
+    let Pair { a, b, ns1, ns2 } = afpacket_pair(&mut lab, 77);
     let fwd = Forwarder::start(a, b, Duration::from_secs(120));
     assert!(lab.ping_until(&ns1, "10.77.0.2", Duration::from_secs(5)));
     let g1 = iperf(&mut lab, &ns1, &ns2, 1);
@@ -103,16 +84,12 @@ fn measure_afpacket_tcp_throughput() {
 
 fn measure_pps(label: &str, vnet: bool) {
     let mut lab = Lab::new();
-    let (a, b, ns1, ns2, nb) = taps(&mut lab, vnet, vnet);
-    let na = a.name().to_string();
+    let Pair { a, b, ns1, ns2 } = tap_pair(&mut lab, 77, vnet, vnet);
+    let (na, nb) = (a.name().to_string(), b.name().to_string());
     // A bound socket that never reads: the frames are delivered, not
     // answered with ICMP port unreachable.
-    let sink = lab.spawn(
-        &ns2,
-        SECS + 30,
-        "exec python3 -c \"import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
-         s.bind(('0.0.0.0', 9)); time.sleep(60)\"",
-    );
+    let raw = Raw::new();
+    let sink = raw.udp_sink(&mut lab, &ns2, "0.0.0.0", 9, SECS + 25);
     let mac2 = lab.sh_ok(&ns2, 5, &format!("cat /sys/class/net/{nb}/address"));
     let mac1 = lab.sh_ok(&ns1, 5, &format!("cat /sys/class/net/{na}/address"));
     let dir = tempfile::tempdir().unwrap();
@@ -160,7 +137,8 @@ fn measure_pps(label: &str, vnet: bool) {
 #[test]
 #[ignore = "measurement: run with --ignored --nocapture in release mode"]
 fn measure_tap_to_tap_64b_pps() {
-    if !require_root("measure_tap_to_tap_64b_pps") || !have_tool("trafgen") {
+    const T: &str = "measure_tap_to_tap_64b_pps";
+    if !require_root(T) || !require_tools(T, &["trafgen", "python3"]) {
         return;
     }
     measure_pps("tap-plain", false);

@@ -3,50 +3,29 @@
 
 mod common;
 
-use common::{have_tool, require_root, unique_ifname, Forwarder, Lab};
-use std::process::Command;
+use common::forwarder::{tap_pair, Pair};
+use common::raw::tshark;
+use common::{require_root, require_tools, Forwarder, Lab};
 use std::time::Duration;
 use vswitch::port::capture::{Capture, CaptureLimits};
-use vswitch::port::{TapConfig, TapPort};
 
+/// `tshark -T fields` lines of `path` with `fields`, tab-separated.
 fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(path).args(["-T", "fields"]);
+    let mut args = vec!["-T", "fields"];
     for f in fields {
-        cmd.args(["-e", f]);
+        args.extend(["-e", f]);
     }
-    let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    tshark(path, &args).lines().map(str::to_string).collect()
 }
 
 #[test]
 fn capture_of_forwarded_ping_decodes_with_tshark() {
-    if !require_root("capture_of_forwarded_ping_decodes_with_tshark") {
-        return;
-    }
-    if !have_tool("tshark") {
-        assert!(
-            std::env::var("VSWITCH_REQUIRE_NETNS").is_err(),
-            "tshark is required with VSWITCH_REQUIRE_NETNS=1"
-        );
-        eprintln!("skipping: tshark not installed");
+    const T: &str = "capture_of_forwarded_ping_decodes_with_tshark";
+    if !require_root(T) || !require_tools(T, &["tshark"]) {
         return;
     }
     let mut lab = Lab::new();
-    let (na, nb) = (unique_ifname("ca"), unique_ifname("cb"));
-    let a = TapPort::open(TapConfig::new(&na)).unwrap();
-    let b = TapPort::open(TapConfig::new(&nb)).unwrap();
-    let (ns1, ns2) = (lab.netns(), lab.netns());
-    lab.plug(&na, &ns1, "10.77.0.1/24");
-    lab.plug(&nb, &ns2, "10.77.0.2/24");
+    let Pair { a, b, ns1, .. } = tap_pair(&mut lab, 77, true, true);
     let dir = tempfile::tempdir().unwrap();
     let all = dir.path().join("all.pcap");
     let four = dir.path().join("four.pcap");

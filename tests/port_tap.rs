@@ -4,29 +4,12 @@
 
 mod common;
 
+use common::forwarder::{tap, tap_pair, Pair};
 use common::{require_root, unique_ifname, wait_until, Forwarder, Lab};
 use std::time::Duration;
 use vswitch::packet::{Batch, PacketPool};
 use vswitch::port::poll::Poller;
-use vswitch::port::{LinkState, Port, PortDrop, TapConfig, TapPort};
-
-fn tap(name: &str, vnet_hdr: bool) -> TapPort {
-    let mut c = TapConfig::new(name);
-    c.vnet_hdr = vnet_hdr;
-    TapPort::open(c).expect("open tap")
-}
-
-/// Two namespaces, each on the kernel side of one TAP: 10.77.0.1 and
-/// 10.77.0.2.
-fn two_vms(lab: &mut Lab, vnet_a: bool, vnet_b: bool) -> (TapPort, TapPort, String, String) {
-    let (na, nb) = (unique_ifname("ta"), unique_ifname("tb"));
-    let a = tap(&na, vnet_a);
-    let b = tap(&nb, vnet_b);
-    let (ns1, ns2) = (lab.netns(), lab.netns());
-    lab.plug(&na, &ns1, "10.77.0.1/24");
-    lab.plug(&nb, &ns2, "10.77.0.2/24");
-    (a, b, ns1, ns2)
-}
+use vswitch::port::{LinkState, Port, PortDrop};
 
 #[test]
 fn tap_ping_between_namespaces() {
@@ -34,7 +17,7 @@ fn tap_ping_between_namespaces() {
         return;
     }
     let mut lab = Lab::new();
-    let (a, b, ns1, ns2) = two_vms(&mut lab, true, true);
+    let Pair { a, b, ns1, ns2 } = tap_pair(&mut lab, 77, true, true);
     assert!(a.created() && b.created());
     assert_eq!(a.kind(), "tap");
     assert_eq!(a.mtu(), 1500);
@@ -57,7 +40,7 @@ fn tap_tcp_transfer_vnet_tso() {
         return;
     }
     let mut lab = Lab::new();
-    let (a, b, ns1, ns2) = two_vms(&mut lab, true, true);
+    let Pair { a, b, ns1, ns2 } = tap_pair(&mut lab, 77, true, true);
     let fwd = Forwarder::start(a, b, Duration::from_secs(120));
     assert!(lab.ping_until(&ns1, "10.77.0.2", Duration::from_secs(5)));
     let t = lab.tcp_transfer(&ns1, &ns2, "10.77.0.2", 10 << 20);
@@ -80,7 +63,7 @@ fn tap_tcp_transfer_software_segmentation() {
     // super-packet is cut by packet::gso and every checksum completed by us,
     // and the receiving kernel checks them all.
     let mut lab = Lab::new();
-    let (a, b, ns1, ns2) = two_vms(&mut lab, true, false);
+    let Pair { a, b, ns1, ns2 } = tap_pair(&mut lab, 77, true, false);
     let fwd = Forwarder::start(a, b, Duration::from_secs(120));
     assert!(lab.ping_until(&ns1, "10.77.0.2", Duration::from_secs(5)));
     let t = lab.tcp_transfer(&ns1, &ns2, "10.77.0.2", 10 << 20);
@@ -216,7 +199,12 @@ fn tap_moved_before_setup_still_works() {
     // The harness may move the kernel side right after TUNSETIFF; here it is
     // moved, then the port is used only through its fd.
     let mut lab = Lab::new();
-    let (a, b, ns1, _ns2) = two_vms(&mut lab, false, false);
+    let Pair {
+        a,
+        b,
+        ns1,
+        ns2: _ns2,
+    } = tap_pair(&mut lab, 77, false, false);
     assert!(
         !common::link_exists(a.name()),
         "kernel side lives in the namespace"

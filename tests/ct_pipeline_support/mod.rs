@@ -1,5 +1,7 @@
 //! A two-port switch running `flows/stateful-firewall.flows`, for the
-//! conntrack pipeline tests (`ct_pipeline.rs`, `ct_smoltcp.rs`).
+//! conntrack pipeline tests (`ct_pipeline.rs`, `ct_smoltcp.rs`), and the
+//! edits those tests and `daemon_ct.rs` make to conntrack_common's frames
+//! (server-side addresses, a corrupted TCP checksum).
 //!
 //! Everything is the production path: the flow file goes through the
 //! ovs-ofctl parser and `Ofproto::flow_mods`, frames enter through
@@ -187,4 +189,18 @@ pub fn from_server(mut f: Vec<u8>) -> Vec<u8> {
     let (dst, src) = f.split_at_mut(6);
     dst.swap_with_slice(&mut src[..6]);
     f
+}
+
+/// Offset of the TCP checksum in an untagged IPv4 frame without IP options
+/// (14 + 20 + 16).
+pub const TCP_CSUM: usize = 50;
+
+/// `frame` with its TCP checksum corrupted; returns the frame, the good
+/// value and the value now in the frame.
+pub fn corrupt_tcp_checksum(frame: &[u8]) -> (Vec<u8>, u16, u16) {
+    let mut v = frame.to_vec();
+    let good = u16::from_be_bytes([v[TCP_CSUM], v[TCP_CSUM + 1]]);
+    let bad = good ^ 0x0101;
+    v[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&bad.to_be_bytes());
+    (v, good, bad)
 }
