@@ -10,7 +10,7 @@
 //! credited once per batch per megaflow.
 
 use crate::datapath::DropReason;
-use crate::flow::{FlowKey, FlowMask};
+use crate::flow::{Field, FlowKey, FlowMask};
 use crate::ofproto::{DpAction, RuleStats, Translation};
 use hashbrown::HashMap;
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct Megaflow {
     pub(crate) pending_bytes: u64,
     /// Last hit.
     pub used: Option<Instant>,
+    /// How the actions run (decided from them at install).
+    pub plan: Plan,
     /// Datapath actions.
     pub actions: Vec<DpAction>,
     /// Why matching packets die, when they go nowhere.
@@ -62,6 +64,7 @@ impl Megaflow {
     /// Replaces the cached result after a revalidation whose mask fits
     /// within this megaflow's.
     pub fn update(&mut self, t: Translation, generation: u64) {
+        self.plan = Plan::of(&t.actions);
         self.actions = t.actions;
         self.rules = t.rules;
         self.drop = t.drop;
@@ -86,6 +89,49 @@ impl Megaflow {
         self.used_since_sweep = true;
         self.pending_packets = 0;
         self.pending_bytes = 0;
+    }
+}
+
+/// How a megaflow's actions run, decided once when they are installed.
+/// Plain forwarding (rewrite the MACs, send out of one port) is most of
+/// the traffic a host switch sees; it runs without the general action
+/// loop, whose dispatch, checks and stack frame cost about a tenth of the
+/// per-packet budget on an EMC hit (instruction counts in the note of
+/// issue 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Set `dl_dst` and/or `dl_src`, then output to `port`.
+    Forward {
+        /// New destination MAC.
+        dl_dst: Option<[u8; 6]>,
+        /// New source MAC.
+        dl_src: Option<[u8; 6]>,
+        /// OpenFlow port.
+        port: u32,
+    },
+    /// Anything else: the general action loop.
+    General,
+}
+
+impl Plan {
+    /// The plan for `actions`.
+    pub fn of(actions: &[DpAction]) -> Plan {
+        let Some((DpAction::Output(port), rewrites)) = actions.split_last() else {
+            return Plan::General;
+        };
+        let (mut dl_dst, mut dl_src) = (None, None);
+        for a in rewrites {
+            match a.whole_mac_rewrite() {
+                Some((Field::DlDst, mac)) => dl_dst = Some(mac),
+                Some((Field::DlSrc, mac)) => dl_src = Some(mac),
+                _ => return Plan::General,
+            }
+        }
+        Plan::Forward {
+            dl_dst,
+            dl_src,
+            port: *port,
+        }
     }
 }
 
@@ -210,6 +256,7 @@ impl MegaflowCache {
             key: masked,
             mask: t.mask,
             example: *key,
+            plan: Plan::of(&t.actions),
             actions: t.actions,
             rules: t.rules,
             drop: t.drop,
@@ -255,6 +302,63 @@ impl MegaflowCache {
     pub fn clear(&mut self) {
         for s in self.slots() {
             self.remove(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_mac(field: Field, mac: u64, mask: u128) -> DpAction {
+        DpAction::SetField {
+            field,
+            value: u128::from(mac),
+            mask,
+        }
+    }
+
+    #[test]
+    fn plan_forward_only_for_whole_mac_rewrites_then_one_output() {
+        let full = 0xffff_ffff_ffff;
+        assert_eq!(
+            Plan::of(&[DpAction::Output(3)]),
+            Plan::Forward {
+                dl_dst: None,
+                dl_src: None,
+                port: 3
+            }
+        );
+        assert_eq!(
+            Plan::of(&[
+                set_mac(Field::DlSrc, 0x0200_0000_0001, full),
+                set_mac(Field::DlDst, 0x0200_0000_0009, full),
+                DpAction::Output(2),
+            ]),
+            Plan::Forward {
+                dl_dst: Some([2, 0, 0, 0, 0, 9]),
+                dl_src: Some([2, 0, 0, 0, 0, 1]),
+                port: 2
+            }
+        );
+        // Everything else takes the general loop: no actions (a drop),
+        // two outputs, a partial MAC mask, another field, output not last.
+        for actions in [
+            vec![],
+            vec![DpAction::Output(1), DpAction::Output(2)],
+            vec![set_mac(Field::DlDst, 1, 0xff), DpAction::Output(2)],
+            vec![
+                DpAction::SetField {
+                    field: Field::NwTtl,
+                    value: 1,
+                    mask: 0xff,
+                },
+                DpAction::Output(2),
+            ],
+            vec![DpAction::Output(2), set_mac(Field::DlDst, 1, full)],
+            vec![DpAction::PopVlan, DpAction::Output(2)],
+        ] {
+            assert_eq!(Plan::of(&actions), Plan::General, "{actions:?}");
         }
     }
 }

@@ -62,6 +62,25 @@ pub enum DpAction {
     Drop(DropReason),
 }
 
+impl DpAction {
+    /// `(DlDst | DlSrc, mac)` when this action sets a whole MAC address,
+    /// the most common rewrite (datapath executes it inline).
+    #[inline]
+    pub fn whole_mac_rewrite(&self) -> Option<(Field, [u8; 6])> {
+        match *self {
+            DpAction::SetField {
+                field: field @ (Field::DlDst | Field::DlSrc),
+                value,
+                mask: 0xffff_ffff_ffff,
+            } => {
+                let b = (value as u64).to_be_bytes();
+                Some((field, [b[2], b[3], b[4], b[5], b[6], b[7]]))
+            }
+            _ => None,
+        }
+    }
+}
+
 fn mac(v: u128) -> String {
     let m = crate::flow::key::mac_from_u64(v as u64);
     format!(
