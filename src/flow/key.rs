@@ -287,6 +287,16 @@ pub fn mac_from_u64(v: u64) -> [u8; 6] {
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
 
+/// `aa:bb:cc:dd:ee:ff`, as ovs-ofctl prints a MAC, from the 48-bit
+/// integer form.
+pub fn fmt_mac(v: u64) -> String {
+    let m = mac_from_u64(v);
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
 /// The 48-bit integer form of a MAC address.
 #[inline]
 pub fn mac_to_u64(m: [u8; 6]) -> u64 {

@@ -6,6 +6,7 @@
 //! Printed in the `ovs-appctl dpctl/dump-flows` style.
 
 use crate::datapath::DropReason;
+use crate::flow::key::{fmt_mac, mac_from_u64};
 use crate::flow::Field;
 use core::fmt;
 
@@ -72,21 +73,10 @@ impl DpAction {
                 field: field @ (Field::DlDst | Field::DlSrc),
                 value,
                 mask: 0xffff_ffff_ffff,
-            } => {
-                let b = (value as u64).to_be_bytes();
-                Some((field, [b[2], b[3], b[4], b[5], b[6], b[7]]))
-            }
+            } => Some((field, mac_from_u64(value as u64))),
             _ => None,
         }
     }
-}
-
-fn mac(v: u128) -> String {
-    let m = crate::flow::key::mac_from_u64(v as u64);
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 impl fmt::Display for DpAction {
@@ -96,7 +86,9 @@ impl fmt::Display for DpAction {
             DpAction::SetField { field, value, mask } => {
                 let full = *mask == field.full_mask();
                 let v = match field {
-                    Field::DlSrc | Field::DlDst | Field::ArpSha | Field::ArpTha => mac(*value),
+                    Field::DlSrc | Field::DlDst | Field::ArpSha | Field::ArpTha => {
+                        fmt_mac(*value as u64)
+                    }
                     Field::NwSrc
                     | Field::NwDst
                     | Field::ArpSpa

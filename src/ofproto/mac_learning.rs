@@ -210,17 +210,11 @@ impl MacTable {
         let mut v: Vec<FdbEntry> = self
             .entries
             .iter()
-            .map(|((vlan, mac), e)| {
-                let m = crate::flow::key::mac_from_u64(*mac);
-                FdbEntry {
-                    port: e.port,
-                    vlan: *vlan,
-                    mac: format!(
-                        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                        m[0], m[1], m[2], m[3], m[4], m[5]
-                    ),
-                    age: now.saturating_duration_since(e.last_seen).as_secs(),
-                }
+            .map(|((vlan, mac), e)| FdbEntry {
+                port: e.port,
+                vlan: *vlan,
+                mac: crate::flow::key::fmt_mac(*mac),
+                age: now.saturating_duration_since(e.last_seen).as_secs(),
             })
             .collect();
         v.sort_by(|a, b| (a.port, a.vlan, &a.mac).cmp(&(b.port, b.vlan, &b.mac)));

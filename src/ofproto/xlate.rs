@@ -686,7 +686,7 @@ impl<'a> Xlate<'a> {
                 self.note(|| {
                     format!(
                         "normal: learned {} on port {in_port} in VLAN {vlan}",
-                        fmt_mac(src)
+                        crate::flow::key::fmt_mac(src)
                     )
                 });
             }
@@ -926,12 +926,4 @@ impl<'a> Xlate<'a> {
             }
         }
     }
-}
-
-fn fmt_mac(v: u64) -> String {
-    let m = crate::flow::key::mac_from_u64(v);
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }

@@ -61,11 +61,7 @@ pub(crate) fn mac_u128(m: [u8; 6]) -> u128 {
 
 /// `aa:bb:cc:dd:ee:ff` from the 48-bit integer form.
 pub(crate) fn fmt_mac(v: u128) -> String {
-    let m = crate::flow::key::mac_from_u64(v as u64);
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    crate::flow::key::fmt_mac(v as u64)
 }
 
 /// Why an address did not parse.
