@@ -207,21 +207,15 @@ impl Raw {
         let base = self.dir.path().join(format!("cap{n}-{ifname}"));
         let out = base.with_extension("json");
         let stop = base.with_extension("stop");
-        let ready = base.with_extension("ready");
-        let idx = lab.spawn(
+        let args = format!("{ifname} {} {}", out.display(), stop.display());
+        let idx = self.spawn_ready(
+            lab,
             ns,
             300,
-            &format!(
-                "exec python3 {} {ifname} {} {} {}",
-                self.script("cap.py"),
-                out.display(),
-                stop.display(),
-                ready.display()
-            ),
-        );
-        assert!(
-            wait_until(Duration::from_secs(10), || ready.exists()),
-            "capture started on {ifname} in {ns}"
+            "cap.py",
+            &args,
+            &base.with_extension("ready"),
+            &format!("capture started on {ifname} in {ns}"),
         );
         RawCapture {
             idx,
@@ -235,39 +229,57 @@ impl Raw {
     /// of up to `count` datagrams, for at most `secs`; returns the lab index
     /// (its stdout is the list) once it is bound.
     pub fn udp_recv(&self, lab: &mut Lab, ns: &str, port: u16, count: usize, secs: u32) -> usize {
-        let ready = self.dir.path().join(format!("udp{port}.ready"));
-        let idx = lab.spawn(
+        self.spawn_ready(
+            lab,
             ns,
             secs + 10,
-            &format!(
-                "exec python3 {} {port} {count} {secs} {}",
-                self.script("udp_recv.py"),
-                ready.display()
-            ),
-        );
-        assert!(
-            wait_until(Duration::from_secs(10), || ready.exists()),
-            "UDP receiver bound to {port} in {ns}"
-        );
-        idx
+            "udp_recv.py",
+            &format!("{port} {count} {secs}"),
+            &self.dir.path().join(format!("udp{port}.ready")),
+            &format!("UDP receiver bound to {port} in {ns}"),
+        )
     }
 
     /// Starts a UDP sink on `addr:port` in `ns` for `secs`; returns the lab
     /// index once it is bound.
     pub fn udp_sink(&self, lab: &mut Lab, ns: &str, addr: &str, port: u16, secs: u32) -> usize {
-        let ready = self.dir.path().join(format!("sink{port}.ready"));
-        let idx = lab.spawn(
+        self.spawn_ready(
+            lab,
             ns,
             secs + 5,
+            "udp_sink.py",
+            &format!("{addr} {port} {secs}"),
+            &self.dir.path().join(format!("sink{port}.ready")),
+            &format!("UDP sink bound to {addr}:{port} in {ns}"),
+        )
+    }
+
+    /// Spawns `python3 SCRIPT ARGS READY` in `ns` for at most `secs` and
+    /// waits (10 s at most, else fails with `what`) until the script has
+    /// created `ready`, which it does once bound; returns the lab index.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_ready(
+        &self,
+        lab: &mut Lab,
+        ns: &str,
+        secs: u32,
+        script: &str,
+        args: &str,
+        ready: &Path,
+        what: &str,
+    ) -> usize {
+        let idx = lab.spawn(
+            ns,
+            secs,
             &format!(
-                "exec python3 {} {addr} {port} {secs} {}",
-                self.script("udp_sink.py"),
+                "exec python3 {} {args} {}",
+                self.script(script),
                 ready.display()
             ),
         );
         assert!(
             wait_until(Duration::from_secs(10), || ready.exists()),
-            "UDP sink bound to {addr}:{port} in {ns}"
+            "{what}"
         );
         idx
     }
