@@ -95,9 +95,8 @@ impl Megaflow {
 /// How a megaflow's actions run, decided once when they are installed.
 /// Plain forwarding (rewrite the MACs, send out of one port) is most of
 /// the traffic a host switch sees; it runs without the general action
-/// loop, whose dispatch, checks and stack frame cost about a tenth of the
-/// per-packet budget on an EMC hit (instruction counts in the note of
-/// issue 2).
+/// loop, whose dispatch, checks and stack frame were about 90 of the 820
+/// instructions an EMC hit ran per packet (counted with callgrind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
     /// Set `dl_dst` and/or `dl_src`, then output to `port`.
