@@ -4,7 +4,8 @@
 //! Each distinct mask is a subtable mapping the masked key to a slot of a
 //! slab. Subtables are re-ordered by hit count so the busy ones are probed
 //! first. Slots carry a version, bumped when the slot is freed, so stale
-//! exact-match cache entries can never reach a recycled slot.
+//! exact-match cache entries can never reach a recycled slot. Each
+//! megaflow carries a [`Plan`] for its actions, decided once at install.
 //!
 //! Owned by one worker thread: no locks. Rule counters are shared atomics
 //! credited once per batch per megaflow.

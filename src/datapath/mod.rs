@@ -4,7 +4,10 @@
 //! Per packet: extract the key, probe the exact-match cache (EMC), then the
 //! megaflow cache; on a miss, *upcall*: ask [`Ofproto::translate`] for the
 //! datapath actions and the mask they depend on, and install a megaflow.
-//! Then execute the actions. Packets leave in per-port transmit batches.
+//! Then execute the actions: plain forwarding (whole-MAC rewrites, one
+//! output) as the megaflow's precomputed [`megaflow::Plan`], anything else
+//! through the general action loop. Packets leave in per-port transmit
+//! batches.
 //!
 //! The datapath has no policy: it caches and executes what translation
 //! decided. Any change in the tables, ports or MAC learning bumps the
