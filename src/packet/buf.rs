@@ -140,14 +140,14 @@ impl PacketData {
     }
 
     /// The whole writable area after the headroom, for a port to receive
-    /// into; call [`PacketBuf::set_len`] with the received length after.
+    /// into; call [`PacketData::set_len`] with the received length after.
     pub fn rx_area(&mut self) -> &mut [u8] {
         self.start = HEADROOM.min(self.buf.len());
         self.end = self.start;
         &mut self.buf[self.start..]
     }
 
-    /// Sets the frame length after receiving into [`PacketBuf::rx_area`].
+    /// Sets the frame length after receiving into [`PacketData::rx_area`].
     /// Lengths past the buffer are clamped.
     pub fn set_len(&mut self, len: usize) {
         self.end = (self.start + len).min(self.buf.len());
