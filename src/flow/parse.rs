@@ -332,6 +332,45 @@ fn canon(f: Field, v: u128, m: u128) -> (Field, u128, u128) {
 }
 
 impl MatchBuilder {
+    /// Adds a protocol shorthand (`tcp`, `arp`, ...) as its `dl_type` and
+    /// `nw_proto`; false when `t` is not one.
+    fn add_protocol(&mut self, t: &Tok<'_>, line: &str, explicit: bool) -> Result<bool, PErr> {
+        let Some((dl_type, proto)) = protocol(t.key) else {
+            return Ok(false);
+        };
+        if t.delim.is_some() {
+            return Err(PErr::new(
+                t.key_off,
+                t.text(line),
+                format!("'{}' takes no value ('{}')", t.key, t.text(line)),
+            ));
+        }
+        let name = protocol_name(t.key);
+        self.add(
+            name,
+            Field::DlType,
+            u128::from(dl_type),
+            0xffff,
+            t,
+            line,
+            explicit,
+            Prereq::None,
+        )?;
+        if let Some(p) = proto {
+            self.add(
+                name,
+                Field::NwProto,
+                u128::from(p),
+                0xff,
+                t,
+                line,
+                explicit,
+                Prereq::None,
+            )?;
+        }
+        Ok(true)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn add(
         &mut self,
@@ -626,37 +665,7 @@ fn parse_flow_at(
             lx.finish();
             break;
         }
-        if let Some((dl_type, proto)) = protocol(t.key) {
-            if t.delim.is_some() {
-                return Err(PErr::new(
-                    t.key_off,
-                    t.text(line),
-                    format!("'{}' takes no value ('{}')", t.key, t.text(line)),
-                ));
-            }
-            let name = protocol_name(t.key);
-            mb.add(
-                name,
-                Field::DlType,
-                u128::from(dl_type),
-                0xffff,
-                &t,
-                line,
-                false,
-                Prereq::None,
-            )?;
-            if let Some(p) = proto {
-                mb.add(
-                    name,
-                    Field::NwProto,
-                    u128::from(p),
-                    0xff,
-                    &t,
-                    line,
-                    false,
-                    Prereq::None,
-                )?;
-            }
+        if mb.add_protocol(&t, line, false)? {
             continue;
         }
         match t.key {
@@ -858,37 +867,7 @@ fn parse_trace_inner(line: &str, names: &dyn PortNames) -> Result<FlowKey, PErr>
     let mut in_port_given = false;
     while let Some(t) = lx.next_tok() {
         let t = t?;
-        if let Some((dl_type, proto)) = protocol(t.key) {
-            if t.delim.is_some() {
-                return Err(PErr::new(
-                    t.key_off,
-                    t.text(line),
-                    format!("'{}' takes no value", t.key),
-                ));
-            }
-            let name = protocol_name(t.key);
-            mb.add(
-                name,
-                Field::DlType,
-                u128::from(dl_type),
-                0xffff,
-                &t,
-                line,
-                true,
-                Prereq::None,
-            )?;
-            if let Some(p) = proto {
-                mb.add(
-                    name,
-                    Field::NwProto,
-                    u128::from(p),
-                    0xff,
-                    &t,
-                    line,
-                    true,
-                    Prereq::None,
-                )?;
-            }
+        if mb.add_protocol(&t, line, true)? {
             continue;
         }
         // Prerequisites must come first in a trace flow (Open vSwitch's
