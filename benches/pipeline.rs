@@ -41,7 +41,11 @@ fn datapath() -> Datapath {
     );
     for i in 1..=2u32 {
         let (p, _h) = MemPort::sink(&format!("p{i}"));
-        of.add_port(PortInfo::new(i, &format!("p{i}"), "dummy"));
+        of.add_port(PortInfo::new(
+            i,
+            &format!("p{i}"),
+            vswitch::ofproto::PortKind::Dummy,
+        ));
         dp.add_port(i, Box::new(p));
     }
     let mut m = Match::default();

@@ -16,6 +16,9 @@ declare -A want=(
   [tshark]=tshark
   [socat]=socat
   [iperf3]=iperf3
+  [ethtool]=ethtool
+  [trafgen]=netsniff-ng
+  [flock]=util-linux
   [ovs-ofctl]=openvswitch-common
   [ovs-vswitchd]=openvswitch-switch
 )

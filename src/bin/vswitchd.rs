@@ -7,7 +7,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vswitch::ctl::{config::Config, server, switch::Switch};
+use vswitch::ctl::{api::Api, config, config::Config, server};
 
 /// The vswitch daemon.
 #[derive(Parser, Debug)]
@@ -68,12 +68,12 @@ fn run(args: Args) -> Result<(), String> {
     // Signals first: once the socket answers, SIGTERM is a clean stop.
     let srv = server::Server::new().map_err(|e| e.to_string())?;
     let listener = server::bind(&path).map_err(|e| e.to_string())?;
-    let sw = Arc::new(Switch::new());
-    if let Err(e) = sw.apply_config(&cfg, &base) {
-        sw.shutdown();
+    let api = Arc::new(Api::new());
+    if let Err(e) = config::apply(&api, &cfg, &base) {
+        api.shutdown();
         let _ = std::fs::remove_file(&path);
         return Err(format!("configuration: {e}"));
     }
     tracing::info!(socket = %path.display(), "vswitchd ready");
-    srv.run(sw, listener, path).map_err(|e| e.to_string())
+    srv.run(api, listener, path).map_err(|e| e.to_string())
 }

@@ -22,9 +22,44 @@
 //! Port keys other than `name` and `type` are the same `key=value` options
 //! `vswitchctl add-port` takes.
 
+use super::api::{Api, Error as ApiError};
+use super::{flowtext, options};
+use crate::flow::parse::FlowCmd;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A configuration that cannot be read or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid TOML for this schema.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// A flow file named by the configuration cannot be read.
+    #[error("bridge {bridge}: {path}: {source}")]
+    FlowFile {
+        /// Bridge.
+        bridge: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An item of a bridge was refused by the switch.
+    #[error("bridge {bridge}: {item}{error}")]
+    Apply {
+        /// Bridge.
+        bridge: String,
+        /// What was being applied (`port vm1: `, `flow '...': `), empty for
+        /// the bridge itself.
+        item: String,
+        /// Why.
+        #[source]
+        error: Box<ApiError>,
+    },
+}
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -121,8 +156,8 @@ pub struct Config {
 
 impl Config {
     /// Parses a configuration file's text.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Ok(toml::from_str(text)?)
     }
 
     /// The embedded default.
@@ -131,6 +166,109 @@ impl Config {
         // parse failure here is a build defect, reported rather than hidden.
         Config::parse(DEFAULT_CONFIG).unwrap_or_default()
     }
+}
+
+impl BridgeConfig {
+    /// The `set-bridge` settings the file gives, as `key=value` tokens.
+    fn setting_tokens(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        if let Some(f) = self.forward_bpdu {
+            v.push(format!("forward_bpdu={f}"));
+        }
+        if let Some(c) = &self.ct_checksum {
+            v.push(format!("ct_checksum={c}"));
+        }
+        v
+    }
+}
+
+/// Builds the bridges, ports and flows of `cfg` through the switch API.
+/// Stops at the first refusal (the daemon refuses to start on a bad
+/// configuration). Relative flow files are read from `base_dir`.
+pub fn apply(api: &Api, cfg: &Config, base_dir: &Path) -> Result<(), ConfigError> {
+    for b in &cfg.bridges {
+        apply_bridge(api, b, base_dir)?;
+    }
+    Ok(())
+}
+
+fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), ConfigError> {
+    let now = Instant::now();
+    let fail = |item: String| {
+        let bridge = b.name.clone();
+        move |error: ApiError| ConfigError::Apply {
+            bridge,
+            item,
+            error: Box::new(error),
+        }
+    };
+    let opt = |item: &str| {
+        let f = fail(item.to_string());
+        move |e: options::OptionError| f(e.into())
+    };
+    api.add_br(&b.name, now).map_err(fail(String::new()))?;
+    let settings = b.setting_tokens();
+    if !settings.is_empty() {
+        let s = options::bridge_settings(&settings).map_err(opt(""))?;
+        api.set_bridge(&b.name, &s).map_err(fail(String::new()))?;
+    }
+    if !b.ct_timeouts.is_empty() {
+        let toks: Vec<String> = b
+            .ct_timeouts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let t = options::ct_timeouts(None, &toks).map_err(opt("ct_timeouts: "))?;
+        api.ct_set_timeouts(&b.name, &t)
+            .map_err(fail(String::new()))?;
+    }
+    if !b.ct_limits.is_empty() {
+        let limits = b
+            .ct_limits
+            .iter()
+            .map(|t| options::ct_limit(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(opt("ct_limits: "))?;
+        api.ct_set_limits(&b.name, &limits)
+            .map_err(fail(String::new()))?;
+    }
+    for p in &b.ports {
+        let item = format!("port {}: ", p.name);
+        let spec = options::port_spec(&p.name, &p.option_strings()).map_err(opt(&item))?;
+        api.add_port(&b.name, &spec).map_err(fail(item))?;
+    }
+    for f in &b.flows {
+        let item = format!("flow '{f}': ");
+        let ports = api.ports(&b.name).map_err(fail(item.clone()))?;
+        let m = flowtext::one(f, FlowCmd::Add, &ports).map_err(fail(item.clone()))?;
+        api.flow_mods(&b.name, &[m], None, now)
+            .map_err(fail(item))?;
+    }
+    for file in &b.flow_files {
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            base_dir.join(file)
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::FlowFile {
+            bridge: b.name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let source = path.display().to_string();
+        let ports = api.ports(&b.name).map_err(fail(String::new()))?;
+        let mods = flowtext::file(&text, &source, &ports).map_err(fail(String::new()))?;
+        api.flow_mods(&b.name, &mods, Some(&source), now)
+            .map_err(fail(String::new()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,20 +1,25 @@
-//! Control: the protocol between `vswitchctl` and `vswitchd`, the daemon's
-//! state and request handling, the server and the client, and the
-//! configuration file.
+//! Control: the typed switch API and its front ends.
 //!
-//! * [`proto`]: typed requests/responses, one JSON document per line.
-//! * [`switch`]: bridges, ports, flows: what a request does.
+//! * [`api`]: bridges, ports, flows, conntrack, trace, capture: every
+//!   operation with typed arguments, replies and errors.
+//! * [`options`]: the operator's `key=value` text read into the API's
+//!   typed settings (shared by the vswitchctl protocol and the file).
+//! * [`flowtext`]: flows in ovs-ofctl syntax read into typed flow-mods.
+//! * [`proto`]: the vswitchctl protocol, one JSON document per line.
+//! * [`handler`]: that protocol's front end onto the API.
 //! * [`server`]: the daemon's unix socket (tokio), timers and signals.
 //! * [`client`]: the blocking client `vswitchctl` and the tests use.
-//! * [`config`]: the TOML configuration and its embedded default.
-//! * [`demo`]: `vswitchctl demo`, a guided tour on a running switch.
+//! * [`config`]: the TOML configuration and its embedded default, applied
+//!   through the API.
 
+pub mod api;
 pub mod client;
 pub mod config;
-pub mod demo;
+pub mod flowtext;
+pub mod handler;
+pub mod options;
 pub mod proto;
 pub mod server;
-pub mod switch;
 
 use std::path::PathBuf;
 
@@ -68,7 +73,8 @@ pub fn default_socket_path() -> PathBuf {
     PathBuf::from(format!("/tmp/vswitch-{uid}/vswitchd.sock"))
 }
 
-fn current_uid() -> u32 {
+/// The effective user id.
+pub fn current_uid() -> u32 {
     // The owner of /proc/self is the effective user: no unsafe call needed.
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")

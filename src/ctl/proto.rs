@@ -256,10 +256,15 @@ pub struct Response {
     pub ok: bool,
     /// What `vswitchctl` prints.
     pub text: String,
-    /// The same, structured (`--json`).
+    /// The same, structured (`--json`); for an error, `{"error": MESSAGE,
+    /// "kind": KIND}`.
     pub json: serde_json::Value,
     /// The error message when `ok` is false.
     pub error: Option<String>,
+    /// The error's stable name (`no_bridge`, `bad_flow`, ...) when `ok` is
+    /// false.
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 impl Response {
@@ -270,17 +275,19 @@ impl Response {
             text: text.into(),
             json,
             error: None,
+            kind: None,
         }
     }
 
-    /// A refusal.
-    pub fn err(msg: impl Into<String>) -> Self {
+    /// A refusal: the message and its stable kind.
+    pub fn err(msg: impl Into<String>, kind: &str) -> Self {
         let m = msg.into();
         Response {
             ok: false,
             text: String::new(),
-            json: serde_json::json!({ "error": m }),
+            json: serde_json::json!({ "error": m, "kind": kind }),
             error: Some(m),
+            kind: Some(kind.to_string()),
         }
     }
 }

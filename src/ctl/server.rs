@@ -3,71 +3,195 @@
 //!
 //! Each connection reads one JSON request per line and answers one JSON
 //! response per line. Requests run on tokio's blocking pool (they may wait
-//! for the datapath thread), so a slow request never stalls the others.
+//! for the datapath thread). Everything is bounded, so no client can wedge
+//! the daemon:
+//!
+//! * at most [`MAX_CONNECTIONS`] clients at once (the next one is told so
+//!   and closed), a request line at most [`MAX_LINE`] bytes, an idle
+//!   client closed after [`IDLE_TIMEOUT`];
+//! * a client that goes away cancels the request it was waiting for, and
+//!   SIGTERM cancels every request;
+//! * requests that wait (captures) are limited to [`MAX_WAITING`] at a
+//!   time, so the blocking pool always has threads for the others;
+//! * when accept fails (out of file descriptors), the loop backs off
+//!   instead of spinning.
+//!
 //! The socket is created with mode 0600: only its owner (root on a compute
 //! host) may drive the switch.
 
+use super::api::{Api, Cancel};
 use super::proto::{Request, Response};
-use super::switch::Switch;
 use super::Error;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 
 /// How often flow timeouts, MAC aging and BPDU-guard events are handled.
 pub const TICK: Duration = Duration::from_millis(250);
+/// Clients connected at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The longest request line (a flow file of 100,000 flows is about 10 MB).
+pub const MAX_LINE: usize = 64 << 20;
+/// A client that sends nothing for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Requests that wait (captures) running at once.
+pub const MAX_WAITING: usize = 4;
+/// The blocking pool's threads: room for every waiting request and more.
+const BLOCKING_THREADS: usize = 16;
+/// How long accept pauses after a failure such as EMFILE.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Creates the socket's directory and binds it with mode 0600. A stale
-/// socket file left by a crashed daemon is replaced; a live one is not.
+/// socket left by a crashed daemon (a socket nobody answers on) is
+/// replaced; a live one, or anything that is not a socket, is refused.
 pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, Error> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Setup(format!("creating {}: {e}", dir.display())))?;
+    let setup =
+        |what: &str, e: std::io::Error| Error::Setup(format!("{what} {}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| setup("creating the directory of", e))?;
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
             return Err(Error::Setup(format!(
-                "{} is in use: another vswitchd is running (stop it, or use --ctl PATH)",
-                path.display()
-            )));
+            "{} exists and is not a socket: refusing to replace it (remove it, or use --ctl PATH)",
+            path.display()
+        )))
         }
-        let _ = std::fs::remove_file(path);
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(Error::Setup(format!(
+                    "{} is in use: another vswitchd is running (stop it, or use --ctl PATH)",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| setup("removing the stale socket", e))?;
+            }
+            Err(e) => return Err(setup("checking", e)),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(setup("checking", e)),
     }
-    let l = std::os::unix::net::UnixListener::bind(path)
-        .map_err(|e| Error::Setup(format!("binding {}: {e}", path.display())))?;
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(|e| setup("binding", e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::Setup(format!("chmod {}: {e}", path.display())))?;
+        .map_err(|e| setup("chmod", e))?;
     l.set_nonblocking(true)
-        .map_err(|e| Error::Setup(format!("{}: {e}", path.display())))?;
+        .map_err(|e| setup("configuring", e))?;
     Ok(l)
 }
 
-async fn serve_conn(sw: Arc<Switch>, stream: UnixStream) {
+/// What every connection shares.
+struct Shared {
+    api: Arc<Api>,
+    /// Set at shutdown: cancels every request.
+    stopping: Cancel,
+    waiting: Semaphore,
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes. `Ok(None)` at EOF.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<()>> {
+    buf.clear();
+    let n = (&mut *rd)
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', buf)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("request line longer than {MAX_LINE} bytes"),
+        ));
+    }
+    Ok(Some(()))
+}
+
+async fn write_response(wr: &mut tokio::net::unix::OwnedWriteHalf, resp: &Response) -> bool {
+    let mut out = serde_json::to_string(resp).unwrap_or_else(|e| {
+        format!("{{\"ok\":false,\"text\":\"\",\"json\":null,\"error\":\"{e}\"}}")
+    });
+    out.push('\n');
+    wr.write_all(out.as_bytes()).await.is_ok()
+}
+
+/// Runs one request on the blocking pool; cancels it when the client
+/// hangs up while it runs.
+async fn run_request(
+    sh: &Arc<Shared>,
+    req: Request,
+    rd: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+) -> Response {
+    let cancel = sh.stopping.child();
+    let waits = matches!(req, Request::Capture { .. });
+    let _permit = if waits {
+        match sh.waiting.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return Response::err(
+                    format!("too many waiting requests (at most {MAX_WAITING} captures at once)"),
+                    "busy",
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let (api, c) = (sh.api.clone(), cancel.clone());
+    let mut job = tokio::task::spawn_blocking(move || super::handler::handle(&api, req, &c));
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            r = &mut job => {
+                return r.unwrap_or_else(|e| Response::err(format!("internal error: {e}"), "internal"));
+            }
+            // A client that pipelines its next request is still there;
+            // one that hung up (EOF) no longer wants the answer.
+            r = rd.fill_buf(), if watching => {
+                match r {
+                    Ok([]) | Err(_) => cancel.cancel(),
+                    Ok(_) => {}
+                }
+                watching = false;
+            }
+        }
+    }
+}
+
+async fn serve_conn(sh: Arc<Shared>, stream: UnixStream) {
     let (rd, mut wr) = stream.into_split();
-    let mut lines = BufReader::new(rd).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim().is_empty() {
+    let mut rd = BufReader::new(rd);
+    let mut line = Vec::new();
+    loop {
+        let got = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut line)).await {
+            Err(_) | Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                let _ = write_response(
+                    &mut wr,
+                    &Response::err(format!("bad request: {e}"), "bad_request"),
+                )
+                .await;
+                return;
+            }
+            Ok(Ok(Some(()))) => &line,
+        };
+        let text = String::from_utf8_lossy(got);
+        if text.trim().is_empty() {
             continue;
         }
-        let resp = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => {
-                let sw = sw.clone();
-                tokio::task::spawn_blocking(move || sw.handle(req))
-                    .await
-                    .unwrap_or_else(|e| Response::err(format!("internal error: {e}")))
-            }
-            Err(e) => Response::err(format!("bad request: {e}")),
+        let resp = match serde_json::from_str::<Request>(&text) {
+            Ok(req) => run_request(&sh, req, &mut rd).await,
+            Err(e) => Response::err(format!("bad request: {e}"), "bad_request"),
         };
-        let mut out = match serde_json::to_string(&resp) {
-            Ok(s) => s,
-            Err(e) => format!("{{\"ok\":false,\"text\":\"\",\"json\":null,\"error\":\"{e}\"}}"),
-        };
-        out.push('\n');
-        if wr.write_all(out.as_bytes()).await.is_err() {
-            break;
+        if !write_response(&mut wr, &resp).await {
+            return;
         }
     }
 }
@@ -86,7 +210,7 @@ impl Server {
     pub fn new() -> Result<Server, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(8)
+            .max_blocking_threads(BLOCKING_THREADS)
             .enable_all()
             .thread_name("vswitchd-ctl")
             .build()
@@ -103,12 +227,18 @@ impl Server {
         Ok(Server { rt, term, int })
     }
 
-    /// Serves `listener` until SIGTERM or SIGINT, then stops the datapath
-    /// threads (dropping their ports, which removes the TAPs vswitchd
-    /// created) and removes the socket.
+    /// The runtime, for front ends that run beside the control socket
+    /// (the OpenFlow listeners).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.handle().clone()
+    }
+
+    /// Serves `listener` until SIGTERM or SIGINT, then cancels what is
+    /// still running, stops the datapath threads (dropping their ports,
+    /// which removes the TAPs vswitchd created) and removes the socket.
     pub fn run(
         self,
-        sw: Arc<Switch>,
+        api: Arc<Api>,
         listener: std::os::unix::net::UnixListener,
         path: PathBuf,
     ) -> Result<(), Error> {
@@ -117,20 +247,52 @@ impl Server {
             mut term,
             mut int,
         } = self;
+        let sh = Arc::new(Shared {
+            api: api.clone(),
+            stopping: Cancel::new(),
+            waiting: Semaphore::new(MAX_WAITING),
+        });
+        let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         rt.block_on(async {
             let listener =
                 UnixListener::from_std(listener).map_err(|e| Error::Setup(e.to_string()))?;
             let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut ticking: Option<tokio::task::JoinHandle<()>> = None;
+            let mut accept_failed = false;
             loop {
                 tokio::select! {
-                    acc = listener.accept() => {
-                        if let Ok((s, _)) = acc {
-                            tokio::spawn(serve_conn(sw.clone(), s));
+                    acc = listener.accept() => match acc {
+                        Ok((s, _)) => {
+                            accept_failed = false;
+                            match conns.clone().try_acquire_owned() {
+                                Ok(permit) => {
+                                    let sh = sh.clone();
+                                    tokio::spawn(async move {
+                                        serve_conn(sh, s).await;
+                                        drop(permit);
+                                    });
+                                }
+                                Err(_) => {
+                                    tokio::spawn(refuse(s));
+                                }
+                            }
                         }
-                    }
+                        Err(e) => {
+                            if !accept_failed {
+                                tracing::warn!("control socket: accept failed: {e}; backing off");
+                                accept_failed = true;
+                            }
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        }
+                    },
                     _ = tick.tick() => {
-                        let sw = sw.clone();
-                        let _ = tokio::task::spawn_blocking(move || sw.tick(Instant::now())).await;
+                        // Upkeep runs beside the loop: signals and clients
+                        // are served even while it waits for a lock.
+                        if ticking.as_ref().is_none_or(|t| t.is_finished()) {
+                            let api = api.clone();
+                            ticking = Some(tokio::task::spawn_blocking(move || api.tick(Instant::now())));
+                        }
                     }
                     _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
@@ -138,8 +300,20 @@ impl Server {
             }
             Ok::<(), Error>(())
         })?;
-        sw.shutdown();
+        sh.stopping.cancel();
+        rt.shutdown_timeout(Duration::from_secs(5));
+        api.shutdown();
         let _ = std::fs::remove_file(&path);
         Ok(())
     }
+}
+
+/// Tells a client over the connection limit why it is closed.
+async fn refuse(s: UnixStream) {
+    let (_, mut wr) = s.into_split();
+    let resp = Response::err(
+        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+        "busy",
+    );
+    let _ = write_response(&mut wr, &resp).await;
 }

@@ -40,7 +40,11 @@ fn rig(n: u32, flows: Vec<(u8, u16, Match, Vec<Action>)>) -> Rig {
     let mut h = Vec::new();
     for i in 1..=n {
         let (p, handle) = MemPort::new(&format!("p{i}"));
-        of.add_port(PortInfo::new(i, &format!("p{i}"), "dummy"));
+        of.add_port(PortInfo::new(
+            i,
+            &format!("p{i}"),
+            crate::ofproto::PortKind::Dummy,
+        ));
         dp.add_port(i, Box::new(p));
         h.push(handle);
     }
@@ -351,8 +355,8 @@ fn short_frames_to_a_wire_are_padded_with_zeroes() {
     );
     let (p1, h1) = MemPort::new("p1");
     let (p2, h2) = MemPort::new("p2");
-    of.add_port(PortInfo::new(1, "p1", "dummy"));
-    of.add_port(PortInfo::new(2, "p2", "system"));
+    of.add_port(PortInfo::new(1, "p1", crate::ofproto::PortKind::Dummy));
+    of.add_port(PortInfo::new(2, "p2", crate::ofproto::PortKind::System));
     dp.add_port(1, Box::new(p1));
     dp.add_port(2, Box::new(Wire(p2)));
     let mut m = Match::default();

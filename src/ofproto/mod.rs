@@ -24,7 +24,7 @@ pub mod xlate;
 pub use classifier::Classifier;
 pub use dpaction::{format_dp_actions, DpAction};
 pub use mac_learning::{FdbEntry, MacTable};
-pub use port_info::{PortInfo, VlanMode};
+pub use port_info::{PortInfo, PortKind, VlanMode};
 pub use rule::{Rule, RuleStats};
 pub use trace::Trace;
 pub use xlate::Translation;

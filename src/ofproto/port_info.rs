@@ -50,6 +50,60 @@ impl VlanMode {
     }
 }
 
+/// The kind of a port: what moves its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    /// In-memory port (tests, demos): frames injected and collected by the
+    /// control socket.
+    Dummy,
+    /// A TAP vswitchd creates and owns (`/dev/net/tun`).
+    Tap,
+    /// A TAP left for the host's own stack.
+    Internal,
+    /// An existing interface (a hypervisor's tap, a NIC), by AF_PACKET.
+    System,
+    /// A Geneve tunnel endpoint over UDP.
+    Geneve,
+}
+
+impl PortKind {
+    /// Every kind, in the order `--help` lists them.
+    pub const ALL: [PortKind; 5] = [
+        PortKind::Dummy,
+        PortKind::Tap,
+        PortKind::Internal,
+        PortKind::System,
+        PortKind::Geneve,
+    ];
+
+    /// The name used in `type=` and printed by `show`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortKind::Dummy => "dummy",
+            PortKind::Tap => "tap",
+            PortKind::Internal => "internal",
+            PortKind::System => "system",
+            PortKind::Geneve => "geneve",
+        }
+    }
+
+    /// Parses a `type=` value. Open vSwitch's empty type means a system
+    /// interface.
+    pub fn parse(s: &str) -> Option<PortKind> {
+        match s {
+            "" => Some(PortKind::System),
+            _ => PortKind::ALL.into_iter().find(|k| k.name() == s),
+        }
+    }
+}
+
+impl core::fmt::Display for PortKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The control-plane view of a port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortInfo {
@@ -57,8 +111,8 @@ pub struct PortInfo {
     pub no: u32,
     /// Name.
     pub name: String,
-    /// Type (`dummy`, `tap`, `system`, `internal`, `geneve`).
-    pub kind: String,
+    /// Type.
+    pub kind: PortKind,
     /// VLAN mode (derived from `tag`/`trunks` when not set explicitly).
     pub vlan_mode: Option<VlanMode>,
     /// Access / native VLAN.
@@ -79,11 +133,11 @@ pub struct PortInfo {
 
 impl PortInfo {
     /// A port with default policy.
-    pub fn new(no: u32, name: &str, kind: &str) -> Self {
+    pub fn new(no: u32, name: &str, kind: PortKind) -> Self {
         PortInfo {
             no,
             name: name.to_string(),
-            kind: kind.to_string(),
+            kind,
             vlan_mode: None,
             tag: None,
             trunks: Vec::new(),
@@ -108,12 +162,15 @@ impl PortInfo {
     /// True for ports that face a VM or a wire (where link-local control
     /// frames must not come from): tap, system, and the in-memory test ports.
     pub fn is_edge(&self) -> bool {
-        matches!(self.kind.as_str(), "tap" | "system" | "dummy")
+        matches!(
+            self.kind,
+            PortKind::Tap | PortKind::System | PortKind::Dummy
+        )
     }
 
     /// True for tunnel ports.
     pub fn is_tunnel(&self) -> bool {
-        self.kind == "geneve"
+        self.kind == PortKind::Geneve
     }
 
     /// True when the port carries `vlan`.
@@ -159,7 +216,7 @@ mod tests {
 
     #[test]
     fn access_trunk_native() {
-        let mut a = PortInfo::new(1, "a", "tap");
+        let mut a = PortInfo::new(1, "a", PortKind::Tap);
         a.tag = Some(100);
         assert_eq!(a.effective_vlan_mode(), VlanMode::Access);
         assert_eq!(a.input_vlan(None), Some(100));
@@ -171,14 +228,14 @@ mod tests {
         );
         assert!(!a.output_tagged(100));
 
-        let mut t = PortInfo::new(2, "t", "system");
+        let mut t = PortInfo::new(2, "t", PortKind::System);
         t.trunks = vec![100, 200];
         assert_eq!(t.input_vlan(Some(200)), Some(200));
         assert_eq!(t.input_vlan(Some(300)), None);
         assert_eq!(t.input_vlan(None), None, "VLAN 0 not trunked");
         assert!(t.output_tagged(100));
 
-        let mut n = PortInfo::new(3, "n", "system");
+        let mut n = PortInfo::new(3, "n", PortKind::System);
         n.vlan_mode = Some(VlanMode::NativeUntagged);
         n.tag = Some(10);
         assert_eq!(n.input_vlan(None), Some(10));

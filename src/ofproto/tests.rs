@@ -10,7 +10,7 @@ use crate::flow::{CtAction, FieldSlice};
 fn of_with_ports(n: u32) -> Ofproto {
     let of = Ofproto::new("br0", Instant::now());
     for i in 1..=n {
-        of.add_port(PortInfo::new(i, &format!("p{i}"), "dummy"));
+        of.add_port(PortInfo::new(i, &format!("p{i}"), PortKind::Dummy));
     }
     of
 }
@@ -592,13 +592,13 @@ fn bpdu_dropped_on_edge_ports_and_guard_disables() {
 fn normal_vlan_access_and_trunk() {
     let of = Ofproto::new("br0", Instant::now());
     let now = Instant::now();
-    let mut a1 = PortInfo::new(1, "a1", "tap");
+    let mut a1 = PortInfo::new(1, "a1", PortKind::Tap);
     a1.tag = Some(100);
-    let mut a2 = PortInfo::new(2, "a2", "tap");
+    let mut a2 = PortInfo::new(2, "a2", PortKind::Tap);
     a2.tag = Some(100);
-    let mut a3 = PortInfo::new(3, "a3", "tap");
+    let mut a3 = PortInfo::new(3, "a3", PortKind::Tap);
     a3.tag = Some(200);
-    let trunk = PortInfo::new(4, "up", "system");
+    let trunk = PortInfo::new(4, "up", PortKind::System);
     for p in [a1, a2, a3, trunk] {
         of.add_port(p);
     }

@@ -54,8 +54,8 @@ impl Switch {
         let mut dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
         let (p1, vm1) = MemPort::new("vm1");
         let (p2, vm2) = MemPort::new("vm2");
-        of.add_port(PortInfo::new(VM1, "vm1", "dummy"));
-        of.add_port(PortInfo::new(VM2, "vm2", "dummy"));
+        of.add_port(PortInfo::new(VM1, "vm1", vswitch::ofproto::PortKind::Dummy));
+        of.add_port(PortInfo::new(VM2, "vm2", vswitch::ofproto::PortKind::Dummy));
         dp.add_port(VM1, Box::new(p1));
         dp.add_port(VM2, Box::new(p2));
         let lines = of

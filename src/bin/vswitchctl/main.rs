@@ -1,6 +1,8 @@
 //! vswitchctl: the operator's command line, in the manner of ovs-ofctl /
 //! ovs-appctl / ovs-vsctl.
 
+mod demo;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -460,20 +462,32 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(resp) => {
-            eprintln!(
-                "vswitchctl: {}",
-                resp.error.unwrap_or_else(|| "request refused".into())
-            );
+            let msg = resp.error.unwrap_or_else(|| "request refused".into());
+            if args.json {
+                // Scripts read errors as JSON too, on stdout, with the
+                // message on stderr for people.
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&resp.json).unwrap_or_default()
+                );
+            }
+            eprintln!("vswitchctl: {msg}");
             ExitCode::FAILURE
         }
         Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": e.to_string(), "kind": "unreachable" })
+                );
+            }
             eprintln!("vswitchctl: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// `vswitchctl demo`: see [`vswitch::ctl::demo`].
+/// `vswitchctl demo`: see [`demo`].
 fn demo(
     path: &std::path::Path,
     bridge: String,
@@ -483,7 +497,7 @@ fn demo(
     keep: u64,
     force: bool,
 ) -> ExitCode {
-    use vswitch::ctl::demo::{self, DemoError, DemoOptions};
+    use demo::{DemoError, DemoOptions};
     let mut o = DemoOptions::new(&bridge);
     o.flows = flows;
     if let Some(p) = ports {

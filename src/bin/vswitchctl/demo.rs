@@ -22,17 +22,17 @@
 //! ours, so the demo must run in the same namespace as the daemon; it says
 //! so plainly when it does not. Root only (namespaces, TAP devices).
 
-use super::client;
-use super::proto::{Request, Response};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vswitch::ctl::client;
+use vswitch::ctl::proto::{Request, Response};
 
 /// The flow file the demo loads unless told otherwise.
-pub const DEFAULT_FLOWS: &str = include_str!("../../flows/l2-learning.flows");
+pub const DEFAULT_FLOWS: &str = include_str!("../../../flows/l2-learning.flows");
 /// How the built-in flow file is named in messages.
 pub const DEFAULT_FLOWS_NAME: &str = "flows/l2-learning.flows";
 
@@ -89,7 +89,7 @@ pub enum DemoError {
     MissingTool(&'static str),
     /// The daemon could not be reached.
     #[error(transparent)]
-    Ctl(#[from] super::Error),
+    Ctl(#[from] vswitch::ctl::Error),
     /// The daemon refused a request.
     #[error("vswitchctl {what}: {msg}")]
     Refused {
@@ -151,7 +151,7 @@ pub enum DemoError {
 /// Runs the demo against the daemon at `ctl`, printing to `out`. Whatever
 /// it created is removed before it returns, success or not.
 pub fn run(ctl: &Path, opts: &DemoOptions, out: &mut dyn Write) -> Result<(), DemoError> {
-    if super::current_uid() != 0 {
+    if vswitch::ctl::current_uid() != 0 {
         return Err(DemoError::NotRoot);
     }
     for tool in ["ip", "ping"] {

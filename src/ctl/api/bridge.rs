@@ -1,0 +1,220 @@
+//! Bridges: create, delete, configure, and `show`.
+
+use super::conntrack::CtSettings;
+use super::{names, Api, Bridge, Error};
+use crate::flow::parse::{parse_flow, FlowCmd};
+use crate::flow::NoPortNames;
+use crate::ofproto::{BridgeConfig, FlowMod, FlowModCmd, PortInfo, PortKind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Instant;
+
+/// The flow a new bridge starts with: Open vSwitch's `add-br` makes an
+/// ordinary MAC-learning switch, and operators expect the same.
+pub const DEFAULT_FLOW: &str = "priority=0,actions=NORMAL";
+
+/// `set-bridge` settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BridgeSettings {
+    /// Forward link-local control frames (BPDUs, LLDP) instead of dropping
+    /// them.
+    pub forward_bpdu: Option<bool>,
+    /// MAC learning table entry lifetime, seconds.
+    pub mac_aging_secs: Option<u64>,
+    /// The bridge's connection-tracker policy.
+    pub ct: CtSettings,
+}
+
+/// `show`: every bridge (or one) with its ports in OpenFlow port order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Show {
+    /// The bridges.
+    pub bridges: Vec<BridgeShow>,
+}
+
+/// One bridge in `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BridgeShow {
+    /// Name.
+    pub bridge: String,
+    /// Flows in its tables.
+    pub flows: usize,
+    /// Whether link-local control frames are forwarded.
+    pub forward_bpdu: bool,
+    /// Ports, by OpenFlow number.
+    pub ports: Vec<PortShow>,
+}
+
+/// One port in `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortShow {
+    /// Name.
+    pub port: String,
+    /// OpenFlow number.
+    pub ofport: u32,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: PortKind,
+    /// Link state (`up`, `down`, `unknown`).
+    pub link: String,
+    /// MTU in force.
+    pub mtu: u32,
+    /// The options its type read (`remote_ip`, `key`, ...).
+    pub options: BTreeMap<String, String>,
+    /// Its policy (VLANs, flooding, BPDU guard...).
+    pub policy: Option<PortInfo>,
+}
+
+impl fmt::Display for Show {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.bridges {
+            writeln!(
+                f,
+                "bridge {}: {} flows, forward_bpdu={}",
+                b.bridge, b.flows, b.forward_bpdu
+            )?;
+            for p in &b.ports {
+                write!(
+                    f,
+                    "    port {:>2}: {} (type={}) link={} mtu={}",
+                    p.ofport, p.port, p.kind, p.link, p.mtu
+                )?;
+                if let Some(i) = &p.policy {
+                    if !i.enabled {
+                        f.write_str(" disabled")?;
+                    }
+                    if let Some(t) = i.tag {
+                        write!(f, " tag={t}")?;
+                    }
+                    if !i.trunks.is_empty() {
+                        let t: Vec<String> = i.trunks.iter().map(|t| t.to_string()).collect();
+                        write!(f, " trunks={}", t.join(","))?;
+                    }
+                    if i.vlan_mode.is_some() {
+                        write!(f, " vlan_mode={}", i.effective_vlan_mode().name())?;
+                    }
+                    if i.bpdu_guard {
+                        f.write_str(" bpdu_guard=true")?;
+                    }
+                }
+                if !p.options.is_empty() {
+                    let o: Vec<String> =
+                        p.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    write!(f, " options: {{{}}}", o.join(", "))?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Api {
+    /// Creates a bridge that forwards as a MAC-learning switch
+    /// ([`DEFAULT_FLOW`]) until flows say otherwise.
+    pub fn add_br(&self, name: &str, now: Instant) -> Result<(), Error> {
+        names::check("bridge", name)?;
+        let mut map = self.bridges.lock();
+        if map.contains_key(name) {
+            return Err(Error::BridgeExists(name.to_string()));
+        }
+        if let Some(owner) = names::owner(&map, name) {
+            return Err(Error::NameInUse {
+                name: name.to_string(),
+                owner,
+            });
+        }
+        let b = Bridge::new(name, self.epoch)?;
+        let spec = parse_flow(DEFAULT_FLOW, FlowCmd::Add, &NoPortNames)?;
+        b.of.flow_mods(
+            &[FlowMod {
+                cmd: FlowModCmd::Add,
+                spec,
+                table: None,
+            }],
+            now,
+        )
+        .map_err(|err| Error::FlowMod {
+            source_name: None,
+            err,
+        })?;
+        map.insert(name.to_string(), b);
+        tracing::info!(bridge = %name, "bridge added");
+        Ok(())
+    }
+
+    /// Deletes a bridge and its ports.
+    pub fn del_br(&self, name: &str) -> Result<(), Error> {
+        let b = self
+            .bridges
+            .lock()
+            .remove(name)
+            .ok_or_else(|| Error::NoBridge(name.to_string()))?;
+        // Dropping the bridge joins its datapath thread and closes its
+        // ports: done outside the lock so other requests go on.
+        drop(b);
+        tracing::info!(bridge = %name, "bridge deleted");
+        Ok(())
+    }
+
+    /// Changes bridge settings, all or nothing (they were validated when
+    /// parsed).
+    pub fn set_bridge(&self, name: &str, s: &BridgeSettings) -> Result<BridgeConfig, Error> {
+        self.with_bridge(name, |b| {
+            let mut c = b.of.config();
+            if let Some(f) = s.forward_bpdu {
+                c.forward_bpdu = f;
+            }
+            if let Some(a) = s.mac_aging_secs {
+                c.mac_aging_secs = a;
+            }
+            b.of.set_config(c.clone());
+            s.ct.apply(&b.ct);
+            Ok(c)
+        })
+    }
+
+    /// Bridges and ports, all or only `only`.
+    pub fn show(&self, only: Option<&str>) -> Result<Show, Error> {
+        let map = self.bridges.lock();
+        if let Some(b) = only {
+            if !map.contains_key(b) {
+                return Err(Error::NoBridge(b.to_string()));
+            }
+        }
+        let mut bridges = Vec::new();
+        for (name, b) in map.iter() {
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            let status = b.port_status();
+            let mut ports: Vec<PortShow> = b
+                .ports
+                .iter()
+                .map(|(pname, e)| {
+                    let st = status.iter().find(|s| s.no == e.no);
+                    PortShow {
+                        port: pname.clone(),
+                        ofport: e.no,
+                        kind: e.kind,
+                        link: st.map_or("unknown".to_string(), |s| {
+                            format!("{:?}", s.link).to_lowercase()
+                        }),
+                        mtu: st.map_or(0, |s| s.mtu),
+                        options: e.type_options.iter().cloned().collect(),
+                        policy: b.of.with_ports(|p| p.get(e.no).cloned()),
+                    }
+                })
+                .collect();
+            ports.sort_by_key(|p| p.ofport);
+            bridges.push(BridgeShow {
+                bridge: name.clone(),
+                flows: b.of.n_flows(),
+                forward_bpdu: b.of.config().forward_bpdu,
+                ports,
+            });
+        }
+        Ok(Show { bridges })
+    }
+}

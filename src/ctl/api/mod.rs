@@ -1,0 +1,212 @@
+//! The typed switch API: every operation on bridges, ports, flows,
+//! conntrack and the caches, with typed arguments, typed replies and typed
+//! errors.
+//!
+//! Every front end is a thin translator onto this API: the vswitchctl
+//! protocol ([`super::handler`]), the configuration file
+//! ([`super::config`]) and the OpenFlow endpoint. The same operation
+//! therefore behaves the same whoever asks, and a refused request changes
+//! nothing: each operation validates everything before its first change.
+//!
+//! Replies are plain structs that serialize (the `--json` schema) and
+//! print (`Display`, what `vswitchctl` shows).
+//!
+//! Thread-safety: [`Api`] is shared by the control threads; one mutex
+//! guards the set of bridges and each bridge's port list. Operations that
+//! wait (a capture) let go of it first.
+
+mod bridge;
+mod capture;
+mod conntrack;
+mod error;
+mod fdb;
+mod flows;
+mod names;
+mod port;
+mod trace;
+
+pub use bridge::{BridgeSettings, BridgeShow, PortShow, Show};
+pub use capture::{Cancel, CaptureReply, CaptureSpec};
+pub use conntrack::{
+    ConnsReply, CtLimit, CtSettings, CtTimeouts, FlushReply, PolicyReply, StatsReply,
+};
+pub use error::{hex_decode, hex_encode, Error, HexError};
+pub use fdb::{FdbReply, TlvReply};
+pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
+pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
+pub use trace::{TraceReply, TraceRequest};
+
+use crate::conntrack::ConnTracker;
+use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
+use crate::datapath::{Datapath, DropCounters};
+use crate::ofproto::{Ofproto, PortKind};
+use crate::port::geneve::TlvMapHandle;
+use crate::port::mem::MemHandle;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A port as the control plane remembers it.
+#[derive(Debug)]
+struct PortEntry {
+    no: u32,
+    kind: PortKind,
+    /// The options the port type read (`remote_ip=...`), for `show`.
+    type_options: Vec<(String, String)>,
+    mem: Option<MemHandle>,
+}
+
+/// One bridge.
+struct Bridge {
+    of: Arc<Ofproto>,
+    ct: Arc<ConnTracker>,
+    drops: Arc<DropCounters>,
+    worker: WorkerHandle,
+    ports: BTreeMap<String, PortEntry>,
+    /// Geneve TLV map, shared with the bridge's geneve ports.
+    tlv: TlvMapHandle,
+    /// Ports with a capture running: one capture a port at a time.
+    captures: Arc<Mutex<std::collections::BTreeSet<u32>>>,
+}
+
+impl Bridge {
+    fn new(name: &str, epoch: Instant) -> Result<Bridge, Error> {
+        let of = Arc::new(Ofproto::new(name, epoch));
+        let ct = Arc::new(ConnTracker::default());
+        let drops = Arc::new(DropCounters::default());
+        let dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
+        let worker = worker::spawn(dp).map_err(Error::Datapath)?;
+        Ok(Bridge {
+            of,
+            ct,
+            drops,
+            worker,
+            ports: BTreeMap::new(),
+            tlv: crate::port::geneve::new_tlv_map(),
+            captures: Arc::default(),
+        })
+    }
+
+    fn port_status(&self) -> Vec<PortStatus> {
+        self.worker
+            .ask(|reply| DpCommand::Ports { reply })
+            .unwrap_or_default()
+    }
+
+    fn port(&self, bridge: &str, port: &str) -> Result<&PortEntry, Error> {
+        self.ports.get(port).ok_or_else(|| Error::NoPort {
+            bridge: bridge.to_string(),
+            port: port.to_string(),
+        })
+    }
+}
+
+/// The switch: its bridges and everything done to them.
+pub struct Api {
+    started: Instant,
+    epoch: Instant,
+    bridges: Mutex<BTreeMap<String, Bridge>>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `vswitchctl version`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Version {
+    /// The daemon's version.
+    pub version: &'static str,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+}
+
+impl core::fmt::Display for Version {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "vswitchd {} (up {}s)", self.version, self.uptime_secs)
+    }
+}
+
+impl Api {
+    /// A switch with no bridges.
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Api {
+            started: now,
+            epoch: now,
+            bridges: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Version and uptime.
+    pub fn version(&self, now: Instant) -> Version {
+        Version {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: now.saturating_duration_since(self.started).as_secs(),
+        }
+    }
+
+    /// Runs `f` on bridge `name`.
+    fn with_bridge<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Bridge) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let map = self.bridges.lock();
+        let b = map
+            .get(name)
+            .ok_or_else(|| Error::NoBridge(name.to_string()))?;
+        f(b)
+    }
+
+    /// Runs `f` on bridge `name`, mutably.
+    fn with_bridge_mut<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Bridge) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let mut map = self.bridges.lock();
+        let b = map
+            .get_mut(name)
+            .ok_or_else(|| Error::NoBridge(name.to_string()))?;
+        f(b)
+    }
+
+    /// The tables of bridge `name`, for front ends that drive them directly
+    /// (the OpenFlow endpoint speaks flow-mods and dumps to them).
+    pub fn ofproto(&self, name: &str) -> Result<Arc<Ofproto>, Error> {
+        self.with_bridge(name, |b| Ok(b.of.clone()))
+    }
+
+    /// The bridges' names.
+    pub fn bridge_names(&self) -> Vec<String> {
+        self.bridges.lock().keys().cloned().collect()
+    }
+
+    /// Periodic control-plane upkeep: flow timeouts, MAC aging, conntrack
+    /// expiry, BPDU-guard events.
+    pub fn tick(&self, now: Instant) {
+        let bridges = self.bridges.lock();
+        for (name, b) in bridges.iter() {
+            let n = b.of.expire(now);
+            if n > 0 {
+                tracing::debug!(bridge = %name, expired = n, "flows expired");
+            }
+            b.of.expire_macs(now);
+            b.ct.sweep(now);
+            for port in b.of.apply_bpdu_guard() {
+                tracing::warn!(bridge = %name, port = %port, "BPDU received on a port with bpdu_guard=true: port disabled (vswitchctl set-port {name} {port} enable)");
+            }
+        }
+    }
+
+    /// Stops every datapath thread (ports are dropped with them, which
+    /// removes the TAPs vswitchd created).
+    pub fn shutdown(&self) {
+        let mut bridges = self.bridges.lock();
+        bridges.clear();
+    }
+}
