@@ -41,6 +41,50 @@ pub fn handle(api: &Api, req: Request, cancel: &Cancel) -> Response {
 }
 
 fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Response, Error> {
+    use Request as R;
+    match req {
+        r @ (R::Version
+        | R::Show { .. }
+        | R::AddBr { .. }
+        | R::DelBr { .. }
+        | R::SetBridge { .. }) => bridges(api, r, now),
+        r @ (R::AddPort { .. }
+        | R::DelPort { .. }
+        | R::SetPort { .. }
+        | R::DumpPorts { .. }
+        | R::Inject { .. }
+        | R::DummySent { .. }
+        | R::Capture { .. }) => ports(api, r, cancel),
+        r @ (R::AddFlow { .. }
+        | R::AddFlows { .. }
+        | R::ModFlows { .. }
+        | R::DelFlows { .. }
+        | R::DumpFlows { .. }
+        | R::DumpDrops { .. }
+        | R::DumpDpFlows { .. }
+        | R::Trace { .. }) => flows(api, r, now),
+        r @ (R::DumpConntrack { .. }
+        | R::FlushConntrack { .. }
+        | R::CtStats { .. }
+        | R::SetCt { .. }
+        | R::CtSetLimits { .. }
+        | R::CtSetTimeout { .. }) => conntrack(api, r, now),
+        r @ (R::FdbShow { .. }
+        | R::FdbFlush { .. }
+        | R::AddTlvMap { .. }
+        | R::DelTlvMap { .. }
+        | R::DumpTlvMap { .. }) => tables(api, r, now),
+    }
+}
+
+/// A request routed to the wrong group: a defect of [`dispatch`],
+/// answered as an error rather than a panic.
+fn misrouted(r: &Request) -> Error {
+    Error::Internal(format!("request {r:?} reached the wrong handler"))
+}
+
+/// Bridges: version, show, add/del/set bridge.
+fn bridges(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
     use serde_json::json;
     Ok(match req {
         Request::Version => reply(api.version(now)),
@@ -57,6 +101,14 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             let s = options::bridge_settings(&options)?;
             done(json!(api.set_bridge(&bridge, &s)?))
         }
+        other => return Err(misrouted(&other)),
+    })
+}
+
+/// Ports: attach, detach, policy, counters, dummy ports, capture.
+fn ports(api: &Api, req: Request, cancel: &Cancel) -> Result<Response, Error> {
+    use serde_json::json;
+    Ok(match req {
         Request::AddPort {
             bridge,
             port,
@@ -74,6 +126,35 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             let s = options::port_settings(&options)?;
             done(json!(api.set_port(&bridge, &port, &s)?))
         }
+        Request::DumpPorts { bridge, port } => reply(api.dump_ports(&bridge, port.as_deref())?),
+        Request::Inject { bridge, port, hex } => {
+            let frame = super::api::hex_decode(&hex)?;
+            api.inject(&bridge, &port, &frame)?;
+            done(json!({ "port": port, "bytes": frame.len() }))
+        }
+        Request::DummySent { bridge, port } => reply(api.dummy_sent(&bridge, &port)?),
+        Request::Capture {
+            bridge,
+            port,
+            count,
+            seconds,
+            file,
+        } => {
+            let spec = CaptureSpec {
+                port,
+                count,
+                seconds,
+                file: file.into(),
+            };
+            reply(api.capture(&bridge, &spec, cancel)?)
+        }
+        other => return Err(misrouted(&other)),
+    })
+}
+
+/// Flow tables and the datapath's view of them.
+fn flows(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
+    Ok(match req {
         Request::AddFlow { bridge, flow } => flow_mod(api, &bridge, &flow, FlowCmd::Add, now)?,
         Request::AddFlows {
             bridge,
@@ -109,7 +190,6 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             matches,
             names,
         } => dump_flows(api, &bridge, matches.as_deref(), names, now)?,
-        Request::DumpPorts { bridge, port } => reply(api.dump_ports(&bridge, port.as_deref())?),
         Request::DumpDrops { bridge } => reply(api.dump_drops(&bridge)?),
         Request::DumpDpFlows { bridge } => reply(api.dump_dp_flows(&bridge)?),
         Request::Trace {
@@ -126,27 +206,14 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             },
             now,
         )?),
-        Request::Inject { bridge, port, hex } => {
-            let frame = super::api::hex_decode(&hex)?;
-            api.inject(&bridge, &port, &frame)?;
-            done(json!({ "port": port, "bytes": frame.len() }))
-        }
-        Request::DummySent { bridge, port } => reply(api.dummy_sent(&bridge, &port)?),
-        Request::Capture {
-            bridge,
-            port,
-            count,
-            seconds,
-            file,
-        } => {
-            let spec = CaptureSpec {
-                port,
-                count,
-                seconds,
-                file: file.into(),
-            };
-            reply(api.capture(&bridge, &spec, cancel)?)
-        }
+        other => return Err(misrouted(&other)),
+    })
+}
+
+/// The connection tracker.
+fn conntrack(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
+    use serde_json::json;
+    Ok(match req {
         Request::DumpConntrack { bridge, zone } => reply(api.dump_conntrack(&bridge, zone, now)?),
         Request::FlushConntrack { bridge, zone } => reply(api.flush_conntrack(&bridge, zone)?),
         Request::CtStats { bridge } => reply(api.ct_stats(&bridge)?),
@@ -169,6 +236,14 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             api.ct_set_timeouts(&bridge, &options::ct_timeouts(zone, &options)?)?;
             done(json!({}))
         }
+        other => return Err(misrouted(&other)),
+    })
+}
+
+/// The MAC learning table and the Geneve TLV map.
+fn tables(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
+    use serde_json::json;
+    Ok(match req {
         Request::FdbShow { bridge } => reply(api.fdb_show(&bridge, now)?),
         Request::FdbFlush { bridge } => {
             api.fdb_flush(&bridge)?;
@@ -189,6 +264,7 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
             done(json!({ "bridge": bridge }))
         }
         Request::DumpTlvMap { bridge } => reply(api.dump_tlv_map(&bridge)?),
+        other => return Err(misrouted(&other)),
     })
 }
 

@@ -138,6 +138,9 @@ pub enum Error {
     /// abandoned.
     #[error("cancelled")]
     Cancelled,
+    /// A defect of vswitchd itself, reported instead of a panic.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A Geneve TLV mapping is wrong or conflicts with the map.
     #[error("{0}")]
     TlvMap(String),
@@ -170,6 +173,7 @@ impl Error {
             Error::CaptureBusy { .. } => "capture_busy",
             Error::Cancelled => "cancelled",
             Error::TlvMap(_) => "tlv_map",
+            Error::Internal(_) => "internal",
         }
     }
 }

@@ -223,6 +223,46 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// A `ct` action: with a real frame, conntrack's verdict (its state
+    /// untouched); without one, the assumed state. Returns the state, zone
+    /// and mark the next pass starts with.
+    fn conntrack(
+        &self,
+        key: &FlowKey,
+        params: &CtParams,
+        assumed: (u8, u16, u32),
+        ct_invalid: &mut Option<CtInvalidReason>,
+        pass: &mut TracePass,
+        out: &mut String,
+    ) -> (u8, u16, u32) {
+        let z = params.zone;
+        let Some(f) = self.frame else {
+            return (assumed.0, z, assumed.2);
+        };
+        let mut m = f.meta.clone();
+        m.ct_state = CtState(key.ct_state());
+        m.ct_zone = key.ct_zone();
+        let v = self.b.ct.peek(&f.bytes, key, &m, params, self.now);
+        *ct_invalid = v.invalid.as_ref().map(|d| d.reason);
+        let _ = write!(
+            out,
+            "Conntrack (zone {z}): ct_state={}",
+            ct_state_names(v.state)
+        );
+        if let Some(d) = &v.invalid {
+            let _ = write!(out, ", invalid: {d}");
+            pass.ct_invalid = Some(CtInvalid {
+                reason: d.reason.name(),
+                detail: d.detail.to_string(),
+                expected: d.expected,
+                received: d.received,
+            });
+        }
+        out.push('\n');
+        pass.ct_state = Some(ct_state_names(v.state));
+        (v.state, z, v.mark)
+    }
+
     fn run(&self, mut key: FlowKey) -> TraceReply {
         let mut out = String::new();
         let mut passes = Vec::new();
@@ -296,51 +336,28 @@ impl Walk<'_> {
         };
         // Follow a recirculation like ofproto/trace does.
         let mut next = None;
-        let (mut state, mut zone, mut mark) = (self.ct_bits, 0, 0);
+        let mut ct = (self.ct_bits, 0, 0);
         for a in &t.actions {
             match a {
                 DpAction::Ct {
-                    zone: z,
+                    zone,
                     commit,
                     force,
-                    mark: set_mark,
+                    mark,
                 } => {
-                    zone = *z;
-                    let Some(f) = self.frame else { continue };
-                    let mut m = f.meta.clone();
-                    m.ct_state = CtState(key.ct_state());
-                    m.ct_zone = key.ct_zone();
                     let params = CtParams {
-                        zone: *z,
+                        zone: *zone,
                         commit: *commit,
                         force: *force,
-                        set_mark: *set_mark,
+                        set_mark: *mark,
                     };
-                    let v = self.b.ct.peek(&f.bytes, key, &m, &params, self.now);
-                    state = v.state;
-                    mark = v.mark;
-                    *ct_invalid = v.invalid.as_ref().map(|d| d.reason);
-                    let _ = write!(
-                        out,
-                        "Conntrack (zone {z}): ct_state={}",
-                        ct_state_names(v.state)
-                    );
-                    if let Some(d) = &v.invalid {
-                        let _ = write!(out, ", invalid: {d}");
-                        pass.ct_invalid = Some(CtInvalid {
-                            reason: d.reason.name(),
-                            detail: d.detail.to_string(),
-                            expected: d.expected,
-                            received: d.received,
-                        });
-                    }
-                    out.push('\n');
-                    pass.ct_state = Some(ct_state_names(v.state));
+                    ct = self.conntrack(key, &params, ct, ct_invalid, &mut pass, out);
                 }
                 DpAction::Recirc(id) => next = Some(*id),
                 _ => {}
             }
         }
+        let (state, zone, mark) = ct;
         (pass, next.map(|id| (id, state, zone, mark)))
     }
 }
