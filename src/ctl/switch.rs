@@ -1224,11 +1224,11 @@ impl Switch {
                 Some(DpAction::Drop(r)) => Some(*r),
                 _ => None,
             };
-            let drop = match (t.drop.or(stopped), ct_invalid) {
-                (Some(DropReason::PipelineDrop), Some(r)) => Some(DropReason::CtInvalid(r)),
-                (d, _) => d,
-            };
-            tr.drop = drop;
+            let drop = t
+                .drop
+                .or(stopped)
+                .map(|x| DropReason::after_pipeline(x, ct_invalid));
+            tr.drop = drop.map(Into::into);
             out.push_str(&tr.render_result(Some(&ports)));
             if let Some((frame, meta)) = &pkt {
                 out.push_str(&egress_report(frame, meta, &key, &t.actions, &ports));

@@ -33,7 +33,7 @@ pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtParams};
 use crate::flow::{extract::extract, Field, FlowKey};
-use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
+use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
 use crate::port::{Port, PortStats};
@@ -440,7 +440,10 @@ impl Datapath {
             pass += 1;
             core::mem::swap(&mut pkts, &mut self.recirc);
             if pass > MAX_PASSES {
-                self.drops.add(DropReason::RecircDepth, pkts.len() as u64);
+                self.drops.add(
+                    DropReason::Xlate(XlateError::RecircDepth),
+                    pkts.len() as u64,
+                );
                 for p in pkts.drain(..) {
                     self.pool.put(p);
                 }
@@ -762,7 +765,7 @@ impl ExecCtx<'_> {
     /// ICMP error goes back to its sender).
     fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
         let Some(p) = self.port_index.get(no).and_then(|i| self.ports.get_mut(i)) else {
-            self.drops.add(DropReason::NoSuchPort, 1);
+            self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
             self.pool.put(pkt);
             return Fate::Dropped;
         };
@@ -872,7 +875,7 @@ fn execute_actions(
     mut pkt: PacketBuf,
     key: &FlowKey,
     actions: &[DpAction],
-    drop: Option<DropReason>,
+    drop: Option<XlateError>,
     now: Instant,
 ) {
     let mut sent = false;
@@ -912,7 +915,8 @@ fn execute_actions(
             }
             DpAction::PopVlan => {
                 if !execute::pop_vlan(&mut pkt) {
-                    cx.drops.add(DropReason::PopVlanUntagged, 1);
+                    cx.drops
+                        .add(DropReason::Xlate(XlateError::PopVlanUntagged), 1);
                     cx.pool.put(pkt);
                     return;
                 }
@@ -964,20 +968,17 @@ fn execute_actions(
                 sent = true;
             }
             DpAction::Drop(r) => {
-                cx.drops.add(*r, 1);
+                cx.drops.add(DropReason::Xlate(*r), 1);
                 cx.pool.put(pkt);
                 return;
             }
         }
     }
     if !sent {
-        let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
-        if reason == DropReason::PipelineDrop {
-            if let Some(r) = crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid)
-            {
-                reason = DropReason::CtInvalid(r);
-            }
-        }
+        let reason = DropReason::after_pipeline(
+            drop.unwrap_or(XlateError::PipelineDrop),
+            crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid),
+        );
         cx.drops.add(reason, 1);
     }
     cx.pool.put(pkt);

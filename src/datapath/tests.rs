@@ -157,7 +157,11 @@ fn flow_mod_revalidates_cached_entries() {
     r.h[0].inject(&udp_frame(1, 2, 1));
     r.dp.poll_once(r.now);
     assert!(r.h[2].take_sent().is_empty());
-    assert_eq!(r.dp.drops().get(DropReason::NoMatch), 1);
+    assert_eq!(
+        r.dp.drops()
+            .get(DropReason::Xlate(crate::ofproto::XlateError::NoMatch)),
+        1
+    );
 }
 
 #[test]

@@ -20,14 +20,16 @@ pub mod recirc;
 pub mod rule;
 pub mod trace;
 pub mod xlate;
+pub mod xlate_error;
 
 pub use classifier::Classifier;
 pub use dpaction::{format_dp_actions, DpAction};
 pub use mac_learning::{FdbEntry, MacTable};
 pub use port_info::{PortInfo, VlanMode};
 pub use rule::{Rule, RuleStats};
-pub use trace::Trace;
+pub use trace::{Trace, TraceDrop};
 pub use xlate::Translation;
+pub use xlate_error::XlateError;
 
 use crate::flow::{ofp_port, Action, CtZone, Field, FlowKey, FlowSpec, Match, PortNames};
 use hashbrown::HashMap;
