@@ -843,3 +843,135 @@ fn fin_one_past_a_full_window_is_in_window() {
     assert_eq!(sw.total_invalid(), 0);
     assert_eq!(sw.all_drops(), vec![]);
 }
+
+// ---- IPv6 neighbour discovery around conntrack --------------------------
+
+/// An ICMPv6 neighbour discovery frame from `src_mac`/`src` to
+/// `dst_mac`/`dst` with hop limit `hops`: the 4 bytes after the checksum
+/// come from `ty` (etherparse computes the checksum), then `body` (a target
+/// address and a link-layer address option, or just the option).
+fn nd_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 16],
+    dst: [u8; 16],
+    hops: u8,
+    ty: etherparse::Icmpv6Type,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv6(src, dst, hops)
+        .icmpv6(ty)
+        .write(&mut v, body)
+        .expect("an ND frame");
+    v
+}
+
+const MAC_1: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const MAC_2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+
+fn v6(last: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..2].copy_from_slice(&[0xfd, 0x00]);
+    a[14..].copy_from_slice(&last.to_be_bytes());
+    a
+}
+
+/// Target address then a source/target link-layer address option
+/// (RFC 4861 4.3, 4.4, 4.6.1).
+fn target_and_lla(target: [u8; 16], opt_type: u8, mac: [u8; 6]) -> Vec<u8> {
+    let mut b = target.to_vec();
+    b.extend_from_slice(&[opt_type, 1]);
+    b.extend_from_slice(&mac);
+    b
+}
+
+/// Neighbour solicitations and advertisements (and router solicitations and
+/// advertisements) are `+inv` in conntrack (`unsupported_icmp`, as in Open
+/// vSwitch), so IPv6 VMs behind the firewall lose each other once their
+/// neighbour caches expire unless ND goes around conntrack, as ARP does.
+#[test]
+fn neighbour_discovery_crosses_the_firewall_without_conntrack() {
+    use etherparse::icmpv6::{NeighborAdvertisementHeader, RouterAdvertisementHeader};
+    use etherparse::Icmpv6Type;
+    let mut sw = Switch::new();
+    // vm1 asks for fd00::2 at its solicited-node group ff02::1:ff00:2.
+    let mut snm = [0u8; 16];
+    snm[..2].copy_from_slice(&[0xff, 0x02]);
+    snm[11..14].copy_from_slice(&[0x01, 0xff, 0x00]);
+    snm[15] = 0x02;
+    let ns = nd_frame(
+        MAC_1,
+        [0x33, 0x33, 0xff, 0x00, 0x00, 0x02],
+        v6(1),
+        snm,
+        255,
+        Icmpv6Type::NeighborSolicitation,
+        &target_and_lla(v6(2), 1, MAC_1),
+    );
+    sw.forwarded(VM1, &ns, s(0));
+    let na = nd_frame(
+        MAC_2,
+        MAC_1,
+        v6(2),
+        v6(1),
+        255,
+        Icmpv6Type::NeighborAdvertisement(NeighborAdvertisementHeader {
+            router: false,
+            solicited: true,
+            r#override: true,
+        }),
+        &target_and_lla(v6(2), 2, MAC_2),
+    );
+    sw.forwarded(VM2, &na, s(0));
+    let mut all_routers = [0u8; 16];
+    all_routers[..2].copy_from_slice(&[0xff, 0x02]);
+    all_routers[15] = 2;
+    let rs = nd_frame(
+        MAC_1,
+        [0x33, 0x33, 0, 0, 0, 2],
+        v6(1),
+        all_routers,
+        255,
+        Icmpv6Type::RouterSolicitation,
+        &[1, 1, 0x02, 0, 0, 0, 0, 0x0a],
+    );
+    sw.forwarded(VM1, &rs, s(0));
+    let mut all_nodes = all_routers;
+    all_nodes[15] = 1;
+    let ra = nd_frame(
+        MAC_2,
+        [0x33, 0x33, 0, 0, 0, 1],
+        v6(2),
+        all_nodes,
+        255,
+        Icmpv6Type::RouterAdvertisement(RouterAdvertisementHeader {
+            cur_hop_limit: 64,
+            managed_address_config: false,
+            other_config: false,
+            router_lifetime: 0,
+        }),
+        // Reachable time and retransmit timer, then the source LLA option.
+        &[0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0x02, 0, 0, 0, 0, 0x0b],
+    );
+    sw.forwarded(VM2, &ra, s(0));
+    assert_eq!(sw.total_invalid(), 0, "ND never reached conntrack");
+    assert!(sw.conns(s(0)).is_empty(), "ND creates no connection");
+    assert_eq!(sw.all_drops(), Vec::<(String, u64)>::new());
+
+    // Only genuine ND goes around: hop limit 255 (RFC 4861 7.1.1, a
+    // receiver discards anything else). Another hop limit is judged by
+    // conntrack like any ICMPv6, and dropped as invalid.
+    let forged = nd_frame(
+        MAC_1,
+        [0x33, 0x33, 0xff, 0x00, 0x00, 0x02],
+        v6(1),
+        snm,
+        64,
+        Icmpv6Type::NeighborSolicitation,
+        &target_and_lla(v6(2), 1, MAC_1),
+    );
+    sw.dropped(VM1, &forged, s(1));
+    assert_eq!(sw.ct_drops(CtInvalidReason::UnsupportedIcmp), 1);
+}

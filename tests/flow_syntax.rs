@@ -1051,7 +1051,7 @@ fn example_flow_files_load() {
     assert!(text.contains(&"table=1, priority=10,reg0=0x1,metadata=0x64 actions=load:0x64->NXM_NX_TUN_ID[],output:tun0".to_string()), "{text:#?}");
 
     let fw = load_flows("stateful-firewall.flows");
-    assert_eq!(fw.len(), 13);
+    assert_eq!(fw.len(), 17);
     let text: Vec<String> = fw.iter().map(|(_, s)| format_flow(s, None)).collect();
     for want in [
         "priority=100,ct_state=-trk,ip actions=ct(table=1)",
@@ -1060,9 +1060,66 @@ fn example_flow_files_load() {
         "table=1, priority=100,ct_state=+est+trk,ip actions=NORMAL",
         "table=1, priority=100,ct_state=+rel+trk,ip actions=NORMAL",
         "priority=10,arp actions=NORMAL",
+        // Neighbour discovery around conntrack, as ovs-ofctl parse-flow
+        // prints it.
+        "priority=110,icmp6,nw_ttl=255,icmp_type=135,icmp_code=0 actions=NORMAL",
+        "priority=110,icmp6,nw_ttl=255,icmp_type=136,icmp_code=0 actions=NORMAL",
+        "priority=110,icmp6,nw_ttl=255,icmp_type=133,icmp_code=0 actions=NORMAL",
+        "priority=110,icmp6,nw_ttl=255,icmp_type=134,icmp_code=0 actions=NORMAL",
     ] {
         assert!(text.iter().any(|t| t == want), "missing {want}: {text:#?}");
     }
+}
+
+/// Every line of every shipped flow file that names no port (ovs-ofctl
+/// parse-flow has no switch to resolve names against) is accepted by
+/// `ovs-ofctl parse-flow` and printed as we print it.
+#[test]
+fn shipped_flow_files_match_ovs_ofctl() {
+    if !ovs_ofctl_available() {
+        if std::env::var("VSWITCH_REQUIRE_OVS").as_deref() == Ok("1") {
+            panic!("ovs-ofctl not installed and VSWITCH_REQUIRE_OVS=1");
+        }
+        eprintln!("skipping: ovs-ofctl not installed");
+        return;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "flows"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Ok(spec) = parse_flow(line, FlowCmd::Add, &NoPortNames) else {
+                continue;
+            };
+            let l = OracleLine {
+                of13: false,
+                text: line.to_string(),
+            };
+            checked += 1;
+            match run_oracle(&l) {
+                Ok(ovs) if ovs == flow_mod_text(&spec, false) => {}
+                Ok(ovs) => failures.push(format!(
+                    "{}: {line}\n  ovs:  {ovs}\n  ours: {}",
+                    f.display(),
+                    flow_mod_text(&spec, false)
+                )),
+                Err(e) => failures.push(format!("{}: {e}", f.display())),
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} lines checked");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! counter, shown by `vswitchctl dump-drops` and named by `trace`.
 
 use crate::conntrack::CtInvalidReason;
+use crate::ofproto::{TraceDrop, XlateError};
 use crate::port::PortDrop;
 use crate::wire;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,66 +12,45 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum DropReason {
     /// The frame does not parse (see the wire error).
     Malformed(wire::Error),
-    /// No flow matched (table miss).
-    NoMatch,
-    /// The matching flows' actions output the packet nowhere (`drop`, or an
-    /// empty action list).
-    PipelineDrop,
+    /// The tables decided it: the translation's reason.
+    Xlate(XlateError),
     /// Dropped by the pipeline after conntrack judged it invalid: the
     /// reason conntrack gave.
     CtInvalid(CtInvalidReason),
-    /// Too many `resubmit`/`goto_table` levels (a loop in the tables).
-    ResubmitDepth,
-    /// Too many recirculations (a `ct(table=...)` loop).
-    RecircDepth,
-    /// `dec_ttl` on a TTL of 0 or 1.
-    TtlExceeded,
-    /// `output` to the input port without `in_port` (OpenFlow ignores it).
-    OutputToInPort,
-    /// `output` to a port that does not exist.
-    NoSuchPort,
-    /// `normal`: the destination was learned on the input port.
-    NormalLearnedOnInPort,
     /// The frame does not fit the egress port's MTU.
     MtuExceeded,
-    /// A tagged frame arrived on an access port.
-    VlanTaggedOnAccessPort,
-    /// `push_vlan:0x8100` onto a frame that already has an 802.1Q tag.
-    DoubleVlanPush,
-    /// `pop_vlan` on an untagged frame.
-    PopVlanUntagged,
-    /// A third VLAN tag.
-    TooManyVlans,
-    /// A link-local control frame (BPDU, LLDP, pause) from a VM port.
-    Bpdu,
-    /// The input port is disabled (BPDU guard).
-    PortDisabled,
     /// A port dropped the packet itself.
     Port(PortDrop),
 }
 
+/// The reasons with no payload beyond a translation reason, in the order
+/// `dump-drops` has always listed them (`mtu_exceeded` sits among the
+/// translation's reasons).
 const SIMPLE: [DropReason; 15] = [
-    DropReason::NoMatch,
-    DropReason::PipelineDrop,
-    DropReason::ResubmitDepth,
-    DropReason::RecircDepth,
-    DropReason::TtlExceeded,
-    DropReason::OutputToInPort,
-    DropReason::NoSuchPort,
-    DropReason::NormalLearnedOnInPort,
+    DropReason::Xlate(XlateError::NoMatch),
+    DropReason::Xlate(XlateError::PipelineDrop),
+    DropReason::Xlate(XlateError::ResubmitDepth),
+    DropReason::Xlate(XlateError::RecircDepth),
+    DropReason::Xlate(XlateError::TtlExceeded),
+    DropReason::Xlate(XlateError::OutputToInPort),
+    DropReason::Xlate(XlateError::NoSuchPort),
+    DropReason::Xlate(XlateError::NormalLearnedOnInPort),
     DropReason::MtuExceeded,
-    DropReason::VlanTaggedOnAccessPort,
-    DropReason::DoubleVlanPush,
-    DropReason::PopVlanUntagged,
-    DropReason::TooManyVlans,
-    DropReason::Bpdu,
-    DropReason::PortDisabled,
+    DropReason::Xlate(XlateError::VlanTaggedOnAccessPort),
+    DropReason::Xlate(XlateError::DoubleVlanPush),
+    DropReason::Xlate(XlateError::PopVlanUntagged),
+    DropReason::Xlate(XlateError::TooManyVlans),
+    DropReason::Xlate(XlateError::Bpdu),
+    DropReason::Xlate(XlateError::PortDisabled),
 ];
 
 const N_WIRE: usize = wire::Error::ALL.len();
 const N_SIMPLE: usize = SIMPLE.len();
 const N_CT: usize = CtInvalidReason::ALL.len();
 const N_PORT: usize = PortDrop::ALL.len();
+
+// Every translation reason has a counter slot.
+const _: () = assert!(N_SIMPLE == XlateError::ALL.len() + 1);
 
 impl DropReason {
     /// Number of distinct reasons (size of a counter array).
@@ -80,8 +60,20 @@ impl DropReason {
     /// a policy limit rather than damage, so it has its own name.
     pub fn from_wire(e: wire::Error) -> DropReason {
         match e {
-            wire::Error::TooManyVlans => DropReason::TooManyVlans,
+            wire::Error::TooManyVlans => DropReason::Xlate(XlateError::TooManyVlans),
             e => DropReason::Malformed(e),
+        }
+    }
+
+    /// What the datapath counts for a packet whose actions sent it nowhere:
+    /// the translation's reason, except that a pipeline drop of a packet
+    /// conntrack judged invalid is counted under conntrack's reason (the
+    /// usual `ct_state=+inv, actions=drop` flow). `trace` calls this too, so
+    /// it names the counter the packet really lands in.
+    pub fn after_pipeline(xlate: XlateError, ct_invalid: Option<CtInvalidReason>) -> DropReason {
+        match (xlate, ct_invalid) {
+            (XlateError::PipelineDrop, Some(r)) => DropReason::CtInvalid(r),
+            (x, _) => DropReason::Xlate(x),
         }
     }
 
@@ -112,7 +104,6 @@ impl DropReason {
         PortDrop::ALL.get(i).map(|p| DropReason::Port(*p))
     }
 
-    /// Every reason.
     /// Every reason that can be counted. A third VLAN tag is reported as
     /// `too_many_vlans` whether the frame arrived with it or an action
     /// would push it (see [`DropReason::from_wire`]), so the malformed
@@ -127,30 +118,10 @@ impl DropReason {
     pub fn name(self) -> String {
         match self {
             DropReason::Malformed(e) => format!("malformed_{}", e.name()),
+            DropReason::Xlate(x) => x.name().to_string(),
             DropReason::CtInvalid(r) => format!("ct_invalid_{}", r.name()),
+            DropReason::MtuExceeded => "mtu_exceeded".to_string(),
             DropReason::Port(p) => p.name().to_string(),
-            s => s.simple_name().to_string(),
-        }
-    }
-
-    fn simple_name(self) -> &'static str {
-        match self {
-            DropReason::NoMatch => "no_match",
-            DropReason::PipelineDrop => "pipeline_drop",
-            DropReason::ResubmitDepth => "resubmit_depth",
-            DropReason::RecircDepth => "recirc_depth",
-            DropReason::TtlExceeded => "ttl_exceeded",
-            DropReason::OutputToInPort => "output_to_in_port",
-            DropReason::NoSuchPort => "no_such_port",
-            DropReason::NormalLearnedOnInPort => "normal_learned_on_in_port",
-            DropReason::MtuExceeded => "mtu_exceeded",
-            DropReason::VlanTaggedOnAccessPort => "vlan_tagged_on_access_port",
-            DropReason::DoubleVlanPush => "double_vlan_push",
-            DropReason::PopVlanUntagged => "pop_vlan_untagged",
-            DropReason::TooManyVlans => "too_many_vlans",
-            DropReason::Bpdu => "bpdu_dropped",
-            DropReason::PortDisabled => "port_disabled",
-            _ => "unknown",
         }
     }
 
@@ -158,23 +129,25 @@ impl DropReason {
     pub fn describe(self) -> &'static str {
         match self {
             DropReason::Malformed(_) => "frame does not parse",
-            DropReason::NoMatch => "no flow matched (table miss)",
-            DropReason::PipelineDrop => "flow actions output the packet nowhere",
+            DropReason::Xlate(x) => x.describe(),
             DropReason::CtInvalid(_) => "conntrack judged the packet invalid and a flow dropped it",
-            DropReason::ResubmitDepth => "too many resubmit/goto_table levels",
-            DropReason::RecircDepth => "too many recirculations",
-            DropReason::TtlExceeded => "dec_ttl on TTL <= 1",
-            DropReason::OutputToInPort => "output to the input port (use in_port)",
-            DropReason::NoSuchPort => "output to a port that does not exist",
-            DropReason::NormalLearnedOnInPort => "normal: destination learned on the input port",
             DropReason::MtuExceeded => "frame larger than the egress MTU",
-            DropReason::VlanTaggedOnAccessPort => "tagged frame on an access port",
-            DropReason::DoubleVlanPush => "push_vlan:0x8100 onto an 802.1Q-tagged frame",
-            DropReason::PopVlanUntagged => "pop_vlan on an untagged frame",
-            DropReason::TooManyVlans => "more than two VLAN tags",
-            DropReason::Bpdu => "link-local control frame (BPDU/LLDP/pause) from a VM port",
-            DropReason::PortDisabled => "input port disabled (BPDU guard)",
             DropReason::Port(_) => "dropped by the port",
+        }
+    }
+}
+
+impl From<XlateError> for DropReason {
+    fn from(x: XlateError) -> Self {
+        DropReason::Xlate(x)
+    }
+}
+
+impl From<DropReason> for TraceDrop {
+    fn from(r: DropReason) -> Self {
+        TraceDrop {
+            name: r.name(),
+            describe: r.describe(),
         }
     }
 }
@@ -253,6 +226,59 @@ mod tests {
         assert!(names.contains("mtu_exceeded"));
         assert!(names.contains("ct_invalid_bad_l4_checksum"));
         assert!(names.contains("geneve_bad_version"));
+    }
+
+    #[test]
+    fn names_and_order_are_the_user_facing_ones() {
+        // `dump-drops` lists these in this order under these names; scripts
+        // and tests read them, so wrapping translation reasons must not
+        // change them.
+        let simple: Vec<String> = SIMPLE.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            simple,
+            [
+                "no_match",
+                "pipeline_drop",
+                "resubmit_depth",
+                "recirc_depth",
+                "ttl_exceeded",
+                "output_to_in_port",
+                "no_such_port",
+                "normal_learned_on_in_port",
+                "mtu_exceeded",
+                "vlan_tagged_on_access_port",
+                "double_vlan_push",
+                "pop_vlan_untagged",
+                "too_many_vlans",
+                "bpdu_dropped",
+                "port_disabled",
+            ]
+        );
+        for x in XlateError::ALL {
+            assert_eq!(DropReason::from(x).name(), x.to_string());
+            assert!(SIMPLE.contains(&DropReason::Xlate(x)));
+        }
+        assert_eq!(
+            DropReason::from_wire(wire::Error::TooManyVlans).name(),
+            "too_many_vlans"
+        );
+    }
+
+    #[test]
+    fn invalid_packets_dropped_by_the_pipeline_count_under_conntrack() {
+        let r = CtInvalidReason::ALL[0];
+        assert_eq!(
+            DropReason::after_pipeline(XlateError::PipelineDrop, Some(r)),
+            DropReason::CtInvalid(r)
+        );
+        assert_eq!(
+            DropReason::after_pipeline(XlateError::PipelineDrop, None),
+            DropReason::Xlate(XlateError::PipelineDrop)
+        );
+        assert_eq!(
+            DropReason::after_pipeline(XlateError::NoMatch, Some(r)),
+            DropReason::Xlate(XlateError::NoMatch)
+        );
     }
 
     #[test]

@@ -10,9 +10,8 @@
 //! Owned by one worker thread: no locks. Rule counters are shared atomics
 //! credited once per batch per megaflow.
 
-use crate::datapath::DropReason;
 use crate::flow::{Field, FlowKey, FlowMask};
-use crate::ofproto::{DpAction, RuleStats, Translation};
+use crate::ofproto::{DpAction, RuleStats, Translation, XlateError};
 use hashbrown::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +42,7 @@ pub struct Megaflow {
     /// Datapath actions.
     pub actions: Vec<DpAction>,
     /// Why matching packets die, when they go nowhere.
-    pub drop: Option<DropReason>,
+    pub drop: Option<XlateError>,
     /// Needs periodic re-translation (MAC learning refresh).
     pub uses_normal: bool,
     // Used since the last revalidation sweep.

@@ -23,6 +23,7 @@
 //! [`Port`] trait objects it owns.
 
 pub mod drop;
+pub mod egress;
 pub mod emc;
 pub mod execute;
 pub mod megaflow;
@@ -33,10 +34,11 @@ pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtParams};
 use crate::flow::{extract::extract, Field, FlowKey};
-use crate::ofproto::{format_dp_actions, DpAction, Ofproto};
+use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
 use crate::port::{Port, PortStats};
+pub use egress::Egress;
 use emc::Emc;
 use megaflow::{Megaflow, MegaflowCache, Plan};
 use std::sync::Arc;
@@ -94,14 +96,11 @@ struct DpPort {
     tx: Batch,
     // `vswitchctl capture`: frames received and sent are copied here.
     capture: Option<CaptureHandle>,
-    // Egress MTU and, for a tunnel port, the outer headers it adds
-    // (refreshed by housekeeping: a device's MTU can change).
-    mtu: u32,
+    // Egress MTU, the outer headers a tunnel port adds and padding
+    // (refreshed by housekeeping: a device's MTU and a TLV map can change).
+    egress: Egress,
     // `set-port ... mtu=N`: the operator's MTU wins over the device's.
     mtu_override: Option<u32>,
-    overhead: Option<u32>,
-    // Pad frames shorter than 60 bytes (ports onto a wire).
-    pad_short: bool,
     mtu_drops: u64,
     mtu_log: Option<Instant>,
 }
@@ -290,20 +289,19 @@ impl Datapath {
     /// Attaches a port under OpenFlow number `no` (replacing one there).
     pub fn add_port(&mut self, no: u32, port: Box<dyn Port>) -> Option<Box<dyn Port>> {
         let old = self.del_port(no);
-        let pad_short = port.pads_short_frames();
+        let egress = Egress::of_port(port.as_ref(), None);
         self.ports.push(DpPort {
             no,
-            mtu: port.mtu(),
+            egress,
             mtu_override: None,
-            overhead: port.tunnel_overhead(),
             port,
             tx: Batch::new(),
             capture: None,
-            pad_short,
             mtu_drops: 0,
             mtu_log: None,
         });
         self.port_index.set(no, self.ports.len() - 1);
+        self.publish_egress(no, &egress);
         old
     }
 
@@ -338,7 +336,9 @@ impl Datapath {
         match self.port_mut(no) {
             Some(p) => {
                 p.mtu_override = mtu;
-                p.mtu = mtu.unwrap_or_else(|| p.port.mtu());
+                p.egress = Egress::of_port(p.port.as_ref(), mtu);
+                let e = p.egress;
+                self.publish_egress(no, &e);
                 true
             }
             None => false,
@@ -347,7 +347,20 @@ impl Datapath {
 
     /// The MTU enforced on port `no`.
     pub fn port_mtu(&self, no: u32) -> Option<u32> {
-        self.port(no).map(|p| p.mtu)
+        self.port(no).map(|p| p.egress.mtu)
+    }
+
+    /// How port `no`'s egress sizes frames (what [`egress::prepare`] is
+    /// given for it).
+    pub fn port_egress(&self, no: u32) -> Option<Egress> {
+        self.port(no).map(|p| p.egress)
+    }
+
+    // The tables' view of the port follows the port, so `trace` sizes
+    // frames with the numbers enforced here.
+    fn publish_egress(&self, no: u32, e: &Egress) {
+        self.of
+            .set_port_egress(no, e.mtu, e.tunnel_overhead, e.pads_short_frames);
     }
 
     /// Frames dropped at port `no`'s egress because they exceeded its MTU.
@@ -440,7 +453,10 @@ impl Datapath {
             pass += 1;
             core::mem::swap(&mut pkts, &mut self.recirc);
             if pass > MAX_PASSES {
-                self.drops.add(DropReason::RecircDepth, pkts.len() as u64);
+                self.drops.add(
+                    DropReason::Xlate(XlateError::RecircDepth),
+                    pkts.len() as u64,
+                );
                 for p in pkts.drain(..) {
                     self.pool.put(p);
                 }
@@ -678,8 +694,15 @@ impl Datapath {
         self.last_sweep = Some(now);
         for p in &mut self.ports {
             p.port.housekeeping();
-            p.mtu = p.mtu_override.unwrap_or_else(|| p.port.mtu());
-            p.overhead = p.port.tunnel_overhead();
+            p.egress = Egress::of_port(p.port.as_ref(), p.mtu_override);
+            // Also repairs a port whose info reached the tables after it
+            // was attached here.
+            self.of.set_port_egress(
+                p.no,
+                p.egress.mtu,
+                p.egress.tunnel_overhead,
+                p.egress.pads_short_frames,
+            );
         }
         let gen = self.of.generation();
         for slot in self.mf.slots() {
@@ -762,27 +785,15 @@ impl ExecCtx<'_> {
     /// ICMP error goes back to its sender).
     fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
         let Some(p) = self.port_index.get(no).and_then(|i| self.ports.get_mut(i)) else {
-            self.drops.add(DropReason::NoSuchPort, 1);
+            self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
             self.pool.put(pkt);
             return Fate::Dropped;
         };
-        if p.pad_short {
-            // Onto a wire, Ethernet padding is zeroes: never bytes left
-            // over in a buffer, nor a shrunk frame's old tail (a padding
-            // leak is a known vulnerability class). Padding lies outside
-            // the IP length, so outside every checksum.
-            let len = pkt.len();
-            let pad = usize::from(pkt.meta.l2_pad_len).min(len);
-            if pad > 0 {
-                pkt.data_mut()[len - pad..].fill(0);
-            }
-            if len < 60 {
-                pkt.extend_zeroed(60 - len);
-            }
-        }
-        if pmtu::counted_len_pkt(&pkt, p.overhead) > p.mtu as usize {
-            let size = pmtu::counted_len_pkt(&pkt, p.overhead);
-            let report = pmtu::reported_mtu(&pkt, p.mtu, p.overhead);
+        if let egress::Fit::TooBig {
+            counted: size,
+            report_mtu: report,
+        } = egress::prepare(&mut pkt, &p.egress)
+        {
             p.mtu_drops += 1;
             self.drops.add(DropReason::MtuExceeded, 1);
             if p.mtu_log
@@ -792,7 +803,7 @@ impl ExecCtx<'_> {
                 tracing::warn!(
                     port = %p.port.name(),
                     size,
-                    mtu = p.mtu,
+                    mtu = p.egress.mtu,
                     dropped = p.mtu_drops,
                     "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
                 );
@@ -872,7 +883,7 @@ fn execute_actions(
     mut pkt: PacketBuf,
     key: &FlowKey,
     actions: &[DpAction],
-    drop: Option<DropReason>,
+    drop: Option<XlateError>,
     now: Instant,
 ) {
     let mut sent = false;
@@ -912,7 +923,8 @@ fn execute_actions(
             }
             DpAction::PopVlan => {
                 if !execute::pop_vlan(&mut pkt) {
-                    cx.drops.add(DropReason::PopVlanUntagged, 1);
+                    cx.drops
+                        .add(DropReason::Xlate(XlateError::PopVlanUntagged), 1);
                     cx.pool.put(pkt);
                     return;
                 }
@@ -964,20 +976,17 @@ fn execute_actions(
                 sent = true;
             }
             DpAction::Drop(r) => {
-                cx.drops.add(*r, 1);
+                cx.drops.add(DropReason::Xlate(*r), 1);
                 cx.pool.put(pkt);
                 return;
             }
         }
     }
     if !sent {
-        let mut reason = drop.unwrap_or(DropReason::PipelineDrop);
-        if reason == DropReason::PipelineDrop {
-            if let Some(r) = crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid)
-            {
-                reason = DropReason::CtInvalid(r);
-            }
-        }
+        let reason = DropReason::after_pipeline(
+            drop.unwrap_or(XlateError::PipelineDrop),
+            crate::conntrack::CtInvalidReason::from_meta_code(pkt.meta.ct_invalid),
+        );
         cx.drops.add(reason, 1);
     }
     cx.pool.put(pkt);

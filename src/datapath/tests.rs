@@ -161,7 +161,11 @@ fn flow_mod_revalidates_cached_entries() {
     r.h[0].inject(&udp_frame(1, 2, 1));
     r.dp.poll_once(r.now);
     assert!(r.h[2].take_sent().is_empty());
-    assert_eq!(r.dp.drops().get(DropReason::NoMatch), 1);
+    assert_eq!(
+        r.dp.drops()
+            .get(DropReason::Xlate(crate::ofproto::XlateError::NoMatch)),
+        1
+    );
 }
 
 #[test]
@@ -471,5 +475,106 @@ mod never_vanishes {
             let out = r.h[1].take_sent().len() as u64;
             prop_assert_eq!(out + total_drops(&r.dp), fs.len() as u64);
         }
+    }
+}
+
+/// A mem port that says it is a tunnel whose encapsulation adds
+/// `overhead` bytes (a Geneve port with its TLV options).
+struct Tunnel(MemPort, u32);
+
+impl Port for Tunnel {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn kind(&self) -> &'static str {
+        "geneve"
+    }
+    fn tunnel_overhead(&self) -> Option<u32> {
+        Some(self.1)
+    }
+    fn recv_batch(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.recv_batch(pool, batch)
+    }
+    fn send_batch(
+        &mut self,
+        batch: &mut Batch,
+        pool: &mut PacketPool,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.send_batch(batch, pool)
+    }
+    fn stats(&self) -> PortStats {
+        self.0.stats()
+    }
+}
+
+#[test]
+fn the_tables_see_the_egress_the_datapath_enforces() {
+    let now = Instant::now();
+    let of = Arc::new(Ofproto::new("br0", now));
+    let mut dp = Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    );
+    let (p1, h1) = MemPort::new("p1");
+    let (p2, h2) = MemPort::new("t0");
+    let (p3, _h3) = MemPort::new("w0");
+    of.add_port(PortInfo::new(1, "p1", crate::ofproto::PortKind::Dummy));
+    of.add_port(PortInfo::new(2, "t0", crate::ofproto::PortKind::Geneve));
+    of.add_port(PortInfo::new(3, "w0", crate::ofproto::PortKind::System));
+    dp.add_port(1, Box::new(p1));
+    // 36 bytes of Geneve over IPv4 plus one 8-byte option (4 + 8).
+    dp.add_port(2, Box::new(Tunnel(p2, 48)));
+    dp.add_port(3, Box::new(Wire(p3)));
+    let info = |no| of.with_ports(|p| p.get(no).cloned()).unwrap();
+    assert_eq!(
+        (info(2).tunnel_overhead, info(2).pads_short_frames),
+        (Some(48), false)
+    );
+    assert_eq!(
+        (info(3).tunnel_overhead, info(3).pads_short_frames),
+        (None, true)
+    );
+    assert_eq!(Egress::of_info(&info(2)), dp.port_egress(2).unwrap());
+    let gen = of.generation();
+    assert!(dp.set_mtu(2, Some(1400)));
+    assert_eq!(info(2).mtu, 1400);
+    assert_eq!(of.generation(), gen, "egress facts do not invalidate flows");
+
+    // A frame the tables' view says is too big is the one the datapath
+    // drops: 1400 - 48 leaves 1352 bytes for the inner frame.
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, 1);
+    of.flow_mods(
+        &[FlowMod {
+            cmd: FlowModCmd::Add,
+            spec: FlowSpec {
+                priority: 1,
+                matches: m,
+                actions: vec![Action::Output(2)],
+                ..FlowSpec::default()
+            },
+            table: Some(0),
+        }],
+        now,
+    )
+    .unwrap();
+    for payload in [1352 - 54, 1352 - 53] {
+        let f = tcp_df_frame(payload);
+        let mut pkt = PacketBuf::from_slice(&f);
+        let mut k = FlowKey::default();
+        extract(&f, &mut pkt.meta, &mut k).unwrap();
+        let fits = matches!(
+            egress::prepare(&mut pkt, &Egress::of_info(&info(2))),
+            egress::Fit::Fits { .. }
+        );
+        h1.inject(&f);
+        dp.poll_once(now);
+        assert_eq!(h2.take_sent().len(), usize::from(fits), "payload {payload}");
+        assert_eq!(fits, payload == 1352 - 54);
     }
 }

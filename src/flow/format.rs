@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::action::Action;
 use super::field::Field;
 use super::matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};
-use super::parse::PortNames;
+use super::port_names::PortNames;
 use super::syntax::actions::fmt_actions;
 use super::syntax::fields::{ETH_ARP, ETH_IP, ETH_IPV6, ETH_RARP};
 use super::syntax::hex0;

@@ -9,6 +9,8 @@
 //! * [`action`]: the [`Action`] enum.
 //! * [`parse`] / [`format`](mod@format): the text syntax, compatible with ovs-ofctl
 //!   (building blocks in the private `syntax` module).
+//! * [`port_names`]: [`PortNames`], how the syntax sees the switch's port
+//!   names; parse, format and syntax all depend on it, never on each other.
 
 pub mod action;
 pub mod extract;
@@ -17,6 +19,7 @@ pub mod format;
 pub mod key;
 pub mod matching;
 pub mod parse;
+pub mod port_names;
 mod syntax;
 
 pub use action::{ofp_port, Action, CtAction, CtZone};
@@ -26,5 +29,6 @@ pub use key::{FlowKey, FlowMask};
 pub use matching::{FlowFlags, FlowSpec, Match, DEFAULT_PRIORITY};
 pub use parse::{
     parse_actions, parse_flow, parse_flow_file, parse_trace_flow, FileParseError, FlowCmd,
-    NoPortNames, ParseError, PortMap, PortNames, ALL_TABLES,
+    ParseError, ALL_TABLES,
 };
+pub use port_names::{NoPortNames, PortMap, PortNames};

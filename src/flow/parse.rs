@@ -26,13 +26,13 @@
 //! applies to every table: the returned spec has `table ==`
 //! [`ALL_TABLES`] (255, OpenFlow's `OFPTT_ALL`).
 
-use std::collections::HashMap;
 use std::fmt;
 
 use super::action::{ofp_port, Action};
 use super::field::Field;
 use super::key::FlowKey;
 use super::matching::{FlowSpec, Match};
+use super::port_names::PortNames;
 use super::syntax::actions::{parse_actions as parse_action_list, parse_subfield, ActCtx};
 use super::syntax::fields::{
     self, field_prereq, match_field, prereq_hint, prereq_ok, protocol, MatchField, Prereq, Store,
@@ -42,70 +42,6 @@ use super::syntax::mval::parse_field_value;
 use super::syntax::ports::{parse_port, PortErr};
 use super::syntax::value::{parse_u128, IntErr};
 use super::syntax::PErr;
-
-/// Resolves switch port names (`vm1`, `tun0`) to OpenFlow port numbers and
-/// back. Reserved names (`LOCAL`, `IN_PORT`, `NORMAL`...) never reach it.
-pub trait PortNames {
-    /// The port number of `name`, if the switch has such a port.
-    fn port_no(&self, name: &str) -> Option<u32>;
-    /// The name of port `no`, if it has one.
-    fn port_name(&self, no: u32) -> Option<String>;
-}
-
-/// No port names: only numbers and reserved names parse.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoPortNames;
-
-impl PortNames for NoPortNames {
-    fn port_no(&self, _name: &str) -> Option<u32> {
-        None
-    }
-    fn port_name(&self, _no: u32) -> Option<String> {
-        None
-    }
-}
-
-/// A simple two-way port name table.
-#[derive(Debug, Clone, Default)]
-pub struct PortMap {
-    by_name: HashMap<String, u32>,
-    by_no: HashMap<u32, String>,
-}
-
-impl PortMap {
-    /// An empty map.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds (or replaces) `name` <-> `no`.
-    pub fn insert(&mut self, name: impl Into<String>, no: u32) {
-        let name = name.into();
-        if let Some(old) = self.by_no.insert(no, name.clone()) {
-            self.by_name.remove(&old);
-        }
-        self.by_name.insert(name, no);
-    }
-}
-
-impl<S: Into<String>> FromIterator<(S, u32)> for PortMap {
-    fn from_iter<I: IntoIterator<Item = (S, u32)>>(iter: I) -> Self {
-        let mut m = PortMap::new();
-        for (n, p) in iter {
-            m.insert(n, p);
-        }
-        m
-    }
-}
-
-impl PortNames for PortMap {
-    fn port_no(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
-    }
-    fn port_name(&self, no: u32) -> Option<String> {
-        self.by_no.get(&no).cloned()
-    }
-}
 
 /// A flow that does not parse: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

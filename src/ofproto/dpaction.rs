@@ -5,7 +5,7 @@
 //! registers were resolved), so executing them needs no table and no lock.
 //! Printed in the `ovs-appctl dpctl/dump-flows` style.
 
-use crate::datapath::DropReason;
+use super::xlate_error::XlateError;
 use crate::flow::key::{fmt_mac, mac_from_u64};
 use crate::flow::Field;
 use core::fmt;
@@ -60,7 +60,7 @@ pub enum DpAction {
     Recirc(u32),
     /// Stop here and count a drop for this reason (an action that cannot
     /// apply, e.g. `pop_vlan` on an untagged frame).
-    Drop(DropReason),
+    Drop(XlateError),
 }
 
 impl DpAction {

@@ -20,14 +20,16 @@ pub mod recirc;
 pub mod rule;
 pub mod trace;
 pub mod xlate;
+pub mod xlate_error;
 
 pub use classifier::Classifier;
 pub use dpaction::{format_dp_actions, DpAction};
 pub use mac_learning::{FdbEntry, MacTable};
 pub use port_info::{PortInfo, PortKind, VlanMode};
 pub use rule::{Rule, RuleStats};
-pub use trace::Trace;
+pub use trace::{Trace, TraceDrop};
 pub use xlate::Translation;
+pub use xlate_error::XlateError;
 
 use crate::flow::{ofp_port, Action, CtZone, Field, FlowKey, FlowSpec, Match, PortNames};
 use hashbrown::HashMap;
@@ -386,6 +388,38 @@ impl Ofproto {
         f(p);
         drop(ports);
         self.bump_generation();
+        true
+    }
+
+    /// Records how port `no`'s egress sizes frames, as the datapath found
+    /// it on the port: the MTU it enforces, the tunnel overhead (configured
+    /// options included) and whether short frames are padded. Translation
+    /// never reads these, so the generation stays and cached flows remain
+    /// valid; `trace` reads them to report what the datapath enforces.
+    /// False when there is no such port.
+    pub fn set_port_egress(
+        &self,
+        no: u32,
+        mtu: u32,
+        tunnel_overhead: Option<u32>,
+        pads_short_frames: bool,
+    ) -> bool {
+        let same = |p: &PortInfo| {
+            (p.mtu, p.tunnel_overhead, p.pads_short_frames)
+                == (mtu, tunnel_overhead, pads_short_frames)
+        };
+        match self.ports.read().by_no.get(&no) {
+            None => return false,
+            Some(p) if same(p) => return true,
+            Some(_) => {}
+        }
+        let mut ports = self.ports.write();
+        let Some(p) = ports.by_no.get_mut(&no) else {
+            return false;
+        };
+        p.mtu = mtu;
+        p.tunnel_overhead = tunnel_overhead;
+        p.pads_short_frames = pads_short_frames;
         true
     }
 

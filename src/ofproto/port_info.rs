@@ -1,5 +1,7 @@
 //! What the tables know about each port: number, name, type and the
-//! policy attached to it (VLAN mode, flooding, BPDU handling, MAC limit).
+//! policy attached to it (VLAN mode, flooding, BPDU handling, MAC limit),
+//! and how its egress sizes frames (MTU, tunnel overhead, padding), which
+//! the datapath keeps in step with the port object.
 //!
 //! The datapath owns the port objects that move bytes; this is the
 //! control-plane view translation needs.
@@ -127,8 +129,18 @@ pub struct PortInfo {
     pub bpdu_guard: bool,
     /// Addresses the `normal` action may learn on this port.
     pub mac_limit: u32,
-    /// MTU (bytes after the Ethernet header).
+    /// MTU (bytes after the Ethernet header): the one the datapath
+    /// enforces, kept in step by it.
     pub mtu: u32,
+    /// For a tunnel port, the bytes its encapsulation adds around the whole
+    /// inner frame, configured options included (the port's own figure,
+    /// kept in step by the datapath); `None` for other ports.
+    #[serde(default)]
+    pub tunnel_overhead: Option<u32>,
+    /// The port zero-pads frames shorter than 60 bytes (a port onto a
+    /// wire; set from the port by the datapath).
+    #[serde(default)]
+    pub pads_short_frames: bool,
 }
 
 impl PortInfo {
@@ -146,6 +158,8 @@ impl PortInfo {
             bpdu_guard: false,
             mac_limit: DEFAULT_PORT_LIMIT,
             mtu: 1500,
+            tunnel_overhead: None,
+            pads_short_frames: false,
         }
     }
 

@@ -4,7 +4,7 @@
 // This whole file is test code (declared `#[cfg(test)] mod tests;`).
 #[cfg(test)]
 use super::*;
-use crate::datapath::DropReason;
+
 use crate::flow::{CtAction, FieldSlice};
 
 fn of_with_ports(n: u32) -> Ofproto {
@@ -77,7 +77,7 @@ fn table_miss_is_no_match() {
     let of = of_with_ports(2);
     let t = of.translate(&key(1, 2, 3), Instant::now());
     assert!(t.actions.is_empty());
-    assert_eq!(t.drop, Some(DropReason::NoMatch));
+    assert_eq!(t.drop, Some(XlateError::NoMatch));
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn explicit_drop_is_pipeline_drop() {
     of.flow_mods(&[flow(0, 1, Match::default(), vec![])], Instant::now())
         .unwrap();
     let t = of.translate(&key(1, 2, 3), Instant::now());
-    assert_eq!(t.drop, Some(DropReason::PipelineDrop));
+    assert_eq!(t.drop, Some(XlateError::PipelineDrop));
     assert_eq!(t.rules.len(), 1);
 }
 
@@ -110,7 +110,7 @@ fn normal_floods_then_learns() {
     assert_eq!(outputs(&t), vec![2]);
     // B "appears" on 1 where A is: destination on input port.
     let t = of.translate(&key(1, b, a), now);
-    assert_eq!(t.drop, Some(DropReason::NormalLearnedOnInPort));
+    assert_eq!(t.drop, Some(XlateError::NormalLearnedOnInPort));
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn resubmit_loop_is_bounded() {
     assert_eq!(t.drop, None, "a Drop action stops it");
     assert!(matches!(
         t.actions.last(),
-        Some(DpAction::Drop(DropReason::ResubmitDepth))
+        Some(DpAction::Drop(XlateError::ResubmitDepth))
     ));
 }
 
@@ -181,7 +181,7 @@ fn output_to_in_port_is_skipped_unless_in_port() {
     )
     .unwrap();
     let t = of.translate(&key(1, 1, 2), now);
-    assert_eq!(t.drop, Some(DropReason::OutputToInPort));
+    assert_eq!(t.drop, Some(XlateError::OutputToInPort));
     of.flow_mods(
         &[flow(
             0,
@@ -252,7 +252,7 @@ fn set_fields_commit_before_output_and_registers_stay_in_translation() {
     let t = of.translate(&k, now);
     assert!(matches!(
         t.actions.last(),
-        Some(DpAction::Drop(DropReason::TtlExceeded))
+        Some(DpAction::Drop(XlateError::TtlExceeded))
     ));
 }
 
@@ -291,7 +291,7 @@ fn vlan_push_pop_and_double_push() {
     let t = of.translate(&k, now);
     assert!(matches!(
         t.actions.last(),
-        Some(DpAction::Drop(DropReason::DoubleVlanPush))
+        Some(DpAction::Drop(XlateError::DoubleVlanPush))
     ));
     // QinQ on purpose works.
     of.flow_mods(
@@ -333,7 +333,7 @@ fn vlan_push_pop_and_double_push() {
     let t = of.translate(&key(1, 1, 2), now);
     assert!(matches!(
         t.actions.last(),
-        Some(DpAction::Drop(DropReason::PopVlanUntagged))
+        Some(DpAction::Drop(XlateError::PopVlanUntagged))
     ));
     let t = of.translate(&k, now);
     assert_eq!(t.actions, vec![DpAction::PopVlan, DpAction::Output(2)]);
@@ -570,14 +570,14 @@ fn bpdu_dropped_on_edge_ports_and_guard_disables() {
     of.flow_mods(&[normal_flow()], now).unwrap();
     let stp = key(1, 0x0200_0000_0001, 0x0180_c200_0000);
     let t = of.translate(&stp, now);
-    assert_eq!(t.drop, Some(DropReason::Bpdu));
+    assert_eq!(t.drop, Some(XlateError::Bpdu));
     assert!(of.apply_bpdu_guard().is_empty());
     of.update_port(1, |p| p.bpdu_guard = true);
     let t = of.translate(&stp, now);
-    assert_eq!(t.drop, Some(DropReason::Bpdu));
+    assert_eq!(t.drop, Some(XlateError::Bpdu));
     assert_eq!(of.apply_bpdu_guard(), vec!["p1".to_string()]);
     let t = of.translate(&key(1, 0x0200_0000_0001, 0x0200_0000_0002), now);
-    assert_eq!(t.drop, Some(DropReason::PortDisabled));
+    assert_eq!(t.drop, Some(XlateError::PortDisabled));
     // forward_bpdu turns the filter off.
     of.update_port(1, |p| p.enabled = true);
     of.set_config(BridgeConfig {
@@ -622,7 +622,7 @@ fn normal_vlan_access_and_trunk() {
     k.set_vlan_tci(0x1000 | 100);
     assert_eq!(
         of.translate(&k, now).drop,
-        Some(DropReason::VlanTaggedOnAccessPort)
+        Some(XlateError::VlanTaggedOnAccessPort)
     );
     // Tagged 100 from the trunk reaches a1 untagged (a1 was learned).
     let mut k = key(4, 0x0200_0000_0009, 0x0200_0000_0001);

@@ -8,7 +8,7 @@
 
 use super::dpaction::{format_dp_actions, DpAction};
 use super::rule::Rule;
-use crate::datapath::DropReason;
+use super::xlate_error::XlateError;
 use crate::flow::format::{format_actions, format_match};
 use crate::flow::{Action, Field, FlowKey, FlowMask, Match, PortNames};
 use std::fmt::Write;
@@ -60,7 +60,29 @@ pub struct Trace {
     /// The datapath actions.
     pub dp_actions: Vec<DpAction>,
     /// The drop reason when the packet goes nowhere.
-    pub drop: Option<DropReason>,
+    pub drop: Option<TraceDrop>,
+}
+
+/// The drop reason a trace prints: its stable name and a one-line
+/// explanation. Translation fills it from its [`XlateError`]; a caller that
+/// knows more (the datapath counts a pipeline drop of a packet conntrack
+/// judged invalid under conntrack's reason) replaces it, so the trace names
+/// the counter the packet really lands in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceDrop {
+    /// Stable snake_case name, as `dump-drops` prints it.
+    pub name: String,
+    /// One-line explanation.
+    pub describe: &'static str,
+}
+
+impl From<XlateError> for TraceDrop {
+    fn from(e: XlateError) -> Self {
+        TraceDrop {
+            name: e.name().to_string(),
+            describe: e.describe(),
+        }
+    }
 }
 
 impl Trace {
@@ -89,7 +111,7 @@ impl Trace {
         key: &FlowKey,
         wc: &FlowMask,
         actions: &[DpAction],
-        drop: Option<DropReason>,
+        drop: Option<XlateError>,
     ) {
         self.final_key = Some(*key);
         self.megaflow = Some(Match {
@@ -97,7 +119,7 @@ impl Trace {
             mask: *wc,
         });
         self.dp_actions = actions.to_vec();
-        self.drop = drop;
+        self.drop = drop.map(TraceDrop::from);
     }
 
     /// Renders the tables part (without the "Flow:" header), indented like
@@ -161,8 +183,8 @@ impl Trace {
             "Datapath actions: {}",
             format_dp_actions(&self.dp_actions)
         );
-        if let Some(d) = self.drop {
-            let _ = writeln!(s, "Drop reason: {d} ({})", d.describe());
+        if let Some(d) = &self.drop {
+            let _ = writeln!(s, "Drop reason: {} ({})", d.name, d.describe);
         }
         s
     }

@@ -22,8 +22,8 @@ use super::port_info::PortInfo;
 use super::recirc::FrozenState;
 use super::rule::{Rule, RuleStats};
 use super::trace::Trace;
+use super::xlate_error::XlateError;
 use super::{Ofproto, Ports, Tables};
-use crate::datapath::DropReason;
 use crate::flow::{ofp_port, Action, CtZone, Field, FieldSlice, FlowKey, FlowMask};
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,7 +43,7 @@ pub struct Translation {
     /// Counters of every rule the translation went through.
     pub rules: Vec<Arc<RuleStats>>,
     /// Why the packet dies, when the actions send it nowhere.
-    pub drop: Option<DropReason>,
+    pub drop: Option<XlateError>,
     /// The translation used `normal`: the datapath re-translates such flows
     /// periodically so MAC learning entries stay fresh.
     pub uses_normal: bool,
@@ -226,7 +226,7 @@ pub(crate) struct Xlate<'a> {
     resubmits: u32,
     pub(crate) trace: Option<&'a mut Trace>,
     top_level_miss: bool,
-    drop: Option<DropReason>,
+    drop: Option<XlateError>,
     stopped: bool,
     uses_normal: bool,
     table_id: u8,
@@ -294,7 +294,7 @@ impl<'a> Xlate<'a> {
                 }
                 None => {
                     self.note(|| "unknown recirculation id: dropping".to_string());
-                    return self.finish_with(DropReason::NoMatch);
+                    return self.finish_with(XlateError::NoMatch);
                 }
             }
         } else if let Some(reason) = self.ingress_checks() {
@@ -306,7 +306,7 @@ impl<'a> Xlate<'a> {
     }
 
     /// Port policy applied before the tables on a packet's first pass.
-    fn ingress_checks(&mut self) -> Option<DropReason> {
+    fn ingress_checks(&mut self) -> Option<XlateError> {
         let in_port = self.key.in_port();
         let Some(p) = self.ports.get(in_port) else {
             // Packets injected for a port the tables do not know (trace of a
@@ -315,7 +315,7 @@ impl<'a> Xlate<'a> {
         };
         if !p.enabled {
             self.note(|| format!("input port {} is disabled", p.name));
-            return Some(DropReason::PortDisabled);
+            return Some(XlateError::PortDisabled);
         }
         // 01:80:c2:00:00:00/ff:ff:ff:ff:ff:f0: STP, LLDP, pause, 802.1X...
         // Only edge ports filter them, so only their megaflows depend on
@@ -338,7 +338,7 @@ impl<'a> Xlate<'a> {
                 "link-local control frame from an edge port: dropping (forward_bpdu=false)"
                     .to_string()
             });
-            return Some(DropReason::Bpdu);
+            return Some(XlateError::Bpdu);
         }
         if p.effective_vlan_mode() == super::port_info::VlanMode::Access {
             self.wc.set_vlan_tci(0xffff);
@@ -346,13 +346,13 @@ impl<'a> Xlate<'a> {
             if tci & FlowKey::VLAN_CFI != 0 && tci & 0x0fff != 0 {
                 let name = p.name.clone();
                 self.note(|| format!("tagged frame on access port {name}: dropping"));
-                return Some(DropReason::VlanTaggedOnAccessPort);
+                return Some(XlateError::VlanTaggedOnAccessPort);
             }
         }
         None
     }
 
-    fn finish_with(mut self, reason: DropReason) -> Translation {
+    fn finish_with(mut self, reason: XlateError) -> Translation {
         self.actions.clear();
         self.drop = Some(reason);
         self.stopped = true;
@@ -370,9 +370,9 @@ impl<'a> Xlate<'a> {
         } else if let Some(d) = self.drop {
             Some(d)
         } else if self.top_level_miss {
-            Some(DropReason::NoMatch)
+            Some(XlateError::NoMatch)
         } else {
-            Some(DropReason::PipelineDrop)
+            Some(XlateError::PipelineDrop)
         };
         if drop.is_some() {
             // Nothing leaves: set actions are pointless.
@@ -446,7 +446,7 @@ impl<'a> Xlate<'a> {
         self.resubmits += 1;
         if self.depth >= MAX_DEPTH || self.resubmits > MAX_RESUBMITS {
             self.note(|| "resubmit depth exceeded: dropping".to_string());
-            self.stop(DropReason::ResubmitDepth);
+            self.stop(XlateError::ResubmitDepth);
             return;
         }
         let table = table.unwrap_or(self.table_id);
@@ -461,7 +461,7 @@ impl<'a> Xlate<'a> {
         self.key.set_in_port(saved);
     }
 
-    fn stop(&mut self, reason: DropReason) {
+    fn stop(&mut self, reason: XlateError) {
         self.actions.push(DpAction::Drop(reason));
         self.drop = Some(reason);
         self.stopped = true;
@@ -612,12 +612,12 @@ impl<'a> Xlate<'a> {
         }
         if port == in_port && !to_in_port {
             self.note(|| "skipping output to input port".to_string());
-            self.drop.get_or_insert(DropReason::OutputToInPort);
+            self.drop.get_or_insert(XlateError::OutputToInPort);
             return;
         }
         let Some(p) = self.ports.get(port) else {
             self.note(|| format!("output to nonexistent port {port}: skipped"));
-            self.drop.get_or_insert(DropReason::NoSuchPort);
+            self.drop.get_or_insert(XlateError::NoSuchPort);
             return;
         };
         if !p.enabled {
@@ -664,7 +664,7 @@ impl<'a> Xlate<'a> {
                 )
             });
             if inp.effective_vlan_mode() == super::port_info::VlanMode::Access {
-                self.stop(DropReason::VlanTaggedOnAccessPort);
+                self.stop(XlateError::VlanTaggedOnAccessPort);
             }
             return;
         };
@@ -704,7 +704,7 @@ impl<'a> Xlate<'a> {
         match out {
             Some(p) if p == in_port => {
                 self.note(|| "normal: destination learned on the input port, dropping".to_string());
-                self.drop.get_or_insert(DropReason::NormalLearnedOnInPort);
+                self.drop.get_or_insert(XlateError::NormalLearnedOnInPort);
             }
             Some(p) => {
                 self.note(|| format!("normal: forwarding to learned port {p}"));
@@ -769,12 +769,12 @@ impl<'a> Xlate<'a> {
                 "push_vlan:0x8100 onto a tagged frame: dropping (use push_vlan:0x88a8 for QinQ)"
                     .to_string()
             });
-            self.stop(DropReason::DoubleVlanPush);
+            self.stop(XlateError::DoubleVlanPush);
             return;
         }
         if s.n >= 2 {
             self.note(|| "a third VLAN tag: dropping".to_string());
-            self.stop(DropReason::TooManyVlans);
+            self.stop(XlateError::TooManyVlans);
             return;
         }
         // OpenFlow: the new tag copies the VID/PCP of the current outer tag.
@@ -791,7 +791,7 @@ impl<'a> Xlate<'a> {
         let mut s = VlanStack::from_key(&self.key);
         if !s.pop() {
             self.note(|| "pop_vlan on an untagged frame: dropping".to_string());
-            self.stop(DropReason::PopVlanUntagged);
+            self.stop(XlateError::PopVlanUntagged);
             return;
         }
         s.to_key(&mut self.key);
@@ -808,7 +808,7 @@ impl<'a> Xlate<'a> {
         let ttl = self.key.nw_ttl();
         if ttl <= 1 {
             self.note(|| format!("dec_ttl: TTL {ttl} expires, dropping"));
-            self.stop(DropReason::TtlExceeded);
+            self.stop(XlateError::TtlExceeded);
             return;
         }
         self.set_field(Field::NwTtl, u128::from(ttl - 1), 0xff);
@@ -864,7 +864,7 @@ impl<'a> Xlate<'a> {
                 }
                 None => {
                     self.note(|| "recirculation ids exhausted: dropping".to_string());
-                    self.stop(DropReason::RecircDepth);
+                    self.stop(XlateError::RecircDepth);
                     return;
                 }
             }

@@ -287,9 +287,14 @@ impl Api {
             None => b.of.free_port_no(),
         };
         let (p, mem) = open_port(spec, &b.tlv)?;
+        // The tables learn the port (with its egress facts) before the
+        // datapath does, so the datapath's own updates of them land on it.
         let mut info = PortInfo::new(no, &spec.name, spec.kind);
         info.mtu = p.mtu();
+        info.tunnel_overhead = p.tunnel_overhead();
+        info.pads_short_frames = p.pads_short_frames();
         spec.settings.apply(&mut info);
+        b.of.add_port(info);
         b.worker.send(DpCommand::AddPort { no, port: p });
         if spec.settings.mtu.is_some() {
             b.worker.send(DpCommand::SetMtu {
@@ -297,7 +302,6 @@ impl Api {
                 mtu: spec.settings.mtu,
             });
         }
-        b.of.add_port(info);
         b.ports.insert(
             spec.name.clone(),
             PortEntry {

@@ -5,7 +5,8 @@
 use super::error::hex_decode;
 use super::{Api, Error};
 use crate::conntrack::{CtInvalidReason, CtParams};
-use crate::datapath::{execute, pmtu, DropReason};
+use crate::datapath::egress::{self, Egress, Fit};
+use crate::datapath::{execute, DropReason};
 use crate::flow::parse::parse_trace_flow;
 use crate::flow::FlowKey;
 use crate::ofproto::{trace::format_key, DpAction, Ports, Trace};
@@ -131,27 +132,26 @@ fn egress_report(
             }
             DpAction::Output(no) => {
                 let Some(info) = ports.get(*no) else { continue };
-                // Geneve over IPv4 without options: 50 bytes around the
-                // inner IP packet (the datapath uses the port's own figure).
-                let overhead = info.is_tunnel().then_some(36);
-                let size = pmtu::counted_len_pkt(&p, overhead);
-                if size > info.mtu as usize {
-                    let report = pmtu::reported_mtu(&p, info.mtu, overhead);
-                    let _ = writeln!(
-                        out,
-                        "Egress port {} ({}): {} bytes count against MTU {}: dropped (mtu_exceeded); the sender is told the path MTU is {report}",
-                        no, info.name, size, info.mtu
-                    );
-                } else {
-                    let padded = info.kind == crate::ofproto::PortKind::System;
-                    let _ = writeln!(
-                        out,
-                        "Egress port {} ({}): {} bytes on the wire, fits MTU {}",
-                        no,
-                        info.name,
-                        p.len().max(if padded { 60 } else { 0 }),
-                        info.mtu
-                    );
+                // The datapath's own sizing, on a copy (each output is one).
+                let mut copy = p.clone();
+                match egress::prepare(&mut copy, &Egress::of_info(info)) {
+                    Fit::TooBig {
+                        counted,
+                        report_mtu,
+                    } => {
+                        let _ = writeln!(
+                            out,
+                            "Egress port {} ({}): {counted} bytes count against MTU {}: dropped (mtu_exceeded); the sender is told the path MTU is {report_mtu}",
+                            no, info.name, info.mtu
+                        );
+                    }
+                    Fit::Fits { len } => {
+                        let _ = writeln!(
+                            out,
+                            "Egress port {} ({}): {len} bytes on the wire, fits MTU {}",
+                            no, info.name, info.mtu
+                        );
+                    }
                 }
             }
             _ => {}
@@ -318,11 +318,11 @@ impl Walk<'_> {
             Some(DpAction::Drop(r)) => Some(*r),
             _ => None,
         };
-        let drop = match (t.drop.or(stopped), *ct_invalid) {
-            (Some(DropReason::PipelineDrop), Some(r)) => Some(DropReason::CtInvalid(r)),
-            (d, _) => d,
-        };
-        tr.drop = drop;
+        let drop = t
+            .drop
+            .or(stopped)
+            .map(|x| DropReason::after_pipeline(x, *ct_invalid));
+        tr.drop = drop.map(Into::into);
         out.push_str(&tr.render_result(Some(self.ports)));
         if let Some(f) = self.frame {
             egress_report(&f.bytes, &f.meta, key, &t.actions, self.ports, out);

@@ -32,7 +32,7 @@ use super::{hex0, PErr};
 use crate::flow::action::{ofp_port, Action, CtAction, CtZone};
 use crate::flow::field::{Field, FieldSlice};
 use crate::flow::matching::Match;
-use crate::flow::parse::PortNames;
+use crate::flow::port_names::PortNames;
 use crate::packet::CtState;
 use std::net::Ipv4Addr;
 

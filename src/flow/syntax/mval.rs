@@ -12,7 +12,7 @@ use super::ports::{parse_port, PortErr};
 use super::value::{
     mac_u128, parse_ipv4_masked, parse_ipv6_masked, parse_mac, parse_u128, AddrErr, IntErr,
 };
-use crate::flow::parse::PortNames;
+use crate::flow::port_names::PortNames;
 use crate::packet::CtState;
 
 /// TCP flag names by bit, as Open vSwitch prints them.

@@ -6,7 +6,7 @@
 //! quotes, OpenFlow 1.1 numbers (0xffffff00 and up) are accepted.
 
 use crate::flow::action::ofp_port;
-use crate::flow::parse::PortNames;
+use crate::flow::port_names::PortNames;
 
 /// `OFPP_UNSET`: "no port" in some Open vSwitch internals.
 const UNSET: u32 = 0xfff7;
@@ -140,7 +140,7 @@ fn quote_if_needed(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::parse::NoPortNames;
+    use crate::flow::port_names::NoPortNames;
 
     struct Names;
     impl PortNames for Names {
