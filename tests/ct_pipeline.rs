@@ -888,7 +888,7 @@ fn target_and_lla(target: [u8; 16], opt_type: u8, mac: [u8; 6]) -> Vec<u8> {
 }
 
 /// Neighbour solicitations and advertisements (and router solicitations and
-/// advertisements) are `+inv` in conntrack (`unsupported_icmp`, as in Open
+/// advertisements, and MLD) are `+inv` in conntrack (`unsupported_icmp`, as in Open
 /// vSwitch), so IPv6 VMs behind the firewall lose each other once their
 /// neighbour caches expire unless ND goes around conntrack, as ARP does.
 #[test]
@@ -956,7 +956,34 @@ fn neighbour_discovery_crosses_the_firewall_without_conntrack() {
         &[0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0x02, 0, 0, 0, 0, 0x0b],
     );
     sw.forwarded(VM2, &ra, s(0));
-    assert_eq!(sw.total_invalid(), 0, "ND never reached conntrack");
+    // An MLDv2 report (one record: change to exclude for ff02::1:ff00:1),
+    // as a stack sends when it joins its solicited-node group.
+    let mut fe80 = [0u8; 16];
+    fe80[..2].copy_from_slice(&[0xfe, 0x80]);
+    fe80[15] = 0x0a;
+    let mut mld_routers = all_routers;
+    mld_routers[15] = 0x16;
+    let mut record = vec![4, 0, 0, 0];
+    record.extend_from_slice(&{
+        let mut g = snm;
+        g[15] = 1;
+        g
+    });
+    let report = nd_frame(
+        MAC_1,
+        [0x33, 0x33, 0, 0, 0, 0x16],
+        fe80,
+        mld_routers,
+        1,
+        Icmpv6Type::Unknown {
+            type_u8: 143,
+            code_u8: 0,
+            bytes5to8: [0, 0, 0, 1],
+        },
+        &record,
+    );
+    sw.forwarded(VM1, &report, s(0));
+    assert_eq!(sw.total_invalid(), 0, "ND and MLD never reached conntrack");
     assert!(sw.conns(s(0)).is_empty(), "ND creates no connection");
     assert_eq!(sw.all_drops(), Vec::<(String, u64)>::new());
 

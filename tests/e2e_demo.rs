@@ -193,8 +193,9 @@ fn demo_with_a_named_flow_file_restores_the_bridge_flows() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "demo failed: {err}\n{out}");
     assert!(out.contains("in_port=1 actions=output:2"), "{out}");
+    // The firewall file's flows and the one added above.
     let own = format!("br0's own {} flows set aside", flows.len());
-    assert!(out.contains(&own), "{own}:\n{out}");
+    assert!(out.contains(&own), "{own}: {out}");
     assert!(max_n_packets(&out) > 0, "{out}");
     let said = demo_namespaces(&out);
     assert_clean(&d, &host_links, &flows, &said);

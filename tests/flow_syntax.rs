@@ -1051,7 +1051,7 @@ fn example_flow_files_load() {
     assert!(text.contains(&"table=1, priority=10,reg0=0x1,metadata=0x64 actions=load:0x64->NXM_NX_TUN_ID[],output:tun0".to_string()), "{text:#?}");
 
     let fw = load_flows("stateful-firewall.flows");
-    assert_eq!(fw.len(), 17);
+    assert_eq!(fw.len(), 21);
     let text: Vec<String> = fw.iter().map(|(_, s)| format_flow(s, None)).collect();
     for want in [
         "priority=100,ct_state=-trk,ip actions=ct(table=1)",
@@ -1066,6 +1066,7 @@ fn example_flow_files_load() {
         "priority=110,icmp6,nw_ttl=255,icmp_type=136,icmp_code=0 actions=NORMAL",
         "priority=110,icmp6,nw_ttl=255,icmp_type=133,icmp_code=0 actions=NORMAL",
         "priority=110,icmp6,nw_ttl=255,icmp_type=134,icmp_code=0 actions=NORMAL",
+        "priority=110,icmp6,ipv6_src=fe80::/10,nw_ttl=1,icmp_type=143,icmp_code=0 actions=NORMAL",
     ] {
         assert!(text.iter().any(|t| t == want), "missing {want}: {text:#?}");
     }

@@ -43,6 +43,15 @@ impl Egress {
         }
     }
 
+    /// Writes this egress into `info`: what the control plane does when it
+    /// adds a port, so the tables' view is right before the datapath's
+    /// first housekeeping confirms it.
+    pub fn fill(&self, info: &mut PortInfo) {
+        info.mtu = self.mtu;
+        info.tunnel_overhead = self.tunnel_overhead;
+        info.pads_short_frames = self.pads_short_frames;
+    }
+
     /// The egress the tables know for a port (kept in step with the port by
     /// the datapath).
     pub fn of_info(info: &PortInfo) -> Egress {
@@ -186,5 +195,19 @@ mod tests {
         // A full-size inner frame never fits a same-MTU underlay.
         let mut p = udp_frame(1514);
         assert!(matches!(prepare(&mut p, &bare), Fit::TooBig { .. }));
+    }
+
+    #[test]
+    fn port_info_carries_the_egress_both_ways() {
+        let mut info = PortInfo::new(1, "t0", "geneve");
+        let e = Egress {
+            mtu: 9000,
+            tunnel_overhead: Some(48),
+            pads_short_frames: false,
+        };
+        assert_ne!(Egress::of_info(&info), e);
+        e.fill(&mut info);
+        assert_eq!(Egress::of_info(&info), e);
+        assert_eq!(info.mtu, 9000);
     }
 }

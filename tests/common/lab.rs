@@ -194,9 +194,9 @@ impl Lab {
     }
 
     /// Sends `bytes` random bytes over TCP (socat) from `src_ns` to
-    /// `dst_ip:port` listening in `dst_ns`, checks that what arrived is
-    /// identical and the connection closed cleanly; returns the transfer
-    /// time.
+    /// `dst_ip:port` listening in `dst_ns` (an IPv4 or IPv6 address),
+    /// checks that what arrived is identical and the connection closed
+    /// cleanly; returns the transfer time.
     pub fn tcp_transfer(
         &mut self,
         src_ns: &str,
@@ -221,11 +221,17 @@ impl Lab {
         };
         std::fs::write(&src, &data).expect("write source file");
         let port = 5001;
+        // socat's TCP addresses are IPv4 unless told otherwise.
+        let (listen, connect) = if dst_ip.contains(':') {
+            ("TCP6-LISTEN", format!("TCP6:[{dst_ip}]"))
+        } else {
+            ("TCP-LISTEN", format!("TCP:{dst_ip}"))
+        };
         let srv = self.spawn(
             dst_ns,
             120,
             &format!(
-                "exec socat -u TCP-LISTEN:{port},reuseaddr OPEN:{},creat,trunc",
+                "exec socat -u {listen}:{port},reuseaddr OPEN:{},creat,trunc",
                 dst.display()
             ),
         );
@@ -244,7 +250,7 @@ impl Lab {
         self.sh_ok(
             src_ns,
             120,
-            &format!("socat -u OPEN:{} TCP:{dst_ip}:{port}", src.display()),
+            &format!("socat -u OPEN:{} {connect}:{port}", src.display()),
         );
         let out = self.wait(srv);
         let elapsed = t0.elapsed();
