@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn port_info_carries_the_egress_both_ways() {
-        let mut info = PortInfo::new(1, "t0", "geneve");
+        let mut info = PortInfo::new(1, "t0", crate::ofproto::PortKind::Geneve);
         let e = Egress {
             mtu: 9000,
             tunnel_overhead: Some(48),

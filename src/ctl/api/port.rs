@@ -3,6 +3,7 @@
 
 use super::error::{hex_encode, Error};
 use super::{names, Api, PortEntry};
+use crate::datapath::egress::Egress;
 use crate::datapath::worker::DpCommand;
 use crate::ofproto::{PortInfo, PortKind, VlanMode};
 use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
@@ -290,9 +291,7 @@ impl Api {
         // The tables learn the port (with its egress facts) before the
         // datapath does, so the datapath's own updates of them land on it.
         let mut info = PortInfo::new(no, &spec.name, spec.kind);
-        info.mtu = p.mtu();
-        info.tunnel_overhead = p.tunnel_overhead();
-        info.pads_short_frames = p.pads_short_frames();
+        Egress::of_port(p.as_ref(), spec.settings.mtu).fill(&mut info);
         spec.settings.apply(&mut info);
         b.of.add_port(info);
         b.worker.send(DpCommand::AddPort { no, port: p });
