@@ -742,10 +742,16 @@ fn malformed_lines_point_at_the_token() {
             "unsupported action 'learn'",
         ),
         (
-            "ip,actions=controller",
+            "ip,actions=controller(pause)",
             Add,
-            12,
-            "unsupported action 'controller'",
+            23,
+            "unsupported controller option 'pause'",
+        ),
+        (
+            "ip,actions=controller(reason=bogus)",
+            Add,
+            30,
+            "unknown reason",
         ),
         ("ip,actions=ct(nat)", Add, 15, "unsupported ct option 'nat'"),
         (

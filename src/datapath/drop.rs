@@ -1,6 +1,7 @@
 //! Drop reasons: every way a packet can die in the switch has a name and a
 //! counter, shown by `vswitchctl dump-drops` and named by `trace`.
 
+use super::packet_in::Refused;
 use crate::conntrack::CtInvalidReason;
 use crate::ofproto::{TraceDrop, XlateError};
 use crate::port::PortDrop;
@@ -21,12 +22,14 @@ pub enum DropReason {
     MtuExceeded,
     /// A port dropped the packet itself.
     Port(PortDrop),
+    /// A packet-in (a `controller` action) was not delivered.
+    PacketIn(super::packet_in::Refused),
 }
 
 /// The reasons with no payload beyond a translation reason, in the order
 /// `dump-drops` has always listed them (`mtu_exceeded` sits among the
 /// translation's reasons).
-const SIMPLE: [DropReason; 15] = [
+const SIMPLE: [DropReason; 17] = [
     DropReason::Xlate(XlateError::NoMatch),
     DropReason::Xlate(XlateError::PipelineDrop),
     DropReason::Xlate(XlateError::ResubmitDepth),
@@ -42,6 +45,8 @@ const SIMPLE: [DropReason; 15] = [
     DropReason::Xlate(XlateError::TooManyVlans),
     DropReason::Xlate(XlateError::Bpdu),
     DropReason::Xlate(XlateError::PortDisabled),
+    DropReason::PacketIn(Refused::RateLimited),
+    DropReason::PacketIn(Refused::QueueFull),
 ];
 
 const N_WIRE: usize = wire::Error::ALL.len();
@@ -49,8 +54,9 @@ const N_SIMPLE: usize = SIMPLE.len();
 const N_CT: usize = CtInvalidReason::ALL.len();
 const N_PORT: usize = PortDrop::ALL.len();
 
-// Every translation reason has a counter slot.
-const _: () = assert!(N_SIMPLE == XlateError::ALL.len() + 1);
+// Every translation reason has a counter slot, and so do mtu_exceeded and
+// the two packet-in refusals.
+const _: () = assert!(N_SIMPLE == XlateError::ALL.len() + 3);
 
 impl DropReason {
     /// Number of distinct reasons (size of a counter array).
@@ -122,6 +128,8 @@ impl DropReason {
             DropReason::CtInvalid(r) => format!("ct_invalid_{}", r.name()),
             DropReason::MtuExceeded => "mtu_exceeded".to_string(),
             DropReason::Port(p) => p.name().to_string(),
+            DropReason::PacketIn(Refused::RateLimited) => "controller_rate_limited".to_string(),
+            DropReason::PacketIn(Refused::QueueFull) => "controller_queue_full".to_string(),
         }
     }
 
@@ -133,6 +141,12 @@ impl DropReason {
             DropReason::CtInvalid(_) => "conntrack judged the packet invalid and a flow dropped it",
             DropReason::MtuExceeded => "frame larger than the egress MTU",
             DropReason::Port(_) => "dropped by the port",
+            DropReason::PacketIn(Refused::RateLimited) => {
+                "packet-in over the bridge's controller rate limit"
+            }
+            DropReason::PacketIn(Refused::QueueFull) => {
+                "packet-in not taken: no controller path, or the control plane is behind"
+            }
         }
     }
 }
@@ -252,6 +266,8 @@ mod tests {
                 "too_many_vlans",
                 "bpdu_dropped",
                 "port_disabled",
+                "controller_rate_limited",
+                "controller_queue_full",
             ]
         );
         for x in XlateError::ALL {

@@ -27,6 +27,7 @@ pub mod egress;
 pub mod emc;
 pub mod execute;
 pub mod megaflow;
+pub mod packet_in;
 pub mod pmtu;
 pub mod worker;
 
@@ -178,6 +179,8 @@ pub struct Datapath {
     port_index: PortIndex,
     // The receive batch, reused by every `poll_once`.
     rx: Option<Batch>,
+    // Where `controller` actions send packets (none: counted as dropped).
+    packet_in: Option<packet_in::Sink>,
 }
 
 /// OpenFlow port number -> index in the datapath's port vector, as a
@@ -258,7 +261,14 @@ impl Datapath {
             last_sweep: None,
             port_index: PortIndex::default(),
             rx: Some(Batch::new()),
+            packet_in: None,
         }
+    }
+
+    /// Sends the packets of `controller` actions to `sink` (the control
+    /// plane holds the other end).
+    pub fn set_packet_in(&mut self, sink: packet_in::Sink) {
+        self.packet_in = Some(sink);
     }
 
     /// The bridge.
@@ -626,6 +636,7 @@ impl Datapath {
             recirc,
             icmp_budget,
             port_index,
+            packet_in,
             ..
         } = self;
         let cx = ExecCtx {
@@ -636,6 +647,7 @@ impl Datapath {
             drops,
             ct,
             recirc,
+            packet_in,
         };
         (mf, touched, stats, cx)
     }
@@ -777,6 +789,7 @@ struct ExecCtx<'a> {
     drops: &'a DropCounters,
     ct: &'a ConnTracker,
     recirc: &'a mut Vec<PacketBuf>,
+    packet_in: &'a mut Option<packet_in::Sink>,
 }
 
 impl ExecCtx<'_> {
@@ -973,6 +986,20 @@ fn execute_actions(
                 let mut copy = cx.pool.clone_packet(&pkt);
                 copy.meta.recirc_id = *id;
                 cx.recirc.push(copy);
+                sent = true;
+            }
+            DpAction::Controller(c) => {
+                // A packet-in is the packet's fate like an output: one that
+                // is not delivered is a counted drop.
+                let refused = match cx.packet_in.as_mut() {
+                    Some(s) => s.offer(pkt.data(), c, now).err(),
+                    None => Some(packet_in::Refused::QueueFull),
+                };
+                if let Some(r) = refused {
+                    cx.drops.add(DropReason::PacketIn(r), 1);
+                }
+                // Delivered or counted under its own reason: never also a
+                // pipeline drop.
                 sent = true;
             }
             DpAction::Drop(r) => {

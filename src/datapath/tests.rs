@@ -578,3 +578,73 @@ fn the_tables_see_the_egress_the_datapath_enforces() {
         assert_eq!(fits, payload == 1352 - 54);
     }
 }
+
+#[test]
+fn controller_action_hands_packet_ins_over_rate_limited_and_counted() {
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, 1);
+    // Load a register first: PACKET_IN's metadata comes from translation.
+    let ctl = crate::flow::ControllerAction {
+        max_len: 32,
+        userdata: vec![0xab],
+        ..Default::default()
+    };
+    let mut r = rig(
+        2,
+        vec![(
+            0,
+            1,
+            m,
+            vec![
+                Action::SetField {
+                    field: Field::Reg(3),
+                    value: 0x77,
+                    mask: 0xffff_ffff,
+                },
+                Action::Controller(Box::new(ctl)),
+                Action::Output(2),
+            ],
+        )],
+    );
+    let (sink, rx) = packet_in::Sink::with_limits(1, 3);
+    r.dp.set_packet_in(sink);
+    for i in 0..5 {
+        r.h[0].inject(&udp_frame(1, 2, 4000 + i));
+    }
+    r.dp.poll_once(r.now);
+    // Forwarding is untouched; three packet-ins fit the burst.
+    assert_eq!(r.h[1].take_sent().len(), 5);
+    let got: Vec<packet_in::PacketIn> = rx.try_iter().collect();
+    assert_eq!(got.len(), 3);
+    let pi = &got[0];
+    assert_eq!((pi.data.len(), pi.total_len), (32, 60));
+    assert_eq!(pi.key.in_port(), 1);
+    assert_eq!(Field::Reg(3).get(&pi.key), 0x77);
+    assert_eq!(pi.userdata, vec![0xab]);
+    let limited = DropReason::PacketIn(packet_in::Refused::RateLimited);
+    assert_eq!(r.dp.drops().get(limited), 2);
+    assert_eq!(limited.name(), "controller_rate_limited");
+}
+
+#[test]
+fn controller_only_flow_without_a_controller_path_is_a_counted_drop() {
+    let r0 = rig(
+        1,
+        vec![(
+            0,
+            0,
+            Match::default(),
+            vec![Action::Controller(Box::default())],
+        )],
+    );
+    let mut r = r0;
+    r.h[0].inject(&udp_frame(1, 2, 1));
+    r.dp.poll_once(r.now);
+    let full = DropReason::PacketIn(packet_in::Refused::QueueFull);
+    assert_eq!(r.dp.drops().get(full), 1, "{:?}", r.dp.drops());
+    assert_eq!(
+        r.dp.drops()
+            .get(DropReason::Xlate(XlateError::PipelineDrop)),
+        0
+    );
+}

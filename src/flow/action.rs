@@ -124,4 +124,93 @@ pub enum Action {
     Ct(Box<CtAction>),
     /// `ct_clear`.
     CtClear,
+    /// Send the packet to the bridge's controllers as a PACKET_IN
+    /// (`controller`, `output:CONTROLLER`, `controller(max_len=..,
+    /// reason=..,userdata=..)`).
+    Controller(Box<ControllerAction>),
+    /// `note:HEX`: bytes a controller keeps in a flow; does nothing to the
+    /// packet. Held padded as on the wire (Open vSwitch prints the padding).
+    Note(Vec<u8>),
+}
+
+/// Why a packet went to the controller, as PACKET_IN says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PacketInReason {
+    /// No flow matched (a table-miss flow sends it).
+    NoMatch,
+    /// A `controller` action (the default).
+    #[default]
+    Action,
+    /// A TTL became invalid (`dec_ttl`).
+    InvalidTtl,
+    /// Sent from an action set.
+    ActionSet,
+    /// Sent from a group.
+    Group,
+    /// Sent from a packet-out's actions.
+    PacketOut,
+}
+
+impl PacketInReason {
+    /// Every reason, in wire order (OpenFlow 1.3+ numbering).
+    pub const ALL: [PacketInReason; 6] = [
+        PacketInReason::NoMatch,
+        PacketInReason::Action,
+        PacketInReason::InvalidTtl,
+        PacketInReason::ActionSet,
+        PacketInReason::Group,
+        PacketInReason::PacketOut,
+    ];
+
+    /// The name in `controller(reason=...)`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketInReason::NoMatch => "no_match",
+            PacketInReason::Action => "action",
+            PacketInReason::InvalidTtl => "invalid_ttl",
+            PacketInReason::ActionSet => "action_set",
+            PacketInReason::Group => "group",
+            PacketInReason::PacketOut => "packet_out",
+        }
+    }
+
+    /// The reason named `s`.
+    pub fn parse(s: &str) -> Option<PacketInReason> {
+        PacketInReason::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// The OpenFlow 1.3+ wire value.
+    pub fn wire(self) -> u8 {
+        self as u8
+    }
+}
+
+/// What a `controller` action sends.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ControllerAction {
+    /// Bytes of the packet sent (65535: all of it).
+    pub max_len: u16,
+    /// The reason PACKET_IN carries.
+    pub reason: PacketInReason,
+    /// Which controller connection ids get it (0: the default).
+    pub controller_id: u16,
+    /// Opaque bytes for the controller (NXT_PACKET_IN2 userdata).
+    pub userdata: Vec<u8>,
+}
+
+impl Default for ControllerAction {
+    fn default() -> Self {
+        ControllerAction {
+            max_len: u16::MAX,
+            reason: PacketInReason::Action,
+            controller_id: 0,
+            userdata: Vec::new(),
+        }
+    }
+}
+
+/// The length of a `note` on the wire: Open vSwitch pads the note so the
+/// whole Nicira action (10 bytes of header) is a multiple of 8.
+pub fn padded_note_len(n: usize) -> usize {
+    (10 + n).div_ceil(8) * 8 - 10
 }

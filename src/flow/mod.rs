@@ -22,7 +22,7 @@ pub mod parse;
 pub mod port_names;
 mod syntax;
 
-pub use action::{ofp_port, Action, CtAction, CtZone};
+pub use action::{ofp_port, Action, ControllerAction, CtAction, CtZone, PacketInReason};
 pub use field::{Field, FieldKind, FieldSlice};
 pub use format::{format_actions, format_flow, format_flow_stats, format_match, FlowStats};
 pub use key::{FlowKey, FlowMask};

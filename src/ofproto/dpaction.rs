@@ -7,7 +7,7 @@
 
 use super::xlate_error::XlateError;
 use crate::flow::key::{fmt_mac, mac_from_u64};
-use crate::flow::Field;
+use crate::flow::{ControllerAction, Field, FlowKey};
 use core::fmt;
 
 /// One datapath action.
@@ -58,9 +58,26 @@ pub enum DpAction {
     /// Run the packet through the tables again with this recirculation id
     /// (on a copy when actions follow).
     Recirc(u32),
+    /// Send a copy to the bridge's controllers (PACKET_IN).
+    Controller(Box<ToController>),
     /// Stop here and count a drop for this reason (an action that cannot
     /// apply, e.g. `pop_vlan` on an untagged frame).
     Drop(XlateError),
+}
+
+/// What a `controller` action sends, with the translation's context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToController {
+    /// The action.
+    pub action: ControllerAction,
+    /// The table of the flow it is in.
+    pub table_id: u8,
+    /// That flow's cookie.
+    pub cookie: u64,
+    /// The metadata at the action: registers and metadata are resolved by
+    /// translation, so PACKET_IN's match comes from here, not the packet.
+    /// The megaflow's mask covers every field they were computed from.
+    pub key: FlowKey,
 }
 
 impl DpAction {
@@ -119,6 +136,14 @@ impl fmt::Display for DpAction {
                 }
             }
             DpAction::PopVlan => write!(f, "pop_vlan"),
+            DpAction::Controller(c) => write!(
+                f,
+                "userspace(controller(reason={},max_len={},table={},cookie={:#x}))",
+                c.action.reason.name(),
+                c.action.max_len,
+                c.table_id,
+                c.cookie
+            ),
             DpAction::SetVlanTci { tci, mask } => {
                 write!(f, "set(vlan(tci={tci:#06x}/{mask:#06x}))")
             }

@@ -23,7 +23,7 @@ pub mod xlate;
 pub mod xlate_error;
 
 pub use classifier::Classifier;
-pub use dpaction::{format_dp_actions, DpAction};
+pub use dpaction::{format_dp_actions, DpAction, ToController};
 pub use mac_learning::{FdbEntry, MacTable};
 pub use port_info::{PortInfo, PortKind, VlanMode};
 pub use rule::{Rule, RuleStats};

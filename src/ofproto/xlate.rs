@@ -230,6 +230,8 @@ pub(crate) struct Xlate<'a> {
     stopped: bool,
     uses_normal: bool,
     table_id: u8,
+    // The cookie of the flow whose actions run (PACKET_IN carries it).
+    cookie: u64,
 }
 
 impl<'a> Xlate<'a> {
@@ -269,6 +271,7 @@ impl<'a> Xlate<'a> {
             stopped: false,
             uses_normal: false,
             table_id: 0,
+            cookie: 0,
         }
     }
 
@@ -360,10 +363,12 @@ impl<'a> Xlate<'a> {
     }
 
     fn finish(mut self) -> Translation {
-        let sends = self
-            .actions
-            .iter()
-            .any(|a| matches!(a, DpAction::Output(_) | DpAction::Recirc(_)));
+        let sends = self.actions.iter().any(|a| {
+            matches!(
+                a,
+                DpAction::Output(_) | DpAction::Recirc(_) | DpAction::Controller(_)
+            )
+        });
         let stopped_by_drop = matches!(self.actions.last(), Some(DpAction::Drop(_)));
         let drop = if sends || stopped_by_drop {
             None
@@ -415,10 +420,11 @@ impl<'a> Xlate<'a> {
                 }
                 self.rules.push(rule.stats.clone());
                 let rule = rule.clone();
-                let prev = self.table_id;
+                let prev = (self.table_id, self.cookie);
                 self.table_id = table;
+                self.cookie = rule.spec.cookie;
                 self.execute_actions(&rule.spec.actions);
-                self.table_id = prev;
+                (self.table_id, self.cookie) = prev;
             }
         }
     }
@@ -627,6 +633,20 @@ impl<'a> Xlate<'a> {
         }
         self.commit();
         self.actions.push(DpAction::Output(port));
+    }
+
+    /// `controller`: the packet as modified so far goes to the controllers
+    /// with the metadata translation holds now.
+    fn controller(&mut self, c: &crate::flow::ControllerAction) {
+        self.commit();
+        self.note(|| "sent to the controllers (packet-in)".to_string());
+        self.actions
+            .push(DpAction::Controller(Box::new(super::ToController {
+                action: c.clone(),
+                table_id: self.table_id,
+                cookie: self.cookie,
+                key: self.key,
+            })));
     }
 
     fn flood(&mut self, all: bool) {
@@ -924,6 +944,8 @@ impl<'a> Xlate<'a> {
                 self.key.set_ct_mark(0);
                 self.actions.push(DpAction::CtClear);
             }
+            Action::Controller(c) => self.controller(c),
+            Action::Note(_) => {}
         }
     }
 }

@@ -29,7 +29,9 @@ use super::mval::parse_field_value;
 use super::ports::{fmt_port, parse_port, PortErr};
 use super::value::{fmt_mac, parse_mac, parse_u128, IntErr};
 use super::{hex0, PErr};
-use crate::flow::action::{ofp_port, Action, CtAction, CtZone};
+use crate::flow::action::{
+    ofp_port, padded_note_len, Action, ControllerAction, CtAction, CtZone, PacketInReason,
+};
 use crate::flow::field::{Field, FieldSlice};
 use crate::flow::matching::Match;
 use crate::flow::port_names::PortNames;
@@ -39,7 +41,6 @@ use std::net::Ipv4Addr;
 /// Open vSwitch actions vswitch does not implement (named in the error).
 const UNSUPPORTED: &[&str] = &[
     "group",
-    "controller",
     "enqueue",
     "output_reg",
     "bundle",
@@ -180,11 +181,6 @@ fn port(t: &Tok<'_>, s: &str, cx: &ActCtx<'_>) -> Result<u32, PErr> {
 
 fn check_output_port(t: &Tok<'_>, p: u32, cx: &ActCtx<'_>) -> Result<(), PErr> {
     match p {
-        ofp_port::CONTROLLER => Err(err(
-            t,
-            cx,
-            "unsupported action: output to CONTROLLER (vswitch has no controller)",
-        )),
         ofp_port::TABLE => Err(err(t, cx, "output to TABLE is only valid in packet-out")),
         p if p < ofp_port::MAX
             || matches!(
@@ -296,9 +292,10 @@ fn parse_one(
                 ));
             }
             let p = port(t, v, cx)?;
-            check_output_port(t, p, cx)?;
-            out.push(Action::Output(p));
+            out.push(output(t, p, cx)?);
         }
+        "controller" => out.push(parse_controller(t, cx)?),
+        "note" => out.push(parse_note(t)?),
         "resubmit" => out.push(parse_resubmit(t, cx)?),
         "goto_table" => {
             let v = need_value(t, cx)?;
@@ -452,10 +449,7 @@ fn parse_one(
                 return Err(err(t, cx, format!("unknown action '{}'", t.key)));
             }
             match parse_port(t.key, cx.names) {
-                Ok(p) => {
-                    check_output_port(t, p, cx)?;
-                    out.push(Action::Output(p));
-                }
+                Ok(p) => out.push(output(t, p, cx)?),
                 Err(PortErr::OutOfRange) => {
                     return Err(err(t, cx, format!("port '{}' out of range", t.key)))
                 }
@@ -741,6 +735,77 @@ pub(crate) fn parse_subfield(t: &Tok<'_>, s: &str) -> Result<FieldSlice, PErr> {
     })
 }
 
+/// Output to `p`: to CONTROLLER it is a `controller` action with the
+/// defaults, as in Open vSwitch.
+fn output(t: &Tok<'_>, p: u32, cx: &ActCtx<'_>) -> Result<Action, PErr> {
+    if p == ofp_port::CONTROLLER {
+        return Ok(Action::Controller(Box::default()));
+    }
+    check_output_port(t, p, cx)?;
+    Ok(Action::Output(p))
+}
+
+/// `controller`, `controller:MAX_LEN`, `controller(reason=R,max_len=N,
+/// id=N,userdata=XX.XX)`.
+fn parse_controller(t: &Tok<'_>, cx: &ActCtx<'_>) -> Result<Action, PErr> {
+    let mut c = ControllerAction::default();
+    match t.delim {
+        None => {}
+        Some('(') => {
+            let mut lx = Lexer::new(t.value, t.value_off);
+            while let Some(a) = lx.next_tok() {
+                let a = a?;
+                match a.key {
+                    "max_len" => c.max_len = uint(&a, a.value, "max_len", 0xffff)? as u16,
+                    "reason" => {
+                        c.reason = PacketInReason::parse(a.value)
+                            .ok_or_else(|| verr(&a, format!("unknown reason \"{}\"", a.value)))?
+                    }
+                    "id" => c.controller_id = uint(&a, a.value, "controller id", 0xffff)? as u16,
+                    "userdata" => c.userdata = parse_hex_bytes(&a, a.value, "userdata")?,
+                    "pause" | "meter_id" => {
+                        return Err(err(
+                            &a,
+                            cx,
+                            format!(
+                            "unsupported controller option '{}' (vswitch does not implement it)",
+                            a.key
+                        ),
+                        ))
+                    }
+                    _ => return Err(verr(&a, format!("unknown controller option '{}'", a.key))),
+                }
+            }
+        }
+        Some(_) => c.max_len = uint(t, t.value, "max_len", 0xffff)? as u16,
+    }
+    Ok(Action::Controller(Box::new(c)))
+}
+
+/// Hex bytes, optionally separated by dots (`01.02.03` or `010203`).
+fn parse_hex_bytes(t: &Tok<'_>, v: &str, what: &str) -> Result<Vec<u8>, PErr> {
+    let digits: Vec<u8> = v.bytes().filter(|b| *b != b'.').collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err(verr(t, format!("odd number of hex digits in {what} '{v}'")));
+    }
+    digits
+        .chunks(2)
+        .map(|p| {
+            core::str::from_utf8(p)
+                .ok()
+                .and_then(|p| u8::from_str_radix(p, 16).ok())
+                .ok_or_else(|| verr(t, format!("bad hex digit in {what} '{v}'")))
+        })
+        .collect()
+}
+
+/// `note:XX.XX...`: kept padded as on the wire.
+fn parse_note(t: &Tok<'_>) -> Result<Action, PErr> {
+    let mut b = parse_hex_bytes(t, t.value, "note")?;
+    b.resize(padded_note_len(b.len()), 0);
+    Ok(Action::Note(b))
+}
+
 fn parse_ct(t: &Tok<'_>, cx: &ActCtx<'_>) -> Result<Action, PErr> {
     if t.delim != Some('(') && t.delim.is_some() {
         return Err(err(
@@ -981,7 +1046,43 @@ fn fmt_action(out: &mut String, a: &Action, names: Option<&dyn PortNames>, ctx: 
             out.push(')');
         }
         Action::CtClear => out.push_str("ct_clear"),
+        Action::Controller(c) => fmt_controller(out, c),
+        Action::Note(b) => {
+            out.push_str("note:");
+            out.push_str(&fmt_hex_bytes(b));
+        }
     }
+}
+
+fn fmt_hex_bytes(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// As Open vSwitch prints it: `CONTROLLER:N` when only `max_len` is set,
+/// else `controller(...)` with the options that differ from the default.
+fn fmt_controller(out: &mut String, c: &ControllerAction) {
+    use std::fmt::Write as _;
+    if c.reason == PacketInReason::Action && c.controller_id == 0 && c.userdata.is_empty() {
+        let _ = write!(out, "CONTROLLER:{}", c.max_len);
+        return;
+    }
+    let mut parts = Vec::new();
+    if c.reason != PacketInReason::Action {
+        parts.push(format!("reason={}", c.reason.name()));
+    }
+    if c.max_len != u16::MAX {
+        parts.push(format!("max_len={}", c.max_len));
+    }
+    if c.controller_id != 0 {
+        parts.push(format!("id={}", c.controller_id));
+    }
+    if !c.userdata.is_empty() {
+        parts.push(format!("userdata={}", fmt_hex_bytes(&c.userdata)));
+    }
+    let _ = write!(out, "controller({})", parts.join(","));
 }
 
 fn mac_u(m: [u8; 6]) -> u128 {
