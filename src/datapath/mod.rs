@@ -448,6 +448,50 @@ impl Datapath {
         total
     }
 
+    /// Runs a packet-out (OpenFlow PACKET_OUT): `frame` as if it arrived on
+    /// `in_port` (CONTROLLER or NONE when it came from nowhere), through
+    /// `actions`, then sends what they output. Nothing is cached. A frame
+    /// that does not parse is a counted drop and the error.
+    pub fn packet_out(
+        &mut self,
+        in_port: u32,
+        actions: &[crate::flow::Action],
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<(), crate::wire::Error> {
+        let mut pkt = self.pool.get_from(frame);
+        pkt.meta.in_port = in_port;
+        let mut key = FlowKey::default();
+        let (d, m) = pkt.split();
+        if let Err(e) = extract(d, m, &mut key) {
+            self.drops.add(DropReason::from_wire(e), 1);
+            self.pool.put(pkt);
+            return Err(e);
+        }
+        let t = self.of.translate_packet_out(&key, actions, now);
+        let (_, _, _, cx) = self.exec_parts();
+        execute_actions(cx, pkt, &key, &t.actions, t.drop, now);
+        // Recirculations (ct(table=N)) continue through the fast path.
+        let gen = self.of.generation();
+        let mut pass = 1;
+        while !self.recirc.is_empty() {
+            pass += 1;
+            let mut pkts = core::mem::take(&mut self.recirc);
+            if pass > MAX_PASSES {
+                let n = pkts.len() as u64;
+                self.drops
+                    .add(DropReason::Xlate(XlateError::RecircDepth), n);
+                for p in pkts.drain(..) {
+                    self.pool.put(p);
+                }
+                break;
+            }
+            self.run_stages(&mut pkts, gen, now);
+        }
+        self.flush_tx();
+        Ok(())
+    }
+
     /// Processes a batch whose packets have `meta.in_port` set. Outputs are
     /// queued on the ports' transmit batches (call [`Datapath::flush_tx`]).
     pub fn process_batch(&mut self, batch: &mut Batch, now: Instant) {

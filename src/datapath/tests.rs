@@ -648,3 +648,35 @@ fn controller_only_flow_without_a_controller_path_is_a_counted_drop() {
         0
     );
 }
+
+#[test]
+fn packet_out_runs_its_actions_or_the_tables() {
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, ofp_port::CONTROLLER.into());
+    // The tables send packets "from the controller" to port 3.
+    let mut r = rig(3, vec![(0, 1, m, vec![Action::Output(3)])]);
+    let f = udp_frame(1, 2, 7);
+    r.dp.packet_out(ofp_port::CONTROLLER, &[Action::Output(2)], &f, r.now)
+        .unwrap();
+    assert_eq!(r.h[1].take_sent(), vec![f.clone()]);
+    r.dp.packet_out(
+        ofp_port::CONTROLLER,
+        &[Action::Output(ofp_port::TABLE)],
+        &f,
+        r.now,
+    )
+    .unwrap();
+    assert_eq!(r.h[2].take_sent().len(), 1);
+    assert!(r.h[1].take_sent().is_empty());
+    // A frame that does not parse is a counted drop, not a panic.
+    assert!(r
+        .dp
+        .packet_out(
+            ofp_port::CONTROLLER,
+            &[Action::Output(2)],
+            &[1, 2, 3],
+            r.now
+        )
+        .is_err());
+    assert_eq!(r.dp.drops().nonzero().len(), 1);
+}

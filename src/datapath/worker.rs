@@ -100,6 +100,18 @@ pub enum DpCommand {
         /// MTU.
         mtu: Option<u32>,
     },
+    /// Run a packet-out (OpenFlow PACKET_OUT) and say whether the frame
+    /// parsed.
+    PacketOut {
+        /// The port it is as if it arrived on (CONTROLLER, NONE or a port).
+        in_port: u32,
+        /// The actions to run.
+        actions: Vec<crate::flow::Action>,
+        /// The frame.
+        frame: Vec<u8>,
+        /// Reply.
+        reply: Sender<Result<(), crate::wire::Error>>,
+    },
     /// Process pending packets now (tests: after an injection).
     Kick,
     /// Stop the thread.
@@ -257,6 +269,15 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
         }
         DpCommand::SetMtu { no, mtu } => {
             dp.set_mtu(no, mtu);
+        }
+        DpCommand::PacketOut {
+            in_port,
+            actions,
+            frame,
+            reply,
+        } => {
+            let r = dp.packet_out(in_port, &actions, &frame, std::time::Instant::now());
+            let _ = reply.send(r);
         }
         DpCommand::Kick => {}
         DpCommand::Shutdown => return false,

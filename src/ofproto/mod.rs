@@ -679,6 +679,22 @@ impl Ofproto {
         x.run()
     }
 
+    /// Translates a packet-out: `actions` run on the packet `key`
+    /// describes (its `in_port` may be CONTROLLER or NONE); `output:TABLE`
+    /// sends it through the tables. Nothing is learned from it.
+    pub fn translate_packet_out(
+        &self,
+        key: &FlowKey,
+        actions: &[Action],
+        now: Instant,
+    ) -> Translation {
+        let tables = self.tables.read();
+        let ports = self.ports.read();
+        let mut x = xlate::Xlate::new(self, &tables, &ports, key, now, None);
+        x.may_disable = false;
+        x.run_packet_out(actions)
+    }
+
     /// Translates `key`, recording every step in `trace`.
     pub fn translate_traced(&self, key: &FlowKey, now: Instant, trace: &mut Trace) -> Translation {
         let tables = self.tables.read();

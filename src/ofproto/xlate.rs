@@ -232,6 +232,8 @@ pub(crate) struct Xlate<'a> {
     table_id: u8,
     // The cookie of the flow whose actions run (PACKET_IN carries it).
     cookie: u64,
+    // Translating a packet-out's actions: output:TABLE means the tables.
+    packet_out: bool,
 }
 
 impl<'a> Xlate<'a> {
@@ -272,6 +274,7 @@ impl<'a> Xlate<'a> {
             uses_normal: false,
             table_id: 0,
             cookie: 0,
+            packet_out: false,
         }
     }
 
@@ -305,6 +308,14 @@ impl<'a> Xlate<'a> {
         }
         self.table_id = start_table;
         self.lookup_and_execute(start_table, true);
+        self.finish()
+    }
+
+    /// Runs a packet-out's `actions` instead of a table lookup; their
+    /// `output:TABLE` sends the packet through the tables from table 0.
+    pub(crate) fn run_packet_out(mut self, actions: &[Action]) -> Translation {
+        self.packet_out = true;
+        self.execute_actions(actions);
         self.finish()
     }
 
@@ -608,6 +619,9 @@ impl<'a> Xlate<'a> {
         let in_port = self.key.in_port();
         let port = if to_in_port { in_port } else { port };
         match port {
+            ofp_port::TABLE if self.packet_out => {
+                return self.lookup_and_execute(0, true);
+            }
             ofp_port::NORMAL => return self.normal(),
             ofp_port::FLOOD | ofp_port::ALL => return self.flood(port == ofp_port::ALL),
             ofp_port::CONTROLLER | ofp_port::TABLE | ofp_port::NONE => {
