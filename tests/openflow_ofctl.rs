@@ -137,10 +137,8 @@ fn flow_lines(dump: &str) -> Vec<String> {
     v
 }
 
-/// Versions compared with Open vSwitch. OpenFlow 1.5 is not yet: there
-/// `ovs-ofctl` sends `move` as OFPAT_COPY_FIELD and flow statistics with
-/// OXS, which the codec does not speak yet.
-const VERSIONS: [&str; 2] = ["OpenFlow10", "OpenFlow13"];
+/// Versions compared with Open vSwitch.
+const VERSIONS: [&str; 4] = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"];
 
 #[test]
 fn ovs_ofctl_core_commands() {
@@ -149,7 +147,7 @@ fn ovs_ofctl_core_commands() {
     }
     let ours = start_ours();
     let t = format!("unix:{}", ours.sock.display());
-    for v in ["OpenFlow10", "OpenFlow13"] {
+    for v in VERSIONS {
         ok(&t, v, &["del-flows", "TARGET"]);
         ok(
             &t,

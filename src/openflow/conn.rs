@@ -404,7 +404,7 @@ impl Session {
                         a.flow_count += 1;
                     }
                     let mut e = Vec::new();
-                    a.emit(&mut e);
+                    a.emit_for(&mut e, v);
                     self.send_multipart(v, multipart::AGGREGATE, nx, xid, &[e]);
                     return;
                 }

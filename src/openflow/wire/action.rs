@@ -316,6 +316,18 @@ fn decode11(
             let (f, val, m) = decode_set_tlv(a, v >= Version::V15)?;
             set_to_actions(f, val, m, out)?;
         }
+        28 if v >= Version::V15 => {
+            // OFPAT_COPY_FIELD: the 1.5 spelling of reg_move.
+            expect_len(len, 24)?;
+            let n_bits = u32::from(a.u16()?);
+            let src_ofs = u32::from(a.u16()?);
+            let dst_ofs = u32::from(a.u16()?);
+            a.skip(2)?;
+            let src = slice_from(a.u32()?, src_ofs, n_bits)?;
+            let dst = slice_from(a.u32()?, dst_ofs, n_bits)?;
+            check_move_dst(dst.field)?;
+            out.push(Action::Move { src, dst });
+        }
         0xffff => decode_vendor(len, a, v, depth, out)?,
         t => return Err(Error::BadAction(t)),
     }
@@ -366,12 +378,7 @@ fn decode_vendor(
             let dst_ofs = u32::from(a.u16()?);
             let src = slice_from(a.u32()?, src_ofs, n_bits)?;
             let dst = slice_from(a.u32()?, dst_ofs, n_bits)?;
-            if matches!(
-                dst.field,
-                Field::CtState | Field::CtZone | Field::CtMark | Field::NwFrag | Field::TcpFlags
-            ) {
-                return Err(Error::BadSetField);
-            }
+            check_move_dst(dst.field)?;
             out.push(Action::Move { src, dst });
         }
         NXAST_REG_LOAD => {
@@ -430,6 +437,16 @@ fn decode_vendor(
             })));
         }
         s => return Err(Error::BadNxAction(s)),
+    }
+    Ok(())
+}
+
+fn check_move_dst(f: Field) -> Result<()> {
+    if matches!(
+        f,
+        Field::CtState | Field::CtZone | Field::CtMark | Field::NwFrag | Field::TcpFlags
+    ) {
+        return Err(Error::BadSetField);
     }
     Ok(())
 }
@@ -682,6 +699,18 @@ fn encode_one(out: &mut Vec<u8>, a: &Action, v: Version) {
             }
         }
         Action::SetField { field, value, mask } => put_write(out, v, *field, *value, *mask),
+        Action::Move { src, dst } if v >= Version::V15 => {
+            let start = out.len();
+            out.u16(28);
+            out.u16(0);
+            out.u16(src.n_bits as u16);
+            out.u16(src.ofs as u16);
+            out.u16(dst.ofs as u16);
+            out.zeros(2);
+            out.u32(field_header(src.field, true));
+            out.u32(field_header(dst.field, true));
+            finish(out, start);
+        }
         Action::Move { src, dst } => {
             let s = nx_start(out, NXAST_REG_MOVE);
             out.u16(src.n_bits as u16);

@@ -314,6 +314,35 @@ impl FlowStats {
                 out.set_u16(at, ml);
                 action::encode_actions(out, &self.actions, Version::V10);
             }
+            MatchFormat::Oxm if v >= Version::V15 => {
+                // ofp15_flow_desc: the header above was length, pad2; the
+                // table id moves two bytes further.
+                out.truncate(start + 2);
+                out.zeros(2);
+                out.u8(self.table_id);
+                out.u8(0);
+                out.u16(self.priority);
+                out.u16(self.idle_timeout);
+                out.u16(self.hard_timeout);
+                out.u16(self.flags);
+                out.u16(self.importance);
+                out.u64(self.cookie);
+                oxm::encode_ofp_match(out, &self.matches, 0, 0);
+                emit_oxs(
+                    out,
+                    &[
+                        (
+                            OXS_DURATION,
+                            (u64::from(self.duration_sec) << 32) | u64::from(self.duration_nsec),
+                            8,
+                        ),
+                        (OXS_IDLE_TIME, u64::from(self.idle_age) << 32, 8),
+                        (OXS_PACKET_COUNT, self.packet_count, 8),
+                        (OXS_BYTE_COUNT, self.byte_count, 8),
+                    ],
+                );
+                action::encode_instructions(out, &self.actions, v);
+            }
             MatchFormat::Oxm => {
                 out.u32(self.duration_sec);
                 out.u32(self.duration_nsec);
@@ -350,8 +379,46 @@ pub struct AggregateStats {
     pub flow_count: u32,
 }
 
+// OXS (OpenFlow 1.5 statistics) fields of the basic class 0x8002.
+const OXS_DURATION: u8 = 0;
+const OXS_IDLE_TIME: u8 = 1;
+const OXS_FLOW_COUNT: u8 = 3;
+const OXS_PACKET_COUNT: u8 = 4;
+const OXS_BYTE_COUNT: u8 = 5;
+
+/// Appends an `ofp_oxs_stat` block: (field, value, value length) TLVs,
+/// padded to 8 bytes.
+fn emit_oxs(out: &mut Vec<u8>, stats: &[(u8, u64, usize)]) {
+    let start = out.len();
+    out.u16(0);
+    out.u16(0);
+    for &(field, value, len) in stats {
+        out.u32((0x8002u32 << 16) | (u32::from(field) << 9) | len as u32);
+        out.extend_from_slice(&value.to_be_bytes()[8 - len..]);
+    }
+    let len = out.len() - start;
+    out.set_u16(start + 2, len as u16);
+    out.pad8(start);
+}
+
 impl AggregateStats {
-    /// Appends the body.
+    /// Appends the body for `v` (1.5 carries OXS statistics).
+    pub fn emit_for(&self, out: &mut Vec<u8>, v: Version) {
+        if v >= Version::V15 {
+            emit_oxs(
+                out,
+                &[
+                    (OXS_PACKET_COUNT, self.packet_count, 8),
+                    (OXS_BYTE_COUNT, self.byte_count, 8),
+                    (OXS_FLOW_COUNT, u64::from(self.flow_count), 4),
+                ],
+            );
+        } else {
+            self.emit(out);
+        }
+    }
+
+    /// Appends the body (1.0-1.4 layout).
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.u64(self.packet_count);
         out.u64(self.byte_count);

@@ -24,6 +24,8 @@ pub const NXM0: u16 = 0x0000;
 pub const NXM1: u16 = 0x0001;
 /// OXM basic class (`OXM_OF_*`).
 pub const OXM: u16 = 0x8000;
+/// OXM packet register class (`OXM_OF_PKT_REGn`, OpenFlow 1.5).
+pub const OXM_PKT_REG: u16 = 0x8001;
 
 /// A wire field (one TLV kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,8 @@ enum Wf {
     TunMetadata(u8),
     Metadata,
     Reg(u8),
+    /// `OXM_OF_PKT_REGn` (1.5): registers 2n (high half) and 2n+1.
+    Xreg(u8),
     CtState,
     CtZone,
     CtMark,
@@ -114,6 +118,7 @@ fn def(w: Wf) -> (u16, u8, usize, bool) {
         Wf::TunMetadata(n) => (NXM1, 40 + n, 8, true),
         Wf::Metadata => (OXM, 2, 8, true),
         Wf::Reg(n) => (NXM1, n, 4, true),
+        Wf::Xreg(n) => (OXM_PKT_REG, n, 8, true),
         Wf::CtState => (NXM1, 105, 4, true),
         Wf::CtZone => (NXM1, 106, 2, false),
         Wf::CtMark => (NXM1, 107, 4, true),
@@ -203,6 +208,7 @@ fn lookup(class: u16, field: u8) -> Option<Wf> {
         (NXM1, 106) => Wf::CtZone,
         (NXM1, 107) => Wf::CtMark,
         (NXM1, n) if n < 8 => Wf::Reg(n),
+        (OXM_PKT_REG, n) if n < 4 => Wf::Xreg(n),
         (NXM1, n) if (40..48).contains(&n) => Wf::TunMetadata(n - 40),
         _ => return None,
     })
@@ -383,6 +389,21 @@ fn apply(d: &mut Decoded, wf: Wf, v: u128, m: u128) -> Result<()> {
         Wf::TunMetadata(n) => mt.set(Field::TunMetadata(n), v, m),
         Wf::Metadata => mt.set(Field::Metadata, v, m),
         Wf::Reg(n) => mt.set(Field::Reg(n), v, m),
+        Wf::Xreg(n) => {
+            // Open vSwitch sends register matches this way in 1.5, pairing
+            // registers; a half with a zero mask is not matched.
+            let (hi, lo) = (2 * n, 2 * n + 1);
+            if (m >> 32) & 0xffff_ffff != 0 {
+                mt.set(
+                    Field::Reg(hi),
+                    (v >> 32) & 0xffff_ffff,
+                    (m >> 32) & 0xffff_ffff,
+                );
+            }
+            if m & 0xffff_ffff != 0 {
+                mt.set(Field::Reg(lo), v & 0xffff_ffff, m & 0xffff_ffff);
+            }
+        }
         Wf::CtState => {
             if v > 0xff {
                 return Err(Error::BadValue);
@@ -760,6 +781,7 @@ pub fn field_from_header(h: u32) -> Result<(Field, u32)> {
         Wf::TunMetadata(n) => Field::TunMetadata(n),
         Wf::Metadata => Field::Metadata,
         Wf::Reg(n) => Field::Reg(n),
+        Wf::Xreg(_) => return Err(Error::BadField { class, field: fl }),
         Wf::CtState => Field::CtState,
         Wf::CtZone => Field::CtZone,
         Wf::CtMark => Field::CtMark,
