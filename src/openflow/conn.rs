@@ -638,3 +638,202 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Action, Field, Match};
+    use crate::ofproto::Ofproto;
+    use crate::openflow::backend::OfprotoBackend;
+    use crate::openflow::wire::bundle::{BundleAdd, ATOMIC, ORDERED};
+    use crate::openflow::wire::flow_mod::FlowModMsg;
+    use std::time::Instant;
+
+    fn session(v: Version) -> (Session, Arc<OfprotoBackend>) {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        let mut s = Session::new(b.clone());
+        s.take_output();
+        s.receive(&Message::Hello(Hello::for_versions(&[v])).encode(v, 1));
+        assert_eq!(s.version(), Some(v));
+        (s, b)
+    }
+
+    /// Splits output into messages.
+    fn msgs(out: &[u8]) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while at + 8 <= out.len() {
+            let len = usize::from(u16::from_be_bytes([out[at + 2], out[at + 3]]));
+            v.push(out[at..at + len].to_vec());
+            at += len;
+        }
+        v
+    }
+
+    fn error_of(m: &[u8]) -> Option<OfpError> {
+        (m[1] == message::ERROR).then(|| ErrorMsg::parse(&m[8..]).unwrap().error)
+    }
+
+    fn add(table: u8, prio: u16, port: u32, out_to: u32) -> FlowModMsg {
+        let mut m = Match::default();
+        m.set_exact(Field::InPort, u128::from(port));
+        FlowModMsg {
+            format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+            command: 0,
+            table_id: table,
+            cookie: 0,
+            cookie_mask: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: prio,
+            buffer_id: u32::MAX,
+            out_port: ofp_port::NONE,
+            out_group: u32::MAX,
+            flags: 0,
+            importance: 0,
+            matches: m,
+            actions: vec![Action::Output(out_to)],
+        }
+    }
+
+    #[test]
+    fn hello_echo_and_incompatible_versions() {
+        let (mut s, _) = session(Version::V13);
+        s.receive(&Message::EchoRequest(b"abc".to_vec()).encode(Version::V13, 7));
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][1], message::ECHO_REPLY);
+        assert_eq!(&out[0][4..8], &7u32.to_be_bytes());
+        assert_eq!(&out[0][8..], b"abc");
+
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let mut s = Session::new(Arc::new(OfprotoBackend::new(ofp, 1)));
+        s.take_output();
+        // Only OpenFlow 1.1 and 1.2.
+        s.receive(&[3, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x0c]);
+        assert_eq!(s.is_closed(), Some(&CloseReason::Incompatible));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::HELLO_INCOMPATIBLE));
+    }
+
+    #[test]
+    fn lying_lengths_close_or_error_as_open_vswitch_does() {
+        // A FLOW_MOD whose length is 16: OFPBRC_BAD_LEN, session goes on.
+        let (mut s, _) = session(Version::V13);
+        let mut m = vec![4, 14, 0, 16, 0, 0, 0, 5];
+        m.extend_from_slice(&[0; 8]);
+        s.receive(&m);
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 6)));
+        assert_eq!(&out[0][8 + 4..], &m[..], "the offending message is echoed");
+        assert!(s.is_closed().is_none());
+        // A length under the header size: closed.
+        s.receive(&[4, 2, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(s.is_closed(), Some(&CloseReason::BadLength(4)));
+    }
+
+    #[test]
+    fn group_and_meter_mods_are_refused() {
+        let (mut s, _) = session(Version::V13);
+        s.receive(&Message::GroupMod.encode(Version::V13, 1));
+        s.receive(&Message::MeterMod.encode(Version::V13, 2));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(6, 3)));
+        assert_eq!(error_of(&out[1]), Some(OfpError::std(12, 10)));
+    }
+
+    #[test]
+    fn flow_mod_then_barrier_installs_the_flow() {
+        let (mut s, b) = session(Version::V13);
+        s.receive(&Message::FlowMod(add(0, 10, 1, 2)).encode(Version::V13, 3));
+        s.receive(&Message::BarrierRequest.encode(Version::V13, 4));
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1, "only the barrier reply");
+        assert_eq!(out[0][1], message::barrier_reply_type(Version::V13));
+        assert_eq!(b.ofproto().n_flows(), 1);
+    }
+
+    fn bundle_add(v: Version, id: u32, xid: u32, fm: FlowModMsg) -> Vec<u8> {
+        let inner = Message::FlowMod(fm).encode(v, xid);
+        Message::BundleAdd(BundleAdd {
+            bundle_id: id,
+            flags: ATOMIC | ORDERED,
+            message: inner,
+        })
+        .encode(v, xid)
+    }
+
+    fn ctrl(v: Version, id: u32, typ: CtrlType, xid: u32) -> Vec<u8> {
+        Message::BundleControl(BundleCtrl {
+            bundle_id: id,
+            typ,
+            flags: ATOMIC | ORDERED,
+        })
+        .encode(v, xid)
+    }
+
+    #[test]
+    fn a_bundle_is_all_or_nothing() {
+        for v in [Version::V13, Version::V14, Version::V15] {
+            let (mut s, b) = session(v);
+            s.receive(&ctrl(v, 9, CtrlType::OpenRequest, 1));
+            s.receive(&bundle_add(v, 9, 2, add(0, 10, 1, 2)));
+            // goto_table backwards: ofproto refuses it when added.
+            let mut bad = add(1, 10, 1, 2);
+            bad.actions = vec![Action::GotoTable(0)];
+            s.receive(&bundle_add(v, 9, 3, bad));
+            s.receive(&ctrl(v, 9, CtrlType::CommitRequest, 4));
+            let out = msgs(&s.take_output());
+            assert_eq!(
+                out.len(),
+                3,
+                "{v:?}: open reply, the message's error, commit error"
+            );
+            assert_eq!(error_of(&out[1]), Some(OfpError::flow_mod_refused()));
+            assert_eq!(
+                &out[1][4..8],
+                &3u32.to_be_bytes(),
+                "error carries the message's xid"
+            );
+            assert_eq!(error_of(&out[2]), Some(OfpError::bundle_msg_failed(v)));
+            assert_eq!(b.ofproto().n_flows(), 0, "{v:?}: table unchanged");
+
+            // A good bundle commits every message at once.
+            s.receive(&ctrl(v, 10, CtrlType::OpenRequest, 5));
+            s.receive(&bundle_add(v, 10, 6, add(0, 10, 1, 2)));
+            s.receive(&bundle_add(v, 10, 7, add(0, 10, 2, 1)));
+            assert_eq!(b.ofproto().n_flows(), 0, "nothing before commit");
+            s.receive(&ctrl(v, 10, CtrlType::CommitRequest, 8));
+            let out = msgs(&s.take_output());
+            assert!(out.iter().all(|m| error_of(m).is_none()), "{v:?}");
+            assert_eq!(b.ofproto().n_flows(), 2);
+        }
+    }
+
+    #[test]
+    fn multipart_replies_are_split_under_the_length_limit() {
+        let (mut s, b) = session(Version::V13);
+        let mods: Vec<FlowMod> = (0..3000u32)
+            .map(|i| add(0, 10, i + 1, 2).to_ofproto(Version::V13).unwrap())
+            .collect();
+        b.flow_mods(&mods).unwrap();
+        let req = MultipartRequest::Flow(multipart::FlowStatsRequest {
+            format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+            table_id: 255,
+            out_port: ofp_port::NONE,
+            cookie: 0,
+            cookie_mask: 0,
+            matches: Match::default(),
+        });
+        s.receive(&Message::MultipartRequest(req).encode(Version::V13, 11));
+        let out = msgs(&s.take_output());
+        assert!(out.len() > 1);
+        let flags: Vec<u16> = out
+            .iter()
+            .map(|m| u16::from_be_bytes([m[10], m[11]]))
+            .collect();
+        assert!(flags[..flags.len() - 1].iter().all(|f| *f == 1));
+        assert_eq!(*flags.last().unwrap(), 0);
+    }
+}
