@@ -33,6 +33,7 @@ pub mod ctl;
 pub mod datapath;
 pub mod flow;
 pub mod ofproto;
+pub mod openflow;
 pub mod packet;
 pub mod port;
 pub mod wire;

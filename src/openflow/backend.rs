@@ -1,0 +1,228 @@
+//! [`Backend`]: what an OpenFlow session needs from a bridge, and
+//! [`OfprotoBackend`], an implementation over a plain [`Ofproto`] with an
+//! in-memory port list (tests, and bridges without a datapath).
+//!
+//! The daemon implements [`Backend`] on its bridge so that OpenFlow and
+//! `vswitchctl` change the same tables; sessions only ever call this trait.
+
+use super::wire::features::Desc;
+use super::wire::packet::PacketIn;
+use super::wire::port::{PortDesc, PortReason, PortStats};
+use crate::flow::Action;
+use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+/// Something a bridge tells its controllers without being asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A port was added, deleted or changed (PORT_STATUS).
+    PortStatus(PortReason, PortDesc),
+    /// A packet for the controller (PACKET_IN).
+    PacketIn(PacketIn),
+}
+
+/// Why a backend refused a request other than a flow-mod.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The port does not exist.
+    #[error("no such port {0}")]
+    NoSuchPort(u32),
+    /// The bridge cannot execute this (for example a packet-out on a
+    /// bridge without a datapath).
+    #[error("not supported by this bridge: {0}")]
+    Unsupported(&'static str),
+}
+
+/// The bridge side of the OpenFlow endpoint. Calls come from session
+/// tasks, concurrently: implementations synchronise internally.
+pub trait Backend: Send + Sync {
+    /// The datapath id (FEATURES_REPLY).
+    fn datapath_id(&self) -> u64;
+    /// The switch description (DESC).
+    fn desc(&self) -> Desc;
+    /// Applies flow-mods as one atomic batch (all or none); the error
+    /// names the failing index.
+    fn flow_mods(&self, mods: &[FlowMod]) -> Result<FlowModSummary, FlowModError>;
+    /// Flows selected by `filter`, with counters.
+    fn dump_flows(&self, filter: &FlowFilter) -> Vec<FlowDump>;
+    /// Number of flows in each table (index = table id).
+    fn table_counts(&self) -> Vec<u32>;
+    /// Ports in OpenFlow number order (LOCAL included).
+    fn ports(&self) -> Vec<PortDesc>;
+    /// Counters of `port` (every port when `None`).
+    fn port_stats(&self, port: Option<u32>) -> Result<Vec<PortStats>, BackendError>;
+    /// Runs `actions` on `data` as if it came in on `in_port`.
+    fn packet_out(&self, in_port: u32, actions: &[Action], data: &[u8])
+        -> Result<(), BackendError>;
+    /// A receiver of the bridge's events (bounded: a session that falls
+    /// behind loses the oldest and is told how many).
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
+
+/// A recorded packet-out: input port, actions, frame.
+pub type PacketOutRecord = (u32, Vec<Action>, Vec<u8>);
+
+/// Capacity of an event channel.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// A [`Backend`] over an [`Ofproto`] and a port list kept here. Packet-outs
+/// are recorded (there is no datapath to send them).
+pub struct OfprotoBackend {
+    ofproto: Arc<Ofproto>,
+    datapath_id: u64,
+    ports: Mutex<Vec<PortDesc>>,
+    packet_outs: Mutex<Vec<PacketOutRecord>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for OfprotoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfprotoBackend")
+            .field("ofproto", &self.ofproto)
+            .field("datapath_id", &self.datapath_id)
+            .finish()
+    }
+}
+
+impl OfprotoBackend {
+    /// A backend over `ofproto` with no ports but LOCAL.
+    pub fn new(ofproto: Arc<Ofproto>, datapath_id: u64) -> Self {
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        let local = PortDesc {
+            port_no: crate::flow::ofp_port::LOCAL,
+            hw_addr: mac_of(datapath_id),
+            name: ofproto.name().to_string(),
+            config: 0,
+            state: 4,
+            curr_speed: 0,
+        };
+        OfprotoBackend {
+            ofproto,
+            datapath_id,
+            ports: Mutex::new(vec![local]),
+            packet_outs: Mutex::new(Vec::new()),
+            events,
+        }
+    }
+
+    /// The tables.
+    pub fn ofproto(&self) -> &Arc<Ofproto> {
+        &self.ofproto
+    }
+
+    /// Adds a port (announced to every session as PORT_STATUS ADD).
+    pub fn add_port(&self, desc: PortDesc) {
+        let mut ports = self.ports.lock();
+        ports.retain(|p| p.port_no != desc.port_no);
+        ports.push(desc.clone());
+        ports.sort_by_key(|p| p.port_no);
+        drop(ports);
+        // No subscriber is not an error.
+        let _ = self.events.send(Event::PortStatus(PortReason::Add, desc));
+    }
+
+    /// Removes a port (PORT_STATUS DELETE).
+    pub fn del_port(&self, port_no: u32) -> Option<PortDesc> {
+        let mut ports = self.ports.lock();
+        let i = ports.iter().position(|p| p.port_no == port_no)?;
+        let d = ports.remove(i);
+        drop(ports);
+        let _ = self
+            .events
+            .send(Event::PortStatus(PortReason::Delete, d.clone()));
+        Some(d)
+    }
+
+    /// Sends an event to every session (what a datapath would do for a
+    /// packet-in).
+    pub fn publish(&self, ev: Event) {
+        let _ = self.events.send(ev);
+    }
+
+    /// The packet-outs received so far.
+    pub fn packet_outs(&self) -> Vec<PacketOutRecord> {
+        self.packet_outs.lock().clone()
+    }
+}
+
+/// A locally administered MAC derived from the datapath id.
+pub fn mac_of(dpid: u64) -> [u8; 6] {
+    let b = dpid.to_be_bytes();
+    [b[2] | 0x02, b[3], b[4], b[5], b[6], b[7]]
+}
+
+impl Backend for OfprotoBackend {
+    fn datapath_id(&self) -> u64 {
+        self.datapath_id
+    }
+
+    fn desc(&self) -> Desc {
+        Desc {
+            mfr: "vswitch".to_string(),
+            hw: "userspace".to_string(),
+            sw: env!("CARGO_PKG_VERSION").to_string(),
+            serial: "None".to_string(),
+            dp: self.ofproto.name().to_string(),
+        }
+    }
+
+    fn flow_mods(&self, mods: &[FlowMod]) -> Result<FlowModSummary, FlowModError> {
+        self.ofproto.flow_mods(mods, Instant::now())
+    }
+
+    fn dump_flows(&self, filter: &FlowFilter) -> Vec<FlowDump> {
+        self.ofproto.dump_flows(filter, Instant::now())
+    }
+
+    fn table_counts(&self) -> Vec<u32> {
+        let mut counts = vec![0u32; crate::ofproto::N_TABLES];
+        for f in self
+            .ofproto
+            .dump_flows(&FlowFilter::default(), Instant::now())
+        {
+            if let Some(c) = counts.get_mut(usize::from(f.spec.table)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    fn ports(&self) -> Vec<PortDesc> {
+        self.ports.lock().clone()
+    }
+
+    fn port_stats(&self, port: Option<u32>) -> Result<Vec<PortStats>, BackendError> {
+        let ports = self.ports.lock();
+        let v: Vec<PortStats> = ports
+            .iter()
+            .filter(|p| port.is_none_or(|n| n == p.port_no))
+            .map(|p| PortStats {
+                port_no: p.port_no,
+                ..PortStats::default()
+            })
+            .collect();
+        match port {
+            Some(n) if v.is_empty() => Err(BackendError::NoSuchPort(n)),
+            _ => Ok(v),
+        }
+    }
+
+    fn packet_out(
+        &self,
+        in_port: u32,
+        actions: &[Action],
+        data: &[u8],
+    ) -> Result<(), BackendError> {
+        self.packet_outs
+            .lock()
+            .push((in_port, actions.to_vec(), data.to_vec()));
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,839 @@
+//! One OpenFlow session, sans I/O: [`Session::receive`] takes bytes from
+//! the peer, [`Session::take_output`] gives the bytes to send, and
+//! [`Session::is_closed`] says when to hang up (as quinn-proto separates
+//! protocol from sockets). The server task owns the socket.
+//!
+//! What it does: HELLO negotiation over the version bitmap (1.0, 1.3, 1.4,
+//! 1.5), echo, an ERROR with the right type and code for everything
+//! refused (echoing the start of the message), flow-mods and statistics
+//! through the [`Backend`], and bundles (atomic and ordered: the messages
+//! are checked as they are added and applied as one batch on commit).
+//!
+//! A length field under the header size makes the stream unframeable, so
+//! it closes the session; a message whose length is wrong for its type
+//! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
+//! Open vSwitch does. Only this session is affected either way.
+
+use super::backend::{Backend, Event};
+use super::wire::bundle::{BundleCtrl, CtrlType};
+use super::wire::features::{Features, Role, SwitchConfig};
+use super::wire::hello::Hello;
+use super::wire::message::{self, Ctx, Message, NXFF_NXM};
+use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
+use super::wire::port::emit_port_status;
+use super::wire::{header, ErrorMsg, Header, OfpError, Version, Wr};
+use crate::flow::ofp_port;
+use crate::ofproto::{FlowFilter, FlowMod};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Number of tables the endpoint reports (0..=253, as Open vSwitch: 254
+/// and 255 are not addressable by OpenFlow flow-mods).
+pub const N_TABLES: u8 = 254;
+
+/// Largest multipart reply message we build before splitting (the length
+/// field is 16 bits).
+const MAX_REPLY: usize = 60_000;
+
+/// Output beyond which events are dropped instead of queued.
+pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
+
+/// Bundles one session may keep open.
+const MAX_BUNDLES: usize = 16;
+
+/// Messages one bundle may hold.
+const MAX_BUNDLE_MSGS: usize = 1_000_000;
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// A length field below the header size: the stream cannot be framed.
+    #[error("message length {0} below the header size")]
+    BadLength(u16),
+    /// No version in common.
+    #[error("no common OpenFlow version")]
+    Incompatible,
+    /// The first message was not a HELLO.
+    #[error("first message was not HELLO")]
+    NoHello,
+}
+
+#[derive(Debug, Default)]
+struct Bundle {
+    flags: u16,
+    closed: bool,
+    failed: bool,
+    // (xid, raw message, what it asks)
+    mods: Vec<(u32, Vec<u8>, FlowMod)>,
+}
+
+/// An OpenFlow session.
+pub struct Session {
+    backend: Arc<dyn Backend>,
+    version: Option<Version>,
+    closed: Option<CloseReason>,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    ctx: Ctx,
+    nxm: bool,
+    config: SwitchConfig,
+    role: u32,
+    bundles: HashMap<u32, Bundle>,
+    events_dropped: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("version", &self.version)
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl Session {
+    /// A new session; our HELLO is already queued.
+    pub fn new(backend: Arc<dyn Backend>) -> Session {
+        let hello = Hello::for_versions(&Version::ALL);
+        let out = Message::Hello(hello).encode(Version::V15, 0);
+        Session {
+            backend,
+            version: None,
+            closed: None,
+            inbuf: Vec::new(),
+            out,
+            ctx: Ctx::default(),
+            nxm: false,
+            config: SwitchConfig::default(),
+            role: 1,
+            bundles: HashMap::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// The negotiated version (None before HELLO).
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// Why the session ended, once it has.
+    pub fn is_closed(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    /// True after `NXT_SET_FLOW_FORMAT` chose NXM (1.0 sessions).
+    pub fn nxm_flow_format(&self) -> bool {
+        self.nxm
+    }
+
+    /// Events dropped because the peer did not read.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    /// Bytes to send (taken).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Bytes queued for the peer.
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Feeds bytes from the peer; handles every complete message.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.inbuf.extend_from_slice(bytes);
+        let mut at = 0;
+        while self.closed.is_none() && self.inbuf.len() - at >= header::LEN {
+            let len = u16::from_be_bytes([self.inbuf[at + 2], self.inbuf[at + 3]]);
+            if usize::from(len) < header::LEN {
+                self.closed = Some(CloseReason::BadLength(len));
+                break;
+            }
+            let len = usize::from(len);
+            if self.inbuf.len() - at < len {
+                break;
+            }
+            let msg = self.inbuf[at..at + len].to_vec();
+            at += len;
+            self.handle(&msg);
+        }
+        self.inbuf.drain(..at);
+    }
+
+    /// Queues an event from the bridge (dropped, and counted, when the
+    /// peer is not reading).
+    pub fn on_event(&mut self, ev: &Event) {
+        let Some(v) = self.version else { return };
+        if self.out.len() > MAX_EVENT_BACKLOG {
+            self.events_dropped += 1;
+            return;
+        }
+        match ev {
+            Event::PortStatus(reason, desc) => {
+                let mut m = message::start();
+                emit_port_status(&mut m, *reason, desc, v);
+                message::finish(&mut m, v, message::PORT_STATUS, 0);
+                self.out.extend_from_slice(&m);
+            }
+            Event::PacketIn(pi) => {
+                let mut m = message::start();
+                pi.emit(&mut m, v);
+                message::finish(&mut m, v, message::PACKET_IN, 0);
+                self.out.extend_from_slice(&m);
+            }
+        }
+    }
+
+    fn send(&mut self, m: Message, xid: u32) {
+        let v = self.version.unwrap_or(Version::V10);
+        let b = m.encode(v, xid);
+        self.out.extend_from_slice(&b);
+    }
+
+    fn send_error(&mut self, e: OfpError, offending: &[u8], xid: u32) {
+        self.send(Message::Error(ErrorMsg::about(e, offending)), xid);
+    }
+
+    fn handle(&mut self, msg: &[u8]) {
+        let xid = Header::parse(msg).map(|h| h.xid).unwrap_or(0);
+        let Some(v) = self.version else {
+            self.handle_hello(msg, xid);
+            return;
+        };
+        match Message::decode(msg, v, self.ctx) {
+            Ok((_, m)) => self.dispatch(v, m, msg, xid),
+            Err(e) => self.send_error(e.ofp_code(v), msg, xid),
+        }
+    }
+
+    fn handle_hello(&mut self, msg: &[u8], xid: u32) {
+        let ours = Hello::for_versions(&Version::ALL);
+        match Message::decode(msg, Version::V10, self.ctx) {
+            Ok((_, Message::Hello(h))) => match h.negotiate(&ours) {
+                Some(v) => self.version = Some(v),
+                None => {
+                    let text =
+                        b"We support versions 0x01, 0x04, 0x05, 0x06; you support none of them";
+                    self.out.extend_from_slice(
+                        &Message::Error(ErrorMsg {
+                            error: OfpError::HELLO_INCOMPATIBLE,
+                            data: text.to_vec(),
+                        })
+                        .encode(Version::V10, xid),
+                    );
+                    self.closed = Some(CloseReason::Incompatible);
+                }
+            },
+            _ => self.closed = Some(CloseReason::NoHello),
+        }
+    }
+
+    fn dispatch(&mut self, v: Version, m: Message, raw: &[u8], xid: u32) {
+        match m {
+            Message::Hello(_) | Message::Error(_) | Message::EchoReply(_) => {}
+            Message::BarrierReply => {}
+            Message::EchoRequest(d) => self.send(Message::EchoReply(d), xid),
+            Message::FeaturesRequest => self.features(v, xid),
+            Message::GetConfigRequest => {
+                let mut b = message::start();
+                self.config.emit(&mut b);
+                message::finish(&mut b, v, message::GET_CONFIG_REPLY, xid);
+                self.out.extend_from_slice(&b);
+            }
+            Message::SetConfig(c) => self.config = c,
+            Message::FlowMod(fm) => match fm.to_ofproto(v) {
+                Err(e) => self.send_error(e.ofp_code(v), raw, xid),
+                Ok(_) if fm.buffer_id != u32::MAX && fm.command == 0 => {
+                    // No packet buffering: OFPBRC_BUFFER_UNKNOWN.
+                    self.send_error(OfpError::std(1, 8), raw, xid)
+                }
+                Ok(m) => {
+                    if self.backend.flow_mods(&[m]).is_err() {
+                        self.send_error(OfpError::flow_mod_refused(), raw, xid);
+                    }
+                }
+            },
+            Message::GroupMod => {
+                // OFPET_GROUP_MOD_FAILED / OFPGMFC_OUT_OF_GROUPS: this
+                // switch has no group table yet.
+                self.send_error(OfpError::std(6, 3), raw, xid)
+            }
+            Message::MeterMod => {
+                // OFPET_METER_MOD_FAILED / OFPMMFC_OUT_OF_METERS.
+                self.send_error(OfpError::std(12, 10), raw, xid)
+            }
+            Message::PortMod => {
+                // OFPET_PORT_MOD_FAILED / OFPPMFC_EPERM-free BAD_PORT: port
+                // configuration goes through the control API.
+                let t = if v == Version::V10 { 4 } else { 7 };
+                self.send_error(OfpError::std(t, 0), raw, xid)
+            }
+            Message::TableMod | Message::SetAsync | Message::NxIgnored(_) => {}
+            Message::SetPacketInFormat(_) => {}
+            Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
+            Message::BarrierRequest => self.send(Message::BarrierReply, xid),
+            Message::RoleRequest(r) => {
+                if r.role != 0 {
+                    self.role = r.role;
+                }
+                let mut b = message::start();
+                Role {
+                    role: self.role,
+                    generation_id: r.generation_id,
+                }
+                .emit(&mut b);
+                message::finish(&mut b, v, message::ROLE_REPLY, xid);
+                self.out.extend_from_slice(&b);
+            }
+            Message::NxRoleRequest(role) => {
+                let mut b = message::start();
+                b.u32(super::wire::NX_VENDOR);
+                b.u32(11);
+                b.u32(role);
+                message::finish(&mut b, v, message::EXPERIMENTER, xid);
+                self.out.extend_from_slice(&b);
+            }
+            Message::GetAsyncRequest => {
+                let mut b = message::start();
+                // packet-in, port-status, flow-removed masks (master,
+                // slave): everything enabled.
+                for _ in 0..6 {
+                    b.u32(u32::MAX);
+                }
+                message::finish(&mut b, v, message::GET_ASYNC_REPLY, xid);
+                self.out.extend_from_slice(&b);
+            }
+            Message::SetFlowFormat(f) => self.nxm = f == NXFF_NXM,
+            Message::FlowModTableId(on) => self.ctx.table_id_ext = on,
+            Message::BundleControl(c) => self.bundle_control(v, c, raw, xid),
+            Message::BundleAdd(a) => self.bundle_add(v, a, raw, xid),
+            Message::PacketOut(p) => {
+                if p.buffer_id != u32::MAX {
+                    self.send_error(OfpError::std(1, 8), raw, xid);
+                } else if self
+                    .backend
+                    .packet_out(p.in_port, &p.actions, &p.data)
+                    .is_err()
+                {
+                    // OFPBRC_BAD_PORT (1.1+); 1.0 has no such code.
+                    let e = if v == Version::V10 {
+                        OfpError::std(1, 5)
+                    } else {
+                        OfpError::std(1, 11)
+                    };
+                    self.send_error(e, raw, xid);
+                }
+            }
+        }
+    }
+
+    fn features(&mut self, v: Version, xid: u32) {
+        let f = Features {
+            datapath_id: self.backend.datapath_id(),
+            n_tables: N_TABLES,
+            ports: if v == Version::V10 {
+                self.backend.ports()
+            } else {
+                Vec::new()
+            },
+        };
+        let mut b = message::start();
+        f.emit(&mut b, v);
+        message::finish(&mut b, v, message::FEATURES_REPLY, xid);
+        self.out.extend_from_slice(&b);
+    }
+
+    /// Sends `entries` (each one already encoded) as replies of `typ`,
+    /// split so that no message is too long.
+    fn send_multipart(
+        &mut self,
+        v: Version,
+        typ: u16,
+        nx: Option<u32>,
+        xid: u32,
+        entries: &[Vec<u8>],
+    ) {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut cur: Vec<u8> = Vec::new();
+        for e in entries {
+            if !cur.is_empty() && cur.len() + e.len() > MAX_REPLY {
+                parts.push(std::mem::take(&mut cur));
+            }
+            cur.extend_from_slice(e);
+        }
+        parts.push(cur);
+        let n = parts.len();
+        for (i, body) in parts.into_iter().enumerate() {
+            let mut b = message::start();
+            multipart::emit_reply_head(&mut b, typ, i + 1 < n, v, nx);
+            b.extend_from_slice(&body);
+            message::finish(&mut b, v, message::mp_reply_type(v), xid);
+            self.out.extend_from_slice(&b);
+        }
+    }
+
+    fn multipart(&mut self, v: Version, r: MultipartRequest, xid: u32, raw: &[u8]) {
+        match &r {
+            MultipartRequest::Desc => {
+                let mut e = Vec::new();
+                self.backend.desc().emit(&mut e);
+                self.send_multipart(v, multipart::DESC, None, xid, &[e]);
+            }
+            MultipartRequest::Flow(f) | MultipartRequest::Aggregate(f) => {
+                let agg = matches!(r, MultipartRequest::Aggregate(_));
+                let filter = FlowFilter {
+                    table: (f.table_id != 255).then_some(f.table_id),
+                    matches: f.matches,
+                    cookie: f.cookie,
+                    cookie_mask: f.cookie_mask,
+                    out_port: (f.out_port != ofp_port::NONE).then_some(f.out_port),
+                    strict_priority: None,
+                };
+                let flows = self.backend.dump_flows(&filter);
+                let nx = multipart::nx_subtype(f.format, agg);
+                if agg {
+                    let mut a = AggregateStats::default();
+                    for fl in &flows {
+                        a.packet_count += fl.n_packets;
+                        a.byte_count += fl.n_bytes;
+                        a.flow_count += 1;
+                    }
+                    let mut e = Vec::new();
+                    a.emit_for(&mut e, v);
+                    self.send_multipart(v, multipart::AGGREGATE, nx, xid, &[e]);
+                    return;
+                }
+                let format = f.format;
+                let entries: Vec<Vec<u8>> = flows
+                    .iter()
+                    .map(|fl| {
+                        let s = &fl.spec;
+                        let mut flags = 0;
+                        if s.flags.send_flow_rem {
+                            flags |= 1;
+                        }
+                        if s.flags.check_overlap {
+                            flags |= 2;
+                        }
+                        if s.flags.reset_counts {
+                            flags |= 4;
+                        }
+                        if s.flags.no_packet_counts {
+                            flags |= 8;
+                        }
+                        if s.flags.no_byte_counts {
+                            flags |= 16;
+                        }
+                        let st = FlowStats {
+                            table_id: s.table,
+                            duration_sec: fl.duration.as_secs() as u32,
+                            duration_nsec: fl.duration.subsec_nanos(),
+                            priority: s.priority,
+                            idle_timeout: s.idle_timeout,
+                            hard_timeout: s.hard_timeout,
+                            flags,
+                            importance: s.importance,
+                            idle_age: fl.idle_age.as_secs() as u32,
+                            hard_age: fl.hard_age.as_secs() as u32,
+                            cookie: s.cookie,
+                            packet_count: fl.n_packets,
+                            byte_count: fl.n_bytes,
+                            matches: s.matches,
+                            actions: s.actions.clone(),
+                        };
+                        let mut e = Vec::new();
+                        st.emit(&mut e, format, v);
+                        e
+                    })
+                    .collect();
+                self.send_multipart(v, multipart::FLOW, nx, xid, &entries);
+            }
+            MultipartRequest::Table => {
+                let counts = self.backend.table_counts();
+                let entries: Vec<Vec<u8>> = (0..N_TABLES)
+                    .map(|t| {
+                        let mut e = Vec::new();
+                        TableStats {
+                            table_id: t,
+                            active_count: counts.get(usize::from(t)).copied().unwrap_or(0),
+                            ..TableStats::default()
+                        }
+                        .emit(&mut e, v);
+                        e
+                    })
+                    .collect();
+                self.send_multipart(v, multipart::TABLE, None, xid, &entries);
+            }
+            MultipartRequest::TableFeatures => {
+                let entries: Vec<Vec<u8>> = (0..N_TABLES)
+                    .map(|t| {
+                        let mut e = Vec::new();
+                        multipart::emit_table_features(&mut e, t);
+                        e
+                    })
+                    .collect();
+                self.send_multipart(v, multipart::TABLE_FEATURES, None, xid, &entries);
+            }
+            MultipartRequest::PortDesc => {
+                let entries: Vec<Vec<u8>> = self
+                    .backend
+                    .ports()
+                    .iter()
+                    .map(|p| {
+                        let mut e = Vec::new();
+                        p.emit(&mut e, v);
+                        e
+                    })
+                    .collect();
+                self.send_multipart(v, multipart::PORT_DESC, None, xid, &entries);
+            }
+            MultipartRequest::PortStats(p) => {
+                let which = (*p != ofp_port::NONE).then_some(*p);
+                match self.backend.port_stats(which) {
+                    Ok(stats) => {
+                        let entries: Vec<Vec<u8>> = stats
+                            .iter()
+                            .map(|s| {
+                                let mut e = Vec::new();
+                                s.emit(&mut e, v);
+                                e
+                            })
+                            .collect();
+                        self.send_multipart(v, multipart::PORT_STATS, None, xid, &entries);
+                    }
+                    Err(_) => {
+                        let e = if v == Version::V10 {
+                            OfpError::std(1, 5)
+                        } else {
+                            OfpError::std(1, 11)
+                        };
+                        self.send_error(e, raw, xid);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bundle_reply(&mut self, v: Version, c: &BundleCtrl, xid: u32) {
+        self.send(
+            Message::BundleControl(BundleCtrl {
+                bundle_id: c.bundle_id,
+                typ: c.typ.reply(),
+                flags: c.flags,
+            }),
+            xid,
+        );
+        let _ = v;
+    }
+
+    fn bundle_control(&mut self, v: Version, c: BundleCtrl, raw: &[u8], xid: u32) {
+        let id = c.bundle_id;
+        match c.typ {
+            CtrlType::OpenRequest => {
+                if self.bundles.contains_key(&id) {
+                    return self.send_error(OfpError::bundle(v, 3), raw, xid);
+                }
+                if self.bundles.len() >= MAX_BUNDLES {
+                    return self.send_error(OfpError::bundle(v, 5), raw, xid);
+                }
+                self.bundles.insert(
+                    id,
+                    Bundle {
+                        flags: c.flags,
+                        ..Bundle::default()
+                    },
+                );
+                self.bundle_reply(v, &c, xid);
+            }
+            CtrlType::CloseRequest => match self.bundles.get_mut(&id) {
+                None => self.send_error(OfpError::bundle(v, 2), raw, xid),
+                Some(b) if b.closed => self.send_error(OfpError::bundle(v, 4), raw, xid),
+                Some(b) => {
+                    b.closed = true;
+                    self.bundle_reply(v, &c, xid);
+                }
+            },
+            CtrlType::DiscardRequest => {
+                if self.bundles.remove(&id).is_none() {
+                    return self.send_error(OfpError::bundle(v, 2), raw, xid);
+                }
+                self.bundle_reply(v, &c, xid);
+            }
+            CtrlType::CommitRequest => {
+                let Some(b) = self.bundles.remove(&id) else {
+                    return self.send_error(OfpError::bundle(v, 2), raw, xid);
+                };
+                if b.failed {
+                    return self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
+                }
+                let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
+                match self.backend.flow_mods(&mods) {
+                    Ok(_) => self.bundle_reply(v, &c, xid),
+                    Err(e) => {
+                        if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
+                            let (mxid, mraw) = (*mxid, mraw.clone());
+                            self.send_error(OfpError::flow_mod_refused(), &mraw, mxid);
+                        }
+                        self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
+                    }
+                }
+                let _ = b.flags;
+            }
+            _ => self.send_error(OfpError::bundle(v, 6), raw, xid),
+        }
+    }
+
+    fn bundle_add(&mut self, v: Version, a: super::wire::bundle::BundleAdd, raw: &[u8], xid: u32) {
+        let id = a.bundle_id;
+        if !self.bundles.contains_key(&id) {
+            // Adding to an unopened bundle opens it (Open vSwitch does too).
+            if self.bundles.len() >= MAX_BUNDLES {
+                return self.send_error(OfpError::bundle(v, 5), raw, xid);
+            }
+            self.bundles.insert(
+                id,
+                Bundle {
+                    flags: a.flags,
+                    ..Bundle::default()
+                },
+            );
+        }
+        let inner = a.message;
+        let decoded = Message::decode(&inner, v, self.ctx);
+        let Some(b) = self.bundles.get_mut(&id) else {
+            return;
+        };
+        if b.closed {
+            return self.send_error(OfpError::bundle(v, 4), raw, xid);
+        }
+        if b.mods.len() >= MAX_BUNDLE_MSGS {
+            b.failed = true;
+            return self.send_error(OfpError::bundle(v, 12), raw, xid);
+        }
+        let result = match decoded {
+            Err(e) => Err(e.ofp_code(v)),
+            Ok((h, _)) if h.xid != xid => Err(OfpError::bundle(v, 9)),
+            Ok((h, Message::FlowMod(fm))) => match fm.to_ofproto(v) {
+                Ok(m) => match crate::ofproto::Ofproto::validate(&m.spec) {
+                    Ok(()) => Ok((h.xid, m)),
+                    Err(_) if m.cmd != crate::ofproto::FlowModCmd::Add => Ok((h.xid, m)),
+                    Err(_) => Err(OfpError::flow_mod_refused()),
+                },
+                Err(e) => Err(e.ofp_code(v)),
+            },
+            Ok(_) => Err(OfpError::bundle(v, 10)),
+        };
+        match result {
+            Ok((mxid, m)) => b.mods.push((mxid, inner, m)),
+            Err(e) => {
+                b.failed = true;
+                let ixid = Header::parse(&inner).map(|h| h.xid).unwrap_or(xid);
+                self.send_error(e, &inner, ixid);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Action, Field, Match};
+    use crate::ofproto::Ofproto;
+    use crate::openflow::backend::OfprotoBackend;
+    use crate::openflow::wire::bundle::{BundleAdd, ATOMIC, ORDERED};
+    use crate::openflow::wire::flow_mod::FlowModMsg;
+    use std::time::Instant;
+
+    fn session(v: Version) -> (Session, Arc<OfprotoBackend>) {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        let mut s = Session::new(b.clone());
+        s.take_output();
+        s.receive(&Message::Hello(Hello::for_versions(&[v])).encode(v, 1));
+        assert_eq!(s.version(), Some(v));
+        (s, b)
+    }
+
+    /// Splits output into messages.
+    fn msgs(out: &[u8]) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let mut at = 0;
+        while at + 8 <= out.len() {
+            let len = usize::from(u16::from_be_bytes([out[at + 2], out[at + 3]]));
+            v.push(out[at..at + len].to_vec());
+            at += len;
+        }
+        v
+    }
+
+    fn error_of(m: &[u8]) -> Option<OfpError> {
+        (m[1] == message::ERROR).then(|| ErrorMsg::parse(&m[8..]).unwrap().error)
+    }
+
+    fn add(table: u8, prio: u16, port: u32, out_to: u32) -> FlowModMsg {
+        let mut m = Match::default();
+        m.set_exact(Field::InPort, u128::from(port));
+        FlowModMsg {
+            format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+            command: 0,
+            table_id: table,
+            cookie: 0,
+            cookie_mask: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: prio,
+            buffer_id: u32::MAX,
+            out_port: ofp_port::NONE,
+            out_group: u32::MAX,
+            flags: 0,
+            importance: 0,
+            matches: m,
+            actions: vec![Action::Output(out_to)],
+        }
+    }
+
+    #[test]
+    fn hello_echo_and_incompatible_versions() {
+        let (mut s, _) = session(Version::V13);
+        s.receive(&Message::EchoRequest(b"abc".to_vec()).encode(Version::V13, 7));
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][1], message::ECHO_REPLY);
+        assert_eq!(&out[0][4..8], &7u32.to_be_bytes());
+        assert_eq!(&out[0][8..], b"abc");
+
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let mut s = Session::new(Arc::new(OfprotoBackend::new(ofp, 1)));
+        s.take_output();
+        // Only OpenFlow 1.1 and 1.2.
+        s.receive(&[3, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x0c]);
+        assert_eq!(s.is_closed(), Some(&CloseReason::Incompatible));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::HELLO_INCOMPATIBLE));
+    }
+
+    #[test]
+    fn lying_lengths_close_or_error_as_open_vswitch_does() {
+        // A FLOW_MOD whose length is 16: OFPBRC_BAD_LEN, session goes on.
+        let (mut s, _) = session(Version::V13);
+        let mut m = vec![4, 14, 0, 16, 0, 0, 0, 5];
+        m.extend_from_slice(&[0; 8]);
+        s.receive(&m);
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 6)));
+        assert_eq!(&out[0][8 + 4..], &m[..], "the offending message is echoed");
+        assert!(s.is_closed().is_none());
+        // A length under the header size: closed.
+        s.receive(&[4, 2, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(s.is_closed(), Some(&CloseReason::BadLength(4)));
+    }
+
+    #[test]
+    fn group_and_meter_mods_are_refused() {
+        let (mut s, _) = session(Version::V13);
+        s.receive(&Message::GroupMod.encode(Version::V13, 1));
+        s.receive(&Message::MeterMod.encode(Version::V13, 2));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(6, 3)));
+        assert_eq!(error_of(&out[1]), Some(OfpError::std(12, 10)));
+    }
+
+    #[test]
+    fn flow_mod_then_barrier_installs_the_flow() {
+        let (mut s, b) = session(Version::V13);
+        s.receive(&Message::FlowMod(add(0, 10, 1, 2)).encode(Version::V13, 3));
+        s.receive(&Message::BarrierRequest.encode(Version::V13, 4));
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1, "only the barrier reply");
+        assert_eq!(out[0][1], message::barrier_reply_type(Version::V13));
+        assert_eq!(b.ofproto().n_flows(), 1);
+    }
+
+    fn bundle_add(v: Version, id: u32, xid: u32, fm: FlowModMsg) -> Vec<u8> {
+        let inner = Message::FlowMod(fm).encode(v, xid);
+        Message::BundleAdd(BundleAdd {
+            bundle_id: id,
+            flags: ATOMIC | ORDERED,
+            message: inner,
+        })
+        .encode(v, xid)
+    }
+
+    fn ctrl(v: Version, id: u32, typ: CtrlType, xid: u32) -> Vec<u8> {
+        Message::BundleControl(BundleCtrl {
+            bundle_id: id,
+            typ,
+            flags: ATOMIC | ORDERED,
+        })
+        .encode(v, xid)
+    }
+
+    #[test]
+    fn a_bundle_is_all_or_nothing() {
+        for v in [Version::V13, Version::V14, Version::V15] {
+            let (mut s, b) = session(v);
+            s.receive(&ctrl(v, 9, CtrlType::OpenRequest, 1));
+            s.receive(&bundle_add(v, 9, 2, add(0, 10, 1, 2)));
+            // goto_table backwards: ofproto refuses it when added.
+            let mut bad = add(1, 10, 1, 2);
+            bad.actions = vec![Action::GotoTable(0)];
+            s.receive(&bundle_add(v, 9, 3, bad));
+            s.receive(&ctrl(v, 9, CtrlType::CommitRequest, 4));
+            let out = msgs(&s.take_output());
+            assert_eq!(
+                out.len(),
+                3,
+                "{v:?}: open reply, the message's error, commit error"
+            );
+            assert_eq!(error_of(&out[1]), Some(OfpError::flow_mod_refused()));
+            assert_eq!(
+                &out[1][4..8],
+                &3u32.to_be_bytes(),
+                "error carries the message's xid"
+            );
+            assert_eq!(error_of(&out[2]), Some(OfpError::bundle_msg_failed(v)));
+            assert_eq!(b.ofproto().n_flows(), 0, "{v:?}: table unchanged");
+
+            // A good bundle commits every message at once.
+            s.receive(&ctrl(v, 10, CtrlType::OpenRequest, 5));
+            s.receive(&bundle_add(v, 10, 6, add(0, 10, 1, 2)));
+            s.receive(&bundle_add(v, 10, 7, add(0, 10, 2, 1)));
+            assert_eq!(b.ofproto().n_flows(), 0, "nothing before commit");
+            s.receive(&ctrl(v, 10, CtrlType::CommitRequest, 8));
+            let out = msgs(&s.take_output());
+            assert!(out.iter().all(|m| error_of(m).is_none()), "{v:?}");
+            assert_eq!(b.ofproto().n_flows(), 2);
+        }
+    }
+
+    #[test]
+    fn multipart_replies_are_split_under_the_length_limit() {
+        let (mut s, b) = session(Version::V13);
+        let mods: Vec<FlowMod> = (0..3000u32)
+            .map(|i| add(0, 10, i + 1, 2).to_ofproto(Version::V13).unwrap())
+            .collect();
+        b.flow_mods(&mods).unwrap();
+        let req = MultipartRequest::Flow(multipart::FlowStatsRequest {
+            format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+            table_id: 255,
+            out_port: ofp_port::NONE,
+            cookie: 0,
+            cookie_mask: 0,
+            matches: Match::default(),
+        });
+        s.receive(&Message::MultipartRequest(req).encode(Version::V13, 11));
+        let out = msgs(&s.take_output());
+        assert!(out.len() > 1);
+        let flags: Vec<u16> = out
+            .iter()
+            .map(|m| u16::from_be_bytes([m[10], m[11]]))
+            .collect();
+        assert!(flags[..flags.len() - 1].iter().all(|f| *f == 1));
+        assert_eq!(*flags.last().unwrap(), 0);
+    }
+}
