@@ -5,7 +5,10 @@
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
-use vswitch::flow::{ofp_port, Action, CtAction, CtZone, Field, FieldSlice, Match};
+use vswitch::flow::action::padded_note_len;
+use vswitch::flow::{
+    ofp_port, Action, ControllerAction, CtAction, CtZone, Field, FieldSlice, Match, PacketInReason,
+};
 use vswitch::ofproto::Ofproto;
 use vswitch::openflow::backend::OfprotoBackend;
 use vswitch::openflow::conn::Session;
@@ -85,7 +88,24 @@ fn arb_action(v10: bool) -> impl Strategy<Value = Action> {
     let common = prop_oneof![
         (1u32..0xff00).prop_map(Action::Output),
         Just(Action::Output(ofp_port::NORMAL)),
-        Just(Action::Output(ofp_port::CONTROLLER)),
+        (
+            any::<u16>(),
+            0usize..6,
+            any::<u16>(),
+            prop::collection::vec(any::<u8>(), 0..12)
+        )
+            .prop_map(|(max_len, r, controller_id, userdata)| {
+                Action::Controller(Box::new(ControllerAction {
+                    max_len,
+                    reason: PacketInReason::ALL[r],
+                    controller_id,
+                    userdata,
+                }))
+            }),
+        prop::collection::vec(any::<u8>(), 0..20).prop_map(|mut n| {
+            n.resize(padded_note_len(n.len()), 0);
+            Action::Note(n)
+        }),
         (prop::option::of(1u32..100), prop::option::of(0u8..254))
             .prop_filter("resubmit needs a port or a table", |(p, t)| p.is_some()
                 || t.is_some())

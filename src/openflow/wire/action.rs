@@ -11,18 +11,32 @@
 //! slices; 1.5 has masked `set_field`. `goto_table` is an instruction from
 //! 1.1 and NXAST_RESUBMIT_TABLE in 1.0, as Open vSwitch encodes it.
 //!
+//! `controller` travels as Open vSwitch sends it: an output to CONTROLLER
+//! with `max_len` when only that is set, NXAST_CONTROLLER with a reason or
+//! id, NXAST_CONTROLLER2 (properties) with userdata; `note` as NXAST_NOTE.
+//!
 //! Not expressible in `flow::Action` (so refused with the matching error):
-//! groups, queues, meters, write-actions, MPLS, `note`, `controller`
-//! (NXAST_CONTROLLER), `learn`, and anything else this switch does not run.
+//! groups, queues, meters, write-actions, MPLS, `learn`, the `pause` and
+//! `meter_id` of `controller`, and anything else this switch does not run.
 
 use super::oxm::{field_from_header, field_header};
 use super::{port_from_of11, port_to_of11, round8, Error, Rd, Result, Version, Wr, NX_VENDOR};
-use crate::flow::{ofp_port, Action, CtAction, CtZone, Field, FieldSlice};
+use crate::flow::{
+    ofp_port, Action, ControllerAction, CtAction, CtZone, Field, FieldSlice, PacketInReason,
+};
 
 // Nicira action subtypes.
 const NXAST_RESUBMIT: u16 = 1;
 const NXAST_SET_TUNNEL: u16 = 2;
 const NXAST_REG_MOVE: u16 = 6;
+const NXAST_NOTE: u16 = 8;
+const NXAST_CONTROLLER: u16 = 20;
+const NXAST_CONTROLLER2: u16 = 37;
+// NXAST_CONTROLLER2 property types.
+const NXAC2PT_MAX_LEN: u16 = 0;
+const NXAC2PT_CONTROLLER_ID: u16 = 1;
+const NXAC2PT_REASON: u16 = 2;
+const NXAC2PT_USERDATA: u16 = 3;
 const NXAST_REG_LOAD: u16 = 7;
 const NXAST_SET_TUNNEL64: u16 = 9;
 const NXAST_RESUBMIT_TABLE: u16 = 14;
@@ -67,6 +81,57 @@ fn valid_out_port(p: u32) -> bool {
                 | ofp_port::CONTROLLER
                 | ofp_port::LOCAL
         )
+}
+
+/// An output action; to CONTROLLER it is a `controller` action with that
+/// `max_len`, as the text syntax makes it.
+fn output_action(p: u32, max_len: u16) -> Result<Action> {
+    if !valid_out_port(p) {
+        return Err(Error::BadOutPort(p));
+    }
+    if p == ofp_port::CONTROLLER {
+        return Ok(Action::Controller(Box::new(ControllerAction {
+            max_len,
+            ..Default::default()
+        })));
+    }
+    Ok(Action::Output(p))
+}
+
+fn reason_from_wire(r: u8) -> Result<PacketInReason> {
+    PacketInReason::ALL
+        .into_iter()
+        .find(|x| x.wire() == r)
+        .ok_or(Error::BadArgument)
+}
+
+/// NXAST_CONTROLLER2's properties.
+fn decode_controller2(a: &mut Rd) -> Result<ControllerAction> {
+    a.skip(6)?;
+    let mut c = ControllerAction::default();
+    while !a.is_empty() {
+        let typ = a.u16()?;
+        let plen = usize::from(a.u16()?);
+        if plen < 4 {
+            return Err(Error::BadActionLen);
+        }
+        let body = a.bytes(plen - 4).map_err(|_| Error::BadActionLen)?;
+        let mut b = Rd::new(body);
+        match typ {
+            NXAC2PT_MAX_LEN => c.max_len = b.u16()?,
+            NXAC2PT_CONTROLLER_ID => c.controller_id = b.u16()?,
+            NXAC2PT_REASON => c.reason = reason_from_wire(b.u8()?)?,
+            NXAC2PT_USERDATA => c.userdata = body.to_vec(),
+            // pause, meter_id and anything newer: not run here.
+            _ => return Err(Error::BadArgument),
+        }
+        // Properties are padded to 8 bytes.
+        let pad = round8(plen) - plen;
+        if pad > 0 && a.len() >= pad {
+            a.skip(pad)?;
+        }
+    }
+    Ok(c)
 }
 
 /// Turns a decoded write of `value`/`mask` into `field` into actions, as
@@ -213,10 +278,8 @@ fn decode10(
         0 => {
             expect_len(len, 8)?;
             let p = u32::from(a.u16()?);
-            if !valid_out_port(p) {
-                return Err(Error::BadOutPort(p));
-            }
-            out.push(Action::Output(p));
+            let max_len = a.u16()?;
+            out.push(output_action(p, max_len)?);
         }
         1 => {
             expect_len(len, 8)?;
@@ -291,10 +354,8 @@ fn decode11(
         0 => {
             expect_len(len, 16)?;
             let p = port_from_of11(a.u32()?);
-            if !valid_out_port(p) {
-                return Err(Error::BadOutPort(p));
-            }
-            out.push(Action::Output(p));
+            let max_len = a.u16()?;
+            out.push(output_action(p, max_len)?);
         }
         17 => {
             expect_len(len, 8)?;
@@ -406,6 +467,20 @@ fn decode_vendor(
             expect_len(len, 16)?;
             out.push(Action::CtClear);
         }
+        NXAST_NOTE => out.push(Action::Note(a.rest().to_vec())),
+        NXAST_CONTROLLER => {
+            expect_len(len, 16)?;
+            let max_len = a.u16()?;
+            let controller_id = a.u16()?;
+            let reason = reason_from_wire(a.u8()?)?;
+            out.push(Action::Controller(Box::new(ControllerAction {
+                max_len,
+                reason,
+                controller_id,
+                userdata: Vec::new(),
+            })));
+        }
+        NXAST_CONTROLLER2 => out.push(Action::Controller(Box::new(decode_controller2(a)?))),
         NXAST_CT => {
             if len < 24 || depth >= MAX_NEST {
                 return Err(Error::BadActionLen);
@@ -563,9 +638,60 @@ pub fn encode_actions(out: &mut Vec<u8>, acts: &[Action], v: Version) {
     }
 }
 
+/// `controller` as Open vSwitch encodes it.
+fn put_controller(out: &mut Vec<u8>, c: &ControllerAction, v: Version) {
+    if c.userdata.is_empty() {
+        if c.reason == PacketInReason::Action && c.controller_id == 0 {
+            let mut b = Vec::new();
+            if v == Version::V10 {
+                b.u16(ofp_port::CONTROLLER as u16);
+                b.u16(c.max_len);
+            } else {
+                b.u32(port_to_of11(ofp_port::CONTROLLER));
+                b.u16(c.max_len);
+                b.zeros(6);
+            }
+            put_simple(out, 0, &b);
+        } else {
+            let s = nx_start(out, NXAST_CONTROLLER);
+            out.u16(c.max_len);
+            out.u16(c.controller_id);
+            out.u8(c.reason.wire());
+            finish(out, s);
+        }
+        return;
+    }
+    let s = nx_start(out, NXAST_CONTROLLER2);
+    out.zeros(6);
+    let prop = |out: &mut Vec<u8>, typ: u16, body: &[u8]| {
+        let start = out.len();
+        out.u16(typ);
+        out.u16((4 + body.len()) as u16);
+        out.extend_from_slice(body);
+        out.pad8(start);
+    };
+    if c.max_len != u16::MAX {
+        prop(out, NXAC2PT_MAX_LEN, &c.max_len.to_be_bytes());
+    }
+    if c.controller_id != 0 {
+        prop(out, NXAC2PT_CONTROLLER_ID, &c.controller_id.to_be_bytes());
+    }
+    if c.reason != PacketInReason::Action {
+        prop(out, NXAC2PT_REASON, &[c.reason.wire()]);
+    }
+    prop(out, NXAC2PT_USERDATA, &c.userdata);
+    finish(out, s);
+}
+
 fn encode_one(out: &mut Vec<u8>, a: &Action, v: Version) {
     let v10 = v == Version::V10;
     match a {
+        Action::Controller(c) => put_controller(out, c, v),
+        Action::Note(b) => {
+            let s = nx_start(out, NXAST_NOTE);
+            out.extend_from_slice(b);
+            finish(out, s);
+        }
         Action::Output(p) => {
             if v10 {
                 let max_len: u16 = if *p == ofp_port::CONTROLLER {
@@ -959,8 +1085,42 @@ mod tests {
         // Length past the end.
         let b = [0, 0, 0, 16, 0, 1, 0, 0];
         assert_eq!(decode_actions(&b, Version::V10), Err(Error::BadActionLen));
-        // NXAST_NOTE.
-        let b = [0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 8, 0, 0, 0, 0, 0, 0];
-        assert_eq!(decode_actions(&b, Version::V13), Err(Error::BadNxAction(8)));
+        // NXAST_LEARN (16): not run here.
+        let b = [0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 16, 0, 0, 0, 0, 0, 0];
+        assert_eq!(
+            decode_actions(&b, Version::V13),
+            Err(Error::BadNxAction(16))
+        );
+        // NXAST_CONTROLLER2 with `pause` (4): refused, not half-run.
+        let b = [
+            0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 37, 0, 0, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0,
+        ];
+        assert_eq!(decode_actions(&b, Version::V13), Err(Error::BadArgument));
+    }
+
+    #[test]
+    fn controller_and_note_round_trip_in_every_version() {
+        let acts = vec![
+            Action::Controller(Box::default()),
+            Action::Controller(Box::new(ControllerAction {
+                max_len: 128,
+                reason: PacketInReason::NoMatch,
+                controller_id: 3,
+                userdata: Vec::new(),
+            })),
+            Action::Controller(Box::new(ControllerAction {
+                max_len: 100,
+                reason: PacketInReason::InvalidTtl,
+                controller_id: 0,
+                userdata: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+            })),
+            Action::Note(vec![1, 2, 0, 0, 0, 0]),
+        ];
+        for v in [Version::V10, Version::V13, Version::V14, Version::V15] {
+            let mut b = Vec::new();
+            encode_actions(&mut b, &acts, v);
+            assert!(b.len().is_multiple_of(8));
+            assert_eq!(decode_actions(&b, v).unwrap(), acts, "{v:?}");
+        }
     }
 }
