@@ -69,6 +69,14 @@ fn run(args: Args) -> Result<(), String> {
     let srv = server::Server::new().map_err(|e| e.to_string())?;
     let listener = server::bind(&path).map_err(|e| e.to_string())?;
     let api = Arc::new(Api::new());
+    // OpenFlow beside the control socket: DIR/BR.mgmt for each bridge, as
+    // Open vSwitch puts $OVS_RUNDIR/BR.mgmt.
+    let rundir = path
+        .parent()
+        .map(|d| d.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("."));
+    api.serve_openflow(&rundir, srv.handle())
+        .map_err(|e| e.to_string())?;
     if let Err(e) = config::apply(&api, &cfg, &base) {
         api.shutdown();
         let _ = std::fs::remove_file(&path);

@@ -5,6 +5,8 @@
 //! * [`options`]: the operator's `key=value` text read into the API's
 //!   typed settings (shared by the vswitchctl protocol and the file).
 //! * [`flowtext`]: flows in ovs-ofctl syntax read into typed flow-mods.
+//! * [`openflow`]: the OpenFlow front end: each bridge as a
+//!   [`crate::openflow::backend::Backend`], served on `DIR/BR.mgmt`.
 //! * [`proto`]: the vswitchctl protocol, one JSON document per line.
 //! * [`handler`]: that protocol's front end onto the API.
 //! * [`server`]: the daemon's unix socket (tokio), timers and signals.
@@ -17,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod flowtext;
 pub mod handler;
+pub mod openflow;
 pub mod options;
 pub mod proto;
 pub mod server;

@@ -29,7 +29,7 @@ pub enum DropReason {
 /// The reasons with no payload beyond a translation reason, in the order
 /// `dump-drops` has always listed them (`mtu_exceeded` sits among the
 /// translation's reasons).
-const SIMPLE: [DropReason; 17] = [
+const SIMPLE: [DropReason; 18] = [
     DropReason::Xlate(XlateError::NoMatch),
     DropReason::Xlate(XlateError::PipelineDrop),
     DropReason::Xlate(XlateError::ResubmitDepth),
@@ -47,6 +47,7 @@ const SIMPLE: [DropReason; 17] = [
     DropReason::Xlate(XlateError::PortDisabled),
     DropReason::PacketIn(Refused::RateLimited),
     DropReason::PacketIn(Refused::QueueFull),
+    DropReason::PacketIn(Refused::NoController),
 ];
 
 const N_WIRE: usize = wire::Error::ALL.len();
@@ -56,7 +57,7 @@ const N_PORT: usize = PortDrop::ALL.len();
 
 // Every translation reason has a counter slot, and so do mtu_exceeded and
 // the two packet-in refusals.
-const _: () = assert!(N_SIMPLE == XlateError::ALL.len() + 3);
+const _: () = assert!(N_SIMPLE == XlateError::ALL.len() + 4);
 
 impl DropReason {
     /// Number of distinct reasons (size of a counter array).
@@ -130,6 +131,7 @@ impl DropReason {
             DropReason::Port(p) => p.name().to_string(),
             DropReason::PacketIn(Refused::RateLimited) => "controller_rate_limited".to_string(),
             DropReason::PacketIn(Refused::QueueFull) => "controller_queue_full".to_string(),
+            DropReason::PacketIn(Refused::NoController) => "controller_not_connected".to_string(),
         }
     }
 
@@ -146,6 +148,9 @@ impl DropReason {
             }
             DropReason::PacketIn(Refused::QueueFull) => {
                 "packet-in not taken: no controller path, or the control plane is behind"
+            }
+            DropReason::PacketIn(Refused::NoController) => {
+                "packet-in with no controller connected to the bridge"
             }
         }
     }
@@ -268,6 +273,7 @@ mod tests {
                 "port_disabled",
                 "controller_rate_limited",
                 "controller_queue_full",
+                "controller_not_connected",
             ]
         );
         for x in XlateError::ALL {

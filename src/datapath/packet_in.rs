@@ -51,6 +51,8 @@ pub enum Refused {
     RateLimited,
     /// The control plane is behind: the queue is full.
     QueueFull,
+    /// No controller connection was there to take it.
+    NoController,
 }
 
 /// A token bucket with a full bucket to start with.

@@ -132,6 +132,16 @@ impl WorkerSender {
         let _ = self.waker.wake();
         ok
     }
+
+    /// Sends a command built around a reply channel and waits for the
+    /// answer (`None` when the thread is gone).
+    pub fn ask<R>(&self, make: impl FnOnce(Sender<R>) -> DpCommand) -> Option<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.send(make(tx)) {
+            return None;
+        }
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
 }
 
 /// The control side of a worker.

@@ -125,7 +125,10 @@ impl Api {
                 owner,
             });
         }
-        let b = Bridge::new(name, self.epoch)?;
+        let mut b = Bridge::new(name, self.epoch)?;
+        if let Some(site) = self.openflow.lock().clone() {
+            b.listen(&site)?;
+        }
         let spec = parse_flow(DEFAULT_FLOW, FlowCmd::Add, &NoPortNames)?;
         b.of.flow_mods(
             &[FlowMod {

@@ -138,6 +138,9 @@ pub enum Error {
     /// abandoned.
     #[error("cancelled")]
     Cancelled,
+    /// The bridge's OpenFlow listener could not start.
+    #[error("OpenFlow listener: {0}")]
+    OpenFlow(#[from] crate::openflow::server::ServerError),
     /// A defect of vswitchd itself, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -174,6 +177,7 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::TlvMap(_) => "tlv_map",
             Error::Internal(_) => "internal",
+            Error::OpenFlow(_) => "openflow",
         }
     }
 }

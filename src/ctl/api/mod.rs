@@ -36,7 +36,9 @@ pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
 pub use trace::{TraceReply, TraceRequest};
 
+use super::openflow::{spawn_packet_in_pump, BridgeBackend};
 use crate::conntrack::ConnTracker;
+use crate::datapath::packet_in;
 use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
 use crate::datapath::{Datapath, DropCounters};
 use crate::ofproto::{Ofproto, PortKind};
@@ -68,6 +70,30 @@ struct Bridge {
     tlv: TlvMapHandle,
     /// Ports with a capture running: one capture a port at a time.
     captures: Arc<Mutex<std::collections::BTreeSet<u32>>>,
+    /// The bridge as OpenFlow sessions see it.
+    backend: Arc<BridgeBackend>,
+    /// Its OpenFlow listener (`DIR/BR.mgmt`), when the daemon serves
+    /// OpenFlow.
+    endpoint: Option<Endpoint>,
+}
+
+/// A bridge's OpenFlow listener; dropping it stops listening and removes
+/// the socket file.
+struct Endpoint {
+    server: crate::openflow::server::Server,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.server.unix_path);
+    }
+}
+
+/// Where and on what runtime the bridges' OpenFlow listeners run.
+#[derive(Clone)]
+struct OpenFlowSite {
+    dir: std::path::PathBuf,
+    rt: tokio::runtime::Handle,
 }
 
 impl Bridge {
@@ -75,8 +101,14 @@ impl Bridge {
         let of = Arc::new(Ofproto::new(name, epoch));
         let ct = Arc::new(ConnTracker::default());
         let drops = Arc::new(DropCounters::default());
-        let dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
+        let mut dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
+        let (sink, packet_ins) = packet_in::Sink::new();
+        dp.set_packet_in(sink);
         let worker = worker::spawn(dp).map_err(Error::Datapath)?;
+        let backend = Arc::new(BridgeBackend::new(of.clone(), worker.sender()));
+        // The pump ends by itself when the datapath (the sender) goes.
+        spawn_packet_in_pump(name, packet_ins, backend.clone(), drops.clone())
+            .map_err(Error::Datapath)?;
         Ok(Bridge {
             of,
             ct,
@@ -85,7 +117,20 @@ impl Bridge {
             ports: BTreeMap::new(),
             tlv: crate::port::geneve::new_tlv_map(),
             captures: Arc::default(),
+            backend,
+            endpoint: None,
         })
+    }
+
+    /// Starts the bridge's OpenFlow listener at `site.dir/NAME.mgmt`.
+    fn listen(&mut self, site: &OpenFlowSite) -> Result<(), Error> {
+        let path = site.dir.join(format!("{}.mgmt", self.of.name()));
+        let _rt = site.rt.enter();
+        let cfg = crate::openflow::server::Config::new(path);
+        let server = crate::openflow::server::start(cfg, self.backend.clone())?;
+        tracing::info!(bridge = %self.of.name(), socket = %server.unix_path.display(), "OpenFlow listener");
+        self.endpoint = Some(Endpoint { server });
+        Ok(())
     }
 
     fn port_status(&self) -> Vec<PortStatus> {
@@ -107,6 +152,7 @@ pub struct Api {
     started: Instant,
     epoch: Instant,
     bridges: Mutex<BTreeMap<String, Bridge>>,
+    openflow: Mutex<Option<OpenFlowSite>>,
 }
 
 impl Default for Api {
@@ -138,7 +184,28 @@ impl Api {
             started: now,
             epoch: now,
             bridges: Mutex::new(BTreeMap::new()),
+            openflow: Mutex::new(None),
         }
+    }
+
+    /// Serves OpenFlow for every bridge, present and future, on a unix
+    /// socket `dir/BRIDGE.mgmt` (mode 0600), as Open vSwitch does in its
+    /// run directory, on runtime `rt`.
+    pub fn serve_openflow(
+        &self,
+        dir: &std::path::Path,
+        rt: tokio::runtime::Handle,
+    ) -> Result<(), Error> {
+        let site = OpenFlowSite {
+            dir: dir.to_path_buf(),
+            rt,
+        };
+        let mut map = self.bridges.lock();
+        for b in map.values_mut().filter(|b| b.endpoint.is_none()) {
+            b.listen(&site)?;
+        }
+        *self.openflow.lock() = Some(site);
+        Ok(())
     }
 
     /// Version and uptime.

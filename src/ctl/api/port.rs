@@ -6,6 +6,7 @@ use super::{names, Api, PortEntry};
 use crate::datapath::egress::Egress;
 use crate::datapath::worker::DpCommand;
 use crate::ofproto::{PortInfo, PortKind, VlanMode};
+use crate::openflow::wire::port::PortReason;
 use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
 use crate::port::geneve::{GeneveConfig, GenevePort, TlvMapHandle};
 use crate::port::internal::InternalPort;
@@ -310,6 +311,12 @@ impl Api {
                 mem,
             },
         );
+        // OpenFlow sessions hear of it (PORT_STATUS ADD).
+        let st = b.port_status();
+        if let Some(s) = st.iter().find(|s| s.no == no) {
+            b.backend
+                .port_status(PortReason::Add, b.backend.describe(s));
+        }
         tracing::info!(bridge = %bridge, port = %spec.name, ofport = no, kind = %spec.kind, "port added");
         Ok(PortAdded {
             port: spec.name.clone(),
@@ -325,8 +332,17 @@ impl Api {
                 bridge: bridge.to_string(),
                 port: port.to_string(),
             })?;
+            let st = b.port_status();
+            let desc = st
+                .iter()
+                .find(|s| s.no == e.no)
+                .map(|s| b.backend.describe(s));
             b.of.del_port(e.no);
-            Ok(b.worker.ask(|reply| DpCommand::DelPort { no: e.no, reply }))
+            let old = b.worker.ask(|reply| DpCommand::DelPort { no: e.no, reply });
+            if let Some(d) = desc {
+                b.backend.port_status(PortReason::Delete, d);
+            }
+            Ok(old)
         })?;
         drop(old);
         tracing::info!(bridge = %bridge, port = %port, "port deleted");

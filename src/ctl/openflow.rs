@@ -1,0 +1,260 @@
+//! The OpenFlow front end: each bridge served to OpenFlow peers
+//! (`ovs-ofctl`, controllers) through the [`Backend`] the session speaks
+//! to, over the same tables, ports and datapath `vswitchctl` drives.
+//!
+//! * [`BridgeBackend`]: a bridge as OpenFlow sees it. Flow-mods and dumps
+//!   go to the bridge's tables (so `vswitchctl dump-flows` and `ovs-ofctl
+//!   dump-flows` agree, counters and durations included); port
+//!   descriptions and counters come from the datapath; packet-outs run in
+//!   the datapath thread.
+//! * Events: PORT_STATUS when a port is added, deleted or changes link;
+//!   PACKET_IN from the datapath's packet-in queue, drained by a small
+//!   thread per bridge ([`spawn_packet_in_pump`]).
+
+use crate::datapath::packet_in::{PacketIn as DpPacketIn, Refused};
+use crate::datapath::worker::{DpCommand, PortStatus, WorkerSender};
+use crate::datapath::{DropCounters, DropReason};
+use crate::flow::{ofp_port, Action};
+use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
+use crate::openflow::backend::{mac_of, Backend, BackendError, Event, EVENT_QUEUE};
+use crate::openflow::wire::features::Desc;
+use crate::openflow::wire::packet::PacketIn;
+use crate::openflow::wire::port::{PortDesc, PortReason, PortStats};
+use crate::port::LinkState;
+use crossbeam_channel::Receiver;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+/// OFPPC_PORT_DOWN.
+const PORT_DOWN: u32 = 1;
+/// OFPPS_LINK_DOWN.
+const LINK_DOWN: u32 = 1;
+/// OFPPS_LIVE (1.3+; Open vSwitch sets it on every working port).
+const LIVE: u32 = 4;
+
+/// The datapath id of a bridge: a locally administered MAC made from its
+/// name, stable across restarts (Open vSwitch derives it from the bridge's
+/// MAC the same way).
+pub fn datapath_id(bridge: &str) -> u64 {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let h = bridge.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h & 0x0000_feff_ffff_ffff) | 0x0000_0200_0000_0000
+}
+
+/// A bridge as its OpenFlow sessions see it.
+pub struct BridgeBackend {
+    of: Arc<Ofproto>,
+    worker: WorkerSender,
+    dpid: u64,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for BridgeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeBackend")
+            .field("bridge", &self.of.name())
+            .field("dpid", &self.dpid)
+            .finish()
+    }
+}
+
+impl BridgeBackend {
+    /// The backend of the bridge whose tables are `of` and whose datapath
+    /// thread `worker` reaches.
+    pub fn new(of: Arc<Ofproto>, worker: WorkerSender) -> BridgeBackend {
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        BridgeBackend {
+            dpid: datapath_id(of.name()),
+            of,
+            worker,
+            events,
+        }
+    }
+
+    /// Tells every session about a port change.
+    pub fn port_status(&self, reason: PortReason, desc: PortDesc) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Event::PortStatus(reason, desc));
+    }
+
+    /// The description of port `s`, as PORT_DESC and PORT_STATUS give it.
+    pub fn describe(&self, s: &PortStatus) -> PortDesc {
+        let enabled = self
+            .of
+            .with_ports(|p| p.get(s.no).is_none_or(|i| i.enabled));
+        PortDesc {
+            port_no: s.no,
+            hw_addr: port_mac(self.dpid, s.no),
+            name: s.name.clone(),
+            config: if enabled { 0 } else { PORT_DOWN },
+            state: match s.link {
+                LinkState::Up => LIVE,
+                LinkState::Down => LINK_DOWN,
+            },
+            curr_speed: 0,
+        }
+    }
+
+    fn statuses(&self) -> Vec<PortStatus> {
+        let mut v = self
+            .worker
+            .ask(|reply| DpCommand::Ports { reply })
+            .unwrap_or_default();
+        v.sort_by_key(|s| s.no);
+        v
+    }
+
+    fn local(&self) -> PortDesc {
+        PortDesc {
+            port_no: ofp_port::LOCAL,
+            hw_addr: mac_of(self.dpid),
+            name: self.of.name().to_string(),
+            config: 0,
+            state: LIVE,
+            curr_speed: 0,
+        }
+    }
+}
+
+/// A port's MAC as OpenFlow reports it: the bridge's, with the port number
+/// in the low bytes (the datapath keeps no MAC for in-memory ports).
+fn port_mac(dpid: u64, no: u32) -> [u8; 6] {
+    let mut m = mac_of(dpid);
+    m[4] ^= (no >> 8) as u8;
+    m[5] ^= no as u8;
+    m
+}
+
+impl Backend for BridgeBackend {
+    fn datapath_id(&self) -> u64 {
+        self.dpid
+    }
+
+    fn desc(&self) -> Desc {
+        Desc {
+            mfr: "vswitch".to_string(),
+            hw: "vswitch userspace datapath".to_string(),
+            sw: env!("CARGO_PKG_VERSION").to_string(),
+            serial: "None".to_string(),
+            dp: self.of.name().to_string(),
+        }
+    }
+
+    fn flow_mods(&self, mods: &[FlowMod]) -> Result<FlowModSummary, FlowModError> {
+        self.of.flow_mods(mods, Instant::now())
+    }
+
+    fn dump_flows(&self, filter: &FlowFilter) -> Vec<FlowDump> {
+        self.of.dump_flows(filter, Instant::now())
+    }
+
+    fn table_counts(&self) -> Vec<u32> {
+        let mut counts = vec![0u32; crate::ofproto::N_TABLES];
+        for f in self.of.dump_flows(&FlowFilter::default(), Instant::now()) {
+            if let Some(c) = counts.get_mut(usize::from(f.spec.table)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    fn ports(&self) -> Vec<PortDesc> {
+        let mut v: Vec<PortDesc> = self.statuses().iter().map(|s| self.describe(s)).collect();
+        v.push(self.local());
+        v
+    }
+
+    fn port_stats(&self, port: Option<u32>) -> Result<Vec<PortStats>, BackendError> {
+        let v: Vec<PortStats> = self
+            .statuses()
+            .into_iter()
+            .filter(|s| port.is_none_or(|n| n == s.no || n == ofp_port::NONE))
+            .map(|s| PortStats {
+                port_no: s.no,
+                rx_packets: s.stats.rx_packets,
+                tx_packets: s.stats.tx_packets,
+                rx_bytes: s.stats.rx_bytes,
+                tx_bytes: s.stats.tx_bytes,
+                rx_dropped: s.stats.rx_dropped,
+                tx_dropped: s.stats.tx_dropped,
+                rx_errors: s.stats.rx_errors,
+                tx_errors: s.stats.tx_errors,
+                ..PortStats::default()
+            })
+            .collect();
+        match port {
+            Some(n) if v.is_empty() && n != ofp_port::NONE => Err(BackendError::NoSuchPort(n)),
+            _ => Ok(v),
+        }
+    }
+
+    fn packet_out(
+        &self,
+        in_port: u32,
+        actions: &[Action],
+        data: &[u8],
+    ) -> Result<(), BackendError> {
+        let r = self.worker.ask(|reply| DpCommand::PacketOut {
+            in_port,
+            actions: actions.to_vec(),
+            frame: data.to_vec(),
+            reply,
+        });
+        match r {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(BackendError::Unsupported("a frame that does not parse")),
+            None => Err(BackendError::Unsupported(
+                "packet-out while the bridge stops",
+            )),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+/// Drains the datapath's packet-ins into PACKET_IN events for `backend`'s
+/// sessions, until the datapath goes away (its sender is dropped).
+/// A packet-in no session was there to take is counted in `drops`.
+pub fn spawn_packet_in_pump(
+    bridge: &str,
+    rx: Receiver<DpPacketIn>,
+    backend: Arc<BridgeBackend>,
+    drops: Arc<DropCounters>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("pktin-{bridge}"))
+        .spawn(move || {
+            for pi in rx.iter() {
+                let ev = PacketIn {
+                    total_len: pi.total_len.min(usize::from(u16::MAX)) as u16,
+                    in_port: pi.key.in_port(),
+                    reason: pi.reason.wire(),
+                    table_id: pi.table_id,
+                    cookie: pi.cookie,
+                    data: pi.data,
+                };
+                if backend.events.send(Event::PacketIn(ev)).is_err() {
+                    drops.add(DropReason::PacketIn(Refused::NoController), 1);
+                }
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datapath_ids_are_stable_local_macs() {
+        let a = datapath_id("br0");
+        assert_eq!(a, datapath_id("br0"));
+        assert_ne!(a, datapath_id("br1"));
+        assert_eq!(a >> 48, 0);
+        assert_eq!((a >> 40) & 0x03, 0x02, "locally administered, unicast");
+    }
+}

@@ -1,0 +1,214 @@
+//! vswitchd's own OpenFlow endpoint, `DIR/BR.mgmt` beside its control
+//! socket, driven by the real `ovs-ofctl`: one table shared with
+//! vswitchctl (flows added from either side are dumped by both, with the
+//! same counters), ports and their counters, packet-out into the datapath,
+//! and packet-ins from a `controller` action reaching `ovs-ofctl monitor`.
+
+mod common;
+
+use common::frames::{eth, hex, mac};
+use common::{have_tool, wait_until, Daemon};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn require_ofctl(test: &str) -> bool {
+    if have_tool("ovs-ofctl") {
+        return true;
+    }
+    if std::env::var("VSWITCH_REQUIRE_OVS").as_deref() == Ok("1") {
+        panic!("{test}: needs ovs-ofctl and VSWITCH_REQUIRE_OVS=1");
+    }
+    eprintln!("skipping {test}: needs ovs-ofctl (apt-get install openvswitch-common)");
+    false
+}
+
+fn mgmt(d: &Daemon, br: &str) -> String {
+    format!("unix:{}", d.dir.path().join(format!("{br}.mgmt")).display())
+}
+
+/// Runs ovs-ofctl, bounded; returns stdout, panics with stderr on failure.
+fn ofctl(version: &str, args: &[&str]) -> String {
+    let o = Command::new("timeout")
+        .arg("20")
+        .arg("ovs-ofctl")
+        .args(["-O", version])
+        .args(args)
+        .output()
+        .expect("run ovs-ofctl");
+    assert!(
+        o.status.success(),
+        "ovs-ofctl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The `ovs-ofctl dump-flows` lines, without the stats that move.
+fn flow_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("actions="))
+        .map(|l| {
+            l.split(", ")
+                .filter(|f| !f.trim_start().starts_with("duration=") && !f.contains("_age="))
+                .collect::<Vec<_>>()
+                .join(", ")
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn ovs_ofctl_and_vswitchctl_drive_one_table() {
+    if !require_ofctl("ovs_ofctl_and_vswitchctl_drive_one_table") {
+        return;
+    }
+    let d = Daemon::start(None);
+    d.add_dummies(&["p1", "p2"]);
+    let sock = d.dir.path().join("br0.mgmt");
+    let meta = std::fs::metadata(&sock).expect("br0.mgmt exists");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let t = mgmt(&d, "br0");
+    for v in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        d.ctl(&["del-flows", "br0"]);
+        ofctl(
+            v,
+            &["add-flow", &t, "priority=10,in_port=1,actions=output:2"],
+        );
+        d.ctl(&["add-flow", "br0", "priority=10,in_port=2,actions=output:1"]);
+        let ours = d.ctl(&["dump-flows", "br0"]);
+        let theirs = ofctl(v, &["dump-flows", &t]);
+        assert_eq!(flow_lines(&ours), flow_lines(&theirs), "{v}");
+        assert_eq!(flow_lines(&theirs).len(), 2, "{v}: {theirs}");
+    }
+    // Traffic moves the same counters seen from both sides.
+    let f = hex(&eth(
+        mac("02:00:00:00:00:02"),
+        mac("02:00:00:00:00:01"),
+        0x88b5,
+        &[7; 46],
+    ));
+    d.ctl(&["inject", "br0", "p1", &f]);
+    assert_eq!(
+        d.wait_sent("p2", 1, Duration::from_secs(5)),
+        vec![f.clone()]
+    );
+    let theirs = ofctl("OpenFlow13", &["dump-flows", &t, "in_port=1"]);
+    assert!(
+        theirs.contains("n_packets=1,") || theirs.contains("n_packets=1 "),
+        "{theirs}"
+    );
+    // show, dump-ports, dump-ports-desc, dump-tables, dump-aggregate.
+    let show = ofctl("OpenFlow13", &["show", &t]);
+    assert!(show.contains("1(p1)") && show.contains("2(p2)"), "{show}");
+    let ports = ofctl("OpenFlow13", &["dump-ports", &t, "1"]);
+    assert!(ports.contains("rx pkts=1"), "{ports}");
+    let desc = ofctl("OpenFlow15", &["dump-ports-desc", &t]);
+    assert!(desc.contains("p2"), "{desc}");
+    let agg = ofctl("OpenFlow13", &["dump-aggregate", &t]);
+    assert!(agg.contains("flow_count=2"), "{agg}");
+    ofctl("OpenFlow10", &["dump-tables", &t]);
+    // del-flows --strict removes exactly one.
+    ofctl(
+        "OpenFlow13",
+        &["--strict", "del-flows", &t, "priority=10,in_port=1"],
+    );
+    assert_eq!(d.flows().len(), 1);
+    // A packet-out runs in the datapath: out of p2 it goes.
+    ofctl(
+        "OpenFlow13",
+        &["packet-out", &t, "CONTROLLER", "output:2", &f],
+    );
+    assert_eq!(d.wait_sent("p2", 1, Duration::from_secs(5)), vec![f]);
+    // A bridge made later gets its own socket; deleting it removes it.
+    d.ctl(&["add-br", "br7"]);
+    ofctl("OpenFlow13", &["dump-flows", &mgmt(&d, "br7")]);
+    d.ctl(&["del-br", "br7"]);
+    assert!(!d.dir.path().join("br7.mgmt").exists());
+}
+
+#[test]
+fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
+    if !require_ofctl("packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited") {
+        return;
+    }
+    let d = Daemon::start(None);
+    d.add_dummies(&["p1", "p2"]);
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        "priority=10,in_port=1,actions=controller(max_len=64),output:2",
+    ]);
+    let out = d.dir.path().join("monitor.txt");
+    // ovs-ofctl monitor wants a run directory for its own control socket.
+    let mut mon = Command::new("timeout")
+        .env("OVS_RUNDIR", d.dir.path())
+        .args([
+            "30",
+            "ovs-ofctl",
+            "-O",
+            "OpenFlow13",
+            "monitor",
+            &mgmt(&d, "br0"),
+        ])
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        // It prints what it receives on stderr.
+        .stderr(Stdio::from(
+            std::fs::File::create(d.dir.path().join("monitor.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let f = hex(&eth(
+        mac("02:00:00:00:00:02"),
+        mac("02:00:00:00:00:01"),
+        0x88b5,
+        &[9; 100],
+    ));
+    // Probe until the monitor's session is there (packet-ins before it
+    // are counted as controller_not_connected).
+    let mut injected = 0u64;
+    let up = wait_until(Duration::from_secs(15), || {
+        d.ctl(&["inject", "br0", "p1", &f]);
+        injected += 1;
+        std::thread::sleep(Duration::from_millis(100));
+        read(&out).contains("OFPT_PACKET_IN")
+    });
+    assert!(up, "the monitor never saw a packet-in");
+    // More than the rate limit's burst (250): forwarding is untouched and
+    // whatever the limit refuses is counted.
+    for _ in 0..400 {
+        d.ctl(&["inject", "br0", "p1", &f]);
+    }
+    injected += 400;
+    let sent = d.wait_sent("p2", injected as usize, Duration::from_secs(20));
+    assert_eq!(sent.len() as u64, injected, "forwarding is not affected");
+    // Every packet-in is delivered or counted under its reason: none
+    // vanishes.
+    let accounted = || {
+        read(&out).matches("OFPT_PACKET_IN").count() as u64
+            + d.drop_count("controller_rate_limited")
+            + d.drop_count("controller_queue_full")
+            + d.drop_count("controller_not_connected")
+    };
+    let all = wait_until(Duration::from_secs(10), || accounted() == injected);
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let text = read(&out);
+    assert!(
+        all,
+        "{} of 400 packet-ins accounted for:\n{text}",
+        accounted()
+    );
+    assert!(text.contains("OFPT_PACKET_IN"), "{text}");
+    assert!(text.contains("total_len=114"), "{text}");
+}
+
+/// The monitor's output, both streams.
+fn read(p: &Path) -> String {
+    let mut s = std::fs::read_to_string(p).unwrap_or_default();
+    s += &std::fs::read_to_string(p.with_file_name("monitor.err")).unwrap_or_default();
+    s
+}
