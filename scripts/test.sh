@@ -38,5 +38,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# os-ken (OpenStack's OpenFlow controller framework) for the controller
+# interop test, in a venv of the project's own.
+if ! target/osken-venv/bin/python -c 'import os_ken.base.app_manager' >/dev/null 2>&1; then
+  echo "installing os-ken into target/osken-venv"
+  mkdir -p target
+  python3 -m venv target/osken-venv
+  target/osken-venv/bin/pip install -q os-ken || echo "os-ken install failed: its test will say so" >&2
+fi
+
 cargo fmt --all -- --check
 cargo test "$@"

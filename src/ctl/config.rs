@@ -23,6 +23,7 @@
 //! `vswitchctl add-port` takes.
 
 use super::api::{Api, Error as ApiError};
+use super::openflow::{FailMode, Target};
 use super::{flowtext, options};
 use crate::flow::parse::FlowCmd;
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,12 @@ pub struct BridgeConfig {
     /// (`["default=100000", "zone=5,limit=1000"]`).
     #[serde(default)]
     pub ct_limits: Vec<String>,
+    /// OpenFlow controllers (`tcp:IP:PORT`, `unix:PATH`).
+    #[serde(default)]
+    pub controller: Vec<String>,
+    /// `standalone` (default) or `secure`.
+    #[serde(default)]
+    pub fail_mode: Option<String>,
     /// Ports.
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
@@ -238,6 +245,27 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
             .map_err(opt("ct_limits: "))?;
         api.ct_set_limits(&b.name, &limits)
             .map_err(fail(String::new()))?;
+    }
+    if let Some(m) = &b.fail_mode {
+        let mode = FailMode::parse(m).ok_or_else(|| {
+            opt("fail_mode: ")(options::OptionError::Value {
+                key: "fail_mode".into(),
+                value: m.clone(),
+                expected: "expected standalone or secure".into(),
+            })
+        })?;
+        api.set_fail_mode(&b.name, mode)
+            .map_err(fail(String::new()))?;
+    }
+    if !b.controller.is_empty() {
+        let targets = b
+            .controller
+            .iter()
+            .map(|t| t.parse::<Target>().map_err(ApiError::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail("controller: ".into()))?;
+        api.set_controller(&b.name, &targets)
+            .map_err(fail("controller: ".into()))?;
     }
     for p in &b.ports {
         let item = format!("port {}: ", p.name);

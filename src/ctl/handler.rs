@@ -6,6 +6,7 @@
 //! API does not.
 
 use super::api::{Api, Cancel, CaptureSpec, Error, FlowsReply, TraceRequest};
+use super::openflow::{FailMode, Target};
 use super::proto::{Request, Response};
 use super::{flowtext, options};
 use crate::flow::parse::FlowCmd;
@@ -47,7 +48,9 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
         | R::Show { .. }
         | R::AddBr { .. }
         | R::DelBr { .. }
-        | R::SetBridge { .. }) => bridges(api, r, now),
+        | R::SetBridge { .. }
+        | R::SetController { .. }
+        | R::SetFailMode { .. }) => bridges(api, r, now),
         r @ (R::AddPort { .. }
         | R::DelPort { .. }
         | R::SetPort { .. }
@@ -100,6 +103,25 @@ fn bridges(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
         Request::SetBridge { bridge, options } => {
             let s = options::bridge_settings(&options)?;
             done(json!(api.set_bridge(&bridge, &s)?))
+        }
+        Request::SetController { bridge, targets } => {
+            let t = targets
+                .iter()
+                .map(|t| t.parse::<Target>())
+                .collect::<Result<Vec<_>, _>>()?;
+            api.set_controller(&bridge, &t)?;
+            done(json!({ "bridge": bridge, "controllers": targets }))
+        }
+        Request::SetFailMode { bridge, mode } => {
+            let m = FailMode::parse(&mode).ok_or_else(|| {
+                Error::Option(options::OptionError::Value {
+                    key: "fail_mode".into(),
+                    value: mode.clone(),
+                    expected: "expected standalone or secure".into(),
+                })
+            })?;
+            api.set_fail_mode(&bridge, m)?;
+            done(json!({ "bridge": bridge, "fail_mode": m }))
         }
         other => return Err(misrouted(&other)),
     })

@@ -258,3 +258,235 @@ mod tests {
         assert_eq!((a >> 40) & 0x03, 0x02, "locally administered, unicast");
     }
 }
+
+/// What a bridge does while no controller is connected (Open vSwitch's
+/// `fail_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// After [`FAIL_OPEN_AFTER`] without a controller, forward as a
+    /// MAC-learning switch (fail-open) until one connects again.
+    #[default]
+    Standalone,
+    /// Keep forwarding with the flows there are; never take over.
+    Secure,
+}
+
+impl FailMode {
+    /// Parses `standalone` or `secure`.
+    pub fn parse(s: &str) -> Option<FailMode> {
+        match s {
+            "standalone" => Some(FailMode::Standalone),
+            "secure" => Some(FailMode::Secure),
+            _ => None,
+        }
+    }
+
+    /// The name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailMode::Standalone => "standalone",
+            FailMode::Secure => "secure",
+        }
+    }
+}
+
+/// How long a `standalone` bridge waits without any controller before it
+/// fails open.
+pub const FAIL_OPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest wait between two connection attempts.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
+/// Bytes queued for a controller before the connection is dropped.
+const MAX_OUTPUT: usize = 16 << 20;
+
+/// A controller to connect to: `tcp:IP:PORT` or `unix:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// TCP.
+    Tcp(std::net::SocketAddr),
+    /// A unix socket.
+    Unix(std::path::PathBuf),
+}
+
+/// A controller target that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad controller target '{0}': expected tcp:IP:PORT or unix:PATH")]
+pub struct TargetError(pub String);
+
+impl std::str::FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(s: &str) -> Result<Target, TargetError> {
+        let bad = || TargetError(s.to_string());
+        if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(bad());
+            }
+            return Ok(Target::Unix(p.into()));
+        }
+        let rest = s.strip_prefix("tcp:").ok_or_else(bad)?;
+        // tcp:IP:PORT, with [v6]:PORT allowed; Open vSwitch's default port
+        // is 6653.
+        let (ip, port) = match rest.rsplit_once(':') {
+            Some((ip, port)) if !ip.is_empty() && !ip.ends_with(':') => {
+                (ip, port.parse::<u16>().map_err(|_| bad())?)
+            }
+            _ => (rest, 6653),
+        };
+        let ip: std::net::IpAddr = ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad())?;
+        Ok(Target::Tcp(std::net::SocketAddr::new(ip, port)))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "tcp:{a}"),
+            Target::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One controller connection's state, as `show` reports it.
+#[derive(Debug)]
+pub struct ControllerState {
+    /// The target.
+    pub target: Target,
+    connected: std::sync::atomic::AtomicBool,
+}
+
+impl ControllerState {
+    /// Whether a session with it is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A bridge's controllers: a reconnecting connection per target and, in
+/// standalone mode, the fail-open watchdog. Dropping it disconnects.
+#[derive(Debug)]
+pub struct Controllers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Each target's state.
+    pub states: Vec<Arc<ControllerState>>,
+    /// The fail mode in force.
+    pub fail_mode: FailMode,
+    of: Arc<Ofproto>,
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.of.set_fail_open(false);
+    }
+}
+
+impl Controllers {
+    /// Connects to `targets` on runtime `rt` and keeps reconnecting (with
+    /// backoff up to [`MAX_BACKOFF`]) for as long as it lives.
+    pub fn start(
+        rt: &tokio::runtime::Handle,
+        targets: &[Target],
+        fail_mode: FailMode,
+        backend: Arc<BridgeBackend>,
+    ) -> Controllers {
+        let of = backend.of.clone();
+        let mut tasks = Vec::new();
+        let mut states = Vec::new();
+        for t in targets {
+            let st = Arc::new(ControllerState {
+                target: t.clone(),
+                connected: Default::default(),
+            });
+            states.push(st.clone());
+            tasks.push(rt.spawn(connect_loop(st, backend.clone())));
+        }
+        if fail_mode == FailMode::Standalone && !states.is_empty() {
+            tasks.push(rt.spawn(watchdog(states.clone(), of.clone())));
+        }
+        Controllers {
+            tasks,
+            states,
+            fail_mode,
+            of,
+        }
+    }
+}
+
+async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
+    use std::sync::atomic::Ordering;
+    let mut backoff = std::time::Duration::from_secs(1);
+    let mut warned = false;
+    loop {
+        let b: Arc<dyn Backend> = backend.clone();
+        let connected = match &st.target {
+            Target::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    st.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(controller = %st.target, "connected");
+                    crate::openflow::server::run(s, b, MAX_OUTPUT).await;
+                    true
+                }
+                Err(e) => {
+                    warn_once(&st.target, &e, &mut warned);
+                    false
+                }
+            },
+            Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
+                Ok(s) => {
+                    st.connected.store(true, Ordering::Relaxed);
+                    tracing::info!(controller = %st.target, "connected");
+                    crate::openflow::server::run(s, b, MAX_OUTPUT).await;
+                    true
+                }
+                Err(e) => {
+                    warn_once(&st.target, &e, &mut warned);
+                    false
+                }
+            },
+        };
+        if connected {
+            st.connected.store(false, Ordering::Relaxed);
+            tracing::warn!(controller = %st.target, "disconnected; reconnecting");
+            backoff = std::time::Duration::from_secs(1);
+            warned = false;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn warn_once(t: &Target, e: &std::io::Error, warned: &mut bool) {
+    if !*warned {
+        tracing::warn!(controller = %t, "cannot connect: {e}; retrying with backoff");
+        *warned = true;
+    }
+}
+
+/// Standalone mode: fail open after [`FAIL_OPEN_AFTER`] with no controller
+/// connected, and close again as soon as one is.
+async fn watchdog(states: Vec<Arc<ControllerState>>, of: Arc<Ofproto>) {
+    let mut since = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let now = tokio::time::Instant::now();
+        if states.iter().any(|s| s.is_connected()) {
+            since = now;
+            if of.fail_open() {
+                tracing::info!(bridge = %of.name(), "controller back: leaving fail-open");
+            }
+            of.set_fail_open(false);
+        } else if now.duration_since(since) >= FAIL_OPEN_AFTER && !of.fail_open() {
+            tracing::warn!(bridge = %of.name(), "no controller for {FAIL_OPEN_AFTER:?}: fail-open (NORMAL forwarding)");
+            of.set_fail_open(true);
+        }
+    }
+}

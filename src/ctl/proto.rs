@@ -242,6 +242,21 @@ pub enum Request {
         /// The mappings; `None` clears the map.
         mappings: Option<String>,
     },
+    /// Connect the bridge to OpenFlow controllers (`tcp:IP:PORT`,
+    /// `unix:PATH`), replacing the ones it has; none disconnects.
+    SetController {
+        /// Bridge.
+        bridge: String,
+        /// Targets.
+        targets: Vec<String>,
+    },
+    /// `standalone` (fail open to NORMAL without a controller) or `secure`.
+    SetFailMode {
+        /// Bridge.
+        bridge: String,
+        /// The mode.
+        mode: String,
+    },
     /// The TLV map (`ovs-ofctl dump-tlv-map` layout).
     DumpTlvMap {
         /// Bridge.

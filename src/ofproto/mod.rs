@@ -292,6 +292,9 @@ pub struct Ofproto {
     generation: AtomicU64,
     // Ports disabled by BPDU guard since the last `take_disabled_events`.
     bpdu_disabled: Mutex<Vec<u32>>,
+    // Fail-open: no controller for too long in standalone mode, so the
+    // bridge forwards as a learning switch whatever the tables say.
+    fail_open: std::sync::atomic::AtomicBool,
 }
 
 impl core::fmt::Debug for Ofproto {
@@ -317,6 +320,22 @@ impl Ofproto {
             config: RwLock::new(BridgeConfig::default()),
             generation: AtomicU64::new(1),
             bpdu_disabled: Mutex::new(Vec::new()),
+            fail_open: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the bridge is in fail-open: it lost its controllers in
+    /// `fail_mode=standalone` and forwards as a MAC-learning switch
+    /// (Open vSwitch's fail-open, its hidden `NORMAL` flow) until one
+    /// connects again.
+    pub fn fail_open(&self) -> bool {
+        self.fail_open.load(Ordering::Relaxed)
+    }
+
+    /// Enters or leaves fail-open; cached translations are revalidated.
+    pub fn set_fail_open(&self, on: bool) {
+        if self.fail_open.swap(on, Ordering::Relaxed) != on {
+            self.bump_generation();
         }
     }
 

@@ -305,6 +305,10 @@ impl<'a> Xlate<'a> {
             }
         } else if let Some(reason) = self.ingress_checks() {
             return self.finish_with(reason);
+        } else if self.of.fail_open() {
+            self.note(|| "fail-open (no controller, fail_mode=standalone): NORMAL".to_string());
+            self.normal();
+            return self.finish();
         }
         self.table_id = start_table;
         self.lookup_and_execute(start_table, true);

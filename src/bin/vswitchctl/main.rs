@@ -271,6 +271,27 @@ enum Cmd {
         /// Mappings, comma-separated.
         mappings: Option<String>,
     },
+    /// Connect BRIDGE to OpenFlow controllers (tcp:IP:PORT, unix:PATH),
+    /// replacing its controllers; with none, disconnect.
+    SetController {
+        /// Bridge.
+        bridge: String,
+        /// Targets.
+        targets: Vec<String>,
+    },
+    /// Disconnect BRIDGE from its controllers.
+    DelController {
+        /// Bridge.
+        bridge: String,
+    },
+    /// What BRIDGE does without a controller: standalone (NORMAL after 5 s)
+    /// or secure (keep the flows).
+    SetFailMode {
+        /// Bridge.
+        bridge: String,
+        /// standalone or secure.
+        mode: String,
+    },
     /// The Geneve TLV map.
     DumpTlvMap {
         /// Bridge.
@@ -416,6 +437,12 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
         Cmd::AddTlvMap { bridge, mappings } => Request::AddTlvMap { bridge, mappings },
         Cmd::DelTlvMap { bridge, mappings } => Request::DelTlvMap { bridge, mappings },
         Cmd::DumpTlvMap { bridge } => Request::DumpTlvMap { bridge },
+        Cmd::SetController { bridge, targets } => Request::SetController { bridge, targets },
+        Cmd::DelController { bridge } => Request::SetController {
+            bridge,
+            targets: Vec::new(),
+        },
+        Cmd::SetFailMode { bridge, mode } => Request::SetFailMode { bridge, mode },
     })
 }
 

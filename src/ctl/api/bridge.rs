@@ -2,6 +2,7 @@
 
 use super::conntrack::CtSettings;
 use super::{names, Api, Bridge, Error};
+use crate::ctl::openflow::FailMode;
 use crate::flow::parse::{parse_flow, FlowCmd};
 use crate::flow::NoPortNames;
 use crate::ofproto::{BridgeConfig, FlowMod, FlowModCmd, PortInfo, PortKind};
@@ -44,6 +45,22 @@ pub struct BridgeShow {
     pub forward_bpdu: bool,
     /// Ports, by OpenFlow number.
     pub ports: Vec<PortShow>,
+    /// Controllers it connects to.
+    pub controllers: Vec<ControllerShow>,
+    /// What it does without a controller.
+    pub fail_mode: FailMode,
+    /// True while it forwards as a learning switch because no controller
+    /// is connected (standalone only).
+    pub fail_open: bool,
+}
+
+/// A controller in `show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerShow {
+    /// `tcp:IP:PORT` or `unix:PATH`.
+    pub target: String,
+    /// Whether its session is up.
+    pub is_connected: bool,
 }
 
 /// One port in `show`.
@@ -74,6 +91,18 @@ impl fmt::Display for Show {
                 "bridge {}: {} flows, forward_bpdu={}",
                 b.bridge, b.flows, b.forward_bpdu
             )?;
+            for c in &b.controllers {
+                let state = if c.is_connected {
+                    "connected"
+                } else {
+                    "not connected"
+                };
+                writeln!(f, "    controller {} ({state})", c.target)?;
+            }
+            if !b.controllers.is_empty() || b.fail_mode != FailMode::Standalone {
+                let open = if b.fail_open { " (fail-open now)" } else { "" };
+                writeln!(f, "    fail_mode: {}{open}", b.fail_mode.name())?;
+            }
             for p in &b.ports {
                 write!(
                     f,
@@ -211,11 +240,23 @@ impl Api {
                 })
                 .collect();
             ports.sort_by_key(|p| p.ofport);
+            let controllers = b
+                .controllers
+                .iter()
+                .flat_map(|c| c.states.iter())
+                .map(|s| ControllerShow {
+                    target: s.target.to_string(),
+                    is_connected: s.is_connected(),
+                })
+                .collect();
             bridges.push(BridgeShow {
                 bridge: name.clone(),
                 flows: b.of.n_flows(),
                 forward_bpdu: b.of.config().forward_bpdu,
                 ports,
+                controllers,
+                fail_mode: b.fail_mode,
+                fail_open: b.of.fail_open(),
             });
         }
         Ok(Show { bridges })

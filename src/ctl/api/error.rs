@@ -141,6 +141,13 @@ pub enum Error {
     /// The bridge's OpenFlow listener could not start.
     #[error("OpenFlow listener: {0}")]
     OpenFlow(#[from] crate::openflow::server::ServerError),
+    /// Controllers need the daemon's OpenFlow runtime, which this switch
+    /// was started without.
+    #[error("this switch does not serve OpenFlow (no controllers possible)")]
+    NoOpenFlow,
+    /// A controller target does not parse.
+    #[error(transparent)]
+    Target(#[from] crate::ctl::openflow::TargetError),
     /// A defect of vswitchd itself, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -178,6 +185,8 @@ impl Error {
             Error::TlvMap(_) => "tlv_map",
             Error::Internal(_) => "internal",
             Error::OpenFlow(_) => "openflow",
+            Error::NoOpenFlow => "no_openflow",
+            Error::Target(_) => "bad_target",
         }
     }
 }

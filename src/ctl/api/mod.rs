@@ -25,7 +25,7 @@ mod names;
 mod port;
 mod trace;
 
-pub use bridge::{BridgeSettings, BridgeShow, PortShow, Show};
+pub use bridge::{BridgeSettings, BridgeShow, ControllerShow, PortShow, Show};
 pub use capture::{Cancel, CaptureReply, CaptureSpec};
 pub use conntrack::{
     ConnsReply, CtLimit, CtSettings, CtTimeouts, FlushReply, PolicyReply, StatsReply,
@@ -36,7 +36,7 @@ pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
 pub use trace::{TraceReply, TraceRequest};
 
-use super::openflow::{spawn_packet_in_pump, BridgeBackend};
+use super::openflow::{spawn_packet_in_pump, BridgeBackend, Controllers, FailMode, Target};
 use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in;
 use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
@@ -75,6 +75,10 @@ struct Bridge {
     /// Its OpenFlow listener (`DIR/BR.mgmt`), when the daemon serves
     /// OpenFlow.
     endpoint: Option<Endpoint>,
+    /// The controllers it connects to.
+    controllers: Option<Controllers>,
+    /// What it does without a controller.
+    fail_mode: FailMode,
 }
 
 /// A bridge's OpenFlow listener; dropping it stops listening and removes
@@ -119,6 +123,8 @@ impl Bridge {
             captures: Arc::default(),
             backend,
             endpoint: None,
+            controllers: None,
+            fail_mode: FailMode::default(),
         })
     }
 
@@ -246,6 +252,50 @@ impl Api {
     /// (the OpenFlow endpoint speaks flow-mods and dumps to them).
     pub fn ofproto(&self, name: &str) -> Result<Arc<Ofproto>, Error> {
         self.with_bridge(name, |b| Ok(b.of.clone()))
+    }
+
+    /// Connects bridge `name` to `targets` (replacing its controllers;
+    /// none disconnects), as `ovs-vsctl set-controller`.
+    pub fn set_controller(&self, name: &str, targets: &[Target]) -> Result<(), Error> {
+        let site = self.openflow.lock().clone();
+        self.with_bridge_mut(name, |b| {
+            let rt = site
+                .as_ref()
+                .map(|s| s.rt.clone())
+                .ok_or(Error::NoOpenFlow)?;
+            // The old connections go first (and fail-open with them).
+            b.controllers = None;
+            if !targets.is_empty() {
+                b.controllers = Some(Controllers::start(
+                    &rt,
+                    targets,
+                    b.fail_mode,
+                    b.backend.clone(),
+                ));
+            }
+            tracing::info!(bridge = %name, controllers = ?targets, "controllers set");
+            Ok(())
+        })
+    }
+
+    /// Sets what bridge `name` does without a controller.
+    pub fn set_fail_mode(&self, name: &str, mode: FailMode) -> Result<(), Error> {
+        let site = self.openflow.lock().clone();
+        self.with_bridge_mut(name, |b| {
+            b.fail_mode = mode;
+            // Restart the connections under the new mode.
+            if let (Some(c), Some(site)) = (b.controllers.take(), site) {
+                let targets: Vec<Target> = c.states.iter().map(|s| s.target.clone()).collect();
+                drop(c);
+                b.controllers = Some(Controllers::start(
+                    &site.rt,
+                    &targets,
+                    mode,
+                    b.backend.clone(),
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// The bridges' names.
