@@ -5,9 +5,8 @@ use core::fmt::Write;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
 
-use super::parse::{WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState};
-use super::tcp::{self, TcpPeer, TcpPeerState, TcpState};
+use super::tcp::{self, TcpPeer, TcpPeerState, TcpState, WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use crate::wire::IpProtocol;
 
 /// One direction's tuple, as `dump-conntrack` prints it.
@@ -168,8 +167,8 @@ impl ConnInfo {
                 None,
                 Some(TcpInfo {
                     state: tcp::summary(t),
-                    orig: TcpPeerInfo::from_peer(&t[0]),
-                    reply: TcpPeerInfo::from_peer(&t[1]),
+                    orig: TcpPeerInfo::from_peer(&t.peers[0]),
+                    reply: TcpPeerInfo::from_peer(&t.peers[1]),
                 }),
             ),
             L4State::Other(OtherState::First) => (Some("FIRST"), None),

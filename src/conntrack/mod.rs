@@ -26,7 +26,7 @@
 //!   when a slot comes due, and eagerly only when a timeout got shorter.
 //!   Lookups treat an expired entry as absent, so semantics never depend on
 //!   when [`ConnTracker::sweep`] last ran.
-//! * **Memory.** One table entry (~100 bytes, see `table::Conn`) per
+//! * **Memory.** One table entry (112 bytes, see `table::Conn`) per
 //!   connection, in chunked slabs, plus a 4-byte index in the hash table.
 //!
 //! Thread safety: [`ConnTracker`] is `Send + Sync`; configuration setters
@@ -75,11 +75,15 @@ pub enum CtInvalidReason {
     /// An ICMP/ICMPv6 type conntrack does not track (neither echo nor an
     /// error carrying a packet: e.g. neighbour discovery).
     UnsupportedIcmp,
+    /// A TCP segment the connection's state does not allow (Linux
+    /// conntrack's "invalid state": a SYN from the responder of an open
+    /// connection, a SYN+ACK from the side that sent the SYN).
+    TcpInvalidState,
 }
 
 impl CtInvalidReason {
     /// Every reason, in declaration order (counters index by this).
-    pub const ALL: [CtInvalidReason; 11] = [
+    pub const ALL: [CtInvalidReason; 12] = [
         CtInvalidReason::BadIpChecksum,
         CtInvalidReason::BadL4Checksum,
         CtInvalidReason::BadTcpFlags,
@@ -91,6 +95,7 @@ impl CtInvalidReason {
         CtInvalidReason::InvalidNew,
         CtInvalidReason::RelatedNoConn,
         CtInvalidReason::UnsupportedIcmp,
+        CtInvalidReason::TcpInvalidState,
     ];
 
     /// Stable snake_case name.
@@ -107,6 +112,7 @@ impl CtInvalidReason {
             CtInvalidReason::InvalidNew => "invalid_new",
             CtInvalidReason::RelatedNoConn => "related_no_conn",
             CtInvalidReason::UnsupportedIcmp => "unsupported_icmp",
+            CtInvalidReason::TcpInvalidState => "tcp_invalid_state",
         }
     }
 

@@ -436,9 +436,12 @@ mod tests {
 
     #[test]
     fn entry_stays_small() {
-        // 1M entries must fit in 256 MB with the index and slack.
+        // 1M entries must fit in 256 MB with the index and slack
+        // (`tests/conntrack_memory.rs` measures it). 112 bytes since TCP
+        // keeps each side's highest acknowledgement and the last SYN let
+        // through (Linux `td_maxack`, `last_end`): 16 of the 112.
         assert!(
-            core::mem::size_of::<Conn>() <= 104,
+            core::mem::size_of::<Conn>() <= 112,
             "{}",
             core::mem::size_of::<Conn>()
         );

@@ -468,7 +468,7 @@ impl ConnTracker {
                 match (c.l4, &parsed.l4) {
                     (L4State::Tcp(mut t), L4::Tcp(seg)) => {
                         match tcp::update(&mut t, seg, reply, pol) {
-                            Update::Valid { .. } => Some(CtState::EST | rpl),
+                            Update::Valid { .. } | Update::Ignored => Some(CtState::EST | rpl),
                             Update::ValidNew => Some(CtState::NEW),
                             Update::Reopen => {
                                 freed += 1;
@@ -580,6 +580,9 @@ impl ConnTracker {
         let (bits, refresh) = match (&mut c.l4, &p.l4) {
             (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, seg, reply, pol) {
                 Update::Valid { refresh } => (CtState::EST | rpl, refresh),
+                // Untracked: the timeout is not re-armed either, so SYNs
+                // on a dead 4-tuple cannot keep its entry alive.
+                Update::Ignored => (CtState::EST | rpl, false),
                 Update::ValidNew => (CtState::NEW, true),
                 Update::Reopen => {
                     self.remove_locked(shard, hash, i, false);
