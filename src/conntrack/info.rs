@@ -256,6 +256,8 @@ pub struct CtStats {
     pub tcp_liberal: bool,
     /// `tcp_seq_check` in force.
     pub tcp_seq_check: bool,
+    /// Fragment reassembly: settings, occupancy, counters.
+    pub ipf: super::IpfStatus,
 }
 
 impl ZoneStats {

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::info::{ConnInfo, CtStats, ZoneStats};
+use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
 use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard};
 use super::tcp::{self, TcpPolicy, Update};
@@ -23,7 +24,7 @@ use super::{
     ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
 };
 use crate::flow::FlowKey;
-use crate::packet::{CtState, PacketMeta};
+use crate::packet::{CsumStatus, CtState, PacketBuf, PacketMeta};
 
 /// Number of shards (each its own lock, table and timer wheel).
 pub const SHARDS: usize = 64;
@@ -67,6 +68,9 @@ pub struct ConnTracker {
     invalid: [AtomicU64; N_REASONS],
     committed: AtomicU64,
     expired: AtomicU64,
+
+    /// Fragment reassembly ahead of tracking.
+    ipf: Ipf,
 }
 
 /// Outcome of running a packet against an existing entry.
@@ -109,6 +113,7 @@ impl ConnTracker {
             invalid: [0; N_REASONS].map(AtomicU64::new),
             committed: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            ipf: Ipf::default(),
         };
         ct.set_checksum_policy(cfg.checksum);
         ct
@@ -380,6 +385,96 @@ impl ConnTracker {
         self.committed.fetch_add(1, Relaxed);
         let mark = apply_mark(&mut shard, i, params.set_mark);
         write(meta, CtState::TRK | CtState::NEW, mark, None)
+    }
+
+    /// Runs an IP fragment (a packet whose flow key has `nw_frag` set)
+    /// through `ct(...)`: the reassembler holds it until its datagram is
+    /// complete, then [`ConnTracker::process`] judges the reassembled
+    /// datagram and every fragment leaves with that verdict (see
+    /// [`FragVerdict`]). `key` is the fragment's flow key (only `dl_type`
+    /// is read). The fragments the reassembler dropped meanwhile (expired
+    /// or discarded datagrams) come back in [`FragOutcome::dropped`],
+    /// already counted under their reason here.
+    pub fn process_fragment(
+        &self,
+        pkt: PacketBuf,
+        key: &FlowKey,
+        params: &CtParams,
+        now: Instant,
+    ) -> FragOutcome {
+        let now_ms = self.ms(now);
+        let check_ip = self.checksum_policy() == ChecksumPolicy::Validate;
+        let mut dropped = Vec::new();
+        let handled = self.ipf.handle(
+            pkt,
+            key.dl_type(),
+            params.zone,
+            now_ms,
+            check_ip,
+            &mut dropped,
+        );
+        for (_, r) in &dropped {
+            self.count_invalid(*r);
+        }
+        let verdict = match handled {
+            Handled::NotFragment(p) => FragVerdict::NotFragment(p),
+            Handled::Held => FragVerdict::Held,
+            Handled::Refused(mut p, d) => {
+                p.meta.ct_zone = params.zone;
+                self.invalid(&mut p.meta, d, 0);
+                FragVerdict::Refused(p)
+            }
+            Handled::Complete {
+                mut frags,
+                datagram,
+            } => {
+                let mut meta = frags.first().map(|f| f.meta.clone()).unwrap_or_default();
+                meta.l2_pad_len = 0;
+                // No port verifies the L4 checksum of a fragment.
+                meta.csum = CsumStatus::Unknown;
+                self.process(&datagram, key, &mut meta, params, now);
+                for f in &mut frags {
+                    f.meta.ct_state = meta.ct_state;
+                    f.meta.ct_zone = meta.ct_zone;
+                    f.meta.ct_mark = meta.ct_mark;
+                    f.meta.ct_invalid = meta.ct_invalid;
+                }
+                FragVerdict::Complete(frags)
+            }
+        };
+        FragOutcome { verdict, dropped }
+    }
+
+    /// Whether fragments of Ethertype `dl_type` are reassembled.
+    pub fn ipf_enabled_for(&self, dl_type: u16) -> bool {
+        self.ipf.enabled_for(dl_type)
+    }
+
+    /// Drops the fragments of datagrams whose reassembly time ran out at
+    /// `now` and hands them back (counted under `frag_timeout`), for a
+    /// caller to recycle when no fragment arrives to trigger it.
+    pub fn ipf_expire(&self, now: Instant) -> super::ipf::Dropped {
+        let dropped = self.ipf.expire(self.ms(now));
+        for (_, r) in &dropped {
+            self.count_invalid(*r);
+        }
+        dropped
+    }
+
+    /// `ipf-status`: reassembly settings, occupancy and counters.
+    pub fn ipf_status(&self) -> IpfStatus {
+        self.ipf.status()
+    }
+
+    /// `ipf-set`: changes reassembly settings (all or nothing).
+    pub fn ipf_set(&self, s: &IpfSettings) -> Result<(), IpfError> {
+        self.ipf.set(s)
+    }
+
+    fn count_invalid(&self, r: CtInvalidReason) {
+        if let Some(c) = self.invalid.get(r as usize) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// The verdict [`ConnTracker::process`] would give this packet at
@@ -791,6 +886,7 @@ impl ConnTracker {
             checksum: self.checksum_policy().name(),
             tcp_liberal: self.tcp_liberal.load(Relaxed),
             tcp_seq_check: self.tcp_seq_check.load(Relaxed),
+            ipf: self.ipf.status(),
         }
     }
 
