@@ -161,7 +161,7 @@ fn proto_name(p: u8) -> String {
 impl ConnInfo {
     pub(crate) fn from_conn(c: &Conn, now_ms: u64) -> ConnInfo {
         let ok = c.orig_key();
-        let remaining = c.expires.saturating_sub(now_ms);
+        let remaining = c.expires_at(now_ms).saturating_sub(now_ms);
         let (state, tcp) = match &c.l4 {
             L4State::Tcp(t) => (
                 None,

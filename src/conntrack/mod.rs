@@ -31,7 +31,7 @@
 //!   is judged whole and its fragments leave with that verdict, within a
 //!   fragment budget and a per-datagram timeout
 //!   ([`ConnTracker::process_fragment`]).
-//! * **Memory.** One table entry (112 bytes, see `table::Conn`) per
+//! * **Memory.** One table entry (96 bytes, see `table::Conn`) per
 //!   connection, in chunked slabs, plus a 4-byte index in the hash table.
 //!
 //! Thread safety: [`ConnTracker`] is `Send + Sync`; configuration setters

@@ -160,7 +160,7 @@ pub(crate) struct TcpPeer {
     /// window); 1 means "not known yet".
     pub seqhi: u32,
     /// Highest acknowledgement number this side sent (Linux `td_maxack`),
-    /// meaningful once [`TcpConn::maxack`] says it was set: a reset from
+    /// read through [`TcpConn::maxack`]: a reset from
     /// the other side at exactly this number is what a host that lost its
     /// connection sends in answer to this side's segments.
     pub maxack: u32,
@@ -171,59 +171,60 @@ pub(crate) struct TcpPeer {
     pub state: TcpPeerState,
 }
 
-/// [`TcpConn`] flag: the originator has sent an acknowledgement.
-const F_MAXACK_ORIG: u8 = 0x01;
-/// [`TcpConn`] flag: the responder has sent an acknowledgement.
-const F_MAXACK_REPLY: u8 = 0x02;
-/// [`TcpConn`] flag: the last segment seen was an originator SYN let
-/// through untracked (Linux `last_index == TCP_SYN_SET`).
-const F_IGNORED_SYN: u8 = 0x04;
-
-/// Both directions, and what Linux keeps in `last_end` / `last_win` /
-/// `last_wscale` about a SYN it let through without tracking it (see
-/// [`Update::Ignored`]): enough to start the connection afresh when the
-/// other side's answer shows that SYN opened a new one.
+/// Both directions: `[originator, responder]` (32 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TcpConn {
     /// `[originator, responder]`.
     pub peers: [TcpPeer; 2],
-    /// The ignored SYN's end (sequence number + payload + 1): what an
-    /// answer to it acknowledges.
-    ign_end: u32,
-    /// The ignored SYN's window.
-    ign_win: u16,
-    /// The ignored SYN's window scale (pf encoding).
-    ign_wscale: u8,
-    /// `F_*` bits.
-    flags: u8,
 }
 
 impl TcpConn {
-    /// The highest acknowledgement side `side` (0 = originator) sent, if it
-    /// sent any.
+    /// Both sides' first segments acknowledged: from here on each side's
+    /// `maxack` is its highest acknowledgement (before, the latest).
+    fn handshake_done(&self) -> bool {
+        self.peers
+            .iter()
+            .all(|p| p.state >= TcpPeerState::Established)
+    }
+
+    /// The highest acknowledgement side `side` (0 = originator) sent, once
+    /// the handshake is done.
     pub fn maxack(&self, side: usize) -> Option<u32> {
-        let bit = if side == 0 {
-            F_MAXACK_ORIG
-        } else {
-            F_MAXACK_REPLY
-        };
         let p = self.peers.get(side)?;
-        (self.flags & bit != 0).then_some(p.maxack)
+        self.handshake_done().then_some(p.maxack)
     }
 
     fn note_ack(&mut self, side: usize, ack: u32) {
-        let bit = if side == 0 {
-            F_MAXACK_ORIG
-        } else {
-            F_MAXACK_REPLY
-        };
-        let first = self.flags & bit == 0;
+        let keep_max = self.handshake_done();
         if let Some(p) = self.peers.get_mut(side) {
-            if first || seq_gt(ack, p.maxack) {
+            if !keep_max || seq_gt(ack, p.maxack) {
                 p.maxack = ack;
             }
         }
-        self.flags |= bit;
+    }
+}
+
+/// What Linux keeps in `last_end` / `last_win` / `last_wscale` about an
+/// originator SYN it let through without tracking it (see
+/// [`Update::Ignored`]): enough to start the connection afresh when the
+/// other side's answer shows that SYN opened a new one. Rare, so the
+/// tracker keeps it beside the table rather than in every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IgnoredSyn {
+    /// The SYN's end (sequence number + payload + 1): what an answer to it
+    /// acknowledges.
+    end: u32,
+    win: u16,
+    /// Window scale (pf encoding).
+    wscale: u8,
+    /// The connection when the SYN was let through: an answer counts only
+    /// if nothing was tracked since (Linux: `last_index` still the SYN).
+    at: TcpConn,
+}
+
+impl IgnoredSyn {
+    fn answered_by(&self, c: &TcpConn, ack: u32) -> bool {
+        self.at == *c && ack == self.end
     }
 }
 
@@ -331,10 +332,7 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
     if seg.flags & FIN != 0 {
         src.seqhi = src.seqhi.wrapping_add(1);
     }
-    let mut c = TcpConn {
-        peers: [src, dst],
-        ..TcpConn::default()
-    };
+    let mut c = TcpConn { peers: [src, dst] };
     if seg.flags & ACK != 0 {
         c.note_ack(0, seg.ack);
     }
@@ -392,7 +390,16 @@ fn invalid_state(detail: &'static str) -> Update {
 /// behind the SYN, SYN+ACK and RST rules of Linux's state table
 /// (`tcp_conntracks` and `nf_conntrack_tcp_packet`, with
 /// `nf_conntrack_tcp_loose=1`).
-pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy) -> Update {
+///
+/// `ign` is the SYN last let through untracked on this connection, if
+/// any: read for SYN+ACK and RST+ACK segments, written for SYNs.
+pub(crate) fn update(
+    c: &mut TcpConn,
+    ign: &mut Option<IgnoredSyn>,
+    seg: &TcpSeg,
+    reply: bool,
+    pol: TcpPolicy,
+) -> Update {
     use TcpPeerState as P;
     let flags = seg.flags;
     if let Some(d) = invalid_flags(flags) {
@@ -400,20 +407,19 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
     }
     let (si, di) = if reply { (1, 0) } else { (0, 1) };
     if flags & SYN != 0 {
-        if let Some(u) = syn_step(c, seg, reply) {
+        if let Some(u) = syn_step(c, ign, seg, reply) {
             return u;
         }
     } else if flags & (RST | ACK) == (RST | ACK)
         && reply
-        && c.flags & F_IGNORED_SYN != 0
-        && seg.ack == c.ign_end
+        && ign.is_some_and(|g| g.answered_by(c, seg.ack))
     {
         // The responder reset the SYN we let through: it has no such
         // connection, so neither do we (Linux: "RST sent to invalid SYN
         // we had let through"). Closed without a window check, since it
         // acknowledges a segment the windows never saw; the next SYN
         // reopens the 4-tuple.
-        c.flags &= !F_IGNORED_SYN;
+        *ign = None;
         for p in &mut c.peers {
             p.state = P::TimeWait;
         }
@@ -424,7 +430,12 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
 
 /// The SYN and SYN+ACK rows of Linux's state table on pf's per-direction
 /// states; `None` means "on to the window check".
-fn syn_step(c: &mut TcpConn, seg: &TcpSeg, reply: bool) -> Option<Update> {
+fn syn_step(
+    c: &mut TcpConn,
+    ign: &mut Option<IgnoredSyn>,
+    seg: &TcpSeg,
+    reply: bool,
+) -> Option<Update> {
     use TcpPeerState as P;
     let (si, di) = if reply { (1, 0) } else { (0, 1) };
     let src = c.peers[si].state;
@@ -466,10 +477,12 @@ fn syn_step(c: &mut TcpConn, seg: &TcpSeg, reply: bool) -> Option<Update> {
         // client's reset to it closes that; a SYN+ACK for this SYN starts
         // the connection afresh (below); a reset to it closes the entry
         // (in `update`). So the SYN must get through, and be remembered.
-        c.ign_end = seg.seq.wrapping_add(seg.payload_len).wrapping_add(1);
-        c.ign_win = seg.win;
-        c.ign_wscale = seg.wscale;
-        c.flags |= F_IGNORED_SYN;
+        *ign = Some(IgnoredSyn {
+            end: seg.seq.wrapping_add(seg.payload_len).wrapping_add(1),
+            win: seg.win,
+            wscale: seg.wscale,
+            at: *c,
+        });
         return Some(Update::Ignored);
     }
     // SYN+ACK.
@@ -481,23 +494,24 @@ fn syn_step(c: &mut TcpConn, seg: &TcpSeg, reply: bool) -> Option<Update> {
     if dst < P::SynSent {
         return Some(invalid_state("SYN+ACK from the side that sent the SYN"));
     }
-    if reply && c.flags & F_IGNORED_SYN != 0 && seg.ack == c.ign_end {
+    if let Some(g) = ign.filter(|g| reply && g.answered_by(c, seg.ack)) {
         // The server accepted the SYN we let through: the old connection
         // is gone at both ends. Start over from that SYN, then track this
         // SYN+ACK as its answer.
         let syn = TcpSeg {
-            seq: c.ign_end.wrapping_sub(1),
+            seq: g.end.wrapping_sub(1),
             ack: 0,
-            win: c.ign_win,
+            win: g.win,
             flags: SYN,
             payload_len: 0,
-            wscale: c.ign_wscale,
+            wscale: g.wscale,
         };
         *c = new_conn(&syn);
+        *ign = None;
         return None;
     }
     // A late retransmission, or an answer to a SYN we never saw.
-    c.flags &= !F_IGNORED_SYN;
+    *ign = None;
     Some(Update::Ignored)
 }
 
@@ -505,8 +519,7 @@ fn syn_step(c: &mut TcpConn, seg: &TcpSeg, reply: bool) -> Option<Update> {
 fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -> Update {
     use TcpPeerState as P;
     let flags = seg.flags;
-    let established = summary(c) == TcpState::Established;
-    let dst_maxack = c.maxack(di);
+    let dst_maxack_set = c.maxack(di).is_some();
     let [orig, resp] = &mut c.peers;
     let (src, dst) = if si == 1 { (resp, orig) } else { (orig, resp) };
 
@@ -614,17 +627,19 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     // answers it with a challenge ACK (RFC 5961 section 3) and a genuine
     // peer then resets at the exact number.
     let mut rst_closes = true;
-    if is_rst && in_window && pol.seq_check {
-        if let Some(maxack) = dst_maxack {
-            if seq_gt(maxack, orig_seq) {
-                return Update::Invalid(CtInvalidDetail::new(
-                    CtInvalidReason::OutOfWindow,
-                    "RST below the highest acknowledgement the other side sent",
-                ));
-            }
-            if established && orig_seq != maxack && orig_seq != src.seqlo {
-                rst_closes = false;
-            }
+    if is_rst && in_window && pol.seq_check && dst_maxack_set {
+        let maxack = dst.maxack;
+        // `summary() == Established`, from the two states at hand.
+        let open = |s: P| (P::Established..P::Closing).contains(&s);
+        let established = open(src.state) && open(dst.state);
+        if seq_gt(maxack, orig_seq) {
+            return Update::Invalid(CtInvalidDetail::new(
+                CtInvalidReason::OutOfWindow,
+                "RST below the highest acknowledgement the other side sent",
+            ));
+        }
+        if established && orig_seq != maxack && orig_seq != src.seqlo {
+            rst_closes = false;
         }
     }
 
@@ -694,7 +709,6 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     if let Some(a) = acked {
         c.note_ack(si, a);
     }
-    c.flags &= !F_IGNORED_SYN;
     result
 }
 
@@ -734,21 +748,39 @@ mod tests {
     fn handshake_and_close_summaries() {
         let mut c = new_conn(&seg(100, 0, SYN, 0));
         assert_eq!(summary(&c), TcpState::SynSent);
-        let r = update(&mut c, &seg(500, 101, SYN | ACK, 0), true, STRICT);
+        let r = update(
+            &mut c,
+            &mut None,
+            &seg(500, 101, SYN | ACK, 0),
+            true,
+            STRICT,
+        );
         assert_eq!(r, Update::Valid { refresh: true });
         assert_eq!(summary(&c), TcpState::SynRecv);
-        update(&mut c, &seg(101, 501, ACK, 0), false, STRICT);
+        update(&mut c, &mut None, &seg(101, 501, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::Established);
-        update(&mut c, &seg(101, 501, ACK | FIN, 0), false, STRICT);
+        update(
+            &mut c,
+            &mut None,
+            &seg(101, 501, ACK | FIN, 0),
+            false,
+            STRICT,
+        );
         assert_eq!(summary(&c), TcpState::FinWait);
-        update(&mut c, &seg(501, 102, ACK, 0), true, STRICT);
+        update(&mut c, &mut None, &seg(501, 102, ACK, 0), true, STRICT);
         assert_eq!(summary(&c), TcpState::CloseWait);
-        update(&mut c, &seg(501, 102, ACK | FIN, 0), true, STRICT);
+        update(
+            &mut c,
+            &mut None,
+            &seg(501, 102, ACK | FIN, 0),
+            true,
+            STRICT,
+        );
         assert_eq!(summary(&c), TcpState::LastAck);
-        update(&mut c, &seg(102, 502, ACK, 0), false, STRICT);
+        update(&mut c, &mut None, &seg(102, 502, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::TimeWait);
         assert_eq!(
-            update(&mut c, &seg(9000, 0, SYN, 0), false, STRICT),
+            update(&mut c, &mut None, &seg(9000, 0, SYN, 0), false, STRICT),
             Update::Reopen
         );
     }

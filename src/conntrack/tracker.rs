@@ -18,13 +18,14 @@ use parking_lot::Mutex;
 use super::info::{ConnInfo, CtStats, ZoneStats};
 use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
-use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard};
-use super::tcp::{self, TcpPolicy, Update};
+use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
+use super::tcp::{self, IgnoredSyn, TcpPolicy, Update};
 use super::{
     ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
 };
 use crate::flow::FlowKey;
 use crate::packet::{CsumStatus, CtState, PacketBuf, PacketMeta};
+use crate::wire::tcp::{RST as TCP_RST, SYN as TCP_SYN};
 
 /// Number of shards (each its own lock, table and timer wheel).
 pub const SHARDS: usize = 64;
@@ -182,7 +183,8 @@ impl ConnTracker {
 
     /// Sets one timeout, for `zone` or (None) the default of every zone
     /// without its own value; `secs = 0` for a zone drops its own value.
-    /// Applies to each connection at its next packet, as in OVS.
+    /// Applies to each connection at its next packet, as in OVS. A timeout
+    /// longer than 24.8 days (2^31 ms) acts as 24.8 days.
     pub fn set_timeout(&self, zone: Option<u16>, which: TimeoutKind, secs: u32) {
         match zone {
             None => self.default_tmo[which as usize].store(secs, Relaxed),
@@ -216,11 +218,11 @@ impl ConnTracker {
         if bit {
             if let Some(&v) = self.zone_tmo.load().get(&zone).and_then(|t| t.get(i)) {
                 if v != 0 {
-                    return u64::from(v) * 1000;
+                    return (u64::from(v) * 1000).min(MAX_TIMEOUT_MS);
                 }
             }
         }
-        u64::from(self.default_tmo[i].load(Relaxed)) * 1000
+        (u64::from(self.default_tmo[i].load(Relaxed)) * 1000).min(MAX_TIMEOUT_MS)
     }
 
     // ---- time ----------------------------------------------------------
@@ -295,7 +297,7 @@ impl ConnTracker {
 
         let mut found = shard.find(hash, &ckey);
         if let Some(i) = found {
-            if shard.get(i).is_none_or(|c| c.expires <= now_ms) {
+            if shard.get(i).is_none_or(|c| c.expired(now_ms)) {
                 self.remove_locked(&mut shard, hash, i, true);
                 found = None;
             }
@@ -379,9 +381,10 @@ impl ConnTracker {
         let mut conn = Conn::new(ckey, swapped, l4);
         let tmo = timeout_kind(&conn.l4);
         conn.tmo = tmo;
-        conn.expires = now_ms + self.timeout_ms(zone, tmo);
+        let expires = now_ms + self.timeout_ms(zone, tmo);
+        conn.set_expires(expires);
         let hasher = |k: &ConnKey| self.hash(k);
-        let i = shard.insert(hash, conn, &hasher);
+        let i = shard.insert(hash, conn, expires, &hasher);
         self.committed.fetch_add(1, Relaxed);
         let mark = apply_mark(&mut shard, i, params.set_mark);
         write(meta, CtState::TRK | CtState::NEW, mark, None)
@@ -531,16 +534,21 @@ impl ConnTracker {
         // against the limits.
         let mut freed = 0u32;
         let mut entry: Option<Conn> = None;
+        let mut ign: Option<IgnoredSyn> = None;
         // Without an epoch nothing was ever committed; asking for one would
         // set it, which is a change.
         if self.epoch.get().is_some() {
             let now_ms = self.ms(now);
             let shard = self.shard_of(hash).lock();
-            if let Some(c) = shard.find(hash, &ckey).and_then(|i| shard.get(i)) {
-                if c.expires <= now_ms {
+            if let Some((i, c)) = shard
+                .find(hash, &ckey)
+                .and_then(|i| Some((i, shard.get(i)?)))
+            {
+                if c.expired(now_ms) {
                     freed += 1;
                 } else {
                     entry = Some(*c);
+                    ign = shard.ign.get(&i).copied();
                 }
             }
         }
@@ -562,7 +570,7 @@ impl ConnTracker {
                 };
                 match (c.l4, &parsed.l4) {
                     (L4State::Tcp(mut t), L4::Tcp(seg)) => {
-                        match tcp::update(&mut t, seg, reply, pol) {
+                        match tcp::update(&mut t, &mut ign, seg, reply, pol) {
                             Update::Valid { .. } | Update::Ignored => Some(CtState::EST | rpl),
                             Update::ValidNew => Some(CtState::NEW),
                             Update::Reopen => {
@@ -667,13 +675,21 @@ impl ConnTracker {
             liberal: self.tcp_liberal.load(Relaxed),
             seq_check: self.tcp_seq_check.load(Relaxed),
         };
+        // The side table of ignored SYNs matters to SYNs and resets only:
+        // other segments never look it up.
+        let syn_or_rst = matches!(p.l4, L4::Tcp(seg) if seg.flags & (TCP_SYN | TCP_RST) != 0);
+        let mut ign = if syn_or_rst {
+            shard.ign.get(&i).copied()
+        } else {
+            None
+        };
         let Some(c) = shard.get_mut(i) else {
             return Step::New;
         };
         let zone = c.key.zone;
         let rpl = if reply { CtState::RPL } else { 0 };
         let (bits, refresh) = match (&mut c.l4, &p.l4) {
-            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, seg, reply, pol) {
+            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, &mut ign, seg, reply, pol) {
                 Update::Valid { refresh } => (CtState::EST | rpl, refresh),
                 // Untracked: the timeout is not re-armed either, so SYNs
                 // on a dead 4-tuple cannot keep its entry alive.
@@ -716,6 +732,17 @@ impl ConnTracker {
             let tmo = timeout_kind(&c.l4);
             let exp = now_ms + self.timeout_ms(zone, tmo);
             shard.set_expiry(i, exp, tmo);
+        }
+        if syn_or_rst {
+            match ign {
+                Some(g) => {
+                    shard.ign.insert(i, g);
+                }
+                None if !shard.ign.is_empty() => {
+                    shard.ign.remove(&i);
+                }
+                None => {}
+            }
         }
         Step::Done(bits, i)
     }
@@ -802,7 +829,7 @@ impl ConnTracker {
             let g = s.0.lock();
             out.extend(
                 g.live()
-                    .filter(|(_, c)| c.expires > now_ms && zone.is_none_or(|z| c.key.zone == z))
+                    .filter(|(_, c)| !c.expired(now_ms) && zone.is_none_or(|z| c.key.zone == z))
                     .map(|(_, c)| ConnInfo::from_conn(c, now_ms)),
             );
         }
