@@ -340,33 +340,27 @@ impl ConnTracker {
         // No connection: may this packet start one?
         if parsed.related {
             drop(shard);
-            return self.invalid(
-                meta,
-                CtInvalidDetail::new(
-                    CtInvalidReason::RelatedNoConn,
-                    "ICMP error about no tracked connection",
-                ),
-                0,
+            let d = CtInvalidDetail::new(
+                CtInvalidReason::RelatedNoConn,
+                "ICMP error about no tracked connection",
             );
+            return self.invalid(meta, self.no_conn(zone, d), 0);
         }
         let l4 = match parsed.l4 {
             L4::Tcp(seg) => match tcp::valid_new(seg.flags) {
                 Ok(()) => L4State::Tcp(tcp::new_conn(&seg)),
                 Err(d) => {
                     drop(shard);
-                    return self.invalid(meta, d, 0);
+                    return self.invalid(meta, self.no_conn(zone, d), 0);
                 }
             },
             L4::Icmp { valid_new: false } => {
                 drop(shard);
-                return self.invalid(
-                    meta,
-                    CtInvalidDetail::new(
-                        CtInvalidReason::InvalidNew,
-                        "ICMP reply without a request",
-                    ),
-                    0,
+                let d = CtInvalidDetail::new(
+                    CtInvalidReason::InvalidNew,
+                    "ICMP reply without a request",
                 );
+                return self.invalid(meta, self.no_conn(zone, d), 0);
             }
             L4::Icmp { valid_new: true } => L4State::Icmp(IcmpState::First),
             L4::Udp | L4::Other => L4State::Other(OtherState::First),
@@ -606,28 +600,24 @@ impl ConnTracker {
         // No connection (or it would be deleted first): may this packet
         // start one?
         if parsed.related {
-            return inv(
-                CtInvalidDetail::new(
-                    CtInvalidReason::RelatedNoConn,
-                    "ICMP error about no tracked connection",
-                ),
-                0,
+            let d = CtInvalidDetail::new(
+                CtInvalidReason::RelatedNoConn,
+                "ICMP error about no tracked connection",
             );
+            return inv(self.no_conn(zone, d), 0);
         }
         match parsed.l4 {
             L4::Tcp(seg) => {
                 if let Err(d) = tcp::valid_new(seg.flags) {
-                    return inv(d, 0);
+                    return inv(self.no_conn(zone, d), 0);
                 }
             }
             L4::Icmp { valid_new: false } => {
-                return inv(
-                    CtInvalidDetail::new(
-                        CtInvalidReason::InvalidNew,
-                        "ICMP reply without a request",
-                    ),
-                    0,
+                let d = CtInvalidDetail::new(
+                    CtInvalidReason::InvalidNew,
+                    "ICMP reply without a request",
                 );
+                return inv(self.no_conn(zone, d), 0);
             }
             L4::Icmp { valid_new: true } | L4::Udp | L4::Other => {}
         }
@@ -745,6 +735,43 @@ impl ConnTracker {
             }
         }
         Step::Done(bits, i)
+    }
+
+    /// A packet that belongs to no connection and cannot start one (`d`:
+    /// an answer such as a SYN+ACK or an echo reply, a FIN, an ICMP
+    /// error). While the table is full, the connection it belongs to was
+    /// most likely refused a commit: its first packet went on uncommitted
+    /// (as in Open vSwitch, the pipeline decides), and this packet is
+    /// where the refusal bites. Counted under `limit_reached` then, so the
+    /// limit shows in the drop counters and in `trace`, not as a stray
+    /// answer.
+    fn no_conn(&self, zone: u16, d: CtInvalidDetail) -> CtInvalidDetail {
+        if !matches!(
+            d.reason,
+            CtInvalidReason::InvalidNew | CtInvalidReason::RelatedNoConn
+        ) {
+            return d;
+        }
+        let zone_full = self.zone_limit(zone).is_some_and(|limit| {
+            self.zone_count
+                .get(usize::from(zone))
+                .is_some_and(|n| n.load(Relaxed) >= limit)
+        });
+        if zone_full {
+            CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "no connection: the zone's connection limit is reached, \
+                 so none could be committed for this packet",
+            )
+        } else if self.n_conns.load(Relaxed) >= self.max_conns.load(Relaxed) {
+            CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "no connection: the connection table is full (max_conns), \
+                 so none could be committed for this packet",
+            )
+        } else {
+            d
+        }
     }
 
     /// Reserves room for one more connection in `zone`.
