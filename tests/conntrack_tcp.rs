@@ -155,12 +155,22 @@ fn out_of_window_segments() {
 }
 
 #[test]
-fn rst_exact_sequence_closes_and_wrong_sequence_is_invalid() {
+fn rst_exact_sequence_closes_in_window_passes_far_is_invalid() {
     let h = H::new();
     handshake(&h, 0);
-    let bad_rst = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001 + 500, rst()));
-    let v = h.ct(&bad_rst, 0, false, secs(1));
+    // Far outside the window: invalid, as in Linux.
+    let far_rst = tcp4(
+        SERVER,
+        CLIENT,
+        Seg::new(80, 40000, 5001 + 10_000_000, rst()),
+    );
+    let v = h.ct(&far_rst, 0, false, secs(1));
     assert_eq!(reason(v), Some(CtInvalidReason::OutOfWindow));
+    // Inside the window but not at the next expected byte: the client
+    // must see it to answer with a challenge ACK (RFC 5961 section 3), so
+    // it passes, and closes nothing (Linux keeps ESTABLISHED).
+    let inwin_rst = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001 + 500, rst()));
+    assert_eq!(h.firewall(&inwin_rst, 0, secs(1)), (true, TRK | EST | RPL));
     assert_eq!(state(&h, 1), TcpState::Established);
     let good_rst = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001, rst()));
     assert_eq!(h.firewall(&good_rst, 0, secs(1)), (true, TRK | EST | RPL));
@@ -168,6 +178,254 @@ fn rst_exact_sequence_closes_and_wrong_sequence_is_invalid() {
     assert_eq!(info.tcp.expect("tcp").state, TcpState::Closed);
     assert_eq!(info.timeout_kind, "tcp_close");
     assert_eq!(info.timeout, 30);
+}
+
+/// Server data: 10.0.0.2:80 -> 10.0.0.1:40000.
+fn sdata(seq: u32, ack_no: u32, len: usize) -> Vec<u8> {
+    let payload = vec![0x24; len];
+    tcp4(
+        SERVER,
+        CLIENT,
+        Seg {
+            payload: &payload,
+            ..Seg::new(80, 40000, seq, psh_ack(ack_no))
+        },
+    )
+}
+
+#[test]
+fn simultaneous_open_completes() {
+    // Both ends connect() at once with fixed ports (hole punching): each
+    // SYN crosses the other, each side answers with SYN+ACK.
+    let h = H::new();
+    let a_syn = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1000, syn()));
+    assert_eq!(h.firewall(&a_syn, 0, secs(0)), (true, TRK | NEW));
+    // The second SYN comes from the other end of the tracked tuple: a
+    // reply (Linux SYN_SENT2, ct_state est,reply).
+    let b_syn = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5000, syn()));
+    assert_eq!(h.firewall(&b_syn, 0, secs(0)), (true, TRK | EST | RPL));
+    let a_sa = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1000, syn_ack(5001)));
+    assert_eq!(h.firewall(&a_sa, 0, secs(0)), (true, TRK | EST));
+    let b_sa = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5000, syn_ack(1001)));
+    assert_eq!(h.firewall(&b_sa, 0, secs(0)), (true, TRK | EST | RPL));
+    assert_eq!(state(&h, 0), TcpState::Established);
+    assert_eq!(
+        h.firewall(&data(1001, 5001, 100), 0, secs(1)),
+        (true, TRK | EST)
+    );
+    assert_eq!(
+        h.firewall(&sdata(5001, 1101, 100), 0, secs(1)),
+        (true, TRK | EST | RPL)
+    );
+    assert_eq!(h.total_invalid(), 0);
+    assert_eq!(h.ct.len(), 1);
+}
+
+#[test]
+fn rst_at_highest_ack_closes() {
+    // The server sent 100 bytes the client has not acknowledged yet, then
+    // rebooted. The client's next segment acknowledges 5001; the server,
+    // without state, answers with a reset whose sequence number is that
+    // acknowledgement (RFC 9293 3.10.7.1) -- below the server's highest
+    // sequence number sent, at the client's highest acknowledgement.
+    let h = H::new();
+    handshake(&h, 0);
+    assert_eq!(
+        h.firewall(&sdata(5001, 1001, 100), 0, secs(1)),
+        (true, TRK | EST | RPL)
+    );
+    assert_eq!(
+        h.firewall(&data(1001, 5001, 50), 0, secs(2)),
+        (true, TRK | EST)
+    );
+    // A reset below what the client acknowledged is stale.
+    let stale = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 4990, rst()));
+    assert_eq!(
+        reason(h.ct(&stale, 0, false, secs(2))),
+        Some(CtInvalidReason::OutOfWindow)
+    );
+    let rst_at_ack = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001, rst()));
+    assert_eq!(h.firewall(&rst_at_ack, 0, secs(2)), (true, TRK | EST | RPL));
+    assert_eq!(state(&h, 2), TcpState::Closed);
+}
+
+#[test]
+fn rst_after_own_data_closes() {
+    // An abort right after data (SO_LINGER 0): the reset follows the
+    // sender's last byte, nothing acknowledged yet (Linux: "RST train").
+    let h = H::new();
+    handshake(&h, 0);
+    h.firewall(&sdata(5001, 1001, 100), 0, secs(1));
+    let rst_after = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5101, rst()));
+    assert_eq!(h.firewall(&rst_after, 0, secs(1)), (true, TRK | EST | RPL));
+    assert_eq!(state(&h, 1), TcpState::Closed);
+}
+
+#[test]
+fn syn_on_established_passes_then_challenge_ack_rst_and_reconnect() {
+    // A client that lost its connection reconnects from the same port;
+    // the server still has the old one.
+    let h = H::new();
+    handshake(&h, 0);
+    h.firewall(&data(1001, 5001, 10), 0, secs(1));
+    let syn2 = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 900_000, syn()));
+    // Passes (Linux ignores it: state and timeout unchanged).
+    assert_eq!(h.firewall(&syn2, 0, secs(2)), (true, TRK | EST));
+    assert_eq!(state(&h, 2), TcpState::Established);
+    // The server's challenge ACK (RFC 5961 section 4) belongs to the old
+    // connection.
+    let challenge = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001, ack(1011)));
+    assert_eq!(h.firewall(&challenge, 0, secs(2)), (true, TRK | EST | RPL));
+    // The client knows no such connection: reset at the acknowledged
+    // number, which closes the old entry.
+    let crst = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1011, rst()));
+    assert_eq!(h.firewall(&crst, 0, secs(2)), (true, TRK | EST));
+    assert_eq!(state(&h, 2), TcpState::Closed);
+    // The retransmitted SYN opens a new connection at once.
+    assert_eq!(h.firewall(&syn2, 0, secs(3)), (true, TRK | NEW));
+    let t = h.only(secs(3)).tcp.expect("tcp");
+    assert_eq!((t.state, t.orig.seqlo), (TcpState::SynSent, 900_000));
+    let sa = tcp4(
+        SERVER,
+        CLIENT,
+        Seg::new(80, 40000, 77_000, syn_ack(900_001)),
+    );
+    assert_eq!(h.firewall(&sa, 0, secs(3)), (true, TRK | EST | RPL));
+    assert_eq!(h.total_invalid(), 0);
+}
+
+#[test]
+fn syn_on_orphaned_entry_is_replaced_by_the_new_handshake() {
+    // Both ends forgot the connection; our entry did not. The server
+    // accepts the new SYN: its SYN+ACK shows the old connection is gone,
+    // and the entry starts over from the SYN we let through.
+    let h = H::new();
+    handshake(&h, 0);
+    let syn2 = tcp4(
+        CLIENT,
+        SERVER,
+        Seg {
+            wscale: Some(7),
+            ..Seg::new(40000, 80, 900_000, syn())
+        },
+    );
+    assert_eq!(h.firewall(&syn2, 0, secs(5)), (true, TRK | EST));
+    let sa = tcp4(
+        SERVER,
+        CLIENT,
+        Seg {
+            wscale: Some(7),
+            ..Seg::new(80, 40000, 77_000, syn_ack(900_001))
+        },
+    );
+    assert_eq!(h.firewall(&sa, 0, secs(5)), (true, TRK | EST | RPL));
+    let a = tcp4(
+        CLIENT,
+        SERVER,
+        Seg {
+            win: 1000,
+            ..Seg::new(40000, 80, 900_001, ack(77_001))
+        },
+    );
+    assert_eq!(h.firewall(&a, 0, secs(5)), (true, TRK | EST));
+    let t = h.only(secs(5)).tcp.expect("tcp");
+    assert_eq!(t.state, TcpState::Established);
+    // The windows follow the new sequence numbers (a bare ACK does not
+    // move pf's `seqlo` past the SYN).
+    assert_eq!((t.orig.seqlo, t.reply.seqlo), (900_000, 77_001));
+    // The new connection's window scale was taken from the ignored SYN.
+    assert_eq!((t.orig.wscale, t.reply.wscale), (7, 7));
+    assert_eq!(h.total_invalid(), 0);
+}
+
+#[test]
+fn syn_on_established_answered_by_rst_drops_the_entry() {
+    let h = H::new();
+    handshake(&h, 0);
+    let syn2 = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 900_000, syn()));
+    assert_eq!(h.firewall(&syn2, 0, secs(1)), (true, TRK | EST));
+    // No listener: RST+ACK acknowledging the SYN.
+    let rst_ack = tcp4(
+        SERVER,
+        CLIENT,
+        Seg::new(
+            80,
+            40000,
+            0,
+            Flags {
+                rst: true,
+                ack: Some(900_001),
+                ..Flags::default()
+            },
+        ),
+    );
+    assert_eq!(h.firewall(&rst_ack, 0, secs(1)), (true, TRK | EST | RPL));
+    assert_eq!(state(&h, 1), TcpState::Closed);
+    assert_eq!(h.firewall(&syn2, 0, secs(2)), (true, TRK | NEW));
+    assert_eq!(h.only(secs(2)).tcp.expect("tcp").orig.seqlo, 900_000);
+}
+
+#[test]
+fn syn_on_closing_connection_passes() {
+    let h = H::new();
+    handshake(&h, 0);
+    let cfin = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, fin_ack(5001)));
+    h.firewall(&cfin, 0, secs(1));
+    assert_eq!(state(&h, 1), TcpState::FinWait);
+    let syn2 = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 900_000, syn()));
+    assert_eq!(h.firewall(&syn2, 0, secs(1)), (true, TRK | EST));
+    assert_eq!(state(&h, 1), TcpState::FinWait);
+    // From the responder, a SYN on an open connection is invalid (Linux's
+    // state table: "invalid SYN packets sent by the server").
+    let ssyn = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 123, syn()));
+    assert_eq!(
+        reason(h.ct(&ssyn, 0, false, secs(1))),
+        Some(CtInvalidReason::TcpInvalidState)
+    );
+}
+
+#[test]
+fn syn_with_later_isn_in_syn_sent_restarts_the_handshake() {
+    let h = H::new();
+    let s1 = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1000, syn()));
+    assert_eq!(h.firewall(&s1, 0, secs(0)), (true, TRK | NEW));
+    let s2 = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 3_000_000, syn()));
+    assert_eq!(h.firewall(&s2, 0, secs(1)), (true, TRK | NEW));
+    let sa = tcp4(
+        SERVER,
+        CLIENT,
+        Seg::new(80, 40000, 5000, syn_ack(3_000_001)),
+    );
+    assert_eq!(h.firewall(&sa, 0, secs(1)), (true, TRK | EST | RPL));
+    assert_eq!(h.total_invalid(), 0);
+}
+
+#[test]
+fn rst_and_fin_never_create_a_connection() {
+    let h = H::new();
+    let fl = |rst: bool, fin: bool, ack: Option<u32>| Flags {
+        rst,
+        fin,
+        ack,
+        ..Flags::default()
+    };
+    for (f, what) in [
+        (fl(true, false, None), "RST"),
+        (fl(true, false, Some(5001)), "RST+ACK"),
+        (fl(false, true, Some(5001)), "FIN+ACK"),
+    ] {
+        let pkt = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, f));
+        let v = h.ct(&pkt, 0, true, secs(0));
+        assert_eq!(reason(v), Some(CtInvalidReason::InvalidNew), "{what}");
+        assert!(h.ct.is_empty(), "{what} created a connection");
+        // So the outside peer's segments find nothing to belong to.
+        let back = tcp4(SERVER, CLIENT, Seg::new(80, 40000, 5001, ack(1001)));
+        assert_eq!(h.ct(&back, 0, false, secs(0)).state, TRK | NEW, "{what}");
+    }
+    // A plain ACK still picks a connection up (nf_conntrack_tcp_loose=1).
+    let a = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001)));
+    assert_eq!(h.ct(&a, 0, true, secs(0)).state, TRK | NEW);
+    assert_eq!(h.ct.len(), 1);
 }
 
 #[test]

@@ -5,9 +5,8 @@ use core::fmt::Write;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::BTreeMap;
 
-use super::parse::{WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState};
-use super::tcp::{self, TcpPeer, TcpPeerState, TcpState};
+use super::tcp::{self, TcpPeer, TcpPeerState, TcpState, WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use crate::wire::IpProtocol;
 
 /// One direction's tuple, as `dump-conntrack` prints it.
@@ -162,14 +161,14 @@ fn proto_name(p: u8) -> String {
 impl ConnInfo {
     pub(crate) fn from_conn(c: &Conn, now_ms: u64) -> ConnInfo {
         let ok = c.orig_key();
-        let remaining = c.expires.saturating_sub(now_ms);
+        let remaining = c.expires_at(now_ms).saturating_sub(now_ms);
         let (state, tcp) = match &c.l4 {
             L4State::Tcp(t) => (
                 None,
                 Some(TcpInfo {
                     state: tcp::summary(t),
-                    orig: TcpPeerInfo::from_peer(&t[0]),
-                    reply: TcpPeerInfo::from_peer(&t[1]),
+                    orig: TcpPeerInfo::from_peer(&t.peers[0]),
+                    reply: TcpPeerInfo::from_peer(&t.peers[1]),
                 }),
             ),
             L4State::Other(OtherState::First) => (Some("FIRST"), None),
@@ -257,6 +256,8 @@ pub struct CtStats {
     pub tcp_liberal: bool,
     /// `tcp_seq_check` in force.
     pub tcp_seq_check: bool,
+    /// Fragment reassembly: settings, occupancy, counters.
+    pub ipf: super::IpfStatus,
 }
 
 impl ZoneStats {

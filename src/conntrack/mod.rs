@@ -26,7 +26,12 @@
 //!   when a slot comes due, and eagerly only when a timeout got shorter.
 //!   Lookups treat an expired entry as absent, so semantics never depend on
 //!   when [`ConnTracker::sweep`] last ran.
-//! * **Memory.** One table entry (~100 bytes, see `table::Conn`) per
+//! * **Fragments.** IPv4 and IPv6 fragments are reassembled ahead of the
+//!   tracker (`ipf`, after Open vSwitch's userspace `ipf`): the datagram
+//!   is judged whole and its fragments leave with that verdict, within a
+//!   fragment budget and a per-datagram timeout
+//!   ([`ConnTracker::process_fragment`]).
+//! * **Memory.** One table entry (96 bytes, see `table::Conn`) per
 //!   connection, in chunked slabs, plus a 4-byte index in the hash table.
 //!
 //! Thread safety: [`ConnTracker`] is `Send + Sync`; configuration setters
@@ -34,12 +39,18 @@
 //! packet path.
 
 mod info;
+mod ipf;
 mod parse;
 mod table;
 mod tcp;
 mod tracker;
 
 pub use info::{ConnInfo, CtStats, CtTuple, TcpInfo, TcpPeerInfo, ZoneStats};
+pub use ipf::{
+    Dropped, FragOutcome, FragVerdict, IpFamily, IpfCounters, IpfError, IpfSettings, IpfStatus,
+    DEFAULT_MAX_FRAGS, DEFAULT_MIN_FRAG_SIZE_V4, DEFAULT_MIN_FRAG_SIZE_V6, FRAG_TIMEOUT_MS,
+    MAX_FRAGS_CEILING, MIN_FRAG_SIZE_FLOOR,
+};
 pub use tcp::{TcpPeerState, TcpState};
 pub use tracker::{ConnTracker, SHARDS};
 
@@ -64,7 +75,8 @@ pub enum CtInvalidReason {
     Malformed,
     /// Not an IPv4 or IPv6 packet.
     NotIp,
-    /// An IP fragment: this tracker does no reassembly.
+    /// An IP fragment while reassembly is off for its family
+    /// (`ipf-set enabled=false`).
     Fragment,
     /// A packet that cannot start a connection (TCP SYN+ACK, ICMP echo
     /// reply) and belongs to none (OVS `valid_new()` false).
@@ -75,11 +87,28 @@ pub enum CtInvalidReason {
     /// An ICMP/ICMPv6 type conntrack does not track (neither echo nor an
     /// error carrying a packet: e.g. neighbour discovery).
     UnsupportedIcmp,
+    /// A TCP segment the connection's state does not allow (Linux
+    /// conntrack's "invalid state": a SYN from the responder of an open
+    /// connection, a SYN+ACK from the side that sent the SYN).
+    TcpInvalidState,
+    /// An IP fragment other than the last smaller than `min_frag_size`.
+    FragTooSmall,
+    /// An IP fragment whose data would end past 65,535 bytes of datagram.
+    FragTooBig,
+    /// An IP fragment overlapping (or duplicating) one already held: the
+    /// datagram is discarded (RFC 5722).
+    FragOverlap,
+    /// An IP fragment arriving while the fragment budget (`max_frags`) is
+    /// spent.
+    FragNoRoom,
+    /// An IP fragment dropped because its datagram did not arrive whole
+    /// within the reassembly timeout.
+    FragTimeout,
 }
 
 impl CtInvalidReason {
     /// Every reason, in declaration order (counters index by this).
-    pub const ALL: [CtInvalidReason; 11] = [
+    pub const ALL: [CtInvalidReason; 17] = [
         CtInvalidReason::BadIpChecksum,
         CtInvalidReason::BadL4Checksum,
         CtInvalidReason::BadTcpFlags,
@@ -91,6 +120,12 @@ impl CtInvalidReason {
         CtInvalidReason::InvalidNew,
         CtInvalidReason::RelatedNoConn,
         CtInvalidReason::UnsupportedIcmp,
+        CtInvalidReason::TcpInvalidState,
+        CtInvalidReason::FragTooSmall,
+        CtInvalidReason::FragTooBig,
+        CtInvalidReason::FragOverlap,
+        CtInvalidReason::FragNoRoom,
+        CtInvalidReason::FragTimeout,
     ];
 
     /// Stable snake_case name.
@@ -107,6 +142,12 @@ impl CtInvalidReason {
             CtInvalidReason::InvalidNew => "invalid_new",
             CtInvalidReason::RelatedNoConn => "related_no_conn",
             CtInvalidReason::UnsupportedIcmp => "unsupported_icmp",
+            CtInvalidReason::TcpInvalidState => "tcp_invalid_state",
+            CtInvalidReason::FragTooSmall => "frag_too_small",
+            CtInvalidReason::FragTooBig => "frag_too_big",
+            CtInvalidReason::FragOverlap => "frag_overlap",
+            CtInvalidReason::FragNoRoom => "frag_no_room",
+            CtInvalidReason::FragTimeout => "frag_timeout",
         }
     }
 

@@ -15,34 +15,11 @@
 //! lengths the strict [`crate::wire::tcp::OptionIter`] refuses.
 
 use super::table::ConnKey;
+use super::tcp::{TcpSeg, TCP_MAX_WSCALE, WSCALE_FLAG};
 use super::{ChecksumPolicy, CtInvalidDetail, CtInvalidReason as R};
 use crate::packet::CsumStatus;
 use crate::wire::{self, checksum, icmpv4, icmpv6, ipv4, ipv6, sub, tail, tcp, udp};
 use crate::wire::{AddrPair, EtherType, IpProtocol};
-
-/// pf's window-scale encoding: the option was present.
-pub(crate) const WSCALE_FLAG: u8 = 0x80;
-/// pf's window-scale encoding: connection picked up mid-stream, scale
-/// unknown.
-pub(crate) const WSCALE_UNKNOWN: u8 = 0x40;
-/// pf's window-scale encoding: the shift itself.
-pub(crate) const WSCALE_MASK: u8 = 0x0f;
-/// RFC 7323 section 2.3: shifts above 14 are treated as 14.
-pub(crate) const TCP_MAX_WSCALE: u8 = 14;
-
-/// What the TCP state machine needs from a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TcpSeg {
-    pub seq: u32,
-    pub ack: u32,
-    pub win: u16,
-    /// The 12 flag bits.
-    pub flags: u16,
-    /// Bytes of payload: IP-delimited segment length minus the TCP header.
-    pub payload_len: u32,
-    /// Window scale option in pf encoding (`WSCALE_FLAG | shift`, or 0).
-    pub wscale: u8,
-}
 
 /// Per-protocol part of a parsed packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

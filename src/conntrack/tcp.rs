@@ -10,7 +10,7 @@
 //! acknowledges is within a window of what the other side sent.
 //!
 //! The segment length is the payload as delimited by the IP header
-//! ([`super::parse::TcpSeg::payload_len`]): a padded bare ACK carries
+//! ([`TcpSeg::payload_len`]): a padded bare ACK carries
 //! nothing, so it never moves `seqlo`.
 //!
 //! The per-direction states use OVS's `ct_dpif_tcp_state` numbering (pf
@@ -18,9 +18,33 @@
 //! TIME_WAIT). The connection's summary state ([`TcpState`], what
 //! `dump-conntrack` prints) is derived from both, with Linux's names.
 
-use super::parse::{TcpSeg, TCP_MAX_WSCALE, WSCALE_FLAG, WSCALE_MASK, WSCALE_UNKNOWN};
 use super::{CtInvalidDetail, CtInvalidReason, TimeoutKind};
 use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN, URG};
+
+/// pf's window-scale encoding: the option was present.
+pub(crate) const WSCALE_FLAG: u8 = 0x80;
+/// pf's window-scale encoding: connection picked up mid-stream, scale
+/// unknown.
+pub(crate) const WSCALE_UNKNOWN: u8 = 0x40;
+/// pf's window-scale encoding: the shift itself.
+pub(crate) const WSCALE_MASK: u8 = 0x0f;
+/// RFC 7323 section 2.3: shifts above 14 are treated as 14.
+pub(crate) const TCP_MAX_WSCALE: u8 = 14;
+
+/// What the TCP state machine needs from a segment (filled in by
+/// `parse`, which depends on this module, never the other way round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpSeg {
+    pub seq: u32,
+    pub ack: u32,
+    pub win: u16,
+    /// The 12 flag bits.
+    pub flags: u16,
+    /// Bytes of payload: IP-delimited segment length minus the TCP header.
+    pub payload_len: u32,
+    /// Window scale option in pf encoding (`WSCALE_FLAG | shift`, or 0).
+    pub wscale: u8,
+}
 
 /// One direction's TCP state, OVS `ct_dpif_tcp_state` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
@@ -126,7 +150,8 @@ impl TcpState {
     }
 }
 
-/// pf's per-direction window state (12 bytes).
+/// pf's per-direction window state, plus the highest acknowledgement the
+/// side sent (16 bytes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct TcpPeer {
     /// Highest sequence number sent (+ SYN/FIN).
@@ -134,6 +159,11 @@ pub(crate) struct TcpPeer {
     /// Highest sequence number the other side will accept (its ack +
     /// window); 1 means "not known yet".
     pub seqhi: u32,
+    /// Highest acknowledgement number this side sent (Linux `td_maxack`),
+    /// read through [`TcpConn::maxack`]: a reset from
+    /// the other side at exactly this number is what a host that lost its
+    /// connection sends in answer to this side's segments.
+    pub maxack: u32,
     /// Largest window advertised, unscaled.
     pub max_win: u16,
     /// Window scale in pf encoding.
@@ -141,10 +171,65 @@ pub(crate) struct TcpPeer {
     pub state: TcpPeerState,
 }
 
-/// Both directions: `[originator, responder]`.
-pub(crate) type TcpConn = [TcpPeer; 2];
+/// Both directions: `[originator, responder]` (32 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TcpConn {
+    /// `[originator, responder]`.
+    pub peers: [TcpPeer; 2],
+}
 
-/// What a segment did to a connection (OVS `ct_update_res`).
+impl TcpConn {
+    /// Both sides' first segments acknowledged: from here on each side's
+    /// `maxack` is its highest acknowledgement (before, the latest).
+    fn handshake_done(&self) -> bool {
+        self.peers
+            .iter()
+            .all(|p| p.state >= TcpPeerState::Established)
+    }
+
+    /// The highest acknowledgement side `side` (0 = originator) sent, once
+    /// the handshake is done.
+    pub fn maxack(&self, side: usize) -> Option<u32> {
+        let p = self.peers.get(side)?;
+        self.handshake_done().then_some(p.maxack)
+    }
+
+    fn note_ack(&mut self, side: usize, ack: u32) {
+        let keep_max = self.handshake_done();
+        if let Some(p) = self.peers.get_mut(side) {
+            if !keep_max || seq_gt(ack, p.maxack) {
+                p.maxack = ack;
+            }
+        }
+    }
+}
+
+/// What Linux keeps in `last_end` / `last_win` / `last_wscale` about an
+/// originator SYN it let through without tracking it (see
+/// [`Update::Ignored`]): enough to start the connection afresh when the
+/// other side's answer shows that SYN opened a new one. Rare, so the
+/// tracker keeps it beside the table rather than in every entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IgnoredSyn {
+    /// The SYN's end (sequence number + payload + 1): what an answer to it
+    /// acknowledges.
+    end: u32,
+    win: u16,
+    /// Window scale (pf encoding).
+    wscale: u8,
+    /// The connection when the SYN was let through: an answer counts only
+    /// if nothing was tracked since (Linux: `last_index` still the SYN).
+    at: TcpConn,
+}
+
+impl IgnoredSyn {
+    fn answered_by(&self, c: &TcpConn, ack: u32) -> bool {
+        self.at == *c && ack == self.end
+    }
+}
+
+/// What a segment did to a connection (OVS `ct_update_res`, plus Linux's
+/// "ignored").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Update {
     /// Part of the connection: `+est`. `refresh` says whether the timeout
@@ -154,6 +239,12 @@ pub(crate) enum Update {
     },
     /// Still opening (retransmitted SYN): `+new`, timeout re-armed.
     ValidNew,
+    /// Let through without being tracked (Linux `TCP_CONNTRACK_IGNORE`):
+    /// a SYN on an open connection, or a SYN+ACK that answers no SYN we
+    /// know of. Either our entry is stale or the packet is; the endpoint's
+    /// answer (a SYN+ACK, a challenge ACK, a reset) tells which, so the
+    /// packet must reach it. `+est`, state and timeout unchanged.
+    Ignored,
     /// A SYN reopening a closed connection: delete it, start a new one.
     Reopen,
     Invalid(CtInvalidDetail),
@@ -190,19 +281,26 @@ fn invalid_flags(flags: u16) -> Option<&'static str> {
     None
 }
 
-/// OVS `tcp_valid_new`: may this segment create a connection?
+/// May this segment create a connection? As Linux `tcp_new` (the `sNO`
+/// column of its state table, `nf_conntrack_tcp_loose=1`): a SYN, or a
+/// plain ACK (a connection picked up mid-stream). A reset or a FIN never
+/// does: an entry created by a stray RST or FIN+ACK from inside would let
+/// the outside peer's segments in as replies.
 pub(crate) fn valid_new(flags: u16) -> Result<(), CtInvalidDetail> {
     if let Some(d) = invalid_flags(flags) {
         return Err(CtInvalidDetail::new(CtInvalidReason::BadTcpFlags, d));
     }
-    // A SYN+ACK with no connection is half of someone else's handshake.
-    if flags & SYN != 0 && flags & ACK != 0 {
-        return Err(CtInvalidDetail::new(
-            CtInvalidReason::InvalidNew,
-            "SYN+ACK without a connection",
-        ));
-    }
-    Ok(())
+    let why = if flags & RST != 0 {
+        "RST without a connection"
+    } else if flags & SYN != 0 && flags & ACK != 0 {
+        // Half of someone else's handshake.
+        "SYN+ACK without a connection"
+    } else if flags & FIN != 0 {
+        "FIN without a connection"
+    } else {
+        return Ok(());
+    };
+    Err(CtInvalidDetail::new(CtInvalidReason::InvalidNew, why))
 }
 
 /// OVS `tcp_new_conn`: the state after the first segment.
@@ -211,8 +309,8 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
         seqlo: seg.seq,
         seqhi: seg.seq.wrapping_add(seg.payload_len).wrapping_add(1),
         max_win: seg.win.max(1),
-        wscale: 0,
         state: TcpPeerState::SynSent,
+        ..TcpPeer::default()
     };
     let mut dst = TcpPeer {
         seqhi: 1,
@@ -234,7 +332,11 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
     if seg.flags & FIN != 0 {
         src.seqhi = src.seqhi.wrapping_add(1);
     }
-    [src, dst]
+    let mut c = TcpConn { peers: [src, dst] };
+    if seg.flags & ACK != 0 {
+        c.note_ack(0, seg.ack);
+    }
+    c
 }
 
 #[inline]
@@ -246,7 +348,7 @@ fn div_round_up(v: u32, shift: u8) -> u32 {
 /// The summary state of a connection.
 pub(crate) fn summary(c: &TcpConn) -> TcpState {
     use TcpPeerState as P;
-    let (o, r) = (c[0].state, c[1].state);
+    let (o, r) = (c.peers[0].state, c.peers[1].state);
     if o >= P::FinWait2 && r >= P::FinWait2 {
         if o == P::TimeWait && r == P::TimeWait {
             TcpState::Closed
@@ -276,27 +378,150 @@ pub(crate) fn summary(c: &TcpConn) -> TcpState {
 /// fudge for a reassembled fragment).
 const MAX_ACK_WINDOW: i64 = 0xffff + 1500;
 
-/// OVS `tcp_conn_update`: runs `seg`, sent by the originator (`reply` =
-/// false) or the responder, through the connection.
-pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy) -> Update {
+fn invalid_state(detail: &'static str) -> Update {
+    Update::Invalid(CtInvalidDetail::new(
+        CtInvalidReason::TcpInvalidState,
+        detail,
+    ))
+}
+
+/// Runs `seg`, sent by the originator (`reply` = false) or the responder,
+/// through the connection: OVS `tcp_conn_update` (pf's window tracking)
+/// behind the SYN, SYN+ACK and RST rules of Linux's state table
+/// (`tcp_conntracks` and `nf_conntrack_tcp_packet`, with
+/// `nf_conntrack_tcp_loose=1`).
+///
+/// `ign` is the SYN last let through untracked on this connection, if
+/// any: read for SYN+ACK and RST+ACK segments, written for SYNs.
+pub(crate) fn update(
+    c: &mut TcpConn,
+    ign: &mut Option<IgnoredSyn>,
+    seg: &TcpSeg,
+    reply: bool,
+    pol: TcpPolicy,
+) -> Update {
     use TcpPeerState as P;
     let flags = seg.flags;
     if let Some(d) = invalid_flags(flags) {
         return Update::Invalid(CtInvalidDetail::new(CtInvalidReason::BadTcpFlags, d));
     }
-    let [orig, resp] = c;
-    let (src, dst) = if reply { (resp, orig) } else { (orig, resp) };
-
-    if flags & (SYN | ACK) == SYN {
-        if dst.state >= P::FinWait2 && src.state >= P::FinWait2 {
-            src.state = P::Closed;
-            dst.state = P::Closed;
-            return Update::Reopen;
-        } else if src.state <= P::SynSent {
-            src.state = P::SynSent;
-            return Update::ValidNew;
+    let (si, di) = if reply { (1, 0) } else { (0, 1) };
+    if flags & SYN != 0 {
+        if let Some(u) = syn_step(c, ign, seg, reply) {
+            return u;
         }
+    } else if flags & (RST | ACK) == (RST | ACK)
+        && reply
+        && ign.is_some_and(|g| g.answered_by(c, seg.ack))
+    {
+        // The responder reset the SYN we let through: it has no such
+        // connection, so neither do we (Linux: "RST sent to invalid SYN
+        // we had let through"). Closed without a window check, since it
+        // acknowledges a segment the windows never saw; the next SYN
+        // reopens the 4-tuple.
+        *ign = None;
+        for p in &mut c.peers {
+            p.state = P::TimeWait;
+        }
+        return Update::Valid { refresh: true };
     }
+    window(c, seg, si, di, pol)
+}
+
+/// The SYN and SYN+ACK rows of Linux's state table on pf's per-direction
+/// states; `None` means "on to the window check".
+fn syn_step(
+    c: &mut TcpConn,
+    ign: &mut Option<IgnoredSyn>,
+    seg: &TcpSeg,
+    reply: bool,
+) -> Option<Update> {
+    use TcpPeerState as P;
+    let (si, di) = if reply { (1, 0) } else { (0, 1) };
+    let src = c.peers[si].state;
+    let dst = c.peers[di].state;
+    if seg.flags & ACK == 0 {
+        if src >= P::FinWait2 && dst >= P::FinWait2 {
+            // TIME_WAIT or reset: a SYN reopens the 4-tuple (RFC 1122
+            // 4.2.2.13).
+            for p in &mut c.peers {
+                p.state = P::Closed;
+            }
+            return Some(Update::Reopen);
+        }
+        if !reply && dst < P::SynSent {
+            // SYN_SENT: a retransmission. A later initial sequence number
+            // (the client restarted) re-initialises the originator, as
+            // Linux does (RFC 793: "it must only be sure to use sequence
+            // numbers larger than those recently used").
+            if seq_gt(seg.seq, c.peers[0].seqlo) {
+                *c = new_conn(seg);
+            }
+            return Some(Update::ValidNew);
+        }
+        if src <= P::SynSent && dst == P::SynSent {
+            // Simultaneous open (Linux SYN_SENT2): this SYN crosses the
+            // other side's unacknowledged one, and is tracked like the
+            // usual SYN+ACK would be. From the responder it is a reply.
+            return None;
+        }
+        if reply {
+            return Some(invalid_state(
+                "SYN from the responder of an open connection",
+            ));
+        }
+        // A SYN on an open connection (Linux IGNORE): either the client
+        // lost its connection and starts a new one with the same ports,
+        // or the SYN is stale. The server's answer decides: a challenge
+        // ACK (RFC 5961) is tracked as part of the old connection, and the
+        // client's reset to it closes that; a SYN+ACK for this SYN starts
+        // the connection afresh (below); a reset to it closes the entry
+        // (in `update`). So the SYN must get through, and be remembered.
+        *ign = Some(IgnoredSyn {
+            end: seg.seq.wrapping_add(seg.payload_len).wrapping_add(1),
+            win: seg.win,
+            wscale: seg.wscale,
+            at: *c,
+        });
+        return Some(Update::Ignored);
+    }
+    // SYN+ACK.
+    if dst == P::SynSent {
+        // Answers the other side's unacknowledged SYN: the usual open, or
+        // either half of a simultaneous one.
+        return None;
+    }
+    if dst < P::SynSent {
+        return Some(invalid_state("SYN+ACK from the side that sent the SYN"));
+    }
+    if let Some(g) = ign.filter(|g| reply && g.answered_by(c, seg.ack)) {
+        // The server accepted the SYN we let through: the old connection
+        // is gone at both ends. Start over from that SYN, then track this
+        // SYN+ACK as its answer.
+        let syn = TcpSeg {
+            seq: g.end.wrapping_sub(1),
+            ack: 0,
+            win: g.win,
+            flags: SYN,
+            payload_len: 0,
+            wscale: g.wscale,
+        };
+        *c = new_conn(&syn);
+        *ign = None;
+        return None;
+    }
+    // A late retransmission, or an answer to a SYN we never saw.
+    *ign = None;
+    Some(Update::Ignored)
+}
+
+/// pf's window check (OVS `tcp_conn_update`), with Linux's reset rules.
+fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -> Update {
+    use TcpPeerState as P;
+    let flags = seg.flags;
+    let dst_maxack_set = c.maxack(di).is_some();
+    let [orig, resp] = &mut c.peers;
+    let (src, dst) = if si == 1 { (resp, orig) } else { (orig, resp) };
 
     let (mut sws, mut dws) = (0u8, 0u8);
     if flags & SYN == 0 {
@@ -352,16 +577,20 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         }
     }
 
-    if flags & ACK == 0 {
+    let has_ack = flags & ACK != 0;
+    if !has_ack {
         // Nothing acknowledged: let it through the skew check.
         ack = dst.seqlo;
-    } else if ack == 0 && flags & (ACK | RST) == (ACK | RST) {
+    } else if ack == 0 && flags & RST != 0 {
         // Broken stacks send RST+ACK with ack 0.
         ack = dst.seqlo;
     }
+    let acked = (has_ack && ack == seg.ack).then_some(ack);
 
-    if seq == end {
-        // No data: ease the sequence checks.
+    let is_rst = flags & RST != 0;
+    if seq == end && !is_rst {
+        // No data: ease the sequence checks. Never for a reset, which is
+        // judged by its sequence number alone (Linux `tcp_in_window`).
         seq = src.seqlo;
         end = seq;
     }
@@ -382,16 +611,37 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
         && ackskew >= -MAX_ACK_WINDOW
         && ackskew <= (MAX_ACK_WINDOW << sws);
-    // Resets must hit the expected sequence number (or one off).
-    let rst_ok = flags & RST == 0
-        || orig_seq == src.seqlo
-        || orig_seq == src.seqlo.wrapping_add(1)
-        || orig_seq.wrapping_add(1) == src.seqlo;
-    let is_rst = flags & RST != 0;
-    let accept = (in_window && rst_ok)
+    let accept = in_window
         || !pol.seq_check
         // Linux be_liberal: only out-of-window RSTs are invalid.
         || (pol.liberal && !is_rst);
+
+    // Which resets close the connection (Linux `nf_conntrack_tcp_packet`,
+    // new state CLOSE). A reset below the highest acknowledgement the
+    // other side sent is stale: invalid. One at exactly that number is
+    // what a host that lost the connection sends (RFC 9293 3.10.7.1: the
+    // reset takes the incoming segment's ACK as its sequence number): it
+    // closes. So does one right after this side's last segment (an abort
+    // that follows its data). Any other reset inside the window of an
+    // established connection passes but closes nothing: the endpoint
+    // answers it with a challenge ACK (RFC 5961 section 3) and a genuine
+    // peer then resets at the exact number.
+    let mut rst_closes = true;
+    if is_rst && in_window && pol.seq_check && dst_maxack_set {
+        let maxack = dst.maxack;
+        // `summary() == Established`, from the two states at hand.
+        let open = |s: P| (P::Established..P::Closing).contains(&s);
+        let established = open(src.state) && open(dst.state);
+        if seq_gt(maxack, orig_seq) {
+            return Update::Invalid(CtInvalidDetail::new(
+                CtInvalidReason::OutOfWindow,
+                "RST below the highest acknowledgement the other side sent",
+            ));
+        }
+        if established && orig_seq != maxack && orig_seq != src.seqlo {
+            rst_closes = false;
+        }
+    }
 
     let slide = |src: &mut TcpPeer, dst: &mut TcpPeer| {
         if u32::from(src.max_win) < win {
@@ -406,7 +656,7 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         }
     };
 
-    if accept {
+    let result = if accept {
         slide(src, dst);
         if flags & SYN != 0 && src.state < P::SynSent {
             src.state = P::SynSent;
@@ -414,14 +664,14 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         if flags & FIN != 0 && src.state < P::Closing {
             src.state = P::Closing;
         }
-        if flags & ACK != 0 {
+        if has_ack {
             if dst.state == P::SynSent {
                 dst.state = P::Established;
             } else if dst.state == P::Closing {
                 dst.state = P::FinWait2;
             }
         }
-        if is_rst {
+        if is_rst && rst_closes {
             src.state = P::TimeWait;
             dst.state = P::TimeWait;
         }
@@ -443,19 +693,23 @@ pub(crate) fn update(c: &mut TcpConn, seg: &TcpSeg, reply: bool, pol: TcpPolicy)
         }
         Update::Valid { refresh: false }
     } else {
-        Update::Invalid(CtInvalidDetail::new(
+        return Update::Invalid(CtInvalidDetail::new(
             CtInvalidReason::OutOfWindow,
-            if is_rst && in_window {
-                "RST sequence number is not the expected one"
-            } else if !seq_geq(src.seqhi, data_end) {
+            if !seq_geq(src.seqhi, data_end) {
                 "segment ends beyond the receiver's window"
             } else if !seq_geq(seq, src.seqlo.wrapping_sub(dst_win)) {
                 "segment starts more than a window behind"
             } else {
                 "acknowledges data outside the window"
             },
-        ))
+        ));
+    };
+    // From here on the segment is part of the connection (Linux sets
+    // `last_index` and `td_maxack` for in-window segments only).
+    if let Some(a) = acked {
+        c.note_ack(si, a);
     }
+    result
 }
 
 #[cfg(test)]
@@ -494,21 +748,39 @@ mod tests {
     fn handshake_and_close_summaries() {
         let mut c = new_conn(&seg(100, 0, SYN, 0));
         assert_eq!(summary(&c), TcpState::SynSent);
-        let r = update(&mut c, &seg(500, 101, SYN | ACK, 0), true, STRICT);
+        let r = update(
+            &mut c,
+            &mut None,
+            &seg(500, 101, SYN | ACK, 0),
+            true,
+            STRICT,
+        );
         assert_eq!(r, Update::Valid { refresh: true });
         assert_eq!(summary(&c), TcpState::SynRecv);
-        update(&mut c, &seg(101, 501, ACK, 0), false, STRICT);
+        update(&mut c, &mut None, &seg(101, 501, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::Established);
-        update(&mut c, &seg(101, 501, ACK | FIN, 0), false, STRICT);
+        update(
+            &mut c,
+            &mut None,
+            &seg(101, 501, ACK | FIN, 0),
+            false,
+            STRICT,
+        );
         assert_eq!(summary(&c), TcpState::FinWait);
-        update(&mut c, &seg(501, 102, ACK, 0), true, STRICT);
+        update(&mut c, &mut None, &seg(501, 102, ACK, 0), true, STRICT);
         assert_eq!(summary(&c), TcpState::CloseWait);
-        update(&mut c, &seg(501, 102, ACK | FIN, 0), true, STRICT);
+        update(
+            &mut c,
+            &mut None,
+            &seg(501, 102, ACK | FIN, 0),
+            true,
+            STRICT,
+        );
         assert_eq!(summary(&c), TcpState::LastAck);
-        update(&mut c, &seg(102, 502, ACK, 0), false, STRICT);
+        update(&mut c, &mut None, &seg(102, 502, ACK, 0), false, STRICT);
         assert_eq!(summary(&c), TcpState::TimeWait);
         assert_eq!(
-            update(&mut c, &seg(9000, 0, SYN, 0), false, STRICT),
+            update(&mut c, &mut None, &seg(9000, 0, SYN, 0), false, STRICT),
             Update::Reopen
         );
     }

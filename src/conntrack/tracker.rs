@@ -16,14 +16,16 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::info::{ConnInfo, CtStats, ZoneStats};
+use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
-use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard};
-use super::tcp::{self, TcpPolicy, Update};
+use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
+use super::tcp::{self, IgnoredSyn, TcpPolicy, Update};
 use super::{
     ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
 };
 use crate::flow::FlowKey;
-use crate::packet::{CtState, PacketMeta};
+use crate::packet::{CsumStatus, CtState, PacketBuf, PacketMeta};
+use crate::wire::tcp::{RST as TCP_RST, SYN as TCP_SYN};
 
 /// Number of shards (each its own lock, table and timer wheel).
 pub const SHARDS: usize = 64;
@@ -67,6 +69,9 @@ pub struct ConnTracker {
     invalid: [AtomicU64; N_REASONS],
     committed: AtomicU64,
     expired: AtomicU64,
+
+    /// Fragment reassembly ahead of tracking.
+    ipf: Ipf,
 }
 
 /// Outcome of running a packet against an existing entry.
@@ -109,6 +114,7 @@ impl ConnTracker {
             invalid: [0; N_REASONS].map(AtomicU64::new),
             committed: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            ipf: Ipf::default(),
         };
         ct.set_checksum_policy(cfg.checksum);
         ct
@@ -177,7 +183,8 @@ impl ConnTracker {
 
     /// Sets one timeout, for `zone` or (None) the default of every zone
     /// without its own value; `secs = 0` for a zone drops its own value.
-    /// Applies to each connection at its next packet, as in OVS.
+    /// Applies to each connection at its next packet, as in OVS. A timeout
+    /// longer than 24.8 days (2^31 ms) acts as 24.8 days.
     pub fn set_timeout(&self, zone: Option<u16>, which: TimeoutKind, secs: u32) {
         match zone {
             None => self.default_tmo[which as usize].store(secs, Relaxed),
@@ -211,11 +218,11 @@ impl ConnTracker {
         if bit {
             if let Some(&v) = self.zone_tmo.load().get(&zone).and_then(|t| t.get(i)) {
                 if v != 0 {
-                    return u64::from(v) * 1000;
+                    return (u64::from(v) * 1000).min(MAX_TIMEOUT_MS);
                 }
             }
         }
-        u64::from(self.default_tmo[i].load(Relaxed)) * 1000
+        (u64::from(self.default_tmo[i].load(Relaxed)) * 1000).min(MAX_TIMEOUT_MS)
     }
 
     // ---- time ----------------------------------------------------------
@@ -290,7 +297,7 @@ impl ConnTracker {
 
         let mut found = shard.find(hash, &ckey);
         if let Some(i) = found {
-            if shard.get(i).is_none_or(|c| c.expires <= now_ms) {
+            if shard.get(i).is_none_or(|c| c.expired(now_ms)) {
                 self.remove_locked(&mut shard, hash, i, true);
                 found = None;
             }
@@ -333,33 +340,27 @@ impl ConnTracker {
         // No connection: may this packet start one?
         if parsed.related {
             drop(shard);
-            return self.invalid(
-                meta,
-                CtInvalidDetail::new(
-                    CtInvalidReason::RelatedNoConn,
-                    "ICMP error about no tracked connection",
-                ),
-                0,
+            let d = CtInvalidDetail::new(
+                CtInvalidReason::RelatedNoConn,
+                "ICMP error about no tracked connection",
             );
+            return self.invalid(meta, self.no_conn(zone, d), 0);
         }
         let l4 = match parsed.l4 {
             L4::Tcp(seg) => match tcp::valid_new(seg.flags) {
                 Ok(()) => L4State::Tcp(tcp::new_conn(&seg)),
                 Err(d) => {
                     drop(shard);
-                    return self.invalid(meta, d, 0);
+                    return self.invalid(meta, self.no_conn(zone, d), 0);
                 }
             },
             L4::Icmp { valid_new: false } => {
                 drop(shard);
-                return self.invalid(
-                    meta,
-                    CtInvalidDetail::new(
-                        CtInvalidReason::InvalidNew,
-                        "ICMP reply without a request",
-                    ),
-                    0,
+                let d = CtInvalidDetail::new(
+                    CtInvalidReason::InvalidNew,
+                    "ICMP reply without a request",
                 );
+                return self.invalid(meta, self.no_conn(zone, d), 0);
             }
             L4::Icmp { valid_new: true } => L4State::Icmp(IcmpState::First),
             L4::Udp | L4::Other => L4State::Other(OtherState::First),
@@ -374,12 +375,103 @@ impl ConnTracker {
         let mut conn = Conn::new(ckey, swapped, l4);
         let tmo = timeout_kind(&conn.l4);
         conn.tmo = tmo;
-        conn.expires = now_ms + self.timeout_ms(zone, tmo);
+        let expires = now_ms + self.timeout_ms(zone, tmo);
+        conn.set_expires(expires);
         let hasher = |k: &ConnKey| self.hash(k);
-        let i = shard.insert(hash, conn, &hasher);
+        let i = shard.insert(hash, conn, expires, &hasher);
         self.committed.fetch_add(1, Relaxed);
         let mark = apply_mark(&mut shard, i, params.set_mark);
         write(meta, CtState::TRK | CtState::NEW, mark, None)
+    }
+
+    /// Runs an IP fragment (a packet whose flow key has `nw_frag` set)
+    /// through `ct(...)`: the reassembler holds it until its datagram is
+    /// complete, then [`ConnTracker::process`] judges the reassembled
+    /// datagram and every fragment leaves with that verdict (see
+    /// [`FragVerdict`]). `key` is the fragment's flow key (only `dl_type`
+    /// is read). The fragments the reassembler dropped meanwhile (expired
+    /// or discarded datagrams) come back in [`FragOutcome::dropped`],
+    /// already counted under their reason here.
+    pub fn process_fragment(
+        &self,
+        pkt: PacketBuf,
+        key: &FlowKey,
+        params: &CtParams,
+        now: Instant,
+    ) -> FragOutcome {
+        let now_ms = self.ms(now);
+        let check_ip = self.checksum_policy() == ChecksumPolicy::Validate;
+        let mut dropped = Vec::new();
+        let handled = self.ipf.handle(
+            pkt,
+            key.dl_type(),
+            params.zone,
+            now_ms,
+            check_ip,
+            &mut dropped,
+        );
+        for (_, r) in &dropped {
+            self.count_invalid(*r);
+        }
+        let verdict = match handled {
+            Handled::NotFragment(p) => FragVerdict::NotFragment(p),
+            Handled::Held => FragVerdict::Held,
+            Handled::Refused(mut p, d) => {
+                p.meta.ct_zone = params.zone;
+                self.invalid(&mut p.meta, d, 0);
+                FragVerdict::Refused(p)
+            }
+            Handled::Complete {
+                mut frags,
+                datagram,
+            } => {
+                let mut meta = frags.first().map(|f| f.meta.clone()).unwrap_or_default();
+                meta.l2_pad_len = 0;
+                // No port verifies the L4 checksum of a fragment.
+                meta.csum = CsumStatus::Unknown;
+                self.process(&datagram, key, &mut meta, params, now);
+                for f in &mut frags {
+                    f.meta.ct_state = meta.ct_state;
+                    f.meta.ct_zone = meta.ct_zone;
+                    f.meta.ct_mark = meta.ct_mark;
+                    f.meta.ct_invalid = meta.ct_invalid;
+                }
+                FragVerdict::Complete(frags)
+            }
+        };
+        FragOutcome { verdict, dropped }
+    }
+
+    /// Whether fragments of Ethertype `dl_type` are reassembled.
+    pub fn ipf_enabled_for(&self, dl_type: u16) -> bool {
+        self.ipf.enabled_for(dl_type)
+    }
+
+    /// Drops the fragments of datagrams whose reassembly time ran out at
+    /// `now` and hands them back (counted under `frag_timeout`), for a
+    /// caller to recycle when no fragment arrives to trigger it.
+    pub fn ipf_expire(&self, now: Instant) -> super::ipf::Dropped {
+        let dropped = self.ipf.expire(self.ms(now));
+        for (_, r) in &dropped {
+            self.count_invalid(*r);
+        }
+        dropped
+    }
+
+    /// `ipf-status`: reassembly settings, occupancy and counters.
+    pub fn ipf_status(&self) -> IpfStatus {
+        self.ipf.status()
+    }
+
+    /// `ipf-set`: changes reassembly settings (all or nothing).
+    pub fn ipf_set(&self, s: &IpfSettings) -> Result<(), IpfError> {
+        self.ipf.set(s)
+    }
+
+    fn count_invalid(&self, r: CtInvalidReason) {
+        if let Some(c) = self.invalid.get(r as usize) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// The verdict [`ConnTracker::process`] would give this packet at
@@ -436,16 +528,21 @@ impl ConnTracker {
         // against the limits.
         let mut freed = 0u32;
         let mut entry: Option<Conn> = None;
+        let mut ign: Option<IgnoredSyn> = None;
         // Without an epoch nothing was ever committed; asking for one would
         // set it, which is a change.
         if self.epoch.get().is_some() {
             let now_ms = self.ms(now);
             let shard = self.shard_of(hash).lock();
-            if let Some(c) = shard.find(hash, &ckey).and_then(|i| shard.get(i)) {
-                if c.expires <= now_ms {
+            if let Some((i, c)) = shard
+                .find(hash, &ckey)
+                .and_then(|i| Some((i, shard.get(i)?)))
+            {
+                if c.expired(now_ms) {
                     freed += 1;
                 } else {
                     entry = Some(*c);
+                    ign = shard.ign.get(&i).copied();
                 }
             }
         }
@@ -467,8 +564,8 @@ impl ConnTracker {
                 };
                 match (c.l4, &parsed.l4) {
                     (L4State::Tcp(mut t), L4::Tcp(seg)) => {
-                        match tcp::update(&mut t, seg, reply, pol) {
-                            Update::Valid { .. } => Some(CtState::EST | rpl),
+                        match tcp::update(&mut t, &mut ign, seg, reply, pol) {
+                            Update::Valid { .. } | Update::Ignored => Some(CtState::EST | rpl),
                             Update::ValidNew => Some(CtState::NEW),
                             Update::Reopen => {
                                 freed += 1;
@@ -503,28 +600,24 @@ impl ConnTracker {
         // No connection (or it would be deleted first): may this packet
         // start one?
         if parsed.related {
-            return inv(
-                CtInvalidDetail::new(
-                    CtInvalidReason::RelatedNoConn,
-                    "ICMP error about no tracked connection",
-                ),
-                0,
+            let d = CtInvalidDetail::new(
+                CtInvalidReason::RelatedNoConn,
+                "ICMP error about no tracked connection",
             );
+            return inv(self.no_conn(zone, d), 0);
         }
         match parsed.l4 {
             L4::Tcp(seg) => {
                 if let Err(d) = tcp::valid_new(seg.flags) {
-                    return inv(d, 0);
+                    return inv(self.no_conn(zone, d), 0);
                 }
             }
             L4::Icmp { valid_new: false } => {
-                return inv(
-                    CtInvalidDetail::new(
-                        CtInvalidReason::InvalidNew,
-                        "ICMP reply without a request",
-                    ),
-                    0,
+                let d = CtInvalidDetail::new(
+                    CtInvalidReason::InvalidNew,
+                    "ICMP reply without a request",
                 );
+                return inv(self.no_conn(zone, d), 0);
             }
             L4::Icmp { valid_new: true } | L4::Udp | L4::Other => {}
         }
@@ -572,14 +665,25 @@ impl ConnTracker {
             liberal: self.tcp_liberal.load(Relaxed),
             seq_check: self.tcp_seq_check.load(Relaxed),
         };
+        // The side table of ignored SYNs matters to SYNs and resets only:
+        // other segments never look it up.
+        let syn_or_rst = matches!(p.l4, L4::Tcp(seg) if seg.flags & (TCP_SYN | TCP_RST) != 0);
+        let mut ign = if syn_or_rst {
+            shard.ign.get(&i).copied()
+        } else {
+            None
+        };
         let Some(c) = shard.get_mut(i) else {
             return Step::New;
         };
         let zone = c.key.zone;
         let rpl = if reply { CtState::RPL } else { 0 };
         let (bits, refresh) = match (&mut c.l4, &p.l4) {
-            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, seg, reply, pol) {
+            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, &mut ign, seg, reply, pol) {
                 Update::Valid { refresh } => (CtState::EST | rpl, refresh),
+                // Untracked: the timeout is not re-armed either, so SYNs
+                // on a dead 4-tuple cannot keep its entry alive.
+                Update::Ignored => (CtState::EST | rpl, false),
                 Update::ValidNew => (CtState::NEW, true),
                 Update::Reopen => {
                     self.remove_locked(shard, hash, i, false);
@@ -619,7 +723,55 @@ impl ConnTracker {
             let exp = now_ms + self.timeout_ms(zone, tmo);
             shard.set_expiry(i, exp, tmo);
         }
+        if syn_or_rst {
+            match ign {
+                Some(g) => {
+                    shard.ign.insert(i, g);
+                }
+                None if !shard.ign.is_empty() => {
+                    shard.ign.remove(&i);
+                }
+                None => {}
+            }
+        }
         Step::Done(bits, i)
+    }
+
+    /// A packet that belongs to no connection and cannot start one (`d`:
+    /// an answer such as a SYN+ACK or an echo reply, a FIN, an ICMP
+    /// error). While the table is full, the connection it belongs to was
+    /// most likely refused a commit: its first packet went on uncommitted
+    /// (as in Open vSwitch, the pipeline decides), and this packet is
+    /// where the refusal bites. Counted under `limit_reached` then, so the
+    /// limit shows in the drop counters and in `trace`, not as a stray
+    /// answer.
+    fn no_conn(&self, zone: u16, d: CtInvalidDetail) -> CtInvalidDetail {
+        if !matches!(
+            d.reason,
+            CtInvalidReason::InvalidNew | CtInvalidReason::RelatedNoConn
+        ) {
+            return d;
+        }
+        let zone_full = self.zone_limit(zone).is_some_and(|limit| {
+            self.zone_count
+                .get(usize::from(zone))
+                .is_some_and(|n| n.load(Relaxed) >= limit)
+        });
+        if zone_full {
+            CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "no connection: the zone's connection limit is reached, \
+                 so none could be committed for this packet",
+            )
+        } else if self.n_conns.load(Relaxed) >= self.max_conns.load(Relaxed) {
+            CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "no connection: the connection table is full (max_conns), \
+                 so none could be committed for this packet",
+            )
+        } else {
+            d
+        }
     }
 
     /// Reserves room for one more connection in `zone`.
@@ -704,7 +856,7 @@ impl ConnTracker {
             let g = s.0.lock();
             out.extend(
                 g.live()
-                    .filter(|(_, c)| c.expires > now_ms && zone.is_none_or(|z| c.key.zone == z))
+                    .filter(|(_, c)| !c.expired(now_ms) && zone.is_none_or(|z| c.key.zone == z))
                     .map(|(_, c)| ConnInfo::from_conn(c, now_ms)),
             );
         }
@@ -788,6 +940,7 @@ impl ConnTracker {
             checksum: self.checksum_policy().name(),
             tcp_liberal: self.tcp_liberal.load(Relaxed),
             tcp_seq_check: self.tcp_seq_check.load(Relaxed),
+            ipf: self.ipf.status(),
         }
     }
 

@@ -33,7 +33,7 @@ pub mod worker;
 
 pub use drop::{DropCounters, DropReason};
 
-use crate::conntrack::{ConnTracker, CtParams};
+use crate::conntrack::{ConnTracker, CtParams, FragVerdict};
 use crate::flow::{extract::extract, Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
@@ -748,6 +748,11 @@ impl Datapath {
             return;
         }
         self.last_sweep = Some(now);
+        // Fragments whose datagram never completed (counted, recycled).
+        for (p, r) in self.ct.ipf_expire(now) {
+            self.drops.add(DropReason::CtInvalid(r), 1);
+            self.pool.put(p);
+        }
         for p in &mut self.ports {
             p.port.housekeeping();
             p.egress = Egress::of_port(p.port.as_ref(), p.mtu_override);
@@ -837,6 +842,20 @@ struct ExecCtx<'a> {
 }
 
 impl ExecCtx<'_> {
+    /// A shorter-lived context over the same parts, to run actions on
+    /// several packets (the fragments a reassembly released).
+    fn reborrow(&mut self) -> ExecCtx<'_> {
+        ExecCtx {
+            ports: self.ports,
+            port_index: self.port_index,
+            icmp_budget: self.icmp_budget,
+            pool: self.pool,
+            drops: self.drops,
+            ct: self.ct,
+            recirc: self.recirc,
+        }
+    }
+
     /// Queues `pkt` on port `no`: short frames padded for wire ports, the
     /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
     /// ICMP error goes back to its sender).
@@ -1011,9 +1030,42 @@ fn execute_actions(
                     force: *force,
                     set_mark: *mark,
                 };
-                let (data, meta) = pkt.split();
-                cx.ct
-                    .process(data, fresh.as_ref().unwrap_or(key), meta, &params, now);
+                let k = fresh.as_ref().unwrap_or(key);
+                if k.nw_frag() & FlowKey::FRAG_ANY != 0 && cx.ct.ipf_enabled_for(k.dl_type()) {
+                    // Reassembly: the datagram is judged whole, its
+                    // fragments travel on. As in Open vSwitch, the
+                    // fragments held for it continue with the actions of
+                    // the one that completed it.
+                    let out = cx.ct.process_fragment(pkt, k, &params, now);
+                    for (p, r) in out.dropped {
+                        cx.drops.add(DropReason::CtInvalid(r), 1);
+                        cx.pool.put(p);
+                    }
+                    match out.verdict {
+                        FragVerdict::NotFragment(p) => {
+                            pkt = p;
+                            let (data, meta) = pkt.split();
+                            cx.ct.process(data, k, meta, &params, now);
+                        }
+                        FragVerdict::Refused(p) => pkt = p,
+                        FragVerdict::Held => return,
+                        FragVerdict::Complete(frags) => {
+                            let rest = actions.get(i + 1..).unwrap_or(&[]);
+                            for mut f in frags {
+                                let mut fk = FlowKey::default();
+                                let (d, m) = f.split();
+                                if extract(d, m, &mut fk).is_err() {
+                                    fk = *k;
+                                }
+                                execute_actions(cx.reborrow(), f, &fk, rest, drop, now);
+                            }
+                            return;
+                        }
+                    }
+                } else {
+                    let (data, meta) = pkt.split();
+                    cx.ct.process(data, k, meta, &params, now);
+                }
             }
             DpAction::CtClear => {
                 pkt.meta.ct_state = Default::default();

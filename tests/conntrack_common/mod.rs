@@ -349,3 +349,88 @@ pub fn handshake(h: &H, zone: u16) {
     let a = tcp4(CLIENT, SERVER, Seg::new(40000, 80, 1001, ack(5001)));
     assert_eq!(h.firewall(&a, zone, secs(0)), (true, TRK | EST));
 }
+
+/// Splits the untagged IPv4 frame `frame` (no IP options) into fragments
+/// of at most `chunk` data bytes (a multiple of 8), as a router would:
+/// same identification, MF on all but the last, the header checksum
+/// recomputed.
+pub fn fragment4(frame: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    assert_eq!(chunk % 8, 0);
+    let ip_len = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let data = &frame[34..14 + ip_len];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        let mut f = frame[..34].to_vec();
+        f.extend_from_slice(&data[off..end]);
+        let tot = (20 + end - off) as u16;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        let mf = if end < data.len() { 0x2000 } else { 0 };
+        let word = mf | (off / 8) as u16;
+        f[20..22].copy_from_slice(&word.to_be_bytes());
+        f[24] = 0;
+        f[25] = 0;
+        let c = vswitch::wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+/// A raw IPv4 fragment of `frame`'s datagram: data bytes `[off, off +
+/// len)` with MF as given (for overlaps and other malformations).
+pub fn fragment4_at(frame: &[u8], off: usize, len: usize, more: bool) -> Vec<u8> {
+    let ip_len = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let data = &frame[34..14 + ip_len];
+    let mut f = frame[..34].to_vec();
+    let end = (off + len).min(data.len());
+    f.extend_from_slice(data.get(off..end).unwrap_or(&[]));
+    f.resize(34 + len, 0x77);
+    let tot = (20 + len) as u16;
+    f[16..18].copy_from_slice(&tot.to_be_bytes());
+    let word = if more { 0x2000 } else { 0 } | (off / 8) as u16;
+    f[20..22].copy_from_slice(&word.to_be_bytes());
+    f[24] = 0;
+    f[25] = 0;
+    let c = vswitch::wire::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Splits the untagged IPv6 frame `frame` (no extension headers) into
+/// fragments of at most `chunk` data bytes (a multiple of 8), each with a
+/// fragment header (identification `ident`).
+pub fn fragment6(frame: &[u8], chunk: usize, ident: u32) -> Vec<Vec<u8>> {
+    let plen = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let data = &frame[54..54 + plen];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < data.len() {
+        let end = (off + chunk).min(data.len());
+        out.push(fragment6_at(frame, off, end - off, end < data.len(), ident));
+        off = end;
+    }
+    out
+}
+
+/// A raw IPv6 fragment of `frame`'s datagram: data `[off, off + len)`.
+pub fn fragment6_at(frame: &[u8], off: usize, len: usize, more: bool, ident: u32) -> Vec<u8> {
+    let plen = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let data = &frame[54..54 + plen];
+    let next = frame[20];
+    let mut f = frame[..54].to_vec();
+    f[20] = 44;
+    f.push(next);
+    f.push(0);
+    let word = (off as u16 & 0xfff8) | u16::from(more);
+    f.extend_from_slice(&word.to_be_bytes());
+    f.extend_from_slice(&ident.to_be_bytes());
+    let end = (off + len).min(data.len());
+    f.extend_from_slice(data.get(off..end).unwrap_or(&[]));
+    f.resize(62 + len, 0x77);
+    let p = (8 + len) as u16;
+    f[18..20].copy_from_slice(&p.to_be_bytes());
+    f
+}
