@@ -853,6 +853,7 @@ impl ExecCtx<'_> {
             drops: self.drops,
             ct: self.ct,
             recirc: self.recirc,
+            packet_in: self.packet_in,
         }
     }
 
