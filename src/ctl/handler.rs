@@ -71,7 +71,9 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
         | R::CtStats { .. }
         | R::SetCt { .. }
         | R::CtSetLimits { .. }
-        | R::CtSetTimeout { .. }) => conntrack(api, r, now),
+        | R::CtSetTimeout { .. }
+        | R::IpfStatus { .. }
+        | R::IpfSet { .. }) => conntrack(api, r, now),
         r @ (R::FdbShow { .. }
         | R::FdbFlush { .. }
         | R::AddTlvMap { .. }
@@ -239,6 +241,10 @@ fn conntrack(api: &Api, req: Request, now: Instant) -> Result<Response, Error> {
         Request::DumpConntrack { bridge, zone } => reply(api.dump_conntrack(&bridge, zone, now)?),
         Request::FlushConntrack { bridge, zone } => reply(api.flush_conntrack(&bridge, zone)?),
         Request::CtStats { bridge } => reply(api.ct_stats(&bridge)?),
+        Request::IpfStatus { bridge } => reply(api.ipf_status(&bridge)?),
+        Request::IpfSet { bridge, options } => {
+            reply(api.ipf_set(&bridge, &options::ipf_settings(&options)?)?)
+        }
         Request::SetCt { bridge, options } => {
             reply(api.set_ct(&bridge, &options::ct_settings(&options)?)?)
         }

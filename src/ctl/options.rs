@@ -8,7 +8,7 @@
 //! before every token parsed.
 
 use super::api::{BridgeSettings, CtLimit, CtSettings, CtTimeouts, PortSettings, PortSpec};
-use crate::conntrack::{ChecksumPolicy, TimeoutKind};
+use crate::conntrack::{ChecksumPolicy, IpFamily, IpfSettings, TimeoutKind};
 use crate::ofproto::{PortKind, VlanMode};
 
 /// A `key=value` token that cannot be read.
@@ -251,6 +251,31 @@ pub fn bridge_settings(opts: &[String]) -> Result<BridgeSettings, OptionError> {
                     hint: " (forward_bpdu, mac_aging, ct_checksum, ct_tcp_liberal, \
                            ct_tcp_seq_check, ct_max_conns)"
                         .to_string(),
+                })
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// `ipf-set` tokens: an optional `v4`/`v6` (the family `enabled` and
+/// `min_frag_size` apply to), `enabled=BOOL`, `max_frags=N`,
+/// `min_frag_size=N`.
+pub fn ipf_settings(opts: &[String]) -> Result<IpfSettings, OptionError> {
+    let mut s = IpfSettings::default();
+    for tok in opts {
+        let (k, v) = split(tok);
+        match (k, v) {
+            ("v4", "") => s.family = Some(IpFamily::V4),
+            ("v6", "") => s.family = Some(IpFamily::V6),
+            ("enabled", v) => s.enabled = Some(parse_bool(k, v)?),
+            ("max_frags", v) => s.max_frags = Some(parse_num(k, v, "a number of fragments")?),
+            ("min_frag_size", v) => s.min_frag_size = Some(parse_num(k, v, "bytes")?),
+            _ => {
+                return Err(OptionError::Unknown {
+                    what: "ipf setting",
+                    token: tok.clone(),
+                    hint: " (v4, v6, enabled, max_frags, min_frag_size)".to_string(),
                 })
             }
         }

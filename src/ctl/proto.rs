@@ -216,6 +216,19 @@ pub enum Request {
         /// `name=secs` pairs.
         options: Vec<String>,
     },
+    /// Fragment reassembly status and counters.
+    IpfStatus {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Fragment reassembly settings: `[v4|v6] enabled=B max_frags=N
+    /// min_frag_size=N`.
+    IpfSet {
+        /// Bridge.
+        bridge: String,
+        /// Settings.
+        options: Vec<String>,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.

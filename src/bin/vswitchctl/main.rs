@@ -225,6 +225,19 @@ enum Cmd {
         #[arg(required = true)]
         options: Vec<String>,
     },
+    /// Fragment reassembly settings and counters (dpctl/ipf-get-status).
+    IpfStatus {
+        /// Bridge.
+        bridge: String,
+    },
+    /// Fragment reassembly settings: [v4|v6] enabled=B max_frags=N min_frag_size=N.
+    IpfSet {
+        /// Bridge.
+        bridge: String,
+        /// Settings.
+        #[arg(required = true)]
+        options: Vec<String>,
+    },
     /// The MAC learning table.
     FdbShow {
         /// Bridge.
@@ -432,6 +445,8 @@ fn to_request(cmd: Cmd) -> Result<Request, String> {
             }
         }
         Cmd::FdbShow { bridge } => Request::FdbShow { bridge },
+        Cmd::IpfStatus { bridge } => Request::IpfStatus { bridge },
+        Cmd::IpfSet { bridge, options } => Request::IpfSet { bridge, options },
         Cmd::FdbFlush { bridge } => Request::FdbFlush { bridge },
         Cmd::Demo { .. } => return Err("demo runs several requests, not one".into()),
         Cmd::AddTlvMap { bridge, mappings } => Request::AddTlvMap { bridge, mappings },

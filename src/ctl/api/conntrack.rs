@@ -1,7 +1,9 @@
 //! The connection tracker's policy, limits, timeouts, table and counters.
 
 use super::{Api, Error};
-use crate::conntrack::{ChecksumPolicy, ConnInfo, ConnTracker, CtStats, TimeoutKind};
+use crate::conntrack::{
+    ChecksumPolicy, ConnInfo, ConnTracker, CtStats, IpfSettings, IpfStatus, TimeoutKind,
+};
 use serde::Serialize;
 use std::fmt;
 use std::time::Instant;
@@ -143,7 +145,56 @@ impl fmt::Display for StatsReply {
     }
 }
 
+/// `ipf-status`: fragment reassembly settings, occupancy and counters
+/// (`ovs-appctl dpctl/ipf-get-status`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct IpfReply(pub IpfStatus);
+
+impl fmt::Display for IpfReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.0;
+        writeln!(f, "Fragment reassembly:")?;
+        writeln!(
+            f,
+            "  v4: enabled={} min_frag_size={}",
+            s.enabled_v4, s.min_frag_size_v4
+        )?;
+        writeln!(
+            f,
+            "  v6: enabled={} min_frag_size={}",
+            s.enabled_v6, s.min_frag_size_v6
+        )?;
+        writeln!(
+            f,
+            "  max_frags={} held={} datagrams pending={}",
+            s.max_frags, s.frags_held, s.datagrams_pending
+        )?;
+        for (name, c) in [("v4", &s.v4), ("v6", &s.v6)] {
+            writeln!(
+                f,
+                "  {name}: accepted={} reassembled={} released={} expired={} too_small={} too_big={} overlap={} no_room={} malformed={}",
+                c.accepted, c.reassembled, c.released, c.expired, c.too_small, c.too_big, c.overlap, c.no_room, c.malformed
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Api {
+    /// Fragment reassembly status.
+    pub fn ipf_status(&self, bridge: &str) -> Result<IpfReply, Error> {
+        self.with_bridge(bridge, |b| Ok(IpfReply(b.ct.ipf_status())))
+    }
+
+    /// Changes fragment reassembly settings, all or nothing.
+    pub fn ipf_set(&self, bridge: &str, s: &IpfSettings) -> Result<IpfReply, Error> {
+        self.with_bridge(bridge, |b| {
+            b.ct.ipf_set(s)?;
+            Ok(IpfReply(b.ct.ipf_status()))
+        })
+    }
+
     /// Tracked connections, all zones or one.
     pub fn dump_conntrack(
         &self,

@@ -148,6 +148,9 @@ pub enum Error {
     /// A controller target does not parse.
     #[error(transparent)]
     Target(#[from] crate::ctl::openflow::TargetError),
+    /// A fragment reassembly setting is out of range.
+    #[error(transparent)]
+    Ipf(#[from] crate::conntrack::IpfError),
     /// A defect of vswitchd itself, reported instead of a panic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -186,6 +189,7 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::OpenFlow(_) => "openflow",
             Error::NoOpenFlow => "no_openflow",
+            Error::Ipf(_) => "bad_ipf_setting",
             Error::Target(_) => "bad_target",
         }
     }
