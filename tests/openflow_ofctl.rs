@@ -34,6 +34,7 @@ fn require_ofctl(test: &str) -> bool {
 }
 
 struct Ours {
+    backend: Arc<OfprotoBackend>,
     _rt: tokio::runtime::Runtime,
     _server: server::Server,
     sock: PathBuf,
@@ -62,9 +63,10 @@ fn start_ours() -> Ours {
         .unwrap();
     let server = {
         let _g = rt.enter();
-        server::start(server::Config::new(&sock), backend).unwrap()
+        server::start(server::Config::new(&sock), backend.clone()).unwrap()
     };
     Ours {
+        backend,
         _rt: rt,
         _server: server,
         sock,
@@ -74,6 +76,8 @@ fn start_ours() -> Ours {
 
 fn ofctl(target: &str, version: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("timeout")
+        // ovs-ofctl monitor opens a control socket in OVS_RUNDIR.
+        .env("OVS_RUNDIR", std::env::temp_dir())
         .arg("20")
         .arg("ovs-ofctl")
         .arg("-O")
@@ -397,4 +401,106 @@ fn dump_flows_matches_open_vswitch() {
     }
     eprintln!("compared {compared} dumps");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// `ovs-ofctl packet-out` reaches the backend with its input port,
+/// actions and frame, in every version.
+#[test]
+fn ovs_ofctl_packet_out() {
+    if !require_ofctl("ovs_ofctl_packet_out") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    let frame =
+        "ffffffffffff525400000001080600010800060400015254000000010a0000010000000000000a000002";
+    for (i, v) in VERSIONS.iter().enumerate() {
+        ok(
+            &t,
+            v,
+            &[
+                "packet-out",
+                "TARGET",
+                &format!("in_port=CONTROLLER,packet={frame},actions=output:vm2"),
+            ],
+        );
+        let outs = ours.backend.packet_outs();
+        assert_eq!(outs.len(), i + 1, "{v}");
+        let (in_port, actions, data) = &outs[i];
+        assert_eq!(*in_port, vswitch::flow::ofp_port::CONTROLLER, "{v}");
+        assert_eq!(actions, &[vswitch::flow::Action::Output(2)], "{v}");
+        assert_eq!(data.len(), frame.len() / 2, "{v}");
+    }
+}
+
+/// `ovs-ofctl monitor` receives the bridge's packet-ins and port status
+/// changes.
+#[test]
+fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
+    use std::io::BufRead;
+    use vswitch::openflow::backend::Event;
+    use vswitch::openflow::wire::packet::PacketIn;
+    if !require_ofctl("ovs_ofctl_monitor_receives_packet_ins_and_port_status") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    for v in VERSIONS {
+        // exec: the child is ovs-ofctl itself, so killing it ends the
+        // monitor (it prints what it receives on stderr).
+        let mut child = Command::new("sh")
+            .env("OVS_RUNDIR", std::env::temp_dir())
+            .args(["-c", &format!("exec ovs-ofctl -O {v} monitor {t} 2>&1")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let frame: Vec<u8> = (0..60u8).collect();
+        let mut seen_pin = false;
+        let mut seen_status = false;
+        // The monitor subscribes when its session starts: offer the events
+        // until it has printed them (bounded: 100 rounds).
+        for round in 0..100u32 {
+            ours.backend.publish(Event::PacketIn(PacketIn {
+                total_len: 60,
+                in_port: 1,
+                reason: 1,
+                table_id: 0,
+                cookie: 0,
+                data: frame.clone(),
+            }));
+            ours.backend.add_port(PortDesc {
+                port_no: 100 + round,
+                hw_addr: [2, 0, 0, 0, 0, 1],
+                name: format!("p{round}"),
+                config: 0,
+                state: 4,
+                curr_speed: 0,
+            });
+            while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                seen_pin |= l.contains("OFPT_PACKET_IN") && l.contains("in_port=1");
+                seen_status |= l.contains("OFPT_PORT_STATUS") && l.contains("ADD");
+            }
+            if seen_pin && seen_status {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        assert!(seen_pin, "{v}: no packet-in printed");
+        assert!(seen_status, "{v}: no port status printed");
+    }
 }
