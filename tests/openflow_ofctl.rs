@@ -74,10 +74,17 @@ fn start_ours() -> Ours {
     }
 }
 
+/// The directory of a `unix:` target: ovs-ofctl puts its own control
+/// socket in OVS_RUNDIR, so it goes where the test cleans up.
+fn rundir(target: &str) -> PathBuf {
+    Path::new(target.trim_start_matches("unix:"))
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+}
+
 fn ofctl(target: &str, version: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("timeout")
-        // ovs-ofctl monitor opens a control socket in OVS_RUNDIR.
-        .env("OVS_RUNDIR", std::env::temp_dir())
+        .env("OVS_RUNDIR", rundir(target))
         .arg("20")
         .arg("ovs-ofctl")
         .arg("-O")
@@ -449,7 +456,7 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         // exec: the child is ovs-ofctl itself, so killing it ends the
         // monitor (it prints what it receives on stderr).
         let mut child = Command::new("sh")
-            .env("OVS_RUNDIR", std::env::temp_dir())
+            .env("OVS_RUNDIR", rundir(&t))
             .args(["-c", &format!("exec ovs-ofctl -O {v} monitor {t} 2>&1")])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -502,5 +509,94 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         let _ = reader.join();
         assert!(seen_pin, "{v}: no packet-in printed");
         assert!(seen_status, "{v}: no port status printed");
+    }
+}
+
+/// Cookie and out_port filters of del-flows / dump-flows, and a bundle
+/// with one refused flow: ovs-ofctl gets that flow's error, discards the
+/// bundle instead of committing it (so OFPBFC_MSG_FAILED on commit is
+/// covered by the session's own tests), and the table is as it was.
+#[test]
+fn ovs_ofctl_filters_and_failed_bundles() {
+    if !require_ofctl("ovs_ofctl_filters_and_failed_bundles") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.flows");
+    // The middle flow pushes two 802.1Q tags, which vswitch refuses (a
+    // double tag overflows a 1500-byte MTU) while Open vSwitch accepts it.
+    std::fs::write(
+        &bad,
+        "priority=7,in_port=3,actions=output:4\n\
+         priority=6,in_port=4,actions=push_vlan:0x8100,push_vlan:0x8100,output:1\n\
+         priority=5,in_port=5,actions=output:6\n",
+    )
+    .unwrap();
+    for v in VERSIONS {
+        ok(&t, v, &["del-flows", "TARGET"]);
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x5,priority=10,in_port=1,actions=output:2",
+            ],
+        );
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x6,priority=10,in_port=2,actions=output:1",
+            ],
+        );
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x7,priority=9,in_port=2,actions=output:3",
+            ],
+        );
+        let d = ok(&t, v, &["dump-flows", "TARGET", "cookie=0x5/-1"]);
+        assert_eq!(flow_lines(&d).len(), 1, "{v}: {d}");
+        ok(&t, v, &["del-flows", "TARGET", "out_port=1"]);
+        let d = ok(&t, v, &["dump-flows", "TARGET", "--no-stats"]);
+        assert_eq!(
+            flow_lines(&d),
+            [
+                "cookie=0x5, priority=10,in_port=1 actions=output:2",
+                "cookie=0x7, priority=9,in_port=2 actions=output:3"
+            ],
+            "{v}"
+        );
+        ok(&t, v, &["del-flows", "TARGET", "cookie=0x7/-1"]);
+        if v == "OpenFlow10" {
+            continue;
+        }
+        let (good, _, err) = ofctl(
+            &t,
+            v,
+            &[
+                "--bundle",
+                "add-flows",
+                "TARGET",
+                &bad.display().to_string(),
+            ],
+        );
+        assert!(!good, "{v}: the bundle should fail");
+        assert!(err.contains("OFPBAC_BAD_ARGUMENT"), "{v}: {err}");
+        assert!(err.contains("priority=6,in_port=4"), "{v}: {err}");
+        let d = ok(&t, v, &["dump-flows", "TARGET", "--no-stats"]);
+        assert_eq!(
+            flow_lines(&d),
+            ["cookie=0x5, priority=10,in_port=1 actions=output:2"],
+            "{v}: table changed"
+        );
     }
 }
