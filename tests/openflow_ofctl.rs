@@ -440,12 +440,13 @@ fn ovs_ofctl_packet_out() {
     }
 }
 
-/// `ovs-ofctl monitor` receives the bridge's packet-ins and port status
-/// changes.
+/// `ovs-ofctl monitor` receives the bridge's packet-ins, port status
+/// changes and removed flows.
 #[test]
 fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
     use std::io::BufRead;
     use vswitch::openflow::backend::Event;
+    use vswitch::openflow::wire::flow_removed::{FlowRemoved, RemovedReason};
     use vswitch::openflow::wire::packet::PacketIn;
     if !require_ofctl("ovs_ofctl_monitor_receives_packet_ins_and_port_status") {
         return;
@@ -477,6 +478,9 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         let frame: Vec<u8> = (0..60u8).collect();
         let mut seen_pin = false;
         let mut seen_status = false;
+        let mut seen_removed = false;
+        let mut removed_match = vswitch::flow::Match::default();
+        removed_match.set_exact(vswitch::flow::Field::InPort, 7);
         // The monitor subscribes when its session starts: offer the events
         // until it has printed them (bounded: 100 rounds).
         for round in 0..100u32 {
@@ -496,11 +500,29 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
                 state: 4,
                 curr_speed: 0,
             });
+            ours.backend
+                .publish(Event::FlowRemoved(Box::new(FlowRemoved {
+                    table_id: 3,
+                    reason: RemovedReason::IdleTimeout,
+                    priority: 77,
+                    cookie: 0x99,
+                    matches: removed_match,
+                    duration_sec: 5,
+                    duration_nsec: 0,
+                    idle_timeout: 5,
+                    hard_timeout: 0,
+                    packet_count: 0,
+                    byte_count: 0,
+                })));
             while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
                 seen_pin |= l.contains("OFPT_PACKET_IN") && l.contains("in_port=1");
                 seen_status |= l.contains("OFPT_PORT_STATUS") && l.contains("ADD");
+                seen_removed |= l.contains("FLOW_REMOVED")
+                    && l.contains("priority=77")
+                    && l.contains("in_port=7")
+                    && l.contains("reason=idle");
             }
-            if seen_pin && seen_status {
+            if seen_pin && seen_status && seen_removed {
                 break;
             }
         }
@@ -509,6 +531,7 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         let _ = reader.join();
         assert!(seen_pin, "{v}: no packet-in printed");
         assert!(seen_status, "{v}: no port status printed");
+        assert!(seen_removed, "{v}: no flow removed printed");
     }
 }
 

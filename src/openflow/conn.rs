@@ -17,6 +17,7 @@
 use super::backend::{Backend, Event};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
+use super::wire::flow_mod::MatchFormat;
 use super::wire::hello::Hello;
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
@@ -184,6 +185,19 @@ impl Session {
                 let mut m = message::start();
                 pi.emit(&mut m, v);
                 message::finish(&mut m, v, message::PACKET_IN, 0);
+                self.out.extend_from_slice(&m);
+            }
+            Event::FlowRemoved(fr) => {
+                let format = if v != Version::V10 {
+                    MatchFormat::Oxm
+                } else if self.nxm {
+                    MatchFormat::Nxm
+                } else {
+                    MatchFormat::Of10
+                };
+                let mut m = message::start();
+                let typ = fr.emit(&mut m, v, format);
+                message::finish(&mut m, v, typ, 0);
                 self.out.extend_from_slice(&m);
             }
         }
