@@ -3,8 +3,9 @@
 //! (`ptcp:PORT[:IP]`, loopback unless an address is given), each
 //! connection running one [`Session`] over a shared [`Backend`].
 //!
-//! Bounded: at most `max_connections` sessions at once (others wait in the
-//! kernel's backlog), and a peer that does not read its replies is
+//! Bounded: at most `max_connections` sessions at once (each listener
+//! holds at most one more accepted connection until a slot frees, the rest
+//! wait in the kernel's backlog), and a peer that does not read its replies is
 //! disconnected once `max_output` bytes are queued for it. A connection's
 //! errors end that connection only.
 
@@ -83,10 +84,19 @@ pub fn parse_ptcp(s: &str) -> Result<SocketAddr, ServerError> {
 #[derive(Debug)]
 pub struct Server {
     tasks: Vec<JoinHandle<()>>,
+    limit: Arc<Semaphore>,
+    max_connections: usize,
     /// The bound TCP address, when there is one (port 0 picks a free one).
     pub tcp_addr: Option<SocketAddr>,
     /// The unix socket path.
     pub unix_path: PathBuf,
+}
+
+impl Server {
+    /// Sessions being served now.
+    pub fn active_sessions(&self) -> usize {
+        self.max_connections - self.limit.available_permits()
+    }
 }
 
 impl Drop for Server {
@@ -127,11 +137,14 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
         let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    return;
-                };
                 match unix.accept().await {
                     Ok((s, _)) => {
+                        // Accept first, then wait for a free slot: a
+                        // listener must not hold a slot while idle, or
+                        // the other listener could starve.
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            return;
+                        };
                         let b = backend.clone();
                         tokio::spawn(async move {
                             run(s, b, max_output).await;
@@ -156,11 +169,11 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
         let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    return;
-                };
                 match l.accept().await {
                     Ok((s, _)) => {
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            return;
+                        };
                         let _ = s.set_nodelay(true);
                         let b = backend.clone();
                         tokio::spawn(async move {
@@ -175,6 +188,8 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
     }
     Ok(Server {
         tasks,
+        limit,
+        max_connections: cfg.max_connections,
         tcp_addr,
         unix_path: cfg.unix_path,
     })
@@ -220,5 +235,91 @@ where
         if session.pending_output() > max_output {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ofproto::Ofproto;
+    use crate::openflow::backend::OfprotoBackend;
+    use std::time::{Duration, Instant};
+    use tokio::net::UnixStream;
+
+    #[test]
+    fn ptcp_targets_parse() {
+        assert_eq!(
+            parse_ptcp("ptcp:6653").unwrap(),
+            "127.0.0.1:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_ptcp("ptcp:6653:0.0.0.0").unwrap(),
+            "0.0.0.0:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_ptcp("ptcp:6653:[::1]").unwrap(),
+            "[::1]:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_ptcp("tcp:1.2.3.4:6653").is_err());
+        assert!(parse_ptcp("ptcp:99999").is_err());
+    }
+
+    fn backend() -> Arc<dyn Backend> {
+        Arc::new(OfprotoBackend::new(
+            Arc::new(Ofproto::new("br0", Instant::now())),
+            1,
+        ))
+    }
+
+    async fn read_hello<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+        let mut h = vec![0u8; 8];
+        s.read_exact(&mut h).await.unwrap();
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        h.resize(len, 0);
+        s.read_exact(&mut h[8..]).await.unwrap();
+        h
+    }
+
+    #[tokio::test]
+    async fn socket_is_private_bounded_and_never_clobbers_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("br0.mgmt");
+        let mut cfg = Config::new(&path);
+        cfg.max_connections = 1;
+        cfg.tcp = Some("127.0.0.1:0".parse().unwrap());
+        let server = start(cfg.clone(), backend()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second endpoint on a live socket is refused; so is a file.
+        assert!(matches!(
+            start(Config::new(&path), backend()),
+            Err(ServerError::PathInUse(_))
+        ));
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(matches!(
+            start(Config::new(&file), backend()),
+            Err(ServerError::PathInUse(_))
+        ));
+
+        // One session at a time: the first is served, the second waits
+        // for it.
+        let mut a = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(read_hello(&mut a).await[1], 0);
+        assert_eq!(server.active_sessions(), 1);
+        let tcp = server.tcp_addr.unwrap();
+        let mut b = tokio::net::TcpStream::connect(tcp).await.unwrap();
+        drop(a);
+        let hello = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut b))
+            .await
+            .expect("served once the first session ended");
+        assert_eq!(hello[1], 0);
+
+        // Once the endpoint is gone its socket is stale and may be reused.
+        drop(b);
+        drop(server);
+        tokio::task::yield_now().await;
+        let again = start(Config::new(&path), backend());
+        assert!(again.is_ok(), "{again:?}");
     }
 }
