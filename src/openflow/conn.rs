@@ -282,7 +282,7 @@ impl Session {
                 self.send_error(OfpError::std(12, 10), raw, xid)
             }
             Message::PortMod => {
-                // OFPET_PORT_MOD_FAILED / OFPPMFC_EPERM-free BAD_PORT: port
+                // OFPET_PORT_MOD_FAILED / OFPPMFC_BAD_PORT: port
                 // configuration goes through the control API.
                 let t = if v == Version::V10 { 4 } else { 7 };
                 self.send_error(OfpError::std(t, 0), raw, xid)
@@ -533,7 +533,7 @@ impl Session {
         }
     }
 
-    fn bundle_reply(&mut self, v: Version, c: &BundleCtrl, xid: u32) {
+    fn bundle_reply(&mut self, c: &BundleCtrl, xid: u32) {
         self.send(
             Message::BundleControl(BundleCtrl {
                 bundle_id: c.bundle_id,
@@ -542,7 +542,6 @@ impl Session {
             }),
             xid,
         );
-        let _ = v;
     }
 
     fn bundle_control(&mut self, v: Version, c: BundleCtrl, raw: &[u8], xid: u32) {
@@ -562,21 +561,21 @@ impl Session {
                         ..Bundle::default()
                     },
                 );
-                self.bundle_reply(v, &c, xid);
+                self.bundle_reply(&c, xid);
             }
             CtrlType::CloseRequest => match self.bundles.get_mut(&id) {
                 None => self.send_error(OfpError::bundle(v, 2), raw, xid),
                 Some(b) if b.closed => self.send_error(OfpError::bundle(v, 4), raw, xid),
                 Some(b) => {
                     b.closed = true;
-                    self.bundle_reply(v, &c, xid);
+                    self.bundle_reply(&c, xid);
                 }
             },
             CtrlType::DiscardRequest => {
                 if self.bundles.remove(&id).is_none() {
                     return self.send_error(OfpError::bundle(v, 2), raw, xid);
                 }
-                self.bundle_reply(v, &c, xid);
+                self.bundle_reply(&c, xid);
             }
             CtrlType::CommitRequest => {
                 let Some(b) = self.bundles.remove(&id) else {
@@ -587,7 +586,7 @@ impl Session {
                 }
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
                 match self.backend.flow_mods(&mods) {
-                    Ok(_) => self.bundle_reply(v, &c, xid),
+                    Ok(_) => self.bundle_reply(&c, xid),
                     Err(e) => {
                         if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
                             let (mxid, mraw) = (*mxid, mraw.clone());
@@ -596,7 +595,6 @@ impl Session {
                         self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
                     }
                 }
-                let _ = b.flags;
             }
             _ => self.send_error(OfpError::bundle(v, 6), raw, xid),
         }
@@ -624,6 +622,10 @@ impl Session {
         };
         if b.closed {
             return self.send_error(OfpError::bundle(v, 4), raw, xid);
+        }
+        if b.flags != a.flags {
+            // OFPBFC_BAD_FLAGS: every message must repeat the open flags.
+            return self.send_error(OfpError::bundle(v, 7), raw, xid);
         }
         if b.mods.len() >= MAX_BUNDLE_MSGS {
             b.failed = true;
@@ -849,5 +851,61 @@ mod tests {
             .collect();
         assert!(flags[..flags.len() - 1].iter().all(|f| *f == 1));
         assert_eq!(*flags.last().unwrap(), 0);
+    }
+
+    #[test]
+    fn role_features_and_refused_requests() {
+        let (mut s, b) = session(Version::V13);
+        s.receive(
+            &Message::RoleRequest(Role {
+                role: 2,
+                generation_id: 9,
+            })
+            .encode(Version::V13, 1),
+        );
+        // A message of another version than the negotiated one.
+        s.receive(&Message::BarrierRequest.encode(Version::V10, 2));
+        // An unknown experimenter.
+        s.receive(&[4, 4, 0, 16, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0]);
+        // An unknown message type.
+        s.receive(&[4, 99, 0, 8, 0, 0, 0, 4]);
+        let out = msgs(&s.take_output());
+        assert_eq!(out[0][1], message::ROLE_REPLY);
+        assert_eq!(Role::parse(&out[0][8..]).unwrap().role, 2);
+        assert_eq!(error_of(&out[1]), Some(OfpError::std(1, 0)));
+        assert_eq!(error_of(&out[2]), Some(OfpError::std(1, 3)));
+        assert_eq!(error_of(&out[3]), Some(OfpError::std(1, 1)));
+
+        // OpenFlow 1.0 FEATURES_REPLY lists the ports (LOCAL here).
+        let (mut s, _) = session(Version::V10);
+        s.receive(&Message::FeaturesRequest.encode(Version::V10, 5));
+        let out = msgs(&s.take_output());
+        assert_eq!(out[0][1], message::FEATURES_REPLY);
+        assert_eq!(out[0].len(), 32 + 48 * b.ports().len());
+    }
+
+    #[test]
+    fn bundle_messages_must_repeat_the_open_flags() {
+        let v = Version::V14;
+        let (mut s, b) = session(v);
+        s.receive(&ctrl(v, 1, CtrlType::OpenRequest, 1));
+        let inner = Message::FlowMod(add(0, 10, 1, 2)).encode(v, 2);
+        s.receive(
+            &Message::BundleAdd(BundleAdd {
+                bundle_id: 1,
+                flags: ATOMIC,
+                message: inner,
+            })
+            .encode(v, 2),
+        );
+        s.receive(&ctrl(v, 2, CtrlType::CommitRequest, 3));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[1]), Some(OfpError::bundle(v, 7)));
+        assert_eq!(
+            error_of(&out[2]),
+            Some(OfpError::bundle(v, 2)),
+            "no bundle 2"
+        );
+        assert_eq!(b.ofproto().n_flows(), 0);
     }
 }
