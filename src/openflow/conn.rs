@@ -36,7 +36,8 @@ pub const N_TABLES: u8 = 254;
 /// field is 16 bits).
 const MAX_REPLY: usize = 60_000;
 
-/// Output beyond which events are dropped instead of queued.
+/// Default output backlog beyond which events are dropped instead of
+/// queued (see [`Session::set_event_backlog`]).
 pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
 
 /// Bundles one session may keep open.
@@ -81,6 +82,7 @@ pub struct Session {
     role: u32,
     bundles: HashMap<u32, Bundle>,
     events_dropped: u64,
+    event_backlog: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -109,7 +111,15 @@ impl Session {
             role: 1,
             bundles: HashMap::new(),
             events_dropped: 0,
+            event_backlog: MAX_EVENT_BACKLOG,
         }
+    }
+
+    /// Output bytes beyond which events are dropped (and counted) instead
+    /// of queued: a controller that stops reading loses events, never the
+    /// switch's memory.
+    pub fn set_event_backlog(&mut self, bytes: usize) {
+        self.event_backlog = bytes;
     }
 
     /// The negotiated version (None before HELLO).
@@ -170,7 +180,7 @@ impl Session {
     /// peer is not reading).
     pub fn on_event(&mut self, ev: &Event) {
         let Some(v) = self.version else { return };
-        if self.out.len() > MAX_EVENT_BACKLOG {
+        if self.out.len() > self.event_backlog {
             self.events_dropped += 1;
             return;
         }
@@ -907,5 +917,27 @@ mod tests {
             "no bundle 2"
         );
         assert_eq!(b.ofproto().n_flows(), 0);
+    }
+
+    #[test]
+    fn events_beyond_the_backlog_are_dropped_and_counted() {
+        use crate::openflow::wire::packet::PacketIn;
+        let (mut s, _) = session(Version::V13);
+        s.set_event_backlog(100);
+        let ev = Event::PacketIn(PacketIn {
+            total_len: 200,
+            in_port: 1,
+            reason: 1,
+            table_id: 0,
+            cookie: 0,
+            data: vec![0; 200],
+        });
+        for _ in 0..3 {
+            s.on_event(&ev);
+        }
+        assert_eq!(s.events_dropped(), 2, "only the first fits");
+        assert_eq!(msgs(&s.take_output()).len(), 1);
+        s.on_event(&ev);
+        assert_eq!(s.events_dropped(), 2, "room again once written");
     }
 }

@@ -5,9 +5,11 @@
 //!
 //! Bounded: at most `max_connections` sessions at once (each listener
 //! holds at most one more accepted connection until a slot frees, the rest
-//! wait in the kernel's backlog), and a peer that does not read its replies is
-//! disconnected once `max_output` bytes are queued for it. A connection's
-//! errors end that connection only.
+//! wait in the kernel's backlog). A session writes all its replies before
+//! it reads the next request, so replies cannot pile up; events (packet-ins,
+//! port status) beyond `max_output` queued bytes are dropped and counted,
+//! and a peer that stops reading for `write_timeout` is disconnected. A
+//! connection's errors end that connection only.
 
 use super::backend::Backend;
 use super::conn::Session;
@@ -15,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, Semaphore};
@@ -48,8 +51,13 @@ pub struct Config {
     pub tcp: Option<SocketAddr>,
     /// Sessions served at once.
     pub max_connections: usize,
-    /// Bytes queued for one peer before it is disconnected.
+    /// Bytes of events queued for one peer before further events are
+    /// dropped (replies are never dropped: a session writes them all
+    /// before it reads the next request).
     pub max_output: usize,
+    /// How long one write may wait for a peer that does not read before
+    /// the session is closed.
+    pub write_timeout: Duration,
 }
 
 impl Config {
@@ -60,6 +68,7 @@ impl Config {
             tcp: None,
             max_connections: 64,
             max_output: 16 << 20,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -134,7 +143,12 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let mut tasks = Vec::new();
     {
-        let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
+        let (backend, limit, max_output, wt) = (
+            backend.clone(),
+            limit.clone(),
+            cfg.max_output,
+            cfg.write_timeout,
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 match unix.accept().await {
@@ -147,7 +161,7 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
                         };
                         let b = backend.clone();
                         tokio::spawn(async move {
-                            run(s, b, max_output).await;
+                            run(s, b, max_output, wt).await;
                             drop(permit);
                         });
                     }
@@ -166,7 +180,12 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
             .map_err(io("setting nonblocking"))?;
         tcp_addr = std_l.local_addr().ok();
         let l = TcpListener::from_std(std_l).map_err(io("registering the TCP listener"))?;
-        let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
+        let (backend, limit, max_output, wt) = (
+            backend.clone(),
+            limit.clone(),
+            cfg.max_output,
+            cfg.write_timeout,
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 match l.accept().await {
@@ -177,7 +196,7 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
                         let _ = s.set_nodelay(true);
                         let b = backend.clone();
                         tokio::spawn(async move {
-                            run(s, b, max_output).await;
+                            run(s, b, max_output, wt).await;
                             drop(permit);
                         });
                     }
@@ -196,19 +215,29 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
 }
 
 /// Runs one session on `stream` until the peer hangs up, the session
-/// closes, or the peer stops reading.
-pub async fn run<S>(stream: S, backend: Arc<dyn Backend>, max_output: usize)
-where
+/// closes, or a write to the peer waits longer than `write_timeout`.
+/// Events beyond `max_output` queued bytes are dropped and counted.
+pub async fn run<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut events = Some(backend.subscribe());
     let mut session = Session::new(backend);
+    session.set_event_backlog(max_output);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let out = session.take_output();
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
-            return;
+        if !out.is_empty() {
+            match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                // Gone, or not reading: end only this session.
+                Ok(Err(_)) | Err(_) => return,
+            }
         }
         if session.is_closed().is_some() {
             let _ = wr.shutdown().await;
@@ -231,9 +260,6 @@ where
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => events = None,
             },
-        }
-        if session.pending_output() > max_output {
-            return;
         }
     }
 }
