@@ -16,7 +16,7 @@
 //! (NXAST_CONTROLLER), `learn`, and anything else this switch does not run.
 
 use super::oxm::{field_from_header, field_header};
-use super::{port_from_of11, port_to_of11, round8, Error, Rd, Result, Version, Wr, NX_VENDOR};
+use super::{port_from_of11, port_to_of11, Error, Rd, Result, Version, Wr, NX_VENDOR};
 use crate::flow::{ofp_port, Action, CtAction, CtZone, Field, FieldSlice};
 
 // Nicira action subtypes.
@@ -896,13 +896,6 @@ pub fn encode_instructions(out: &mut Vec<u8>, acts: &[Action], v: Version) {
         out.u8(t);
         out.zeros(3);
     }
-}
-
-/// Length an action list occupies (for callers that need it up front).
-pub fn actions_len(acts: &[Action], v: Version) -> usize {
-    let mut b = Vec::new();
-    encode_actions(&mut b, acts, v);
-    round8(b.len())
 }
 
 #[cfg(test)]
