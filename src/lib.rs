@@ -20,6 +20,10 @@
 //! * [`datapath`]: the fast path: caches, upcalls, action execution, drops.
 //! * [`port`]: everything that moves bytes; `port::sys` holds every `unsafe`.
 //! * [`ctl`]: the control protocol, the daemon's server and the client side.
+//! * [`openflow`]: the OpenFlow endpoint (codec, sans-IO sessions,
+//!   listeners) that `ovs-ofctl` and controllers talk to; it reaches a
+//!   bridge only through its `Backend` trait, so it depends on `flow` and
+//!   `ofproto` and nothing depends on it but the daemon.
 //!
 //! Dependencies point one way: wire ← packet ← flow ← {ofproto, conntrack} ←
 //! datapath ← ctl ← bin, and port depends only on wire and packet. `flow`,

@@ -34,6 +34,7 @@ fn require_ofctl(test: &str) -> bool {
 }
 
 struct Ours {
+    backend: Arc<OfprotoBackend>,
     _rt: tokio::runtime::Runtime,
     _server: server::Server,
     sock: PathBuf,
@@ -62,9 +63,10 @@ fn start_ours() -> Ours {
         .unwrap();
     let server = {
         let _g = rt.enter();
-        server::start(server::Config::new(&sock), backend).unwrap()
+        server::start(server::Config::new(&sock), backend.clone()).unwrap()
     };
     Ours {
+        backend,
         _rt: rt,
         _server: server,
         sock,
@@ -72,8 +74,17 @@ fn start_ours() -> Ours {
     }
 }
 
+/// The directory of a `unix:` target: ovs-ofctl puts its own control
+/// socket in OVS_RUNDIR, so it goes where the test cleans up.
+fn rundir(target: &str) -> PathBuf {
+    Path::new(target.trim_start_matches("unix:"))
+        .parent()
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+}
+
 fn ofctl(target: &str, version: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("timeout")
+        .env("OVS_RUNDIR", rundir(target))
         .arg("20")
         .arg("ovs-ofctl")
         .arg("-O")
@@ -397,4 +408,218 @@ fn dump_flows_matches_open_vswitch() {
     }
     eprintln!("compared {compared} dumps");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// `ovs-ofctl packet-out` reaches the backend with its input port,
+/// actions and frame, in every version.
+#[test]
+fn ovs_ofctl_packet_out() {
+    if !require_ofctl("ovs_ofctl_packet_out") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    let frame =
+        "ffffffffffff525400000001080600010800060400015254000000010a0000010000000000000a000002";
+    for (i, v) in VERSIONS.iter().enumerate() {
+        ok(
+            &t,
+            v,
+            &[
+                "packet-out",
+                "TARGET",
+                &format!("in_port=CONTROLLER,packet={frame},actions=output:vm2"),
+            ],
+        );
+        let outs = ours.backend.packet_outs();
+        assert_eq!(outs.len(), i + 1, "{v}");
+        let (in_port, actions, data) = &outs[i];
+        assert_eq!(*in_port, vswitch::flow::ofp_port::CONTROLLER, "{v}");
+        assert_eq!(actions, &[vswitch::flow::Action::Output(2)], "{v}");
+        assert_eq!(data.len(), frame.len() / 2, "{v}");
+    }
+}
+
+/// `ovs-ofctl monitor` receives the bridge's packet-ins, port status
+/// changes and removed flows.
+#[test]
+fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
+    use std::io::BufRead;
+    use vswitch::openflow::backend::Event;
+    use vswitch::openflow::wire::flow_removed::{FlowRemoved, RemovedReason};
+    use vswitch::openflow::wire::packet::PacketIn;
+    if !require_ofctl("ovs_ofctl_monitor_receives_packet_ins_and_port_status") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    for v in VERSIONS {
+        // exec: the child is ovs-ofctl itself, so killing it ends the
+        // monitor (it prints what it receives on stderr).
+        let mut child = Command::new("sh")
+            .env("OVS_RUNDIR", rundir(&t))
+            .args(["-c", &format!("exec ovs-ofctl -O {v} monitor {t} 2>&1")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let frame: Vec<u8> = (0..60u8).collect();
+        let mut seen_pin = false;
+        let mut seen_status = false;
+        let mut seen_removed = false;
+        let mut removed_match = vswitch::flow::Match::default();
+        removed_match.set_exact(vswitch::flow::Field::InPort, 7);
+        // The monitor subscribes when its session starts: offer the events
+        // until it has printed them (bounded: 100 rounds).
+        for round in 0..100u32 {
+            ours.backend.publish(Event::PacketIn(PacketIn {
+                total_len: 60,
+                in_port: 1,
+                reason: 1,
+                table_id: 0,
+                cookie: 0,
+                data: frame.clone(),
+            }));
+            ours.backend.add_port(PortDesc {
+                port_no: 100 + round,
+                hw_addr: [2, 0, 0, 0, 0, 1],
+                name: format!("p{round}"),
+                config: 0,
+                state: 4,
+                curr_speed: 0,
+            });
+            ours.backend
+                .publish(Event::FlowRemoved(Box::new(FlowRemoved {
+                    table_id: 3,
+                    reason: RemovedReason::IdleTimeout,
+                    priority: 77,
+                    cookie: 0x99,
+                    matches: removed_match,
+                    duration_sec: 5,
+                    duration_nsec: 0,
+                    idle_timeout: 5,
+                    hard_timeout: 0,
+                    packet_count: 0,
+                    byte_count: 0,
+                })));
+            while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                seen_pin |= l.contains("OFPT_PACKET_IN") && l.contains("in_port=1");
+                seen_status |= l.contains("OFPT_PORT_STATUS") && l.contains("ADD");
+                seen_removed |= l.contains("FLOW_REMOVED")
+                    && l.contains("priority=77")
+                    && l.contains("in_port=7")
+                    && l.contains("reason=idle");
+            }
+            if seen_pin && seen_status && seen_removed {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        assert!(seen_pin, "{v}: no packet-in printed");
+        assert!(seen_status, "{v}: no port status printed");
+        assert!(seen_removed, "{v}: no flow removed printed");
+    }
+}
+
+/// Cookie and out_port filters of del-flows / dump-flows, and a bundle
+/// with one refused flow: ovs-ofctl gets that flow's error, discards the
+/// bundle instead of committing it (so OFPBFC_MSG_FAILED on commit is
+/// covered by the session's own tests), and the table is as it was.
+#[test]
+fn ovs_ofctl_filters_and_failed_bundles() {
+    if !require_ofctl("ovs_ofctl_filters_and_failed_bundles") {
+        return;
+    }
+    let ours = start_ours();
+    let t = format!("unix:{}", ours.sock.display());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.flows");
+    // The middle flow pushes two 802.1Q tags, which vswitch refuses (a
+    // double tag overflows a 1500-byte MTU) while Open vSwitch accepts it.
+    std::fs::write(
+        &bad,
+        "priority=7,in_port=3,actions=output:4\n\
+         priority=6,in_port=4,actions=push_vlan:0x8100,push_vlan:0x8100,output:1\n\
+         priority=5,in_port=5,actions=output:6\n",
+    )
+    .unwrap();
+    for v in VERSIONS {
+        ok(&t, v, &["del-flows", "TARGET"]);
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x5,priority=10,in_port=1,actions=output:2",
+            ],
+        );
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x6,priority=10,in_port=2,actions=output:1",
+            ],
+        );
+        ok(
+            &t,
+            v,
+            &[
+                "add-flow",
+                "TARGET",
+                "cookie=0x7,priority=9,in_port=2,actions=output:3",
+            ],
+        );
+        let d = ok(&t, v, &["dump-flows", "TARGET", "cookie=0x5/-1"]);
+        assert_eq!(flow_lines(&d).len(), 1, "{v}: {d}");
+        ok(&t, v, &["del-flows", "TARGET", "out_port=1"]);
+        let d = ok(&t, v, &["dump-flows", "TARGET", "--no-stats"]);
+        assert_eq!(
+            flow_lines(&d),
+            [
+                "cookie=0x5, priority=10,in_port=1 actions=output:2",
+                "cookie=0x7, priority=9,in_port=2 actions=output:3"
+            ],
+            "{v}"
+        );
+        ok(&t, v, &["del-flows", "TARGET", "cookie=0x7/-1"]);
+        if v == "OpenFlow10" {
+            continue;
+        }
+        let (good, _, err) = ofctl(
+            &t,
+            v,
+            &[
+                "--bundle",
+                "add-flows",
+                "TARGET",
+                &bad.display().to_string(),
+            ],
+        );
+        assert!(!good, "{v}: the bundle should fail");
+        assert!(err.contains("OFPBAC_BAD_ARGUMENT"), "{v}: {err}");
+        assert!(err.contains("priority=6,in_port=4"), "{v}: {err}");
+        let d = ok(&t, v, &["dump-flows", "TARGET", "--no-stats"]);
+        assert_eq!(
+            flow_lines(&d),
+            ["cookie=0x5, priority=10,in_port=1 actions=output:2"],
+            "{v}: table changed"
+        );
+    }
 }

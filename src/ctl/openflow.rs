@@ -296,8 +296,10 @@ impl FailMode {
 pub const FAIL_OPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest wait between two connection attempts.
 pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
-/// Bytes queued for a controller before the connection is dropped.
+/// Bytes of events queued for a controller before they are dropped.
 const MAX_OUTPUT: usize = 16 << 20;
+/// A controller that does not read for this long is disconnected.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A controller to connect to: `tcp:IP:PORT` or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +433,7 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
                     let _ = s.set_nodelay(true);
                     st.connected.store(true, Ordering::Relaxed);
                     tracing::info!(controller = %st.target, "connected");
-                    crate::openflow::server::run(s, b, MAX_OUTPUT).await;
+                    crate::openflow::server::run(s, b, MAX_OUTPUT, WRITE_TIMEOUT).await;
                     true
                 }
                 Err(e) => {
@@ -443,7 +445,7 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
                 Ok(s) => {
                     st.connected.store(true, Ordering::Relaxed);
                     tracing::info!(controller = %st.target, "connected");
-                    crate::openflow::server::run(s, b, MAX_OUTPUT).await;
+                    crate::openflow::server::run(s, b, MAX_OUTPUT, WRITE_TIMEOUT).await;
                     true
                 }
                 Err(e) => {

@@ -6,6 +6,7 @@
 //! `vswitchctl` change the same tables; sessions only ever call this trait.
 
 use super::wire::features::Desc;
+use super::wire::flow_removed::FlowRemoved;
 use super::wire::packet::PacketIn;
 use super::wire::port::{PortDesc, PortReason, PortStats};
 use crate::flow::Action;
@@ -22,6 +23,9 @@ pub enum Event {
     PortStatus(PortReason, PortDesc),
     /// A packet for the controller (PACKET_IN).
     PacketIn(PacketIn),
+    /// A flow that asked for it (`send_flow_rem`) left the table
+    /// (FLOW_REMOVED). Boxed: a match is large and events are queued.
+    FlowRemoved(Box<FlowRemoved>),
 }
 
 /// Why a backend refused a request other than a flow-mod.

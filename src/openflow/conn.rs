@@ -17,6 +17,7 @@
 use super::backend::{Backend, Event};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
+use super::wire::flow_mod::MatchFormat;
 use super::wire::hello::Hello;
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
@@ -35,7 +36,8 @@ pub const N_TABLES: u8 = 254;
 /// field is 16 bits).
 const MAX_REPLY: usize = 60_000;
 
-/// Output beyond which events are dropped instead of queued.
+/// Default output backlog beyond which events are dropped instead of
+/// queued (see [`Session::set_event_backlog`]).
 pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
 
 /// Bundles one session may keep open.
@@ -80,6 +82,7 @@ pub struct Session {
     role: u32,
     bundles: HashMap<u32, Bundle>,
     events_dropped: u64,
+    event_backlog: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -108,7 +111,15 @@ impl Session {
             role: 1,
             bundles: HashMap::new(),
             events_dropped: 0,
+            event_backlog: MAX_EVENT_BACKLOG,
         }
+    }
+
+    /// Output bytes beyond which events are dropped (and counted) instead
+    /// of queued: a controller that stops reading loses events, never the
+    /// switch's memory.
+    pub fn set_event_backlog(&mut self, bytes: usize) {
+        self.event_backlog = bytes;
     }
 
     /// The negotiated version (None before HELLO).
@@ -169,7 +180,7 @@ impl Session {
     /// peer is not reading).
     pub fn on_event(&mut self, ev: &Event) {
         let Some(v) = self.version else { return };
-        if self.out.len() > MAX_EVENT_BACKLOG {
+        if self.out.len() > self.event_backlog {
             self.events_dropped += 1;
             return;
         }
@@ -184,6 +195,19 @@ impl Session {
                 let mut m = message::start();
                 pi.emit(&mut m, v);
                 message::finish(&mut m, v, message::PACKET_IN, 0);
+                self.out.extend_from_slice(&m);
+            }
+            Event::FlowRemoved(fr) => {
+                let format = if v != Version::V10 {
+                    MatchFormat::Oxm
+                } else if self.nxm {
+                    MatchFormat::Nxm
+                } else {
+                    MatchFormat::Of10
+                };
+                let mut m = message::start();
+                let typ = fr.emit(&mut m, v, format);
+                message::finish(&mut m, v, typ, 0);
                 self.out.extend_from_slice(&m);
             }
         }
@@ -268,7 +292,7 @@ impl Session {
                 self.send_error(OfpError::std(12, 10), raw, xid)
             }
             Message::PortMod => {
-                // OFPET_PORT_MOD_FAILED / OFPPMFC_EPERM-free BAD_PORT: port
+                // OFPET_PORT_MOD_FAILED / OFPPMFC_BAD_PORT: port
                 // configuration goes through the control API.
                 let t = if v == Version::V10 { 4 } else { 7 };
                 self.send_error(OfpError::std(t, 0), raw, xid)
@@ -519,7 +543,7 @@ impl Session {
         }
     }
 
-    fn bundle_reply(&mut self, v: Version, c: &BundleCtrl, xid: u32) {
+    fn bundle_reply(&mut self, c: &BundleCtrl, xid: u32) {
         self.send(
             Message::BundleControl(BundleCtrl {
                 bundle_id: c.bundle_id,
@@ -528,7 +552,6 @@ impl Session {
             }),
             xid,
         );
-        let _ = v;
     }
 
     fn bundle_control(&mut self, v: Version, c: BundleCtrl, raw: &[u8], xid: u32) {
@@ -548,21 +571,21 @@ impl Session {
                         ..Bundle::default()
                     },
                 );
-                self.bundle_reply(v, &c, xid);
+                self.bundle_reply(&c, xid);
             }
             CtrlType::CloseRequest => match self.bundles.get_mut(&id) {
                 None => self.send_error(OfpError::bundle(v, 2), raw, xid),
                 Some(b) if b.closed => self.send_error(OfpError::bundle(v, 4), raw, xid),
                 Some(b) => {
                     b.closed = true;
-                    self.bundle_reply(v, &c, xid);
+                    self.bundle_reply(&c, xid);
                 }
             },
             CtrlType::DiscardRequest => {
                 if self.bundles.remove(&id).is_none() {
                     return self.send_error(OfpError::bundle(v, 2), raw, xid);
                 }
-                self.bundle_reply(v, &c, xid);
+                self.bundle_reply(&c, xid);
             }
             CtrlType::CommitRequest => {
                 let Some(b) = self.bundles.remove(&id) else {
@@ -573,7 +596,7 @@ impl Session {
                 }
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
                 match self.backend.flow_mods(&mods) {
-                    Ok(_) => self.bundle_reply(v, &c, xid),
+                    Ok(_) => self.bundle_reply(&c, xid),
                     Err(e) => {
                         if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
                             let (mxid, mraw) = (*mxid, mraw.clone());
@@ -582,7 +605,6 @@ impl Session {
                         self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
                     }
                 }
-                let _ = b.flags;
             }
             _ => self.send_error(OfpError::bundle(v, 6), raw, xid),
         }
@@ -610,6 +632,10 @@ impl Session {
         };
         if b.closed {
             return self.send_error(OfpError::bundle(v, 4), raw, xid);
+        }
+        if b.flags != a.flags {
+            // OFPBFC_BAD_FLAGS: every message must repeat the open flags.
+            return self.send_error(OfpError::bundle(v, 7), raw, xid);
         }
         if b.mods.len() >= MAX_BUNDLE_MSGS {
             b.failed = true;
@@ -835,5 +861,83 @@ mod tests {
             .collect();
         assert!(flags[..flags.len() - 1].iter().all(|f| *f == 1));
         assert_eq!(*flags.last().unwrap(), 0);
+    }
+
+    #[test]
+    fn role_features_and_refused_requests() {
+        let (mut s, b) = session(Version::V13);
+        s.receive(
+            &Message::RoleRequest(Role {
+                role: 2,
+                generation_id: 9,
+            })
+            .encode(Version::V13, 1),
+        );
+        // A message of another version than the negotiated one.
+        s.receive(&Message::BarrierRequest.encode(Version::V10, 2));
+        // An unknown experimenter.
+        s.receive(&[4, 4, 0, 16, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0]);
+        // An unknown message type.
+        s.receive(&[4, 99, 0, 8, 0, 0, 0, 4]);
+        let out = msgs(&s.take_output());
+        assert_eq!(out[0][1], message::ROLE_REPLY);
+        assert_eq!(Role::parse(&out[0][8..]).unwrap().role, 2);
+        assert_eq!(error_of(&out[1]), Some(OfpError::std(1, 0)));
+        assert_eq!(error_of(&out[2]), Some(OfpError::std(1, 3)));
+        assert_eq!(error_of(&out[3]), Some(OfpError::std(1, 1)));
+
+        // OpenFlow 1.0 FEATURES_REPLY lists the ports (LOCAL here).
+        let (mut s, _) = session(Version::V10);
+        s.receive(&Message::FeaturesRequest.encode(Version::V10, 5));
+        let out = msgs(&s.take_output());
+        assert_eq!(out[0][1], message::FEATURES_REPLY);
+        assert_eq!(out[0].len(), 32 + 48 * b.ports().len());
+    }
+
+    #[test]
+    fn bundle_messages_must_repeat_the_open_flags() {
+        let v = Version::V14;
+        let (mut s, b) = session(v);
+        s.receive(&ctrl(v, 1, CtrlType::OpenRequest, 1));
+        let inner = Message::FlowMod(add(0, 10, 1, 2)).encode(v, 2);
+        s.receive(
+            &Message::BundleAdd(BundleAdd {
+                bundle_id: 1,
+                flags: ATOMIC,
+                message: inner,
+            })
+            .encode(v, 2),
+        );
+        s.receive(&ctrl(v, 2, CtrlType::CommitRequest, 3));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[1]), Some(OfpError::bundle(v, 7)));
+        assert_eq!(
+            error_of(&out[2]),
+            Some(OfpError::bundle(v, 2)),
+            "no bundle 2"
+        );
+        assert_eq!(b.ofproto().n_flows(), 0);
+    }
+
+    #[test]
+    fn events_beyond_the_backlog_are_dropped_and_counted() {
+        use crate::openflow::wire::packet::PacketIn;
+        let (mut s, _) = session(Version::V13);
+        s.set_event_backlog(100);
+        let ev = Event::PacketIn(PacketIn {
+            total_len: 200,
+            in_port: 1,
+            reason: 1,
+            table_id: 0,
+            cookie: 0,
+            data: vec![0; 200],
+        });
+        for _ in 0..3 {
+            s.on_event(&ev);
+        }
+        assert_eq!(s.events_dropped(), 2, "only the first fits");
+        assert_eq!(msgs(&s.take_output()).len(), 1);
+        s.on_event(&ev);
+        assert_eq!(s.events_dropped(), 2, "room again once written");
     }
 }

@@ -3,10 +3,13 @@
 //! (`ptcp:PORT[:IP]`, loopback unless an address is given), each
 //! connection running one [`Session`] over a shared [`Backend`].
 //!
-//! Bounded: at most `max_connections` sessions at once (others wait in the
-//! kernel's backlog), and a peer that does not read its replies is
-//! disconnected once `max_output` bytes are queued for it. A connection's
-//! errors end that connection only.
+//! Bounded: at most `max_connections` sessions at once (each listener
+//! holds at most one more accepted connection until a slot frees, the rest
+//! wait in the kernel's backlog). A session writes all its replies before
+//! it reads the next request, so replies cannot pile up; events (packet-ins,
+//! port status) beyond `max_output` queued bytes are dropped and counted,
+//! and a peer that stops reading for `write_timeout` is disconnected. A
+//! connection's errors end that connection only.
 
 use super::backend::Backend;
 use super::conn::Session;
@@ -14,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{broadcast, Semaphore};
@@ -47,8 +51,13 @@ pub struct Config {
     pub tcp: Option<SocketAddr>,
     /// Sessions served at once.
     pub max_connections: usize,
-    /// Bytes queued for one peer before it is disconnected.
+    /// Bytes of events queued for one peer before further events are
+    /// dropped (replies are never dropped: a session writes them all
+    /// before it reads the next request).
     pub max_output: usize,
+    /// How long one write may wait for a peer that does not read before
+    /// the session is closed.
+    pub write_timeout: Duration,
 }
 
 impl Config {
@@ -59,6 +68,7 @@ impl Config {
             tcp: None,
             max_connections: 64,
             max_output: 16 << 20,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -83,10 +93,19 @@ pub fn parse_ptcp(s: &str) -> Result<SocketAddr, ServerError> {
 #[derive(Debug)]
 pub struct Server {
     tasks: Vec<JoinHandle<()>>,
+    limit: Arc<Semaphore>,
+    max_connections: usize,
     /// The bound TCP address, when there is one (port 0 picks a free one).
     pub tcp_addr: Option<SocketAddr>,
     /// The unix socket path.
     pub unix_path: PathBuf,
+}
+
+impl Server {
+    /// Sessions being served now.
+    pub fn active_sessions(&self) -> usize {
+        self.max_connections - self.limit.available_permits()
+    }
 }
 
 impl Drop for Server {
@@ -124,17 +143,25 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let mut tasks = Vec::new();
     {
-        let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
+        let (backend, limit, max_output, wt) = (
+            backend.clone(),
+            limit.clone(),
+            cfg.max_output,
+            cfg.write_timeout,
+        );
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    return;
-                };
                 match unix.accept().await {
                     Ok((s, _)) => {
+                        // Accept first, then wait for a free slot: a
+                        // listener must not hold a slot while idle, or
+                        // the other listener could starve.
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            return;
+                        };
                         let b = backend.clone();
                         tokio::spawn(async move {
-                            run(s, b, max_output).await;
+                            run(s, b, max_output, wt).await;
                             drop(permit);
                         });
                     }
@@ -153,18 +180,23 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
             .map_err(io("setting nonblocking"))?;
         tcp_addr = std_l.local_addr().ok();
         let l = TcpListener::from_std(std_l).map_err(io("registering the TCP listener"))?;
-        let (backend, limit, max_output) = (backend.clone(), limit.clone(), cfg.max_output);
+        let (backend, limit, max_output, wt) = (
+            backend.clone(),
+            limit.clone(),
+            cfg.max_output,
+            cfg.write_timeout,
+        );
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    return;
-                };
                 match l.accept().await {
                     Ok((s, _)) => {
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            return;
+                        };
                         let _ = s.set_nodelay(true);
                         let b = backend.clone();
                         tokio::spawn(async move {
-                            run(s, b, max_output).await;
+                            run(s, b, max_output, wt).await;
                             drop(permit);
                         });
                     }
@@ -175,25 +207,37 @@ pub fn start(cfg: Config, backend: Arc<dyn Backend>) -> Result<Server, ServerErr
     }
     Ok(Server {
         tasks,
+        limit,
+        max_connections: cfg.max_connections,
         tcp_addr,
         unix_path: cfg.unix_path,
     })
 }
 
 /// Runs one session on `stream` until the peer hangs up, the session
-/// closes, or the peer stops reading.
-pub async fn run<S>(stream: S, backend: Arc<dyn Backend>, max_output: usize)
-where
+/// closes, or a write to the peer waits longer than `write_timeout`.
+/// Events beyond `max_output` queued bytes are dropped and counted.
+pub async fn run<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut events = Some(backend.subscribe());
     let mut session = Session::new(backend);
+    session.set_event_backlog(max_output);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let out = session.take_output();
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
-            return;
+        if !out.is_empty() {
+            match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                // Gone, or not reading: end only this session.
+                Ok(Err(_)) | Err(_) => return,
+            }
         }
         if session.is_closed().is_some() {
             let _ = wr.shutdown().await;
@@ -217,8 +261,91 @@ where
                 Err(broadcast::error::RecvError::Closed) => events = None,
             },
         }
-        if session.pending_output() > max_output {
-            return;
-        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ofproto::Ofproto;
+    use crate::openflow::backend::OfprotoBackend;
+    use std::time::{Duration, Instant};
+    use tokio::net::UnixStream;
+
+    #[test]
+    fn ptcp_targets_parse() {
+        assert_eq!(
+            parse_ptcp("ptcp:6653").unwrap(),
+            "127.0.0.1:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_ptcp("ptcp:6653:0.0.0.0").unwrap(),
+            "0.0.0.0:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_ptcp("ptcp:6653:[::1]").unwrap(),
+            "[::1]:6653".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_ptcp("tcp:1.2.3.4:6653").is_err());
+        assert!(parse_ptcp("ptcp:99999").is_err());
+    }
+
+    fn backend() -> Arc<dyn Backend> {
+        Arc::new(OfprotoBackend::new(
+            Arc::new(Ofproto::new("br0", Instant::now())),
+            1,
+        ))
+    }
+
+    async fn read_hello<S: AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
+        let mut h = vec![0u8; 8];
+        s.read_exact(&mut h).await.unwrap();
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        h.resize(len, 0);
+        s.read_exact(&mut h[8..]).await.unwrap();
+        h
+    }
+
+    #[tokio::test]
+    async fn socket_is_private_bounded_and_never_clobbers_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("br0.mgmt");
+        let mut cfg = Config::new(&path);
+        cfg.max_connections = 1;
+        cfg.tcp = Some("127.0.0.1:0".parse().unwrap());
+        let server = start(cfg.clone(), backend()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A second endpoint on a live socket is refused; so is a file.
+        assert!(matches!(
+            start(Config::new(&path), backend()),
+            Err(ServerError::PathInUse(_))
+        ));
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(matches!(
+            start(Config::new(&file), backend()),
+            Err(ServerError::PathInUse(_))
+        ));
+
+        // One session at a time: the first is served, the second waits
+        // for it.
+        let mut a = UnixStream::connect(&path).await.unwrap();
+        assert_eq!(read_hello(&mut a).await[1], 0);
+        assert_eq!(server.active_sessions(), 1);
+        let tcp = server.tcp_addr.unwrap();
+        let mut b = tokio::net::TcpStream::connect(tcp).await.unwrap();
+        drop(a);
+        let hello = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut b))
+            .await
+            .expect("served once the first session ended");
+        assert_eq!(hello[1], 0);
+
+        // Once the endpoint is gone its socket is stale and may be reused.
+        drop(b);
+        drop(server);
+        tokio::task::yield_now().await;
+        let again = start(Config::new(&path), backend());
+        assert!(again.is_ok(), "{again:?}");
     }
 }

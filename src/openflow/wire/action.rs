@@ -403,6 +403,27 @@ fn decode_vendor(
     out: &mut Vec<Action>,
 ) -> Result<()> {
     let vendor = a.u32()?;
+    if vendor == super::ONF_VENDOR {
+        // ONF's OpenFlow 1.3 copy-field extension (type 3200): the 1.5
+        // COPY_FIELD, which some 1.3 controllers send for move.
+        let exp_type = a.u16()?;
+        if exp_type != 3200 {
+            return Err(Error::BadNxAction(exp_type));
+        }
+        if len != 32 {
+            return Err(Error::BadActionLen);
+        }
+        a.skip(2)?;
+        let n_bits = u32::from(a.u16()?);
+        let src_ofs = u32::from(a.u16()?);
+        let dst_ofs = u32::from(a.u16()?);
+        a.skip(2)?;
+        let src = slice_from(a.u32()?, src_ofs, n_bits)?;
+        let dst = slice_from(a.u32()?, dst_ofs, n_bits)?;
+        check_move_dst(dst.field)?;
+        out.push(Action::Move { src, dst });
+        return Ok(());
+    }
     if vendor != NX_VENDOR {
         return Err(Error::BadActionExperimenter(vendor));
     }
@@ -1003,13 +1024,6 @@ pub fn encode_instructions(out: &mut Vec<u8>, acts: &[Action], v: Version) {
     }
 }
 
-/// Length an action list occupies (for callers that need it up front).
-pub fn actions_len(acts: &[Action], v: Version) -> usize {
-    let mut b = Vec::new();
-    encode_actions(&mut b, acts, v);
-    round8(b.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1072,6 +1086,22 @@ mod tests {
                 dst: FieldSlice::whole(Field::Metadata),
             },
         ]);
+    }
+
+    #[test]
+    fn onf_copy_field_is_a_move() {
+        let mut b = vec![0xff, 0xff, 0, 32, 0x4f, 0x4e, 0x46, 0x00, 0x0c, 0x80, 0, 0];
+        b.extend_from_slice(&[0, 32, 0, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&field_header(Field::Reg(1), false).to_be_bytes());
+        b.extend_from_slice(&field_header(Field::Reg(2), false).to_be_bytes());
+        b.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            decode_actions(&b, Version::V13).unwrap(),
+            [Action::Move {
+                src: FieldSlice::whole(Field::Reg(1)),
+                dst: FieldSlice::whole(Field::Reg(2)),
+            }]
+        );
     }
 
     #[test]

@@ -267,8 +267,7 @@ impl FlowModMsg {
         }
     }
 
-    /// What the flow-mod asks `ofproto` to do. `table_id_ext` says whether
-    /// a 1.0 session enabled table ids in flow-mods.
+    /// What the flow-mod asks `ofproto` to do in a session of version `v`.
     pub fn to_ofproto(&self, v: Version) -> Result<FlowMod> {
         let cmd = match self.command {
             0 => FlowModCmd::Add,

@@ -20,6 +20,7 @@ pub mod bundle;
 pub mod error;
 pub mod features;
 pub mod flow_mod;
+pub mod flow_removed;
 pub mod header;
 pub mod hello;
 pub mod match10;

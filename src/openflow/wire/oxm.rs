@@ -290,10 +290,7 @@ pub fn decode(b: &[u8]) -> Result<Decoded> {
         seen.push(key);
         seen.push(twin);
         wfs.push(wf);
-        if value & !mask != 0 {
-            // Open vSwitch clears such bits; we refuse them only where
-            // they would change meaning: never, so clear them.
-        }
+        // Value bits outside the mask are cleared, as Open vSwitch does.
         let value = value & mask;
         apply(&mut d, wf, value, mask)?;
     }
