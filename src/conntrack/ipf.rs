@@ -778,3 +778,133 @@ fn reassemble(frags: &[Frag], total: usize, v6: bool) -> Option<Vec<u8>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Ethernet + IPv4 fragment 10.0.0.1 -> 10.0.0.2, protocol 17,
+    /// identification 7, carrying `data` at byte offset `off`.
+    fn v4(off: usize, data: &[u8], more: bool) -> PacketBuf {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x08;
+        let tot = (20 + data.len()) as u16;
+        let word = (if more { 0x2000 } else { 0 }) | (off / 8) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&tot.to_be_bytes());
+        ip.extend_from_slice(&[0, 7]);
+        ip.extend_from_slice(&word.to_be_bytes());
+        ip.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        let c = checksum::checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(data);
+        let mut p = PacketBuf::from_slice(&f);
+        p.meta.l3_ofs = 14;
+        p
+    }
+
+    /// An Ethernet + IPv6 fragment fd00::1 -> fd00::2 behind a
+    /// destination-options header, next header 17, identification 9.
+    fn v6(off: usize, data: &[u8], more: bool) -> PacketBuf {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        let plen = (8 + 8 + data.len()) as u16;
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&plen.to_be_bytes());
+        ip.extend_from_slice(&[60, 64]);
+        let mut a = [0u8; 16];
+        a[0] = 0xfd;
+        a[15] = 1;
+        ip.extend_from_slice(&a);
+        a[15] = 2;
+        ip.extend_from_slice(&a);
+        // Destination options (8 bytes, PadN), then the fragment header.
+        ip.extend_from_slice(&[44, 0, 1, 4, 0, 0, 0, 0]);
+        let word = (off as u16 & 0xfff8) | u16::from(more);
+        ip.extend_from_slice(&[17, 0]);
+        ip.extend_from_slice(&word.to_be_bytes());
+        ip.extend_from_slice(&9u32.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(data);
+        let mut p = PacketBuf::from_slice(&f);
+        p.meta.l3_ofs = 14;
+        p
+    }
+
+    fn run(ipf: &Ipf, p: PacketBuf, dl_type: u16) -> Handled {
+        let mut dropped = Vec::new();
+        let h = ipf.handle(p, dl_type, 0, 0, true, &mut dropped);
+        assert!(dropped.is_empty());
+        h
+    }
+
+    fn small_frags_ok() -> Ipf {
+        let ipf = Ipf::default();
+        let s = IpfSettings {
+            min_frag_size: Some(MIN_FRAG_SIZE_FLOOR),
+            ..IpfSettings::default()
+        };
+        assert_eq!(ipf.set(&s), Ok(()));
+        ipf
+    }
+
+    #[test]
+    fn ipv4_datagram_is_made_whole() {
+        let ipf = small_frags_ok();
+        let a: Vec<u8> = (0..400u16).map(|i| i as u8).collect();
+        let b = [0xbb; 100];
+        assert!(matches!(
+            run(&ipf, v4(400, &b, false), 0x0800),
+            Handled::Held
+        ));
+        let Handled::Complete { frags, datagram } = run(&ipf, v4(0, &a, true), 0x0800) else {
+            panic!("not complete")
+        };
+        assert_eq!(frags.len(), 2);
+        let ip = &datagram[14..];
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 520, "total length");
+        assert_eq!(
+            u16::from_be_bytes([ip[6], ip[7]]),
+            0,
+            "MF and offset cleared"
+        );
+        assert_eq!(checksum::fold(checksum::sum(&ip[..20])), 0xffff);
+        assert_eq!(&ip[20..420], &a[..]);
+        assert_eq!(&ip[420..], &b[..]);
+        assert_eq!(ipf.status().frags_held, 0);
+    }
+
+    #[test]
+    fn ipv6_datagram_loses_its_fragment_header() {
+        let ipf = small_frags_ok();
+        let a = [0xaa; 400];
+        let b = [0xbb; 20];
+        assert!(matches!(run(&ipf, v6(0, &a, true), 0x86dd), Handled::Held));
+        let Handled::Complete { datagram, .. } = run(&ipf, v6(400, &b, false), 0x86dd) else {
+            panic!("not complete")
+        };
+        let ip = &datagram[14..];
+        assert_eq!(
+            u16::from_be_bytes([ip[4], ip[5]]),
+            8 + 420,
+            "payload length"
+        );
+        assert_eq!(ip[6], 60, "the fixed header still names the options");
+        assert_eq!(ip[40], 17, "the options now name UDP");
+        assert_eq!(&ip[48..448], &a[..]);
+        assert_eq!(&ip[448..], &b[..]);
+    }
+
+    #[test]
+    fn bad_ipv4_header_checksum_is_refused() {
+        let ipf = Ipf::default();
+        let mut p = v4(0, &[0; 1480], true);
+        p.data_mut()[24] ^= 1;
+        match run(&ipf, p, 0x0800) {
+            Handled::Refused(_, d) => assert_eq!(d.reason, R::BadIpChecksum),
+            _ => panic!("accepted a bad header checksum"),
+        }
+    }
+}

@@ -147,7 +147,7 @@ fn ipv4(l3: &[u8], outer: bool, check_ip: bool) -> PResult<L3<'_>> {
     if p.is_later_fragment() || (outer && p.more_frags()) {
         return Err(CtInvalidDetail::new(
             R::Fragment,
-            "IPv4 fragment (conntrack does no reassembly)",
+            "IPv4 fragment: judged after reassembly, which is off (or this is a trace of one fragment)",
         ));
     }
     if check_ip {
@@ -202,7 +202,7 @@ fn ipv6(l3: &[u8], outer: bool) -> PResult<L3<'_>> {
     if up.fragment {
         return Err(CtInvalidDetail::new(
             R::Fragment,
-            "IPv6 fragment (conntrack does no reassembly)",
+            "IPv6 fragment: judged after reassembly, which is off (or this is a trace of one fragment)",
         ));
     }
     Ok(L3 {
