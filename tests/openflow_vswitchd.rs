@@ -122,6 +122,27 @@ fn ovs_ofctl_and_vswitchctl_drive_one_table() {
         &["packet-out", &t, "CONTROLLER", "output:2", &f],
     );
     assert_eq!(d.wait_sent("p2", 1, Duration::from_secs(5)), vec![f]);
+    // A passive TCP listener (`ptcp:`), as ovs-vsctl set-controller makes
+    // one; port 0 picks a free port, which `show` names.
+    d.ctl(&["set-controller", "br0", "ptcp:0:127.0.0.1"]);
+    let show = d.ctl_json(&["show", "br0"]);
+    let listen = show["bridges"][0]["listen"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ptcp = listen
+        .iter()
+        .filter_map(|l| l.as_str())
+        .find_map(|l| l.strip_prefix("ptcp:"))
+        .unwrap_or_else(|| panic!("no ptcp listener: {show}"))
+        .to_string();
+    let port = ptcp.split(':').next().unwrap();
+    let tcp = format!("tcp:127.0.0.1:{port}");
+    assert_eq!(
+        flow_lines(&ofctl("OpenFlow13", &["dump-flows", &tcp])).len(),
+        1
+    );
+    d.ctl(&["del-controller", "br0"]);
     // A bridge made later gets its own socket; deleting it removes it.
     d.ctl(&["add-br", "br7"]);
     ofctl("OpenFlow13", &["dump-flows", &mgmt(&d, "br7")]);
@@ -204,6 +225,48 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     );
     assert!(text.contains("OFPT_PACKET_IN"), "{text}");
     assert!(text.contains("total_len=114"), "{text}");
+}
+
+#[test]
+fn port_status_on_add_delete_and_state_changes() {
+    if !require_ofctl("port_status_on_add_delete_and_state_changes") {
+        return;
+    }
+    let d = Daemon::start(None);
+    let out = d.dir.path().join("monitor.txt");
+    let mut mon = Command::new("timeout")
+        .env("OVS_RUNDIR", d.dir.path())
+        .args(["30", "ovs-ofctl", "-O", "OpenFlow13", "monitor"])
+        .arg(mgmt(&d, "br0"))
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(d.dir.path().join("monitor.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    // Add ports until the monitor reports one (its session is then up).
+    let mut n = 0;
+    let up = wait_until(Duration::from_secs(15), || {
+        n += 1;
+        d.ctl(&["add-port", "br0", &format!("q{n}"), "type=dummy"]);
+        std::thread::sleep(Duration::from_millis(100));
+        read(&out).contains("PORT_STATUS")
+    });
+    assert!(up, "no PORT_STATUS for an added port");
+    d.ctl(&["set-port", "br0", "q1", "disable"]);
+    let modified = wait_until(Duration::from_secs(5), || {
+        read(&out).contains("reason=modify") || read(&out).contains("MOD")
+    });
+    d.ctl(&["del-port", "br0", "q1"]);
+    let deleted = wait_until(Duration::from_secs(5), || read(&out).contains("DEL"));
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let text = read(&out);
+    assert!(
+        modified,
+        "no PORT_STATUS modify for a disabled port:\n{text}"
+    );
+    assert!(deleted, "no PORT_STATUS delete:\n{text}");
 }
 
 /// The monitor's output, both streams.

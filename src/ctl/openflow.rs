@@ -301,18 +301,22 @@ const MAX_OUTPUT: usize = 16 << 20;
 /// A controller that does not read for this long is disconnected.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A controller to connect to: `tcp:IP:PORT` or `unix:PATH`.
+/// A controller to connect to (`tcp:IP:PORT`, `unix:PATH`), or a passive
+/// listener controllers connect to (`ptcp:PORT[:IP]`, loopback unless an
+/// address is given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// TCP.
     Tcp(std::net::SocketAddr),
     /// A unix socket.
     Unix(std::path::PathBuf),
+    /// Listen on TCP.
+    Passive(std::net::SocketAddr),
 }
 
 /// A controller target that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad controller target '{0}': expected tcp:IP:PORT or unix:PATH")]
+#[error("bad controller target '{0}': expected tcp:IP[:PORT], unix:PATH or ptcp:PORT[:IP]")]
 pub struct TargetError(pub String);
 
 impl std::str::FromStr for Target {
@@ -320,6 +324,11 @@ impl std::str::FromStr for Target {
 
     fn from_str(s: &str) -> Result<Target, TargetError> {
         let bad = || TargetError(s.to_string());
+        if s.starts_with("ptcp:") {
+            return crate::openflow::server::parse_ptcp(s)
+                .map(Target::Passive)
+                .map_err(|_| bad());
+        }
         if let Some(p) = s.strip_prefix("unix:") {
             if p.is_empty() {
                 return Err(bad());
@@ -349,6 +358,7 @@ impl std::fmt::Display for Target {
         match self {
             Target::Tcp(a) => write!(f, "tcp:{a}"),
             Target::Unix(p) => write!(f, "unix:{}", p.display()),
+            Target::Passive(a) => write!(f, "ptcp:{}:{}", a.port(), a.ip()),
         }
     }
 }
@@ -401,7 +411,7 @@ impl Controllers {
         let of = backend.of.clone();
         let mut tasks = Vec::new();
         let mut states = Vec::new();
-        for t in targets {
+        for t in targets.iter().filter(|t| !matches!(t, Target::Passive(_))) {
             let st = Arc::new(ControllerState {
                 target: t.clone(),
                 connected: Default::default(),
@@ -441,6 +451,8 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
                     false
                 }
             },
+            // Passive targets are listeners, not connections.
+            Target::Passive(_) => return,
             Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
                 Ok(s) => {
                     st.connected.store(true, Ordering::Relaxed);

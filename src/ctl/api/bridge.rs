@@ -52,6 +52,9 @@ pub struct BridgeShow {
     /// True while it forwards as a learning switch because no controller
     /// is connected (standalone only).
     pub fail_open: bool,
+    /// Its OpenFlow listeners: `unix:DIR/BR.mgmt`, and `ptcp:PORT:IP`
+    /// when a passive controller target asked for one.
+    pub listen: Vec<String>,
 }
 
 /// A controller in `show`.
@@ -98,6 +101,9 @@ impl fmt::Display for Show {
                     "not connected"
                 };
                 writeln!(f, "    controller {} ({state})", c.target)?;
+            }
+            for l in &b.listen {
+                writeln!(f, "    listening on {l}")?;
             }
             if !b.controllers.is_empty() || b.fail_mode != FailMode::Standalone {
                 let open = if b.fail_open { " (fail-open now)" } else { "" };
@@ -156,7 +162,7 @@ impl Api {
         }
         let mut b = Bridge::new(name, self.epoch)?;
         if let Some(site) = self.openflow.lock().clone() {
-            b.listen(&site)?;
+            b.listen(&site, None)?;
         }
         let spec = parse_flow(DEFAULT_FLOW, FlowCmd::Add, &NoPortNames)?;
         b.of.flow_mods(
@@ -257,6 +263,7 @@ impl Api {
                 controllers,
                 fail_mode: b.fail_mode,
                 fail_open: b.of.fail_open(),
+                listen: b.listeners(),
             });
         }
         Ok(Show { bridges })

@@ -42,6 +42,7 @@ use crate::datapath::packet_in;
 use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
 use crate::datapath::{Datapath, DropCounters};
 use crate::ofproto::{Ofproto, PortKind};
+use crate::openflow::wire::port::PortReason;
 use crate::port::geneve::TlvMapHandle;
 use crate::port::mem::MemHandle;
 use parking_lot::Mutex;
@@ -79,6 +80,8 @@ struct Bridge {
     controllers: Option<Controllers>,
     /// What it does without a controller.
     fail_mode: FailMode,
+    /// Each port's OpenFlow config and state bits when last announced.
+    port_states: Mutex<BTreeMap<u32, (u32, u32)>>,
 }
 
 /// A bridge's OpenFlow listener; dropping it stops listening and removes
@@ -125,18 +128,57 @@ impl Bridge {
             endpoint: None,
             controllers: None,
             fail_mode: FailMode::default(),
+            port_states: Mutex::default(),
         })
     }
 
-    /// Starts the bridge's OpenFlow listener at `site.dir/NAME.mgmt`.
-    fn listen(&mut self, site: &OpenFlowSite) -> Result<(), Error> {
+    /// Starts the bridge's OpenFlow listener at `site.dir/NAME.mgmt`, and
+    /// on `tcp` when given (a `ptcp:` controller target).
+    fn listen(
+        &mut self,
+        site: &OpenFlowSite,
+        tcp: Option<std::net::SocketAddr>,
+    ) -> Result<(), Error> {
         let path = site.dir.join(format!("{}.mgmt", self.of.name()));
+        // The old listener (and its socket file) goes first.
+        self.endpoint = None;
         let _rt = site.rt.enter();
-        let cfg = crate::openflow::server::Config::new(path);
+        let mut cfg = crate::openflow::server::Config::new(path);
+        cfg.tcp = tcp;
         let server = crate::openflow::server::start(cfg, self.backend.clone())?;
         tracing::info!(bridge = %self.of.name(), socket = %server.unix_path.display(), "OpenFlow listener");
         self.endpoint = Some(Endpoint { server });
         Ok(())
+    }
+
+    /// The OpenFlow listeners, as `show` names them.
+    fn listeners(&self) -> Vec<String> {
+        let Some(e) = &self.endpoint else {
+            return Vec::new();
+        };
+        let mut v = vec![format!("unix:{}", e.server.unix_path.display())];
+        if let Some(a) = e.server.tcp_addr {
+            v.push(format!("ptcp:{}:{}", a.port(), a.ip()));
+        }
+        v
+    }
+
+    /// Tells OpenFlow sessions about ports whose link or enabled state
+    /// changed since the last look (PORT_STATUS MODIFY).
+    fn announce_changes(&self) {
+        let mut seen = self.port_states.lock();
+        for s in self.port_status() {
+            let d = self.backend.describe(&s);
+            let now = (d.config, d.state);
+            match seen.insert(s.no, now) {
+                Some(before) if before != now => {
+                    self.backend.port_status(PortReason::Modify, d);
+                }
+                _ => {}
+            }
+        }
+        let live: std::collections::BTreeSet<u32> = self.ports.values().map(|e| e.no).collect();
+        seen.retain(|no, _| live.contains(no));
     }
 
     fn port_status(&self) -> Vec<PortStatus> {
@@ -208,7 +250,7 @@ impl Api {
         };
         let mut map = self.bridges.lock();
         for b in map.values_mut().filter(|b| b.endpoint.is_none()) {
-            b.listen(&site)?;
+            b.listen(&site, None)?;
         }
         *self.openflow.lock() = Some(site);
         Ok(())
@@ -265,6 +307,20 @@ impl Api {
                 .ok_or(Error::NoOpenFlow)?;
             // The old connections go first (and fail-open with them).
             b.controllers = None;
+            let passive = targets.iter().find_map(|t| match t {
+                Target::Passive(a) => Some(*a),
+                _ => None,
+            });
+            let listening = b
+                .endpoint
+                .as_ref()
+                .and_then(|e| e.server.tcp_addr)
+                .map(|a| (a.ip(), a.port()));
+            if passive.map(|a| (a.ip(), a.port())) != listening {
+                if let Some(site) = site.as_ref() {
+                    b.listen(site, passive)?;
+                }
+            }
             if !targets.is_empty() {
                 b.controllers = Some(Controllers::start(
                     &rt,
@@ -317,6 +373,7 @@ impl Api {
             for port in b.of.apply_bpdu_guard() {
                 tracing::warn!(bridge = %name, port = %port, "BPDU received on a port with bpdu_guard=true: port disabled (vswitchctl set-port {name} {port} enable)");
             }
+            b.announce_changes();
         }
     }
 

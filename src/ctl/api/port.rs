@@ -314,8 +314,9 @@ impl Api {
         // OpenFlow sessions hear of it (PORT_STATUS ADD).
         let st = b.port_status();
         if let Some(s) = st.iter().find(|s| s.no == no) {
-            b.backend
-                .port_status(PortReason::Add, b.backend.describe(s));
+            let d = b.backend.describe(s);
+            b.port_states.lock().insert(no, (d.config, d.state));
+            b.backend.port_status(PortReason::Add, d);
         }
         tracing::info!(bridge = %bridge, port = %spec.name, ofport = no, kind = %spec.kind, "port added");
         Ok(PortAdded {
@@ -357,6 +358,8 @@ impl Api {
             if s.mtu.is_some() {
                 b.worker.send(DpCommand::SetMtu { no, mtu: s.mtu });
             }
+            // Enabling or disabling is news to OpenFlow sessions now.
+            b.announce_changes();
             b.of.with_ports(|p| p.get(no).cloned())
                 .ok_or_else(|| Error::NoPort {
                     bridge: bridge.to_string(),
