@@ -129,3 +129,27 @@ fn padded_ack_fin_through_the_firewall_and_the_tools_that_explain_it() {
         .contains("1 connections flushed"));
     assert_eq!(d.ctl(&["dump-conntrack", "br0"]).trim(), "");
 }
+
+#[test]
+fn ipf_status_and_set_through_vswitchctl() {
+    let d = Daemon::start(None);
+    let st = d.ctl_json(&["ipf-status", "br0"]);
+    assert_eq!(st["enabled_v4"], true, "{st}");
+    assert_eq!(st["max_frags"], 1000, "{st}");
+    let st = d.ctl_json(&[
+        "ipf-set",
+        "br0",
+        "v4",
+        "enabled=false",
+        "min_frag_size=1000",
+    ]);
+    assert_eq!(st["enabled_v4"], false, "{st}");
+    assert_eq!(st["enabled_v6"], true, "{st}");
+    assert_eq!(st["min_frag_size_v4"], 1000, "{st}");
+    // Out of range: refused, nothing changed.
+    let e = d.ctl_err(&["ipf-set", "br0", "max_frags=999999", "enabled=true"]);
+    assert!(e.contains("max_frags"), "{e}");
+    assert_eq!(d.ctl_json(&["ipf-status", "br0"])["enabled_v4"], false);
+    let e = d.ctl_err(&["ipf-set", "br0", "colour=red"]);
+    assert!(e.contains("unknown ipf setting"), "{e}");
+}
