@@ -152,13 +152,7 @@ impl Backend for BridgeBackend {
     }
 
     fn table_counts(&self) -> Vec<u32> {
-        let mut counts = vec![0u32; crate::ofproto::N_TABLES];
-        for f in self.of.dump_flows(&FlowFilter::default(), Instant::now()) {
-            if let Some(c) = counts.get_mut(usize::from(f.spec.table)) {
-                *c += 1;
-            }
-        }
-        counts
+        self.of.table_counts()
     }
 
     fn ports(&self) -> Vec<PortDesc> {
@@ -441,30 +435,16 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
             Target::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    st.connected.store(true, Ordering::Relaxed);
-                    tracing::info!(controller = %st.target, "connected");
-                    crate::openflow::server::run(s, b, MAX_OUTPUT, WRITE_TIMEOUT).await;
-                    true
+                    serve(&st, s, b).await
                 }
-                Err(e) => {
-                    warn_once(&st.target, &e, &mut warned);
-                    false
-                }
+                Err(e) => warn_once(&st.target, &e, &mut warned),
+            },
+            Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
+                Ok(s) => serve(&st, s, b).await,
+                Err(e) => warn_once(&st.target, &e, &mut warned),
             },
             // Passive targets are listeners, not connections.
             Target::Passive(_) => return,
-            Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
-                Ok(s) => {
-                    st.connected.store(true, Ordering::Relaxed);
-                    tracing::info!(controller = %st.target, "connected");
-                    crate::openflow::server::run(s, b, MAX_OUTPUT, WRITE_TIMEOUT).await;
-                    true
-                }
-                Err(e) => {
-                    warn_once(&st.target, &e, &mut warned);
-                    false
-                }
-            },
         };
         if connected {
             st.connected.store(false, Ordering::Relaxed);
@@ -477,11 +457,26 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
     }
 }
 
-fn warn_once(t: &Target, e: &std::io::Error, warned: &mut bool) {
+/// Runs a session with a connected controller; true (it was connected).
+async fn serve<S>(st: &ControllerState, stream: S, backend: Arc<dyn Backend>) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    st.connected
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(controller = %st.target, "connected");
+    crate::openflow::server::run(stream, backend, MAX_OUTPUT, WRITE_TIMEOUT).await;
+    true
+}
+
+/// Logs the first failure of a run of failed connects; false (it was not
+/// connected).
+fn warn_once(t: &Target, e: &std::io::Error, warned: &mut bool) -> bool {
     if !*warned {
         tracing::warn!(controller = %t, "cannot connect: {e}; retrying with backoff");
         *warned = true;
     }
+    false
 }
 
 /// Standalone mode: fail open after [`FAIL_OPEN_AFTER`] with no controller

@@ -620,6 +620,14 @@ impl Ofproto {
             .collect()
     }
 
+    /// Flows in each table (index: table id), for OpenFlow's table stats.
+    pub fn table_counts(&self) -> Vec<u32> {
+        let tables = self.tables.read();
+        (0..N_TABLES)
+            .map(|t| tables.table(t as u8).map_or(0, |c| c.len() as u32))
+            .collect()
+    }
+
     /// Total number of flows.
     pub fn n_flows(&self) -> usize {
         self.tables.read().n_rules()

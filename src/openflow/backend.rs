@@ -182,16 +182,7 @@ impl Backend for OfprotoBackend {
     }
 
     fn table_counts(&self) -> Vec<u32> {
-        let mut counts = vec![0u32; crate::ofproto::N_TABLES];
-        for f in self
-            .ofproto
-            .dump_flows(&FlowFilter::default(), Instant::now())
-        {
-            if let Some(c) = counts.get_mut(usize::from(f.spec.table)) {
-                *c += 1;
-            }
-        }
-        counts
+        self.ofproto.table_counts()
     }
 
     fn ports(&self) -> Vec<PortDesc> {
