@@ -180,7 +180,7 @@ done
 flock -u 9
 
 echo
-echo "$nflows flows, $rounds rounds, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1))"
+echo "$nflows flows, $rounds rounds, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d" " -f1-3 /proc/loadavg)"
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = {}
