@@ -188,15 +188,18 @@ for line in open(sys.argv[1]):
     name, wall, cpu = line.split()
     rows.setdefault(name, []).append((float(wall), float(cpu)))
 med = {k: statistics.median(w for w, _ in v) for k, v in rows.items()}
-print(f"{'line':<16} {'min s':>8} {'median s':>9} {'switch cpu s':>13} {'vs OVS':>7}")
+low = {k: min(w for w, _ in v) for k, v in rows.items()}
+cpu = {k: statistics.median(c for _, c in v) for k, v in rows.items()}
+def ratio(d, name, base):
+    return f"{d[name] / d[base]:.2f}" if base in d and d[base] > 0 else ""
+print(f"{'line':<16} {'min s':>7} {'median s':>8} {'cpu s':>6} | {'vs OVS: min':>11} {'median':>6} {'cpu':>5}")
 for name in ["bundle-vswitchd", "bundle-ovs", "ctl-vswitchd", "plain-vswitchd", "plain-ovs"]:
-    v = rows.get(name)
-    if not v:
+    if name not in rows:
         continue
     base = {"bundle-vswitchd": "bundle-ovs", "ctl-vswitchd": "bundle-ovs",
             "plain-vswitchd": "plain-ovs"}.get(name)
-    ratio = f"{med[name] / med[base]:.2f}" if base in med and med[base] > 0 else ""
-    cpu = statistics.median(c for _, c in v)
-    print(f"{name:<16} {min(w for w, _ in v):>8.3f} {med[name]:>9.3f} {cpu:>13.2f} {ratio:>7}")
-print("vs OVS: vswitchd's median time over Open vSwitch's (bundle-ovs for ctl); below 1 is faster")
+    print(f"{name:<16} {low[name]:>7.3f} {med[name]:>8.3f} {cpu[name]:>6.2f} |"
+          f" {ratio(low, name, base):>11} {ratio(med, name, base):>6} {ratio(cpu, name, base):>5}")
+print("cpu s: the switch's own CPU time for the load (median). vs OVS: vswitchd's figure over")
+print("Open vSwitch's (bundle-ovs for ctl); below 1, vswitchd is faster")
 PY
