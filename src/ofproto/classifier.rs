@@ -66,6 +66,14 @@ impl Subtable {
 pub struct Classifier {
     subtables: Vec<Subtable>,
     n_rules: usize,
+    // Rules with an idle or hard timeout: flow expiry walks only the
+    // tables that hold some, since walking 100,000 rules that can never
+    // expire costs milliseconds every tick.
+    n_timed: usize,
+}
+
+fn timed(r: &Rule) -> bool {
+    r.spec.idle_timeout > 0 || r.spec.hard_timeout > 0
 }
 
 impl core::fmt::Debug for Classifier {
@@ -86,6 +94,11 @@ impl Classifier {
     /// True when the table is empty.
     pub fn is_empty(&self) -> bool {
         self.n_rules == 0
+    }
+
+    /// True when some rule has an idle or hard timeout.
+    pub fn has_timeouts(&self) -> bool {
+        self.n_timed > 0
     }
 
     /// Number of distinct masks.
@@ -112,9 +125,13 @@ impl Classifier {
         let st = &mut self.subtables[idx];
         let prio = rule.priority();
         let list = st.rules.entry(m.key).or_default();
+        let new_timed = usize::from(timed(&rule));
         if let Some(pos) = list.iter().position(|r| r.priority() == prio) {
-            return Some(core::mem::replace(&mut list[pos], rule));
+            let old = core::mem::replace(&mut list[pos], rule);
+            self.n_timed = self.n_timed + new_timed - usize::from(timed(&old));
+            return Some(old);
         }
+        self.n_timed += new_timed;
         let pos = list
             .iter()
             .position(|r| r.priority() < prio)
@@ -137,6 +154,7 @@ impl Classifier {
         let list = st.rules.get_mut(&m.key)?;
         let pos = list.iter().position(|r| r.priority() == priority)?;
         let r = list.remove(pos);
+        self.n_timed -= usize::from(timed(&r));
         if list.is_empty() {
             st.rules.remove(&m.key);
         }
@@ -264,5 +282,32 @@ mod tests {
         assert_eq!(c.remove(&m, 5).map(|r| r.id), Some(2));
         assert!(c.is_empty());
         assert_eq!(c.n_subtables(), 0);
+    }
+
+    #[test]
+    fn rules_with_timeouts_are_counted_through_replace_and_remove() {
+        let timed = |id, idle, hard| {
+            let mut r = rule(id, 5, Match::default());
+            let spec = &mut Arc::get_mut(&mut r).unwrap().spec;
+            spec.idle_timeout = idle;
+            spec.hard_timeout = hard;
+            r
+        };
+        let mut m = Match::default();
+        m.set_exact(Field::DlType, 0x0800);
+        let mut c = Classifier::default();
+        c.insert(rule(1, 1, m));
+        assert!(!c.has_timeouts());
+        c.insert(timed(2, 10, 0));
+        assert!(c.has_timeouts());
+        // Replaced by the same match without a timeout, then with one.
+        c.insert(timed(3, 0, 0));
+        assert!(!c.has_timeouts());
+        c.insert(timed(4, 0, 30));
+        assert!(c.has_timeouts());
+        assert!(c.remove(&Match::default(), 5).is_some());
+        assert!(!c.has_timeouts());
+        assert!(c.remove(&m, 1).is_some());
+        assert!(c.is_empty());
     }
 }

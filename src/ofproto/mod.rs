@@ -640,6 +640,7 @@ impl Ofproto {
             tables
                 .tables
                 .iter()
+                .filter(|t| t.has_timeouts())
                 .flat_map(|t| t.iter())
                 .filter(|r| r.expires_at().is_some_and(|e| e <= now))
                 .cloned()

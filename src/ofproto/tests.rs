@@ -564,6 +564,20 @@ fn timeouts_expire_flows() {
 }
 
 #[test]
+fn a_flow_given_a_timeout_by_replacement_expires() {
+    let of = of_with_ports(2);
+    let t0 = Instant::now();
+    of.flow_mods(&[flow(0, 1, m_in_port(1), vec![Action::Output(2)])], t0)
+        .unwrap();
+    assert_eq!(of.expire(t0 + Duration::from_secs(100)), 0);
+    let mut f = flow(0, 1, m_in_port(1), vec![Action::Output(2)]);
+    f.spec.hard_timeout = 10;
+    of.flow_mods(&[f], t0).unwrap();
+    assert_eq!(of.expire(t0 + Duration::from_secs(11)), 1);
+    assert_eq!(of.n_flows(), 0);
+}
+
+#[test]
 fn bpdu_dropped_on_edge_ports_and_guard_disables() {
     let of = of_with_ports(2);
     let now = Instant::now();
