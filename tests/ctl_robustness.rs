@@ -123,12 +123,25 @@ fn oversized_lines_and_too_many_clients_close_only_those_connections() {
         reply.is_empty() || reply.contains("longer than"),
         "unexpected reply: {reply}"
     );
+    // vswitchctl says why too, not just "broken pipe".
+    let big = d.dir.path().join("huge.flows");
+    {
+        let line = "priority=1,in_port=1,actions=drop\n";
+        let mut text = String::with_capacity(66 << 20);
+        while text.len() <= 65 << 20 {
+            text.push_str(line);
+        }
+        std::fs::write(&big, text).unwrap();
+    }
+    let e = d.ctl_err(&["add-flows", "br0", big.to_str().unwrap()]);
+    assert!(e.contains("longer than"), "{e}");
+    std::fs::remove_file(&big).unwrap();
     // Hold 80 idle connections: the ones over the limit are told why.
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..80 {
         let c = UnixStream::connect(&d.sock).unwrap();
-        c.set_read_timeout(Some(Duration::from_millis(300)))
+        c.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let mut r = BufReader::new(c.try_clone().unwrap());
         let mut line = String::new();

@@ -43,10 +43,23 @@ impl Client {
         };
         let mut line = serde_json::to_string(req).map_err(|e| Error::Protocol(e.to_string()))?;
         line.push('\n');
-        self.stream
-            .get_mut()
-            .write_all(line.as_bytes())
-            .map_err(io)?;
+        if let Err(e) = self.stream.get_mut().write_all(line.as_bytes()) {
+            // The daemon may have refused the request before reading all of
+            // it (a line over its limit) and said why: read that answer
+            // rather than report a bare broken pipe.
+            if e.kind() != std::io::ErrorKind::BrokenPipe
+                && e.kind() != std::io::ErrorKind::ConnectionReset
+            {
+                return Err(io(e));
+            }
+            let mut reply = String::new();
+            return match self.stream.read_line(&mut reply) {
+                Ok(n) if n > 0 => {
+                    serde_json::from_str(&reply).map_err(|e| Error::Protocol(e.to_string()))
+                }
+                _ => Err(io(e)),
+            };
+        }
         let mut reply = String::new();
         let n = self
             .stream
