@@ -1,9 +1,51 @@
 //! Why a switch operation was refused. A refused operation changed
 //! nothing.
 
-use super::super::options::OptionError;
 use crate::flow::parse::{FileParseError, ParseError};
 use crate::ofproto::FlowModError;
+
+/// A `key=value` token that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// The token does not have the shape the command takes.
+    #[error("'{token}': expected {expected}")]
+    Syntax {
+        /// The token as written.
+        token: String,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// The key is not one this command knows.
+    #[error("unknown {what} '{token}'{hint}")]
+    Unknown {
+        /// Port option, bridge setting, ...
+        what: &'static str,
+        /// The token as written.
+        token: String,
+        /// The keys that are known, for the message.
+        hint: String,
+    },
+    /// The key is known but its value is not acceptable.
+    #[error("{key}={value}: {expected}")]
+    Value {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What the value must be.
+        expected: String,
+    },
+}
+
+impl OptionError {
+    /// The offending token, for callers that point at it.
+    pub fn token(&self) -> String {
+        match self {
+            OptionError::Syntax { token, .. } | OptionError::Unknown { token, .. } => token.clone(),
+            OptionError::Value { key, value, .. } => format!("{key}={value}"),
+        }
+    }
+}
 
 /// A refused operation.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ pub use capture::{Cancel, CaptureReply, CaptureSpec};
 pub use conntrack::{
     ConnsReply, CtLimit, CtSettings, CtTimeouts, FlushReply, PolicyReply, StatsReply,
 };
-pub use error::{hex_decode, hex_encode, Error, HexError};
+pub use error::{hex_decode, hex_encode, Error, HexError, OptionError};
 pub use fdb::{FdbReply, TlvReply};
 pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
