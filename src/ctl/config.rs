@@ -206,25 +206,45 @@ pub fn apply(api: &Api, cfg: &Config, base_dir: &Path) -> Result<(), ConfigError
     Ok(())
 }
 
+/// An API refusal while applying `item` of bridge `bridge`.
+fn refused<I: Into<String>>(
+    bridge: &str,
+    item: I,
+) -> impl FnOnce(ApiError) -> ConfigError + use<I> {
+    let (bridge, item): (String, String) = (bridge.to_string(), item.into());
+    move |error| ConfigError::Apply {
+        bridge,
+        item,
+        error: Box::new(error),
+    }
+}
+
+/// A bad `key=value` while applying `item` of bridge `bridge`.
+fn bad(bridge: &str, item: &str) -> impl FnOnce(options::OptionError) -> ConfigError + use<> {
+    let f = refused(bridge, item.to_string());
+    move |e| f(e.into())
+}
+
 fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), ConfigError> {
     let now = Instant::now();
-    let fail = |item: String| {
-        let bridge = b.name.clone();
-        move |error: ApiError| ConfigError::Apply {
-            bridge,
-            item,
-            error: Box::new(error),
-        }
-    };
-    let opt = |item: &str| {
-        let f = fail(item.to_string());
-        move |e: options::OptionError| f(e.into())
-    };
-    api.add_br(&b.name, now).map_err(fail(String::new()))?;
+    api.add_br(&b.name, now).map_err(refused(&b.name, ""))?;
+    apply_settings(api, b)?;
+    apply_controllers(api, b)?;
+    for p in &b.ports {
+        let item = format!("port {}: ", p.name);
+        let spec = options::port_spec(&p.name, &p.option_strings()).map_err(bad(&b.name, &item))?;
+        api.add_port(&b.name, &spec)
+            .map_err(refused(&b.name, item))?;
+    }
+    apply_flows(api, b, base_dir, now)
+}
+
+/// `set-bridge` settings, conntrack timeouts and limits.
+fn apply_settings(api: &Api, b: &BridgeConfig) -> Result<(), ConfigError> {
     let settings = b.setting_tokens();
     if !settings.is_empty() {
-        let s = options::bridge_settings(&settings).map_err(opt(""))?;
-        api.set_bridge(&b.name, &s).map_err(fail(String::new()))?;
+        let s = options::bridge_settings(&settings).map_err(bad(&b.name, ""))?;
+        api.set_bridge(&b.name, &s).map_err(refused(&b.name, ""))?;
     }
     if !b.ct_timeouts.is_empty() {
         let toks: Vec<String> = b
@@ -232,9 +252,9 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let t = options::ct_timeouts(None, &toks).map_err(opt("ct_timeouts: "))?;
+        let t = options::ct_timeouts(None, &toks).map_err(bad(&b.name, "ct_timeouts: "))?;
         api.ct_set_timeouts(&b.name, &t)
-            .map_err(fail(String::new()))?;
+            .map_err(refused(&b.name, ""))?;
     }
     if !b.ct_limits.is_empty() {
         let limits = b
@@ -242,20 +262,25 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
             .iter()
             .map(|t| options::ct_limit(t))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(opt("ct_limits: "))?;
+            .map_err(bad(&b.name, "ct_limits: "))?;
         api.ct_set_limits(&b.name, &limits)
-            .map_err(fail(String::new()))?;
+            .map_err(refused(&b.name, ""))?;
     }
+    Ok(())
+}
+
+/// `fail_mode` and `controller`.
+fn apply_controllers(api: &Api, b: &BridgeConfig) -> Result<(), ConfigError> {
     if let Some(m) = &b.fail_mode {
         let mode = FailMode::parse(m).ok_or_else(|| {
-            opt("fail_mode: ")(options::OptionError::Value {
+            bad(&b.name, "fail_mode: ")(options::OptionError::Value {
                 key: "fail_mode".into(),
                 value: m.clone(),
                 expected: "expected standalone or secure".into(),
             })
         })?;
         api.set_fail_mode(&b.name, mode)
-            .map_err(fail(String::new()))?;
+            .map_err(refused(&b.name, ""))?;
     }
     if !b.controller.is_empty() {
         let targets = b
@@ -263,21 +288,26 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
             .iter()
             .map(|t| t.parse::<Target>().map_err(ApiError::from))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(fail("controller: ".into()))?;
+            .map_err(refused(&b.name, "controller: "))?;
         api.set_controller(&b.name, &targets)
-            .map_err(fail("controller: ".into()))?;
+            .map_err(refused(&b.name, "controller: "))?;
     }
-    for p in &b.ports {
-        let item = format!("port {}: ", p.name);
-        let spec = options::port_spec(&p.name, &p.option_strings()).map_err(opt(&item))?;
-        api.add_port(&b.name, &spec).map_err(fail(item))?;
-    }
+    Ok(())
+}
+
+/// `flows`, then `flow_files` (relative to `base_dir`).
+fn apply_flows(
+    api: &Api,
+    b: &BridgeConfig,
+    base_dir: &Path,
+    now: Instant,
+) -> Result<(), ConfigError> {
     for f in &b.flows {
         let item = format!("flow '{f}': ");
-        let ports = api.ports(&b.name).map_err(fail(item.clone()))?;
-        let m = flowtext::one(f, FlowCmd::Add, &ports).map_err(fail(item.clone()))?;
+        let ports = api.ports(&b.name).map_err(refused(&b.name, item.clone()))?;
+        let m = flowtext::one(f, FlowCmd::Add, &ports).map_err(refused(&b.name, item.clone()))?;
         api.flow_mods(&b.name, &[m], None, now)
-            .map_err(fail(item))?;
+            .map_err(refused(&b.name, item))?;
     }
     for file in &b.flow_files {
         let path = if file.is_absolute() {
@@ -291,10 +321,10 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
             source,
         })?;
         let source = path.display().to_string();
-        let ports = api.ports(&b.name).map_err(fail(String::new()))?;
-        let mods = flowtext::file(&text, &source, &ports).map_err(fail(String::new()))?;
+        let ports = api.ports(&b.name).map_err(refused(&b.name, ""))?;
+        let mods = flowtext::file(&text, &source, &ports).map_err(refused(&b.name, ""))?;
         api.flow_mods(&b.name, &mods, Some(&source), now)
-            .map_err(fail(String::new()))?;
+            .map_err(refused(&b.name, ""))?;
     }
     Ok(())
 }
