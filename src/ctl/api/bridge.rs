@@ -147,7 +147,7 @@ impl fmt::Display for Show {
 
 impl Api {
     /// Creates a bridge that forwards as a MAC-learning switch
-    /// ([`DEFAULT_FLOW`]) until flows say otherwise.
+    /// (`priority=0,actions=NORMAL`) until flows say otherwise.
     pub fn add_br(&self, name: &str, now: Instant) -> Result<(), Error> {
         names::check("bridge", name)?;
         let mut map = self.bridges.lock();
