@@ -194,8 +194,13 @@ impl TcpConn {
         self.handshake_done().then_some(p.maxack)
     }
 
-    fn note_ack(&mut self, side: usize, ack: u32) {
-        let keep_max = self.handshake_done();
+    /// Records `ack`, sent by `side`. `keep_max` is whether the handshake
+    /// was done *before* this segment: the segment that completes it (the
+    /// originator's third ACK, or the second SYN+ACK of a simultaneous
+    /// open) may be that side's first acknowledgement, so it is taken as
+    /// is; comparing it with the unset value would keep 0 whenever the
+    /// acknowledgement lies in the upper half of the sequence space.
+    fn note_ack(&mut self, side: usize, ack: u32, keep_max: bool) {
         if let Some(p) = self.peers.get_mut(side) {
             if !keep_max || seq_gt(ack, p.maxack) {
                 p.maxack = ack;
@@ -334,7 +339,7 @@ pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
     }
     let mut c = TcpConn { peers: [src, dst] };
     if seg.flags & ACK != 0 {
-        c.note_ack(0, seg.ack);
+        c.note_ack(0, seg.ack, false);
     }
     c
 }
@@ -520,6 +525,7 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     use TcpPeerState as P;
     let flags = seg.flags;
     let dst_maxack_set = c.maxack(di).is_some();
+    let handshake_was_done = c.handshake_done();
     let [orig, resp] = &mut c.peers;
     let (src, dst) = if si == 1 { (resp, orig) } else { (orig, resp) };
 
@@ -707,7 +713,7 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     // From here on the segment is part of the connection (Linux sets
     // `last_index` and `td_maxack` for in-window segments only).
     if let Some(a) = acked {
-        c.note_ack(si, a);
+        c.note_ack(si, a, handshake_was_done);
     }
     result
 }
@@ -783,5 +789,41 @@ mod tests {
             update(&mut c, &mut None, &seg(9000, 0, SYN, 0), false, STRICT),
             Update::Reopen
         );
+    }
+
+    /// A host that lost the connection resets at the acknowledgement the
+    /// other side sent, whatever half of the sequence space it lies in
+    /// (the server's ISN here puts it in the upper half).
+    #[test]
+    fn reset_at_an_acknowledgement_in_the_upper_half_closes() {
+        for isn in [0x0000_1000u32, 0x8000_1000, 0xea94_5000] {
+            let mut c = new_conn(&seg(100, 0, SYN, 0));
+            let syn_ack = seg(isn, 101, SYN | ACK, 0);
+            update(&mut c, &mut None, &syn_ack, true, STRICT);
+            let srv = isn.wrapping_add(1);
+            update(&mut c, &mut None, &seg(101, srv, ACK, 0), false, STRICT);
+            update(
+                &mut c,
+                &mut None,
+                &seg(101, srv, ACK | PSH, 4),
+                false,
+                STRICT,
+            );
+            let pong = seg(srv, 105, ACK | PSH, 9);
+            update(&mut c, &mut None, &pong, true, STRICT);
+            let srv = srv.wrapping_add(9);
+            update(
+                &mut c,
+                &mut None,
+                &seg(105, srv, ACK | PSH, 4),
+                false,
+                STRICT,
+            );
+            assert_eq!(c.maxack(0), Some(srv), "isn {isn:#x}");
+            // The rebooted server answers with RST, sequence = that ACK.
+            let r = update(&mut c, &mut None, &seg(srv, 0, RST, 0), true, STRICT);
+            assert_eq!(r, Update::Valid { refresh: true }, "isn {isn:#x}");
+            assert_eq!(summary(&c), TcpState::Closed, "isn {isn:#x}");
+        }
     }
 }
