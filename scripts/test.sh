@@ -17,6 +17,7 @@ declare -A want=(
   [socat]=socat
   [iperf3]=iperf3
   [ethtool]=ethtool
+  [nft]=nftables
   [trafgen]=netsniff-ng
   [flock]=util-linux
   [ovs-ofctl]=openvswitch-common
