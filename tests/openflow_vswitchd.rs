@@ -161,7 +161,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     d.ctl(&[
         "add-flow",
         "br0",
-        "priority=10,in_port=1,actions=controller(max_len=64),output:2",
+        "priority=10,in_port=1,actions=load:0x2a->NXM_NX_REG3[],controller(max_len=64,userdata=01.02.03),output:2",
     ]);
     let out = d.dir.path().join("monitor.txt");
     // ovs-ofctl monitor wants a run directory for its own control socket.
@@ -195,7 +195,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
         d.ctl(&["inject", "br0", "p1", &f]);
         injected += 1;
         std::thread::sleep(Duration::from_millis(100));
-        read(&out).contains("OFPT_PACKET_IN")
+        read(&out).contains("PACKET_IN")
     });
     assert!(up, "the monitor never saw a packet-in");
     // More than the rate limit's burst (250): forwarding is untouched and
@@ -209,7 +209,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     // Every packet-in is delivered or counted under its reason: none
     // vanishes.
     let accounted = || {
-        read(&out).matches("OFPT_PACKET_IN").count() as u64
+        read(&out).matches("PACKET_IN").count() as u64
             + d.drop_count("controller_rate_limited")
             + d.drop_count("controller_queue_full")
             + d.drop_count("controller_not_connected")
@@ -223,8 +223,12 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
         "{} of 400 packet-ins accounted for:\n{text}",
         accounted()
     );
-    assert!(text.contains("OFPT_PACKET_IN"), "{text}");
+    // The monitor asked for NXT_PACKET_IN2: the action's userdata and
+    // the register loaded before it come with the packet.
+    assert!(text.contains("NXT_PACKET_IN2"), "{text}");
     assert!(text.contains("total_len=114"), "{text}");
+    assert!(text.contains("userdata=01.02.03"), "{text}");
+    assert!(text.contains("reg3=0x2a"), "{text}");
 }
 
 #[test]

@@ -230,9 +230,11 @@ pub fn spawn_packet_in_pump(
                     reason: pi.reason.wire(),
                     table_id: pi.table_id,
                     cookie: pi.cookie,
+                    metadata: crate::openflow::wire::packet::metadata_of(&pi.key),
+                    userdata: pi.userdata,
                     data: pi.data,
                 };
-                if backend.events.send(Event::PacketIn(ev)).is_err() {
+                if backend.events.send(Event::PacketIn(Box::new(ev))).is_err() {
                     drops.add(DropReason::PacketIn(Refused::NoController), 1);
                 }
             }

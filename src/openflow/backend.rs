@@ -21,8 +21,9 @@ use tokio::sync::broadcast;
 pub enum Event {
     /// A port was added, deleted or changed (PORT_STATUS).
     PortStatus(PortReason, PortDesc),
-    /// A packet for the controller (PACKET_IN).
-    PacketIn(PacketIn),
+    /// A packet for the controller (PACKET_IN). Boxed: it carries a
+    /// metadata match.
+    PacketIn(Box<PacketIn>),
     /// A flow that asked for it (`send_flow_rem`) left the table
     /// (FLOW_REMOVED). Boxed: a match is large and events are queued.
     FlowRemoved(Box<FlowRemoved>),

@@ -40,6 +40,11 @@ const MAX_REPLY: usize = 60_000;
 /// queued (see [`Session::set_event_backlog`]).
 pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
 
+/// `NXT_SET_PACKET_IN_FORMAT`: standard PACKET_IN.
+const NXPIF_STANDARD: u32 = 0;
+/// `NXT_SET_PACKET_IN_FORMAT`: `NXT_PACKET_IN2`.
+const NXPIF_NXT_PACKET_IN2: u32 = 2;
+
 /// Bundles one session may keep open.
 const MAX_BUNDLES: usize = 16;
 
@@ -81,6 +86,7 @@ pub struct Session {
     config: SwitchConfig,
     role: u32,
     bundles: HashMap<u32, Bundle>,
+    packet_in2: bool,
     events_dropped: u64,
     event_backlog: usize,
 }
@@ -110,6 +116,7 @@ impl Session {
             config: SwitchConfig::default(),
             role: 1,
             bundles: HashMap::new(),
+            packet_in2: false,
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
         }
@@ -193,8 +200,20 @@ impl Session {
             }
             Event::PacketIn(pi) => {
                 let mut m = message::start();
-                pi.emit(&mut m, v);
-                message::finish(&mut m, v, message::PACKET_IN, 0);
+                let typ = if self.packet_in2 {
+                    pi.emit_nx2(&mut m, v);
+                    message::EXPERIMENTER
+                } else {
+                    pi.emit(&mut m, v);
+                    message::PACKET_IN
+                };
+                if m.len() > usize::from(u16::MAX) {
+                    // Its length would not fit the header: a frame near
+                    // 64 KiB with metadata. Not sent, and counted.
+                    self.events_dropped += 1;
+                    return;
+                }
+                message::finish(&mut m, v, typ, 0);
                 self.out.extend_from_slice(&m);
             }
             Event::FlowRemoved(fr) => {
@@ -298,7 +317,14 @@ impl Session {
                 self.send_error(OfpError::std(t, 0), raw, xid)
             }
             Message::TableMod | Message::SetAsync | Message::NxIgnored(_) => {}
-            Message::SetPacketInFormat(_) => {}
+            Message::SetPacketInFormat(f) => match f {
+                NXPIF_STANDARD => self.packet_in2 = false,
+                NXPIF_NXT_PACKET_IN2 => self.packet_in2 = true,
+                // The older NXT_PACKET_IN (1) is not implemented: refused
+                // with OFPBRC_EPERM as Open vSwitch refuses formats it
+                // does not know, so a controller falls back.
+                _ => self.send_error(OfpError::std(1, 5), raw, xid),
+            },
             Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
             Message::BarrierRequest => self.send(Message::BarrierReply, xid),
             Message::RoleRequest(r) => {
@@ -924,14 +950,16 @@ mod tests {
         use crate::openflow::wire::packet::PacketIn;
         let (mut s, _) = session(Version::V13);
         s.set_event_backlog(100);
-        let ev = Event::PacketIn(PacketIn {
+        let ev = Event::PacketIn(Box::new(PacketIn {
             total_len: 200,
             in_port: 1,
             reason: 1,
             table_id: 0,
             cookie: 0,
+            metadata: Match::default(),
+            userdata: Vec::new(),
             data: vec![0; 200],
-        });
+        }));
         for _ in 0..3 {
             s.on_event(&ev);
         }
@@ -939,5 +967,60 @@ mod tests {
         assert_eq!(msgs(&s.take_output()).len(), 1);
         s.on_event(&ev);
         assert_eq!(s.events_dropped(), 2, "room again once written");
+    }
+
+    #[test]
+    fn packet_in2_when_asked_with_userdata_and_metadata() {
+        use crate::openflow::wire::packet::PacketIn;
+        let mut md = Match::default();
+        md.set_exact(Field::Reg(1), 7);
+        let pi = PacketIn {
+            total_len: 100,
+            in_port: 3,
+            reason: 1,
+            table_id: 5,
+            cookie: 0x1122,
+            metadata: md,
+            userdata: vec![1, 2, 3],
+            data: vec![0xab; 10],
+        };
+        for v in Version::ALL {
+            let (mut s, _) = session(v);
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            let std_pi = msgs(&s.take_output());
+            assert_eq!(std_pi[0][1], message::PACKET_IN, "{v:?}: standard first");
+            s.receive(&Message::SetPacketInFormat(2).encode(v, 7));
+            assert!(s.take_output().is_empty(), "{v:?}: format 2 accepted");
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            let m = msgs(&s.take_output()).remove(0);
+            assert_eq!(m[1], message::EXPERIMENTER);
+            assert_eq!(&m[8..16], &[0, 0, 0x23, 0x20, 0, 0, 0, 30]);
+            // Walk the properties: type, length, padded to 8.
+            let mut props = HashMap::new();
+            let mut at = 16;
+            while at + 4 <= m.len() {
+                let t = u16::from_be_bytes([m[at], m[at + 1]]);
+                let l = usize::from(u16::from_be_bytes([m[at + 2], m[at + 3]]));
+                props.insert(t, m[at + 4..at + l].to_vec());
+                at += l.div_ceil(8) * 8;
+            }
+            assert_eq!(at, m.len(), "{v:?}: properties fill the message");
+            assert_eq!(props[&0], vec![0xab; 10]);
+            assert_eq!(props[&1], 100u32.to_be_bytes());
+            assert_eq!(props[&3], [5]);
+            assert_eq!(props[&4][4..], 0x1122u64.to_be_bytes());
+            assert_eq!(props[&5], [1]);
+            assert_eq!(props[&7], [1, 2, 3]);
+            let d = crate::openflow::wire::oxm::decode(&props[&6]).unwrap();
+            assert_eq!(d.matches.get(Field::Reg(1)), (7, 0xffff_ffff));
+            assert_eq!(d.matches.get(Field::InPort).0, 3);
+            // Back to standard; the old NXT_PACKET_IN format is refused.
+            s.receive(&Message::SetPacketInFormat(0).encode(v, 8));
+            s.receive(&Message::SetPacketInFormat(1).encode(v, 9));
+            let out = msgs(&s.take_output());
+            assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 5)));
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            assert_eq!(msgs(&s.take_output())[0][1], message::PACKET_IN);
+        }
     }
 }
