@@ -279,3 +279,63 @@ fn read(p: &Path) -> String {
     s += &std::fs::read_to_string(p.with_file_name("monitor.err")).unwrap_or_default();
     s
 }
+
+/// Reads one OpenFlow message from `s` (whose read timeout bounds it).
+fn read_msg(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut m = vec![0u8; 8];
+    s.read_exact(&mut m)?;
+    let len = usize::from(u16::from_be_bytes([m[2], m[3]])).max(8);
+    m.resize(len, 0);
+    s.read_exact(&mut m[8..])?;
+    Ok(m)
+}
+
+/// Accepts one connection within `within`.
+fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<std::net::TcpStream> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok((s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A controller that completes the handshake and then never answers is
+/// probed with an echo request and hung up on; vswitchd connects again.
+#[test]
+fn a_silent_controller_is_probed_disconnected_and_reconnected() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(None);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    d.ctl(&["set-controller", "br0", &format!("tcp:127.0.0.1:{port}")]);
+    let mut c = accept_within(&l, Duration::from_secs(20)).expect("vswitchd connects");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let hello = read_msg(&mut c).unwrap();
+    assert_eq!(hello[1], 0, "HELLO first");
+    // Our HELLO (OpenFlow 1.3), then silence.
+    c.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
+    let mut echo = None;
+    // Whatever it sends after the handshake, an echo request comes
+    // within the probe interval (bounded: 20 messages).
+    for _ in 0..20 {
+        let m = read_msg(&mut c).expect("an echo request before the connection ends");
+        if m[1] == 2 {
+            echo = Some(m);
+            break;
+        }
+    }
+    assert!(echo.is_some(), "no echo request from an idle connection");
+    // Never answered: the connection is closed ...
+    let mut rest = Vec::new();
+    let n = c.read_to_end(&mut rest).expect("closed, not timed out");
+    assert_eq!(n, 0, "nothing after the echo request: {rest:?}");
+    // ... and made again.
+    let again = accept_within(&l, Duration::from_secs(20));
+    assert!(again.is_some(), "vswitchd did not reconnect");
+}

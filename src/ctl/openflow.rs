@@ -292,6 +292,10 @@ impl FailMode {
 pub const FAIL_OPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest wait between two connection attempts.
 pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
+/// Silence from a controller after which it is probed with an echo
+/// request; as long again without a reply and the connection is made
+/// again (Open vSwitch's default `inactivity_probe`).
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes of events queued for a controller before they are dropped.
 const MAX_OUTPUT: usize = 16 << 20;
 /// A controller that does not read for this long is disconnected.
@@ -467,7 +471,14 @@ where
     st.connected
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(controller = %st.target, "connected");
-    crate::openflow::server::run(stream, backend, MAX_OUTPUT, WRITE_TIMEOUT).await;
+    crate::openflow::server::run_probed(
+        stream,
+        backend,
+        MAX_OUTPUT,
+        WRITE_TIMEOUT,
+        Some(PROBE_INTERVAL),
+    )
+    .await;
     true
 }
 

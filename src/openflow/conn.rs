@@ -27,6 +27,7 @@ use crate::flow::ofp_port;
 use crate::ofproto::{FlowFilter, FlowMod};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Number of tables the endpoint reports (0..=253, as Open vSwitch: 254
 /// and 255 are not addressable by OpenFlow flow-mods).
@@ -63,6 +64,19 @@ pub enum CloseReason {
     /// The first message was not a HELLO.
     #[error("first message was not HELLO")]
     NoHello,
+    /// Nothing came from the peer for an inactivity probe interval, nor
+    /// for another one after the echo request that probed it.
+    #[error("no reply to the inactivity probe")]
+    ProbeTimeout,
+}
+
+/// Inactivity probing (Open vSwitch's `inactivity_probe`): an idle peer
+/// is sent an ECHO_REQUEST, and one that stays silent is hung up on.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    interval: Duration,
+    last_rx: Instant,
+    sent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +101,7 @@ pub struct Session {
     role: u32,
     bundles: HashMap<u32, Bundle>,
     packet_in2: bool,
+    probe: Option<Probe>,
     events_dropped: u64,
     event_backlog: usize,
 }
@@ -117,6 +132,7 @@ impl Session {
             role: 1,
             bundles: HashMap::new(),
             packet_in2: false,
+            probe: None,
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
         }
@@ -127,6 +143,58 @@ impl Session {
     /// switch's memory.
     pub fn set_event_backlog(&mut self, bytes: usize) {
         self.event_backlog = bytes;
+    }
+
+    /// Probes the peer after `interval` without anything received from it
+    /// (an ECHO_REQUEST), and closes the session when another `interval`
+    /// passes without anything either. `now` starts the first interval.
+    pub fn set_probe_interval(&mut self, interval: Duration, now: Instant) {
+        self.probe = Some(Probe {
+            interval,
+            last_rx: now,
+            sent: false,
+        });
+    }
+
+    /// When [`Session::handle_timeout`] has something to do (None: no
+    /// probing).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let p = self.probe?;
+        let n = if p.sent { 2 } else { 1 };
+        Some(p.last_rx + p.interval * n)
+    }
+
+    /// Sends the inactivity probe, or closes the session, when `now` is
+    /// past [`Session::next_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.next_timeout() else {
+            return;
+        };
+        if now < deadline || self.closed.is_some() {
+            return;
+        }
+        let Some(p) = self.probe.as_mut() else { return };
+        match self.version {
+            // A peer that never sent its HELLO in time, or never answered
+            // the probe: hang up so the connection is made again.
+            None => self.closed = Some(CloseReason::ProbeTimeout),
+            Some(_) if p.sent => self.closed = Some(CloseReason::ProbeTimeout),
+            Some(_) => {
+                p.sent = true;
+                self.send(Message::EchoRequest(Vec::new()), 0);
+            }
+        }
+    }
+
+    /// [`Session::receive`], noting that the peer is alive at `now`.
+    pub fn receive_at(&mut self, bytes: &[u8], now: Instant) {
+        if let Some(p) = self.probe.as_mut() {
+            if !bytes.is_empty() {
+                p.last_rx = now;
+                p.sent = false;
+            }
+        }
+        self.receive(bytes);
     }
 
     /// The negotiated version (None before HELLO).
@@ -1022,5 +1090,58 @@ mod tests {
             s.on_event(&Event::PacketIn(Box::new(pi.clone())));
             assert_eq!(msgs(&s.take_output())[0][1], message::PACKET_IN);
         }
+    }
+
+    #[test]
+    fn an_idle_peer_is_probed_and_a_silent_one_hung_up_on() {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut s = Session::new(b.clone());
+        s.set_probe_interval(5 * sec, t0);
+        s.take_output();
+        // No HELLO within the interval: closed.
+        s.handle_timeout(t0 + 4 * sec);
+        assert!(s.is_closed().is_none());
+        s.handle_timeout(t0 + 5 * sec);
+        assert_eq!(s.is_closed(), Some(&CloseReason::ProbeTimeout));
+
+        let v = Version::V13;
+        let mut s = Session::new(b);
+        s.set_probe_interval(5 * sec, t0);
+        s.take_output();
+        s.receive_at(
+            &Message::Hello(Hello::for_versions(&[v])).encode(v, 1),
+            t0 + sec,
+        );
+        assert_eq!(s.next_timeout(), Some(t0 + 6 * sec));
+        s.handle_timeout(t0 + 5 * sec);
+        assert!(s.take_output().is_empty(), "not idle long enough");
+        s.handle_timeout(t0 + 6 * sec);
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0][0], out[0][1]), (v.wire(), message::ECHO_REQUEST));
+        // The reply (anything at all) keeps the session up.
+        s.receive_at(&Message::EchoReply(Vec::new()).encode(v, 0), t0 + 7 * sec);
+        s.handle_timeout(t0 + 11 * sec);
+        assert!(s.is_closed().is_none());
+        assert!(s.take_output().is_empty());
+        // Probed again, and silent for another interval: closed.
+        s.handle_timeout(t0 + 12 * sec);
+        assert_eq!(msgs(&s.take_output()).len(), 1);
+        s.handle_timeout(t0 + 16 * sec);
+        assert!(s.is_closed().is_none());
+        s.handle_timeout(t0 + 17 * sec);
+        assert_eq!(s.is_closed(), Some(&CloseReason::ProbeTimeout));
+    }
+
+    #[test]
+    fn sessions_without_probing_have_no_timeout() {
+        let (mut s, _) = session(Version::V10);
+        assert_eq!(s.next_timeout(), None);
+        s.handle_timeout(Instant::now() + Duration::from_secs(3600));
+        assert!(s.is_closed().is_none());
+        assert!(s.take_output().is_empty());
     }
 }
