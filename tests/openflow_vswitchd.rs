@@ -5,6 +5,7 @@
 //! and packet-ins from a `controller` action reaching `ovs-ofctl monitor`.
 
 mod common;
+mod conntrack_common;
 
 use common::frames::{eth, hex, mac};
 use common::{have_tool, wait_until, Daemon};
@@ -338,4 +339,98 @@ fn a_silent_controller_is_probed_disconnected_and_reconnected() {
     // ... and made again.
     let again = accept_within(&l, Duration::from_secs(20));
     assert!(again.is_some(), "vswitchd did not reconnect");
+}
+
+/// `ovs-ofctl add-tlv-map`, `dump-tlv-map` and `del-tlv-map` change and
+/// show the same Geneve TLV map as `vswitchctl`; a conflicting mapping is
+/// refused with Open vSwitch's error and changes nothing.
+#[test]
+fn ovs_ofctl_tlv_map_is_the_bridge_map() {
+    if !require_ofctl("ovs_ofctl_tlv_map_is_the_bridge_map") {
+        return;
+    }
+    let d = Daemon::start(None);
+    let t = mgmt(&d, "br0");
+    for v in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        ofctl(
+            v,
+            &[
+                "add-tlv-map",
+                &t,
+                "{class=0xffff,type=0x80,len=4}->tun_metadata0,{class=0x102,type=1,len=8}->tun_metadata3",
+            ],
+        );
+        let ours = d.ctl(&["dump-tlv-map", "br0"]);
+        let theirs = ofctl(v, &["dump-tlv-map", &t]);
+        assert!(theirs.contains("NXT_TLV_TABLE_REPLY"), "{v}: {theirs}");
+        let table = |s: &str| -> Vec<String> {
+            s.lines()
+                .skip_while(|l| !l.contains("max option space"))
+                .map(|l| l.trim_end().to_string())
+                .collect()
+        };
+        assert_eq!(table(&theirs), table(&ours), "{v}:\n{theirs}\n{ours}");
+        assert!(ours.contains("tun_metadata3"), "{ours}");
+        // Field 0 is taken: NXTTMFC_ALREADY_MAPPED, and the map is as it
+        // was.
+        let o = Command::new("timeout")
+            .args(["20", "ovs-ofctl", "-O", v, "add-tlv-map", &t])
+            .arg("{class=0x1,type=0x2,len=4}->tun_metadata0")
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("NXTTMFC_ALREADY_MAPPED"), "{v}: {err}");
+        assert_eq!(table(&d.ctl(&["dump-tlv-map", "br0"])), table(&ours));
+        // Delete one, then clear.
+        ofctl(
+            v,
+            &[
+                "del-tlv-map",
+                &t,
+                "{class=0xffff,type=0x80,len=4}->tun_metadata0",
+            ],
+        );
+        let after = d.ctl(&["dump-tlv-map", "br0"]);
+        assert!(!after.contains("tun_metadata0"), "{after}");
+        assert!(after.contains("tun_metadata3"), "{after}");
+        ofctl(v, &["del-tlv-map", &t]);
+        let empty = ofctl(v, &["dump-tlv-map", &t]);
+        assert!(empty.contains("allocated option space=0"), "{empty}");
+    }
+}
+
+/// `ovs-ofctl ct-flush-zone` forgets the connections of that zone only.
+#[test]
+fn ovs_ofctl_ct_flush_zone_flushes_one_zone() {
+    if !require_ofctl("ovs_ofctl_ct_flush_zone_flushes_one_zone") {
+        return;
+    }
+    let d = Daemon::start(None);
+    d.add_dummies(&["p1", "p2"]);
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        "priority=10,tcp,in_port=1,actions=ct(commit,zone=5),output:2",
+    ]);
+    let syn = conntrack_common::tcp4(
+        conntrack_common::CLIENT,
+        conntrack_common::SERVER,
+        conntrack_common::Seg::new(40000, 80, 1000, conntrack_common::syn()),
+    );
+    d.ctl(&["inject", "br0", "p1", &hex(&syn)]);
+    let committed = wait_until(Duration::from_secs(5), || {
+        d.ctl(&["dump-conntrack", "br0"]).contains("zone=5")
+    });
+    assert!(committed, "{}", d.ctl(&["dump-conntrack", "br0"]));
+    let t = mgmt(&d, "br0");
+    // Another zone: nothing goes.
+    ofctl("OpenFlow13", &["ct-flush-zone", &t, "7"]);
+    assert!(d.ctl(&["dump-conntrack", "br0"]).contains("zone=5"));
+    // ovs-ofctl follows the flush with a barrier and waits for its
+    // reply: the zone is flushed when it returns.
+    ofctl("OpenFlow10", &["ct-flush-zone", &t, "5"]);
+    let ct = d.ctl(&["dump-conntrack", "br0"]);
+    assert_eq!(ct.trim(), "", "{ct}");
 }

@@ -14,7 +14,7 @@
 //! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
 //! Open vSwitch does. Only this session is affected either way.
 
-use super::backend::{Backend, Event};
+use super::backend::{Backend, Event, TlvModError};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
 use super::wire::flow_mod::MatchFormat;
@@ -22,6 +22,7 @@ use super::wire::hello::Hello;
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
 use super::wire::port::emit_port_status;
+use super::wire::tlv::{TlvCommand, TlvTableMod, TlvTableReply};
 use super::wire::{header, ErrorMsg, Header, OfpError, Version, Wr};
 use crate::flow::ofp_port;
 use crate::ofproto::{FlowFilter, FlowMod};
@@ -408,6 +409,26 @@ impl Session {
                 message::finish(&mut b, v, message::ROLE_REPLY, xid);
                 self.out.extend_from_slice(&b);
             }
+            Message::CtFlushZone(zone) => {
+                self.backend.ct_flush_zone(zone);
+            }
+            Message::TlvTableMod(m) => self.tlv_table_mod(v, &m, raw, xid),
+            Message::TlvTableRequest => {
+                let maps = self.backend.tlv_table();
+                let mut b = message::start();
+                b.u32(super::wire::NX_VENDOR);
+                b.u32(super::wire::tlv::NXT_TLV_TABLE_REPLY);
+                TlvTableReply {
+                    max_option_space: (crate::packet::TUN_METADATA_FIELDS
+                        * usize::from(crate::port::geneve::MAX_TLV_LEN))
+                        as u32,
+                    max_fields: crate::packet::TUN_METADATA_FIELDS as u16,
+                    mappings: maps,
+                }
+                .emit(&mut b);
+                message::finish(&mut b, v, message::EXPERIMENTER, xid);
+                self.out.extend_from_slice(&b);
+            }
             Message::NxRoleRequest(role) => {
                 let mut b = message::start();
                 b.u32(super::wire::NX_VENDOR);
@@ -447,6 +468,26 @@ impl Session {
                     self.send_error(e, raw, xid);
                 }
             }
+        }
+    }
+
+    fn tlv_table_mod(&mut self, v: Version, m: &TlvTableMod, raw: &[u8], xid: u32) {
+        // NXTTMFC_* codes: (OpenFlow 1.0 vendor code, 1.2+ experimenter
+        // type).
+        let codes = match TlvCommand::from_wire(m.command) {
+            None => Some((527, 16)),
+            Some(cmd) => match self.backend.tlv_table_mod(cmd, &m.mappings) {
+                Ok(()) => None,
+                Err(TlvModError::BadOptLen(_)) => Some((528, 17)),
+                Err(TlvModError::BadFieldIdx(_)) => Some((529, 18)),
+                Err(TlvModError::Refused(_)) => Some((530, 19)),
+                Err(TlvModError::AlreadyMapped(_)) => Some((531, 20)),
+                Err(TlvModError::DupEntry { .. }) => Some((532, 21)),
+                Err(TlvModError::InvalidDel(_)) => Some((537, 38)),
+            },
+        };
+        if let Some((c10, c12)) = codes {
+            self.send_error(OfpError::nx(v, c10, c12), raw, xid);
         }
     }
 
@@ -1143,5 +1184,71 @@ mod tests {
         s.handle_timeout(Instant::now() + Duration::from_secs(3600));
         assert!(s.is_closed().is_none());
         assert!(s.take_output().is_empty());
+    }
+
+    #[test]
+    fn tlv_table_mod_request_and_ct_flush_zone() {
+        use crate::openflow::wire::tlv::NXT_TLV_TABLE_REPLY;
+        use crate::port::geneve::TlvMapping;
+        let map = |index, class| TlvMapping {
+            class,
+            opt_type: 1,
+            len: 4,
+            index,
+        };
+        for v in Version::ALL {
+            let (mut s, b) = session(v);
+            let add = |maps: Vec<TlvMapping>| {
+                Message::TlvTableMod(TlvTableMod {
+                    command: TlvCommand::Add.wire(),
+                    mappings: maps,
+                })
+                .encode(v, 3)
+            };
+            s.receive(&add(vec![map(0, 0x10), map(2, 0x11)]));
+            assert!(s.take_output().is_empty(), "{v:?}: added");
+            // Taken field, same option twice, bad index, bad length, bad
+            // command: each its own NXTTMFC code, the map unchanged.
+            let mut bad_len = map(5, 0x20);
+            bad_len.len = 3;
+            let cases = [
+                (add(vec![map(0, 0x12)]), (531, 20)),
+                (add(vec![map(4, 0x10)]), (532, 21)),
+                (add(vec![map(9, 0x13)]), (529, 18)),
+                (add(vec![bad_len]), (528, 17)),
+                (
+                    Message::TlvTableMod(TlvTableMod {
+                        command: 7,
+                        mappings: vec![],
+                    })
+                    .encode(v, 3),
+                    (527, 16),
+                ),
+            ];
+            for (msg, (c10, c12)) in cases {
+                s.receive(&msg);
+                let out = msgs(&s.take_output());
+                assert_eq!(error_of(&out[0]), Some(OfpError::nx(v, c10, c12)), "{v:?}");
+            }
+            assert_eq!(b.tlv().load().mappings().count(), 2);
+            s.receive(&Message::TlvTableRequest.encode(v, 4));
+            let reply = msgs(&s.take_output()).remove(0);
+            assert_eq!(reply[1], message::EXPERIMENTER);
+            assert_eq!(&reply[12..16], &NXT_TLV_TABLE_REPLY.to_be_bytes());
+            let r = crate::openflow::wire::tlv::TlvTableReply::parse(&reply[16..]).unwrap();
+            assert_eq!(r.mappings, vec![map(0, 0x10), map(2, 0x11)]);
+            assert_eq!((r.max_option_space, r.max_fields), (64, 8));
+            s.receive(
+                &Message::TlvTableMod(TlvTableMod {
+                    command: TlvCommand::Clear.wire(),
+                    mappings: vec![],
+                })
+                .encode(v, 5),
+            );
+            assert!(b.tlv().load().is_empty());
+            s.receive(&Message::CtFlushZone(9).encode(v, 6));
+            assert!(s.take_output().is_empty());
+            assert_eq!(b.ct_flushes(), vec![9]);
+        }
     }
 }
