@@ -477,21 +477,28 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         });
         let frame: Vec<u8> = (0..60u8).collect();
         let mut seen_pin = false;
+        let mut seen_meta = false;
+        let mut seen_userdata = false;
         let mut seen_status = false;
         let mut seen_removed = false;
         let mut removed_match = vswitch::flow::Match::default();
         removed_match.set_exact(vswitch::flow::Field::InPort, 7);
+        let mut pin_metadata = vswitch::flow::Match::default();
+        pin_metadata.set_exact(vswitch::flow::Field::Reg(3), 0x2a);
+        pin_metadata.set_exact(vswitch::flow::Field::Metadata, 0x77);
         // The monitor subscribes when its session starts: offer the events
         // until it has printed them (bounded: 100 rounds).
         for round in 0..100u32 {
-            ours.backend.publish(Event::PacketIn(PacketIn {
+            ours.backend.publish(Event::PacketIn(Box::new(PacketIn {
                 total_len: 60,
                 in_port: 1,
                 reason: 1,
                 table_id: 0,
                 cookie: 0,
+                metadata: pin_metadata,
+                userdata: vec![1, 2, 3],
                 data: frame.clone(),
-            }));
+            })));
             ours.backend.add_port(PortDesc {
                 port_no: 100 + round,
                 hw_addr: [2, 0, 0, 0, 0, 1],
@@ -515,14 +522,18 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
                     byte_count: 0,
                 })));
             while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(50)) {
-                seen_pin |= l.contains("OFPT_PACKET_IN") && l.contains("in_port=1");
+                // The monitor asks for NXT_PACKET_IN2: userdata and the
+                // metadata are printed on lines of their own.
+                seen_pin |= l.contains("NXT_PACKET_IN2");
+                seen_meta |= l.contains("reg3=0x2a") && l.contains("metadata=0x77");
+                seen_userdata |= l.contains("userdata=01.02.03");
                 seen_status |= l.contains("OFPT_PORT_STATUS") && l.contains("ADD");
                 seen_removed |= l.contains("FLOW_REMOVED")
                     && l.contains("priority=77")
                     && l.contains("in_port=7")
                     && l.contains("reason=idle");
             }
-            if seen_pin && seen_status && seen_removed {
+            if seen_pin && seen_meta && seen_userdata && seen_status && seen_removed {
                 break;
             }
         }
@@ -530,6 +541,8 @@ fn ovs_ofctl_monitor_receives_packet_ins_and_port_status() {
         let _ = child.wait();
         let _ = reader.join();
         assert!(seen_pin, "{v}: no packet-in printed");
+        assert!(seen_meta, "{v}: no packet-in metadata printed");
+        assert!(seen_userdata, "{v}: no packet-in userdata printed");
         assert!(seen_status, "{v}: no port status printed");
         assert!(seen_removed, "{v}: no flow removed printed");
     }

@@ -5,6 +5,7 @@
 //! and packet-ins from a `controller` action reaching `ovs-ofctl monitor`.
 
 mod common;
+mod conntrack_common;
 
 use common::frames::{eth, hex, mac};
 use common::{have_tool, wait_until, Daemon};
@@ -161,7 +162,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     d.ctl(&[
         "add-flow",
         "br0",
-        "priority=10,in_port=1,actions=controller(max_len=64),output:2",
+        "priority=10,in_port=1,actions=load:0x2a->NXM_NX_REG3[],controller(max_len=64,userdata=01.02.03),output:2",
     ]);
     let out = d.dir.path().join("monitor.txt");
     // ovs-ofctl monitor wants a run directory for its own control socket.
@@ -195,7 +196,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
         d.ctl(&["inject", "br0", "p1", &f]);
         injected += 1;
         std::thread::sleep(Duration::from_millis(100));
-        read(&out).contains("OFPT_PACKET_IN")
+        read(&out).contains("PACKET_IN")
     });
     assert!(up, "the monitor never saw a packet-in");
     // More than the rate limit's burst (250): forwarding is untouched and
@@ -209,7 +210,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     // Every packet-in is delivered or counted under its reason: none
     // vanishes.
     let accounted = || {
-        read(&out).matches("OFPT_PACKET_IN").count() as u64
+        read(&out).matches("PACKET_IN").count() as u64
             + d.drop_count("controller_rate_limited")
             + d.drop_count("controller_queue_full")
             + d.drop_count("controller_not_connected")
@@ -223,8 +224,12 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
         "{} of 400 packet-ins accounted for:\n{text}",
         accounted()
     );
-    assert!(text.contains("OFPT_PACKET_IN"), "{text}");
+    // The monitor asked for NXT_PACKET_IN2: the action's userdata and
+    // the register loaded before it come with the packet.
+    assert!(text.contains("NXT_PACKET_IN2"), "{text}");
     assert!(text.contains("total_len=114"), "{text}");
+    assert!(text.contains("userdata=01.02.03"), "{text}");
+    assert!(text.contains("reg3=0x2a"), "{text}");
 }
 
 #[test]
@@ -274,4 +279,158 @@ fn read(p: &Path) -> String {
     let mut s = std::fs::read_to_string(p).unwrap_or_default();
     s += &std::fs::read_to_string(p.with_file_name("monitor.err")).unwrap_or_default();
     s
+}
+
+/// Reads one OpenFlow message from `s` (whose read timeout bounds it).
+fn read_msg(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut m = vec![0u8; 8];
+    s.read_exact(&mut m)?;
+    let len = usize::from(u16::from_be_bytes([m[2], m[3]])).max(8);
+    m.resize(len, 0);
+    s.read_exact(&mut m[8..])?;
+    Ok(m)
+}
+
+/// Accepts one connection within `within`.
+fn accept_within(l: &std::net::TcpListener, within: Duration) -> Option<std::net::TcpStream> {
+    l.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Ok((s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A controller that completes the handshake and then never answers is
+/// probed with an echo request and hung up on; vswitchd connects again.
+#[test]
+fn a_silent_controller_is_probed_disconnected_and_reconnected() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(None);
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    d.ctl(&["set-controller", "br0", &format!("tcp:127.0.0.1:{port}")]);
+    let mut c = accept_within(&l, Duration::from_secs(20)).expect("vswitchd connects");
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let hello = read_msg(&mut c).unwrap();
+    assert_eq!(hello[1], 0, "HELLO first");
+    // Our HELLO (OpenFlow 1.3), then silence.
+    c.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).unwrap();
+    let mut echo = None;
+    // Whatever it sends after the handshake, an echo request comes
+    // within the probe interval (bounded: 20 messages).
+    for _ in 0..20 {
+        let m = read_msg(&mut c).expect("an echo request before the connection ends");
+        if m[1] == 2 {
+            echo = Some(m);
+            break;
+        }
+    }
+    assert!(echo.is_some(), "no echo request from an idle connection");
+    // Never answered: the connection is closed ...
+    let mut rest = Vec::new();
+    let n = c.read_to_end(&mut rest).expect("closed, not timed out");
+    assert_eq!(n, 0, "nothing after the echo request: {rest:?}");
+    // ... and made again.
+    let again = accept_within(&l, Duration::from_secs(20));
+    assert!(again.is_some(), "vswitchd did not reconnect");
+}
+
+/// `ovs-ofctl add-tlv-map`, `dump-tlv-map` and `del-tlv-map` change and
+/// show the same Geneve TLV map as `vswitchctl`; a conflicting mapping is
+/// refused with Open vSwitch's error and changes nothing.
+#[test]
+fn ovs_ofctl_tlv_map_is_the_bridge_map() {
+    if !require_ofctl("ovs_ofctl_tlv_map_is_the_bridge_map") {
+        return;
+    }
+    let d = Daemon::start(None);
+    let t = mgmt(&d, "br0");
+    for v in ["OpenFlow10", "OpenFlow13", "OpenFlow15"] {
+        ofctl(
+            v,
+            &[
+                "add-tlv-map",
+                &t,
+                "{class=0xffff,type=0x80,len=4}->tun_metadata0,{class=0x102,type=1,len=8}->tun_metadata3",
+            ],
+        );
+        let ours = d.ctl(&["dump-tlv-map", "br0"]);
+        let theirs = ofctl(v, &["dump-tlv-map", &t]);
+        assert!(theirs.contains("NXT_TLV_TABLE_REPLY"), "{v}: {theirs}");
+        let table = |s: &str| -> Vec<String> {
+            s.lines()
+                .skip_while(|l| !l.contains("max option space"))
+                .map(|l| l.trim_end().to_string())
+                .collect()
+        };
+        assert_eq!(table(&theirs), table(&ours), "{v}:\n{theirs}\n{ours}");
+        assert!(ours.contains("tun_metadata3"), "{ours}");
+        // Field 0 is taken: NXTTMFC_ALREADY_MAPPED, and the map is as it
+        // was.
+        let o = Command::new("timeout")
+            .args(["20", "ovs-ofctl", "-O", v, "add-tlv-map", &t])
+            .arg("{class=0x1,type=0x2,len=4}->tun_metadata0")
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("NXTTMFC_ALREADY_MAPPED"), "{v}: {err}");
+        assert_eq!(table(&d.ctl(&["dump-tlv-map", "br0"])), table(&ours));
+        // Delete one, then clear.
+        ofctl(
+            v,
+            &[
+                "del-tlv-map",
+                &t,
+                "{class=0xffff,type=0x80,len=4}->tun_metadata0",
+            ],
+        );
+        let after = d.ctl(&["dump-tlv-map", "br0"]);
+        assert!(!after.contains("tun_metadata0"), "{after}");
+        assert!(after.contains("tun_metadata3"), "{after}");
+        ofctl(v, &["del-tlv-map", &t]);
+        let empty = ofctl(v, &["dump-tlv-map", &t]);
+        assert!(empty.contains("allocated option space=0"), "{empty}");
+    }
+}
+
+/// `ovs-ofctl ct-flush-zone` forgets the connections of that zone only.
+#[test]
+fn ovs_ofctl_ct_flush_zone_flushes_one_zone() {
+    if !require_ofctl("ovs_ofctl_ct_flush_zone_flushes_one_zone") {
+        return;
+    }
+    let d = Daemon::start(None);
+    d.add_dummies(&["p1", "p2"]);
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        "priority=10,tcp,in_port=1,actions=ct(commit,zone=5),output:2",
+    ]);
+    let syn = conntrack_common::tcp4(
+        conntrack_common::CLIENT,
+        conntrack_common::SERVER,
+        conntrack_common::Seg::new(40000, 80, 1000, conntrack_common::syn()),
+    );
+    d.ctl(&["inject", "br0", "p1", &hex(&syn)]);
+    let committed = wait_until(Duration::from_secs(5), || {
+        d.ctl(&["dump-conntrack", "br0"]).contains("zone=5")
+    });
+    assert!(committed, "{}", d.ctl(&["dump-conntrack", "br0"]));
+    let t = mgmt(&d, "br0");
+    // Another zone: nothing goes.
+    ofctl("OpenFlow13", &["ct-flush-zone", &t, "7"]);
+    assert!(d.ctl(&["dump-conntrack", "br0"]).contains("zone=5"));
+    // ovs-ofctl follows the flush with a barrier and waits for its
+    // reply: the zone is flushed when it returns.
+    ofctl("OpenFlow10", &["ct-flush-zone", &t, "5"]);
+    let ct = d.ctl(&["dump-conntrack", "br0"]);
+    assert_eq!(ct.trim(), "", "{ct}");
 }

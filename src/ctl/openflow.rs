@@ -11,15 +11,20 @@
 //!   PACKET_IN from the datapath's packet-in queue, drained by a small
 //!   thread per bridge ([`spawn_packet_in_pump`]).
 
+use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in::{PacketIn as DpPacketIn, Refused};
 use crate::datapath::worker::{DpCommand, PortStatus, WorkerSender};
 use crate::datapath::{DropCounters, DropReason};
 use crate::flow::{ofp_port, Action};
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
-use crate::openflow::backend::{mac_of, Backend, BackendError, Event, EVENT_QUEUE};
+use crate::openflow::backend::{
+    mac_of, tlv_table_mod_handle, Backend, BackendError, Event, TlvModError, EVENT_QUEUE,
+};
 use crate::openflow::wire::features::Desc;
 use crate::openflow::wire::packet::PacketIn;
 use crate::openflow::wire::port::{PortDesc, PortReason, PortStats};
+use crate::openflow::wire::tlv::TlvCommand;
+use crate::port::geneve::{TlvMapHandle, TlvMapping};
 use crate::port::LinkState;
 use crossbeam_channel::Receiver;
 use std::sync::Arc;
@@ -48,6 +53,8 @@ pub fn datapath_id(bridge: &str) -> u64 {
 pub struct BridgeBackend {
     of: Arc<Ofproto>,
     worker: WorkerSender,
+    ct: Arc<ConnTracker>,
+    tlv: TlvMapHandle,
     dpid: u64,
     events: broadcast::Sender<Event>,
 }
@@ -62,14 +69,22 @@ impl std::fmt::Debug for BridgeBackend {
 }
 
 impl BridgeBackend {
-    /// The backend of the bridge whose tables are `of` and whose datapath
-    /// thread `worker` reaches.
-    pub fn new(of: Arc<Ofproto>, worker: WorkerSender) -> BridgeBackend {
+    /// The backend of the bridge whose tables are `of`, whose datapath
+    /// thread `worker` reaches, whose connections `ct` tracks and whose
+    /// Geneve ports read the TLV map `tlv`.
+    pub fn new(
+        of: Arc<Ofproto>,
+        worker: WorkerSender,
+        ct: Arc<ConnTracker>,
+        tlv: TlvMapHandle,
+    ) -> BridgeBackend {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         BridgeBackend {
             dpid: datapath_id(of.name()),
             of,
             worker,
+            ct,
+            tlv,
             events,
         }
     }
@@ -209,6 +224,18 @@ impl Backend for BridgeBackend {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
+
+    fn ct_flush_zone(&self, zone: u16) -> usize {
+        self.ct.flush(Some(zone))
+    }
+
+    fn tlv_table_mod(&self, cmd: TlvCommand, maps: &[TlvMapping]) -> Result<(), TlvModError> {
+        tlv_table_mod_handle(&self.tlv, cmd, maps)
+    }
+
+    fn tlv_table(&self) -> Vec<TlvMapping> {
+        self.tlv.load().mappings().copied().collect()
+    }
 }
 
 /// Drains the datapath's packet-ins into PACKET_IN events for `backend`'s
@@ -230,9 +257,11 @@ pub fn spawn_packet_in_pump(
                     reason: pi.reason.wire(),
                     table_id: pi.table_id,
                     cookie: pi.cookie,
+                    metadata: crate::openflow::wire::packet::metadata_of(&pi.key),
+                    userdata: pi.userdata,
                     data: pi.data,
                 };
-                if backend.events.send(Event::PacketIn(ev)).is_err() {
+                if backend.events.send(Event::PacketIn(Box::new(ev))).is_err() {
                     drops.add(DropReason::PacketIn(Refused::NoController), 1);
                 }
             }
@@ -290,6 +319,10 @@ impl FailMode {
 pub const FAIL_OPEN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest wait between two connection attempts.
 pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(8);
+/// Silence from a controller after which it is probed with an echo
+/// request; as long again without a reply and the connection is made
+/// again (Open vSwitch's default `inactivity_probe`).
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes of events queued for a controller before they are dropped.
 const MAX_OUTPUT: usize = 16 << 20;
 /// A controller that does not read for this long is disconnected.
@@ -465,7 +498,14 @@ where
     st.connected
         .store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(controller = %st.target, "connected");
-    crate::openflow::server::run(stream, backend, MAX_OUTPUT, WRITE_TIMEOUT).await;
+    crate::openflow::server::run_probed(
+        stream,
+        backend,
+        MAX_OUTPUT,
+        WRITE_TIMEOUT,
+        Some(PROBE_INTERVAL),
+    )
+    .await;
     true
 }
 

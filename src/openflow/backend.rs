@@ -9,8 +9,11 @@ use super::wire::features::Desc;
 use super::wire::flow_removed::FlowRemoved;
 use super::wire::packet::PacketIn;
 use super::wire::port::{PortDesc, PortReason, PortStats};
+use super::wire::tlv::TlvCommand;
 use crate::flow::Action;
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
+use crate::packet::TUN_METADATA_FIELDS;
+use crate::port::geneve::{TlvMap, TlvMapHandle, TlvMapping, MAX_TLV_LEN};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,8 +24,9 @@ use tokio::sync::broadcast;
 pub enum Event {
     /// A port was added, deleted or changed (PORT_STATUS).
     PortStatus(PortReason, PortDesc),
-    /// A packet for the controller (PACKET_IN).
-    PacketIn(PacketIn),
+    /// A packet for the controller (PACKET_IN). Boxed: it carries a
+    /// metadata match.
+    PacketIn(Box<PacketIn>),
     /// A flow that asked for it (`send_flow_rem`) left the table
     /// (FLOW_REMOVED). Boxed: a match is large and events are queued.
     FlowRemoved(Box<FlowRemoved>),
@@ -38,6 +42,90 @@ pub enum BackendError {
     /// bridge without a datapath).
     #[error("not supported by this bridge: {0}")]
     Unsupported(&'static str),
+}
+
+/// Why a TLV table mod was refused (each is one `NXTTMFC_*` code); the
+/// map is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlvModError {
+    /// An option length that cannot be mapped (not a multiple of 4, or
+    /// longer than a `tun_metadataN` field holds here).
+    #[error("option length {0} cannot be mapped")]
+    BadOptLen(u8),
+    /// No `tun_metadataN` field with that index.
+    #[error("no field tun_metadata{0}")]
+    BadFieldIdx(u8),
+    /// The field already maps an option.
+    #[error("tun_metadata{0} is already mapped")]
+    AlreadyMapped(u8),
+    /// The option (class, type) would be mapped twice.
+    #[error("option class={class:#x},type={opt_type:#x} is mapped twice")]
+    DupEntry {
+        /// Option class.
+        class: u16,
+        /// Option type.
+        opt_type: u8,
+    },
+    /// A delete names a field that maps another option.
+    #[error("tun_metadata{0} maps another option")]
+    InvalidDel(u8),
+    /// The map refused the change for another reason (its message).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// `map` changed by a TLV table mod, or why not (checked in the order
+/// Open vSwitch checks: length, index, then conflicts).
+pub fn tlv_table_mod(
+    map: &TlvMap,
+    cmd: TlvCommand,
+    maps: &[TlvMapping],
+) -> Result<TlvMap, TlvModError> {
+    for m in maps {
+        if usize::from(m.index) >= TUN_METADATA_FIELDS {
+            return Err(TlvModError::BadFieldIdx(m.index));
+        }
+        if cmd == TlvCommand::Add && (!m.len.is_multiple_of(4) || m.len > MAX_TLV_LEN) {
+            return Err(TlvModError::BadOptLen(m.len));
+        }
+    }
+    match cmd {
+        TlvCommand::Clear => Ok(TlvMap::default()),
+        TlvCommand::Delete => map
+            .with_deleted(maps)
+            .map_err(|_| TlvModError::InvalidDel(first_conflict_del(map, maps))),
+        TlvCommand::Add => {
+            for (i, m) in maps.iter().enumerate() {
+                let earlier = &maps[..i];
+                if map.get(usize::from(m.index)).is_some()
+                    || earlier.iter().any(|e| e.index == m.index)
+                {
+                    return Err(TlvModError::AlreadyMapped(m.index));
+                }
+                if map.lookup(m.class, m.opt_type).is_some()
+                    || earlier
+                        .iter()
+                        .any(|e| (e.class, e.opt_type) == (m.class, m.opt_type))
+                {
+                    return Err(TlvModError::DupEntry {
+                        class: m.class,
+                        opt_type: m.opt_type,
+                    });
+                }
+            }
+            map.with_added(maps).map_err(TlvModError::Refused)
+        }
+    }
+}
+
+/// The first field of `del` that maps another option than `del` names.
+fn first_conflict_del(map: &TlvMap, del: &[TlvMapping]) -> u8 {
+    del.iter()
+        .find(|d| {
+            map.get(usize::from(d.index))
+                .is_some_and(|o| (o.class, o.opt_type, o.len) != (d.class, d.opt_type, d.len))
+        })
+        .map_or(0, |d| d.index)
 }
 
 /// The bridge side of the OpenFlow endpoint. Calls come from session
@@ -64,6 +152,25 @@ pub trait Backend: Send + Sync {
     /// A receiver of the bridge's events (bounded: a session that falls
     /// behind loses the oldest and is told how many).
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Forgets the tracked connections of conntrack zone `zone`; returns
+    /// how many.
+    fn ct_flush_zone(&self, zone: u16) -> usize;
+    /// Changes the Geneve TLV map (the one `vswitchctl add-tlv-map`
+    /// changes), all or nothing.
+    fn tlv_table_mod(&self, cmd: TlvCommand, maps: &[TlvMapping]) -> Result<(), TlvModError>;
+    /// The Geneve TLV map.
+    fn tlv_table(&self) -> Vec<TlvMapping>;
+}
+
+/// Applies a TLV table mod to the map behind `handle`.
+pub fn tlv_table_mod_handle(
+    handle: &TlvMapHandle,
+    cmd: TlvCommand,
+    maps: &[TlvMapping],
+) -> Result<(), TlvModError> {
+    let new = tlv_table_mod(&handle.load(), cmd, maps)?;
+    handle.store(Arc::new(new));
+    Ok(())
 }
 
 /// A recorded packet-out: input port, actions, frame.
@@ -80,6 +187,8 @@ pub struct OfprotoBackend {
     ports: Mutex<Vec<PortDesc>>,
     packet_outs: Mutex<Vec<PacketOutRecord>>,
     events: broadcast::Sender<Event>,
+    tlv: TlvMapHandle,
+    ct_flushes: Mutex<Vec<u16>>,
 }
 
 impl std::fmt::Debug for OfprotoBackend {
@@ -109,12 +218,24 @@ impl OfprotoBackend {
             ports: Mutex::new(vec![local]),
             packet_outs: Mutex::new(Vec::new()),
             events,
+            tlv: crate::port::geneve::new_tlv_map(),
+            ct_flushes: Mutex::new(Vec::new()),
         }
     }
 
     /// The tables.
     pub fn ofproto(&self) -> &Arc<Ofproto> {
         &self.ofproto
+    }
+
+    /// The TLV map (this backend's own).
+    pub fn tlv(&self) -> &TlvMapHandle {
+        &self.tlv
+    }
+
+    /// The conntrack zones flushed so far (there is no tracker here).
+    pub fn ct_flushes(&self) -> Vec<u16> {
+        self.ct_flushes.lock().clone()
     }
 
     /// Adds a port (announced to every session as PORT_STATUS ADD).
@@ -219,5 +340,18 @@ impl Backend for OfprotoBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    fn ct_flush_zone(&self, zone: u16) -> usize {
+        self.ct_flushes.lock().push(zone);
+        0
+    }
+
+    fn tlv_table_mod(&self, cmd: TlvCommand, maps: &[TlvMapping]) -> Result<(), TlvModError> {
+        tlv_table_mod_handle(&self.tlv, cmd, maps)
+    }
+
+    fn tlv_table(&self) -> Vec<TlvMapping> {
+        self.tlv.load().mappings().copied().collect()
     }
 }

@@ -14,7 +14,7 @@
 //! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
 //! Open vSwitch does. Only this session is affected either way.
 
-use super::backend::{Backend, Event};
+use super::backend::{Backend, Event, TlvModError};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
 use super::wire::flow_mod::MatchFormat;
@@ -22,11 +22,13 @@ use super::wire::hello::Hello;
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
 use super::wire::port::emit_port_status;
+use super::wire::tlv::{TlvCommand, TlvTableMod, TlvTableReply};
 use super::wire::{header, ErrorMsg, Header, OfpError, Version, Wr};
 use crate::flow::ofp_port;
 use crate::ofproto::{FlowFilter, FlowMod};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Number of tables the endpoint reports (0..=253, as Open vSwitch: 254
 /// and 255 are not addressable by OpenFlow flow-mods).
@@ -39,6 +41,11 @@ const MAX_REPLY: usize = 60_000;
 /// Default output backlog beyond which events are dropped instead of
 /// queued (see [`Session::set_event_backlog`]).
 pub const MAX_EVENT_BACKLOG: usize = 1 << 20;
+
+/// `NXT_SET_PACKET_IN_FORMAT`: standard PACKET_IN.
+const NXPIF_STANDARD: u32 = 0;
+/// `NXT_SET_PACKET_IN_FORMAT`: `NXT_PACKET_IN2`.
+const NXPIF_NXT_PACKET_IN2: u32 = 2;
 
 /// Bundles one session may keep open.
 const MAX_BUNDLES: usize = 16;
@@ -58,6 +65,19 @@ pub enum CloseReason {
     /// The first message was not a HELLO.
     #[error("first message was not HELLO")]
     NoHello,
+    /// Nothing came from the peer for an inactivity probe interval, nor
+    /// for another one after the echo request that probed it.
+    #[error("no reply to the inactivity probe")]
+    ProbeTimeout,
+}
+
+/// Inactivity probing (Open vSwitch's `inactivity_probe`): an idle peer
+/// is sent an ECHO_REQUEST, and one that stays silent is hung up on.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    interval: Duration,
+    last_rx: Instant,
+    sent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +101,8 @@ pub struct Session {
     config: SwitchConfig,
     role: u32,
     bundles: HashMap<u32, Bundle>,
+    packet_in2: bool,
+    probe: Option<Probe>,
     events_dropped: u64,
     event_backlog: usize,
 }
@@ -110,6 +132,8 @@ impl Session {
             config: SwitchConfig::default(),
             role: 1,
             bundles: HashMap::new(),
+            packet_in2: false,
+            probe: None,
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
         }
@@ -120,6 +144,58 @@ impl Session {
     /// switch's memory.
     pub fn set_event_backlog(&mut self, bytes: usize) {
         self.event_backlog = bytes;
+    }
+
+    /// Probes the peer after `interval` without anything received from it
+    /// (an ECHO_REQUEST), and closes the session when another `interval`
+    /// passes without anything either. `now` starts the first interval.
+    pub fn set_probe_interval(&mut self, interval: Duration, now: Instant) {
+        self.probe = Some(Probe {
+            interval,
+            last_rx: now,
+            sent: false,
+        });
+    }
+
+    /// When [`Session::handle_timeout`] has something to do (None: no
+    /// probing).
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let p = self.probe?;
+        let n = if p.sent { 2 } else { 1 };
+        Some(p.last_rx + p.interval * n)
+    }
+
+    /// Sends the inactivity probe, or closes the session, when `now` is
+    /// past [`Session::next_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.next_timeout() else {
+            return;
+        };
+        if now < deadline || self.closed.is_some() {
+            return;
+        }
+        let Some(p) = self.probe.as_mut() else { return };
+        match self.version {
+            // A peer that never sent its HELLO in time, or never answered
+            // the probe: hang up so the connection is made again.
+            None => self.closed = Some(CloseReason::ProbeTimeout),
+            Some(_) if p.sent => self.closed = Some(CloseReason::ProbeTimeout),
+            Some(_) => {
+                p.sent = true;
+                self.send(Message::EchoRequest(Vec::new()), 0);
+            }
+        }
+    }
+
+    /// [`Session::receive`], noting that the peer is alive at `now`.
+    pub fn receive_at(&mut self, bytes: &[u8], now: Instant) {
+        if let Some(p) = self.probe.as_mut() {
+            if !bytes.is_empty() {
+                p.last_rx = now;
+                p.sent = false;
+            }
+        }
+        self.receive(bytes);
     }
 
     /// The negotiated version (None before HELLO).
@@ -193,8 +269,20 @@ impl Session {
             }
             Event::PacketIn(pi) => {
                 let mut m = message::start();
-                pi.emit(&mut m, v);
-                message::finish(&mut m, v, message::PACKET_IN, 0);
+                let typ = if self.packet_in2 {
+                    pi.emit_nx2(&mut m, v);
+                    message::EXPERIMENTER
+                } else {
+                    pi.emit(&mut m, v);
+                    message::PACKET_IN
+                };
+                if m.len() > usize::from(u16::MAX) {
+                    // Its length would not fit the header: a frame near
+                    // 64 KiB with metadata. Not sent, and counted.
+                    self.events_dropped += 1;
+                    return;
+                }
+                message::finish(&mut m, v, typ, 0);
                 self.out.extend_from_slice(&m);
             }
             Event::FlowRemoved(fr) => {
@@ -298,7 +386,14 @@ impl Session {
                 self.send_error(OfpError::std(t, 0), raw, xid)
             }
             Message::TableMod | Message::SetAsync | Message::NxIgnored(_) => {}
-            Message::SetPacketInFormat(_) => {}
+            Message::SetPacketInFormat(f) => match f {
+                NXPIF_STANDARD => self.packet_in2 = false,
+                NXPIF_NXT_PACKET_IN2 => self.packet_in2 = true,
+                // The older NXT_PACKET_IN (1) is not implemented: refused
+                // with OFPBRC_EPERM as Open vSwitch refuses formats it
+                // does not know, so a controller falls back.
+                _ => self.send_error(OfpError::std(1, 5), raw, xid),
+            },
             Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
             Message::BarrierRequest => self.send(Message::BarrierReply, xid),
             Message::RoleRequest(r) => {
@@ -312,6 +407,26 @@ impl Session {
                 }
                 .emit(&mut b);
                 message::finish(&mut b, v, message::ROLE_REPLY, xid);
+                self.out.extend_from_slice(&b);
+            }
+            Message::CtFlushZone(zone) => {
+                self.backend.ct_flush_zone(zone);
+            }
+            Message::TlvTableMod(m) => self.tlv_table_mod(v, &m, raw, xid),
+            Message::TlvTableRequest => {
+                let maps = self.backend.tlv_table();
+                let mut b = message::start();
+                b.u32(super::wire::NX_VENDOR);
+                b.u32(super::wire::tlv::NXT_TLV_TABLE_REPLY);
+                TlvTableReply {
+                    max_option_space: (crate::packet::TUN_METADATA_FIELDS
+                        * usize::from(crate::port::geneve::MAX_TLV_LEN))
+                        as u32,
+                    max_fields: crate::packet::TUN_METADATA_FIELDS as u16,
+                    mappings: maps,
+                }
+                .emit(&mut b);
+                message::finish(&mut b, v, message::EXPERIMENTER, xid);
                 self.out.extend_from_slice(&b);
             }
             Message::NxRoleRequest(role) => {
@@ -353,6 +468,26 @@ impl Session {
                     self.send_error(e, raw, xid);
                 }
             }
+        }
+    }
+
+    fn tlv_table_mod(&mut self, v: Version, m: &TlvTableMod, raw: &[u8], xid: u32) {
+        // NXTTMFC_* codes: (OpenFlow 1.0 vendor code, 1.2+ experimenter
+        // type).
+        let codes = match TlvCommand::from_wire(m.command) {
+            None => Some((527, 16)),
+            Some(cmd) => match self.backend.tlv_table_mod(cmd, &m.mappings) {
+                Ok(()) => None,
+                Err(TlvModError::BadOptLen(_)) => Some((528, 17)),
+                Err(TlvModError::BadFieldIdx(_)) => Some((529, 18)),
+                Err(TlvModError::Refused(_)) => Some((530, 19)),
+                Err(TlvModError::AlreadyMapped(_)) => Some((531, 20)),
+                Err(TlvModError::DupEntry { .. }) => Some((532, 21)),
+                Err(TlvModError::InvalidDel(_)) => Some((537, 38)),
+            },
+        };
+        if let Some((c10, c12)) = codes {
+            self.send_error(OfpError::nx(v, c10, c12), raw, xid);
         }
     }
 
@@ -924,14 +1059,16 @@ mod tests {
         use crate::openflow::wire::packet::PacketIn;
         let (mut s, _) = session(Version::V13);
         s.set_event_backlog(100);
-        let ev = Event::PacketIn(PacketIn {
+        let ev = Event::PacketIn(Box::new(PacketIn {
             total_len: 200,
             in_port: 1,
             reason: 1,
             table_id: 0,
             cookie: 0,
+            metadata: Match::default(),
+            userdata: Vec::new(),
             data: vec![0; 200],
-        });
+        }));
         for _ in 0..3 {
             s.on_event(&ev);
         }
@@ -939,5 +1076,179 @@ mod tests {
         assert_eq!(msgs(&s.take_output()).len(), 1);
         s.on_event(&ev);
         assert_eq!(s.events_dropped(), 2, "room again once written");
+    }
+
+    #[test]
+    fn packet_in2_when_asked_with_userdata_and_metadata() {
+        use crate::openflow::wire::packet::PacketIn;
+        let mut md = Match::default();
+        md.set_exact(Field::Reg(1), 7);
+        let pi = PacketIn {
+            total_len: 100,
+            in_port: 3,
+            reason: 1,
+            table_id: 5,
+            cookie: 0x1122,
+            metadata: md,
+            userdata: vec![1, 2, 3],
+            data: vec![0xab; 10],
+        };
+        for v in Version::ALL {
+            let (mut s, _) = session(v);
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            let std_pi = msgs(&s.take_output());
+            assert_eq!(std_pi[0][1], message::PACKET_IN, "{v:?}: standard first");
+            s.receive(&Message::SetPacketInFormat(2).encode(v, 7));
+            assert!(s.take_output().is_empty(), "{v:?}: format 2 accepted");
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            let m = msgs(&s.take_output()).remove(0);
+            assert_eq!(m[1], message::EXPERIMENTER);
+            assert_eq!(&m[8..16], &[0, 0, 0x23, 0x20, 0, 0, 0, 30]);
+            // Walk the properties: type, length, padded to 8.
+            let mut props = HashMap::new();
+            let mut at = 16;
+            while at + 4 <= m.len() {
+                let t = u16::from_be_bytes([m[at], m[at + 1]]);
+                let l = usize::from(u16::from_be_bytes([m[at + 2], m[at + 3]]));
+                props.insert(t, m[at + 4..at + l].to_vec());
+                at += l.div_ceil(8) * 8;
+            }
+            assert_eq!(at, m.len(), "{v:?}: properties fill the message");
+            assert_eq!(props[&0], vec![0xab; 10]);
+            assert_eq!(props[&1], 100u32.to_be_bytes());
+            assert_eq!(props[&3], [5]);
+            assert_eq!(props[&4][4..], 0x1122u64.to_be_bytes());
+            assert_eq!(props[&5], [1]);
+            assert_eq!(props[&7], [1, 2, 3]);
+            let d = crate::openflow::wire::oxm::decode(&props[&6]).unwrap();
+            assert_eq!(d.matches.get(Field::Reg(1)), (7, 0xffff_ffff));
+            assert_eq!(d.matches.get(Field::InPort).0, 3);
+            // Back to standard; the old NXT_PACKET_IN format is refused.
+            s.receive(&Message::SetPacketInFormat(0).encode(v, 8));
+            s.receive(&Message::SetPacketInFormat(1).encode(v, 9));
+            let out = msgs(&s.take_output());
+            assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 5)));
+            s.on_event(&Event::PacketIn(Box::new(pi.clone())));
+            assert_eq!(msgs(&s.take_output())[0][1], message::PACKET_IN);
+        }
+    }
+
+    #[test]
+    fn an_idle_peer_is_probed_and_a_silent_one_hung_up_on() {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut s = Session::new(b.clone());
+        s.set_probe_interval(5 * sec, t0);
+        s.take_output();
+        // No HELLO within the interval: closed.
+        s.handle_timeout(t0 + 4 * sec);
+        assert!(s.is_closed().is_none());
+        s.handle_timeout(t0 + 5 * sec);
+        assert_eq!(s.is_closed(), Some(&CloseReason::ProbeTimeout));
+
+        let v = Version::V13;
+        let mut s = Session::new(b);
+        s.set_probe_interval(5 * sec, t0);
+        s.take_output();
+        s.receive_at(
+            &Message::Hello(Hello::for_versions(&[v])).encode(v, 1),
+            t0 + sec,
+        );
+        assert_eq!(s.next_timeout(), Some(t0 + 6 * sec));
+        s.handle_timeout(t0 + 5 * sec);
+        assert!(s.take_output().is_empty(), "not idle long enough");
+        s.handle_timeout(t0 + 6 * sec);
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0][0], out[0][1]), (v.wire(), message::ECHO_REQUEST));
+        // The reply (anything at all) keeps the session up.
+        s.receive_at(&Message::EchoReply(Vec::new()).encode(v, 0), t0 + 7 * sec);
+        s.handle_timeout(t0 + 11 * sec);
+        assert!(s.is_closed().is_none());
+        assert!(s.take_output().is_empty());
+        // Probed again, and silent for another interval: closed.
+        s.handle_timeout(t0 + 12 * sec);
+        assert_eq!(msgs(&s.take_output()).len(), 1);
+        s.handle_timeout(t0 + 16 * sec);
+        assert!(s.is_closed().is_none());
+        s.handle_timeout(t0 + 17 * sec);
+        assert_eq!(s.is_closed(), Some(&CloseReason::ProbeTimeout));
+    }
+
+    #[test]
+    fn sessions_without_probing_have_no_timeout() {
+        let (mut s, _) = session(Version::V10);
+        assert_eq!(s.next_timeout(), None);
+        s.handle_timeout(Instant::now() + Duration::from_secs(3600));
+        assert!(s.is_closed().is_none());
+        assert!(s.take_output().is_empty());
+    }
+
+    #[test]
+    fn tlv_table_mod_request_and_ct_flush_zone() {
+        use crate::openflow::wire::tlv::NXT_TLV_TABLE_REPLY;
+        use crate::port::geneve::TlvMapping;
+        let map = |index, class| TlvMapping {
+            class,
+            opt_type: 1,
+            len: 4,
+            index,
+        };
+        for v in Version::ALL {
+            let (mut s, b) = session(v);
+            let add = |maps: Vec<TlvMapping>| {
+                Message::TlvTableMod(TlvTableMod {
+                    command: TlvCommand::Add.wire(),
+                    mappings: maps,
+                })
+                .encode(v, 3)
+            };
+            s.receive(&add(vec![map(0, 0x10), map(2, 0x11)]));
+            assert!(s.take_output().is_empty(), "{v:?}: added");
+            // Taken field, same option twice, bad index, bad length, bad
+            // command: each its own NXTTMFC code, the map unchanged.
+            let mut bad_len = map(5, 0x20);
+            bad_len.len = 3;
+            let cases = [
+                (add(vec![map(0, 0x12)]), (531, 20)),
+                (add(vec![map(4, 0x10)]), (532, 21)),
+                (add(vec![map(9, 0x13)]), (529, 18)),
+                (add(vec![bad_len]), (528, 17)),
+                (
+                    Message::TlvTableMod(TlvTableMod {
+                        command: 7,
+                        mappings: vec![],
+                    })
+                    .encode(v, 3),
+                    (527, 16),
+                ),
+            ];
+            for (msg, (c10, c12)) in cases {
+                s.receive(&msg);
+                let out = msgs(&s.take_output());
+                assert_eq!(error_of(&out[0]), Some(OfpError::nx(v, c10, c12)), "{v:?}");
+            }
+            assert_eq!(b.tlv().load().mappings().count(), 2);
+            s.receive(&Message::TlvTableRequest.encode(v, 4));
+            let reply = msgs(&s.take_output()).remove(0);
+            assert_eq!(reply[1], message::EXPERIMENTER);
+            assert_eq!(&reply[12..16], &NXT_TLV_TABLE_REPLY.to_be_bytes());
+            let r = crate::openflow::wire::tlv::TlvTableReply::parse(&reply[16..]).unwrap();
+            assert_eq!(r.mappings, vec![map(0, 0x10), map(2, 0x11)]);
+            assert_eq!((r.max_option_space, r.max_fields), (64, 8));
+            s.receive(
+                &Message::TlvTableMod(TlvTableMod {
+                    command: TlvCommand::Clear.wire(),
+                    mappings: vec![],
+                })
+                .encode(v, 5),
+            );
+            assert!(b.tlv().load().is_empty());
+            s.receive(&Message::CtFlushZone(9).encode(v, 6));
+            assert!(s.take_output().is_empty());
+            assert_eq!(b.ct_flushes(), vec![9]);
+        }
     }
 }

@@ -225,9 +225,28 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    run_probed(stream, backend, max_output, write_timeout, None).await
+}
+
+/// [`run`], and with `probe` set, inactivity probing: after `probe`
+/// without anything from the peer an ECHO_REQUEST, and after another
+/// `probe` of silence the session ends (a controller connection is then
+/// made again).
+pub async fn run_probed<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+    probe: Option<Duration>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut events = Some(backend.subscribe());
     let mut session = Session::new(backend);
     session.set_event_backlog(max_output);
+    if let Some(p) = probe {
+        session.set_probe_interval(p, std::time::Instant::now());
+    }
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -243,10 +262,11 @@ pub async fn run<S>(
             let _ = wr.shutdown().await;
             return;
         }
+        let deadline = session.next_timeout();
         tokio::select! {
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => return,
-                Ok(n) => session.receive(&buf[..n]),
+                Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
             },
             ev = async {
                 match events.as_mut() {
@@ -260,6 +280,12 @@ pub async fn run<S>(
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => events = None,
             },
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            } => session.handle_timeout(std::time::Instant::now()),
         }
     }
 }
@@ -347,5 +373,39 @@ mod tests {
         tokio::task::yield_now().await;
         let again = start(Config::new(&path), backend());
         assert!(again.is_ok(), "{again:?}");
+    }
+
+    /// A peer that completes the handshake and then stays silent is
+    /// probed with an echo request and hung up on (bounded: 20 s).
+    #[tokio::test]
+    async fn a_silent_peer_is_probed_then_disconnected() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let task = tokio::spawn(run_probed(
+            ours,
+            backend(),
+            1 << 20,
+            Duration::from_secs(10),
+            Some(Duration::from_millis(200)),
+        ));
+        assert_eq!(read_hello(&mut peer).await[1], 0);
+        let hello = crate::openflow::wire::message::Message::Hello(
+            crate::openflow::wire::hello::Hello::for_versions(&[
+                crate::openflow::wire::Version::V13,
+            ]),
+        )
+        .encode(crate::openflow::wire::Version::V13, 1);
+        peer.write_all(&hello).await.unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("an echo request while idle");
+        assert_eq!(echo[1], crate::openflow::wire::message::ECHO_REQUEST);
+        // No reply: the session ends and the stream is closed.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut rest))
+            .await
+            .expect("hung up on")
+            .unwrap();
+        assert_eq!(n, 0, "nothing more than the echo");
+        task.await.unwrap();
     }
 }

@@ -112,7 +112,13 @@ impl Bridge {
         let (sink, packet_ins) = packet_in::Sink::new();
         dp.set_packet_in(sink);
         let worker = worker::spawn(dp).map_err(Error::Datapath)?;
-        let backend = Arc::new(BridgeBackend::new(of.clone(), worker.sender()));
+        let tlv = crate::port::geneve::new_tlv_map();
+        let backend = Arc::new(BridgeBackend::new(
+            of.clone(),
+            worker.sender(),
+            ct.clone(),
+            tlv.clone(),
+        ));
         // The pump ends by itself when the datapath (the sender) goes.
         spawn_packet_in_pump(name, packet_ins, backend.clone(), drops.clone())
             .map_err(Error::Datapath)?;
@@ -122,7 +128,7 @@ impl Bridge {
             drops,
             worker,
             ports: BTreeMap::new(),
-            tlv: crate::port::geneve::new_tlv_map(),
+            tlv,
             captures: Arc::default(),
             backend,
             endpoint: None,

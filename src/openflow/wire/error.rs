@@ -8,6 +8,9 @@ use super::{Rd, Result, Version, Wr, ONF_VENDOR};
 /// least 64).
 pub const ECHO_LEN: usize = 64;
 
+/// OpenFlow 1.0's error type for vendor (Nicira) errors.
+const NXET_VENDOR: u16 = 0xb0c2;
+
 /// An OpenFlow error code as it goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OfpError {
@@ -16,6 +19,14 @@ pub enum OfpError {
         /// Error type (OFPET_*).
         typ: u16,
         /// Error code within the type.
+        code: u16,
+    },
+    /// A Nicira error in OpenFlow 1.0 (type NXET_VENDOR 0xb0c2, code 0,
+    /// then the Nicira vendor id and this type and code).
+    NxVendor {
+        /// Nicira error type.
+        typ: u16,
+        /// Nicira error code.
         code: u16,
     },
     /// An experimenter error (type 0xffff).
@@ -62,6 +73,23 @@ impl OfpError {
         OfpError::std(2, 5)
     }
 
+    /// A Nicira TLV table mod error (`NXTTMFC_*`), as each version
+    /// carries it: `code10` in OpenFlow 1.0's vendor error of type 1,
+    /// `code12` as a Nicira experimenter error from 1.2.
+    pub fn nx(version: Version, code10: u16, code12: u16) -> OfpError {
+        if version == Version::V10 {
+            OfpError::NxVendor {
+                typ: 1,
+                code: code10,
+            }
+        } else {
+            OfpError::Experimenter {
+                exp_type: code12,
+                experimenter: super::NX_VENDOR,
+            }
+        }
+    }
+
     /// An unsupported message type (OFPBRC_BAD_TYPE).
     pub fn bad_type() -> OfpError {
         OfpError::std(1, 1)
@@ -96,6 +124,12 @@ impl ErrorMsg {
                 exp_type: code,
                 experimenter: r.u32()?,
             }
+        } else if typ == NXET_VENDOR && code == 0 && r.len() >= 8 {
+            r.skip(4)?;
+            OfpError::NxVendor {
+                typ: r.u16()?,
+                code: r.u16()?,
+            }
         } else {
             OfpError::Std { typ, code }
         };
@@ -109,6 +143,13 @@ impl ErrorMsg {
     pub fn emit(&self, out: &mut Vec<u8>) {
         match self.error {
             OfpError::Std { typ, code } => {
+                out.u16(typ);
+                out.u16(code);
+            }
+            OfpError::NxVendor { typ, code } => {
+                out.u16(NXET_VENDOR);
+                out.u16(0);
+                out.u32(super::NX_VENDOR);
                 out.u16(typ);
                 out.u16(code);
             }

@@ -9,6 +9,7 @@ use super::flow_mod::FlowModMsg;
 use super::hello::Hello;
 use super::multipart::MultipartRequest;
 use super::packet::PacketOut;
+use super::tlv::{self, TlvTableMod};
 use super::{header, Error, ErrorMsg, Header, Rd, Result, Version, Wr, NX_VENDOR, ONF_VENDOR};
 
 /// Nicira message subtypes.
@@ -95,6 +96,12 @@ pub enum Message {
     NxIgnored(u32),
     /// Nicira role request (`NXT_ROLE_REQUEST`).
     NxRoleRequest(u32),
+    /// `NXT_TLV_TABLE_MOD`.
+    TlvTableMod(TlvTableMod),
+    /// `NXT_TLV_TABLE_REQUEST`.
+    TlvTableRequest,
+    /// `NXT_CT_FLUSH_ZONE` with the zone.
+    CtFlushZone(u16),
 }
 
 /// OpenFlow message type numbers, which differ between 1.0 and 1.1+.
@@ -356,6 +363,21 @@ impl Message {
                 out.u32(*r);
                 EXPERIMENTER
             }
+            Message::TlvTableMod(m) => {
+                nx_head(&mut out, tlv::NXT_TLV_TABLE_MOD);
+                m.emit(&mut out);
+                EXPERIMENTER
+            }
+            Message::TlvTableRequest => {
+                nx_head(&mut out, tlv::NXT_TLV_TABLE_REQUEST);
+                EXPERIMENTER
+            }
+            Message::CtFlushZone(z) => {
+                nx_head(&mut out, tlv::NXT_CT_FLUSH_ZONE);
+                out.zeros(6);
+                out.u16(*z);
+                EXPERIMENTER
+            }
         };
         finish(&mut out, v, typ, xid);
         out
@@ -400,6 +422,9 @@ fn decode_experimenter(body: &[u8], v: Version, ctx: Ctx) -> Result<Message> {
             nxt::FLOW_MOD_TABLE_ID => Message::FlowModTableId(r.u8()? != 0),
             nxt::SET_PACKET_IN_FORMAT => Message::SetPacketInFormat(r.u32()?),
             nxt::ROLE_REQUEST => Message::NxRoleRequest(r.u32()?),
+            tlv::NXT_TLV_TABLE_MOD => Message::TlvTableMod(TlvTableMod::parse(r.rest())?),
+            tlv::NXT_TLV_TABLE_REQUEST => Message::TlvTableRequest,
+            tlv::NXT_CT_FLUSH_ZONE => Message::CtFlushZone(tlv::parse_ct_flush_zone(r.rest())?),
             nxt::FLOW_AGE | nxt::SET_CONTROLLER_ID | nxt::SET_ASYNC_CONFIG => {
                 Message::NxIgnored(sub)
             }

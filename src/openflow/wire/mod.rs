@@ -29,6 +29,7 @@ pub mod multipart;
 pub mod oxm;
 pub mod packet;
 pub mod port;
+pub mod tlv;
 
 pub use error::{ErrorMsg, OfpError};
 pub use header::Header;

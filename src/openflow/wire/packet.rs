@@ -84,7 +84,47 @@ impl PacketOut {
     }
 }
 
-/// PACKET_IN.
+/// `NXT_PACKET_IN2`'s Nicira subtype.
+pub const NXT_PACKET_IN2: u32 = 30;
+
+/// `NXT_PACKET_IN2` property types (`NXPINT_*`).
+mod nxpint {
+    pub const PACKET: u16 = 0;
+    pub const FULL_LEN: u16 = 1;
+    pub const TABLE_ID: u16 = 3;
+    pub const COOKIE: u16 = 4;
+    pub const REASON: u16 = 5;
+    pub const METADATA: u16 = 6;
+    pub const USERDATA: u16 = 7;
+}
+
+/// The pipeline fields a packet-in reports besides `in_port` when they
+/// are not zero (Open vSwitch's packet metadata: tunnel, `metadata`,
+/// registers, conntrack state).
+pub fn metadata_fields() -> impl Iterator<Item = Field> {
+    [Field::TunId, Field::TunSrc, Field::TunDst]
+        .into_iter()
+        .chain((0..8).map(Field::TunMetadata))
+        .chain([Field::Metadata])
+        .chain((0..8).map(Field::Reg))
+        .chain([Field::CtState, Field::CtZone, Field::CtMark])
+}
+
+/// The packet-in match of a packet whose pipeline key is `key`: `in_port`
+/// and every non-zero metadata field, exact.
+pub fn metadata_of(key: &crate::flow::FlowKey) -> Match {
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, Field::InPort.get(key));
+    for f in metadata_fields() {
+        let v = f.get(key);
+        if v != 0 {
+            m.set_exact(f, v);
+        }
+    }
+    m
+}
+
+/// PACKET_IN (standard) or `NXT_PACKET_IN2`, as the session asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PacketIn {
     /// Length of the whole frame.
@@ -97,11 +137,25 @@ pub struct PacketIn {
     pub table_id: u8,
     /// Cookie of the flow that sent it.
     pub cookie: u64,
+    /// The pipeline's metadata at the `controller` action (non-zero
+    /// registers, `metadata`, tunnel and conntrack fields); `in_port` is
+    /// added from [`PacketIn::in_port`].
+    pub metadata: Match,
+    /// The `controller` action's userdata (only `NXT_PACKET_IN2` carries
+    /// it).
+    pub userdata: Vec<u8>,
     /// The frame (possibly truncated to max_len).
     pub data: Vec<u8>,
 }
 
 impl PacketIn {
+    /// The match a packet-in carries: the metadata with `in_port`.
+    fn full_match(&self) -> Match {
+        let mut m = self.metadata;
+        m.set_exact(Field::InPort, u128::from(self.in_port));
+        m
+    }
+
     /// Appends the body (no buffering: buffer_id is always NONE).
     pub fn emit(&self, out: &mut Vec<u8>, v: Version) {
         out.u32(u32::MAX);
@@ -115,11 +169,46 @@ impl PacketIn {
             out.u8(self.reason);
             out.u8(self.table_id);
             out.u64(self.cookie);
-            let mut m = Match::default();
-            m.set_exact(Field::InPort, u128::from(self.in_port));
-            oxm::encode_ofp_match(out, &m, 0, 0);
+            oxm::encode_ofp_match(out, &self.full_match(), 0, 0);
             out.zeros(2);
         }
         out.extend_from_slice(&self.data);
     }
+
+    /// Appends the body of an `NXT_PACKET_IN2` (vendor and subtype
+    /// included): one property per item, each padded to 8 bytes. The
+    /// metadata is NXM in OpenFlow 1.0 and OXM-first after, as the
+    /// version's flow matches are.
+    pub fn emit_nx2(&self, out: &mut Vec<u8>, v: Version) {
+        out.u32(super::NX_VENDOR);
+        out.u32(NXT_PACKET_IN2);
+        prop(out, nxpint::PACKET, &self.data);
+        prop(
+            out,
+            nxpint::FULL_LEN,
+            &u32::from(self.total_len).to_be_bytes(),
+        );
+        prop(out, nxpint::TABLE_ID, &[self.table_id]);
+        // 64-bit properties are aligned: 4 zero bytes after the header.
+        let mut c = vec![0u8; 4];
+        c.extend_from_slice(&self.cookie.to_be_bytes());
+        prop(out, nxpint::COOKIE, &c);
+        prop(out, nxpint::REASON, &[self.reason]);
+        let mut m = Vec::new();
+        oxm::encode(&mut m, &self.full_match(), v != Version::V10, 0, 0);
+        prop(out, nxpint::METADATA, &m);
+        if !self.userdata.is_empty() {
+            prop(out, nxpint::USERDATA, &self.userdata);
+        }
+    }
+}
+
+/// Appends an OpenFlow property (type, length without padding, value)
+/// padded to 8 bytes.
+fn prop(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
+    let len = 4 + value.len();
+    out.u16(typ);
+    out.u16(len.min(usize::from(u16::MAX)) as u16);
+    out.extend_from_slice(value);
+    out.zeros(super::round8(len) - len);
 }
