@@ -219,6 +219,9 @@ fn arb_flow_mod() -> impl Strategy<Value = (Version, FlowModMsg)> {
         })
 }
 
+use vswitch::openflow::wire::tlv::TlvTableMod;
+use vswitch::port::geneve::TlvMapping;
+
 fn ctx_for(f: &FlowModMsg) -> Ctx {
     Ctx {
         table_id_ext: f.format == MatchFormat::Nxm,
@@ -246,6 +249,19 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
         }))
         .encode(v, 5),
         Message::BarrierRequest.encode(v, 6),
+        Message::SetPacketInFormat(2).encode(v, 10),
+        Message::TlvTableMod(TlvTableMod {
+            command: 0,
+            mappings: vec![TlvMapping {
+                class: 0xffff,
+                opt_type: 0x80,
+                len: 4,
+                index: 1,
+            }],
+        })
+        .encode(v, 11),
+        Message::TlvTableRequest.encode(v, 12),
+        Message::CtFlushZone(7).encode(v, 13),
     ];
     if v != Version::V10 {
         c.push(

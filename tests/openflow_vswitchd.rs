@@ -434,3 +434,52 @@ fn ovs_ofctl_ct_flush_zone_flushes_one_zone() {
     let ct = d.ctl(&["dump-conntrack", "br0"]);
     assert_eq!(ct.trim(), "", "{ct}");
 }
+
+/// A session that keeps standard packet-ins (`--packet-in-format=standard`)
+/// gets the registers and `metadata` in the OpenFlow 1.3 match, as Open
+/// vSwitch sends them.
+#[test]
+fn standard_packet_ins_carry_the_pipeline_metadata() {
+    if !require_ofctl("standard_packet_ins_carry_the_pipeline_metadata") {
+        return;
+    }
+    let d = Daemon::start(None);
+    d.add_dummies(&["p1"]);
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&[
+        "add-flow",
+        "br0",
+        "priority=10,in_port=1,actions=load:0x2a->NXM_NX_REG3[],load:0x77->OXM_OF_METADATA[],controller(userdata=01.02.03)",
+    ]);
+    let out = d.dir.path().join("monitor.txt");
+    let mut mon = Command::new("timeout")
+        .env("OVS_RUNDIR", d.dir.path())
+        .args(["30", "ovs-ofctl", "-O", "OpenFlow13"])
+        .args(["--packet-in-format=standard", "monitor", &mgmt(&d, "br0")])
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(d.dir.path().join("monitor.err")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let f = hex(&eth(
+        mac("02:00:00:00:00:02"),
+        mac("02:00:00:00:00:01"),
+        0x88b5,
+        &[9; 50],
+    ));
+    let seen = wait_until(Duration::from_secs(15), || {
+        d.ctl(&["inject", "br0", "p1", &f]);
+        std::thread::sleep(Duration::from_millis(100));
+        read(&out).contains("OFPT_PACKET_IN")
+    });
+    let _ = mon.kill();
+    let _ = mon.wait();
+    let text = read(&out);
+    assert!(seen, "no packet-in:\n{text}");
+    assert!(
+        text.contains("reg3=0x2a,metadata=0x77,in_port=1 (via action)"),
+        "{text}"
+    );
+    assert!(!text.contains("NXT_PACKET_IN2"), "{text}");
+}

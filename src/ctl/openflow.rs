@@ -6,10 +6,14 @@
 //!   go to the bridge's tables (so `vswitchctl dump-flows` and `ovs-ofctl
 //!   dump-flows` agree, counters and durations included); port
 //!   descriptions and counters come from the datapath; packet-outs run in
-//!   the datapath thread.
+//!   the datapath thread; conntrack zone flushes and the Geneve TLV map
+//!   go to the bridge's tracker and map (the ones `vswitchctl` uses).
 //! * Events: PORT_STATUS when a port is added, deleted or changes link;
 //!   PACKET_IN from the datapath's packet-in queue, drained by a small
-//!   thread per bridge ([`spawn_packet_in_pump`]).
+//!   thread per bridge ([`spawn_packet_in_pump`]), with the action's
+//!   userdata and the pipeline's metadata.
+//! * Controller connections reconnect with backoff and are probed for
+//!   inactivity ([`PROBE_INTERVAL`]).
 
 use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in::{PacketIn as DpPacketIn, Refused};

@@ -8,6 +8,14 @@
 //! refused (echoing the start of the message), flow-mods and statistics
 //! through the [`Backend`], and bundles (atomic and ordered: the messages
 //! are checked as they are added and applied as one batch on commit).
+//! Packet-ins go out as PACKET_IN or, once the peer asked with
+//! `NXT_SET_PACKET_IN_FORMAT`, as `NXT_PACKET_IN2`; the Geneve TLV map and
+//! conntrack zone flushes go to the backend.
+//!
+//! Inactivity probing is sans-IO too: [`Session::next_timeout`] says when
+//! to call [`Session::handle_timeout`], which sends an ECHO_REQUEST to an
+//! idle peer or closes the session of a silent one; the caller passes the
+//! time, so tests inject it.
 //!
 //! A length field under the header size makes the stream unframeable, so
 //! it closes the session; a message whose length is wrong for its type

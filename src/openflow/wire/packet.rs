@@ -212,3 +212,36 @@ fn prop(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
     out.extend_from_slice(value);
     out.zeros(super::round8(len) - len);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowKey;
+
+    #[test]
+    fn metadata_is_in_port_and_the_non_zero_pipeline_fields() {
+        let mut k = FlowKey::default();
+        Field::InPort.set(&mut k, 4);
+        Field::Reg(2).set(&mut k, 9);
+        Field::CtZone.set(&mut k, 3);
+        Field::TunId.set(&mut k, 0x55);
+        // A packet field is not metadata.
+        Field::NwTtl.set(&mut k, 64);
+        let m = metadata_of(&k);
+        let exact = |f: Field, v: u128| {
+            let (got, mask) = m.get(f);
+            assert_eq!(got, v, "{f:?}");
+            assert_eq!(
+                mask,
+                Field::get_mask(f, &crate::flow::FlowMask::exact()),
+                "{f:?}"
+            );
+        };
+        exact(Field::InPort, 4);
+        exact(Field::Reg(2), 9);
+        exact(Field::CtZone, 3);
+        exact(Field::TunId, 0x55);
+        assert_eq!(m.get(Field::NwTtl).1, 0);
+        assert_eq!(m.get(Field::Reg(0)).1, 0, "zero fields are left out");
+    }
+}
