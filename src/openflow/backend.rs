@@ -168,9 +168,7 @@ pub fn tlv_table_mod_handle(
     cmd: TlvCommand,
     maps: &[TlvMapping],
 ) -> Result<(), TlvModError> {
-    let new = tlv_table_mod(&handle.load(), cmd, maps)?;
-    handle.store(Arc::new(new));
-    Ok(())
+    crate::port::geneve::update_tlv_map(handle, |cur| tlv_table_mod(cur, cmd, maps))
 }
 
 /// A recorded packet-out: input port, actions, frame.

@@ -3,10 +3,9 @@
 
 use super::{Api, Error};
 use crate::ofproto::FdbEntry;
-use crate::port::geneve::{TlvMapping, MAX_TLV_LEN};
+use crate::port::geneve::{update_tlv_map, TlvMapping, MAX_TLV_LEN};
 use serde::Serialize;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// `fdb-show`.
@@ -67,8 +66,7 @@ impl Api {
     /// Adds TLV mappings, all or nothing.
     pub fn add_tlv_map(&self, bridge: &str, add: &[TlvMapping]) -> Result<(), Error> {
         self.with_bridge(bridge, |b| {
-            let new = b.tlv.load().with_added(add).map_err(Error::TlvMap)?;
-            b.tlv.store(Arc::new(new));
+            update_tlv_map(&b.tlv, |cur| cur.with_added(add)).map_err(Error::TlvMap)?;
             Ok(())
         })
     }
@@ -76,12 +74,11 @@ impl Api {
     /// Removes the listed TLV mappings, or all of them (`None`).
     pub fn del_tlv_map(&self, bridge: &str, del: Option<&[TlvMapping]>) -> Result<(), Error> {
         self.with_bridge(bridge, |b| {
-            let new = match del {
-                Some(m) => b.tlv.load().with_deleted(m).map_err(Error::TlvMap)?,
-                None => Default::default(),
-            };
-            b.tlv.store(Arc::new(new));
-            Ok(())
+            update_tlv_map(&b.tlv, |cur| match del {
+                Some(m) => cur.with_deleted(m),
+                None => Ok(Default::default()),
+            })
+            .map_err(Error::TlvMap)
         })
     }
 

@@ -82,7 +82,9 @@ pub use codec::{decap, push_header, DecapPolicy};
 pub use config::{GeneveConfig, Key, Remote};
 pub use hash::flow_hash;
 pub use route::route_device;
-pub use tlv::{new_tlv_map, TlvMap, TlvMapHandle, TlvMapping, MAX_OPTION_LEN, MAX_TLV_LEN};
+pub use tlv::{
+    new_tlv_map, update_tlv_map, TlvMap, TlvMapHandle, TlvMapping, MAX_OPTION_LEN, MAX_TLV_LEN,
+};
 pub use vport::{GenevePort, SRC_PORT_MAX, SRC_PORT_MIN, TX_SOCKETS};
 
 use crate::wire::geneve as wg;

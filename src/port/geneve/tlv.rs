@@ -141,6 +141,24 @@ pub fn new_tlv_map() -> TlvMapHandle {
     Arc::new(ArcSwap::from_pointee(TlvMap::default()))
 }
 
+/// Changes the map by `f`, atomically with respect to every other change
+/// (the vswitchctl protocol and OpenFlow change the same map from
+/// different threads): `f` runs again on the newer map when another change
+/// landed in between, so none is lost. The ports' readers never wait.
+pub fn update_tlv_map<E>(
+    handle: &TlvMapHandle,
+    f: impl Fn(&TlvMap) -> Result<TlvMap, E>,
+) -> Result<(), E> {
+    loop {
+        let cur = handle.load_full();
+        let new = Arc::new(f(&cur)?);
+        let prev = handle.compare_and_swap(&cur, new);
+        if Arc::ptr_eq(&prev, &cur) {
+            return Ok(());
+        }
+    }
+}
+
 /// C's `%#x`: `0` for zero, `0x..` otherwise (ovs-ofctl's spelling).
 fn c_hex(v: u32) -> String {
     if v == 0 {
@@ -271,6 +289,31 @@ impl TlvMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_updates_are_never_lost() {
+        let h = new_tlv_map();
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let m = TlvMapping::parse(&format!(
+                        "{{class=0xffff,type={i},len=4}}->tun_metadata{i}"
+                    ))
+                    .unwrap();
+                    update_tlv_map(&h, |cur| cur.with_added(&[m])).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.load().mappings().count(), 8);
+        // A refused change leaves the map as it was.
+        let dup = TlvMapping::parse("{class=0xffff,type=0,len=4}->tun_metadata0").unwrap();
+        assert!(update_tlv_map(&h, |cur| cur.with_added(&[dup])).is_err());
+        assert_eq!(h.load().mappings().count(), 8);
+    }
 
     #[test]
     fn mapping_syntax_and_limits() {
