@@ -553,6 +553,24 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     }
     let mut check_ackskew = true;
 
+    // The first answer to a SYN we saw must acknowledge that SYN (and at
+    // most the data it carried): RFC 9293 3.10.7.3, and Linux checks the
+    // ack against what the other side sent. A SYN+ACK or RST+ACK with any
+    // other ack is not this connection's: otherwise a blind reset with a
+    // guessed ack would cross the firewall and close it. (`seqlo` is the
+    // SYN's sequence number, `seqhi` one past its end.)
+    if src.state < P::SynSent
+        && dst.state == P::SynSent
+        && flags & ACK != 0
+        && dst.wscale & WSCALE_UNKNOWN == 0
+        && !(seq_gt(seg.ack, dst.seqlo) && seq_geq(dst.seqhi, seg.ack))
+    {
+        return Update::Invalid(CtInvalidDetail::new(
+            CtInvalidReason::OutOfWindow,
+            "the answer to a SYN acknowledges something other than the SYN",
+        ));
+    }
+
     if src.state < P::SynSent {
         // First segment from this side (the SYN+ACK, usually).
         if flags & SYN != 0 && dst.wscale & WSCALE_FLAG != 0 {
@@ -788,6 +806,53 @@ mod tests {
         assert_eq!(
             update(&mut c, &mut None, &seg(9000, 0, SYN, 0), false, STRICT),
             Update::Reopen
+        );
+    }
+
+    /// The answer to a SYN must acknowledge the SYN: a SYN+ACK or RST+ACK
+    /// with another ack is invalid (a blind reset must not close the
+    /// connection), and the right one then completes the handshake.
+    #[test]
+    fn the_answer_to_a_syn_must_acknowledge_it() {
+        for bad in [
+            seg(500, 7777, SYN | ACK, 0),
+            seg(0, 7777, RST | ACK, 0),
+            seg(0, 0, RST | ACK, 0),
+        ] {
+            let mut c = new_conn(&seg(1000, 0, SYN, 0));
+            assert!(
+                matches!(
+                    update(&mut c, &mut None, &bad, true, STRICT),
+                    Update::Invalid(_)
+                ),
+                "{bad:?}"
+            );
+            assert_eq!(summary(&c), TcpState::SynSent, "nothing changed");
+            let good = seg(500, 1001, SYN | ACK, 0);
+            assert_eq!(
+                update(&mut c, &mut None, &good, true, STRICT),
+                Update::Valid { refresh: true }
+            );
+            assert_eq!(summary(&c), TcpState::SynRecv);
+        }
+        // A reset acknowledging the SYN closes it; so does a SYN+ACK that
+        // also acknowledges data sent with the SYN (TCP Fast Open).
+        let mut c = new_conn(&seg(1000, 0, SYN, 0));
+        assert_eq!(
+            update(&mut c, &mut None, &seg(0, 1001, RST | ACK, 0), true, STRICT),
+            Update::Valid { refresh: true }
+        );
+        assert_eq!(summary(&c), TcpState::Closed);
+        let mut c = new_conn(&seg(1000, 0, SYN, 100));
+        assert_eq!(
+            update(
+                &mut c,
+                &mut None,
+                &seg(500, 1101, SYN | ACK, 0),
+                true,
+                STRICT
+            ),
+            Update::Valid { refresh: true }
         );
     }
 
