@@ -311,7 +311,9 @@ pub(crate) fn valid_new(flags: u16) -> Result<(), CtInvalidDetail> {
 /// OVS `tcp_new_conn`: the state after the first segment.
 pub(crate) fn new_conn(seg: &TcpSeg) -> TcpConn {
     let mut src = TcpPeer {
-        seqlo: seg.seq,
+        // The end of the data it carried (a SYN may carry some: TCP Fast
+        // Open), so what the other side may acknowledge is known.
+        seqlo: seg.seq.wrapping_add(seg.payload_len),
         seqhi: seg.seq.wrapping_add(seg.payload_len).wrapping_add(1),
         max_win: seg.win.max(1),
         state: TcpPeerState::SynSent,
@@ -631,10 +633,20 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     // start). pf and Open vSwitch count the FIN here and drop such a
     // segment, stalling the sender until it retransmits.
     let data_end = end.wrapping_sub(u32::from(flags & FIN != 0));
+    // Linux also refuses an acknowledgement of data the other side never
+    // sent (pf and Open vSwitch tolerate up to 66,535 bytes of that skew).
+    // `seqlo` is one short for a SYN seen only when the connection was
+    // created, hence the `+ 1`. A connection picked up mid-stream does
+    // not know what the other side sent before, so it is not checked.
+    let acks_sent_data = !has_ack
+        || dst.state < P::SynSent
+        || dst.wscale & WSCALE_UNKNOWN != 0
+        || seq_geq(dst.seqlo.wrapping_add(1), ack);
     let in_window = seq_geq(src.seqhi, data_end)
         && seq_geq(seq, src.seqlo.wrapping_sub(dst_win))
         && ackskew >= -MAX_ACK_WINDOW
-        && ackskew <= (MAX_ACK_WINDOW << sws);
+        && ackskew <= (MAX_ACK_WINDOW << sws)
+        && acks_sent_data;
     let accept = in_window
         || !pol.seq_check
         // Linux be_liberal: only out-of-window RSTs are invalid.
@@ -854,6 +866,18 @@ mod tests {
             ),
             Update::Valid { refresh: true }
         );
+        update(&mut c, &mut None, &seg(1101, 501, ACK, 0), false, STRICT);
+        let data = seg(501, 1101, ACK, 10);
+        assert_eq!(
+            update(&mut c, &mut None, &data, true, STRICT),
+            Update::Valid { refresh: true }
+        );
+        // Acknowledging data the other side never sent: invalid, as Linux.
+        let beyond = seg(511, 2101, ACK, 0);
+        assert!(matches!(
+            update(&mut c, &mut None, &beyond, true, STRICT),
+            Update::Invalid(_)
+        ));
     }
 
     /// A host that lost the connection resets at the acknowledgement the
