@@ -21,6 +21,12 @@
 //!   verdict of the first `ct()` ([`ConnTracker::peek`], what `trace
 //!   --packet` prints), pass/drop is whether the frame left the other port.
 //!
+//! Fragments: both sides reassemble before the tracker. A fragment that is
+//! only held shows as `none drop` (no Linux counter moves, nothing leaves
+//! vswitch); the one that completes a datagram carries the datagram's
+//! state (vswitch: the verdict on the whole datagram, or `inv` once the
+//! reassembler refused a fragment of it).
+//!
 //! Each case uses its own ports (and ICMP ids), so its Linux connections do
 //! not meet another case's; on the vswitch side each case has a fresh
 //! switch. One table is printed: case, packet, Linux, vswitch, note.
@@ -51,7 +57,7 @@ use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::icmpv6::DestUnreachableCode;
 use etherparse::{Icmpv4Type, Icmpv6Type};
 use vswitch::conntrack::{ConnTracker, CtParams};
-use vswitch::datapath::{Datapath, DropCounters};
+use vswitch::datapath::{Datapath, DropCounters, DropReason};
 use vswitch::flow::{parse_flow_file, FlowCmd};
 use vswitch::ofproto::{FlowMod, FlowModCmd, Ofproto, PortInfo, PortKind};
 use vswitch::packet::CtState;
@@ -140,6 +146,17 @@ fn known() -> Vec<Known> {
                   it as the example of an intended deviation; the README table lacks it",
         },
         Known {
+            case: "udp request in fragments smaller than min_frag_size",
+            pkt: 0,
+            linux: "none drop",
+            vswitch: "inv drop",
+            kind: Kind::NotInReadme,
+            why: "NOT IN README: a 2,028-byte datagram in 600-byte fragments; Linux \
+                  reassembles any size, vswitch refuses fragments below min_frag_size \
+                  (1,200 bytes for IPv4, Open vSwitch's default; `frag_too_small`), \
+                  documented as a rule but not as a deviation from Linux",
+        },
+        Known {
             case: "client RST at next sequence, then a new SYN",
             pkt: 7,
             linux: "est pass",
@@ -208,6 +225,11 @@ fn known() -> Vec<Known> {
 struct Case {
     name: &'static str,
     frames: Vec<(Side, Vec<u8>)>,
+    /// Fragments: frame index -> the whole datagram, whose state the
+    /// vswitch side reads (the tracker judges the reassembled datagram)
+    /// when the frame completes it, or `None` for a fragment that is only
+    /// held (Linux: no counter moves; vswitch: nothing leaves).
+    frags: Vec<(usize, Option<Vec<u8>>)>,
 }
 
 /// The server's MAC is the router's inside MAC (MAC_B) for frames from the
@@ -315,7 +337,33 @@ fn rst_case(
 }
 
 fn case(name: &'static str, frames: Vec<(Side, Vec<u8>)>) -> Case {
-    Case { name, frames }
+    Case {
+        name,
+        frames,
+        frags: Vec::new(),
+    }
+}
+
+/// `whole` (from `side`) in fragments of `chunk` data bytes; the last one
+/// completes the datagram.
+fn frag_case(name: &'static str, parts: Vec<(Side, Vec<u8>, usize)>) -> Case {
+    let mut c = case(name, Vec::new());
+    for (n, (side, whole, chunk)) in parts.into_iter().enumerate() {
+        let v6 = whole[12..14] == [0x86, 0xdd];
+        let fr = if v6 {
+            fragment6(&whole, chunk, 0x7700 + n as u32)
+        } else {
+            fragment4(&whole, chunk)
+        };
+        assert!(fr.len() > 1, "{name}: datagram {n} is not fragmented");
+        let last = fr.len() - 1;
+        for (j, f) in fr.into_iter().enumerate() {
+            let idx = c.frames.len();
+            c.frames.push((side, f));
+            c.frags.push((idx, (j == last).then(|| whole.clone())));
+        }
+    }
+    c
 }
 
 /// The corpus. Each TCP case has its own client port (41001 on), UDP and
@@ -923,6 +971,45 @@ fn corpus() -> Vec<Case> {
             ),
         ],
     ));
+    let p = 45_600u16;
+    cases.push(frag_case(
+        "fragmented udp request and reply",
+        vec![
+            (Side::In, udp4(CLIENT, SERVER, p, 53, &[b'q'; 2000]), 1400),
+            (
+                Side::Out,
+                outside(udp4(SERVER, CLIENT, 53, p, &[b'a'; 2000])),
+                1400,
+            ),
+        ],
+    ));
+    cases.push(frag_case(
+        "fragmented udp6 request and reply",
+        vec![
+            (Side::In, udp6(CLIENT6, SERVER6, p, 53, &[b'q'; 2000]), 1280),
+            (
+                Side::Out,
+                outside(udp6(SERVER6, CLIENT6, 53, p, &[b'a'; 2000])),
+                1280,
+            ),
+        ],
+    ));
+    cases.push(frag_case(
+        "fragmented udp from outside, unsolicited",
+        vec![(
+            Side::Out,
+            outside(udp4(SERVER, CLIENT, 53, p + 1, &[b'a'; 2000])),
+            1400,
+        )],
+    ));
+    cases.push(frag_case(
+        "udp request in fragments smaller than min_frag_size",
+        vec![(
+            Side::In,
+            udp4(CLIENT, SERVER, p + 2, 53, &[b'q'; 2000]),
+            600,
+        )],
+    ));
     cases.push(case(
         "ICMP echo reply without a request",
         vec![(Side::Out, outside(echo4(SERVER, CLIENT, 0x4d02, false)))],
@@ -974,6 +1061,10 @@ fn vswitch_flows() -> String {
 
 struct Switch {
     dp: Datapath,
+    drops: Arc<DropCounters>,
+    /// A fragment of this case was refused (`+inv`): the datagram it
+    /// belonged to is never reassembled.
+    refused: bool,
     ct: Arc<ConnTracker>,
     vm1: MemHandle,
     vm2: MemHandle,
@@ -986,7 +1077,7 @@ impl Switch {
         let of = Arc::new(Ofproto::new("br0", base));
         let ct = Arc::new(ConnTracker::default());
         let drops = Arc::new(DropCounters::default());
-        let mut dp = Datapath::new(of.clone(), ct.clone(), drops);
+        let mut dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
         let (p1, vm1) = MemPort::new("vm1");
         let (p2, vm2) = MemPort::new("vm2");
         of.add_port(PortInfo::new(1, "vm1", PortKind::Dummy));
@@ -1009,6 +1100,8 @@ impl Switch {
         of.flow_mods(&mods, base).expect("flows apply");
         Switch {
             dp,
+            drops,
+            refused: false,
             ct,
             vm1,
             vm2,
@@ -1018,10 +1111,17 @@ impl Switch {
 
     /// The state the first `ct()` gives `frame` and whether the firewall
     /// forwards it, at `base + t`.
-    fn run(&mut self, side: Side, frame: &[u8], t: Duration) -> Outcome {
+    /// `judged` is the frame whose verdict the tracker gives (the whole
+    /// datagram for a completing fragment), `None` for a held fragment.
+    fn run(&mut self, side: Side, frame: &[u8], judged: Option<&[u8]>, t: Duration) -> Outcome {
         let now = self.base + t;
-        let (key, meta) = key_meta(frame);
-        let v = self.ct.peek(frame, &key, &meta, &CtParams::default(), now);
+        let invalid_before = self.ct_invalid_drops();
+        let state = judged.map(|j| {
+            let (key, meta) = key_meta(j);
+            self.ct
+                .peek(j, &key, &meta, &CtParams::default(), now)
+                .state
+        });
         let (inp, other) = match side {
             Side::In => (&self.vm1, &self.vm2),
             Side::Out => (&self.vm2, &self.vm1),
@@ -1034,10 +1134,31 @@ impl Switch {
         }
         assert!(inp.take_sent().is_empty(), "reflected to the ingress port");
         let out = other.take_sent();
+        // A fragment the reassembler refuses is dropped as `+inv` with its
+        // own reason; the whole datagram's verdict does not apply then.
+        let fragment = judged != Some(frame);
+        let refused = fragment && self.ct_invalid_drops() > invalid_before;
+        self.refused |= refused;
         Outcome {
-            state: state_name(v.state),
+            state: if refused || (fragment && self.refused && out.is_empty()) {
+                "inv".to_string()
+            } else {
+                state.map_or_else(|| "none".to_string(), state_name)
+            },
             pass: !out.is_empty(),
         }
+    }
+}
+
+impl Switch {
+    /// Every `+inv` drop so far, any reason.
+    fn ct_invalid_drops(&self) -> u64 {
+        self.drops
+            .nonzero()
+            .into_iter()
+            .filter(|(r, _)| matches!(r, DropReason::CtInvalid(_)))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 
@@ -1251,7 +1372,11 @@ fn conntrack_agrees_with_linux_netfilter() {
         let mut sw = Switch::new();
         for (i, (side, frame)) in c.frames.iter().enumerate() {
             let t = Duration::from_millis(10 * i as u64);
-            let v = sw.run(*side, frame, t);
+            let judged = match c.frags.iter().find(|(idx, _)| *idx == i) {
+                None => Some(frame.as_slice()),
+                Some((_, whole)) => whole.as_deref(),
+            };
+            let v = sw.run(*side, frame, judged, t);
             let l = li.next().expect("counted above");
             let (l_s, v_s) = (l.to_string(), v.to_string());
             let dev = ks.iter().find(|k| k.pkt == i);
