@@ -140,83 +140,65 @@ fn known() -> Vec<Known> {
             pkt: 3,
             linux: "est pass",
             vswitch: "inv drop",
-            kind: Kind::NotInReadme,
-            why: "NOT IN README: data starting 1000 bytes beyond the receiver's window \
-                  (RFC 9293 calls it unacceptable); Linux tolerates it. Issue 12 names \
-                  it as the example of an intended deviation; the README table lacks it",
+            kind: Kind::Readme,
+            why: "README `data starting beyond the receiver's window`: data starting 1000 \
+                  bytes beyond the window is unacceptable to RFC 9293; Linux tolerates it",
         },
         Known {
             case: "udp request in fragments smaller than min_frag_size",
             pkt: 0,
             linux: "none drop",
             vswitch: "inv drop",
-            kind: Kind::NotInReadme,
-            why: "NOT IN README: a 2,028-byte datagram in 600-byte fragments; Linux \
-                  reassembles any size, vswitch refuses fragments below min_frag_size \
-                  (1,200 bytes for IPv4, Open vSwitch's default; `frag_too_small`), \
-                  documented as a rule but not as a deviation from Linux",
+            kind: Kind::Readme,
+            why: "README `fragments smaller than min_frag_size`: every fragment is refused \
+                  (`frag_too_small`), so the datagram never completes",
         },
         Known {
             case: "client RST at next sequence, then a new SYN",
             pkt: 7,
             linux: "est pass",
             vswitch: "new pass",
-            kind: Kind::NotInReadme,
-            why: "NOT IN README: after the client's exact reset and a server ACK, Linux \
-                  lets the client's next SYN through as +est (it reopens only when the \
-                  last segment was that side's own reset or a FIN closed it); vswitch \
-                  starts a new connection. Same verdict under this firewall",
+            kind: Kind::Readme,
+            why: "README `a new SYN after a connection's exact reset and one more ACK`: \
+                  Linux reopens only after the side's own reset or a FIN; the verdict \
+                  under this firewall is the same",
         },
         Known {
             case: "server RST at the highest ack seen (data in flight), then a new SYN",
             pkt: 9,
             linux: "est pass",
             vswitch: "new pass",
-            kind: Kind::NotInReadme,
-            why: "NOT IN README: after the server's reset (at the highest ack) and a \
-                  client ACK, Linux passes the client's next SYN as +est, vswitch as \
-                  +new. Same verdict under this firewall",
+            kind: Kind::Readme,
+            why: "README `a new SYN after a connection's exact reset and one more ACK`: the \
+                  server's reset at the highest ack closed the connection; the verdict \
+                  under this firewall is the same",
         },
         Known {
-            case: "SYN+ACK with a wrong ack, then the right one",
+            case: "udp request in fragments smaller than min_frag_size",
             pkt: 1,
-            linux: "inv drop",
-            vswitch: "est+rpl pass",
-            kind: Kind::Defect,
-            why: "DEFECT: in SYN_SENT, a SYN+ACK whose ack (7777) is beyond the SYN \
-                  (seq+1 = 1001) passes as +est+rpl; Linux rejects any ack beyond what \
-                  the other side sent, vswitch tolerates pf's ack skew (up to 65,535 + \
-                  1,500 bytes, Open vSwitch's conntrack-tcp rule)",
+            linux: "none drop",
+            vswitch: "inv drop",
+            kind: Kind::Readme,
+            why: "README `fragments smaller than min_frag_size`: every fragment is refused \
+                  (`frag_too_small`), so the datagram never completes",
         },
         Known {
-            case: "handshake ACK acking more than was sent",
+            case: "udp request in fragments smaller than min_frag_size",
             pkt: 2,
-            linux: "inv drop",
-            vswitch: "est pass",
-            kind: Kind::Defect,
-            why: "DEFECT: the client's handshake ACK acks 9999 when the server sent only \
-                  up to 5001; Linux: +inv, vswitch: +est (pf's ack skew tolerance, as \
-                  for the SYN+ACK)",
+            linux: "none drop",
+            vswitch: "inv drop",
+            kind: Kind::Readme,
+            why: "README `fragments smaller than min_frag_size`: every fragment is refused \
+                  (`frag_too_small`), so the datagram never completes",
         },
         Known {
-            case: "ack 1000 bytes beyond what the server sent",
-            pkt: 5,
-            linux: "inv drop",
-            vswitch: "est pass",
-            kind: Kind::Defect,
-            why: "DEFECT: on an established connection, an ACK 1000 bytes beyond the \
-                  server's last byte; Linux: +inv, vswitch: +est (pf's ack skew \
-                  tolerance; 900,000 beyond is +inv on both)",
-        },
-        Known {
-            case: "RST+ACK with a wrong ack",
-            pkt: 1,
-            linux: "inv drop",
-            vswitch: "est+rpl pass",
-            kind: Kind::Defect,
-            why: "DEFECT: in SYN_SENT, a reply RST+ACK (seq 0) whose ack (7777) is not \
-                  the SYN's seq+1 (1001) passes as +est+rpl; Linux (and RFC 9293 \
-                  3.10.7.3) reject it, so a blind reset with any ack crosses the firewall",
+            case: "udp request in fragments smaller than min_frag_size",
+            pkt: 3,
+            linux: "new pass",
+            vswitch: "inv drop",
+            kind: Kind::Readme,
+            why: "README `fragments smaller than min_frag_size`: every fragment is refused \
+                  (`frag_too_small`), so the datagram never completes",
         },
     ]
 }
