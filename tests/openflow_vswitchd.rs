@@ -221,7 +221,7 @@ fn packet_ins_reach_ovs_ofctl_monitor_and_a_flood_is_rate_limited() {
     let text = read(&out);
     assert!(
         all,
-        "{} of 400 packet-ins accounted for:\n{text}",
+        "{} of {injected} packet-ins accounted for:\n{text}",
         accounted()
     );
     // The monitor asked for NXT_PACKET_IN2: the action's userdata and

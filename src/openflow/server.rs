@@ -241,8 +241,12 @@ pub async fn run_probed<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut events = Some(backend.subscribe());
-    let mut session = Session::new(backend);
+    // Events are taken only once the session has a version to send them
+    // in: before that a session would discard them, while a packet-in
+    // that finds no subscriber is counted by the bridge (none vanishes).
+    let mut events: Option<broadcast::Receiver<_>> = None;
+    let mut subscribed = false;
+    let mut session = Session::new(backend.clone());
     session.set_event_backlog(max_output);
     if let Some(p) = probe {
         session.set_probe_interval(p, std::time::Instant::now());
@@ -261,6 +265,10 @@ pub async fn run_probed<S>(
         if session.is_closed().is_some() {
             let _ = wr.shutdown().await;
             return;
+        }
+        if !subscribed && session.version().is_some() {
+            events = Some(backend.subscribe());
+            subscribed = true;
         }
         let deadline = session.next_timeout();
         tokio::select! {
