@@ -484,7 +484,7 @@ fn add_field(
             ));
         }
         let (v, m) = parse_field_value(&mf, t.value, names)
-            .map_err(|msg| PErr::new(t.value_off, t.value, msg))?;
+            .map_err(|e| PErr::new(t.value_off, t.value, e.to_string()))?;
         if exact_only && m != full_bits(mf.bits) && mf.kind != fields::Kind::Frag {
             return Err(PErr::new(
                 t.value_off,

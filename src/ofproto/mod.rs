@@ -176,12 +176,72 @@ pub struct FlowMod {
 
 /// A flow-mod that cannot apply; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[error("{error}")]
 pub struct FlowModError {
     /// Index of the offending flow-mod in the request.
     pub index: usize,
     /// Why.
-    pub message: String,
+    pub error: InvalidFlow,
+}
+
+/// A flow that breaks Open vSwitch's rules for actions (`ofpacts_check`)
+/// or ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidFlow {
+    /// The flow's table does not exist.
+    #[error("table {0} does not exist (0..254)")]
+    NoSuchTable(u8),
+    /// `goto_table` is an instruction: nothing may follow it.
+    #[error("goto_table must be the last action")]
+    GotoNotLast,
+    /// `goto_table` only moves forward.
+    #[error("goto_table:{to} from table {from}: goto_table may only move to a later table (use resubmit to go back)")]
+    GotoBackwards {
+        /// The target.
+        to: u8,
+        /// The flow's table.
+        from: u8,
+    },
+    /// An action names a table that does not exist.
+    #[error("{action} to table {table}: table does not exist")]
+    ActionTable {
+        /// `goto_table`, `resubmit` or `ct`.
+        action: &'static str,
+        /// The table.
+        table: u8,
+    },
+    /// `push_vlan` of something other than 802.1Q or 802.1ad.
+    #[error("push_vlan:{0:#x}: only 0x8100 (802.1Q) and 0x88a8 (802.1ad) can be pushed")]
+    BadVlanTpid(u16),
+    /// Two 802.1Q pushes in one action list (the double-VLAN incident).
+    #[error("the actions push two 802.1Q (0x8100) tags: a double tag overflows a 1500-byte MTU; push an 802.1ad outer tag explicitly (push_vlan:0x88a8) if QinQ is meant")]
+    DoubleDot1q,
+    /// `ct_mark` is set only inside `ct(exec(...))`.
+    #[error("set_field to ct_mark is only allowed inside ct(exec(...))")]
+    CtMarkOutsideCt,
+    /// `ct(exec(...))` sets only `ct_mark`.
+    #[error("ct(exec(...)) can only set ct_mark, not {}", .0.name())]
+    CtExecField(Field),
+    /// The field cannot be written.
+    #[error("{} is read-only", .0.name())]
+    ReadOnly(Field),
+    /// The match does not guarantee the field exists in the packet.
+    #[error("set_field to {}: the match does not guarantee its prerequisites (add e.g. ip or tcp to the match)", .0.name())]
+    Prerequisites(Field),
+    /// `ct` needs an IP match.
+    #[error("ct requires the match to select IPv4 or IPv6 (add ip or ipv6)")]
+    CtNeedsIp,
+    /// A `ct` zone taken from a field must be 16 bits wide.
+    #[error("ct(zone=FIELD[a..b]) needs a 16-bit slice")]
+    CtZoneWidth,
+    /// `move` between slices of different widths.
+    #[error("move: source has {src} bits but destination has {dst}")]
+    MoveWidth {
+        /// Source bits.
+        src: u32,
+        /// Destination bits.
+        dst: u32,
+    },
 }
 
 /// What a batch of flow-mods changed.
@@ -484,9 +544,9 @@ impl Ofproto {
 
     /// Checks a flow against Open vSwitch's rules for actions (prerequisites
     /// and consistency), before anything is changed.
-    pub fn validate(spec: &FlowSpec) -> Result<(), String> {
+    pub fn validate(spec: &FlowSpec) -> Result<(), InvalidFlow> {
         if usize::from(spec.table) >= N_TABLES {
-            return Err(format!("table {} does not exist (0..254)", spec.table));
+            return Err(InvalidFlow::NoSuchTable(spec.table));
         }
         validate_actions(&spec.actions, &spec.matches, spec.table, false)
     }
@@ -500,7 +560,7 @@ impl Ofproto {
     ) -> Result<FlowModSummary, FlowModError> {
         for (i, m) in mods.iter().enumerate() {
             if matches!(m.cmd, FlowModCmd::Add | FlowModCmd::Modify { .. }) {
-                Self::validate(&m.spec).map_err(|message| FlowModError { index: i, message })?;
+                Self::validate(&m.spec).map_err(|error| FlowModError { index: i, error })?;
             }
         }
         let mut tables = self.tables.write();
@@ -743,94 +803,88 @@ fn validate_actions(
     m: &Match,
     table: u8,
     in_ct_exec: bool,
-) -> Result<(), String> {
+) -> Result<(), InvalidFlow> {
     let mut dot1q_pushes = 0;
     let mut goto_seen = false;
     for a in actions {
         if goto_seen && !matches!(a, Action::GotoTable(_)) {
-            return Err("goto_table must be the last action".to_string());
+            return Err(InvalidFlow::GotoNotLast);
         }
         match a {
             Action::GotoTable(t) => {
                 if *t <= table {
-                    return Err(format!(
-                        "goto_table:{t} from table {table}: goto_table may only move to a later table (use resubmit to go back)"
-                    ));
+                    return Err(InvalidFlow::GotoBackwards {
+                        to: *t,
+                        from: table,
+                    });
                 }
                 if usize::from(*t) >= N_TABLES {
-                    return Err(format!("goto_table:{t}: table does not exist"));
+                    return Err(InvalidFlow::ActionTable {
+                        action: "goto_table",
+                        table: *t,
+                    });
                 }
                 goto_seen = true;
             }
             Action::Resubmit { table: Some(t), .. } if usize::from(*t) >= N_TABLES => {
-                return Err(format!("resubmit to table {t}: table does not exist"));
+                return Err(InvalidFlow::ActionTable {
+                    action: "resubmit",
+                    table: *t,
+                });
             }
             Action::PushVlan(tpid) => {
                 if *tpid != 0x8100 && *tpid != 0x88a8 {
-                    return Err(format!(
-                        "push_vlan:{tpid:#x}: only 0x8100 (802.1Q) and 0x88a8 (802.1ad) can be pushed"
-                    ));
+                    return Err(InvalidFlow::BadVlanTpid(*tpid));
                 }
                 if *tpid == 0x8100 {
                     dot1q_pushes += 1;
                     if dot1q_pushes > 1 {
-                        return Err(
-                            "the actions push two 802.1Q (0x8100) tags: a double tag overflows a 1500-byte MTU; \
-                             push an 802.1ad outer tag explicitly (push_vlan:0x88a8) if QinQ is meant"
-                                .to_string(),
-                        );
+                        return Err(InvalidFlow::DoubleDot1q);
                     }
                 }
             }
             Action::SetField { field, .. } => {
                 if *field == Field::CtMark && !in_ct_exec {
-                    return Err(
-                        "set_field to ct_mark is only allowed inside ct(exec(...))".to_string()
-                    );
+                    return Err(InvalidFlow::CtMarkOutsideCt);
                 }
                 if in_ct_exec && *field != Field::CtMark {
-                    return Err(format!(
-                        "ct(exec(...)) can only set ct_mark, not {}",
-                        field.name()
-                    ));
+                    return Err(InvalidFlow::CtExecField(*field));
                 }
                 if matches!(
                     field,
                     Field::CtState | Field::CtZone | Field::NwFrag | Field::TcpFlags
                 ) {
-                    return Err(format!("{} is read-only", field.name()));
+                    return Err(InvalidFlow::ReadOnly(*field));
                 }
                 if *field != Field::CtMark && !prereq_match_ok(*field, m) {
-                    return Err(format!(
-                        "set_field to {}: the match does not guarantee its prerequisites (add e.g. ip or tcp to the match)",
-                        field.name()
-                    ));
+                    return Err(InvalidFlow::Prerequisites(*field));
                 }
             }
             Action::Ct(ct) => {
                 if !match_has_ip(m) {
-                    return Err(
-                        "ct requires the match to select IPv4 or IPv6 (add ip or ipv6)".to_string(),
-                    );
+                    return Err(InvalidFlow::CtNeedsIp);
                 }
                 if let Some(t) = ct.table {
                     if usize::from(t) >= N_TABLES {
-                        return Err(format!("ct(table={t}): table does not exist"));
+                        return Err(InvalidFlow::ActionTable {
+                            action: "ct",
+                            table: t,
+                        });
                     }
                 }
                 if let CtZone::Field(s) = ct.zone {
                     if s.n_bits != 16 {
-                        return Err("ct(zone=FIELD[a..b]) needs a 16-bit slice".to_string());
+                        return Err(InvalidFlow::CtZoneWidth);
                     }
                 }
                 validate_actions(&ct.exec, m, table, true)?;
             }
             Action::Move { src, dst } => {
                 if src.n_bits != dst.n_bits {
-                    return Err(format!(
-                        "move: source has {} bits but destination has {}",
-                        src.n_bits, dst.n_bits
-                    ));
+                    return Err(InvalidFlow::MoveWidth {
+                        src: src.n_bits,
+                        dst: dst.n_bits,
+                    });
                 }
                 if matches!(
                     dst.field,
@@ -840,7 +894,7 @@ fn validate_actions(
                         | Field::NwFrag
                         | Field::TcpFlags
                 ) {
-                    return Err(format!("move: {} is read-only", dst.field.name()));
+                    return Err(InvalidFlow::ReadOnly(dst.field));
                 }
             }
             _ => {}

@@ -386,7 +386,11 @@ fn two_dot1q_pushes_rejected_at_add() {
             Instant::now(),
         )
         .unwrap_err();
-    assert!(err.message.contains("two 802.1Q"), "{}", err.message);
+    assert!(
+        err.error.to_string().contains("two 802.1Q"),
+        "{}",
+        err.error
+    );
     assert_eq!(of.n_flows(), 0, "nothing changed");
 }
 

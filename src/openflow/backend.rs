@@ -13,7 +13,7 @@ use super::wire::tlv::TlvCommand;
 use crate::flow::Action;
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
 use crate::packet::TUN_METADATA_FIELDS;
-use crate::port::geneve::{TlvMap, TlvMapHandle, TlvMapping, MAX_TLV_LEN};
+use crate::port::geneve::{TlvError, TlvMap, TlvMapHandle, TlvMapping, MAX_TLV_LEN};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,9 +69,9 @@ pub enum TlvModError {
     /// A delete names a field that maps another option.
     #[error("tun_metadata{0} maps another option")]
     InvalidDel(u8),
-    /// The map refused the change for another reason (its message).
-    #[error("{0}")]
-    Refused(String),
+    /// The map refused the change for another reason.
+    #[error(transparent)]
+    Refused(TlvError),
 }
 
 /// `map` changed by a TLV table mod, or why not (checked in the order
@@ -91,41 +91,27 @@ pub fn tlv_table_mod(
     }
     match cmd {
         TlvCommand::Clear => Ok(TlvMap::default()),
-        TlvCommand::Delete => map
-            .with_deleted(maps)
-            .map_err(|_| TlvModError::InvalidDel(first_conflict_del(map, maps))),
-        TlvCommand::Add => {
-            for (i, m) in maps.iter().enumerate() {
-                let earlier = &maps[..i];
-                if map.get(usize::from(m.index)).is_some()
-                    || earlier.iter().any(|e| e.index == m.index)
-                {
-                    return Err(TlvModError::AlreadyMapped(m.index));
-                }
-                if map.lookup(m.class, m.opt_type).is_some()
-                    || earlier
-                        .iter()
-                        .any(|e| (e.class, e.opt_type) == (m.class, m.opt_type))
-                {
-                    return Err(TlvModError::DupEntry {
-                        class: m.class,
-                        opt_type: m.opt_type,
-                    });
-                }
-            }
-            map.with_added(maps).map_err(TlvModError::Refused)
-        }
+        TlvCommand::Delete => map.with_deleted(maps).map_err(TlvModError::from),
+        TlvCommand::Add => map.with_added(maps).map_err(TlvModError::from),
     }
 }
 
-/// The first field of `del` that maps another option than `del` names.
-fn first_conflict_del(map: &TlvMap, del: &[TlvMapping]) -> u8 {
-    del.iter()
-        .find(|d| {
-            map.get(usize::from(d.index))
-                .is_some_and(|o| (o.class, o.opt_type, o.len) != (d.class, d.opt_type, d.len))
-        })
-        .map_or(0, |d| d.index)
+impl From<TlvError> for TlvModError {
+    /// The map's refusal as Open vSwitch's TLV table error.
+    fn from(e: TlvError) -> Self {
+        match e {
+            TlvError::BadLen(len) => TlvModError::BadOptLen(len),
+            TlvError::NoSuchField(i) => TlvModError::BadFieldIdx(i),
+            TlvError::AlreadyMapped { index, .. } => TlvModError::AlreadyMapped(index),
+            TlvError::MappedTwice { new, .. } => TlvModError::DupEntry {
+                class: new.class,
+                opt_type: new.opt_type,
+            },
+            TlvError::MapsOther { old, .. } => TlvModError::InvalidDel(old.index),
+            // Text errors do not reach a table mod: its mappings are decoded.
+            e @ (TlvError::Syntax { .. } | TlvError::Number(_)) => TlvModError::Refused(e),
+        }
+    }
 }
 
 /// The bridge side of the OpenFlow endpoint. Calls come from session

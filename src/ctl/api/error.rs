@@ -121,7 +121,7 @@ pub enum Error {
     #[error(transparent)]
     FlowFile(#[from] FileParseError),
     /// A flow-mod cannot apply (in a batch, the first that cannot).
-    #[error("{}{}", source_name.as_deref().map(|s| format!("{s}: flow {}: ", err.index + 1)).unwrap_or_default(), err.message)]
+    #[error("{}{}", source_name.as_deref().map(|s| format!("{s}: flow {}: ", err.index + 1)).unwrap_or_default(), err.error)]
     FlowMod {
         /// The flow file, when the batch came from one.
         source_name: Option<String>,
@@ -197,8 +197,8 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
     /// A Geneve TLV mapping is wrong or conflicts with the map.
-    #[error("{0}")]
-    TlvMap(String),
+    #[error(transparent)]
+    TlvMap(#[from] crate::port::geneve::TlvError),
 }
 
 impl Error {

@@ -567,7 +567,8 @@ fn parse_set_field(
     if mf.kind == Kind::Port && val_s.contains('/') {
         return Err(verr(t, format!("{name} cannot be masked in set_field")));
     }
-    let (value, mask) = parse_field_value(&mf, val_s, cx.names).map_err(|m| verr(t, m))?;
+    let (value, mask) =
+        parse_field_value(&mf, val_s, cx.names).map_err(|e| verr(t, e.to_string()))?;
     if mask == 0 {
         return Err(verr(
             t,

@@ -53,12 +53,123 @@ fn int_mask(bits: u32) -> u128 {
     }
 }
 
+/// A field value that does not parse; the message names the field and the
+/// text, and the parser puts it at the token's column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ValueError {
+    /// A value or mask wider than the field.
+    #[error("{what} '{text}' too big for {bits}-bit field {field}")]
+    TooBig {
+        /// `value` or `mask`.
+        what: &'static str,
+        /// The text.
+        text: String,
+        /// The field's width.
+        bits: u32,
+        /// The field.
+        field: String,
+    },
+    /// Not a number, MAC or address of the field's kind.
+    #[error("bad {what} '{text}' for {field}")]
+    Bad {
+        /// `value`, `mask`, `MAC address`, `IPv4 address`, ...
+        what: &'static str,
+        /// The text.
+        text: String,
+        /// The field.
+        field: String,
+    },
+    /// An IPv4 or IPv6 mask that is not one.
+    #[error("bad {family} mask in '{text}' for {field}")]
+    BadMask {
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// The text.
+        text: String,
+        /// The field.
+        field: String,
+    },
+    /// A prefix length past the address.
+    #[error("bad prefix length in '{text}' for {field} (must be 0..={max})")]
+    BadPrefix {
+        /// The text.
+        text: String,
+        /// The field.
+        field: String,
+        /// 32 or 128.
+        max: u32,
+    },
+    /// A port number out of range.
+    #[error("port '{text}' out of range for {field}")]
+    PortOutOfRange {
+        /// The text.
+        text: String,
+        /// The field.
+        field: String,
+    },
+    /// A port name the bridge does not have.
+    #[error("unknown port '{0}'")]
+    UnknownPort(String),
+    /// `ip_frag` takes a name.
+    #[error("bad {field} '{text}' (valid: no, yes, first, later, not_later)")]
+    BadFrag {
+        /// The field.
+        field: String,
+        /// The text.
+        text: String,
+    },
+    /// A mask on a field that takes none.
+    #[error("{field} cannot be masked ('{text}')")]
+    NotMaskable {
+        /// The field.
+        field: String,
+        /// The text.
+        text: String,
+    },
+    /// Flags that do not parse.
+    #[error("unknown {field} flag(s) in '{text}'")]
+    UnknownFlags {
+        /// The field.
+        field: String,
+        /// The text.
+        text: String,
+    },
+    /// A flag name the field does not have.
+    #[error("unknown {field} flag '{word}' in '{text}'")]
+    UnknownFlag {
+        /// The field.
+        field: String,
+        /// The flag.
+        word: String,
+        /// The whole text.
+        text: String,
+    },
+    /// `+a-b` flags without their sign.
+    #[error("{field} flag in '{text}' must be preceded by '+' (set) or '-' (not set)")]
+    Unsigned {
+        /// The field.
+        field: String,
+        /// The text.
+        text: String,
+    },
+    /// A flag given twice.
+    #[error("{field} flag '{word}' given more than once in '{text}'")]
+    Twice {
+        /// The field.
+        field: String,
+        /// The flag.
+        word: String,
+        /// The whole text.
+        text: String,
+    },
+}
+
 /// Parses `s` as a value of `mf`: (value, mask), mask all-ones when exact.
 pub(crate) fn parse_field_value(
     mf: &MatchField,
     s: &str,
     names: &dyn PortNames,
-) -> Result<(u128, u128), String> {
+) -> Result<(u128, u128), ValueError> {
     let name = mf.name;
     let full = int_mask(mf.bits);
     if s == "*" {
@@ -70,14 +181,20 @@ pub(crate) fn parse_field_value(
                 Some((v, m)) => (v, Some(m)),
                 None => (s, None),
             };
-            let int = |t: &str, what: &str| -> Result<u128, String> {
+            let int = |t: &str, what: &'static str| -> Result<u128, ValueError> {
                 match parse_u128(t) {
                     Ok(v) if v <= full => Ok(v),
-                    Ok(_) | Err(IntErr::TooBig) => Err(format!(
-                        "{what} '{t}' too big for {}-bit field {name}",
-                        mf.bits
-                    )),
-                    Err(IntErr::Syntax) => Err(format!("bad {what} '{t}' for {name}")),
+                    Ok(_) | Err(IntErr::TooBig) => Err(ValueError::TooBig {
+                        what,
+                        text: t.to_string(),
+                        bits: mf.bits,
+                        field: name.to_string(),
+                    }),
+                    Err(IntErr::Syntax) => Err(ValueError::Bad {
+                        what,
+                        text: t.to_string(),
+                        field: name.to_string(),
+                    }),
                 }
             };
             let v = int(vs, "value")?;
@@ -93,9 +210,11 @@ pub(crate) fn parse_field_value(
                 None => (s, None),
             };
             let mac = |t: &str| {
-                parse_mac(t)
-                    .map(mac_u128)
-                    .ok_or_else(|| format!("bad MAC address '{t}' for {name}"))
+                parse_mac(t).map(mac_u128).ok_or_else(|| ValueError::Bad {
+                    what: "MAC address",
+                    text: t.to_string(),
+                    field: name.to_string(),
+                })
             };
             let v = mac(vs)?;
             let m = match ms {
@@ -106,28 +225,21 @@ pub(crate) fn parse_field_value(
         }
         Kind::Ipv4 => match parse_ipv4_masked(s) {
             Ok((v, m)) => (u128::from(v), u128::from(m)),
-            Err(AddrErr::Prefix) => {
-                return Err(format!(
-                    "bad prefix length in '{s}' for {name} (must be 0..=32)"
-                ))
-            }
-            Err(AddrErr::Mask) => return Err(format!("bad IPv4 mask in '{s}' for {name}")),
-            Err(AddrErr::Addr) => return Err(format!("bad IPv4 address '{s}' for {name}")),
+            Err(e) => return Err(addr_err(e, "IPv4", 32, s, name)),
         },
         Kind::Ipv6 => match parse_ipv6_masked(s) {
             Ok(vm) => vm,
-            Err(AddrErr::Prefix) => {
-                return Err(format!(
-                    "bad prefix length in '{s}' for {name} (must be 0..=128)"
-                ))
-            }
-            Err(AddrErr::Mask) => return Err(format!("bad IPv6 mask in '{s}' for {name}")),
-            Err(AddrErr::Addr) => return Err(format!("bad IPv6 address '{s}' for {name}")),
+            Err(e) => return Err(addr_err(e, "IPv6", 128, s, name)),
         },
         Kind::Port => match parse_port(s, names) {
             Ok(p) => (u128::from(p), full),
-            Err(PortErr::OutOfRange) => return Err(format!("port '{s}' out of range for {name}")),
-            Err(PortErr::Unknown) => return Err(format!("unknown port '{s}'")),
+            Err(PortErr::OutOfRange) => {
+                return Err(ValueError::PortOutOfRange {
+                    text: s.to_string(),
+                    field: name.to_string(),
+                })
+            }
+            Err(PortErr::Unknown) => return Err(ValueError::UnknownPort(s.to_string())),
         },
         Kind::CtState => {
             let (v, m) = parse_flags(s, &ct_flag_names().collect::<Vec<_>>(), 0xff, name)?;
@@ -143,16 +255,43 @@ pub(crate) fn parse_field_value(
         {
             Some((_, v, m)) => (u128::from(*v), u128::from(*m)),
             None => {
-                return Err(format!(
-                    "bad {name} '{s}' (valid: no, yes, first, later, not_later)"
-                ))
+                return Err(ValueError::BadFrag {
+                    field: name.to_string(),
+                    text: s.to_string(),
+                })
             }
         },
     };
     if !mf.maskable && m != full {
-        return Err(format!("{name} cannot be masked ('{s}')"));
+        return Err(ValueError::NotMaskable {
+            field: name.to_string(),
+            text: s.to_string(),
+        });
     }
     Ok((v & m, m))
+}
+
+/// An address that did not parse, as the error for `family` (whose prefix
+/// is at most `max`).
+fn addr_err(e: AddrErr, family: &'static str, max: u32, text: &str, field: &str) -> ValueError {
+    let (text, field) = (text.to_string(), field.to_string());
+    match e {
+        AddrErr::Prefix => ValueError::BadPrefix { text, field, max },
+        AddrErr::Mask => ValueError::BadMask {
+            family,
+            text,
+            field,
+        },
+        AddrErr::Addr => ValueError::Bad {
+            what: if family == "IPv4" {
+                "IPv4 address"
+            } else {
+                "IPv6 address"
+            },
+            text,
+            field,
+        },
+    }
 }
 
 /// Open vSwitch's flag syntaxes: `N/M`, `+a-b` (masked), `a|b|N` (exact).
@@ -161,8 +300,16 @@ pub(crate) fn parse_flags(
     table: &[(u32, &str)],
     allowed: u32,
     field: &str,
-) -> Result<(u32, u32), String> {
-    let unknown = || format!("unknown {field} flag(s) in '{s}'");
+) -> Result<(u32, u32), ValueError> {
+    let unknown = || ValueError::UnknownFlags {
+        field: field.to_string(),
+        text: s.to_string(),
+    };
+    let unknown_flag = |word: &str| ValueError::UnknownFlag {
+        field: field.to_string(),
+        word: word.to_string(),
+        text: s.to_string(),
+    };
     if let Some((v, m)) = s.split_once('/') {
         let v = parse_u128(v).map_err(|_| unknown())?;
         let m = parse_u128(m).map_err(|_| unknown())?;
@@ -179,9 +326,10 @@ pub(crate) fn parse_flags(
                 '+' => true,
                 '-' => false,
                 _ => {
-                    return Err(format!(
-                        "{field} flag in '{s}' must be preceded by '+' (set) or '-' (not set)"
-                    ))
+                    return Err(ValueError::Unsigned {
+                        field: field.to_string(),
+                        text: s.to_string(),
+                    })
                 }
             };
             rest = rest.get(1..).unwrap_or("");
@@ -191,11 +339,13 @@ pub(crate) fn parse_flags(
                 .iter()
                 .find(|(_, n)| *n == word)
                 .map(|(b, _)| *b)
-                .ok_or_else(|| format!("unknown {field} flag '{word}' in '{s}'"))?;
+                .ok_or_else(|| unknown_flag(word))?;
             if mask & bit != 0 {
-                return Err(format!(
-                    "{field} flag '{word}' given more than once in '{s}'"
-                ));
+                return Err(ValueError::Twice {
+                    field: field.to_string(),
+                    word: word.to_string(),
+                    text: s.to_string(),
+                });
             }
             if set {
                 flags |= bit;
@@ -214,7 +364,7 @@ pub(crate) fn parse_flags(
                 .iter()
                 .find(|(_, n)| *n == word)
                 .map(|(b, _)| *b)
-                .ok_or_else(|| format!("unknown {field} flag '{word}' in '{s}'"))?,
+                .ok_or_else(|| unknown_flag(word))?,
         };
         flags |= bit;
     }

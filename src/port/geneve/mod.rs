@@ -83,7 +83,8 @@ pub use config::{GeneveConfig, Key, Remote};
 pub use hash::flow_hash;
 pub use route::route_device;
 pub use tlv::{
-    new_tlv_map, update_tlv_map, TlvMap, TlvMapHandle, TlvMapping, MAX_OPTION_LEN, MAX_TLV_LEN,
+    new_tlv_map, update_tlv_map, NumberError, TlvError, TlvMap, TlvMapHandle, TlvMapping,
+    MAX_OPTION_LEN, MAX_TLV_LEN,
 };
 pub use vport::{GenevePort, SRC_PORT_MAX, SRC_PORT_MIN, TX_SOCKETS};
 
@@ -94,15 +95,17 @@ pub const BASE_OVERHEAD: u32 = 14 + 20 + 8 + wg::HEADER_LEN as u32;
 
 /// A number in decimal or `0x` hex, at most `max`; the error names the
 /// option (`what=value`).
-fn parse_int(what: &str, v: &str, max: u64) -> Result<u64, String> {
+fn parse_int(what: &str, v: &str, max: u64) -> Result<u64, NumberError> {
     let v = v.trim();
-    let n = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+    match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(h) => u64::from_str_radix(h, 16),
         None => v.parse(),
     }
-    .map_err(|_| format!("{what}={v}: expected a number"))?;
-    if n > max {
-        return Err(format!("{what}={v}: at most {max:#x}"));
-    }
-    Ok(n)
+    .ok()
+    .filter(|n| *n <= max)
+    .ok_or_else(|| NumberError {
+        key: what.to_string(),
+        value: v.to_string(),
+        max,
+    })
 }

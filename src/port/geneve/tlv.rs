@@ -32,57 +32,106 @@ pub struct TlvMapping {
     pub index: u8,
 }
 
+/// Why a TLV mapping is refused: its text, or a conflict with the map.
+/// The variants are Open vSwitch's TLV table errors, so the OpenFlow
+/// endpoint maps each to its code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlvError {
+    /// The text is not a mapping.
+    #[error("'{text}': expected {expected}")]
+    Syntax {
+        /// The offending text.
+        text: String,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// A number that does not parse or is too big.
+    #[error(transparent)]
+    Number(#[from] NumberError),
+    /// An option length that cannot be mapped: not a multiple of 4, or
+    /// longer than a `tun_metadataN` field holds here.
+    #[error("len={0}: not a valid option size (a multiple of 4, at most {MAX_OPTION_LEN}); tun_metadataN holds at most {MAX_TLV_LEN} bytes in this switch")]
+    BadLen(u8),
+    /// No `tun_metadataN` field with this index.
+    #[error("tun_metadata{0}: only tun_metadata0..{max} exist in this switch", max = TUN_METADATA_FIELDS - 1)]
+    NoSuchField(u8),
+    /// The field maps an option already.
+    #[error("tun_metadata{index} is already mapped ({old}); del-tlv-map it first")]
+    AlreadyMapped {
+        /// The field.
+        index: u8,
+        /// What it maps.
+        old: TlvMapping,
+    },
+    /// The option would be mapped twice.
+    #[error("option class={:#x},type={:#x} is mapped twice ({old} and {new})", new.class, new.opt_type)]
+    MappedTwice {
+        /// The mapping it has.
+        old: TlvMapping,
+        /// The mapping asked for.
+        new: TlvMapping,
+    },
+    /// A delete names a field that maps another option.
+    #[error("tun_metadata{} maps {old}, not {asked}; nothing deleted", old.index)]
+    MapsOther {
+        /// What the field maps.
+        old: TlvMapping,
+        /// What the delete named.
+        asked: TlvMapping,
+    },
+}
+
+/// A number in an option that does not parse or is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}={value}: expected a number of at most {max:#x}")]
+pub struct NumberError {
+    /// The option.
+    pub key: String,
+    /// The value as written.
+    pub value: String,
+    /// The largest value allowed.
+    pub max: u64,
+}
+
 impl TlvMapping {
     /// Parses one mapping, `{class=C,type=T,len=L}->tun_metadataN`.
-    pub fn parse(s: &str) -> Result<TlvMapping, String> {
+    pub fn parse(s: &str) -> Result<TlvMapping, TlvError> {
+        let syntax = |text: &str, expected| TlvError::Syntax {
+            text: text.to_string(),
+            expected,
+        };
         let s = s.trim();
         let (opt, field) = s
             .split_once("->")
-            .ok_or_else(|| format!("'{s}': expected {{class=C,type=T,len=L}}->tun_metadataN"))?;
+            .ok_or_else(|| syntax(s, "{class=C,type=T,len=L}->tun_metadataN"))?;
         let body = opt
             .trim()
             .strip_prefix('{')
             .and_then(|b| b.strip_suffix('}'))
-            .ok_or_else(|| format!("'{opt}': expected {{class=C,type=T,len=L}}"))?;
+            .ok_or_else(|| syntax(opt, "{class=C,type=T,len=L}"))?;
         let (mut class, mut ty, mut len) = (None, None, None);
         for kv in body.split(',') {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| format!("'{kv}' in '{opt}': expected key=value"))?;
+            let (k, v) = kv.split_once('=').ok_or_else(|| syntax(kv, "key=value"))?;
             match k.trim() {
                 "class" => class = Some(parse_int("class", v, 0xffff)? as u16),
                 "type" => ty = Some(parse_int("type", v, 0xff)? as u8),
                 "len" => len = Some(parse_int("len", v, 0xff)? as u8),
-                other => {
-                    return Err(format!(
-                        "'{other}' in '{opt}': expected class, type and len"
-                    ))
-                }
+                other => return Err(syntax(other, "class, type and len")),
             }
         }
         let (Some(class), Some(opt_type), Some(len)) = (class, ty, len) else {
-            return Err(format!("'{opt}': class, type and len are all required"));
+            return Err(syntax(opt, "class, type and len, all required"));
         };
-        if len % 4 != 0 || len > MAX_OPTION_LEN {
-            return Err(format!(
-                "len={len}: not a valid option size (a multiple of 4, at most {MAX_OPTION_LEN})"
-            ));
-        }
-        if len > MAX_TLV_LEN {
-            return Err(format!(
-                "len={len}: tun_metadataN holds at most {MAX_TLV_LEN} bytes in this switch"
-            ));
+        if len % 4 != 0 || len > MAX_TLV_LEN {
+            return Err(TlvError::BadLen(len));
         }
         let field = field.trim();
         let index = field
             .strip_prefix("tun_metadata")
             .and_then(|n| n.parse::<u8>().ok())
-            .ok_or_else(|| format!("'{field}': expected tun_metadataN"))?;
+            .ok_or_else(|| syntax(field, "tun_metadataN"))?;
         if usize::from(index) >= TUN_METADATA_FIELDS {
-            return Err(format!(
-                "{field}: only tun_metadata0..{} exist in this switch",
-                TUN_METADATA_FIELDS - 1
-            ));
+            return Err(TlvError::NoSuchField(index));
         }
         Ok(TlvMapping {
             class,
@@ -94,7 +143,7 @@ impl TlvMapping {
 
     /// Parses a comma-separated list of mappings (commas inside braces
     /// belong to a mapping).
-    pub fn parse_list(s: &str) -> Result<Vec<TlvMapping>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<TlvMapping>, TlvError> {
         let mut out = Vec::new();
         let mut depth = 0i32;
         let mut start = 0;
@@ -196,28 +245,25 @@ impl TlvMap {
     /// A copy with `add` mapped too. Refuses (changing nothing) a field
     /// already mapped and an option mapped twice, as Open vSwitch
     /// (NXTTMFC_ALREADY_MAPPED, NXTTMFC_DUP_ENTRY).
-    pub fn with_added(&self, add: &[TlvMapping]) -> Result<TlvMap, String> {
+    pub fn with_added(&self, add: &[TlvMapping]) -> Result<TlvMap, TlvError> {
         let mut m = self.clone();
         for a in add {
             let slot = m
                 .by_index
                 .get_mut(usize::from(a.index))
-                .ok_or_else(|| format!("tun_metadata{}: no such field", a.index))?;
+                .ok_or(TlvError::NoSuchField(a.index))?;
             if let Some(old) = slot {
-                return Err(format!(
-                    "tun_metadata{} is already mapped ({old}); del-tlv-map it first",
-                    a.index
-                ));
+                return Err(TlvError::AlreadyMapped {
+                    index: a.index,
+                    old: *old,
+                });
             }
             if let Some(old) = self
                 .mappings()
                 .chain(add.iter().take_while(|x| !core::ptr::eq(*x, a)))
                 .find(|x| x.class == a.class && x.opt_type == a.opt_type)
             {
-                return Err(format!(
-                    "option class={:#x},type={:#x} is mapped twice ({old} and {a})",
-                    a.class, a.opt_type
-                ));
+                return Err(TlvError::MappedTwice { old: *old, new: *a });
             }
             *slot = Some(*a);
         }
@@ -226,19 +272,19 @@ impl TlvMap {
 
     /// A copy without `del`. A field that maps nothing is fine (as Open
     /// vSwitch); a field that maps another option is refused.
-    pub fn with_deleted(&self, del: &[TlvMapping]) -> Result<TlvMap, String> {
+    pub fn with_deleted(&self, del: &[TlvMapping]) -> Result<TlvMap, TlvError> {
         let mut m = self.clone();
         for d in del {
             let slot = m
                 .by_index
                 .get_mut(usize::from(d.index))
-                .ok_or_else(|| format!("tun_metadata{}: no such field", d.index))?;
+                .ok_or(TlvError::NoSuchField(d.index))?;
             match slot {
                 Some(old) if (old.class, old.opt_type, old.len) != (d.class, d.opt_type, d.len) => {
-                    return Err(format!(
-                        "tun_metadata{} maps {old}, not {d}; nothing deleted",
-                        d.index
-                    ))
+                    return Err(TlvError::MapsOther {
+                        old: *old,
+                        asked: *d,
+                    })
                 }
                 _ => *slot = None,
             }
@@ -346,7 +392,7 @@ mod tests {
             ("{class=1,type=0,len=4}", "expected"),
             ("{class=1,type=0,len=4}->reg0", "tun_metadataN"),
         ] {
-            let e = TlvMapping::parse_list(bad).unwrap_err();
+            let e = TlvMapping::parse_list(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }
@@ -367,13 +413,15 @@ mod tests {
         );
         let e = m
             .with_added(&TlvMapping::parse_list("{class=1,type=1,len=4}->tun_metadata0").unwrap())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already mapped"), "{e}");
         let e = m
             .with_added(
                 &TlvMapping::parse_list("{class=0xffff,type=0,len=4}->tun_metadata1").unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mapped twice"), "{e}");
         let e = TlvMap::default()
             .with_added(
@@ -382,7 +430,8 @@ mod tests {
                 )
                 .unwrap(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mapped twice"), "{e}");
         assert_eq!(m.lookup(0x102, 0x80).map(|x| x.index), Some(3));
         assert_eq!(m.max_options_len(), 8 + 12);
