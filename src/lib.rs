@@ -24,6 +24,9 @@
 //!   listeners) that `ovs-ofctl` and controllers talk to; it reaches a
 //!   bridge only through its `Backend` trait, so it depends on `flow` and
 //!   `ofproto` and nothing depends on it but the daemon.
+//! * [`ovsdb`]: an OVSDB (RFC 7047) client and in-memory replica of the
+//!   monitored tables; it depends on nothing in the crate, and `ctl`'s
+//!   OVSDB front end turns its rows into switch operations.
 //!
 //! Dependencies point one way: wire ← packet ← flow ← {ofproto, conntrack} ←
 //! datapath ← ctl ← bin, and port depends only on wire and packet. `flow`,
@@ -38,6 +41,7 @@ pub mod datapath;
 pub mod flow;
 pub mod ofproto;
 pub mod openflow;
+pub mod ovsdb;
 pub mod packet;
 pub mod port;
 pub mod wire;
