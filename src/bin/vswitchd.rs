@@ -1,7 +1,9 @@
 //! vswitchd: the switch daemon.
 //!
 //! With no arguments it runs the embedded default configuration (bridge
-//! `br0` as a MAC-learning switch) and serves the control socket.
+//! `br0` as a MAC-learning switch) and serves the control socket. With
+//! `--ovsdb REMOTE` its bridges and ports come from an `ovsdb-server`
+//! instead, as ovs-vswitchd's do.
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -20,6 +22,11 @@ struct Args {
     /// also settable with VSWITCH_CTL).
     #[arg(long)]
     ctl: Option<PathBuf>,
+    /// Take bridges and ports from the Open vSwitch database at this
+    /// remote (`unix:PATH` or `tcp:HOST:PORT`), as ovs-vswitchd does; the
+    /// embedded default and the configuration file's bridges are not used.
+    #[arg(long, value_name = "REMOTE")]
+    ovsdb: Option<String>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -49,7 +56,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let (cfg, base) = match &args.config {
+    let remote = args
+        .ovsdb
+        .as_deref()
+        .map(str::parse::<vswitch::ovsdb::Remote>)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let (mut cfg, base) = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
             let cfg = Config::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
@@ -61,6 +74,13 @@ fn run(args: Args) -> Result<(), String> {
             std::env::current_dir().unwrap_or_default(),
         ),
     };
+    if remote.is_some() {
+        // The database is the one source of bridges.
+        if args.config.is_some() && !cfg.bridges.is_empty() {
+            tracing::warn!("--ovsdb: the configuration file's bridges are ignored");
+        }
+        cfg.bridges.clear();
+    }
     let path = args
         .ctl
         .or_else(|| cfg.ctl.socket.clone())
@@ -82,6 +102,10 @@ fn run(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_file(&path);
         return Err(format!("configuration: {e}"));
     }
+    let _ovsdb = match remote {
+        Some(r) => Some(vswitch::ctl::ovsdb::start(api.clone(), r).map_err(|e| e.to_string())?),
+        None => None,
+    };
     tracing::info!(socket = %path.display(), "vswitchd ready");
     srv.run(api, listener, path).map_err(|e| e.to_string())
 }

@@ -13,6 +13,8 @@
 //! * [`client`]: the blocking client `vswitchctl` and the tests use.
 //! * [`config`]: the TOML configuration and its embedded default, applied
 //!   through the API.
+//! * [`ovsdb`]: the OVSDB front end: bridges and ports from a real
+//!   `ovsdb-server`, their state written back (`vswitchd --ovsdb`).
 
 pub mod api;
 pub mod client;
@@ -21,6 +23,7 @@ pub mod flowtext;
 pub mod handler;
 pub mod openflow;
 pub mod options;
+pub mod ovsdb;
 pub mod proto;
 pub mod server;
 

@@ -19,6 +19,7 @@ mod bridge;
 mod capture;
 mod conntrack;
 mod error;
+mod facts;
 mod fdb;
 mod flows;
 mod names;
@@ -31,6 +32,7 @@ pub use conntrack::{
     ConnsReply, CtLimit, CtSettings, CtTimeouts, FlushReply, PolicyReply, StatsReply,
 };
 pub use error::{hex_decode, hex_encode, Error, HexError, OptionError};
+pub use facts::PortFacts;
 pub use fdb::{FdbReply, TlvReply};
 pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};

@@ -1,0 +1,1245 @@
+//! The OVSDB front end: vswitchd as the switch behind a real
+//! `ovsdb-server`, the way `ovs-vswitchd` is, so `ovs-vsctl`, os-vif,
+//! libvirt and `ovn-controller` configure it unchanged.
+//!
+//! It owns one thread that keeps a session with the server (through
+//! [`crate::ovsdb`]), a replica of the monitored tables, and what it has
+//! applied. After every change of the replica it *reconciles*: it reads
+//! the wanted bridges and ports out of the rows ([`plan`]), compares them
+//! with what it applied before, and calls the switch API only for the
+//! difference ([`Reconciler`]): an unchanged row causes no call. Then it
+//! writes back what the switch did ([`Writer`]): `Interface.ofport`,
+//! `error`, `link_state`..., `Open_vSwitch.cur_cfg = next_cfg` (that is what
+//! `ovs-vsctl` without `--no-wait` waits for), and every 5 s the
+//! statistics. A column is written only when its value differs from the
+//! database's, so the switch never causes a storm of transactions.
+//!
+//! A bad row never stops the rest: an interface of an unknown type, with a
+//! bad option or an `ofport_request` in use gets `error` and `ofport = -1`,
+//! as Open vSwitch does, and every other port is configured. Losing the
+//! session keeps the switch forwarding with the last configuration; the
+//! thread reconnects with a backoff of 1 s doubling to 8 s, and the first
+//! replica after a reconnect is reconciled like any other (rows unchanged
+//! meanwhile cause no call).
+//!
+//! Honoured columns: `Open_vSwitch.bridges`, `next_cfg`; `Bridge.name`,
+//! `ports`, `fail_mode`, `controller`, `other_config:forward-bpdu` and
+//! `mac-aging-time`; `Port.name`, `interfaces`, `tag`, `trunks`,
+//! `vlan_mode`; `Interface.name`, `type`, `options`, `mtu_request`,
+//! `ofport_request`; `Controller.target`. Read and ignored (the switch
+//! has no such setting yet): `Bridge.datapath_type` (every bridge is the
+//! one userspace datapath), `protocols`, `other_config:mac-table-size` and
+//! `datapath-id`; `Controller.connection_mode`, `inactivity_probe`,
+//! `max_backoff` (the OpenFlow connections use their own fixed backoff).
+//! A bridge's own internal interface (named as the bridge) is reported as
+//! Open vSwitch's LOCAL port (`ofport` 65534), but vswitch creates no
+//! device for it.
+
+use super::api::{Api, BridgeSettings, PortFacts, PortSpec};
+use super::openflow::{FailMode, Target};
+use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
+use crate::ovsdb::{
+    self, Atom, Client, Datum, Format, MonitorMethod, Remote, Replica, Row, Schema,
+};
+use crate::port::LinkState;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The database vswitchd serves.
+pub const DB: &str = "Open_vSwitch";
+/// The `ofport` Open vSwitch gives a bridge's own (LOCAL) interface.
+pub const LOCAL_OFPORT: i64 = 65534;
+/// How long a request may wait for its reply.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often state columns (`link_state`, `admin_state`...) are compared.
+const STATE_TICK: Duration = Duration::from_secs(1);
+/// How often `Interface.statistics` is written (as Open vSwitch's default
+/// `other_config:stats-update-interval`).
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// Reconnection backoff: first and longest wait.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+const MONITOR_ID: &str = "vswitchd";
+
+/// The interface types vswitchd writes to `Open_vSwitch.iface_types`.
+pub const IFACE_TYPES: [&str; 5] = ["dummy", "geneve", "internal", "system", "tap"];
+
+/// Why the front end cannot go on with a session.
+#[derive(Debug, thiserror::Error)]
+pub enum OvsdbError {
+    /// The session with the server failed.
+    #[error(transparent)]
+    Session(#[from] ovsdb::Error),
+    /// The database lacks a table vswitchd needs.
+    #[error("database {DB} has no {0} table: not an Open vSwitch configuration database")]
+    Schema(&'static str),
+    /// The front end's thread could not start.
+    #[error("starting the OVSDB thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A bridge as the database wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WantBridge {
+    /// `fail_mode` (empty: standalone).
+    pub fail_mode: FailMode,
+    /// `other_config:forward-bpdu`.
+    pub forward_bpdu: bool,
+    /// `other_config:mac-aging-time`.
+    pub mac_aging_secs: u64,
+    /// Controller targets, in the order of the rows' UUIDs.
+    pub controllers: Vec<String>,
+    /// Ports by (interface) name.
+    pub ports: BTreeMap<String, PortSpec>,
+}
+
+impl WantBridge {
+    fn new() -> WantBridge {
+        WantBridge {
+            fail_mode: FailMode::Standalone,
+            forward_bpdu: false,
+            mac_aging_secs: BridgeConfig::default().mac_aging_secs,
+            controllers: Vec::new(),
+            ports: BTreeMap::new(),
+        }
+    }
+}
+
+/// What became of one Interface row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfaceState {
+    /// A port of the switch.
+    Port {
+        /// Its bridge.
+        bridge: String,
+        /// Its name.
+        port: String,
+    },
+    /// The bridge's own interface (Open vSwitch's LOCAL port).
+    Local,
+    /// Refused, with the reason written to `Interface.error`.
+    Error(String),
+}
+
+/// What the rows ask for.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Bridges by name.
+    pub bridges: BTreeMap<String, WantBridge>,
+    /// Every Interface row reached from a bridge, by UUID.
+    pub ifaces: BTreeMap<String, IfaceState>,
+    /// Each bridge's Controller rows, in the order of `controllers`.
+    pub controller_rows: BTreeMap<String, Vec<String>>,
+    /// `Open_vSwitch.next_cfg`, and the row's UUID.
+    pub next_cfg: Option<(String, i64)>,
+}
+
+/// Reads one Port row with its single Interface into a [`PortSpec`]; the
+/// error is the text `Interface.error` gets.
+fn read_port(port: &Row, iface: &Row) -> Result<PortSpec, String> {
+    let name = iface.str("name");
+    let ty = iface.str("type");
+    let kind = PortKind::parse(ty).ok_or_else(|| {
+        format!(
+            "unsupported interface type '{ty}' (vswitch supports: \"\", {})",
+            IFACE_TYPES.join(", ")
+        )
+    })?;
+    let mut spec = PortSpec::new(name, kind);
+    spec.type_options = iface.str_map("options").into_iter().collect();
+    if let Some(m) = iface.int("mtu_request") {
+        if !(68..=65535).contains(&m) {
+            return Err(format!("mtu_request={m}: expected 68..65535"));
+        }
+        match kind {
+            // The TAP sets its device's MTU itself.
+            PortKind::Tap | PortKind::Internal => spec
+                .type_options
+                .push(("mtu_request".to_string(), m.to_string())),
+            _ => spec.settings.mtu = Some(m as u32),
+        }
+    }
+    if let Some(n) = iface.int("ofport_request") {
+        if !(1..i64::from(crate::flow::ofp_port::MAX)).contains(&n) {
+            return Err(format!("ofport_request={n}: port numbers are 1..65279"));
+        }
+        spec.ofport = Some(n as u32);
+    }
+    let vid = |what: &str, n: i64| {
+        u16::try_from(n)
+            .ok()
+            .filter(|v| *v <= 4095)
+            .ok_or_else(|| format!("port {what}={n}: a VLAN id is 0..4095"))
+    };
+    spec.settings.tag = Some(port.int("tag").map(|t| vid("tag", t)).transpose()?);
+    let mut trunks = Vec::new();
+    for a in port.get("trunks").atoms() {
+        trunks.push(vid("trunks", a.as_int().unwrap_or(-1))?);
+    }
+    spec.settings.trunks = Some(trunks);
+    spec.settings.vlan_mode = Some(match port.str("vlan_mode") {
+        "" => None,
+        m => Some(VlanMode::parse(m).ok_or_else(|| {
+            format!("unsupported vlan_mode '{m}' (access, trunk, native-tagged, native-untagged)")
+        })?),
+    });
+    Ok(spec)
+}
+
+/// Reads what the replica asks for.
+pub fn plan(r: &Replica) -> Plan {
+    let mut p = Plan::default();
+    let Some((ovs_uuid, ovs)) = r.table("Open_vSwitch").next() else {
+        return p;
+    };
+    p.next_cfg = Some((ovs_uuid.clone(), ovs.int("next_cfg").unwrap_or(0)));
+    for bu in ovs.uuids("bridges") {
+        let Some(b) = r.row("Bridge", &bu) else {
+            continue;
+        };
+        let bname = b.str("name").to_string();
+        let mut want = WantBridge::new();
+        want.fail_mode = FailMode::parse(b.str("fail_mode")).unwrap_or(FailMode::Standalone);
+        let oc = b.str_map("other_config");
+        if let Some(v) = oc.get("forward-bpdu") {
+            want.forward_bpdu = v == "true";
+        }
+        if let Some(n) = oc.get("mac-aging-time").and_then(|v| v.parse().ok()) {
+            want.mac_aging_secs = n;
+        }
+        let mut ctl_rows = Vec::new();
+        for cu in b.uuids("controller") {
+            if let Some(c) = r.row("Controller", &cu) {
+                want.controllers.push(c.str("target").to_string());
+                ctl_rows.push(cu);
+            }
+        }
+        for pu in b.uuids("ports") {
+            let Some(port) = r.row("Port", &pu) else {
+                continue;
+            };
+            let ifaces = port.uuids("interfaces");
+            if ifaces.len() > 1 {
+                for iu in ifaces {
+                    p.ifaces.insert(
+                        iu,
+                        IfaceState::Error(format!(
+                            "port {}: bonds (several interfaces in one port) are not supported",
+                            port.str("name")
+                        )),
+                    );
+                }
+                continue;
+            }
+            let Some(iu) = ifaces.into_iter().next() else {
+                continue;
+            };
+            let Some(iface) = r.row("Interface", &iu) else {
+                continue;
+            };
+            if iface.str("name") == bname {
+                p.ifaces.insert(iu, IfaceState::Local);
+                continue;
+            }
+            let state = match read_port(port, iface) {
+                Ok(spec) => {
+                    let st = IfaceState::Port {
+                        bridge: bname.clone(),
+                        port: spec.name.clone(),
+                    };
+                    if want.ports.contains_key(&spec.name) {
+                        IfaceState::Error(format!(
+                            "another interface named {} is on bridge {bname}",
+                            spec.name
+                        ))
+                    } else {
+                        want.ports.insert(spec.name.clone(), spec);
+                        st
+                    }
+                }
+                Err(e) => IfaceState::Error(e),
+            };
+            p.ifaces.insert(iu, state);
+        }
+        if p.bridges.contains_key(&bname) {
+            tracing::warn!(bridge = %bname, "two Bridge rows with one name: the second is ignored");
+            continue;
+        }
+        p.controller_rows.insert(bname.clone(), ctl_rows);
+        p.bridges.insert(bname, want);
+    }
+    p
+}
+
+/// Two specs open the same device the same way (otherwise the port is
+/// detached and attached again).
+fn same_device(a: &PortSpec, b: &PortSpec) -> bool {
+    a.kind == b.kind
+        && a.ofport == b.ofport
+        && a.type_options == b.type_options
+        && a.settings.mtu == b.settings.mtu
+}
+
+/// What the switch was told so far, and the difference to a new plan.
+#[derive(Debug, Default)]
+pub struct Reconciler {
+    applied: BTreeMap<String, WantBridge>,
+    /// Ports refused by the switch, with the reason (logged once).
+    refused: BTreeMap<(String, String), String>,
+    /// Bridges refused by the switch, with the reason.
+    bridge_errors: BTreeMap<String, String>,
+    /// Calls made into the switch API, for tests and the log.
+    pub calls: u64,
+}
+
+impl Reconciler {
+    /// A reconciler that has applied nothing.
+    pub fn new() -> Reconciler {
+        Reconciler::default()
+    }
+
+    /// Applies the difference between `plan` and what was applied, and
+    /// records in `plan.ifaces` the ports the switch refused.
+    pub fn reconcile(&mut self, api: &Api, plan: &mut Plan) {
+        // Deletions first, everywhere: a port moving between bridges, or a
+        // bridge re-created, frees its name before it is used again.
+        let gone: Vec<String> = self
+            .applied
+            .keys()
+            .filter(|b| !plan.bridges.contains_key(*b))
+            .cloned()
+            .collect();
+        for b in gone {
+            self.calls += 1;
+            if let Err(e) = api.del_br(&b) {
+                tracing::warn!(bridge = %b, "deleting bridge: {e}");
+            }
+            self.applied.remove(&b);
+        }
+        for (bname, want) in &plan.bridges {
+            let Some(have) = self.applied.get_mut(bname) else {
+                continue;
+            };
+            let stale: Vec<String> = have
+                .ports
+                .iter()
+                .filter(|(n, spec)| want.ports.get(*n).is_none_or(|w| !same_device(w, spec)))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in stale {
+                self.calls += 1;
+                if let Err(e) = api.del_port(bname, &n) {
+                    tracing::warn!(bridge = %bname, port = %n, "deleting port: {e}");
+                }
+                have.ports.remove(&n);
+            }
+        }
+        self.refused
+            .retain(|(b, p), _| plan.bridges.get(b).is_some_and(|w| w.ports.contains_key(p)));
+        for (bname, want) in &plan.bridges {
+            self.bridge(api, bname, want, &mut plan.ifaces);
+        }
+    }
+
+    fn bridge(
+        &mut self,
+        api: &Api,
+        bname: &str,
+        want: &WantBridge,
+        ifaces: &mut BTreeMap<String, IfaceState>,
+    ) {
+        if !self.applied.contains_key(bname) {
+            self.calls += 1;
+            match api.add_br(bname, Instant::now()) {
+                Ok(()) => {
+                    self.bridge_errors.remove(bname);
+                    self.applied.insert(bname.to_string(), WantBridge::new());
+                }
+                Err(e) => {
+                    let e = format!("bridge {bname} could not be created: {e}");
+                    if self.bridge_errors.get(bname) != Some(&e) {
+                        tracing::warn!("{e}");
+                    }
+                    for st in ifaces.values_mut() {
+                        if matches!(st, IfaceState::Port { bridge, .. } if bridge == bname) {
+                            *st = IfaceState::Error(e.clone());
+                        }
+                    }
+                    self.bridge_errors.insert(bname.to_string(), e);
+                    return;
+                }
+            }
+        }
+        let Some(have) = self.applied.get_mut(bname) else {
+            return;
+        };
+        if (have.forward_bpdu, have.mac_aging_secs) != (want.forward_bpdu, want.mac_aging_secs) {
+            self.calls += 1;
+            let s = BridgeSettings {
+                forward_bpdu: Some(want.forward_bpdu),
+                mac_aging_secs: Some(want.mac_aging_secs),
+                ..BridgeSettings::default()
+            };
+            match api.set_bridge(bname, &s) {
+                Ok(_) => {
+                    have.forward_bpdu = want.forward_bpdu;
+                    have.mac_aging_secs = want.mac_aging_secs;
+                }
+                Err(e) => tracing::warn!(bridge = %bname, "bridge settings: {e}"),
+            }
+        }
+        if have.fail_mode != want.fail_mode {
+            self.calls += 1;
+            match api.set_fail_mode(bname, want.fail_mode) {
+                Ok(()) => have.fail_mode = want.fail_mode,
+                Err(e) => tracing::warn!(bridge = %bname, "fail_mode: {e}"),
+            }
+        }
+        if have.controllers != want.controllers {
+            // A target that does not parse is left out (and logged); the
+            // others connect.
+            let targets: Vec<Target> = want
+                .controllers
+                .iter()
+                .filter_map(|t| {
+                    t.parse::<Target>()
+                        .inspect_err(|e| tracing::warn!(bridge = %bname, "controller: {e}"))
+                        .ok()
+                })
+                .collect();
+            self.calls += 1;
+            match api.set_controller(bname, &targets) {
+                Ok(()) => have.controllers = want.controllers.clone(),
+                Err(e) => tracing::warn!(bridge = %bname, "controllers: {e}"),
+            }
+        }
+        for (pname, spec) in &want.ports {
+            let key = (bname.to_string(), pname.clone());
+            let result = match have.ports.get(pname) {
+                Some(old) if old.settings == spec.settings => Ok(()),
+                Some(_) => {
+                    self.calls += 1;
+                    api.set_port(bname, pname, &spec.settings).map(|_| ())
+                }
+                None => {
+                    self.calls += 1;
+                    api.add_port(bname, spec).map(|_| ())
+                }
+            };
+            match result {
+                Ok(()) => {
+                    have.ports.insert(pname.clone(), spec.clone());
+                    self.refused.remove(&key);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if self.refused.get(&key) != Some(&e) {
+                        tracing::warn!(bridge = %bname, port = %pname, "interface refused: {e}");
+                    }
+                    for st in ifaces.values_mut() {
+                        if matches!(st, IfaceState::Port { bridge, port } if bridge == bname && port == pname)
+                        {
+                            *st = IfaceState::Error(e.clone());
+                        }
+                    }
+                    self.refused.insert(key, e);
+                }
+            }
+        }
+    }
+}
+
+/// Builds the write-back transaction, column by column, writing only what
+/// differs from the database.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// Values written whose echo has not come back yet: not written again
+    /// meanwhile.
+    pending: BTreeMap<(String, String, String), Datum>,
+    /// The statistics last written per Interface row (the column is not
+    /// monitored: its updates would come back every 5 s for nothing).
+    stats: BTreeMap<String, Datum>,
+}
+
+/// Bridge → port → facts.
+pub type Facts = BTreeMap<String, BTreeMap<String, PortFacts>>;
+
+/// One row's columns to update.
+type RowWrites = BTreeMap<String, Value>;
+
+impl Writer {
+    /// A writer with nothing pending.
+    pub fn new() -> Writer {
+        Writer::default()
+    }
+
+    /// Forgets what is in flight (a transaction failed, or the session
+    /// was lost): everything is compared again.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.stats.clear();
+    }
+
+    /// Wants `table[uuid].col = value`: added to `row` when the database
+    /// holds something else and no identical write is in flight.
+    fn want(
+        &mut self,
+        ctx: (&Replica, &Schema),
+        at: (&str, &str),
+        col: &str,
+        value: Datum,
+        row: &mut RowWrites,
+    ) {
+        let (r, schema) = ctx;
+        let (table, uuid) = at;
+        let Some(kind) = schema.kind(table, col) else {
+            return;
+        };
+        let key = (table.to_string(), uuid.to_string(), col.to_string());
+        let current = r.row(table, uuid).map(|x| x.get(col)).unwrap_or_default();
+        if current == value {
+            self.pending.remove(&key);
+            return;
+        }
+        if self.pending.get(&key) == Some(&value) {
+            return;
+        }
+        row.insert(
+            col.to_string(),
+            value.to_json(kind == ovsdb::ColumnKind::Map),
+        );
+        self.pending.insert(key, value);
+    }
+
+    /// The operations that bring the database in line with the switch:
+    /// `Open_vSwitch` facts and `cur_cfg`, each Interface's state (and its
+    /// statistics when `with_stats`), each Controller's connection.
+    pub fn ops(
+        &mut self,
+        r: &Replica,
+        schema: &Schema,
+        plan: &Plan,
+        facts: &Facts,
+        controllers: &BTreeMap<String, Vec<bool>>,
+        with_stats: bool,
+    ) -> Vec<Value> {
+        let mut out: Vec<(&'static str, String, RowWrites)> = Vec::new();
+        let ctx = (r, schema);
+        if let Some((uuid, next_cfg)) = &plan.next_cfg {
+            let mut w = RowWrites::new();
+            let at = ("Open_vSwitch", uuid.as_str());
+            self.want(
+                ctx,
+                at,
+                "ovs_version",
+                Datum::one(env!("CARGO_PKG_VERSION")),
+                &mut w,
+            );
+            self.want(
+                ctx,
+                at,
+                "db_version",
+                Datum::one(schema.version.as_str()),
+                &mut w,
+            );
+            self.want(ctx, at, "datapath_types", Datum::one("netdev"), &mut w);
+            let types = IFACE_TYPES.iter().map(|t| Atom::from(*t)).collect();
+            self.want(ctx, at, "iface_types", Datum::set(types), &mut w);
+            self.want(ctx, at, "cur_cfg", Datum::one(*next_cfg), &mut w);
+            out.push(("Open_vSwitch", uuid.clone(), w));
+        }
+        for (iu, st) in &plan.ifaces {
+            let mut w = RowWrites::new();
+            let at = ("Interface", iu.as_str());
+            let none = Datum::default;
+            match st {
+                IfaceState::Error(e) => {
+                    self.want(ctx, at, "ofport", Datum::one(-1), &mut w);
+                    self.want(ctx, at, "error", Datum::one(e.as_str()), &mut w);
+                    for col in ["link_state", "admin_state", "mtu", "mac_in_use", "ifindex"] {
+                        self.want(ctx, at, col, none(), &mut w);
+                    }
+                }
+                IfaceState::Local => {
+                    self.want(ctx, at, "ofport", Datum::one(LOCAL_OFPORT), &mut w);
+                    self.want(ctx, at, "error", none(), &mut w);
+                    self.want(ctx, at, "admin_state", Datum::one("down"), &mut w);
+                    self.want(ctx, at, "link_state", Datum::one("down"), &mut w);
+                }
+                IfaceState::Port { bridge, port } => {
+                    let Some(f) = facts.get(bridge).and_then(|m| m.get(port)) else {
+                        continue;
+                    };
+                    let up = |b: bool| Datum::one(if b { "up" } else { "down" });
+                    let opt = |v: Option<Atom>| v.map(|a| Datum::Set(vec![a])).unwrap_or_default();
+                    self.want(ctx, at, "ofport", Datum::one(i64::from(f.ofport)), &mut w);
+                    self.want(ctx, at, "error", none(), &mut w);
+                    self.want(ctx, at, "link_state", up(f.link == LinkState::Up), &mut w);
+                    self.want(ctx, at, "admin_state", up(f.enabled), &mut w);
+                    let mtu = (f.mtu > 0).then(|| Atom::Integer(i64::from(f.mtu)));
+                    self.want(ctx, at, "mtu", opt(mtu), &mut w);
+                    let mac = f.mac.clone().map(Atom::String);
+                    self.want(ctx, at, "mac_in_use", opt(mac), &mut w);
+                    let ifindex = f.ifindex.map(|i| Atom::Integer(i64::from(i)));
+                    self.want(ctx, at, "ifindex", opt(ifindex), &mut w);
+                    let driver = format!("vswitch-{}", f.kind.name());
+                    self.want(
+                        ctx,
+                        at,
+                        "status",
+                        Datum::str_map([("driver_name", driver)]),
+                        &mut w,
+                    );
+                    if with_stats && schema.kind("Interface", "statistics").is_some() {
+                        let s = &f.stats;
+                        let stats = Datum::map(
+                            [
+                                ("rx_packets", s.rx_packets),
+                                ("rx_bytes", s.rx_bytes),
+                                ("rx_dropped", s.rx_dropped),
+                                ("rx_errors", s.rx_errors),
+                                ("tx_packets", s.tx_packets),
+                                ("tx_bytes", s.tx_bytes),
+                                ("tx_dropped", s.tx_dropped),
+                                ("tx_errors", s.tx_errors),
+                            ]
+                            .into_iter()
+                            .map(|(k, v)| {
+                                (
+                                    Atom::from(k),
+                                    Atom::Integer(i64::try_from(v).unwrap_or(i64::MAX)),
+                                )
+                            })
+                            .collect(),
+                        );
+                        if self.stats.get(iu) != Some(&stats) {
+                            w.insert("statistics".to_string(), stats.to_json(true));
+                            self.stats.insert(iu.clone(), stats);
+                        }
+                    }
+                }
+            }
+            out.push(("Interface", iu.clone(), w));
+        }
+        for (bridge, rows) in &plan.controller_rows {
+            let states = controllers.get(bridge).cloned().unwrap_or_default();
+            for (i, cu) in rows.iter().enumerate() {
+                let mut w = RowWrites::new();
+                let at = ("Controller", cu.as_str());
+                let up = states.get(i).copied().unwrap_or(false);
+                self.want(ctx, at, "is_connected", Datum::one(up), &mut w);
+                let state = if up { "ACTIVE" } else { "BACKOFF" };
+                self.want(
+                    ctx,
+                    at,
+                    "status",
+                    Datum::str_map([("state", state.to_string())]),
+                    &mut w,
+                );
+                out.push(("Controller", cu.clone(), w));
+            }
+        }
+        out.into_iter()
+            .filter(|(_, _, w)| !w.is_empty())
+            .map(|(table, uuid, w)| {
+                json!({"op": "update", "table": table, "where": [["_uuid", "==", ["uuid", uuid]]], "row": w})
+            })
+            .collect()
+    }
+}
+
+/// The facts the writer needs from the switch: each bridge's ports, and
+/// each bridge's controllers' connection state (in `set_controller`
+/// order).
+fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, Vec<bool>>) {
+    let mut facts = BTreeMap::new();
+    let mut ctls = BTreeMap::new();
+    for b in plan.bridges.keys() {
+        if let Ok(v) = api.port_facts(b) {
+            facts.insert(
+                b.clone(),
+                v.into_iter().map(|f| (f.port.clone(), f)).collect(),
+            );
+        }
+        if !plan.controller_rows.get(b).is_none_or(Vec::is_empty) {
+            if let Ok(show) = api.show(Some(b)) {
+                let states = show
+                    .bridges
+                    .iter()
+                    .flat_map(|s| s.controllers.iter().map(|c| c.is_connected))
+                    .collect();
+                ctls.insert(b.clone(), states);
+            }
+        }
+    }
+    (facts, ctls)
+}
+
+/// The columns vswitchd monitors, per table: what it honours and what it
+/// writes (to compare before writing). `statistics` is left out on
+/// purpose.
+const MONITORED: [(&str, &[&str]); 5] = [
+    (
+        "Open_vSwitch",
+        &[
+            "bridges",
+            "next_cfg",
+            "cur_cfg",
+            "ovs_version",
+            "db_version",
+            "datapath_types",
+            "iface_types",
+            "external_ids",
+            "other_config",
+        ],
+    ),
+    (
+        "Bridge",
+        &[
+            "name",
+            "ports",
+            "datapath_type",
+            "fail_mode",
+            "controller",
+            "protocols",
+            "other_config",
+        ],
+    ),
+    (
+        "Port",
+        &["name", "interfaces", "tag", "trunks", "vlan_mode"],
+    ),
+    (
+        "Interface",
+        &[
+            "name",
+            "type",
+            "options",
+            "mtu_request",
+            "ofport_request",
+            "external_ids",
+            "ofport",
+            "error",
+            "link_state",
+            "admin_state",
+            "mtu",
+            "mac_in_use",
+            "ifindex",
+            "status",
+        ],
+    ),
+    (
+        "Controller",
+        &[
+            "target",
+            "connection_mode",
+            "inactivity_probe",
+            "max_backoff",
+            "is_connected",
+            "status",
+        ],
+    ),
+];
+
+/// The monitor requests, limited to what `schema` has (an older database
+/// lacks some columns).
+fn monitor_requests(schema: &Schema) -> Result<Value, OvsdbError> {
+    let mut req = serde_json::Map::new();
+    for (table, cols) in MONITORED {
+        let Some(have) = schema.tables.get(table) else {
+            if table == "Controller" {
+                continue;
+            }
+            return Err(OvsdbError::Schema(table));
+        };
+        let cols: Vec<&str> = cols
+            .iter()
+            .copied()
+            .filter(|c| have.contains_key(*c))
+            .collect();
+        req.insert(table.to_string(), json!({ "columns": cols }));
+    }
+    Ok(Value::Object(req))
+}
+
+/// The front end's state that outlives a session.
+struct State {
+    api: Arc<Api>,
+    remote: Remote,
+    stop: Arc<AtomicBool>,
+    rec: Reconciler,
+    writer: Writer,
+    /// Interface errors already logged, by row (each is logged once).
+    logged: BTreeMap<String, String>,
+    /// The last session failure, logged once until a session succeeds.
+    last_error: String,
+}
+
+impl State {
+    /// Reconciles (when `changed`) and writes back.
+    fn sync(
+        &mut self,
+        c: &mut Client,
+        r: &Replica,
+        schema: &Schema,
+        changed: bool,
+        with_stats: bool,
+    ) -> Result<(), OvsdbError> {
+        let mut p = plan(r);
+        if changed {
+            self.rec.reconcile(&self.api, &mut p);
+        } else {
+            // The refusals of the last reconcile still stand.
+            for st in p.ifaces.values_mut() {
+                if let IfaceState::Port { bridge, port } = st {
+                    if let Some(e) = self.rec.refused.get(&(bridge.clone(), port.clone())) {
+                        *st = IfaceState::Error(e.clone());
+                    } else if let Some(e) = self.rec.bridge_errors.get(bridge) {
+                        *st = IfaceState::Error(e.clone());
+                    }
+                }
+            }
+        }
+        for (iu, st) in &p.ifaces {
+            if let IfaceState::Error(e) = st {
+                if self.logged.get(iu) != Some(e) {
+                    tracing::warn!(interface = %r.row("Interface", iu).map_or("", |x| x.str("name")), "{e}");
+                    self.logged.insert(iu.clone(), e.clone());
+                }
+            }
+        }
+        self.logged
+            .retain(|iu, _| matches!(p.ifaces.get(iu), Some(IfaceState::Error(_))));
+        let (facts, ctls) = gather(&self.api, &p);
+        let ops = self.writer.ops(r, schema, &p, &facts, &ctls, with_stats);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        match c.transact(DB, ops, CALL_TIMEOUT) {
+            Ok(_) => Ok(()),
+            Err(ovsdb::Error::Transaction(e)) => {
+                // Refused by the database (a row deleted meanwhile, a
+                // constraint): compared again next time.
+                tracing::warn!("OVSDB write-back refused: {e}");
+                self.writer.reset();
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One session: connect, monitor, then apply updates until it fails
+    /// or the daemon stops.
+    fn session(&mut self) -> Result<(), OvsdbError> {
+        let mut c = Client::connect(&self.remote, CALL_TIMEOUT)?;
+        let schema = c.get_schema(DB, CALL_TIMEOUT)?;
+        let req = monitor_requests(&schema)?;
+        let (method, initial) = c.monitor(DB, &json!(MONITOR_ID), &req, CALL_TIMEOUT)?;
+        let format = match method {
+            MonitorMethod::MonitorCond => Format::Update2,
+            MonitorMethod::Monitor => Format::Update,
+        };
+        let mut r = Replica::new();
+        r.apply(format, &initial, &schema)?;
+        tracing::info!(remote = %self.remote, ?method, "OVSDB connected");
+        self.last_error.clear();
+        self.writer.reset();
+        self.sync(&mut c, &r, &schema, true, true)?;
+        let mut next_state = Instant::now() + STATE_TICK;
+        let mut next_stats = Instant::now() + STATS_INTERVAL;
+        while !self.stop.load(Ordering::Relaxed) {
+            let wait = next_state.saturating_duration_since(Instant::now());
+            let mut changed = false;
+            let mut first = c.next_notification(wait)?;
+            while let Some(n) = first.take() {
+                let expected = match format {
+                    Format::Update2 => "update2",
+                    Format::Update => "update",
+                };
+                if n.method == expected && n.params.get(0) == Some(&json!(MONITOR_ID)) {
+                    let updates = n.params.get(1).ok_or(ovsdb::Error::Malformed {
+                        what: "update",
+                        expected: "[monitor-id, table-updates]",
+                    })?;
+                    r.apply(format, updates, &schema)?;
+                    changed = true;
+                }
+                // Take whatever else already arrived, then reconcile once.
+                first = c.next_notification(Duration::ZERO)?;
+            }
+            let now = Instant::now();
+            let tick = now >= next_state;
+            if tick {
+                next_state = now + STATE_TICK;
+            }
+            let stats = now >= next_stats;
+            if stats {
+                next_stats = now + STATS_INTERVAL;
+            }
+            if changed || tick {
+                self.sync(&mut c, &r, &schema, changed, stats)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        while !self.stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            match self.session() {
+                Ok(()) => return,
+                // The same failure again (the server still down) is not
+                // news.
+                Err(e) if e.to_string() == self.last_error => {
+                    tracing::debug!(remote = %self.remote, "OVSDB: {e}; reconnecting in {}s", backoff.as_secs());
+                }
+                Err(e) => {
+                    self.last_error = e.to_string();
+                    tracing::warn!(remote = %self.remote, "OVSDB: {e}; forwarding goes on with the last configuration, reconnecting in {}s", backoff.as_secs());
+                }
+            }
+            // A session that lasted resets the backoff.
+            if started.elapsed() > BACKOFF_MAX * 2 {
+                backoff = BACKOFF_MIN;
+            }
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// The running front end; dropping it asks its thread to stop (it does
+/// within about a second, or when a pending request times out).
+pub struct Handle {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the front end: bridges and ports of `api` follow the database
+/// at `remote` from now on.
+pub fn start(api: Arc<Api>, remote: Remote) -> Result<Handle, OvsdbError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let state = State {
+        api,
+        remote,
+        stop: stop.clone(),
+        rec: Reconciler::new(),
+        writer: Writer::new(),
+        logged: BTreeMap::new(),
+        last_error: String::new(),
+    };
+    std::thread::Builder::new()
+        .name("ovsdb".into())
+        .spawn(move || state.run())
+        .map_err(OvsdbError::Thread)?;
+    Ok(Handle { stop })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        let col = |t: Value| json!({ "type": t });
+        let opt_int = json!({"key": "integer", "min": 0, "max": 1});
+        let opt_str = json!({"key": "string", "min": 0, "max": 1});
+        let smap = json!({"key": "string", "value": "string", "min": 0, "max": "unlimited"});
+        let refs =
+            |t: &str| json!({"key": {"type": "uuid", "refTable": t}, "min": 0, "max": "unlimited"});
+        Schema::from_json(&json!({
+            "name": "Open_vSwitch", "version": "8.3.1",
+            "tables": {
+                "Open_vSwitch": {"columns": {
+                    "bridges": col(refs("Bridge")), "next_cfg": col(json!("integer")),
+                    "cur_cfg": col(json!("integer")), "ovs_version": col(opt_str.clone()),
+                    "db_version": col(opt_str.clone()),
+                    "datapath_types": col(json!({"key": "string", "min": 0, "max": "unlimited"})),
+                    "iface_types": col(json!({"key": "string", "min": 0, "max": "unlimited"}))
+                }},
+                "Bridge": {"columns": {
+                    "name": col(json!("string")), "ports": col(refs("Port")),
+                    "fail_mode": col(opt_str.clone()), "other_config": col(smap.clone()),
+                    "controller": col(refs("Controller"))
+                }},
+                "Port": {"columns": {
+                    "name": col(json!("string")), "interfaces": col(refs("Interface")),
+                    "tag": col(opt_int.clone()),
+                    "trunks": col(json!({"key": "integer", "min": 0, "max": 4096})),
+                    "vlan_mode": col(opt_str.clone())
+                }},
+                "Interface": {"columns": {
+                    "name": col(json!("string")), "type": col(json!("string")),
+                    "options": col(smap.clone()), "ofport": col(opt_int.clone()),
+                    "ofport_request": col(opt_int.clone()), "mtu_request": col(opt_int.clone()),
+                    "error": col(opt_str.clone()), "link_state": col(opt_str.clone()),
+                    "admin_state": col(opt_str.clone()), "mtu": col(opt_int.clone()),
+                    "mac_in_use": col(opt_str.clone()), "ifindex": col(opt_int.clone()),
+                    "status": col(smap.clone()), "statistics": col(json!({"key": "string", "value": "integer", "min": 0, "max": "unlimited"}))
+                }},
+                "Controller": {"columns": {"target": col(json!("string"))}}
+            }
+        }))
+        .unwrap()
+    }
+
+    /// The rows `ovs-vsctl add-br br0 -- add-port br0 p1 -- set Interface
+    /// p1 type=dummy ofport_request=7 -- set Port p1 tag=10` leaves, plus
+    /// a bad interface and a bond, in update2 form.
+    fn rows() -> Value {
+        json!({
+            "Open_vSwitch": {"o": {"initial": {"bridges": ["uuid", "b"], "next_cfg": 3}}},
+            "Bridge": {"b": {"initial": {"name": "br0", "ports": ["set", [["uuid", "p0"], ["uuid", "p1"], ["uuid", "p2"], ["uuid", "p3"]]]}}},
+            "Port": {
+                "p0": {"initial": {"name": "br0", "interfaces": ["uuid", "i0"]}},
+                "p1": {"initial": {"name": "p1", "interfaces": ["uuid", "i1"], "tag": 10}},
+                "p2": {"initial": {"name": "bad", "interfaces": ["uuid", "i2"]}},
+                "p3": {"initial": {"name": "bond", "interfaces": ["set", [["uuid", "i3"], ["uuid", "i4"]]]}}
+            },
+            "Interface": {
+                "i0": {"initial": {"name": "br0", "type": "internal"}},
+                "i1": {"initial": {"name": "p1", "type": "dummy", "ofport_request": 7}},
+                "i2": {"initial": {"name": "bad", "type": "vxlan"}},
+                "i3": {"initial": {"name": "b1", "type": "dummy"}},
+                "i4": {"initial": {"name": "b2", "type": "dummy"}}
+            }
+        })
+    }
+
+    /// What the server would do with our write-back: apply it to the
+    /// replica (as the update it echoes).
+    fn echo(r: &mut Replica, s: &Schema, ops: &[Value]) {
+        let mut upd = serde_json::Map::new();
+        for op in ops {
+            let table = op["table"].as_str().unwrap();
+            let uuid = op["where"][0][2][1].as_str().unwrap();
+            let mut row = r.row(table, uuid).cloned().unwrap_or_default();
+            for (k, v) in op["row"].as_object().unwrap() {
+                row.columns.insert(k.clone(), Datum::from_json(v).unwrap());
+            }
+            let cols: serde_json::Map<String, Value> = row
+                .columns
+                .iter()
+                .map(|(k, d)| {
+                    (
+                        k.clone(),
+                        d.to_json(s.kind(table, k) == Some(ovsdb::ColumnKind::Map)),
+                    )
+                })
+                .collect();
+            upd.entry(table.to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .unwrap()
+                .insert(uuid.to_string(), json!({"insert": cols}));
+        }
+        r.apply(Format::Update2, &Value::Object(upd), s).unwrap();
+    }
+
+    fn write(api: &Api, w: &mut Writer, r: &Replica, s: &Schema, p: &Plan) -> Vec<Value> {
+        let (facts, ctls) = gather(api, p);
+        w.ops(r, s, p, &facts, &ctls, true)
+    }
+
+    #[test]
+    fn rows_become_ports_and_only_changes_cause_calls() {
+        let s = schema();
+        let mut r = Replica::new();
+        r.apply(Format::Update2, &rows(), &s).unwrap();
+        let api = Api::new();
+        let mut rec = Reconciler::new();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        let show = api.show(Some("br0")).unwrap();
+        let ports = &show.bridges[0].ports;
+        assert_eq!(ports.len(), 1, "{ports:?}");
+        assert_eq!((ports[0].port.as_str(), ports[0].ofport), ("p1", 7));
+        assert_eq!(ports[0].policy.as_ref().unwrap().tag, Some(10));
+        assert_eq!(p.ifaces["i0"], IfaceState::Local);
+        assert!(matches!(&p.ifaces["i2"], IfaceState::Error(e) if e.contains("'vxlan'")));
+        assert!(matches!(&p.ifaces["i3"], IfaceState::Error(e) if e.contains("bonds")));
+
+        // Write-back: ofport, error, cur_cfg...
+        let mut w = Writer::new();
+        let ops = write(&api, &mut w, &r, &s, &p);
+        let find = |ops: &[Value], t: &str, u: &str| {
+            ops.iter()
+                .find(|o| o["table"] == t && o["where"][0][2][1] == u)
+                .map(|o| o["row"].clone())
+        };
+        let i1 = find(&ops, "Interface", "i1").unwrap();
+        assert_eq!(
+            (i1["ofport"].clone(), i1["admin_state"].clone()),
+            (json!(7), json!("up"))
+        );
+        assert_eq!(i1["statistics"][0], "map");
+        let i2 = find(&ops, "Interface", "i2").unwrap();
+        assert_eq!(i2["ofport"], json!(-1));
+        assert!(i2["error"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported interface type"));
+        assert_eq!(
+            find(&ops, "Interface", "i0").unwrap()["ofport"],
+            json!(LOCAL_OFPORT)
+        );
+        assert_eq!(
+            find(&ops, "Open_vSwitch", "o").unwrap()["cur_cfg"],
+            json!(3)
+        );
+        // In flight: not written twice.
+        assert!(find(&write(&api, &mut w, &r, &s, &p), "Interface", "i1").is_none());
+        // Once the database has them, nothing more is written.
+        echo(&mut r, &s, &ops);
+        let again = w.ops(&r, &s, &p, &gather(&api, &p).0, &BTreeMap::new(), false);
+        assert!(again.is_empty(), "{again:?}");
+
+        // The same rows again: no call at all.
+        let calls = rec.calls;
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert_eq!(rec.calls, calls);
+
+        // A new tag: one set_port; a fixed type: one add_port.
+        r.apply(
+            Format::Update2,
+            &json!({"Port": {"p1": {"modify": {"tag": ["set", [10, 20]]}}},
+                    "Interface": {"i2": {"modify": {"type": "dummy"}}}}),
+            &s,
+        )
+        .unwrap();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert_eq!(rec.calls, calls + 2);
+        let show = api.show(Some("br0")).unwrap();
+        let names: Vec<_> = show.bridges[0]
+            .ports
+            .iter()
+            .map(|p| (p.port.clone(), p.policy.as_ref().unwrap().tag))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("bad".to_string(), None), ("p1".to_string(), Some(20))]
+        );
+        let ops = write(&api, &mut w, &r, &s, &p);
+        let i2 = find(&ops, "Interface", "i2").unwrap();
+        assert_eq!(i2["error"], json!(["set", []]), "the error is cleared");
+
+        // A changed ofport_request re-attaches; an ofport in use is an
+        // error on that interface only.
+        r.apply(
+            Format::Update2,
+            &json!({"Interface": {"i2": {"modify": {"ofport_request": 7}}}}),
+            &s,
+        )
+        .unwrap();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert!(
+            matches!(&p.ifaces["i2"], IfaceState::Error(e) if e.contains('7')),
+            "{:?}",
+            p.ifaces["i2"]
+        );
+        assert_eq!(api.show(Some("br0")).unwrap().bridges[0].ports.len(), 1);
+
+        // del-port, then del-br.
+        r.apply(
+            Format::Update2,
+            &json!({"Bridge": {"b": {"modify": {"ports": ["set", [["uuid", "p1"], ["uuid", "p2"]]]}}}}),
+            &s,
+        )
+        .unwrap();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert!(api.show(Some("br0")).unwrap().bridges[0].ports.is_empty());
+        r.apply(
+            Format::Update2,
+            &json!({"Open_vSwitch": {"o": {"modify": {"bridges": ["uuid", "b"]}}}}),
+            &s,
+        )
+        .unwrap();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert!(api.bridge_names().is_empty());
+        api.shutdown();
+    }
+
+    #[test]
+    fn bad_port_rows_read_as_errors() {
+        let row = |v: Value| Row {
+            columns: v
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), Datum::from_json(v).unwrap()))
+                .collect(),
+        };
+        let port = row(json!({"name": "p"}));
+        for (iface, port, want) in [
+            (
+                json!({"name": "p", "type": "patch"}),
+                port.clone(),
+                "unsupported interface type",
+            ),
+            (
+                json!({"name": "p", "ofport_request": 70000}),
+                port.clone(),
+                "1..65279",
+            ),
+            (
+                json!({"name": "p", "mtu_request": 20}),
+                port.clone(),
+                "68..65535",
+            ),
+            (json!({"name": "p"}), row(json!({"tag": 5000})), "0..4095"),
+            (
+                json!({"name": "p"}),
+                row(json!({"vlan_mode": "dot1q-tunnel"})),
+                "vlan_mode",
+            ),
+        ] {
+            let e = read_port(&port, &row(iface.clone())).unwrap_err();
+            assert!(e.contains(want), "{iface}: {e}");
+        }
+        let spec = read_port(
+            &row(json!({"trunks": ["set", [10, 20]], "vlan_mode": "trunk"})),
+            &row(json!({"name": "t", "type": "geneve", "options": ["map", [["remote_ip", "10.0.0.2"], ["key", "5"]]], "mtu_request": 1400})),
+        )
+        .unwrap();
+        assert_eq!(spec.kind, PortKind::Geneve);
+        assert_eq!(spec.settings.mtu, Some(1400));
+        assert_eq!(spec.settings.trunks, Some(vec![10, 20]));
+        assert_eq!(
+            spec.type_options,
+            vec![
+                ("key".to_string(), "5".to_string()),
+                ("remote_ip".to_string(), "10.0.0.2".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn monitor_requests_follow_the_schema() {
+        let req = monitor_requests(&schema()).unwrap();
+        let cols = req["Interface"]["columns"].as_array().unwrap();
+        assert!(cols.contains(&json!("ofport")));
+        assert!(!cols.contains(&json!("statistics")));
+        let mut s = schema();
+        s.tables.remove("Port");
+        assert!(matches!(
+            monitor_requests(&s),
+            Err(OvsdbError::Schema("Port"))
+        ));
+    }
+}
