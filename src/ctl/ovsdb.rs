@@ -1114,7 +1114,7 @@ mod tests {
         // A new tag: one set_port; a fixed type: one add_port.
         r.apply(
             Format::Update2,
-            &json!({"Port": {"p1": {"modify": {"tag": ["set", [10, 20]]}}},
+            &json!({"Port": {"p1": {"modify": {"tag": 20}}},
                     "Interface": {"i2": {"modify": {"type": "dummy"}}}}),
             &s,
         )

@@ -94,7 +94,8 @@ enum Change {
     /// Only these columns, merged (`update` modify's `new` holds every
     /// monitored column, so merging is the same as replacing).
     Merge(Row),
-    /// update2 `modify`: per column, a new scalar or a diff.
+    /// update2 `modify`: per column, the new value (columns of at most one
+    /// value) or a diff (sets and maps).
     Modify(Row),
     /// Gone.
     Delete,
@@ -133,8 +134,9 @@ impl Replica {
         self.tables.get(table)?.get(uuid)
     }
 
-    /// Applies table-updates in `format`; `schema` says which columns are
-    /// scalars (replaced by a modify) and which are sets or maps (patched).
+    /// Applies table-updates in `format`; `schema` says which columns hold
+    /// at most one value (replaced by a modify) and which are sets or maps
+    /// (patched by its diff).
     pub fn apply(&mut self, format: Format, updates: &Value, schema: &Schema) -> Result<(), Error> {
         let tables = updates
             .as_object()
@@ -266,7 +268,8 @@ mod tests {
             &json!({
                 "Interface": {
                     "i2": {"insert": {"name": "vm1", "type": "tap", "options": ["map", [["a", "1"]]]}},
-                    "i1": {"modify": {"ofport": 1, "type": "system"}}
+                    "i1": {"modify": {"ofport": 1, "type": "system"}},
+                    "i3": {"insert": {"name": "x", "ofport": 9}}
                 },
                 "Open_vSwitch": {"o": {"modify": {"next_cfg": 3, "bridges": ["set", [["uuid", "b1"], ["uuid", "b2"]]]}}}
             }),
@@ -275,6 +278,14 @@ mod tests {
         .unwrap();
         let i = r.row("Interface", "i1").unwrap();
         assert_eq!((i.str("type"), i.int("ofport")), ("system", Some(1)));
+        // An optional column is cleared with its new, empty, value.
+        r.apply(
+            Format::Update2,
+            &json!({"Interface": {"i3": {"modify": {"ofport": ["set", []]}}}}),
+            &s,
+        )
+        .unwrap();
+        assert_eq!(r.row("Interface", "i3").unwrap().int("ofport"), None);
         let o = r.row("Open_vSwitch", "o").unwrap();
         assert_eq!(o.int("next_cfg"), Some(3));
         assert_eq!(o.uuids("bridges"), vec!["b2"]);

@@ -1,8 +1,10 @@
 //! The little of a database schema (RFC 7047 section 3.2) the client needs:
-//! the database's name and version, and for each column whether it is a
-//! scalar, a set or a map. That decides how an update2 "modify" applies
-//! (a scalar is replaced, a set or map is patched by a diff) and how an
-//! empty value is written.
+//! the database's name and version, and for each column whether it holds
+//! at most one value, a set or a map. That decides how an update2
+//! "modify" applies (a column of at most one value, optional ones
+//! included, carries its new value: ovsdb-server 3.1 sends `"tag": 5` and
+//! `"tag": ["set", []]`; a set or map carries a diff) and how an empty
+//! value is written.
 
 use super::Error;
 use serde_json::Value;
@@ -11,9 +13,9 @@ use std::collections::BTreeMap;
 /// What kind of value a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// Exactly one atom (`min` = `max` = 1).
+    /// At most one atom (`max` 1): a scalar, or an optional value.
     Scalar,
-    /// A set (including optional values, `min` 0 `max` 1).
+    /// A set of possibly several atoms (`max` > 1).
     Set,
     /// A map.
     Map,
@@ -37,12 +39,9 @@ fn column_kind(t: &Value) -> Result<ColumnKind, Error> {
             if o.contains_key("value") {
                 return Ok(ColumnKind::Map);
             }
-            let min = match o.get("min") {
-                None => 1,
-                Some(v) => v
-                    .as_u64()
-                    .ok_or_else(|| Error::malformed("schema", "a column type's min"))?,
-            };
+            if o.get("min").is_some_and(|v| v.as_u64().is_none()) {
+                return Err(Error::malformed("schema", "a column type's min"));
+            }
             let max_is_one = match o.get("max") {
                 None => true,
                 Some(Value::String(s)) if s == "unlimited" => false,
@@ -52,7 +51,7 @@ fn column_kind(t: &Value) -> Result<ColumnKind, Error> {
                         == 1
                 }
             };
-            Ok(if min == 1 && max_is_one {
+            Ok(if max_is_one {
                 ColumnKind::Scalar
             } else {
                 ColumnKind::Set
@@ -124,7 +123,7 @@ mod tests {
         assert_eq!(s.version, "8.3.1");
         assert_eq!(s.kind("Interface", "name"), Some(ColumnKind::Scalar));
         assert_eq!(s.kind("Interface", "admin"), Some(ColumnKind::Scalar));
-        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Set));
+        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Scalar));
         assert_eq!(s.kind("Interface", "trunks"), Some(ColumnKind::Set));
         assert_eq!(s.kind("Interface", "options"), Some(ColumnKind::Map));
         assert_eq!(s.kind("Interface", "nope"), None);
@@ -146,7 +145,8 @@ mod tests {
         let s = Schema::from_json(&v).unwrap();
         assert_eq!(s.name, "Open_vSwitch");
         assert_eq!(s.kind("Open_vSwitch", "cur_cfg"), Some(ColumnKind::Scalar));
-        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Set));
+        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Scalar));
+        assert_eq!(s.kind("Port", "trunks"), Some(ColumnKind::Set));
         assert_eq!(s.kind("Interface", "statistics"), Some(ColumnKind::Map));
     }
 }

@@ -1,0 +1,589 @@
+//! vswitchd as the switch behind a real `ovsdb-server`, driven by the real
+//! `ovs-vsctl` (Debian's openvswitch-switch), as Neutron, os-vif and
+//! libvirt drive Open vSwitch.
+//!
+//! Each test starts its own `ovsdb-server` on a database created from the
+//! installed `vswitch.ovsschema`, with every file (database, socket,
+//! pidfile, unixctl socket, log) in a private temporary directory and
+//! `OVS_RUNDIR`/`OVS_LOGDIR`/`OVS_DBDIR` pointing there, so nothing of a
+//! system Open vSwitch is touched. `ovs-vsctl` runs without `--no-wait`:
+//! each command returns only once vswitchd has written `cur_cfg`, which is
+//! what the tests rely on before they look; `--timeout=10` bounds it.
+//!
+//! * `dummy_and_geneve_ports_without_root`: needs only OVS installed.
+//! * `two_vms_ping_through_the_database`: needs root and namespaces too.
+
+mod common;
+
+use common::frames::{eth, hex, mac};
+use common::vms::{move_tap, vm_mac};
+use common::{require_ovs, require_root, wait_for, wait_until, Lab};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+
+/// An `ovsdb-server` on a private database; killed on drop.
+struct Db {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Db {
+    fn start() -> Db {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut db = Db { dir, child: None };
+        let out = db
+            .ovs_cmd("ovsdb-tool")
+            .args(["create", &db.file("conf.db"), SCHEMA])
+            .output()
+            .expect("run ovsdb-tool");
+        assert!(out.status.success(), "ovsdb-tool create: {out:?}");
+        db.spawn();
+        db.vsctl_ok(&["--no-wait", "init"]);
+        db
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("db.sock")
+    }
+
+    /// `unix:PATH` of the server.
+    fn remote(&self) -> String {
+        format!("unix:{}", self.sock().display())
+    }
+
+    /// A command with the OVS directories pointing into ours.
+    fn ovs_cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new(prog);
+        for var in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"] {
+            c.env(var, self.dir.path());
+        }
+        c
+    }
+
+    /// Starts (or restarts) the server on the same database.
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.sock());
+        let child = self
+            .ovs_cmd("ovsdb-server")
+            .arg(format!("--remote=punix:{}", self.sock().display()))
+            .arg(format!("--pidfile={}", self.file("ovsdb-server.pid")))
+            .arg(format!("--unixctl={}", self.file("ovsdb-server.ctl")))
+            .arg(format!("--log-file={}", self.file("ovsdb-server.log")))
+            .arg(self.file("conf.db"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ovsdb-server");
+        self.child = Some(child);
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                std::os::unix::net::UnixStream::connect(self.sock()).is_ok()
+            }),
+            "ovsdb-server did not come up: {}",
+            std::fs::read_to_string(self.file("ovsdb-server.log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL, as a crash of the database would be.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn vsctl(&self, args: &[&str]) -> Output {
+        self.ovs_cmd("ovs-vsctl")
+            .arg(format!("--db={}", self.remote()))
+            .arg("--timeout=10")
+            .args(args)
+            .output()
+            .expect("run ovs-vsctl")
+    }
+
+    /// Runs ovs-vsctl, panics on failure; returns stdout without the
+    /// trailing newline (and without quotes around a single string).
+    fn vsctl_ok(&self, args: &[&str]) -> String {
+        let o = self.vsctl(args);
+        assert!(
+            o.status.success(),
+            "ovs-vsctl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        s.strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .map(str::to_string)
+            .unwrap_or(s)
+    }
+
+    /// `ovs-vsctl get Interface IFACE COL`.
+    fn iface(&self, iface: &str, col: &str) -> String {
+        self.vsctl_ok(&["get", "Interface", iface, col])
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// vswitchd with `--ovsdb`, optionally inside namespace `ns`; SIGTERM on
+/// drop.
+struct Vswitchd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Vswitchd {
+    fn start(ns: Option<&str>, remote: &str) -> Vswitchd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
+        };
+        cmd.arg("--ctl")
+            .arg(dir.path().join("vswitchd.sock"))
+            .args(["--ovsdb", remote])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("vswitchd.log")).expect("log"),
+            ));
+        let child = cmd.spawn().expect("spawn vswitchd");
+        let v = Vswitchd {
+            dir,
+            child: Some(child),
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || v
+                .log()
+                .contains("OVSDB connected")),
+            "vswitchd did not connect to the database:\n{}",
+            v.log()
+        );
+        v
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vswitchd.log")).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `vswitchctl --json ARGS`.
+    fn ctl_json(&self, args: &[&str]) -> Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+            .arg("--ctl")
+            .arg(self.dir.path().join("vswitchd.sock"))
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("run vswitchctl");
+        assert!(
+            o.status.success(),
+            "vswitchctl {args:?}: {}\nlog:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&o.stdout).expect("vswitchctl json")
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_vswitchctl"))
+            .arg("--ctl")
+            .arg(self.dir.path().join("vswitchd.sock"))
+            .args(args)
+            .output()
+            .expect("run vswitchctl");
+        assert!(o.status.success(), "vswitchctl {args:?}: {o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// br0's ports in `show --json`.
+    fn ports(&self) -> Vec<Value> {
+        self.ctl_json(&["show", "br0"])["bridges"][0]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn port(&self, name: &str) -> Option<Value> {
+        self.ports().into_iter().find(|p| p["port"] == name)
+    }
+
+    fn connections(&self) -> usize {
+        self.log().matches("OVSDB connected").count()
+    }
+}
+
+impl Drop for Vswitchd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits (bounded) until `ovs-vsctl get Interface IFACE COL` is `want`.
+fn wait_iface(db: &Db, iface: &str, col: &str, want: &str) -> String {
+    let mut last = String::new();
+    wait_until(Duration::from_secs(10), || {
+        last = db.iface(iface, col);
+        last == want
+    });
+    last
+}
+
+/// The frames dummy port `port` sent, collected until `n` arrived or 10 s
+/// passed.
+fn sent(v: &Vswitchd, port: &str, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    wait_for(Duration::from_secs(10), || {
+        got.extend(
+            v.ctl(&["dummy-sent", "br0", port])
+                .lines()
+                .map(str::to_string),
+        );
+        (got.len() >= n).then_some(())
+    });
+    got
+}
+
+#[test]
+fn dummy_and_geneve_ports_without_root() {
+    if !require_ovs("ovsdb_vsctl::dummy_and_geneve_ports_without_root") {
+        return;
+    }
+    let mut db = Db::start();
+    let mut v = Vswitchd::start(None, &db.remote());
+    // Returns only once vswitchd acknowledged it (cur_cfg = next_cfg).
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p1",
+        "--",
+        "set",
+        "Interface",
+        "p1",
+        "type=dummy",
+        "ofport_request=7",
+        "external_ids:iface-id=vm-p1",
+    ]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p2",
+        "--",
+        "set",
+        "Interface",
+        "p2",
+        "type=dummy",
+    ]);
+    // A Geneve port on an unprivileged UDP port of its own, to a
+    // documentation address (to 127.0.0.1 it would hear its own floods).
+    let udp = 20000 + (std::process::id() % 20000);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "gen0",
+        "--",
+        "set",
+        "Interface",
+        "gen0",
+        "type=geneve",
+        "options:remote_ip=192.0.2.1",
+        "options:key=5000",
+        &format!("options:dst_port={udp}"),
+        "options:csum=true",
+        "options:ttl=32",
+    ]);
+    // A type vswitch does not have: ovs-vsctl reports the error vswitchd
+    // wrote, and succeeds (as with Open vSwitch).
+    let o = db.vsctl(&[
+        "add-port",
+        "br0",
+        "bad",
+        "--",
+        "set",
+        "Interface",
+        "bad",
+        "type=vxlan",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Error detected while setting up 'bad'"),
+        "{o:?}"
+    );
+
+    assert_eq!(db.iface("p1", "ofport"), "7");
+    assert_eq!(db.iface("p1", "link_state"), "up");
+    assert_eq!(db.iface("p1", "admin_state"), "up");
+    assert_eq!(db.iface("p1", "error"), "[]");
+    assert_eq!(db.iface("bad", "ofport"), "-1");
+    assert!(
+        db.iface("bad", "error")
+            .contains("unsupported interface type 'vxlan'"),
+        "{}",
+        db.iface("bad", "error")
+    );
+    assert_ne!(db.iface("gen0", "ofport"), "-1");
+    assert_eq!(
+        db.vsctl_ok(&["get", "Open_vSwitch", ".", "cur_cfg"]),
+        db.vsctl_ok(&["get", "Open_vSwitch", ".", "next_cfg"])
+    );
+    assert!(db
+        .vsctl_ok(&["get", "Open_vSwitch", ".", "iface_types"])
+        .contains("geneve"));
+    assert!(!db
+        .vsctl_ok(&["get", "Open_vSwitch", ".", "db_version"])
+        .is_empty());
+
+    // What vswitchd built is what the database says.
+    let p1 = v.port("p1").expect("p1 on br0");
+    assert_eq!(p1["ofport"], 7);
+    let g = v.port("gen0").expect("gen0 on br0");
+    assert_eq!(
+        (g["type"].as_str(), g["options"]["key"].as_str()),
+        (Some("geneve"), Some("5000"))
+    );
+    assert_eq!(g["options"]["ttl"], "32");
+    assert!(v.port("bad").is_none());
+
+    // A bad option on a good type: error on that interface only.
+    let o = db.vsctl(&["set", "Interface", "gen0", "options:color=blue"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(wait_iface(&db, "gen0", "ofport", "-1") == "-1");
+    assert!(db.iface("gen0", "error").contains("color"));
+    assert_eq!(db.iface("p1", "ofport"), "7");
+    db.vsctl_ok(&["remove", "Interface", "gen0", "options", "color"]);
+    assert_eq!(db.iface("gen0", "error"), "[]");
+    assert!(v.port("gen0").is_some());
+
+    // Port policy.
+    db.vsctl_ok(&["set", "Port", "p1", "tag=100"]);
+    assert_eq!(v.port("p1").unwrap()["policy"]["tag"], 100);
+    db.vsctl_ok(&["clear", "Port", "p1", "tag"]);
+    assert!(v.port("p1").unwrap()["policy"]["tag"].is_null());
+
+    // Statistics are written (every 5 s).
+    let frame = eth(
+        mac("ff:ff:ff:ff:ff:ff"),
+        mac("02:00:00:00:00:01"),
+        0x88b5,
+        &[0u8; 46],
+    );
+    // Whatever p2 sent so far goes first.
+    v.ctl(&["dummy-sent", "br0", "p2"]);
+    v.ctl(&["inject", "br0", "p1", &hex(&frame)]);
+    let got = sent(&v, "p2", 1);
+    assert_eq!(got, vec![hex(&frame)], "flooded from p1 to p2");
+    let stats = wait_for(Duration::from_secs(15), || {
+        let s = db.iface("p1", "statistics");
+        s.contains("rx_packets=1").then_some(s)
+    });
+    assert!(
+        stats.is_some(),
+        "statistics: {}",
+        db.iface("p1", "statistics")
+    );
+
+    db.vsctl_ok(&["del-port", "br0", "gen0"]);
+    assert!(v.port("gen0").is_none());
+
+    // The database goes away: forwarding goes on with the last
+    // configuration.
+    db.kill();
+    v.ctl(&["inject", "br0", "p1", &hex(&frame)]);
+    assert_eq!(
+        sent(&v, "p2", 1).len(),
+        1,
+        "forwarding without the database"
+    );
+    assert!(v.alive(), "vswitchd survives the database's death");
+    // Back: vswitchd reconnects (backoff at most 8 s) and follows again.
+    let before = v.connections();
+    db.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || v.connections() > before),
+        "no reconnection:\n{}",
+        v.log()
+    );
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p3",
+        "--",
+        "set",
+        "Interface",
+        "p3",
+        "type=dummy",
+    ]);
+    assert!(v.port("p3").is_some());
+    assert_eq!(db.iface("p1", "ofport"), "7", "the reconnection kept p1");
+    assert_eq!(v.port("p1").unwrap()["ofport"], 7);
+
+    // del-br removes the bridge.
+    db.vsctl_ok(&["del-br", "br0"]);
+    assert!(v.ctl_json(&["show"])["bridges"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn two_vms_ping_through_the_database() {
+    let t = "ovsdb_vsctl::two_vms_ping_through_the_database";
+    if !require_ovs(t) || !require_root(t) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let mut db = Db::start();
+    let mut v = Vswitchd::start(Some(&host), &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    let mut vms = Vec::new();
+    for (i, ofport) in [(1u8, "11"), (2, "12")] {
+        let name = format!("vm{i}");
+        db.vsctl_ok(&[
+            "add-port",
+            "br0",
+            &name,
+            "--",
+            "set",
+            "Interface",
+            &name,
+            "type=tap",
+            &format!("ofport_request={ofport}"),
+            &format!("external_ids:iface-id=port-{i}"),
+        ]);
+        assert_eq!(db.iface(&name, "ofport"), ofport);
+        let vm = lab.quiet_netns();
+        move_tap(
+            &lab,
+            &host,
+            &name,
+            &vm,
+            &vm_mac(i),
+            Some(&format!("10.61.0.{i}/24")),
+        );
+        vms.push(vm);
+    }
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "gen0",
+        "--",
+        "set",
+        "Interface",
+        "gen0",
+        "type=geneve",
+        "options:remote_ip=192.0.2.2",
+        "options:key=77",
+        "options:df_default=false",
+    ]);
+    let o = db.vsctl(&[
+        "add-port",
+        "br0",
+        "bad",
+        "--",
+        "set",
+        "Interface",
+        "bad",
+        "type=patch",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(db
+        .iface("bad", "error")
+        .contains("unsupported interface type"));
+
+    assert!(
+        lab.ping_until(&vms[0], "10.61.0.2", Duration::from_secs(10)),
+        "vm1 cannot reach vm2 through the database's bridge\n{}",
+        v.log()
+    );
+    assert!(lab.ping(&vms[1], "10.61.0.1", 3));
+    assert_eq!(wait_iface(&db, "vm1", "link_state", "up"), "up");
+    assert_eq!(db.iface("vm1", "external_ids"), "{iface-id=port-1}");
+    assert_ne!(db.iface("gen0", "ofport"), "-1");
+
+    // Different access VLANs cut them apart; the same one joins them.
+    db.vsctl_ok(&["set", "Port", "vm1", "tag=10"]);
+    db.vsctl_ok(&["set", "Port", "vm2", "tag=20"]);
+    assert!(!lab.ping(&vms[0], "10.61.0.2", 1), "different VLANs");
+    db.vsctl_ok(&["set", "Port", "vm2", "tag=10"]);
+    assert!(
+        lab.ping_until(&vms[0], "10.61.0.2", Duration::from_secs(10)),
+        "same VLAN"
+    );
+
+    // The database dies: the VMs keep talking; it comes back: vswitchd
+    // follows it again.
+    db.kill();
+    assert!(
+        lab.ping(&vms[0], "10.61.0.2", 3),
+        "forwarding without the database"
+    );
+    let before = v.connections();
+    db.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || v.connections() > before),
+        "no reconnection:\n{}",
+        v.log()
+    );
+    assert!(lab.ping(&vms[1], "10.61.0.1", 2), "after the reconnection");
+
+    db.vsctl_ok(&["del-port", "br0", "vm2"]);
+    assert!(v.port("vm2").is_none());
+    assert!(!lab.ping(&vms[0], "10.61.0.2", 1), "vm2 is detached");
+    assert!(v.alive());
+    assert_eq!(db.iface("vm1", "ofport"), "11");
+}
