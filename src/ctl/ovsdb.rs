@@ -527,6 +527,10 @@ impl Writer {
         with_stats: bool,
     ) -> Vec<Value> {
         let mut out: Vec<(&'static str, String, RowWrites)> = Vec::new();
+        // Rows deleted meanwhile take their bookkeeping with them.
+        self.pending.retain(|(t, u, _), _| r.row(t, u).is_some());
+        self.stats
+            .retain(|u, _| matches!(plan.ifaces.get(u), Some(IfaceState::Port { .. })));
         let ctx = (r, schema);
         if let Some((uuid, next_cfg)) = &plan.next_cfg {
             let mut w = RowWrites::new();
