@@ -587,3 +587,61 @@ fn two_vms_ping_through_the_database() {
     assert!(v.alive());
     assert_eq!(db.iface("vm1", "ofport"), "11");
 }
+
+/// Another switch holding the database's `ovs_vswitchd` lock (an
+/// ovs-vswitchd left running) keeps vswitchd from configuring anything
+/// until it lets go, as two ovs-vswitchd processes do.
+#[test]
+fn waits_for_the_ovs_vswitchd_lock() {
+    if !require_ovs("ovsdb_vsctl::waits_for_the_ovs_vswitchd_lock") {
+        return;
+    }
+    let db = Db::start();
+    let mut holder = db
+        .ovs_cmd("ovsdb-client")
+        .args(["lock", &db.remote(), "ovs_vswitchd"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ovsdb-client lock");
+    // It prints {"locked":true} once it holds the lock.
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = holder.stdout.take().expect("stdout");
+        let mut r = std::io::BufReader::new(out);
+        r.read_line(&mut line).expect("read ovsdb-client");
+    }
+    assert!(line.contains("\"locked\":true"), "{line}");
+    let v = Vswitchd::start(None, &db.remote());
+    assert!(
+        wait_until(Duration::from_secs(10), || v
+            .log()
+            .contains("holds the database's ovs_vswitchd lock")),
+        "{}",
+        v.log()
+    );
+    db.vsctl_ok(&["--no-wait", "add-br", "br0"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        v.ctl_json(&["show"])["bridges"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "configured without the lock"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Now it configures: this returns once vswitchd applied it.
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p1",
+        "--",
+        "set",
+        "Interface",
+        "p1",
+        "type=dummy",
+    ]);
+    assert!(v.port("p1").is_some());
+}

@@ -14,6 +14,10 @@
 //! statistics. A column is written only when its value differs from the
 //! database's, so the switch never causes a storm of transactions.
 //!
+//! Like ovs-vswitchd it takes the database's `ovs_vswitchd` lock and
+//! configures nothing while another switch holds it (an ovs-vswitchd left
+//! running would otherwise fight it over every port).
+//!
 //! A bad row never stops the rest: an interface of an unknown type, with a
 //! bad option or an `ofport_request` in use gets `error` and `ofport = -1`,
 //! as Open vSwitch does, and every other port is configured. Losing the
@@ -22,7 +26,8 @@
 //! replica after a reconnect is reconciled like any other (rows unchanged
 //! meanwhile cause no call).
 //!
-//! Honoured columns: `Open_vSwitch.bridges`, `next_cfg`; `Bridge.name`,
+//! Honoured columns: `Open_vSwitch.bridges`, `next_cfg`,
+//! `other_config:stats-update-interval`; `Bridge.name`,
 //! `ports`, `fail_mode`, `controller`, `other_config:forward-bpdu` and
 //! `mac-aging-time`; `Port.name`, `interfaces`, `tag`, `trunks`,
 //! `vlan_mode`; `Interface.name`, `type`, `options`, `mtu_request`,
@@ -63,6 +68,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 const MONITOR_ID: &str = "vswitchd";
+/// The lock ovs-vswitchd holds while it configures from the database.
+const LOCK: &str = "ovs_vswitchd";
 
 /// The interface types vswitchd writes to `Open_vSwitch.iface_types`.
 pub const IFACE_TYPES: [&str; 5] = ["dummy", "geneve", "internal", "system", "tap"];
@@ -780,6 +787,23 @@ struct State {
     logged: BTreeMap<String, String>,
     /// The last session failure, logged once until a session succeeds.
     last_error: String,
+    /// The current session got as far as its monitor.
+    connected: bool,
+}
+
+/// `Open_vSwitch.other_config:stats-update-interval` (milliseconds, at
+/// least 5000, as Open vSwitch reads it), else 5 s.
+fn stats_interval(r: &Replica) -> Duration {
+    r.table("Open_vSwitch")
+        .next()
+        .and_then(|(_, row)| {
+            row.str_map("other_config")
+                .get("stats-update-interval")
+                .cloned()
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.max(5000)))
+        .unwrap_or(STATS_INTERVAL)
 }
 
 impl State {
@@ -846,34 +870,31 @@ impl State {
             MonitorMethod::MonitorCond => Format::Update2,
             MonitorMethod::Monitor => Format::Update,
         };
+        let update_method = match format {
+            Format::Update2 => "update2",
+            Format::Update => "update",
+        };
         let mut r = Replica::new();
         r.apply(format, &initial, &schema)?;
         tracing::info!(remote = %self.remote, ?method, "OVSDB connected");
         self.last_error.clear();
+        self.connected = true;
         self.writer.reset();
-        self.sync(&mut c, &r, &schema, true, true)?;
-        let mut next_state = Instant::now() + STATE_TICK;
-        let mut next_stats = Instant::now() + STATS_INTERVAL;
+        // The lock ovs-vswitchd takes: two switches configuring from one
+        // database (vswitchd and an ovs-vswitchd left running) would fight
+        // over every port. Without it, wait for the server's "locked".
+        let mut locked = c
+            .call("lock", json!([LOCK]), CALL_TIMEOUT)?
+            .get("locked")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if !locked {
+            tracing::warn!("another switch (ovs-vswitchd?) holds the database's {LOCK} lock: waiting for it to let go before configuring anything");
+        }
+        let mut changed = true;
+        let mut next_state = Instant::now();
+        let mut next_stats = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let wait = next_state.saturating_duration_since(Instant::now());
-            let mut changed = false;
-            let mut first = c.next_notification(wait)?;
-            while let Some(n) = first.take() {
-                let expected = match format {
-                    Format::Update2 => "update2",
-                    Format::Update => "update",
-                };
-                if n.method == expected && n.params.get(0) == Some(&json!(MONITOR_ID)) {
-                    let updates = n.params.get(1).ok_or(ovsdb::Error::Malformed {
-                        what: "update",
-                        expected: "[monitor-id, table-updates]",
-                    })?;
-                    r.apply(format, updates, &schema)?;
-                    changed = true;
-                }
-                // Take whatever else already arrived, then reconcile once.
-                first = c.next_notification(Duration::ZERO)?;
-            }
             let now = Instant::now();
             let tick = now >= next_state;
             if tick {
@@ -881,10 +902,48 @@ impl State {
             }
             let stats = now >= next_stats;
             if stats {
-                next_stats = now + STATS_INTERVAL;
+                next_stats = now + stats_interval(&r);
             }
-            if changed || tick {
+            if locked && (changed || tick) {
                 self.sync(&mut c, &r, &schema, changed, stats)?;
+                changed = false;
+            }
+            let wait = next_state.saturating_duration_since(Instant::now());
+            let mut next = c.next_notification(wait)?;
+            while let Some(n) = next.take() {
+                match n.method.as_str() {
+                    m if m == update_method && n.params.get(0) == Some(&json!(MONITOR_ID)) => {
+                        let updates = n.params.get(1).ok_or(ovsdb::Error::Malformed {
+                            what: "update",
+                            expected: "[monitor-id, table-updates]",
+                        })?;
+                        r.apply(format, updates, &schema)?;
+                        changed = true;
+                    }
+                    "locked" => {
+                        tracing::info!("got the database's {LOCK} lock: configuring");
+                        locked = true;
+                        changed = true;
+                    }
+                    "stolen" => {
+                        tracing::warn!("another switch took the database's {LOCK} lock: not configuring until it lets go");
+                        locked = false;
+                        // Ask again: the server grants it when the thief
+                        // goes. (A server that still counts us as waiting
+                        // refuses the duplicate: we wait all the same.)
+                        match c.call("lock", json!([LOCK]), CALL_TIMEOUT) {
+                            Ok(v) => {
+                                locked = v.get("locked").and_then(Value::as_bool) == Some(true);
+                                changed = locked;
+                            }
+                            Err(ovsdb::Error::Rpc { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    _ => {}
+                }
+                // Take whatever else already arrived, then reconcile once.
+                next = c.next_notification(Duration::ZERO)?;
             }
         }
         Ok(())
@@ -893,7 +952,7 @@ impl State {
     fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         while !self.stop.load(Ordering::Relaxed) {
-            let started = Instant::now();
+            self.connected = false;
             match self.session() {
                 Ok(()) => return,
                 // The same failure again (the server still down) is not
@@ -903,11 +962,11 @@ impl State {
                 }
                 Err(e) => {
                     self.last_error = e.to_string();
-                    tracing::warn!(remote = %self.remote, "OVSDB: {e}; forwarding goes on with the last configuration, reconnecting in {}s", backoff.as_secs());
+                    tracing::warn!(remote = %self.remote, "OVSDB: {e}; forwarding goes on with the last configuration, reconnecting");
                 }
             }
-            // A session that lasted resets the backoff.
-            if started.elapsed() > BACKOFF_MAX * 2 {
+            // After a session that worked, the first retry is quick.
+            if self.connected {
                 backoff = BACKOFF_MIN;
             }
             let until = Instant::now() + backoff;
@@ -943,6 +1002,7 @@ pub fn start(api: Arc<Api>, remote: Remote) -> Result<Handle, OvsdbError> {
         writer: Writer::new(),
         logged: BTreeMap::new(),
         last_error: String::new(),
+        connected: false,
     };
     std::thread::Builder::new()
         .name("ovsdb".into())
