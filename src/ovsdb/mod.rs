@@ -104,3 +104,97 @@ impl Error {
         Error::Datum { expected, value }
     }
 }
+
+/// Whatever the server sends, the client answers with a value or an
+/// [`Error`], never a panic: random bytes through the framer, random JSON
+/// through every reader.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<f64>().prop_map(|f| json!(f)),
+            prop_oneof![
+                Just("set".to_string()),
+                Just("map".to_string()),
+                Just("uuid".to_string()),
+                Just("named-uuid".to_string()),
+                Just("insert".to_string()),
+                Just("modify".to_string()),
+                Just("delete".to_string()),
+                "[a-z]{0,4}",
+            ]
+            .prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("initial".to_string()),
+                        Just("modify".to_string()),
+                        Just("new".to_string()),
+                        Just("old".to_string()),
+                        Just("name".to_string()),
+                        Just("tag".to_string()),
+                        "[a-z]{1,3}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn schema() -> Schema {
+        Schema::from_json(&json!({
+            "name": "db", "version": "1",
+            "tables": {"T": {"columns": {
+                "name": {"type": "string"},
+                "tag": {"type": {"key": "integer", "min": 0, "max": 1}},
+                "s": {"type": {"key": "string", "min": 0, "max": "unlimited"}},
+                "m": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
+            }}}
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
+            let mut f = framing::Framer::new(256);
+            for c in chunks {
+                f.push(&c);
+                while let Some(v) = f.next_value() {
+                    match v {
+                        Ok(v) => { let _ = client::Message::parse(v); }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn random_json_never_panics(v in value(), t in value()) {
+            let _ = Datum::from_json(&v);
+            let _ = client::Message::parse(v.clone());
+            let _ = Schema::from_json(&v);
+            let s = schema();
+            let mut r = Replica::new();
+            let _ = r.apply(Format::Update2, &json!({"T": {"u": v.clone()}}), &s);
+            let _ = r.apply(Format::Update2, &json!({"T": {"u": {"modify": t.clone()}}}), &s);
+            let _ = r.apply(Format::Update, &json!({"T": {"u": t}}), &s);
+            let _ = r.apply(Format::Update2, &v, &s);
+            for (_, row) in r.table("T") {
+                let _ = (row.str("name"), row.int("tag"), row.uuids("s"), row.str_map("m"));
+            }
+        }
+    }
+}
