@@ -144,42 +144,75 @@ pub struct Plan {
     pub next_cfg: Option<(String, i64)>,
 }
 
-/// Reads one Port row with its single Interface into a [`PortSpec`]; the
-/// error is the text `Interface.error` gets.
-fn read_port(port: &Row, iface: &Row) -> Result<PortSpec, String> {
+/// Why a row cannot become a port; its text is what `Interface.error`
+/// says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// `type` names an interface type vswitch does not have.
+    #[error("unsupported interface type '{0}' (vswitch supports: \"\", dummy, geneve, internal, system, tap)")]
+    UnsupportedType(String),
+    /// `mtu_request` out of range.
+    #[error("mtu_request={0}: expected 68..65535")]
+    MtuRequest(i64),
+    /// `ofport_request` out of range.
+    #[error("ofport_request={0}: port numbers are 1..65279")]
+    OfportRequest(i64),
+    /// `tag` or `trunks` holds something that is not a VLAN id.
+    #[error("port {column}={value}: a VLAN id is 0..4095")]
+    Vlan {
+        /// `tag` or `trunks`.
+        column: &'static str,
+        /// The value.
+        value: i64,
+    },
+    /// `vlan_mode` names a mode vswitch does not have (`dot1q-tunnel`).
+    #[error("unsupported vlan_mode '{0}' (access, trunk, native-tagged, native-untagged)")]
+    VlanMode(String),
+    /// A port with several interfaces.
+    #[error("port {0}: bonds (several interfaces in one port) are not supported")]
+    Bond(String),
+    /// Two interfaces of one bridge with one name.
+    #[error("another interface named {name} is on bridge {bridge}")]
+    Duplicate {
+        /// The name.
+        name: String,
+        /// The bridge.
+        bridge: String,
+    },
+}
+
+/// Reads one Port row with its single Interface into a [`PortSpec`].
+fn read_port(port: &Row, iface: &Row) -> Result<PortSpec, RowError> {
     let name = iface.str("name");
     let ty = iface.str("type");
-    let kind = PortKind::parse(ty).ok_or_else(|| {
-        format!(
-            "unsupported interface type '{ty}' (vswitch supports: \"\", {})",
-            IFACE_TYPES.join(", ")
-        )
-    })?;
+    let kind = PortKind::parse(ty).ok_or_else(|| RowError::UnsupportedType(ty.to_string()))?;
     let mut spec = PortSpec::new(name, kind);
     spec.type_options = iface.str_map("options").into_iter().collect();
     if let Some(m) = iface.int("mtu_request") {
-        if !(68..=65535).contains(&m) {
-            return Err(format!("mtu_request={m}: expected 68..65535"));
-        }
+        let mtu = u32::try_from(m)
+            .ok()
+            .filter(|m| (68..=65535).contains(m))
+            .ok_or(RowError::MtuRequest(m))?;
         match kind {
             // The TAP sets its device's MTU itself.
             PortKind::Tap | PortKind::Internal => spec
                 .type_options
-                .push(("mtu_request".to_string(), m.to_string())),
-            _ => spec.settings.mtu = Some(m as u32),
+                .push(("mtu_request".to_string(), mtu.to_string())),
+            _ => spec.settings.mtu = Some(mtu),
         }
     }
     if let Some(n) = iface.int("ofport_request") {
-        if !(1..i64::from(crate::flow::ofp_port::MAX)).contains(&n) {
-            return Err(format!("ofport_request={n}: port numbers are 1..65279"));
-        }
-        spec.ofport = Some(n as u32);
+        let no = u32::try_from(n)
+            .ok()
+            .filter(|n| (1..crate::flow::ofp_port::MAX).contains(n))
+            .ok_or(RowError::OfportRequest(n))?;
+        spec.ofport = Some(no);
     }
-    let vid = |what: &str, n: i64| {
-        u16::try_from(n)
+    let vid = |column: &'static str, value: i64| {
+        u16::try_from(value)
             .ok()
             .filter(|v| *v <= 4095)
-            .ok_or_else(|| format!("port {what}={n}: a VLAN id is 0..4095"))
+            .ok_or(RowError::Vlan { column, value })
     };
     spec.settings.tag = Some(port.int("tag").map(|t| vid("tag", t)).transpose()?);
     let mut trunks = Vec::new();
@@ -189,9 +222,7 @@ fn read_port(port: &Row, iface: &Row) -> Result<PortSpec, String> {
     spec.settings.trunks = Some(trunks);
     spec.settings.vlan_mode = Some(match port.str("vlan_mode") {
         "" => None,
-        m => Some(VlanMode::parse(m).ok_or_else(|| {
-            format!("unsupported vlan_mode '{m}' (access, trunk, native-tagged, native-untagged)")
-        })?),
+        m => Some(VlanMode::parse(m).ok_or_else(|| RowError::VlanMode(m.to_string()))?),
     });
     Ok(spec)
 }
@@ -233,10 +264,7 @@ pub fn plan(r: &Replica) -> Plan {
                 for iu in ifaces {
                     p.ifaces.insert(
                         iu,
-                        IfaceState::Error(format!(
-                            "port {}: bonds (several interfaces in one port) are not supported",
-                            port.str("name")
-                        )),
+                        IfaceState::Error(RowError::Bond(port.str("name").to_string()).to_string()),
                     );
                 }
                 continue;
@@ -258,16 +286,19 @@ pub fn plan(r: &Replica) -> Plan {
                         port: spec.name.clone(),
                     };
                     if want.ports.contains_key(&spec.name) {
-                        IfaceState::Error(format!(
-                            "another interface named {} is on bridge {bname}",
-                            spec.name
-                        ))
+                        IfaceState::Error(
+                            RowError::Duplicate {
+                                name: spec.name.clone(),
+                                bridge: bname.clone(),
+                            }
+                            .to_string(),
+                        )
                     } else {
                         want.ports.insert(spec.name.clone(), spec);
                         st
                     }
                 }
-                Err(e) => IfaceState::Error(e),
+                Err(e) => IfaceState::Error(e.to_string()),
             };
             p.ifaces.insert(iu, state);
         }
@@ -1273,7 +1304,9 @@ mod tests {
                 "vlan_mode",
             ),
         ] {
-            let e = read_port(&port, &row(iface.clone())).unwrap_err();
+            let e = read_port(&port, &row(iface.clone()))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{iface}: {e}");
         }
         let spec = read_port(
