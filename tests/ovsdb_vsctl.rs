@@ -29,12 +29,22 @@ const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 struct Db {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A loopback TCP port the server also listens on.
+    tcp: Option<u16>,
 }
 
 impl Db {
     fn start() -> Db {
+        Self::start_with(None)
+    }
+
+    fn start_with(tcp: Option<u16>) -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut db = Db { dir, child: None };
+        let mut db = Db {
+            dir,
+            child: None,
+            tcp,
+        };
         let out = db
             .ovs_cmd("ovsdb-tool")
             .args(["create", &db.file("conf.db"), SCHEMA])
@@ -71,8 +81,11 @@ impl Db {
     /// Starts (or restarts) the server on the same database.
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.sock());
-        let child = self
-            .ovs_cmd("ovsdb-server")
+        let mut cmd = self.ovs_cmd("ovsdb-server");
+        if let Some(port) = self.tcp {
+            cmd.arg(format!("--remote=ptcp:{port}:127.0.0.1"));
+        }
+        let child = cmd
             .arg(format!("--remote=punix:{}", self.sock().display()))
             .arg(format!("--pidfile={}", self.file("ovsdb-server.pid")))
             .arg(format!("--unixctl={}", self.file("ovsdb-server.ctl")))
@@ -86,6 +99,9 @@ impl Db {
         assert!(
             wait_until(Duration::from_secs(10), || {
                 std::os::unix::net::UnixStream::connect(self.sock()).is_ok()
+                    && self
+                        .tcp
+                        .is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
             }),
             "ovsdb-server did not come up: {}",
             std::fs::read_to_string(self.file("ovsdb-server.log")).unwrap_or_default()
@@ -644,4 +660,40 @@ fn waits_for_the_ovs_vswitchd_lock() {
         "type=dummy",
     ]);
     assert!(v.port("p1").is_some());
+}
+
+/// Over TCP the server probes an idle session every 5 s (its default
+/// inactivity probe) and drops it if unanswered: vswitchd answers, so the
+/// session it opened stays the only one.
+#[test]
+fn tcp_session_survives_the_servers_probe() {
+    if !require_ovs("ovsdb_vsctl::tcp_session_survives_the_servers_probe") {
+        return;
+    }
+    // A free loopback port (the listener is closed just before the server
+    // binds it).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let db = Db::start_with(Some(port));
+    let v = Vswitchd::start(None, &format!("tcp:127.0.0.1:{port}"));
+    db.vsctl_ok(&["add-br", "br0"]);
+    db.vsctl_ok(&[
+        "add-port",
+        "br0",
+        "p1",
+        "--",
+        "set",
+        "Interface",
+        "p1",
+        "type=dummy",
+    ]);
+    // Longer than a probe and its 5 s answer time after vswitchd's last
+    // write (the first statistics, within 5 s).
+    std::thread::sleep(Duration::from_secs(16));
+    db.vsctl_ok(&["set", "Port", "p1", "tag=5"]);
+    assert_eq!(v.port("p1").unwrap()["policy"]["tag"], 5);
+    assert_eq!(v.connections(), 1, "the session was dropped:\n{}", v.log());
+    assert!(!v.log().contains("OVSDB connection closed"), "{}", v.log());
 }

@@ -877,6 +877,7 @@ impl State {
         if ops.is_empty() {
             return Ok(());
         }
+        tracing::debug!(ops = %serde_json::Value::Array(ops.clone()), "OVSDB write-back");
         match c.transact(DB, ops, CALL_TIMEOUT) {
             Ok(_) => Ok(()),
             Err(ovsdb::Error::Transaction(e)) => {
