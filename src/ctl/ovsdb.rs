@@ -537,7 +537,16 @@ impl Writer {
             return;
         };
         let key = (table.to_string(), uuid.to_string(), col.to_string());
-        let current = r.row(table, uuid).map(|x| x.get(col)).unwrap_or_default();
+        let mut current = r.row(table, uuid).map(|x| x.get(col)).unwrap_or_default();
+        if kind == ovsdb::ColumnKind::Scalar && current.is_empty() {
+            // update2 leaves a scalar holding its default out of the row.
+            current = match value.first() {
+                Some(Atom::Integer(_)) => Datum::one(0),
+                Some(Atom::Boolean(_)) => Datum::one(false),
+                Some(Atom::String(_)) => Datum::one(""),
+                _ => current,
+            };
+        }
         if current == value {
             self.pending.remove(&key);
             return;
@@ -1325,6 +1334,38 @@ mod tests {
                 ("remote_ip".to_string(), "10.0.0.2".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn defaults_left_out_by_update2_are_not_rewritten() {
+        let s = schema();
+        let mut r = Replica::new();
+        // cur_cfg and next_cfg are 0: ovsdb-server leaves them out.
+        r.apply(
+            Format::Update2,
+            &json!({"Open_vSwitch": {"o": {"initial": {
+                "ovs_version": env!("CARGO_PKG_VERSION"), "db_version": "8.3.1",
+                "datapath_types": "netdev",
+                "iface_types": ["set", ["dummy", "geneve", "internal", "system", "tap"]]
+            }}}}),
+            &s,
+        )
+        .unwrap();
+        let p = plan(&r);
+        assert_eq!(p.next_cfg, Some(("o".to_string(), 0)));
+        let mut w = Writer::new();
+        let ops = w.ops(&r, &s, &p, &Facts::new(), &BTreeMap::new(), true);
+        assert!(ops.is_empty(), "{ops:?}");
+        // A next_cfg that moved is answered.
+        r.apply(
+            Format::Update2,
+            &json!({"Open_vSwitch": {"o": {"modify": {"next_cfg": 1}}}}),
+            &s,
+        )
+        .unwrap();
+        let ops = w.ops(&r, &s, &plan(&r), &Facts::new(), &BTreeMap::new(), true);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0]["row"], json!({"cur_cfg": 1}));
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Replica {
                     let row = t.entry(uuid).or_default();
                     for (col, d) in r.columns {
                         let new = match schema.kind(&tname, &col) {
-                            Some(ColumnKind::Scalar) => d,
+                            Some(ColumnKind::Scalar | ColumnKind::Optional) => d,
                             // Sets, maps, and columns the schema does not
                             // name (a newer server): a diff.
                             _ => row.get(&col).apply_diff(&d),

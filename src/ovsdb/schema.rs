@@ -1,6 +1,6 @@
 //! The little of a database schema (RFC 7047 section 3.2) the client needs:
 //! the database's name and version, and for each column whether it holds
-//! at most one value, a set or a map. That decides how an update2
+//! one value, at most one, a set or a map. That decides how an update2
 //! "modify" applies (a column of at most one value, optional ones
 //! included, carries its new value: ovsdb-server 3.1 sends `"tag": 5` and
 //! `"tag": ["set", []]`; a set or map carries a diff) and how an empty
@@ -13,8 +13,11 @@ use std::collections::BTreeMap;
 /// What kind of value a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// At most one atom (`max` 1): a scalar, or an optional value.
+    /// Exactly one atom (`min` = `max` = 1). update2 leaves it out of a
+    /// row when it holds its type's default (0, "", false).
     Scalar,
+    /// Zero or one atom (`min` 0, `max` 1).
+    Optional,
     /// A set of possibly several atoms (`max` > 1).
     Set,
     /// A map.
@@ -39,9 +42,12 @@ fn column_kind(t: &Value) -> Result<ColumnKind, Error> {
             if o.contains_key("value") {
                 return Ok(ColumnKind::Map);
             }
-            if o.get("min").is_some_and(|v| v.as_u64().is_none()) {
-                return Err(Error::malformed("schema", "a column type's min"));
-            }
+            let min = match o.get("min") {
+                None => 1,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| Error::malformed("schema", "a column type's min"))?,
+            };
             let max_is_one = match o.get("max") {
                 None => true,
                 Some(Value::String(s)) if s == "unlimited" => false,
@@ -51,10 +57,10 @@ fn column_kind(t: &Value) -> Result<ColumnKind, Error> {
                         == 1
                 }
             };
-            Ok(if max_is_one {
-                ColumnKind::Scalar
-            } else {
-                ColumnKind::Set
+            Ok(match (min, max_is_one) {
+                (1, true) => ColumnKind::Scalar,
+                (_, true) => ColumnKind::Optional,
+                _ => ColumnKind::Set,
             })
         }
         _ => Err(Error::malformed("schema", "a column type")),
@@ -123,7 +129,7 @@ mod tests {
         assert_eq!(s.version, "8.3.1");
         assert_eq!(s.kind("Interface", "name"), Some(ColumnKind::Scalar));
         assert_eq!(s.kind("Interface", "admin"), Some(ColumnKind::Scalar));
-        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Scalar));
+        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Optional));
         assert_eq!(s.kind("Interface", "trunks"), Some(ColumnKind::Set));
         assert_eq!(s.kind("Interface", "options"), Some(ColumnKind::Map));
         assert_eq!(s.kind("Interface", "nope"), None);
@@ -145,7 +151,7 @@ mod tests {
         let s = Schema::from_json(&v).unwrap();
         assert_eq!(s.name, "Open_vSwitch");
         assert_eq!(s.kind("Open_vSwitch", "cur_cfg"), Some(ColumnKind::Scalar));
-        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Scalar));
+        assert_eq!(s.kind("Interface", "ofport"), Some(ColumnKind::Optional));
         assert_eq!(s.kind("Port", "trunks"), Some(ColumnKind::Set));
         assert_eq!(s.kind("Interface", "statistics"), Some(ColumnKind::Map));
     }
