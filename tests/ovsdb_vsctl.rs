@@ -447,6 +447,31 @@ fn dummy_and_geneve_ports_without_root() {
     db.vsctl_ok(&["del-port", "br0", "gen0"]);
     assert!(v.port("gen0").is_none());
 
+    // A controller row: vswitchd connects and writes is_connected.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let target = format!("tcp:{}", listener.local_addr().unwrap());
+    let accepted = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    db.vsctl_ok(&["set-controller", "br0", &target]);
+    let controller =
+        |db: &Db| db.vsctl_ok(&["--columns=is_connected,status", "list", "Controller"]);
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = controller(&db);
+            seen.contains("true") && seen.contains("ACTIVE")
+        }),
+        "{seen}"
+    );
+    drop(accepted.join().expect("accept thread"));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = controller(&db);
+            seen.contains("false") && seen.contains("BACKOFF")
+        }),
+        "{seen}"
+    );
+    db.vsctl_ok(&["del-controller", "br0"]);
+
     // The database goes away: forwarding goes on with the last
     // configuration.
     db.kill();
