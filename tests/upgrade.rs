@@ -169,3 +169,65 @@ fn tcp_stream_survives_takeover() {
     assert!(lab.ping(&vm1, "10.91.0.2", 3), "ping after the upgrade");
     assert!(d.stop(), "the new daemon stops cleanly");
 }
+
+#[test]
+fn failed_takeover_leaves_the_running_daemon_forwarding() {
+    let t = "failed_takeover_leaves_the_running_daemon_forwarding";
+    if !require_root(t) || !require_tools(t, &["ping"]) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let flows = format!(
+        "{}/flows/stateful-firewall.flows",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut d = Daemon::start_in(&host, Some(&CONFIG.replace("FLOWS", &flows)));
+    let vm1 = lab.quiet_netns();
+    let vm2 = lab.quiet_netns();
+    move_tap(&lab, &host, "vm1", &vm1, &vm_mac(1), Some("10.92.0.1/24"));
+    move_tap(&lab, &host, "vm2", &vm2, &vm_mac(2), Some("10.92.0.2/24"));
+    assert!(lab.ping_until(&vm1, "10.92.0.2", Duration::from_secs(10)));
+    // The new process's configuration has a bad flow: it must give up
+    // before the old one pauses, and the old one goes on as before.
+    let conf = d.dir.path().join("vswitchd.toml");
+    let good = std::fs::read_to_string(&conf).expect("config");
+    std::fs::write(
+        &conf,
+        good.replace(
+            "[[bridge]]\nname = \"br0\"\n",
+            "[[bridge]]\nname = \"br0\"\nflows = [\"priority=1,actions=bogus\"]\n",
+        ),
+    )
+    .expect("write config");
+    let st = d.failed_takeover();
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "the new vswitchd exits with an error: {st:?}; log:\n{}",
+        d.log()
+    );
+    assert!(d.alive(), "the running vswitchd stays; log:\n{}", d.log());
+    assert!(lab.ping(&vm1, "10.92.0.2", 3), "it still forwards");
+    assert!(
+        d.log().contains("configuration"),
+        "the new one said why; log:\n{}",
+        d.log()
+    );
+    // Its OpenFlow listener is back, and a second (good) takeover works.
+    assert!(wait_until(Duration::from_secs(5), || d
+        .dir
+        .path()
+        .join("br0.mgmt")
+        .exists()));
+    std::fs::write(&conf, good).expect("restore config");
+    assert!(
+        d.takeover().is_some_and(|s| s.success()),
+        "log:\n{}",
+        d.log()
+    );
+    assert!(
+        lab.ping(&vm1, "10.92.0.2", 3),
+        "forwarding after the upgrade"
+    );
+    assert!(d.stop());
+}

@@ -239,6 +239,32 @@ impl Daemon {
         false
     }
 
+    /// A `--takeover` that is expected to fail: runs the new vswitchd
+    /// until it exits (bounded) and returns its status (`None`: it did not
+    /// exit and was killed). The running daemon stays this `Daemon`.
+    pub fn failed_takeover(&mut self) -> Option<std::process::ExitStatus> {
+        let mut new = Self::command(
+            self.ns.as_deref(),
+            self.dir.path(),
+            &self.sock,
+            &["--takeover"],
+        )
+        .spawn()
+        .expect("spawn vswitchd --takeover");
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = new.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > end {
+                let _ = new.kill();
+                let _ = new.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL, as a crash or an OOM kill would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
