@@ -9,7 +9,22 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vswitch::ctl::{api::Api, config, config::Config, server};
+use vswitch::ctl::{api::Api, config, config::Config, handover, server};
+
+/// Waits (bounded) until process `pid` has exited.
+fn wait_gone(pid: u32, limit: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    // A zombie (exited, not yet reaped by its parent) counts as gone.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    while alive() && t0.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
 
 /// The vswitch daemon.
 #[derive(Parser, Debug)]
@@ -30,6 +45,11 @@ struct Args {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Take over from the vswitchd running on the control socket: its
+    /// TAP and tunnel fds and its connection tables come over, it exits,
+    /// and forwarding pauses only for the tables' copy (an upgrade).
+    #[arg(long)]
+    takeover: bool,
 }
 
 fn main() -> ExitCode {
@@ -87,8 +107,21 @@ fn run(args: Args) -> Result<(), String> {
         .unwrap_or_else(vswitch::ctl::default_socket_path);
     // Signals first: once the socket answers, SIGTERM is a clean stop.
     let srv = server::Server::new().map_err(|e| e.to_string())?;
-    let listener = server::bind(&path).map_err(|e| e.to_string())?;
     let api = Arc::new(Api::new());
+    // An upgrade: the running daemon's fds first (it forwards meanwhile);
+    // its control socket is ours once it has gone.
+    let incoming = if args.takeover {
+        let (inc, fds) = handover::connect(&path).map_err(|e| e.to_string())?;
+        tracing::info!(old_pid = inc.old_pid, ports = inc.ports, "taking over");
+        api.adopt_fds(fds);
+        Some(inc)
+    } else {
+        None
+    };
+    let mut listener = match incoming {
+        None => Some(server::bind(&path).map_err(|e| e.to_string())?),
+        Some(_) => None,
+    };
     // OpenFlow beside the control socket: DIR/BR.mgmt for each bridge, as
     // Open vSwitch puts $OVS_RUNDIR/BR.mgmt.
     let rundir = path
@@ -99,12 +132,34 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if let Err(e) = config::apply(&api, &cfg, &base) {
         api.shutdown();
-        let _ = std::fs::remove_file(&path);
+        if listener.is_some() {
+            let _ = std::fs::remove_file(&path);
+        }
         return Err(format!("configuration: {e}"));
     }
-    let _ovsdb = match remote {
+    let ovsdb = match remote {
         Some(r) => Some(vswitch::ctl::ovsdb::start(api.clone(), r).map_err(|e| e.to_string())?),
         None => None,
+    };
+    if let Some(inc) = incoming {
+        // The database's ports must exist (on the handed-over fds) before
+        // the old process pauses.
+        if let Some(h) = &ovsdb {
+            if !h.wait_configured(handover::STEP_TIMEOUT) {
+                return Err("takeover: the database was not applied in time".into());
+            }
+        }
+        let old = inc.old_pid;
+        let gap = inc.finish(&api).map_err(|e| e.to_string())?;
+        tracing::info!(
+            gap_ms = gap.as_secs_f64() * 1e3,
+            "took over: forwarding (connection tables imported)"
+        );
+        wait_gone(old, std::time::Duration::from_secs(10));
+        listener = Some(server::bind(&path).map_err(|e| e.to_string())?);
+    }
+    let Some(listener) = listener else {
+        return Err("internal: no control socket".into());
     };
     tracing::info!(socket = %path.display(), "vswitchd ready");
     srv.run(api, listener, path).map_err(|e| e.to_string())

@@ -41,6 +41,7 @@
 mod info;
 mod ipf;
 mod parse;
+mod snapshot;
 mod table;
 mod tcp;
 mod tracker;
@@ -51,8 +52,9 @@ pub use ipf::{
     DEFAULT_MAX_FRAGS, DEFAULT_MIN_FRAG_SIZE_V4, DEFAULT_MIN_FRAG_SIZE_V6, FRAG_TIMEOUT_MS,
     MAX_FRAGS_CEILING, MIN_FRAG_SIZE_FLOOR,
 };
+pub use snapshot::SnapshotError;
 pub use tcp::{TcpPeerState, TcpState};
-pub use tracker::{ConnTracker, SHARDS};
+pub use tracker::{ConnTracker, ImportReport, SHARDS};
 
 use core::fmt;
 

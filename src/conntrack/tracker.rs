@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use super::info::{ConnInfo, CtStats, ZoneStats};
 use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
+use super::snapshot::{self, SnapshotError};
 use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
 use super::tcp::{self, IgnoredSyn, TcpPolicy, Update};
 use super::{
@@ -39,6 +40,17 @@ struct Padded(Mutex<Shard>);
 
 /// Per-zone timeout overrides (0 = inherit the default).
 type ZoneTimeouts = HashMap<u16, [u32; N_TMO]>;
+
+/// What [`ConnTracker::import`] did with a snapshot's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Added to the table.
+    pub imported: u64,
+    /// Already tracked here: kept as they were.
+    pub present: u64,
+    /// Over `max_conns` or a zone limit here: left out.
+    pub refused: u64,
+}
 
 /// The connection tracker of one bridge (see the module docs of
 /// [`crate::conntrack`]).
@@ -862,6 +874,60 @@ impl ConnTracker {
         }
         out.sort_by(|a, b| (a.zone, &a.orig, a.proto).cmp(&(b.zone, &b.orig, b.proto)));
         out
+    }
+
+    /// Every unexpired connection, in the snapshot format (see
+    /// [`super::snapshot`]), for [`ConnTracker::import`] in another
+    /// process. One shard is locked at a time; the caller stops the
+    /// datapath first when the copy must be exact (an upgrade does).
+    pub fn export(&self, now: Instant) -> Vec<u8> {
+        let now_ms = self.ms(now);
+        let mut out = Vec::with_capacity(
+            snapshot::HEADER_LEN + self.len().saturating_mul(snapshot::ENTRY_LEN),
+        );
+        snapshot::write_header(&mut out, 0);
+        let mut n = 0u32;
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            for (_, c) in g.live().filter(|(_, c)| !c.expired(now_ms)) {
+                let left = c.expires_at(now_ms).saturating_sub(now_ms);
+                snapshot::write_entry(&mut out, c, left);
+                n = n.saturating_add(1);
+            }
+        }
+        snapshot::set_count(&mut out, n);
+        out
+    }
+
+    /// Adds the connections of a snapshot made by [`ConnTracker::export`]
+    /// (timeouts run on from what they had left). A connection already
+    /// tracked here is kept as it is; one over a limit is refused and
+    /// counted in the report. A malformed snapshot is an error naming the
+    /// entry; the entries before it are in.
+    pub fn import(&self, bytes: &[u8], now: Instant) -> Result<ImportReport, SnapshotError> {
+        let body = snapshot::entries(bytes)?;
+        let now_ms = self.ms(now);
+        let hasher = |k: &ConnKey| self.hash(k);
+        let mut rep = ImportReport::default();
+        for (index, raw) in body.chunks_exact(snapshot::ENTRY_LEN).enumerate() {
+            let e = snapshot::read_entry(index, raw)?;
+            let mut conn = e.conn;
+            let hash = self.hash(&conn.key);
+            let mut shard = self.shard_of(hash).lock();
+            if shard.find(hash, &conn.key).is_some() {
+                rep.present += 1;
+                continue;
+            }
+            if self.admit(conn.key.zone).is_err() {
+                rep.refused += 1;
+                continue;
+            }
+            let expires = now_ms + e.remaining_ms;
+            conn.set_expires(expires);
+            shard.insert(hash, conn, expires, &hasher);
+            rep.imported += 1;
+        }
+        Ok(rep)
     }
 
     /// Deletes every connection (of `zone`, or all); returns how many.

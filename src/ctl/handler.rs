@@ -79,6 +79,10 @@ fn dispatch(api: &Api, req: Request, cancel: &Cancel, now: Instant) -> Result<Re
         | R::AddTlvMap { .. }
         | R::DelTlvMap { .. }
         | R::DumpTlvMap { .. }) => tables(api, r, now),
+        // The control server runs it on the connection itself.
+        R::Handover => Err(Error::Internal(
+            "handover is only served on the control socket".into(),
+        )),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod flowtext;
 pub mod handler;
+pub mod handover;
 pub mod openflow;
 pub mod options;
 pub mod ovsdb;

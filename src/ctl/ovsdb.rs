@@ -829,6 +829,8 @@ struct State {
     last_error: String,
     /// The current session got as far as its monitor.
     connected: bool,
+    /// The database's contents were applied at least once.
+    configured: Arc<AtomicBool>,
 }
 
 /// `Open_vSwitch.other_config:stats-update-interval` (milliseconds, at
@@ -859,6 +861,7 @@ impl State {
         let mut p = plan(r);
         if changed {
             self.rec.reconcile(&self.api, &mut p);
+            self.configured.store(true, Ordering::Release);
         } else {
             // The refusals of the last reconcile still stand.
             for st in p.ifaces.values_mut() {
@@ -1023,6 +1026,23 @@ impl State {
 /// within about a second, or when a pending request times out).
 pub struct Handle {
     stop: Arc<AtomicBool>,
+    configured: Arc<AtomicBool>,
+}
+
+impl Handle {
+    /// Waits (at most `limit`) until the database's contents were applied
+    /// once; false on timeout. An upgrade waits for it before the old
+    /// process pauses, so the new one forwards with every port.
+    pub fn wait_configured(&self, limit: Duration) -> bool {
+        let t0 = std::time::Instant::now();
+        while !self.configured.load(Ordering::Acquire) {
+            if t0.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
 }
 
 impl Drop for Handle {
@@ -1035,7 +1055,9 @@ impl Drop for Handle {
 /// at `remote` from now on.
 pub fn start(api: Arc<Api>, remote: Remote) -> Result<Handle, OvsdbError> {
     let stop = Arc::new(AtomicBool::new(false));
+    let configured = Arc::new(AtomicBool::new(false));
     let state = State {
+        configured: configured.clone(),
         api,
         remote,
         stop: stop.clone(),
@@ -1049,7 +1071,7 @@ pub fn start(api: Arc<Api>, remote: Remote) -> Result<Handle, OvsdbError> {
         .name("ovsdb".into())
         .spawn(move || state.run())
         .map_err(OvsdbError::Thread)?;
-    Ok(Handle { stop })
+    Ok(Handle { stop, configured })
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Daemon version and uptime.
     Version,
+    /// A new vswitchd takes this one's place (`vswitchd --takeover`):
+    /// the connection then carries the exchange of
+    /// [`crate::ctl::handover`], not JSON lines.
+    Handover,
     /// Bridges and ports (`vswitchctl show`).
     Show {
         /// Only this bridge.

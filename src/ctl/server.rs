@@ -90,6 +90,46 @@ struct Shared {
     /// Set at shutdown: cancels every request.
     stopping: Cancel,
     waiting: Semaphore,
+    /// A new vswitchd took over (see [`super::handover`]): stop, leaving
+    /// the devices.
+    handed_over: tokio::sync::Notify,
+    /// One handover at a time.
+    handing_over: std::sync::atomic::AtomicBool,
+}
+
+/// Runs the old side of a handover on the connection that asked for it.
+async fn hand_over(
+    sh: &Arc<Shared>,
+    rd: BufReader<tokio::net::unix::OwnedReadHalf>,
+    wr: tokio::net::unix::OwnedWriteHalf,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if sh.handing_over.swap(true, SeqCst) {
+        let mut wr = wr;
+        let resp = Response::err("a handover is already in progress".to_string(), "busy");
+        let _ = write_response(&mut wr, &resp).await;
+        return;
+    }
+    // The new process sends nothing more until it has our header, so the
+    // reader holds no buffered bytes.
+    let stream = match rd.into_inner().reunite(wr) {
+        Ok(s) => s.into_std(),
+        Err(_) => return,
+    };
+    let stream = match stream.and_then(|s| s.set_nonblocking(false).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("handover: {e}");
+            sh.handing_over.store(false, SeqCst);
+            return;
+        }
+    };
+    let api = sh.api.clone();
+    let r = tokio::task::spawn_blocking(move || super::handover::serve(&api, stream)).await;
+    match r {
+        Ok(Ok(_)) => sh.handed_over.notify_one(),
+        _ => sh.handing_over.store(false, SeqCst),
+    }
 }
 
 /// Reads one line of at most [`MAX_LINE`] bytes. `Ok(None)` at EOF.
@@ -187,6 +227,7 @@ async fn serve_conn(sh: Arc<Shared>, stream: UnixStream) {
             continue;
         }
         let resp = match serde_json::from_str::<Request>(&text) {
+            Ok(Request::Handover) => return hand_over(&sh, rd, wr).await,
             Ok(req) => run_request(&sh, req, &mut rd).await,
             Err(e) => Response::err(format!("bad request: {e}"), "bad_request"),
         };
@@ -251,6 +292,8 @@ impl Server {
             api: api.clone(),
             stopping: Cancel::new(),
             waiting: Semaphore::new(MAX_WAITING),
+            handed_over: tokio::sync::Notify::new(),
+            handing_over: std::sync::atomic::AtomicBool::new(false),
         });
         let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         rt.block_on(async {
@@ -294,6 +337,7 @@ impl Server {
                             ticking = Some(tokio::task::spawn_blocking(move || api.tick(Instant::now())));
                         }
                     }
+                    _ = sh.handed_over.notified() => { tracing::info!("handed over: stopping"); break; }
                     _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
                 }

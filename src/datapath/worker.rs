@@ -114,8 +114,35 @@ pub enum DpCommand {
     },
     /// Process pending packets now (tests: after an injection).
     Kick,
+    /// Stop (true) or resume (false) moving packets; commands are still
+    /// served. An upgrade pauses the old process's datapath just before
+    /// it exports the connection tables, and the new one's until it has
+    /// imported them, so no packet is judged against a partial table.
+    Pause {
+        /// Paused or not.
+        on: bool,
+        /// Answered once the thread is in the new state.
+        reply: Sender<()>,
+    },
+    /// Copies of every port's handover descriptors (see
+    /// [`crate::port::Port::handover_fds`]), by port number and name.
+    HandoverFds {
+        /// Reply.
+        reply: Sender<Vec<HandoverPort>>,
+    },
     /// Stop the thread.
     Shutdown,
+}
+
+/// One port's descriptors, duplicated for another process.
+#[derive(Debug)]
+pub struct HandoverPort {
+    /// OpenFlow number.
+    pub no: u32,
+    /// Port name.
+    pub name: String,
+    /// The fds, in the order the port type's `adopt` takes them.
+    pub fds: Vec<std::os::fd::OwnedFd>,
 }
 
 /// A detached command sender (see [`WorkerHandle::sender`]).
@@ -244,8 +271,33 @@ fn port_status(dp: &mut Datapath) -> Vec<PortStatus> {
     out
 }
 
+/// Duplicates every port's handover fds. A port whose fds cannot be
+/// duplicated (out of descriptors) is left out, and logged: the new
+/// process then opens it afresh.
+fn handover_fds(dp: &mut Datapath) -> Vec<HandoverPort> {
+    let mut out = Vec::new();
+    for no in dp.port_numbers() {
+        let got = dp.with_port(no, |p| {
+            let fds: Result<Vec<_>, _> = p
+                .handover_fds()
+                .into_iter()
+                .map(|fd| fd.try_clone_to_owned())
+                .collect();
+            (p.name().to_string(), fds)
+        });
+        match got {
+            Some((name, Ok(fds))) if !fds.is_empty() => out.push(HandoverPort { no, name, fds }),
+            Some((name, Err(e))) => {
+                tracing::warn!(port = %name, "cannot hand over its fds: {e}")
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Handles one command; false means stop.
-fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
+fn handle(dp: &mut Datapath, cmd: DpCommand, paused: &mut bool) -> bool {
     match cmd {
         DpCommand::AddPort { no, port } => {
             dp.add_port(no, port);
@@ -290,6 +342,13 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
             let _ = reply.send(r);
         }
         DpCommand::Kick => {}
+        DpCommand::Pause { on, reply } => {
+            *paused = on;
+            let _ = reply.send(());
+        }
+        DpCommand::HandoverFds { reply } => {
+            let _ = reply.send(handover_fds(dp));
+        }
         DpCommand::Shutdown => return false,
     }
     true
@@ -297,17 +356,31 @@ fn handle(dp: &mut Datapath, cmd: DpCommand) -> bool {
 
 fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>) {
     let mut ready = Vec::new();
+    let mut paused = false;
     loop {
         loop {
             match rx.try_recv() {
                 Ok(cmd) => {
-                    if !handle(dp, cmd) {
+                    if !handle(dp, cmd, &mut paused) {
                         return;
                     }
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }
+        }
+        if paused {
+            // Only commands move a paused datapath (one resumes it).
+            match rx.recv_timeout(IDLE_WAIT) {
+                Ok(cmd) => {
+                    if !handle(dp, cmd, &mut paused) {
+                        return;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
         }
         let now = Instant::now();
         let mut got = 0;

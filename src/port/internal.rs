@@ -24,6 +24,14 @@ impl InternalPort {
             tap: TapPort::open(cfg)?,
         })
     }
+
+    /// Takes over the device's fd from the previous vswitchd (see
+    /// [`TapPort::adopt`]).
+    pub fn adopt(cfg: TapConfig, fd: std::os::fd::OwnedFd) -> Result<InternalPort, Error> {
+        Ok(InternalPort {
+            tap: TapPort::adopt(cfg, fd)?,
+        })
+    }
 }
 
 impl Port for InternalPort {
@@ -69,5 +77,9 @@ impl Port for InternalPort {
 
     fn link_downs(&self) -> u64 {
         self.tap.link_downs()
+    }
+
+    fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.tap.handover_fds()
     }
 }

@@ -268,4 +268,11 @@ pub trait Port: Send {
     fn link_downs(&self) -> u64 {
         0
     }
+    /// The descriptors an upgrade hands to the new vswitchd so the device
+    /// never loses its reader (a TAP's queue, a tunnel's bound sockets),
+    /// in the order the type's `adopt` takes them back. Empty for ports
+    /// the new process simply opens again (in-memory, AF_PACKET).
+    fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        Vec::new()
+    }
 }

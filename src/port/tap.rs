@@ -169,6 +169,44 @@ impl TapPort {
         })
     }
 
+    /// Takes over the TAP queue `fd` that the previous vswitchd handed over
+    /// (see [`Port::handover_fds`]): nothing is created or reconfigured,
+    /// the device keeps its reader throughout. The fd must be the TAP
+    /// `cfg.name` with the same vnet_hdr setting.
+    pub fn adopt(cfg: TapConfig, fd: std::os::fd::OwnedFd) -> Result<TapPort, Error> {
+        let fd = tun::adopt(fd).map_err(|e| Error::io("adopt tap", &cfg.name, e))?;
+        if fd.name() != cfg.name || fd.vnet_hdr() != cfg.vnet_hdr {
+            return Err(Error::config(
+                &cfg.name,
+                format!(
+                    "handed-over fd is TAP {} (vnet_hdr {}), not {} (vnet_hdr {})",
+                    fd.name(),
+                    fd.vnet_hdr(),
+                    cfg.name,
+                    cfg.vnet_hdr
+                ),
+            ));
+        }
+        // The kernel side may live in another netns: keep the MTU we were
+        // asked for, else Ethernet's.
+        let mtu = match netdev::mtu(&cfg.name) {
+            Ok(m) => m,
+            Err(_) => cfg.mtu_request.unwrap_or(1500),
+        };
+        let owner = !fd.persistent();
+        tracing::info!(port = %cfg.name, mtu, "took over tap {}", fd.name());
+        Ok(TapPort {
+            life: LinkLife::new(&cfg.name),
+            cfg,
+            dev: Device::new(Some(fd)),
+            owner,
+            mtu,
+            c: Counters::default(),
+            overflow: vec![0; MAX_FRAME],
+            scratch: Vec::new(),
+        })
+    }
+
     /// True when we created the device (and will remove it when dropped).
     pub fn created(&self) -> bool {
         self.dev.get().is_some_and(|d| !d.persistent())
@@ -410,6 +448,10 @@ impl Port for TapPort {
 
     fn link_downs(&self) -> u64 {
         self.life.downs()
+    }
+
+    fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.dev.get().map(|d| d.as_fd()).into_iter().collect()
     }
 
     fn housekeeping(&mut self) {

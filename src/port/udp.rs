@@ -175,6 +175,25 @@ impl Socket {
         })
     }
 
+    /// Takes over a bound socket handed over by the previous vswitchd.
+    pub fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<Socket> {
+        let sock = UdpSock::from_owned(fd)?;
+        let local = sock.local_addr()?;
+        Ok(Socket {
+            sock,
+            local,
+            icmp: IcmpCounters::default(),
+            truncated: 0,
+            overflow: Vec::new(),
+            rx_bufs: Vec::with_capacity(MAX_MSGS),
+        })
+    }
+
+    /// The fd, for handing it over.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local

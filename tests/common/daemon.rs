@@ -51,6 +51,26 @@ impl Daemon {
     fn launch(ns: Option<&str>, config: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("vswitchd.sock");
+        if let Some(c) = config {
+            std::fs::write(dir.path().join("vswitchd.toml"), c).expect("write config");
+        }
+        let child = Self::command(ns, dir.path(), &sock, &[])
+            .spawn()
+            .expect("spawn vswitchd");
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            sock,
+            ns: ns.map(str::to_string),
+        };
+        d.wait_up();
+        d
+    }
+
+    /// The vswitchd command line for a daemon whose files are in `dir`
+    /// (its config, when `dir/vswitchd.toml` exists), logging (appending)
+    /// to `dir/vswitchd.log`.
+    fn command(ns: Option<&str>, dir: &std::path::Path, sock: &PathBuf, extra: &[&str]) -> Command {
         let mut cmd = match ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -59,39 +79,72 @@ impl Daemon {
             }
             None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
         };
-        cmd.arg("--ctl").arg(&sock);
-        if let Some(c) = config {
-            let p = dir.path().join("vswitchd.toml");
-            std::fs::write(&p, c).expect("write config");
-            cmd.arg("--config").arg(&p);
+        cmd.arg("--ctl").arg(sock);
+        let conf = dir.join("vswitchd.toml");
+        if conf.exists() {
+            cmd.arg("--config").arg(&conf);
         }
+        cmd.args(extra);
         cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        cmd.stdout(Stdio::null()).stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("vswitchd.log")).expect("log file"),
-        ));
-        let child = cmd.spawn().expect("spawn vswitchd");
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-            ns: ns.map(str::to_string),
-        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("vswitchd.log"))
+            .expect("log file");
+        cmd.stdout(Stdio::null()).stderr(Stdio::from(log));
+        cmd
+    }
+
+    /// Waits (bounded) until the control socket answers; panics with the
+    /// log when the daemon died instead.
+    fn wait_up(&mut self) {
+        let sock = self.sock.clone();
         let up = wait_until(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&d.sock).is_ok() || !d.alive()
+            std::os::unix::net::UnixStream::connect(&sock).is_ok() || !self.alive()
         });
         assert!(
-            up && d.alive(),
+            up && self.alive(),
             "vswitchd did not come up{}; log:\n{}",
-            d.ns.as_deref()
+            self.ns
+                .as_deref()
                 .map(|n| format!(" in {n}"))
                 .unwrap_or_default(),
-            d.log()
+            self.log()
         );
-        d
+    }
+
+    /// An upgrade: starts a new vswitchd with the same socket and
+    /// configuration and `--takeover`, waits (bounded) for the old one to
+    /// exit and the new one to answer. Returns the old one's exit status
+    /// (`None`: it had to be killed).
+    pub fn takeover(&mut self) -> Option<std::process::ExitStatus> {
+        let new = Self::command(
+            self.ns.as_deref(),
+            self.dir.path(),
+            &self.sock,
+            &["--takeover"],
+        )
+        .spawn()
+        .expect("spawn vswitchd --takeover");
+        let mut old = self.child.replace(new)?;
+        let end = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Ok(Some(st)) = old.try_wait() {
+                break Some(st);
+            }
+            if Instant::now() > end {
+                let _ = old.kill();
+                let _ = old.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.wait_up();
+        status
     }
 
     /// The host namespace the daemon runs in.
@@ -184,6 +237,32 @@ impl Daemon {
         let _ = c.kill();
         let _ = c.wait();
         false
+    }
+
+    /// A `--takeover` that is expected to fail: runs the new vswitchd
+    /// until it exits (bounded) and returns its status (`None`: it did not
+    /// exit and was killed). The running daemon stays this `Daemon`.
+    pub fn failed_takeover(&mut self) -> Option<std::process::ExitStatus> {
+        let mut new = Self::command(
+            self.ns.as_deref(),
+            self.dir.path(),
+            &self.sock,
+            &["--takeover"],
+        )
+        .spawn()
+        .expect("spawn vswitchd --takeover");
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = new.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > end {
+                let _ = new.kill();
+                let _ = new.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL, as a crash or an OOM kill would.

@@ -3,6 +3,7 @@
 use super::conntrack::CtSettings;
 use super::{names, Api, Bridge, Error};
 use crate::ctl::openflow::FailMode;
+use crate::datapath::worker::DpCommand;
 use crate::flow::parse::{parse_flow, FlowCmd};
 use crate::flow::NoPortNames;
 use crate::ofproto::{BridgeConfig, FlowMod, FlowModCmd, PortInfo, PortKind};
@@ -161,6 +162,9 @@ impl Api {
             });
         }
         let mut b = Bridge::new(name, self.epoch)?;
+        if self.start_paused.load(std::sync::atomic::Ordering::Relaxed) {
+            b.worker.ask(|reply| DpCommand::Pause { on: true, reply });
+        }
         if let Some(site) = self.openflow.lock().clone() {
             b.listen(&site, None)?;
         }

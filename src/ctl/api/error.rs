@@ -199,6 +199,9 @@ pub enum Error {
     /// A Geneve TLV mapping is wrong or conflicts with the map.
     #[error(transparent)]
     TlvMap(#[from] crate::port::geneve::TlvError),
+    /// A connection table handed over by an upgrade could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::conntrack::SnapshotError),
 }
 
 impl Error {
@@ -233,6 +236,7 @@ impl Error {
             Error::NoOpenFlow => "no_openflow",
             Error::Ipf(_) => "bad_ipf_setting",
             Error::Target(_) => "bad_target",
+            Error::Snapshot(_) => "bad_snapshot",
         }
     }
 }

@@ -22,6 +22,7 @@ mod error;
 mod facts;
 mod fdb;
 mod flows;
+mod handover;
 mod names;
 mod port;
 mod trace;
@@ -209,6 +210,12 @@ pub struct Api {
     epoch: Instant,
     bridges: Mutex<BTreeMap<String, Bridge>>,
     openflow: Mutex<Option<OpenFlowSite>>,
+    /// Upgrade in progress: the previous process's fds, by port name, for
+    /// the ports about to be added (see [`Api::adopt_fds`]).
+    adopted: Mutex<std::collections::HashMap<String, Vec<std::os::fd::OwnedFd>>>,
+    /// New bridges' datapaths start paused (an upgrade resumes them once
+    /// the connection tables are in).
+    start_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Api {
@@ -241,6 +248,8 @@ impl Api {
             epoch: now,
             bridges: Mutex::new(BTreeMap::new()),
             openflow: Mutex::new(None),
+            adopted: Mutex::new(std::collections::HashMap::new()),
+            start_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

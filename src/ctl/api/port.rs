@@ -210,10 +210,12 @@ fn check_system_device(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the port object of `spec`'s type.
+/// Opens the port object of `spec`'s type; with `adopted` (an upgrade's
+/// handed-over fds), takes its device over instead of opening it.
 fn open_port(
     spec: &PortSpec,
     tlv: &TlvMapHandle,
+    adopted: Option<Vec<std::os::fd::OwnedFd>>,
 ) -> Result<(Box<dyn Port>, Option<MemHandle>), Error> {
     fn boxed<P: Port + 'static>(
         r: Result<P, crate::port::Error>,
@@ -226,6 +228,25 @@ fn open_port(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    if let Some(fds) = adopted {
+        let tap = |fds: Vec<std::os::fd::OwnedFd>| {
+            let fd = fds
+                .into_iter()
+                .next()
+                .ok_or_else(|| crate::port::Error::config(name, "no fd handed over"))?;
+            TapConfig::from_options(name, &opts).map(|c| (c, fd))
+        };
+        return match spec.kind {
+            PortKind::Tap => boxed(tap(fds).and_then(|(c, fd)| TapPort::adopt(c, fd))),
+            PortKind::Internal => boxed(tap(fds).and_then(|(c, fd)| InternalPort::adopt(c, fd))),
+            PortKind::Geneve => boxed(
+                GeneveConfig::from_options(name, &opts)
+                    .and_then(|c| GenevePort::adopt(c, tlv.clone(), fds)),
+            ),
+            // Nothing of theirs to take over: open afresh.
+            PortKind::Dummy | PortKind::System => open_port(spec, tlv, None),
+        };
+    }
     match spec.kind {
         PortKind::Dummy => {
             if let Some((k, v)) = spec.type_options.first() {
@@ -288,7 +309,7 @@ impl Api {
             Some(n) => n,
             None => b.of.free_port_no(),
         };
-        let (p, mem) = open_port(spec, &b.tlv)?;
+        let (p, mem) = open_port(spec, &b.tlv, self.take_adopted(&spec.name))?;
         // The tables learn the port (with its egress facts) before the
         // datapath does, so the datapath's own updates of them land on it.
         let mut info = PortInfo::new(no, &spec.name, spec.kind);

@@ -99,6 +99,53 @@ impl GenevePort {
             ..UdpOptions::default()
         };
         let lanes = bind_lanes(name, local_ip, tx_opts)?;
+        Ok(GenevePort::assemble(cfg, tlv, rx, lanes))
+    }
+
+    /// Takes over the sockets the previous vswitchd handed over (see
+    /// [`Port::handover_fds`]: the receive socket, then the send sockets),
+    /// so no datagram waits on a socket nobody reads. The receive socket
+    /// must be bound where `cfg` says.
+    pub fn adopt(
+        cfg: GeneveConfig,
+        tlv: TlvMapHandle,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<GenevePort, Error> {
+        let name = cfg.name.clone();
+        let mut socks = fds
+            .into_iter()
+            .map(|fd| Socket::adopt(fd).map_err(|e| Error::io("adopt geneve socket", &name, e)));
+        let rx = socks
+            .next()
+            .ok_or_else(|| Error::config(&name, "no sockets handed over"))??;
+        let want = cfg.local.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let got = rx.local_addr();
+        if got.ip() != std::net::IpAddr::V4(want)
+            || (cfg.dst_port != 0 && got.port() != cfg.dst_port)
+        {
+            return Err(Error::config(
+                &name,
+                format!(
+                    "handed-over socket is bound to {got}, not {want}:{}",
+                    cfg.dst_port
+                ),
+            ));
+        }
+        let lanes = socks
+            .map(|s| s.map(TxLane::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        if lanes.is_empty() {
+            return Err(Error::config(&name, "no send sockets handed over"));
+        }
+        Ok(GenevePort::assemble(cfg, tlv, rx, lanes))
+    }
+
+    fn assemble(
+        cfg: GeneveConfig,
+        tlv: TlvMapHandle,
+        rx: Socket,
+        lanes: Vec<TxLane>,
+    ) -> GenevePort {
         let mtu = underlay_mtu(match cfg.remote {
             Remote::Ip(a) => Some(a),
             Remote::Flow => cfg.local,
@@ -119,7 +166,7 @@ impl GenevePort {
             port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
             key = ?port.cfg.out_key, src_ports = ?port.src_ports(), mtu, "geneve port open"
         );
-        Ok(port)
+        port
     }
 
     /// The bound receive address (the real port when `dst_port` was 0 in a
@@ -369,6 +416,12 @@ impl Port for GenevePort {
     fn link_state(&self) -> LinkState {
         // The sockets stay whatever happens to the peers.
         LinkState::Up
+    }
+
+    fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        std::iter::once(self.rx.as_fd())
+            .chain(self.lanes.iter().map(|l| l.sock.as_fd()))
+            .collect()
     }
 
     fn poll_fd(&self) -> Option<RawFd> {

@@ -18,6 +18,7 @@
 //!   addresses, the local address a datagram was sent to, ICMP errors from
 //!   the error queue).
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
+//! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
@@ -30,6 +31,7 @@ pub mod epoll;
 mod mmsg;
 pub mod netdev;
 pub mod packet;
+pub mod scm;
 pub mod tun;
 pub mod udp;
 

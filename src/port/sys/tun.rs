@@ -99,6 +99,40 @@ pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> 
     })
 }
 
+/// Takes over a TAP fd opened by another process (an upgrade hands its
+/// fds over): learns its name and flags from the fd itself, so it works
+/// wherever the device's kernel side lives. Refuses an fd that is not a
+/// TAP queue.
+pub fn adopt(fd: std::os::fd::OwnedFd) -> io::Result<TapFd> {
+    let (name, flags) = get_iff(fd.as_fd())?;
+    if flags & IFF_TAP == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name}: handed-over fd is not a TAP"),
+        ));
+    }
+    let file = File::from(fd);
+    set_nonblocking(file.as_fd())?;
+    Ok(TapFd { file, name, flags })
+}
+
+/// O_NONBLOCK on `fd` (a handed-over fd keeps the sender's flags, which
+/// are ours too, but a stray blocking fd would stall the datapath).
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take and return plain ints.
+    let fl = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+impl TapFd {
+    /// Whether frames carry a virtio-net header.
+    pub fn vnet_hdr(&self) -> bool {
+        self.flags & IFF_VNET_HDR != 0
+    }
+}
+
 /// TUNSETVNETHDRSZ: the size of the header in front of each frame.
 fn set_vnet_hdr_size(fd: BorrowedFd<'_>, size: i32) -> io::Result<()> {
     // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` is

@@ -228,6 +228,22 @@ impl UdpSock {
         Ok(UdpSock { sock })
     }
 
+    /// Takes over a bound UDP socket handed over by another process (an
+    /// upgrade), with the options it was set up with; made non-blocking.
+    pub fn from_owned(fd: std::os::fd::OwnedFd) -> io::Result<UdpSock> {
+        let sock = socket2::Socket::from(fd);
+        if sock.r#type()? != socket2::Type::DGRAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "handed-over fd is not a datagram socket",
+            ));
+        }
+        sock.set_nonblocking(true)?;
+        let s = UdpSock { sock };
+        s.local_addr()?;
+        Ok(s)
+    }
+
     /// The bound address (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock
