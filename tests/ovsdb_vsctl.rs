@@ -163,26 +163,9 @@ struct Vswitchd {
 impl Vswitchd {
     fn start(ns: Option<&str>, remote: &str) -> Vswitchd {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut cmd = match ns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd")]);
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
-        };
-        cmd.arg("--ctl")
-            .arg(dir.path().join("vswitchd.sock"))
-            .args(["--ovsdb", remote])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("vswitchd.log")).expect("log"),
-            ));
-        let child = cmd.spawn().expect("spawn vswitchd");
+        let child = Self::command(ns, dir.path(), remote, &[])
+            .spawn()
+            .expect("spawn vswitchd");
         let v = Vswitchd {
             dir,
             child: Some(child),
@@ -195,6 +178,55 @@ impl Vswitchd {
             v.log()
         );
         v
+    }
+
+    /// An upgrade: a new vswitchd on the same socket and database with
+    /// `--takeover`; returns the old one's exit status once it is gone
+    /// (`None`: it had to be killed).
+    fn takeover(&mut self, ns: Option<&str>, remote: &str) -> Option<std::process::ExitStatus> {
+        let new = Self::command(ns, self.dir.path(), remote, &["--takeover"])
+            .spawn()
+            .expect("spawn vswitchd --takeover");
+        let mut old = self.child.replace(new)?;
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = old.try_wait() {
+                break Some(st);
+            }
+            if Instant::now() > end {
+                let _ = old.kill();
+                let _ = old.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn command(ns: Option<&str>, dir: &std::path::Path, remote: &str, extra: &[&str]) -> Command {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("vswitchd.log"))
+            .expect("log");
+        cmd.arg("--ctl")
+            .arg(dir.join("vswitchd.sock"))
+            .args(["--ovsdb", remote])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        cmd
     }
 
     fn log(&self) -> String {
@@ -721,4 +753,94 @@ fn tcp_session_survives_the_servers_probe() {
     assert_eq!(v.port("p1").unwrap()["policy"]["tag"], 5);
     assert_eq!(v.connections(), 1, "the session was dropped:\n{}", v.log());
     assert!(!v.log().contains("OVSDB connection closed"), "{}", v.log());
+}
+
+/// An upgrade in database mode: the new vswitchd steals the database's
+/// lock, takes the TAP fds over and configures from the database; the
+/// VMs keep their NICs, the ofports stay, and the old one exits.
+#[test]
+fn takeover_with_the_database() {
+    let t = "ovsdb_vsctl::takeover_with_the_database";
+    if !require_ovs(t) || !require_root(t) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let db = Db::start();
+    let mut v = Vswitchd::start(Some(&host), &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    let mut vms = Vec::new();
+    for (i, ofport) in [(1u8, "21"), (2, "22")] {
+        let name = format!("vm{i}");
+        db.vsctl_ok(&[
+            "add-port",
+            "br0",
+            &name,
+            "--",
+            "set",
+            "Interface",
+            &name,
+            "type=tap",
+            &format!("ofport_request={ofport}"),
+        ]);
+        let vm = lab.quiet_netns();
+        move_tap(
+            &lab,
+            &host,
+            &name,
+            &vm,
+            &vm_mac(i),
+            Some(&format!("10.62.0.{i}/24")),
+        );
+        vms.push(vm);
+    }
+    assert!(lab.ping_until(&vms[0], "10.62.0.2", Duration::from_secs(10)));
+    let idx = |vm: &str, dev: &str| lab.sh_ok(vm, 5, &format!("cat /sys/class/net/{dev}/ifindex"));
+    let before = (idx(&vms[0], "vm1"), idx(&vms[1], "vm2"));
+    let st = v.takeover(Some(&host), &db.remote());
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "the old vswitchd exits cleanly: {st:?}\n{}",
+        v.log()
+    );
+    assert!(v.alive(), "the new one runs:\n{}", v.log());
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::os::unix::net::UnixStream::connect(v.dir.path().join("vswitchd.sock")).is_ok()
+        }),
+        "the new one answers on the control socket:\n{}",
+        v.log()
+    );
+    assert!(
+        lab.ping(&vms[0], "10.62.0.2", 3),
+        "forwarding after the upgrade:\n{}",
+        v.log()
+    );
+    assert_eq!(
+        (idx(&vms[0], "vm1"), idx(&vms[1], "vm2")),
+        before,
+        "same devices"
+    );
+    assert!(
+        !lab.sh(&host, 5, "ip link show vm1").status.success(),
+        "no twin"
+    );
+    assert_eq!(db.iface("vm1", "ofport"), "21");
+    assert_eq!(db.iface("vm2", "ofport"), "22");
+    // The new one configures from the database.
+    db.vsctl_ok(&["set", "Port", "vm1", "tag=10"]);
+    assert!(
+        !lab.ping(&vms[0], "10.62.0.2", 1),
+        "the new process applies changes"
+    );
+    db.vsctl_ok(&["set", "Port", "vm2", "tag=10"]);
+    assert!(lab.ping_until(&vms[0], "10.62.0.2", Duration::from_secs(10)));
 }

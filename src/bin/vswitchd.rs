@@ -138,7 +138,10 @@ fn run(args: Args) -> Result<(), String> {
         return Err(format!("configuration: {e}"));
     }
     let ovsdb = match remote {
-        Some(r) => Some(vswitch::ctl::ovsdb::start(api.clone(), r).map_err(|e| e.to_string())?),
+        Some(r) => Some(
+            vswitch::ctl::ovsdb::start(api.clone(), r, incoming.is_some())
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     if let Some(inc) = incoming {

@@ -831,6 +831,8 @@ struct State {
     connected: bool,
     /// The database's contents were applied at least once.
     configured: Arc<AtomicBool>,
+    /// Steal the lock on the next session (`--takeover`).
+    steal: bool,
 }
 
 /// `Open_vSwitch.other_config:stats-update-interval` (milliseconds, at
@@ -927,8 +929,15 @@ impl State {
         // The lock ovs-vswitchd takes: two switches configuring from one
         // database (vswitchd and an ovs-vswitchd left running) would fight
         // over every port. Without it, wait for the server's "locked".
+        // An upgrade's new process takes the lock from the old one (RFC
+        // 7047 "steal"), which stops configuring and exits shortly.
+        let how = if std::mem::take(&mut self.steal) {
+            "steal"
+        } else {
+            "lock"
+        };
         let mut locked = c
-            .call("lock", json!([LOCK]), CALL_TIMEOUT)?
+            .call(how, json!([LOCK]), CALL_TIMEOUT)?
             .get("locked")
             .and_then(Value::as_bool)
             .unwrap_or(false);
@@ -1052,12 +1061,15 @@ impl Drop for Handle {
 }
 
 /// Starts the front end: bridges and ports of `api` follow the database
-/// at `remote` from now on.
-pub fn start(api: Arc<Api>, remote: Remote) -> Result<Handle, OvsdbError> {
+/// at `remote` from now on. With `steal_lock` (an upgrade) the first
+/// session takes the `ovs_vswitchd` lock from the process holding it
+/// instead of waiting for it.
+pub fn start(api: Arc<Api>, remote: Remote, steal_lock: bool) -> Result<Handle, OvsdbError> {
     let stop = Arc::new(AtomicBool::new(false));
     let configured = Arc::new(AtomicBool::new(false));
     let state = State {
         configured: configured.clone(),
+        steal: steal_lock,
         api,
         remote,
         stop: stop.clone(),
