@@ -23,6 +23,11 @@ struct Args {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Leave the TAP and internal devices vswitchd created in place when it
+    /// exits (they are persistent: a restart attaches to them again, where
+    /// they live). `del-port` still removes them.
+    #[arg(long)]
+    keep_taps: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,10 @@ fn run(args: Args) -> Result<(), String> {
         .parent()
         .map(|d| d.to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
+    // The TAPs we create outlive a crash; their records (which are ours,
+    // where they live) sit beside the socket, in the run directory.
+    vswitch::port::persist::set_record_dir(Some(rundir.join("taps")));
+    vswitch::port::persist::set_keep_on_exit(args.keep_taps);
     api.serve_openflow(&rundir, srv.handle())
         .map_err(|e| e.to_string())?;
     if let Err(e) = config::apply(&api, &cfg, &base) {

@@ -70,4 +70,8 @@ impl Port for InternalPort {
     fn link_downs(&self) -> u64 {
         self.tap.link_downs()
     }
+
+    fn on_delete(&mut self) {
+        self.tap.on_delete()
+    }
 }

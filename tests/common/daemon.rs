@@ -34,24 +34,54 @@ pub struct Daemon {
     /// The control socket.
     pub sock: PathBuf,
     ns: Option<String>,
+    args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts vswitchd in our namespace with `config` (TOML) or the
     /// embedded default (bridge br0, `priority=0,actions=NORMAL`).
     pub fn start(config: Option<&str>) -> Daemon {
-        Self::launch(None, config)
+        Self::launch(None, config, &[])
     }
 
     /// Starts vswitchd inside namespace `ns`, as [`Daemon::start`].
     pub fn start_in(ns: &str, config: Option<&str>) -> Daemon {
-        Self::launch(Some(ns), config)
+        Self::launch(Some(ns), config, &[])
     }
 
-    fn launch(ns: Option<&str>, config: Option<&str>) -> Daemon {
+    /// As [`Daemon::start_in`], with extra vswitchd arguments (kept for
+    /// [`Daemon::restart`]).
+    pub fn start_in_with(ns: &str, config: Option<&str>, args: &[&str]) -> Daemon {
+        Self::launch(Some(ns), config, args)
+    }
+
+    fn launch(ns: Option<&str>, config: Option<&str>, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("vswitchd.sock");
-        let mut cmd = match ns {
+        if let Some(c) = config {
+            std::fs::write(dir.path().join("vswitchd.toml"), c).expect("write config");
+        }
+        let mut d = Daemon {
+            child: None,
+            dir,
+            sock,
+            ns: ns.map(str::to_string),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        d.spawn(false);
+        d
+    }
+
+    /// Starts vswitchd again after [`Daemon::kill9`] or [`Daemon::stop`]:
+    /// same namespace, socket directory, configuration and arguments (the
+    /// log goes on in the same file).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running daemon");
+        self.spawn(true);
+    }
+
+    fn spawn(&mut self, append: bool) {
+        let mut cmd = match &self.ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd")]);
@@ -59,39 +89,38 @@ impl Daemon {
             }
             None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
         };
-        cmd.arg("--ctl").arg(&sock);
-        if let Some(c) = config {
-            let p = dir.path().join("vswitchd.toml");
-            std::fs::write(&p, c).expect("write config");
-            cmd.arg("--config").arg(&p);
+        cmd.arg("--ctl").arg(&self.sock);
+        let cfg = self.dir.path().join("vswitchd.toml");
+        if cfg.exists() {
+            cmd.arg("--config").arg(&cfg);
         }
+        cmd.args(&self.args);
         cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        cmd.stdout(Stdio::null()).stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("vswitchd.log")).expect("log file"),
-        ));
-        let child = cmd.spawn().expect("spawn vswitchd");
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-            ns: ns.map(str::to_string),
-        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(self.dir.path().join("vswitchd.log"))
+            .expect("log file");
+        cmd.stdout(Stdio::null()).stderr(Stdio::from(log));
+        self.child = Some(cmd.spawn().expect("spawn vswitchd"));
         let up = wait_until(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&d.sock).is_ok() || !d.alive()
+            std::os::unix::net::UnixStream::connect(&self.sock).is_ok() || !self.alive()
         });
         assert!(
-            up && d.alive(),
+            up && self.alive(),
             "vswitchd did not come up{}; log:\n{}",
-            d.ns.as_deref()
+            self.ns
+                .as_deref()
                 .map(|n| format!(" in {n}"))
                 .unwrap_or_default(),
-            d.log()
+            self.log()
         );
-        d
     }
 
     /// The host namespace the daemon runs in.
