@@ -198,15 +198,32 @@ fn kill9_restart_reattaches_moved_taps_and_sigterm_removes_them() {
         .show_link(&s.t[1])
         == "up"));
 
+    // The second VM is destroyed. Our fd, opened inside its namespace at
+    // the re-attach, must not keep that namespace (and the TAP) alive: the
+    // port goes down and vswitchd creates its TAP again, in its own
+    // namespace, as for any TAP of ours that disappeared.
+    let gone = s.vm[1].clone();
+    s.lab.del_netns(&gone);
+    assert!(
+        wait_until(Duration::from_secs(10), || link_exists_in(&s.host, &s.t[1])),
+        "{} recreated in the host after its VM went:\n{}",
+        s.t[1],
+        s.d.log()
+    );
+    assert!(s.d.log().contains("its network namespace is gone"));
+
     // SIGTERM: the TAPs vswitchd created go, wherever they live.
     assert!(s.d.stop(), "clean exit:\n{}", s.d.log());
-    for i in 0..2 {
-        assert!(
-            !link_exists_in(&s.vm[i], &s.t[i]),
-            "{} removed by SIGTERM",
-            s.t[i]
-        );
-    }
+    assert!(
+        !link_exists_in(&s.vm[0], &s.t[0]),
+        "{} removed by SIGTERM",
+        s.t[0]
+    );
+    assert!(
+        !link_exists_in(&s.host, &s.t[1]),
+        "{} removed by SIGTERM",
+        s.t[1]
+    );
 }
 
 #[test]
@@ -367,4 +384,52 @@ fn burst_while_not_reading_shows_tap_queue_overflow() {
         "{}",
         d.ctl(&["dump-drops", "br0"])
     );
+}
+
+#[test]
+fn restart_finds_a_tap_renamed_inside_its_vm() {
+    if !require_root("restart_finds_a_tap_renamed_inside_its_vm") {
+        return;
+    }
+    let mut s = setup(94, &[]);
+    // The daemon notes where the TAP went (its record in the run
+    // directory); then the guest renames its NIC, as udev in a VM would.
+    let rec = s.d.dir.path().join(format!("taps/{}.tap", s.t[1]));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&rec)
+                .is_ok_and(|r| r.contains(&format!("netns_name={}", s.vm[1])))
+        }),
+        "record of {} follows it into {}: {:?}",
+        s.t[1],
+        s.vm[1],
+        std::fs::read_to_string(&rec)
+    );
+    let vm = s.vm[1].clone();
+    ip(&["-n", &vm, "link", "set", "dev", &s.t[1], "down"]);
+    ip(&["-n", &vm, "link", "set", "dev", &s.t[1], "name", "eth0"]);
+    ip(&["-n", &vm, "link", "set", "dev", "eth0", "up"]);
+    assert!(s
+        .lab
+        .ping_until(&s.vm[0], &s.ipaddr[1], Duration::from_secs(10)));
+
+    s.d.kill9();
+    s.d.restart();
+    assert!(wait_until(Duration::from_secs(10), || s
+        .d
+        .port_names()
+        .len()
+        == 2));
+    assert!(
+        s.lab
+            .ping_until(&s.vm[0], &s.ipaddr[1], Duration::from_secs(15)),
+        "ping through the renamed TAP after the restart\n{}",
+        s.d.log()
+    );
+    assert!(has_addr(&vm, "eth0", &s.ipaddr[1]));
+    assert!(!link_exists_in(&s.host, &s.t[1]), "no twin in the host");
+    assert!(!link_exists_in(&vm, &s.t[1]), "no twin in the VM");
+    assert_eq!(s.d.show_link(&s.t[1]), "up");
+    assert!(s.d.stop(), "clean exit:\n{}", s.d.log());
+    assert!(!link_exists_in(&vm, "eth0"), "removed by SIGTERM");
 }

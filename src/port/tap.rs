@@ -142,44 +142,55 @@ enum TxFlow {
     Gone(io::Error),
 }
 
-/// The namespace the device's kernel side lives in, with sockets opened
-/// there to ask the device about itself.
-#[derive(Debug)]
-struct Side {
+/// What the device says about itself, asked inside its namespace.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
     ns: NsId,
-    ctl: netdev::Ctl,
-    rtnl: Rtnl,
     ifindex: u32,
-}
-
-impl Side {
-    /// Where the device behind `fd` is now.
-    fn of(fd: &tun::TapFd) -> io::Result<Side> {
-        let ns = netns::of_tun(fd.as_fd())?;
-        let (ctl, rtnl) = ns.run_in(|| Ok((netdev::Ctl::new()?, Rtnl::new()?)))?;
-        let (name, _) = tun::get_iff(fd.as_fd())?;
-        let ifindex = ctl.ifindex(&name)?;
-        Ok(Side {
-            ns: ns.id(),
-            ctl,
-            rtnl,
-            ifindex,
-        })
-    }
-
+    flags: u32,
+    mtu: u32,
     /// The device's `tx_dropped` (frames the kernel meant for our fd and
-    /// dropped).
-    fn tx_dropped(&mut self) -> io::Result<u64> {
-        Ok(self.rtnl.link(self.ifindex)?.tx_dropped)
-    }
+    /// dropped), when asked for.
+    tx_dropped: Option<u64>,
 }
 
-/// What the port knows of its device's kernel side: where it is, and the
-/// device's drop counter at the time we attached (drops are reported from
-/// then on).
+/// Asks the device behind `fd` about itself, inside the namespace it lives
+/// in now (TUNGETDEVNETNS), and sets its queue length there when `txqlen`
+/// is given. No fd into that namespace is kept afterwards: a socket there
+/// would keep the namespace, and the VM's NIC in it, alive after
+/// `ip netns del`.
+fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
+    let ns = netns::of_tun(fd.as_fd())?;
+    let (name, _) = tun::get_iff(fd.as_fd())?;
+    let id = ns.id();
+    ns.run_in(|| {
+        let ctl = netdev::Ctl::new()?;
+        if let Some(q) = txqlen {
+            ctl.set_txqlen(&name, q)?;
+        }
+        let ifindex = ctl.ifindex(&name)?;
+        let tx_dropped = if stats {
+            Some(Rtnl::new()?.link(ifindex)?.tx_dropped)
+        } else {
+            None
+        };
+        Ok(Asked {
+            ns: id,
+            ifindex,
+            flags: ctl.flags(&name)?,
+            mtu: ctl.mtu(&name)?,
+            tx_dropped,
+        })
+    })
+}
+
+/// What the port knows of its device's kernel side: where it was last
+/// seen, and the device's drop counter at the time we attached (drops are
+/// reported from then on).
 #[derive(Debug, Default)]
 struct Kernel {
-    side: Option<Side>,
+    /// Namespace and ifindex the device was last seen at.
+    at: Option<(NsId, u32)>,
     /// `tx_dropped` when the current device was attached.
     base: u64,
     /// Its last value read.
@@ -189,23 +200,31 @@ struct Kernel {
 }
 
 impl Kernel {
-    /// Drops at the device's queue since the port was opened. Reads the
-    /// counter through the device's namespace; keeps the last value when
-    /// the device cannot be asked right now.
-    fn overflow(&mut self) -> u64 {
-        if let Some(n) = self.side.as_mut().and_then(|s| s.tx_dropped().ok()) {
+    /// Takes in an answer of the device.
+    fn heard(&mut self, a: &Asked) {
+        self.at = Some((a.ns, a.ifindex));
+        if let Some(n) = a.tx_dropped {
             self.last = n;
+        }
+    }
+
+    /// Drops at the device's queue since the port was opened: asks the
+    /// device (through `fd`, wherever it lives); keeps the last value when
+    /// it cannot be asked right now.
+    fn overflow(&mut self, fd: Option<&tun::TapFd>) -> u64 {
+        if let Some(a) = fd.and_then(|fd| ask(fd, true, None).ok()) {
+            self.heard(&a);
         }
         self.before + self.last.saturating_sub(self.base)
     }
 
-    /// A (new) device is attached at `side`.
-    fn attached(&mut self, mut side: Option<Side>) {
+    /// A (new) device is attached; `a` is what it said.
+    fn attached(&mut self, a: Option<&Asked>) {
         self.before += self.last.saturating_sub(self.base);
-        let now = side.as_mut().and_then(|s| s.tx_dropped().ok()).unwrap_or(0);
+        let now = a.and_then(|a| a.tx_dropped).unwrap_or(0);
         self.base = now;
         self.last = now;
-        self.side = side;
+        self.at = a.map(|a| (a.ns, a.ifindex));
     }
 }
 
@@ -220,6 +239,14 @@ pub struct TapPort {
     /// The port was deleted (not just closed at exit): a device we created
     /// goes with it even when devices are kept at exit.
     deleted: bool,
+    /// What the record in the run directory says now.
+    recorded: Option<Record>,
+    /// The namespace our fd was opened in, when it is not ours (we
+    /// re-attached inside a VM's namespace), and where it was last seen
+    /// held by someone else. Such an fd keeps that namespace alive: when
+    /// nothing else does any more (the VM was destroyed), the port lets go,
+    /// as it would of a deleted device.
+    held: Option<(NsId, Option<std::path::PathBuf>)>,
     mtu: u32,
     life: LinkLife,
     c: Counters,
@@ -355,6 +382,8 @@ impl TapPort {
             life: LinkLife::new(&cfg.name),
             cfg,
             dev: Device::new(None),
+            recorded: rec.clone(),
+            held: None,
             owner,
             deleted: false,
             mtu: 1500,
@@ -366,7 +395,7 @@ impl TapPort {
         p.install(fd)
             .map_err(|e| Error::io("set up tap", &p.cfg.name, e))?;
         let k = p.kernel.lock();
-        let where_ = k.side.as_ref().map(|s| s.ns);
+        let where_ = k.at.map(|(ns, _)| ns);
         drop(k);
         let elsewhere = where_.is_some() && where_ != NetNs::current().ok().map(|n| n.id());
         tracing::info!(
@@ -383,46 +412,53 @@ impl TapPort {
     /// Takes `fd` as the port's device: finds its namespace, applies the
     /// queue length, reads the MTU, remembers where it is.
     fn install(&mut self, fd: tun::TapFd) -> io::Result<()> {
-        let side = match Side::of(&fd) {
-            Ok(s) => Some(s),
+        let asked = match ask(&fd, true, self.cfg.txqueuelen) {
+            Ok(a) => Some(a),
+            Err(e) if self.cfg.txqueuelen.is_some() => return Err(e),
             Err(e) => {
                 // Kernels before 5.2 have no TUNGETDEVNETNS: the port works,
                 // only what needs the device's namespace is unavailable.
-                tracing::warn!(port = %self.cfg.name, "cannot find the tap's namespace: {e}");
+                tracing::warn!(port = %self.cfg.name, "cannot ask the tap where it lives: {e}");
                 None
             }
         };
-        let (name, _) = tun::get_iff(fd.as_fd())?;
-        if let (Some(s), Some(q)) = (&side, self.cfg.txqueuelen) {
-            s.ctl.set_txqlen(&name, q)?;
-        }
-        self.mtu = match &side {
-            Some(s) => s.ctl.mtu(&name).ok(),
-            None => netdev::mtu(&name).ok(),
+        self.mtu = match &asked {
+            Some(a) => Some(a.mtu),
+            None => netdev::mtu(fd.name()).ok(),
         }
         .or(self.cfg.mtu_request)
         .unwrap_or(1500);
+        // The fd was opened where the device is now (see `attach_in`).
+        let ours = NetNs::current().ok().map(|n| n.id());
+        self.held = asked
+            .as_ref()
+            .filter(|a| Some(a.ns) != ours)
+            .map(|a| (a.ns, None));
         self.dev.replace(fd);
-        self.kernel.lock().attached(side);
+        self.kernel.lock().attached(asked.as_ref());
         self.remember();
         Ok(())
     }
 
     /// Writes the record of the port's TAP when where it lives changed.
-    fn remember(&self) {
-        let k = self.kernel.lock();
-        let rec = Record {
+    fn remember(&mut self) {
+        let at = self.kernel.lock().at;
+        let mut rec = Record {
             ours: self.owner,
-            netns: k.side.as_ref().map(|s| s.ns),
-            netns_name: k.side.as_ref().and_then(|s| netns::name_of(s.ns)),
-            ifindex: k.side.as_ref().map(|s| s.ifindex),
+            netns: at.map(|(ns, _)| ns),
+            netns_name: None,
+            ifindex: at.map(|(_, i)| i),
         };
-        drop(k);
-        if persist::load(&self.cfg.name).as_ref() == Some(&rec) {
+        let same =
+            |r: &Record| r.ours == rec.ours && r.netns == rec.netns && r.ifindex == rec.ifindex;
+        if self.recorded.as_ref().is_some_and(same) {
             return;
         }
-        if let Err(e) = persist::store(&self.cfg.name, &rec) {
-            tracing::warn!(port = %self.cfg.name, "cannot record the tap: {e}");
+        // Only on a change: naming it scans /run/netns.
+        rec.netns_name = rec.netns.and_then(netns::name_of);
+        match persist::store(&self.cfg.name, &rec) {
+            Ok(()) => self.recorded = Some(rec),
+            Err(e) => tracing::warn!(port = %self.cfg.name, "cannot record the tap: {e}"),
         }
     }
 
@@ -435,7 +471,7 @@ impl TapPort {
     /// One drop counter.
     pub fn drop_count(&self, why: PortDrop) -> u64 {
         if why == PortDrop::TapQueueOverflow {
-            return self.kernel.lock().overflow();
+            return self.kernel.lock().overflow(self.dev.get());
         }
         self.c.drop_count(why)
     }
@@ -457,8 +493,9 @@ impl TapPort {
         self.install(fd)
     }
 
-    /// The device moved to another namespace since we last looked: ask it
-    /// where it is now, and remember.
+    /// Follows the device into another namespace when it moved since we
+    /// last looked, and keeps its record up to date. Cheap when it did not
+    /// move (one ioctl); asking it inside its new namespace costs a thread.
     fn follow(&mut self) {
         let Some(fd) = self.dev.get() else {
             return;
@@ -466,29 +503,42 @@ impl TapPort {
         let Ok(now) = netns::of_tun(fd.as_fd()) else {
             return;
         };
-        let known = self.kernel.lock().side.as_ref().map(|s| s.ns);
-        if known == Some(now.id()) {
-            return;
-        }
-        match Side::of(fd) {
-            Ok(s) => {
-                tracing::debug!(port = %self.cfg.name, "tap moved to another namespace");
-                self.kernel.lock().side = Some(s);
-                self.remember();
+        if self.kernel.lock().at.map(|(ns, _)| ns) != Some(now.id()) {
+            drop(now);
+            match ask(fd, false, None) {
+                Ok(a) => {
+                    tracing::debug!(port = %self.cfg.name, "tap seen in another namespace");
+                    self.kernel.lock().heard(&a);
+                }
+                Err(e) => tracing::debug!(port = %self.cfg.name, "cannot follow the tap: {e}"),
             }
-            Err(e) => tracing::debug!(port = %self.cfg.name, "cannot follow the tap: {e}"),
+        }
+        // Also when a query (link state, counters) saw the move first.
+        self.remember();
+    }
+
+    /// True when our fd is all that keeps the namespace it was opened in
+    /// (not ours) alive.
+    fn orphaned(&mut self) -> bool {
+        let Some((id, seen)) = &mut self.held else {
+            return false;
+        };
+        match netns::holder(*id, seen.as_deref()) {
+            Some(p) => {
+                *seen = Some(p);
+                false
+            }
+            None => true,
         }
     }
 
     /// The link as the device's own namespace sees it: administratively
     /// up and running (carrier). `None` when it cannot be asked.
     fn device_up(&self) -> Option<bool> {
-        let fd = self.dev.get()?;
-        let (name, _) = tun::get_iff(fd.as_fd()).ok()?;
-        let k = self.kernel.lock();
-        let f = k.side.as_ref()?.ctl.flags(&name).ok()?;
+        let a = ask(self.dev.get()?, false, None).ok()?;
+        self.kernel.lock().heard(&a);
         let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
-        Some(f & want == want)
+        Some(a.flags & want == want)
     }
 
     /// Reads one frame into `p`; returns the frame length.
@@ -686,12 +736,12 @@ impl Port for TapPort {
     fn stats(&self) -> PortStats {
         let mut s = self.c.stats.clone();
         // Frames for us the kernel dropped before we could read them.
-        s.rx_dropped += self.kernel.lock().overflow();
+        s.rx_dropped += self.kernel.lock().overflow(self.dev.get());
         s
     }
 
     fn drops(&self) -> Vec<(PortDrop, u64)> {
-        let n = self.kernel.lock().overflow();
+        let n = self.kernel.lock().overflow(self.dev.get());
         self.c.drops_with([(PortDrop::TapQueueOverflow, n)])
     }
 
@@ -733,6 +783,11 @@ impl Port for TapPort {
                     self.lose(&e);
                     return;
                 }
+            }
+            if self.orphaned() {
+                let e = io::Error::other("its network namespace is gone, only our fd held it");
+                self.lose(&e);
+                return;
             }
             self.follow();
             return;

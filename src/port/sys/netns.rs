@@ -142,9 +142,28 @@ pub fn name_of(id: NsId) -> Option<String> {
 /// named namespace, then any process's (`/proc/PID/ns/net`: a container or
 /// a VM's helper that nobody named). `None` when it no longer exists.
 pub fn find(id: NsId, hint: Option<&str>) -> Option<NetNs> {
+    find_path(id, hint).and_then(|p| NetNs::open(&p).ok())
+}
+
+/// True when `path` is (still) namespace `id`.
+pub fn is_at(path: &Path, id: NsId) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.dev() == id.dev && m.ino() == id.ino)
+}
+
+/// Where namespace `id` can be opened: as [`find`], but only the path.
+pub fn find_path(id: NsId, hint: Option<&str>) -> Option<PathBuf> {
     let hinted = hint.map(|h| Path::new(NETNS_RUN_DIR).join(h));
     let named = named().into_iter().map(|(_, p)| p);
-    let procs = std::fs::read_dir("/proc")
+    hinted
+        .into_iter()
+        .chain(named)
+        .chain(proc_paths())
+        .find(|p| is_at(p, id))
+}
+
+/// `/proc/PID/ns/net` of every process.
+fn proc_paths() -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
@@ -154,14 +173,35 @@ pub fn find(id: NsId, hint: Option<&str>) -> Option<NetNs> {
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .map(|e| e.path().join("ns/net"));
-    hinted.into_iter().chain(named).chain(procs).find_map(|p| {
-        let m = std::fs::metadata(&p).ok()?;
-        if m.dev() != id.dev || m.ino() != id.ino {
-            return None;
-        }
-        NetNs::open(&p).ok()
+        .map(|e| e.path().join("ns/net"))
+}
+
+/// True when namespace `id` is bind-mounted somewhere we can see (by
+/// `ip netns add`, a container runtime, anywhere else): its nsfs mount
+/// shows as `net:[INODE]` in our mountinfo.
+pub fn is_mounted(id: NsId) -> bool {
+    let want = format!("net:[{}]", id.ino);
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split(' ').nth(3) == Some(want.as_str()))
     })
+}
+
+/// Where namespace `id` is kept alive by someone else than an fd of ours:
+/// a path to it when it is mounted or a process lives in it; `None` when
+/// nothing but our fds holds it (a destroyed VM's namespace that only an
+/// fd we opened inside it keeps from going away).
+pub fn holder(id: NsId, hint: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = hint.filter(|p| is_at(p, id)) {
+        return Some(p.to_path_buf());
+    }
+    if is_mounted(id) {
+        return find_path(id, None).or_else(|| Some(PathBuf::from("/proc/self/mountinfo")));
+    }
+    let me = std::process::id().to_string();
+    proc_paths()
+        .filter(|p| !p.starts_with(Path::new("/proc").join(&me)))
+        .find(|p| is_at(p, id))
 }
 
 #[cfg(test)]
