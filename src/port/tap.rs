@@ -56,7 +56,7 @@ use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest frame a TAP can hand us: a 64 KiB GSO super-packet, or a frame
 /// at the largest MTU, plus Ethernet and VLAN headers.
@@ -184,13 +184,22 @@ fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
     })
 }
 
+/// How long an answer of the device is used before it is asked again. The
+/// control plane looks at every port four times a second, on the datapath
+/// thread, and asking a device in another namespace costs a thread.
+const ASK_EVERY: Duration = Duration::from_secs(1);
+
 /// What the port knows of its device's kernel side: where it was last
-/// seen, and the device's drop counter at the time we attached (drops are
-/// reported from then on).
+/// seen, its flags, and the device's drop counter at the time we attached
+/// (drops are reported from then on).
 #[derive(Debug, Default)]
 struct Kernel {
     /// Namespace and ifindex the device was last seen at.
     at: Option<(NsId, u32)>,
+    /// Its flags then (`None`: it could not be asked).
+    flags: Option<u32>,
+    /// When it was last asked.
+    asked: Option<Instant>,
     /// `tx_dropped` when the current device was attached.
     base: u64,
     /// Its last value read.
@@ -203,19 +212,37 @@ impl Kernel {
     /// Takes in an answer of the device.
     fn heard(&mut self, a: &Asked) {
         self.at = Some((a.ns, a.ifindex));
+        self.flags = Some(a.flags);
+        self.asked = Some(Instant::now());
         if let Some(n) = a.tx_dropped {
             self.last = n;
         }
     }
 
-    /// Drops at the device's queue since the port was opened: asks the
-    /// device (through `fd`, wherever it lives); keeps the last value when
-    /// it cannot be asked right now.
-    fn overflow(&mut self, fd: Option<&tun::TapFd>) -> u64 {
-        if let Some(a) = fd.and_then(|fd| ask(fd, true, None).ok()) {
-            self.heard(&a);
+    /// Asks the device again (through `fd`, wherever it lives) when the
+    /// last answer is older than [`ASK_EVERY`].
+    fn refresh(&mut self, fd: Option<&tun::TapFd>) {
+        if self.asked.is_some_and(|t| t.elapsed() < ASK_EVERY) {
+            return;
         }
+        self.asked = Some(Instant::now());
+        match fd.map(|fd| ask(fd, true, None)) {
+            Some(Ok(a)) => self.heard(&a),
+            _ => self.flags = None,
+        }
+    }
+
+    /// Drops at the device's queue since the port was opened (the last
+    /// value read when the device cannot be asked right now).
+    fn overflow(&mut self, fd: Option<&tun::TapFd>) -> u64 {
+        self.refresh(fd);
         self.before + self.last.saturating_sub(self.base)
+    }
+
+    /// The device's flags where it lives.
+    fn flags(&mut self, fd: Option<&tun::TapFd>) -> Option<u32> {
+        self.refresh(fd);
+        self.flags
     }
 
     /// A (new) device is attached; `a` is what it said.
@@ -225,6 +252,8 @@ impl Kernel {
         self.base = now;
         self.last = now;
         self.at = a.map(|a| (a.ns, a.ifindex));
+        self.flags = a.map(|a| a.flags);
+        self.asked = Some(Instant::now());
     }
 }
 
@@ -265,10 +294,12 @@ fn moved(r: io::Result<()>) -> io::Result<()> {
 }
 
 /// Creates TAP `cfg.name` in our namespace, persistent, brought up, with
-/// the MTU asked for.
-fn create(cfg: &TapConfig) -> io::Result<tun::TapFd> {
+/// the MTU asked for; true with it when the device is new (not one of ours
+/// left persistent in our namespace).
+fn create(cfg: &TapConfig) -> io::Result<(tun::TapFd, bool)> {
     let mut fd = tun::open_tap(&cfg.name, cfg.vnet_hdr, OFFLOADS)?;
-    if !fd.persistent() {
+    let fresh = !fd.persistent();
+    if fresh {
         tun::set_persist(&mut fd, true)?;
     }
     let name = fd.name().to_string();
@@ -276,7 +307,7 @@ fn create(cfg: &TapConfig) -> io::Result<tun::TapFd> {
         moved(netdev::set_mtu(&name, m))?;
     }
     moved(netdev::set_up(&name, true))?;
-    Ok(fd)
+    Ok((fd, fresh))
 }
 
 /// Attaches to TAP `name` in namespace `ns` if it exists there (by name,
@@ -372,11 +403,11 @@ impl TapPort {
                     },
                 )
             }
-            None => (
-                create(&cfg).map_err(|e| Error::io("create tap", &cfg.name, e))?,
-                true,
-                "created",
-            ),
+            None => {
+                let (fd, fresh) =
+                    create(&cfg).map_err(|e| Error::io("create tap", &cfg.name, e))?;
+                (fd, true, if fresh { "created" } else { "re-attached to" })
+            }
         };
         let mut p = TapPort {
             life: LinkLife::new(&cfg.name),
@@ -392,7 +423,7 @@ impl TapPort {
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
         };
-        p.install(fd)
+        p.install(fd, how == "created")
             .map_err(|e| Error::io("set up tap", &p.cfg.name, e))?;
         let k = p.kernel.lock();
         let where_ = k.at.map(|(ns, _)| ns);
@@ -411,10 +442,17 @@ impl TapPort {
 
     /// Takes `fd` as the port's device: finds its namespace, applies the
     /// queue length, reads the MTU, remembers where it is.
-    fn install(&mut self, fd: tun::TapFd) -> io::Result<()> {
+    /// `fresh`: we created the device just now, so a failure removes it.
+    fn install(&mut self, mut fd: tun::TapFd, fresh: bool) -> io::Result<()> {
         let asked = match ask(&fd, true, self.cfg.txqueuelen) {
             Ok(a) => Some(a),
-            Err(e) if self.cfg.txqueuelen.is_some() => return Err(e),
+            Err(e) if self.cfg.txqueuelen.is_some() => {
+                if fresh {
+                    // Closing it without IFF_PERSIST removes it.
+                    let _ = tun::set_persist(&mut fd, false);
+                }
+                return Err(e);
+            }
             Err(e) => {
                 // Kernels before 5.2 have no TUNGETDEVNETNS: the port works,
                 // only what needs the device's namespace is unavailable.
@@ -482,15 +520,16 @@ impl TapPort {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let fd = if self.owner {
+        let (fd, fresh) = if self.owner {
             create(&self.cfg)?
         } else {
             // Someone else's persistent TAP: only attach when it exists
             // again, never create it in its place.
             netdev::ifindex(&self.cfg.name)?;
-            tun::open_tap(&self.cfg.name, self.cfg.vnet_hdr, OFFLOADS)?
+            let fd = tun::open_tap(&self.cfg.name, self.cfg.vnet_hdr, OFFLOADS)?;
+            (fd, false)
         };
-        self.install(fd)
+        self.install(fd, fresh)
     }
 
     /// Follows the device into another namespace when it moved since we
@@ -535,10 +574,9 @@ impl TapPort {
     /// The link as the device's own namespace sees it: administratively
     /// up and running (carrier). `None` when it cannot be asked.
     fn device_up(&self) -> Option<bool> {
-        let a = ask(self.dev.get()?, false, None).ok()?;
-        self.kernel.lock().heard(&a);
+        let f = self.kernel.lock().flags(self.dev.get())?;
         let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
-        Some(a.flags & want == want)
+        Some(f & want == want)
     }
 
     /// Reads one frame into `p`; returns the frame length.
@@ -831,5 +869,48 @@ impl Drop for TapPort {
                 tracing::warn!(port = %self.cfg.name, "cannot remove the tap: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txqueuelen_option() {
+        let c = TapConfig::from_options("t0", &[("txqueuelen", "16")]).unwrap();
+        assert_eq!(c.txqueuelen, Some(16));
+        assert_eq!(TapConfig::new("t0").txqueuelen, None);
+        for bad in ["0", "-1", "x", "1000001", ""] {
+            assert!(
+                TapConfig::from_options("t0", &[("txqueuelen", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn overflow_counts_across_devices_from_when_attached() {
+        let asked = |n| Asked {
+            ns: NsId { dev: 1, ino: 2 },
+            ifindex: 3,
+            flags: 0,
+            mtu: 1500,
+            tx_dropped: Some(n),
+        };
+        let mut k = Kernel::default();
+        // Drops before we attached are not ours to report.
+        k.attached(Some(&asked(40)));
+        assert_eq!(k.overflow(None), 0);
+        k.heard(&asked(45));
+        assert_eq!(k.overflow(None), 5);
+        // The device was lost and a new one (counting from 0) attached.
+        k.attached(Some(&asked(0)));
+        k.heard(&asked(2));
+        assert_eq!(k.overflow(None), 7);
+        // A device that cannot be asked keeps the last count.
+        k.asked = None;
+        assert_eq!(k.overflow(None), 7);
+        assert_eq!(k.flags(None), None);
     }
 }
