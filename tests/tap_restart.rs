@@ -13,7 +13,7 @@
 //!   there (no twin in its own namespace), ofports are the same, the links
 //!   show up, ping works again; SIGTERM then removes the TAPs it created.
 //! * `--keep-taps`: SIGTERM leaves them (and a restart attaches again);
-//!   `del-port` still removes one.
+//!   `del-port` and `del-br` still remove them.
 //! * Someone else's persistent TAP (`ip tuntap add`) is never removed by
 //!   us: not at exit, not after a crash and restart, not by `del-port`.
 //! * A burst into a TAP while the daemon does not read (SIGSTOP) overflows
@@ -261,6 +261,27 @@ fn keep_taps_keeps_them_on_sigterm_and_del_port_removes() {
     assert!(s.d.stop());
     assert!(link_exists_in(&s.vm[0], &s.t[0]), "{} kept at exit", s.t[0]);
     assert!(has_addr(&s.vm[0], &s.t[0], &s.ipaddr[0]));
+
+    // del-br is a deletion too (the configuration still names both
+    // ports: the second comes back, new, in the host).
+    s.d.restart();
+    assert!(wait_until(Duration::from_secs(10), || s
+        .d
+        .port_names()
+        .len()
+        == 2));
+    s.d.ctl(&["del-br", "br0"]);
+    assert!(
+        !link_exists_in(&s.vm[0], &s.t[0]),
+        "del-br removed {}",
+        s.t[0]
+    );
+    assert!(
+        !link_exists_in(&s.host, &s.t[1]),
+        "del-br removed {}",
+        s.t[1]
+    );
+    assert!(s.d.stop());
 }
 
 #[test]
