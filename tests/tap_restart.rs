@@ -167,6 +167,22 @@ fn kill9_restart_reattaches_moved_taps_and_sigterm_removes_them() {
         took.as_secs_f64() * 1e3
     );
     assert!(s.lab.ping(&s.vm[1], &s.ipaddr[0], 3), "ping vm2 -> vm1");
+    // TCP with checksum offload and TSO super-frames through the re-attached
+    // fds: the virtio-net header and offloads are what they were.
+    let (vm0, vm1, ip1) = (s.vm[0].clone(), s.vm[1].clone(), s.ipaddr[1].clone());
+    let p0 = s.d.port(&s.t[0]);
+    let t = s.lab.tcp_transfer(&vm0, &vm1, &ip1, 4 << 20);
+    let p1 = s.d.port(&s.t[0]);
+    let grew = |k: &str| p1[k].as_u64().unwrap_or(0) - p0[k].as_u64().unwrap_or(0);
+    let avg = grew("rx_bytes") / grew("rx_packets").max(1);
+    println!(
+        "tap restart: 4 MiB TCP after the restart in {:.0} ms, {avg} bytes per frame from the VM",
+        t.as_secs_f64() * 1e3
+    );
+    assert!(
+        avg > 1514,
+        "TSO super-frames still come through: {p0} -> {p1}"
+    );
     taps_in_place(&s, "after the restart");
     assert_eq!(ofports(&s.d), before, "ofports unchanged");
     for t in &s.t {
