@@ -221,3 +221,41 @@ fn tap_moved_before_setup_still_works() {
         "fd-only probe does not mistake a moved TAP for a gone one"
     );
 }
+
+/// A persistent TAP re-opened (as after a crash) gets exactly the flags
+/// asked for, whatever the previous fd had: the virtio-net header on or
+/// off, never a mix; and clearing IFF_PERSIST makes the close remove it.
+#[test]
+fn persistent_tap_reopened_with_the_flags_asked() {
+    if !require_root("persistent_tap_reopened_with_the_flags_asked") {
+        return;
+    }
+    use vswitch::port::sys::tun;
+    let mut lab = Lab::new();
+    let name = unique_ifname("tf");
+    lab.track_link(&name);
+    let offloads = tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6;
+    let mut fd = tun::open_tap(&name, true, offloads).expect("create");
+    assert!(!fd.persistent());
+    tun::set_persist(&mut fd, true).expect("persist");
+    assert!(fd.persistent());
+    drop(fd);
+    assert!(
+        common::link_exists(&name),
+        "a persistent TAP outlives its fd"
+    );
+    for vnet in [false, true, true, false] {
+        let fd = tun::open_tap(&name, vnet, offloads).expect("re-attach");
+        let (_, flags) = tun::get_iff(std::os::fd::AsFd::as_fd(&fd)).expect("flags");
+        assert_eq!(
+            flags & tun::IFF_VNET_HDR != 0,
+            vnet,
+            "vnet_hdr={vnet}: {flags:#x}"
+        );
+        assert!(fd.persistent());
+    }
+    let mut fd = tun::open_tap(&name, true, offloads).expect("re-attach");
+    tun::set_persist(&mut fd, false).expect("clear persist");
+    drop(fd);
+    assert!(!common::link_exists(&name), "removed with its last fd");
+}

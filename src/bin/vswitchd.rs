@@ -50,6 +50,11 @@ struct Args {
     /// and forwarding pauses only for the tables' copy (an upgrade).
     #[arg(long)]
     takeover: bool,
+    /// Leave the TAP and internal devices vswitchd created in place when it
+    /// exits (they are persistent: a restart attaches to them again, where
+    /// they live). `del-port` still removes them.
+    #[arg(long)]
+    keep_taps: bool,
 }
 
 fn main() -> ExitCode {
@@ -128,6 +133,14 @@ fn run(args: Args) -> Result<(), String> {
         .parent()
         .map(|d| d.to_path_buf())
         .unwrap_or_else(|| PathBuf::from("."));
+    // The TAPs we create outlive a crash; their records (which are ours,
+    // where they live) sit beside the socket, in the run directory.
+    vswitch::port::persist::set_record_dir(Some(rundir.join("taps")));
+    // With the database, it says what exists: a stop leaves the devices.
+    // Taking over, the devices are the running daemon's until it has
+    // gone: a failed attempt must not remove them either.
+    let keep = args.keep_taps || remote.is_some();
+    vswitch::port::persist::set_keep_on_exit(keep || incoming.is_some());
     api.serve_openflow(&rundir, srv.handle())
         .map_err(|e| e.to_string())?;
     if let Err(e) = config::apply(&api, &cfg, &base) {
@@ -159,6 +172,7 @@ fn run(args: Args) -> Result<(), String> {
             "took over: forwarding (connection tables imported)"
         );
         wait_gone(old, std::time::Duration::from_secs(10));
+        vswitch::port::persist::set_keep_on_exit(keep);
         listener = Some(server::bind(&path).map_err(|e| e.to_string())?);
     }
     let Some(listener) = listener else {

@@ -186,6 +186,8 @@ fn offer(api: &Api, s: &mut UnixStream) -> Result<Duration, HandoverError> {
     })();
     match r {
         Ok(()) => {
+            // The devices are the new process's now: our exit leaves them.
+            crate::port::persist::set_keep_on_exit(true);
             let gap = paused.elapsed();
             tracing::info!(
                 gap_ms = gap.as_secs_f64() * 1e3,

@@ -82,4 +82,8 @@ impl Port for InternalPort {
     fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
         self.tap.handover_fds()
     }
+
+    fn on_delete(&mut self) {
+        self.tap.on_delete()
+    }
 }

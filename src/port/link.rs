@@ -129,6 +129,11 @@ impl<T> Device<T> {
         self.live.as_ref()
     }
 
+    /// The working handle, mutably.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        self.live.as_mut()
+    }
+
     /// The device is gone: keep its handle closed to use, open to the
     /// kernel, until [`Device::replace`].
     pub fn lose(&mut self) {

@@ -12,7 +12,8 @@
 //! metadata), [`link`] (down/up life with backoff, the device fd across
 //! it, the ports' own counters), [`poll`] (how the datapath thread sleeps on port fds),
 //! [`capture`] (pcap files of what a port moves), [`udp`] (the batched
-//! socket a tunnel port sits on).
+//! socket a tunnel port sits on), [`persist`] (which persistent TAPs are
+//! ours across a crash, where they live, and the exit policy).
 //!
 //! The kernel-device ports never return `Err` from `recv_batch` /
 //! `send_batch`: a vanished device is `LinkState::Down` (counted, logged
@@ -25,6 +26,7 @@ pub mod geneve;
 pub mod internal;
 pub mod link;
 pub mod mem;
+pub mod persist;
 pub mod poll;
 pub mod sys;
 pub mod tap;
@@ -143,11 +145,15 @@ pub enum PortDrop {
     /// Tunnel: a datagram no tunnel port accepts (from another host than
     /// a fixed `remote_ip`, or with another VNI than a fixed `key`).
     TunnelNoMatch,
+    /// TAP: frames the kernel queued for us and dropped because the
+    /// device's queue (`txqueuelen`) was full before we read them (the
+    /// device's own `tx_dropped`, counted from when the port was opened).
+    TapQueueOverflow,
 }
 
 impl PortDrop {
     /// Every variant, in declaration order.
-    pub const ALL: [PortDrop; 13] = [
+    pub const ALL: [PortDrop; 14] = [
         PortDrop::PortDown,
         PortDrop::TxError,
         PortDrop::TxQueueFull,
@@ -161,6 +167,7 @@ impl PortDrop {
         PortDrop::TunnelUnreachable,
         PortDrop::TunnelNoDestination,
         PortDrop::TunnelNoMatch,
+        PortDrop::TapQueueOverflow,
     ];
 
     /// Stable snake_case name.
@@ -179,6 +186,7 @@ impl PortDrop {
             PortDrop::TunnelUnreachable => "tunnel_unreachable",
             PortDrop::TunnelNoDestination => "tunnel_no_destination",
             PortDrop::TunnelNoMatch => "tunnel_no_match",
+            PortDrop::TapQueueOverflow => "tap_queue_overflow",
         }
     }
 }
@@ -275,4 +283,8 @@ pub trait Port: Send {
     fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
         Vec::new()
     }
+    /// The operator deleted the port (`del-port`), as opposed to the
+    /// daemon closing it at exit: a device the port created goes with it,
+    /// even when devices are kept at exit (`vswitchd --keep-taps`).
+    fn on_delete(&mut self) {}
 }

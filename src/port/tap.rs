@@ -6,7 +6,12 @@
 //! IFF_TAP|IFF_NO_PI, optionally IFF_VNET_HDR with TUNSETVNETHDRSZ and
 //! TUNSETOFFLOAD (checksum, TSO4, TSO6); the name-based calls (link up, MTU)
 //! run once right after and tolerate "no such device" (already moved).
-//! Afterwards only the fd is used, and the counters are our own.
+//! Afterwards the fd is used for I/O, and what must be asked of the device
+//! itself (is it up, how many frames did the kernel drop before we read
+//! them, its queue length) goes through sockets opened in the namespace the
+//! device lives in now (TUNGETDEVNETNS on the fd, see [`sys::netns`]), never
+//! by name in ours: that is how `link_state` stays truthful for a TAP inside
+//! a VM's namespace, where Open vSwitch's lookups by name fail.
 //!
 //! Receive reads frames until the batch is full or the fd runs dry (one
 //! `read` per frame, the TAP interface has no batch read). With vnet_hdr a
@@ -19,24 +24,39 @@
 //! vnet_hdr, super-packets are segmented and partial checksums completed in
 //! software first ([`crate::packet::gso`]).
 //!
-//! Life: a deleted TAP (`ip link del`, VM destroyed, its netns removed)
-//! shows as EBADFD on the fd (and EPOLLERR); the port goes down, counted and
-//! logged once. `housekeeping()` retries with backoff: a TAP we created is
-//! created again; a persistent TAP someone else made is re-attached when it
-//! reappears in our netns. Dropping the port closes the fd, which removes a
-//! TAP we created (we never set IFF_PERSIST) and leaves anyone else's.
+//! Frames the kernel queued for us and dropped because the queue
+//! (`txqueuelen` frames, a port option) was full are the device's own
+//! `tx_dropped`; the port reports them, counted from when it was opened, as
+//! `tap_queue_overflow`.
+//!
+//! Life: a TAP we create is persistent (TUNSETPERSIST), so a crash of the
+//! daemon leaves it, with its namespace and addresses, where it is; opening
+//! the port again finds it (in our namespace, in the one its record in
+//! [`super::persist`] remembers, or in any named one) and attaches a new fd
+//! to it there, instead of creating a stray twin in ours. A deleted TAP
+//! (`ip link del`, VM destroyed, its netns removed) shows as EBADFD on the
+//! fd (and EPOLLERR); the port goes down, counted and logged once.
+//! `housekeeping()` retries with backoff: a TAP we created is created
+//! again; a persistent TAP someone else made is re-attached when it
+//! reappears in our netns. Dropping the port removes a TAP we created
+//! (clears IFF_PERSIST and closes) unless devices are kept at exit and the
+//! port was not deleted; anyone else's TAP is always left.
 //!
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
 use super::link::{Counters, Device, LinkLife};
+use super::persist::{self, Record};
+use super::sys::netns::{self, NetNs, NsId};
+use super::sys::rtnl::Rtnl;
 use super::sys::{self, netdev, tun};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
+use parking_lot::Mutex;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest frame a TAP can hand us: a 64 KiB GSO super-packet, or a frame
 /// at the largest MTU, plus Ethernet and VLAN headers.
@@ -55,6 +75,10 @@ pub struct TapConfig {
     pub vnet_hdr: bool,
     /// MTU to set at creation (`mtu_request`); `None` keeps the device's.
     pub mtu_request: Option<u32>,
+    /// Transmit queue length to set on the device (`txqueuelen`): how many
+    /// frames the kernel holds for us before it drops; `None` keeps the
+    /// device's (1000 for a new TAP).
+    pub txqueuelen: Option<u32>,
 }
 
 impl TapConfig {
@@ -64,11 +88,12 @@ impl TapConfig {
             name: name.to_string(),
             vnet_hdr: true,
             mtu_request: None,
+            txqueuelen: None,
         }
     }
 
     /// From `add-port ... key=value` options: `vnet_hdr=true|false`,
-    /// `mtu_request=N`.
+    /// `mtu_request=N`, `txqueuelen=N`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<TapConfig, Error> {
         sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = TapConfig::new(name);
@@ -84,6 +109,16 @@ impl TapConfig {
                             Error::config(name, format!("mtu_request={v}: expected 68..65535"))
                         })?;
                     c.mtu_request = Some(m);
+                }
+                "txqueuelen" => {
+                    let n: u32 = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .ok_or_else(|| {
+                            Error::config(name, format!("txqueuelen={v}: expected 1..1000000"))
+                        })?;
+                    c.txqueuelen = Some(n);
                 }
                 _ => {
                     return Err(Error::config(
@@ -107,72 +142,309 @@ enum TxFlow {
     Gone(io::Error),
 }
 
+/// What the device says about itself, asked inside its namespace.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    ns: NsId,
+    ifindex: u32,
+    flags: u32,
+    mtu: u32,
+    /// The device's `tx_dropped` (frames the kernel meant for our fd and
+    /// dropped), when asked for.
+    tx_dropped: Option<u64>,
+}
+
+/// Asks the device behind `fd` about itself, inside the namespace it lives
+/// in now (TUNGETDEVNETNS), and sets its queue length there when `txqlen`
+/// is given. No fd into that namespace is kept afterwards: a socket there
+/// would keep the namespace, and the VM's NIC in it, alive after
+/// `ip netns del`.
+fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
+    let ns = netns::of_tun(fd.as_fd())?;
+    let (name, _) = tun::get_iff(fd.as_fd())?;
+    let id = ns.id();
+    ns.run_in(|| {
+        let ctl = netdev::Ctl::new()?;
+        if let Some(q) = txqlen {
+            ctl.set_txqlen(&name, q)?;
+        }
+        let ifindex = ctl.ifindex(&name)?;
+        let tx_dropped = if stats {
+            Some(Rtnl::new()?.link(ifindex)?.tx_dropped)
+        } else {
+            None
+        };
+        Ok(Asked {
+            ns: id,
+            ifindex,
+            flags: ctl.flags(&name)?,
+            mtu: ctl.mtu(&name)?,
+            tx_dropped,
+        })
+    })
+}
+
+/// How long an answer of the device is used before it is asked again. The
+/// control plane looks at every port four times a second, on the datapath
+/// thread, and asking a device in another namespace costs a thread.
+const ASK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the port knows of its device's kernel side: where it was last
+/// seen, its flags, and the device's drop counter at the time we attached
+/// (drops are reported from then on).
+#[derive(Debug, Default)]
+struct Kernel {
+    /// Namespace and ifindex the device was last seen at.
+    at: Option<(NsId, u32)>,
+    /// Its flags then (`None`: it could not be asked).
+    flags: Option<u32>,
+    /// When it was last asked.
+    asked: Option<Instant>,
+    /// `tx_dropped` when the current device was attached.
+    base: u64,
+    /// Its last value read.
+    last: u64,
+    /// Overflow drops of devices this port had before (lost, recreated).
+    before: u64,
+}
+
+impl Kernel {
+    /// Takes in an answer of the device.
+    fn heard(&mut self, a: &Asked) {
+        self.at = Some((a.ns, a.ifindex));
+        self.flags = Some(a.flags);
+        self.asked = Some(Instant::now());
+        if let Some(n) = a.tx_dropped {
+            self.last = n;
+        }
+    }
+
+    /// Asks the device again (through `fd`, wherever it lives) when the
+    /// last answer is older than [`ASK_EVERY`].
+    fn refresh(&mut self, fd: Option<&tun::TapFd>) {
+        if self.asked.is_some_and(|t| t.elapsed() < ASK_EVERY) {
+            return;
+        }
+        self.asked = Some(Instant::now());
+        match fd.map(|fd| ask(fd, true, None)) {
+            Some(Ok(a)) => self.heard(&a),
+            _ => self.flags = None,
+        }
+    }
+
+    /// Drops at the device's queue since the port was opened (the last
+    /// value read when the device cannot be asked right now).
+    fn overflow(&mut self, fd: Option<&tun::TapFd>) -> u64 {
+        self.refresh(fd);
+        self.before + self.last.saturating_sub(self.base)
+    }
+
+    /// The device's flags where it lives.
+    fn flags(&mut self, fd: Option<&tun::TapFd>) -> Option<u32> {
+        self.refresh(fd);
+        self.flags
+    }
+
+    /// A (new) device is attached; `a` is what it said.
+    fn attached(&mut self, a: Option<&Asked>) {
+        self.before += self.last.saturating_sub(self.base);
+        let now = a.and_then(|a| a.tx_dropped).unwrap_or(0);
+        self.base = now;
+        self.last = now;
+        self.at = a.map(|a| (a.ns, a.ifindex));
+        self.flags = a.map(|a| a.flags);
+        self.asked = Some(Instant::now());
+    }
+}
+
 /// A TAP port.
 #[derive(Debug)]
 pub struct TapPort {
     cfg: TapConfig,
     dev: Device<tun::TapFd>,
-    /// We created the device the port was first opened with: recreate it.
+    /// We created the device (now or before a crash, as its record says):
+    /// recreate it when lost, remove it when the port goes.
     owner: bool,
+    /// The port was deleted (not just closed at exit): a device we created
+    /// goes with it even when devices are kept at exit.
+    deleted: bool,
+    /// What the record in the run directory says now.
+    recorded: Option<Record>,
+    /// The namespace our fd was opened in, when it is not ours (we
+    /// re-attached inside a VM's namespace), and where it was last seen
+    /// held by someone else. Such an fd keeps that namespace alive: when
+    /// nothing else does any more (the VM was destroyed), the port lets go,
+    /// as it would of a deleted device.
+    held: Option<(NsId, Option<std::path::PathBuf>)>,
     mtu: u32,
     life: LinkLife,
     c: Counters,
+    kernel: Mutex<Kernel>,
     overflow: Vec<u8>,
     scratch: Vec<u8>,
 }
 
-/// Opens (or creates) the device and does the name-based setup.
-fn attach(cfg: &TapConfig) -> io::Result<(tun::TapFd, u32)> {
-    let fd = tun::open_tap(&cfg.name, cfg.vnet_hdr, OFFLOADS)?;
-    let name = fd.name().to_string();
-    // The kernel side may already be in another netns: ENODEV here is
-    // not an error, the fd works regardless.
-    let moved = |r: io::Result<()>| match r {
+/// Tolerates "no such device" from a name-based call in our namespace: the
+/// kernel side may already have been moved away; the fd works regardless.
+fn moved(r: io::Result<()>) -> io::Result<()> {
+    match r {
         Err(e) if netdev::is_no_device(&e) => Ok(()),
         r => r,
-    };
+    }
+}
+
+/// Creates TAP `cfg.name` in our namespace, persistent, brought up, with
+/// the MTU asked for; true with it when the device is new (not one of ours
+/// left persistent in our namespace).
+fn create(cfg: &TapConfig) -> io::Result<(tun::TapFd, bool)> {
+    let mut fd = tun::open_tap(&cfg.name, cfg.vnet_hdr, OFFLOADS)?;
+    let fresh = !fd.persistent();
+    if fresh {
+        tun::set_persist(&mut fd, true)?;
+    }
+    let name = fd.name().to_string();
     if let Some(m) = cfg.mtu_request {
         moved(netdev::set_mtu(&name, m))?;
     }
     moved(netdev::set_up(&name, true))?;
-    let mtu = match netdev::mtu(&name) {
-        Ok(m) => m,
-        Err(e) if netdev::is_no_device(&e) => cfg.mtu_request.unwrap_or(1500),
-        Err(e) => return Err(e),
+    Ok((fd, fresh))
+}
+
+/// Attaches to TAP `name` in namespace `ns` if it exists there (by name,
+/// or by `ifindex` when it was renamed). Never creates: TUNSETIFF would
+/// create a device under a name the namespace does not know, so the name
+/// is checked first. `Ok(None)`: not there.
+fn attach_in(ns: &NetNs, cfg: &TapConfig, ifindex: Option<u32>) -> io::Result<Option<tun::TapFd>> {
+    let found = ns.run_in(|| {
+        let ctl = netdev::Ctl::new()?;
+        let name = match ctl.ifindex(&cfg.name) {
+            Ok(_) => Some(cfg.name.clone()),
+            Err(e) if netdev::is_no_device(&e) => ifindex.and_then(|i| ctl.name_of(i).ok()),
+            Err(e) => return Err(e),
+        };
+        match name {
+            Some(n) => Ok(Some((n, tun::open_dev()?))),
+            None => Ok(None),
+        }
+    })?;
+    match found {
+        Some((name, file)) => tun::set_iff(file, &name, cfg.vnet_hdr, OFFLOADS).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Finds an existing TAP for `cfg` and attaches to it where it lives: in
+/// our namespace; and for a TAP a port of ours used before a restart
+/// (`rec`), in the namespace its record remembers, then in every named
+/// namespace. `Ok(None)`
+/// when there is none; an error when our namespace (or the remembered one)
+/// has a device of that name that refused (not a TAP, held by someone).
+///
+/// The scan of named namespaces covers a device moved after its record was
+/// last written (a crash right after the move). It is only done for a TAP
+/// we know we used: a fresh port never takes a same-named device from
+/// some other namespace, and a TAP another live process holds refuses a
+/// second fd (EBUSY), so it is never taken from it either.
+fn locate(cfg: &TapConfig, rec: Option<&Record>) -> io::Result<Option<tun::TapFd>> {
+    let ours = NetNs::current()?;
+    if let Some(fd) = attach_in(&ours, cfg, None)? {
+        return Ok(Some(fd));
+    }
+    let Some(rec) = rec else {
+        return Ok(None);
     };
-    Ok((fd, mtu))
+    let remembered = rec
+        .netns
+        .filter(|id| *id != ours.id())
+        .and_then(|id| netns::find(id, rec.netns_name.as_deref()));
+    if let Some(ns) = &remembered {
+        if let Some(fd) = attach_in(ns, cfg, rec.ifindex)? {
+            return Ok(Some(fd));
+        }
+    }
+    let skip = remembered.as_ref().map(|ns| ns.id());
+    for (_, path) in netns::named() {
+        let Ok(ns) = NetNs::open(&path) else {
+            continue;
+        };
+        if ns.id() == ours.id() || Some(ns.id()) == skip {
+            continue;
+        }
+        match attach_in(&ns, cfg, None) {
+            Ok(Some(fd)) => return Ok(Some(fd)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(port = %cfg.name, ns = %path.display(), "not taking a device there: {e}")
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl TapPort {
-    /// Creates TAP `cfg.name` (or attaches to an existing persistent one),
-    /// non-blocking, brought up.
+    /// Opens TAP `cfg.name`: attaches to it where it lives when it exists
+    /// (ours from before a restart, or someone else's persistent TAP),
+    /// creates it in our namespace otherwise; non-blocking, brought up.
     pub fn open(cfg: TapConfig) -> Result<TapPort, Error> {
-        let (fd, mtu) = attach(&cfg).map_err(|e| Error::io("open tap", &cfg.name, e))?;
-        let owner = !fd.persistent();
-        tracing::info!(
-            port = %cfg.name,
-            vnet_hdr = cfg.vnet_hdr,
-            mtu,
-            "{} tap {}",
-            if owner { "created" } else { "attached to" },
-            fd.name()
-        );
-        Ok(TapPort {
+        let rec = persist::load(&cfg.name);
+        let found = locate(&cfg, rec.as_ref()).map_err(|e| Error::io("open tap", &cfg.name, e))?;
+        let (fd, owner, how) = match found {
+            // Persistent with no record of ours: someone else's. Without
+            // IFF_PERSIST it would be in use by someone (and refused).
+            Some(fd) => {
+                let owner = rec.as_ref().is_some_and(|r| r.ours);
+                (
+                    fd,
+                    owner,
+                    if owner {
+                        "re-attached to"
+                    } else {
+                        "attached to"
+                    },
+                )
+            }
+            None => {
+                let (fd, fresh) =
+                    create(&cfg).map_err(|e| Error::io("create tap", &cfg.name, e))?;
+                (fd, true, if fresh { "created" } else { "re-attached to" })
+            }
+        };
+        let mut p = TapPort {
             life: LinkLife::new(&cfg.name),
             cfg,
-            dev: Device::new(Some(fd)),
+            dev: Device::new(None),
+            recorded: rec.clone(),
+            held: None,
             owner,
-            mtu,
+            deleted: false,
+            mtu: 1500,
             c: Counters::default(),
+            kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
-        })
+        };
+        p.install(fd, how == "created")
+            .map_err(|e| Error::io("set up tap", &p.cfg.name, e))?;
+        let k = p.kernel.lock();
+        let where_ = k.at.map(|(ns, _)| ns);
+        drop(k);
+        let elsewhere = where_.is_some() && where_ != NetNs::current().ok().map(|n| n.id());
+        tracing::info!(
+            port = %p.cfg.name,
+            vnet_hdr = p.cfg.vnet_hdr,
+            mtu = p.mtu,
+            "{how} tap {}{}",
+            p.cfg.name,
+            if elsewhere { " (in another network namespace)" } else { "" }
+        );
+        Ok(p)
     }
 
     /// Takes over the TAP queue `fd` that the previous vswitchd handed over
     /// (see [`Port::handover_fds`]): nothing is created or reconfigured,
-    /// the device keeps its reader throughout. The fd must be the TAP
-    /// `cfg.name` with the same vnet_hdr setting.
+    /// the device keeps its reader throughout, wherever it lives. The fd
+    /// must be the TAP `cfg.name` with the same vnet_hdr setting; whether
+    /// the device is ours comes from its record, as on a restart.
     pub fn adopt(cfg: TapConfig, fd: std::os::fd::OwnedFd) -> Result<TapPort, Error> {
         let fd = tun::adopt(fd).map_err(|e| Error::io("adopt tap", &cfg.name, e))?;
         if fd.name() != cfg.name || fd.vnet_hdr() != cfg.vnet_hdr {
@@ -187,33 +459,98 @@ impl TapPort {
                 ),
             ));
         }
-        // The kernel side may live in another netns: keep the MTU we were
-        // asked for, else Ethernet's.
-        let mtu = match netdev::mtu(&cfg.name) {
-            Ok(m) => m,
-            Err(_) => cfg.mtu_request.unwrap_or(1500),
-        };
-        let owner = !fd.persistent();
-        tracing::info!(port = %cfg.name, mtu, "took over tap {}", fd.name());
-        Ok(TapPort {
+        let rec = persist::load(&cfg.name);
+        let mut p = TapPort {
             life: LinkLife::new(&cfg.name),
+            owner: rec.as_ref().is_some_and(|r| r.ours),
+            recorded: rec,
             cfg,
-            dev: Device::new(Some(fd)),
-            owner,
-            mtu,
+            dev: Device::new(None),
+            held: None,
+            deleted: false,
+            mtu: 1500,
             c: Counters::default(),
+            kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
-        })
+        };
+        p.install(fd, false)
+            .map_err(|e| Error::io("adopt tap", &p.cfg.name, e))?;
+        tracing::info!(port = %p.cfg.name, mtu = p.mtu, "took over tap {}", p.cfg.name);
+        Ok(p)
     }
 
-    /// True when we created the device (and will remove it when dropped).
+    /// Takes `fd` as the port's device: finds its namespace, applies the
+    /// queue length, reads the MTU, remembers where it is.
+    /// `fresh`: we created the device just now, so a failure removes it.
+    fn install(&mut self, mut fd: tun::TapFd, fresh: bool) -> io::Result<()> {
+        let asked = match ask(&fd, true, self.cfg.txqueuelen) {
+            Ok(a) => Some(a),
+            Err(e) if self.cfg.txqueuelen.is_some() => {
+                if fresh {
+                    // Closing it without IFF_PERSIST removes it.
+                    let _ = tun::set_persist(&mut fd, false);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                // Kernels before 5.2 have no TUNGETDEVNETNS: the port works,
+                // only what needs the device's namespace is unavailable.
+                tracing::warn!(port = %self.cfg.name, "cannot ask the tap where it lives: {e}");
+                None
+            }
+        };
+        self.mtu = match &asked {
+            Some(a) => Some(a.mtu),
+            None => netdev::mtu(fd.name()).ok(),
+        }
+        .or(self.cfg.mtu_request)
+        .unwrap_or(1500);
+        // The fd was opened where the device is now (see `attach_in`).
+        let ours = NetNs::current().ok().map(|n| n.id());
+        self.held = asked
+            .as_ref()
+            .filter(|a| Some(a.ns) != ours)
+            .map(|a| (a.ns, None));
+        self.dev.replace(fd);
+        self.kernel.lock().attached(asked.as_ref());
+        self.remember();
+        Ok(())
+    }
+
+    /// Writes the record of the port's TAP when where it lives changed.
+    fn remember(&mut self) {
+        let at = self.kernel.lock().at;
+        let mut rec = Record {
+            ours: self.owner,
+            netns: at.map(|(ns, _)| ns),
+            netns_name: None,
+            ifindex: at.map(|(_, i)| i),
+        };
+        let same =
+            |r: &Record| r.ours == rec.ours && r.netns == rec.netns && r.ifindex == rec.ifindex;
+        if self.recorded.as_ref().is_some_and(same) {
+            return;
+        }
+        // Only on a change: naming it scans /run/netns.
+        rec.netns_name = rec.netns.and_then(netns::name_of);
+        match persist::store(&self.cfg.name, &rec) {
+            Ok(()) => self.recorded = Some(rec),
+            Err(e) => tracing::warn!(port = %self.cfg.name, "cannot record the tap: {e}"),
+        }
+    }
+
+    /// True when we created the device (and will remove it when the port
+    /// goes, unless kept at exit).
     pub fn created(&self) -> bool {
-        self.dev.get().is_some_and(|d| !d.persistent())
+        self.owner
     }
 
     /// One drop counter.
     pub fn drop_count(&self, why: PortDrop) -> u64 {
+        if why == PortDrop::TapQueueOverflow {
+            return self.kernel.lock().overflow(self.dev.get());
+        }
         self.c.drop_count(why)
     }
 
@@ -223,15 +560,63 @@ impl TapPort {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        if !self.owner {
+        let (fd, fresh) = if self.owner {
+            create(&self.cfg)?
+        } else {
             // Someone else's persistent TAP: only attach when it exists
             // again, never create it in its place.
             netdev::ifindex(&self.cfg.name)?;
+            let fd = tun::open_tap(&self.cfg.name, self.cfg.vnet_hdr, OFFLOADS)?;
+            (fd, false)
+        };
+        self.install(fd, fresh)
+    }
+
+    /// Follows the device into another namespace when it moved since we
+    /// last looked, and keeps its record up to date. Cheap when it did not
+    /// move (one ioctl); asking it inside its new namespace costs a thread.
+    fn follow(&mut self) {
+        let Some(fd) = self.dev.get() else {
+            return;
+        };
+        let Ok(now) = netns::of_tun(fd.as_fd()) else {
+            return;
+        };
+        if self.kernel.lock().at.map(|(ns, _)| ns) != Some(now.id()) {
+            drop(now);
+            match ask(fd, false, None) {
+                Ok(a) => {
+                    tracing::debug!(port = %self.cfg.name, "tap seen in another namespace");
+                    self.kernel.lock().heard(&a);
+                }
+                Err(e) => tracing::debug!(port = %self.cfg.name, "cannot follow the tap: {e}"),
+            }
         }
-        let (fd, mtu) = attach(&self.cfg)?;
-        self.dev.replace(fd);
-        self.mtu = mtu;
-        Ok(())
+        // Also when a query (link state, counters) saw the move first.
+        self.remember();
+    }
+
+    /// True when our fd is all that keeps the namespace it was opened in
+    /// (not ours) alive.
+    fn orphaned(&mut self) -> bool {
+        let Some((id, seen)) = &mut self.held else {
+            return false;
+        };
+        match netns::holder(*id, seen.as_deref()) {
+            Some(p) => {
+                *seen = Some(p);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The link as the device's own namespace sees it: administratively
+    /// up and running (carrier). `None` when it cannot be asked.
+    fn device_up(&self) -> Option<bool> {
+        let f = self.kernel.lock().flags(self.dev.get())?;
+        let want = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+        Some(f & want == want)
     }
 
     /// Reads one frame into `p`; returns the frame length.
@@ -427,11 +812,15 @@ impl Port for TapPort {
     }
 
     fn stats(&self) -> PortStats {
-        self.c.stats.clone()
+        let mut s = self.c.stats.clone();
+        // Frames for us the kernel dropped before we could read them.
+        s.rx_dropped += self.kernel.lock().overflow(self.dev.get());
+        s
     }
 
     fn drops(&self) -> Vec<(PortDrop, u64)> {
-        self.c.drops()
+        let n = self.kernel.lock().overflow(self.dev.get());
+        self.c.drops_with([(PortDrop::TapQueueOverflow, n)])
     }
 
     fn mtu(&self) -> u32 {
@@ -439,7 +828,16 @@ impl Port for TapPort {
     }
 
     fn link_state(&self) -> LinkState {
-        self.life.state()
+        if !self.life.is_up() {
+            return LinkState::Down;
+        }
+        // Asked of the device where it lives; when it cannot be asked (a
+        // kernel without TUNGETDEVNETNS, a move not followed yet) the fd
+        // still works, which is what "up" meant before.
+        match self.device_up() {
+            Some(false) => LinkState::Down,
+            _ => LinkState::Up,
+        }
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
@@ -454,6 +852,10 @@ impl Port for TapPort {
         self.dev.get().map(|d| d.as_fd()).into_iter().collect()
     }
 
+    fn on_delete(&mut self) {
+        self.deleted = true;
+    }
+
     fn housekeeping(&mut self) {
         let now = Instant::now();
         if self.life.probe_due(now) {
@@ -461,8 +863,15 @@ impl Port for TapPort {
             if let Some(Err(e)) = self.dev.get().map(|d| tun::get_iff(d.as_fd())) {
                 if tun::is_gone(&e) {
                     self.lose(&e);
+                    return;
                 }
             }
+            if self.orphaned() {
+                let e = io::Error::other("its network namespace is gone, only our fd held it");
+                self.lose(&e);
+                return;
+            }
+            self.follow();
             return;
         }
         if !self.life.retry_due(now) {
@@ -484,10 +893,68 @@ impl Port for TapPort {
 
 impl Drop for TapPort {
     fn drop(&mut self) {
-        if self.created() {
-            tracing::info!(port = %self.cfg.name, "removing tap we created");
+        if !self.owner {
+            // Someone else's: closing our fd leaves it as it was.
+            if self.deleted {
+                persist::remove(&self.cfg.name);
+            }
+            return;
         }
-        // Closing the fd removes a non-persistent TAP (ours) and leaves a
-        // persistent one (someone else's).
+        if persist::keep_on_exit() && !self.deleted {
+            tracing::info!(port = %self.cfg.name, "keeping the tap we created");
+            return;
+        }
+        tracing::info!(port = %self.cfg.name, "removing tap we created");
+        persist::remove(&self.cfg.name);
+        // Without IFF_PERSIST, closing the last fd removes the device,
+        // wherever it lives now.
+        if let Some(fd) = self.dev.get_mut() {
+            if let Err(e) = tun::set_persist(fd, false) {
+                tracing::warn!(port = %self.cfg.name, "cannot remove the tap: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txqueuelen_option() {
+        let c = TapConfig::from_options("t0", &[("txqueuelen", "16")]).unwrap();
+        assert_eq!(c.txqueuelen, Some(16));
+        assert_eq!(TapConfig::new("t0").txqueuelen, None);
+        for bad in ["0", "-1", "x", "1000001", ""] {
+            assert!(
+                TapConfig::from_options("t0", &[("txqueuelen", bad)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn overflow_counts_across_devices_from_when_attached() {
+        let asked = |n| Asked {
+            ns: NsId { dev: 1, ino: 2 },
+            ifindex: 3,
+            flags: 0,
+            mtu: 1500,
+            tx_dropped: Some(n),
+        };
+        let mut k = Kernel::default();
+        // Drops before we attached are not ours to report.
+        k.attached(Some(&asked(40)));
+        assert_eq!(k.overflow(None), 0);
+        k.heard(&asked(45));
+        assert_eq!(k.overflow(None), 5);
+        // The device was lost and a new one (counting from 0) attached.
+        k.attached(Some(&asked(0)));
+        k.heard(&asked(2));
+        assert_eq!(k.overflow(None), 7);
+        // A device that cannot be asked keeps the last count.
+        k.asked = None;
+        assert_eq!(k.overflow(None), 7);
+        assert_eq!(k.flags(None), None);
     }
 }

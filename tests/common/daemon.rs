@@ -34,44 +34,61 @@ pub struct Daemon {
     /// The control socket.
     pub sock: PathBuf,
     ns: Option<String>,
+    args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts vswitchd in our namespace with `config` (TOML) or the
     /// embedded default (bridge br0, `priority=0,actions=NORMAL`).
     pub fn start(config: Option<&str>) -> Daemon {
-        Self::launch(None, config)
+        Self::launch(None, config, &[])
     }
 
     /// Starts vswitchd inside namespace `ns`, as [`Daemon::start`].
     pub fn start_in(ns: &str, config: Option<&str>) -> Daemon {
-        Self::launch(Some(ns), config)
+        Self::launch(Some(ns), config, &[])
     }
 
-    fn launch(ns: Option<&str>, config: Option<&str>) -> Daemon {
+    /// As [`Daemon::start_in`], with extra vswitchd arguments (kept for
+    /// [`Daemon::restart`]).
+    pub fn start_in_with(ns: &str, config: Option<&str>, args: &[&str]) -> Daemon {
+        Self::launch(Some(ns), config, args)
+    }
+
+    fn launch(ns: Option<&str>, config: Option<&str>, args: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("vswitchd.sock");
         if let Some(c) = config {
             std::fs::write(dir.path().join("vswitchd.toml"), c).expect("write config");
         }
-        let child = Self::command(ns, dir.path(), &sock, &[])
-            .spawn()
-            .expect("spawn vswitchd");
         let mut d = Daemon {
-            child: Some(child),
+            child: None,
             dir,
             sock,
             ns: ns.map(str::to_string),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
-        d.wait_up();
+        d.spawn(false);
         d
     }
 
-    /// The vswitchd command line for a daemon whose files are in `dir`
-    /// (its config, when `dir/vswitchd.toml` exists), logging (appending)
-    /// to `dir/vswitchd.log`.
-    fn command(ns: Option<&str>, dir: &std::path::Path, sock: &PathBuf, extra: &[&str]) -> Command {
-        let mut cmd = match ns {
+    /// Starts vswitchd again after [`Daemon::kill9`] or [`Daemon::stop`]:
+    /// same namespace, socket directory, configuration and arguments (the
+    /// log goes on in the same file).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running daemon");
+        self.spawn(true);
+    }
+
+    fn spawn(&mut self, append: bool) {
+        self.child = Some(self.command(append, &[]).spawn().expect("spawn vswitchd"));
+        self.wait_up();
+    }
+
+    /// The daemon's command line (`extra` after its own arguments), its
+    /// log going to (or, with `append`, going on in) `dir/vswitchd.log`.
+    fn command(&self, append: bool, extra: &[&str]) -> Command {
+        let mut cmd = match &self.ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_vswitchd")]);
@@ -79,12 +96,12 @@ impl Daemon {
             }
             None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
         };
-        cmd.arg("--ctl").arg(sock);
-        let conf = dir.join("vswitchd.toml");
-        if conf.exists() {
-            cmd.arg("--config").arg(&conf);
+        cmd.arg("--ctl").arg(&self.sock);
+        let cfg = self.dir.path().join("vswitchd.toml");
+        if cfg.exists() {
+            cmd.arg("--config").arg(&cfg);
         }
-        cmd.args(extra);
+        cmd.args(&self.args);
         cmd.env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -92,9 +109,12 @@ impl Daemon {
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
         let log = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
-            .open(dir.join("vswitchd.log"))
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(self.dir.path().join("vswitchd.log"))
             .expect("log file");
+        cmd.args(extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::from(log));
         cmd
     }
@@ -102,9 +122,8 @@ impl Daemon {
     /// Waits (bounded) until the control socket answers; panics with the
     /// log when the daemon died instead.
     fn wait_up(&mut self) {
-        let sock = self.sock.clone();
         let up = wait_until(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok() || !self.alive()
+            std::os::unix::net::UnixStream::connect(&self.sock).is_ok() || !self.alive()
         });
         assert!(
             up && self.alive(),
@@ -115,36 +134,6 @@ impl Daemon {
                 .unwrap_or_default(),
             self.log()
         );
-    }
-
-    /// An upgrade: starts a new vswitchd with the same socket and
-    /// configuration and `--takeover`, waits (bounded) for the old one to
-    /// exit and the new one to answer. Returns the old one's exit status
-    /// (`None`: it had to be killed).
-    pub fn takeover(&mut self) -> Option<std::process::ExitStatus> {
-        let new = Self::command(
-            self.ns.as_deref(),
-            self.dir.path(),
-            &self.sock,
-            &["--takeover"],
-        )
-        .spawn()
-        .expect("spawn vswitchd --takeover");
-        let mut old = self.child.replace(new)?;
-        let end = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Ok(Some(st)) = old.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() > end {
-                let _ = old.kill();
-                let _ = old.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        self.wait_up();
-        status
     }
 
     /// The host namespace the daemon runs in.
@@ -239,30 +228,30 @@ impl Daemon {
         false
     }
 
+    /// An upgrade: starts a new vswitchd with the same socket,
+    /// configuration and arguments plus `--takeover`, waits (bounded) for
+    /// the old one to exit and the new one to answer. Returns the old
+    /// one's exit status (`None`: it had to be killed).
+    pub fn takeover(&mut self) -> Option<std::process::ExitStatus> {
+        let new = self
+            .command(true, &["--takeover"])
+            .spawn()
+            .expect("spawn vswitchd --takeover");
+        let mut old = self.child.replace(new)?;
+        let status = wait_exit(&mut old, Duration::from_secs(30));
+        self.wait_up();
+        status
+    }
+
     /// A `--takeover` that is expected to fail: runs the new vswitchd
     /// until it exits (bounded) and returns its status (`None`: it did not
     /// exit and was killed). The running daemon stays this `Daemon`.
     pub fn failed_takeover(&mut self) -> Option<std::process::ExitStatus> {
-        let mut new = Self::command(
-            self.ns.as_deref(),
-            self.dir.path(),
-            &self.sock,
-            &["--takeover"],
-        )
-        .spawn()
-        .expect("spawn vswitchd --takeover");
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(st)) = new.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > end {
-                let _ = new.kill();
-                let _ = new.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut new = self
+            .command(true, &["--takeover"])
+            .spawn()
+            .expect("spawn vswitchd --takeover");
+        wait_exit(&mut new, Duration::from_secs(30))
     }
 
     /// SIGKILL, as a crash or an OOM kill would.
@@ -458,4 +447,20 @@ pub fn new_drops(
             (d > 0).then(|| (k.clone(), d))
         })
         .collect()
+}
+
+/// Waits (bounded) for `c` to exit; kills it at the limit (then `None`).
+fn wait_exit(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return Some(st);
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -81,11 +81,19 @@ pub fn vswitchd_host(
     tun_opts: &[String],
 ) -> (Daemon, String) {
     let d = Daemon::start_in(host, None);
-    d.ctl(&["del-flows", "br0"]);
     let tap = unique_ifname("gt");
-    d.ctl(&["add-port", "br0", &tap, "type=tap", "ofport=1"]);
+    add_ports(&d, &tap, i, tun_opts);
     let cidr = format!("{}/24", VM_IP[i]);
     move_tap(lab, d.ns(), &tap, vm, VM_MAC[i], Some(&cidr));
+    (d, tap)
+}
+
+/// Host `i`'s ports on a daemon with the embedded default: TAP `tap` as
+/// port 1 (created, or found where it lives), the Geneve port as 2; no
+/// flows.
+fn add_ports(d: &Daemon, tap: &str, i: usize, tun_opts: &[String]) {
+    d.ctl(&["del-flows", "br0"]);
+    d.ctl(&["add-port", "br0", tap, "type=tap", "ofport=1"]);
     let remote = format!("remote_ip={}", UL_IP[1 - i]);
     let local = format!("local_ip={}", UL_IP[i]);
     let key = format!("key={VNI}");
@@ -101,7 +109,6 @@ pub fn vswitchd_host(
     ];
     args.extend(tun_opts.iter().map(String::as_str));
     d.ctl(&args);
-    (d, tap)
 }
 
 /// Makes namespace `ns` (underlay veth `ul`) Open vSwitch compute host `i`
@@ -234,12 +241,15 @@ impl Overlay {
         d
     }
 
-    /// Kills host `i`'s daemon and starts a fresh one (new TAP, same VM
-    /// addresses), as a restarted compute host would.
+    /// Kills host `i`'s daemon and starts it again, as a restarted compute
+    /// host would: the VM's TAP survives the crash in the VM (persistent,
+    /// with its address), and the restarted daemon, told about the same
+    /// ports again, attaches to it there.
     pub fn restart_host(&mut self, i: usize, setup: &Setup) {
         self.d[i].kill9();
-        let d = self.start_host(i, setup);
-        self.d[i] = d;
+        self.d[i].restart();
+        add_ports(&self.d[i], &self.taps[i], i, &self.tun_opts);
+        setup(&self.d[i], i);
     }
 }
 

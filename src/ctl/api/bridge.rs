@@ -193,6 +193,16 @@ impl Api {
             .lock()
             .remove(name)
             .ok_or_else(|| Error::NoBridge(name.to_string()))?;
+        // Deleted, not closed at exit: devices its ports created go too
+        // (also under `--keep-taps`).
+        for e in b.ports.values() {
+            let p = b
+                .worker
+                .ask(|reply| crate::datapath::worker::DpCommand::DelPort { no: e.no, reply });
+            if let Some(mut p) = p.flatten() {
+                p.on_delete();
+            }
+        }
         // Dropping the bridge joins its datapath thread and closes its
         // ports: done outside the lock so other requests go on.
         drop(b);

@@ -366,7 +366,10 @@ impl Api {
             }
             Ok(old)
         })?;
-        drop(old);
+        // Deleted, not closed at exit: a device the port created goes too.
+        if let Some(mut p) = old.flatten() {
+            p.on_delete();
+        }
         tracing::info!(bridge = %bridge, port = %port, "port deleted");
         Ok(())
     }

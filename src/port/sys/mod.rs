@@ -9,8 +9,12 @@
 //!   side of the device may be moved into another network namespace right
 //!   after it appears; afterwards only the fd is used.
 //! * [`netdev`]: name-based interface ioctls through a control socket
-//!   (flags, MTU, ifindex). Only valid in our own netns, so only used at
-//!   creation time or for interfaces that live in our netns (`type=system`).
+//!   (flags, MTU, ifindex, queue length), which reaches the namespace it
+//!   was opened in.
+//! * [`netns`]: network namespaces (identity, finding one again, opening
+//!   fds inside one from a short-lived thread, TUNGETDEVNETNS).
+//! * [`rtnl`]: RTM_GETLINK for one interface (flags, queue length, the
+//!   kernel's drop counters).
 //! * [`packet`]: AF_PACKET sockets (bind by ifindex, PACKET_AUXDATA for the
 //!   VLAN tags the kernel strips, PACKET_VNET_HDR for offload metadata,
 //!   PACKET_IGNORE_OUTGOING, promiscuous membership, batched I/O).
@@ -30,8 +34,10 @@
 pub mod epoll;
 mod mmsg;
 pub mod netdev;
+pub mod netns;
 pub mod packet;
 pub mod scm;
+pub mod rtnl;
 pub mod tun;
 pub mod udp;
 

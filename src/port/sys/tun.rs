@@ -5,9 +5,16 @@
 //! netns; after that no name-based call reaches the device. Everything here
 //! takes the fd, except [`open_tap`] which names the device once.
 //!
-//! A TAP we create is not persistent: closing the last fd removes it, which
-//! is exactly "a TAP we created disappears with us". A persistent TAP made by
-//! someone else (`ip tuntap add`, libvirt) survives our close.
+//! A TAP we create is made persistent ([`set_persist`]), as Open vSwitch
+//! does: a crash of the daemon closes its fds, and a non-persistent TAP would
+//! vanish with them, taking the VM's NIC (and its addresses) away. Removing
+//! a TAP we created is therefore explicit: clear IFF_PERSIST, then close.
+//!
+//! The namespace a device is created in, or looked up in by TUNSETIFF, is
+//! the one the `/dev/net/tun` fd was *opened* in ([`open_dev`]), not the
+//! caller's at TUNSETIFF time: that is how a device is re-attached where it
+//! lives (see [`super::netns`]). TUNSETIFF creates the device when the name
+//! is unknown there, so callers that only mean to attach check first.
 
 use super::{cvt, IfReq};
 use std::fs::{File, OpenOptions};
@@ -49,8 +56,7 @@ impl TapFd {
         &self.name
     }
 
-    /// True when the device is persistent, i.e. someone else created it
-    /// (we never set IFF_PERSIST).
+    /// True when the device is persistent (it outlives its fds).
     pub fn persistent(&self) -> bool {
         self.flags & IFF_PERSIST != 0
     }
@@ -67,17 +73,35 @@ impl AsFd for TapFd {
     }
 }
 
-/// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to
-/// TAP `name`, creating the device when it does not exist. With `vnet_hdr`
-/// every frame read or written carries a [`VNET_HDR_LEN`]-byte
-/// virtio_net_hdr, and `offloads` (TUN_F_*) are announced so the kernel side
-/// may hand us partial checksums and TSO super-packets.
-pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> {
-    let file = OpenOptions::new()
+/// Opens `/dev/net/tun` (non-blocking, close-on-exec) in the calling
+/// thread's namespace.
+pub fn open_dev() -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")?;
+        .open("/dev/net/tun")
+}
+
+/// Opens `/dev/net/tun` in our namespace and attaches it to TAP `name`
+/// there (see [`set_iff`]).
+pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> {
+    set_iff(open_dev()?, name, vnet_hdr, offloads)
+}
+
+/// Attaches `file` (from [`open_dev`]) to TAP `name` in the namespace
+/// `file` was opened in, creating the device when it does not exist there.
+/// With `vnet_hdr` every frame read or written carries a
+/// [`VNET_HDR_LEN`]-byte virtio_net_hdr, and `offloads` (TUN_F_*) are
+/// announced so the kernel side may hand us partial checksums and TSO
+/// super-packets.
+///
+/// Re-attaching to an existing (persistent) TAP takes the same path: the
+/// kernel replaces the device's IFF_NO_PI / IFF_VNET_HDR flags with the
+/// ones given here, and the header size and offloads are per device, so
+/// they are set again, to exactly what a creation sets; the flags the
+/// kernel reports afterwards are checked against what was asked.
+pub fn set_iff(file: File, name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> {
     let mut req = IfReq::new(name)?;
     let mut flags = IFF_TAP | IFF_NO_PI;
     if vnet_hdr {
@@ -91,11 +115,17 @@ pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> 
         set_vnet_hdr_size(file.as_fd(), VNET_HDR_LEN as i32)?;
         set_offload(file.as_fd(), offloads)?;
     }
-    let (real_name, flags) = get_iff(file.as_fd())?;
+    let (real_name, got) = get_iff(file.as_fd())?;
+    let want = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if got & want != flags {
+        return Err(io::Error::other(format!(
+            "tap {real_name}: flags {got:#x} after attach, asked {flags:#x}"
+        )));
+    }
     Ok(TapFd {
         file,
         name: real_name,
-        flags,
+        flags: got,
     })
 }
 
@@ -131,6 +161,26 @@ impl TapFd {
     pub fn vnet_hdr(&self) -> bool {
         self.flags & IFF_VNET_HDR != 0
     }
+}
+
+/// TUNSETPERSIST: whether the device outlives its last fd. Updates the
+/// flags [`TapFd::persistent`] reports.
+pub fn set_persist(fd: &mut TapFd, on: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (an unsigned long),
+    // no pointer is dereferenced.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.file.as_raw_fd(),
+            libc::TUNSETPERSIST as _,
+            libc::c_ulong::from(on),
+        )
+    })?;
+    if on {
+        fd.flags |= IFF_PERSIST;
+    } else {
+        fd.flags &= !IFF_PERSIST;
+    }
+    Ok(())
 }
 
 /// TUNSETVNETHDRSZ: the size of the header in front of each frame.
