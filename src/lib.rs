@@ -24,6 +24,9 @@
 //!   listeners) that `ovs-ofctl` and controllers talk to; it reaches a
 //!   bridge only through its `Backend` trait, so it depends on `flow` and
 //!   `ofproto` and nothing depends on it but the daemon.
+//! * [`pktgen`]: the traffic generator's sans-IO core (prebuilt frames,
+//!   stamps, receive accounting, latency histogram) used by the
+//!   `vswitch-pktgen` binary; depends on `wire` and `packet` only.
 //!
 //! Dependencies point one way: wire ← packet ← flow ← {ofproto, conntrack} ←
 //! datapath ← ctl ← bin, and port depends only on wire and packet. `flow`,
@@ -39,5 +42,6 @@ pub mod flow;
 pub mod ofproto;
 pub mod openflow;
 pub mod packet;
+pub mod pktgen;
 pub mod port;
 pub mod wire;

@@ -18,6 +18,8 @@
 //!   addresses, the local address a datagram was sent to, ICMP errors from
 //!   the error queue).
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
+//! * [`netns`]: setns into a named network namespace (the generator's
+//!   sending and receiving threads).
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
@@ -29,6 +31,7 @@
 pub mod epoll;
 mod mmsg;
 pub mod netdev;
+pub mod netns;
 pub mod packet;
 pub mod tun;
 pub mod udp;
