@@ -1,9 +1,9 @@
 //! Rate control: a token bucket that hands out batches.
 //!
 //! Tokens accrue at the target rate from the start of the run; the bucket
-//! holds at most one batch, so a sender that fell behind (a preemption, a
-//! full socket) catches up by at most one batch instead of bursting the
-//! backlog. The sender asks how many packets it may send now
+//! holds at most `burst` packets (the sender uses a few batches), so a
+//! sender that fell behind (a preemption, a full socket) catches up by at
+//! most that much instead of bursting the whole backlog. The sender asks how many packets it may send now
 //! ([`TokenBucket::take`]) and, when none, how long to wait
 //! ([`TokenBucket::wait_ns`]). Time is a parameter (nanoseconds since the
 //! run's epoch), so the arithmetic is tested without clocks.
@@ -46,11 +46,22 @@ impl TokenBucket {
 
     /// Up to `want` packets that may go now; they are taken from the bucket.
     pub fn take(&mut self, now_ns: u64, want: u64) -> u64 {
+        self.take_at_least(now_ns, 1, want)
+    }
+
+    /// As [`TokenBucket::take`], but nothing unless at least `min` packets
+    /// may go: a sender at a high rate waits for a batch worth a syscall
+    /// instead of sending one packet per call.
+    pub fn take_at_least(&mut self, now_ns: u64, min: u64, want: u64) -> u64 {
         if self.rate.is_none() {
             return want;
         }
         self.refill(now_ns);
-        let n = (self.units / NS).min(u128::from(want)) as u64;
+        let avail = (self.units / NS) as u64;
+        if avail < min.min(want).min(self.burst) {
+            return 0;
+        }
+        let n = avail.min(want);
         self.units -= u128::from(n) * NS;
         n
     }
@@ -64,11 +75,17 @@ impl TokenBucket {
 
     /// Nanoseconds until at least one packet may go (0: now).
     pub fn wait_ns(&self) -> u64 {
+        self.wait_ns_for(1)
+    }
+
+    /// Nanoseconds until at least `n` packets may go (0: now).
+    pub fn wait_ns_for(&self, n: u64) -> u64 {
         let Some(rate) = self.rate else { return 0 };
-        if self.units >= NS {
+        let need = u128::from(n.clamp(1, self.burst)) * NS;
+        if self.units >= need {
             return 0;
         }
-        ((NS - self.units).div_ceil(u128::from(rate))) as u64
+        ((need - self.units).div_ceil(u128::from(rate))) as u64
     }
 }
 
@@ -115,5 +132,18 @@ mod tests {
         b.give_back(5);
         assert_eq!(b.take(10_000_000, 1000), 5);
         assert_eq!(b.wait_ns(), 1000);
+    }
+
+    #[test]
+    fn waits_for_a_batch_when_asked() {
+        let mut b = TokenBucket::new(Some(1_000_000), 64);
+        assert_eq!(b.take(0, 1), 1);
+        // 5 us in: five packets may go, but not the eight asked for.
+        assert_eq!(b.take_at_least(5_000, 8, 32), 0);
+        assert_eq!(b.wait_ns_for(8), 3_000);
+        assert_eq!(b.take_at_least(8_000, 8, 32), 8);
+        // A minimum above the bucket's size is capped by it.
+        assert_eq!(b.take_at_least(1_000_000, 1000, 1000), 64);
+        assert_eq!(b.wait_ns_for(1000), 64_000);
     }
 }
