@@ -8,6 +8,9 @@
 //!   two VM namespaces: frames sent into one VM's TAP come out of the
 //!   other's, the generator counts them by their stamps, and the switch's
 //!   port counters saw at least as many.
+//! * Into vswitchd's Geneve port from a "remote host" namespace over a veth
+//!   underlay (`--geneve`): decapsulated frames come out of a VM's TAP and
+//!   are counted.
 //!
 //! Needs root (skips with a message unless VSWITCH_REQUIRE_NETNS=1). Every
 //! run is bounded by `--count` and `--duration`; rates are printed, never
@@ -15,7 +18,7 @@
 
 mod common;
 
-use common::vms::{host, plug_tap, vm_mac};
+use common::vms::{host, plug_tap, veth_in, vm_mac};
 use common::{ip, require_root, Lab};
 use serde_json::Value;
 use std::process::Command;
@@ -174,5 +177,59 @@ fn through_vswitchd_tap_to_tap() {
     println!(
         "through vswitchd: {got}/{sent} frames, latency p50 {} ns",
         r["received"]["latency_ns"]["p50"]
+    );
+}
+
+#[test]
+fn geneve_into_vswitchd() {
+    if !require_root("geneve_into_vswitchd") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let d = host(&mut lab);
+    let remote = lab.quiet_netns();
+    veth_in(d.ns(), "ul0", "ul1", &remote);
+    ip(&["-n", d.ns(), "addr", "add", "10.251.0.1/24", "dev", "ul0"]);
+    lab.configure(&remote, "ul1", "10.251.0.2/24");
+    d.ctl(&[
+        "add-port",
+        "br0",
+        "tun0",
+        "type=geneve",
+        "remote_ip=10.251.0.2",
+        "local_ip=10.251.0.1",
+        "key=5000",
+    ]);
+    let vm2 = plug_tap(&mut lab, &d, "vm2", &[], &vm_mac(2), None);
+    let r = pktgen(&[
+        "--geneve",
+        "10.251.0.1:6081",
+        "--vni",
+        "5000",
+        "--tx-netns",
+        &remote,
+        "--rx",
+        "vm2",
+        "--rx-netns",
+        &vm2,
+        "--dst-mac",
+        &vm_mac(2),
+        "--flows",
+        "10",
+        "--count",
+        "1000",
+        "--rate",
+        "2000",
+        "--duration",
+        "30",
+    ]);
+    assert_eq!(r["mode"], "geneve", "{r}");
+    assert_eq!(u(&r["sent"]["packets"]), 1000, "{r}");
+    let got = u(&r["received"]["packets"]);
+    assert!(got > 0, "decapsulated frames reached vm2: {r}");
+    assert!(
+        d.port_counter("tun0", "rx_packets") >= got,
+        "{}",
+        d.ctl(&["dump-ports", "br0"])
     );
 }
