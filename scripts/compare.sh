@@ -116,8 +116,14 @@ attach_tap() {
 start_vswitchd() {
   inns $H "$bin/vswitchd" --ctl "$work/vswitchd.sock" >"$work/vswitchd.log" 2>&1 &
   vsw_pid=$!
-  for _ in $(seq 100); do [ -S "$work/vswitchd.sock" ] && break; sleep 0.1; done
-  [ -S "$work/vswitchd.sock" ] || die "vswitchd did not start: $(tail -5 "$work/vswitchd.log")"
+  # The socket file appears at bind, before the daemon answers: wait for
+  # an answer.
+  local up=0
+  for _ in $(seq 100); do
+    if "$bin/vswitchctl" --ctl "$work/vswitchd.sock" show >/dev/null 2>&1; then up=1; break; fi
+    sleep 0.1
+  done
+  [ $up = 1 ] || die "vswitchd did not start: $(tail -5 "$work/vswitchd.log")"
   for t in tap1 tap2; do "$bin/vswitchctl" --ctl "$work/vswitchd.sock" add-port br0 $t type=tap >/dev/null; done
   attach_tap tap1 $A $MAC1 $IP1
   attach_tap tap2 $B $MAC2 $IP2
@@ -228,6 +234,7 @@ def fig(sw, f, key):
             "p50": lat.get("p50", 0) / 1000.0,
             "p99": lat.get("p99", 0) / 1000.0,
             "tx_cpu": 100.0 * r.get("tx_cpu", 0.0),
+            "busy": 100.0 * r.get("machine", {}).get("busy", 0.0),
         }[key])
     return med(vals)
 rows = [("delivered pps", "rx_pps", "{:,.0f}", True),
@@ -235,7 +242,8 @@ rows = [("delivered pps", "rx_pps", "{:,.0f}", True),
         ("loss %", "loss", "{:.1f}", False),
         ("latency p50 us", "p50", "{:.0f}", False),
         ("latency p99 us", "p99", "{:.0f}", False),
-        ("generator tx cpu %", "tx_cpu", "{:.0f}", None)]
+        ("generator tx cpu %", "tx_cpu", "{:.0f}", None),
+        ("machine cpu busy %", "busy", "{:.0f}", None)]
 others = [s for s in switches if s != "vswitchd"]
 hdr = ["line"] + cols + ([f"vswitchd/{o}" for o in others] if "vswitchd" in switches else [])
 half_rows = [("offered pps at 50% load", "tx_pps", "{:,.0f}", None),

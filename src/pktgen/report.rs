@@ -6,7 +6,10 @@
 //! on the wire (`wire`) also the 8-byte preamble and 12-byte inter-frame
 //! gap an Ethernet link spends on it. `tx_cpu` and `rx_cpu` are the share
 //! of one core the sending and receiving threads used: near 1.0 the
-//! generator itself was the limit, not the thing measured.
+//! generator itself was the limit, not the thing measured. `machine` is
+//! the CPU use of the whole machine over the run (softirq work, which
+//! carries frames across veths and TAPs, is charged to no thread): near
+//! 1.0 everything, switch and generator alike, was short of CPU.
 
 use super::account::Account;
 use super::frame::L4;
@@ -110,6 +113,21 @@ pub struct Report {
     pub tx_cpu: f64,
     /// Share of a core the receiving thread used.
     pub rx_cpu: Option<f64>,
+    /// The whole machine during the run (all processes, all CPUs).
+    pub machine: Machine,
+}
+
+/// The whole machine's CPU use during a run: frames crossing veths and
+/// TAPs are delivered in softirq context, which no thread is charged for,
+/// and on a small machine the switch and the generator share the cores.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Machine {
+    /// CPUs.
+    pub cpus: usize,
+    /// Busy share of all CPUs together (1.0: all busy all the time).
+    pub busy: f64,
+    /// Softirq share of all CPUs together.
+    pub softirq: f64,
 }
 
 impl Received {
@@ -174,6 +192,12 @@ impl Report {
             self.sent.gbps_wire,
             self.tx_full,
             self.tx_cpu * 100.0
+        );
+        s += &format!(
+            "  machine  {} CPUs {:.0}% busy ({:.0}% softirq)\n",
+            self.machine.cpus,
+            self.machine.busy * 100.0,
+            self.machine.softirq * 100.0
         );
         if let Some(r) = &self.received {
             s += &format!(
@@ -240,6 +264,11 @@ mod tests {
             received: Some(Received::new(&acc, 100, 1.0)),
             tx_cpu: 0.1,
             rx_cpu: Some(0.05),
+            machine: Machine {
+                cpus: 2,
+                busy: 0.5,
+                softirq: 0.1,
+            },
         }
     }
 
@@ -261,6 +290,7 @@ mod tests {
             "received",
             "tx_cpu",
             "rx_cpu",
+            "machine",
         ] {
             assert!(v.get(k).is_some(), "missing {k} in {v}");
         }
@@ -284,12 +314,21 @@ mod tests {
             assert!(l[k].is_number(), "{k}");
         }
         assert!(l["p50"].as_u64() <= l["p99"].as_u64());
+        assert_eq!(v["machine"]["cpus"], 2);
+        assert_eq!(v["machine"]["busy"], 0.5);
     }
 
     #[test]
     fn text_names_every_figure() {
         let t = sample().text();
-        for w in ["sent", "received", "lost 10", "p99", "Gbit/s wire"] {
+        for w in [
+            "sent",
+            "received",
+            "lost 10",
+            "p99",
+            "Gbit/s wire",
+            "2 CPUs 50% busy",
+        ] {
             assert!(t.contains(w), "{w} in {t}");
         }
         let mut no_rx = sample();

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vswitch::pktgen::frame::{FrameSpec, Ring, Sizes, SpecError, L4};
-use vswitch::pktgen::report::{Received, Report, Side};
+use vswitch::pktgen::report::{Machine, Received, Report, Side};
 
 /// Longest run `--duration` accepts, seconds.
 const MAX_DURATION_S: f64 = 3600.0;
@@ -236,6 +236,7 @@ fn run(mut a: Args) -> Result<Report, Error> {
         None
     };
     let shared = Arc::new(Shared::default());
+    let machine = cpu::MachineCpu::start();
     let epoch = Instant::now();
     let deadline = Duration::from_secs_f64(a.duration);
 
@@ -308,6 +309,7 @@ fn run(mut a: Args) -> Result<Report, Error> {
         None => None,
     };
     let secs = txr.elapsed.as_secs_f64();
+    let m = machine.end();
     Ok(Report {
         mode: if a.self_test {
             "self-test"
@@ -332,6 +334,11 @@ fn run(mut a: Args) -> Result<Report, Error> {
             .map(|r| Received::new(&r.account, txr.packets, secs)),
         tx_cpu: txr.cpu,
         rx_cpu: rxr.as_ref().map(|r| r.cpu),
+        machine: Machine {
+            cpus: m.cpus,
+            busy: m.busy,
+            softirq: m.softirq,
+        },
     })
 }
 
