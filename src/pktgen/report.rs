@@ -193,12 +193,6 @@ impl Report {
             self.tx_full,
             self.tx_cpu * 100.0
         );
-        s += &format!(
-            "  machine  {} CPUs {:.0}% busy ({:.0}% softirq)\n",
-            self.machine.cpus,
-            self.machine.busy * 100.0,
-            self.machine.softirq * 100.0
-        );
         if let Some(r) = &self.received {
             s += &format!(
                 "  received {:>12} pkts {:>12.0} pps {:>7.3} Gbit/s L2 {:>7.3} Gbit/s wire (rx thread {:.0}% of a core)\n",
@@ -227,6 +221,12 @@ impl Report {
                 );
             }
         }
+        s += &format!(
+            "  machine  {} CPUs {:.0}% busy ({:.0}% softirq)\n",
+            self.machine.cpus,
+            self.machine.busy * 100.0,
+            self.machine.softirq * 100.0
+        );
         s
     }
 }
