@@ -22,16 +22,28 @@
 # second, loss, latency p50/p99 at that (saturating) load, and vswitchd's
 # ratio to each other switch.
 #
-# Environment: SWITCHES (default "vswitchd ovs-netdev linux-bridge"),
-# FLOWS (default "1 10000"), SIZE (default 64), KEEP=1 keeps the work
-# directory (JSON reports, logs). Everything it creates (namespaces named
+# MODE=ct replaces MAC learning by the stateful firewall
+# (flows/stateful-firewall.flows, loaded as it is into vswitchd and, with
+# ovs-ofctl, into Open vSwitch; the Linux bridge has no equivalent and is
+# left out). Besides the 64-byte lines, each switch carries IMIX (64/570/
+# 1518 bytes, 7:4:1) for a Gbit/s line.
+#
+# Environment: MODE (normal or ct), SWITCHES (default "vswitchd
+# ovs-netdev linux-bridge"; ovs-netdev-tso is Open vSwitch with
+# userspace-tso-enable=true), FLOWS (default "1 10000"), SIZE (default
+# 64), KEEP=1 keeps the work directory (JSON reports, logs). Everything it creates (namespaces named
 # vswcmp<pid>*, processes it started, the work directory) is removed on exit.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-2}
 secs=${2:-3}
-switches=${SWITCHES:-"vswitchd ovs-netdev linux-bridge"}
+mode=${MODE:-normal}
+case $mode in
+  normal) switches=${SWITCHES:-"vswitchd ovs-netdev linux-bridge"} ;;
+  ct) switches=${SWITCHES:-"vswitchd ovs-netdev"} ;;
+  *) echo "compare: MODE is normal or ct" >&2; exit 2 ;;
+esac
 flows_list=${FLOWS:-"1 10000"}
 size=${SIZE:-64}
 
@@ -39,7 +51,7 @@ die() { echo "compare: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, TAPs, Open vSwitch)"
 for t in ip python3 cargo; do command -v $t >/dev/null || die "missing $t"; done
 case " $switches " in
-  *" ovs-netdev "*)
+  *" ovs-netdev"*)
     if ! command -v ovs-vswitchd >/dev/null || ! command -v ovsdb-server >/dev/null; then
       echo "compare: installing openvswitch-switch" >&2
       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openvswitch-switch >&2 \
@@ -114,7 +126,12 @@ attach_tap() {
 }
 
 start_vswitchd() {
-  inns $H "$bin/vswitchd" --ctl "$work/vswitchd.sock" >"$work/vswitchd.log" 2>&1 &
+  local cfg=()
+  if [ "$mode" = ct ]; then
+    printf '[[bridge]]\nname = "br0"\nflow_files = ["%s"]\n' "$root/flows/stateful-firewall.flows" >"$work/vswitchd.toml"
+    cfg=(--config "$work/vswitchd.toml")
+  fi
+  inns $H "$bin/vswitchd" --ctl "$work/vswitchd.sock" "${cfg[@]}" >"$work/vswitchd.log" 2>&1 &
   vsw_pid=$!
   # The socket file appears at bind, before the daemon answers: wait for
   # an answer.
@@ -129,17 +146,22 @@ start_vswitchd() {
   attach_tap tap2 $B $MAC2 $IP2
 }
 
-start_ovs() {
+start_ovs() {  # start_ovs [tso]
   mkdir -p "$OVS_RUNDIR" "$OVS_DBDIR" "$OVS_LOGDIR"
   [ -f "$OVS_DBDIR/conf.db" ] || ovsdb-tool create "$OVS_DBDIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema
   timeout 15 ovsdb-server "$OVS_DBDIR/conf.db" --remote=punix:"$OVS_RUNDIR/db.sock" \
     --pidfile="$OVS_RUNDIR/ovsdb-server.pid" --detach -vconsole:off --log-file="$OVS_LOGDIR/ovsdb-server.log"
   vsctl --no-wait init
+  if [ "${1:-}" = tso ]; then vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true; fi
   inns $H timeout 20 ovs-vswitchd unix:"$OVS_RUNDIR/db.sock" \
     --pidfile="$OVS_RUNDIR/ovs-vswitchd.pid" --detach -vconsole:off --log-file="$OVS_LOGDIR/ovs-vswitchd.log"
   vsctl -- add-br br0 -- set bridge br0 datapath_type=netdev fail_mode=standalone \
         -- add-port br0 tap1 -- set interface tap1 type=tap \
         -- add-port br0 tap2 -- set interface tap2 type=tap >/dev/null
+  if [ "$mode" = ct ]; then
+    timeout 15 ovs-ofctl del-flows br0
+    timeout 15 ovs-ofctl add-flows br0 "$root/flows/stateful-firewall.flows"
+  fi
   attach_tap tap1 $A $MAC1 $IP1
   attach_tap tap2 $B $MAC2 $IP2
 }
@@ -163,6 +185,7 @@ start_switch() {
   case $1 in
     vswitchd) start_vswitchd ;;
     ovs-netdev) start_ovs ;;
+    ovs-netdev-tso) start_ovs tso ;;
     linux-bridge) start_bridge ;;
     *) die "unknown switch $1" ;;
   esac
@@ -191,6 +214,7 @@ for r in $(seq "$rounds"); do
   f=${flows_list%% *}
   half=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["received"]["pps"] / 2)))' "$work/res/generator.$f.$r.json")
   pktgen "$work/res/generator.half$f.$r.json" --self-test --flows "$f" --rate "$half"
+  pktgen "$work/res/generator.imix$f.$r.json" --self-test --flows "$f" --imix
   for sw in $switches; do
     echo "compare: round $r: $sw" >&2
     start_switch "$sw"
@@ -198,9 +222,11 @@ for r in $(seq "$rounds"); do
       pktgen "$work/res/$sw.$f.$r.json" --tx tap1 --tx-netns $A --rx tap2 --rx-netns $B \
         --src-mac $MAC1 --dst-mac $MAC2 --flows "$f"
     done
-    # Latency at half of what this switch delivered just now (first flow
-    # count): a load it carries without queueing up.
+    # IMIX, and latency at half of what this switch delivered just now
+    # (first flow count): a load it carries without queueing up.
     f=${flows_list%% *}
+    pktgen "$work/res/$sw.imix$f.$r.json" --tx tap1 --tx-netns $A --rx tap2 --rx-netns $B \
+      --src-mac $MAC1 --dst-mac $MAC2 --flows "$f" --imix
     half=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["received"]["pps"] / 2)))' "$work/res/$sw.$f.$r.json")
     pktgen "$work/res/$sw.half$f.$r.json" --tx tap1 --tx-netns $A --rx tap2 --rx-netns $B \
       --src-mac $MAC1 --dst-mac $MAC2 --flows "$f" --rate "$half"
@@ -208,9 +234,9 @@ for r in $(seq "$rounds"); do
   done
 done
 
-python3 - "$work/res" "$switches" "$flows_list" "$size" "$secs" "$rounds" <<'PY'
+python3 - "$work/res" "$switches" "$flows_list" "$size" "$secs" "$rounds" "$mode" <<'PY'
 import json, os, statistics, sys
-res, switches, flows, size, secs, rounds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6]
+res, switches, flows, size, secs, rounds, mode = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 cols = ["generator"] + switches
 def runs(sw, f):
     out = []
@@ -235,6 +261,7 @@ def fig(sw, f, key):
             "p99": lat.get("p99", 0) / 1000.0,
             "tx_cpu": 100.0 * r.get("tx_cpu", 0.0),
             "busy": 100.0 * r.get("machine", {}).get("busy", 0.0),
+            "gbps": rx.get("gbps_l2", 0.0),
         }[key])
     return med(vals)
 rows = [("delivered pps", "rx_pps", "{:,.0f}", True),
@@ -250,11 +277,14 @@ half_rows = [("offered pps at 50% load", "tx_pps", "{:,.0f}", None),
              ("latency p50 us at 50% load", "p50", "{:.0f}", False),
              ("latency p99 us at 50% load", "p99", "{:.0f}", False),
              ("loss % at 50% load", "loss", "{:.2f}", False)]
+imix_rows = [("IMIX delivered Gbit/s (L2)", "gbps", "{:.3f}", True),
+             ("IMIX delivered pps", "rx_pps", "{:,.0f}", True),
+             ("IMIX loss %", "loss", "{:.1f}", False)]
 table = []
-for f, rs in [(f, rows) for f in flows] + [("half" + flows[0], half_rows)]:
+for f, rs in [(f, rows) for f in flows] + [("half" + flows[0], half_rows), ("imix" + flows[0], imix_rows)]:
     for name, key, fmt, higher_better in rs:
-        n = f[4:] if f.startswith("half") else f
-        line = [f"{size}B {n} flow{'s' if n != '1' else ''}: {name}"]
+        n = f[4:] if f.startswith(("half", "imix")) else f
+        line = [f"{size if not f.startswith('imix') else 'IMIX'}{'B' if not f.startswith('imix') else ''} {n} flow{'s' if n != '1' else ''}: {name}"]
         vals = {c: fig(c, f, key) for c in cols}
         line += [fmt.format(vals[c]) for c in cols]
         if "vswitchd" in switches:
@@ -263,7 +293,7 @@ for f, rs in [(f, rows) for f in flows] + [("half" + flows[0], half_rows)]:
                 line.append("-" if higher_better is None or not b else f"{a / b:.2f}x")
         table.append(line)
 w = [max(len(str(r[i])) for r in [hdr] + table) for i in range(len(hdr))]
-print(f"# vswitch-pktgen, TAP to TAP (linux-bridge: veth), {size}-byte UDP frames as fast as possible, "
+print(f"# vswitch-pktgen, TAP to TAP (linux-bridge: veth), pipeline: {'stateful firewall' if mode == 'ct' else 'NORMAL (MAC learning)'}; {size}-byte UDP frames as fast as possible, "
       f"medians of {rounds} round(s) of {secs} s; latency at that saturating load; "
       f"'generator' is vswitch-pktgen --self-test (veth pair, no switch); 50% load is half of what each delivered; "
       f"ratios are vswitchd/other (pps: higher is better; loss, latency: lower is better)")

@@ -69,9 +69,9 @@ struct Args {
     #[arg(long)]
     tcp: bool,
     /// Frame size with FCS, 64..1518 (raised to fit headers and stamp).
-    #[arg(long, default_value_t = 64, conflicts_with = "imix")]
+    #[arg(long, default_value_t = 64)]
     size: u16,
-    /// IMIX: 64, 570 and 1518-byte frames, 7:4:1.
+    /// IMIX: 64, 570 and 1518-byte frames, 7:4:1 (overrides --size).
     #[arg(long)]
     imix: bool,
     /// Distinct flows (source address and port vary), 1..1000000.
