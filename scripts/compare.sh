@@ -293,7 +293,7 @@ for f, rs in [(f, rows) for f in flows] + [("half" + flows[0], half_rows), ("imi
                 line.append("-" if higher_better is None or not b else f"{a / b:.2f}x")
         table.append(line)
 w = [max(len(str(r[i])) for r in [hdr] + table) for i in range(len(hdr))]
-print(f"# vswitch-pktgen, TAP to TAP (linux-bridge: veth), pipeline: {'stateful firewall' if mode == 'ct' else 'NORMAL (MAC learning)'}; {size}-byte UDP frames as fast as possible, "
+print(f"# vswitch-pktgen, TAP to TAP{' (linux-bridge: veth)' if 'linux-bridge' in switches else ''}, pipeline: {'stateful firewall' if mode == 'ct' else 'NORMAL (MAC learning)'}; {size}-byte UDP frames as fast as possible, "
       f"medians of {rounds} round(s) of {secs} s; latency at that saturating load; "
       f"'generator' is vswitch-pktgen --self-test (veth pair, no switch); 50% load is half of what each delivered; "
       f"ratios are vswitchd/other (pps: higher is better; loss, latency: lower is better)")

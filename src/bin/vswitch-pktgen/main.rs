@@ -222,6 +222,12 @@ fn run(mut a: Args) -> Result<Report, Error> {
             "--duration must be in (0, {MAX_DURATION_S}] seconds"
         )));
     }
+    if a.vni > 0x00ff_ffff {
+        return Err(Error::Usage(format!(
+            "--vni must fit 24 bits (0..=16777215), got {}",
+            a.vni
+        )));
+    }
     let spec = spec_of(&a)?;
     let ring = Ring::new(&spec)?;
     // Kept alive until the end: its drop deletes the namespace.
