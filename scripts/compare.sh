@@ -28,6 +28,11 @@
 # left out). Besides the 64-byte lines, each switch carries IMIX (64/570/
 # 1518 bytes, 7:4:1) for a Gbit/s line.
 #
+# CURVE=1 also runs each switch at 10, 30, 50, 70 and 90% of what it
+# delivered and writes latency (p50, p99) against offered load for every
+# switch to ${CURVE_OUT:-compare-latency}.csv and .svg (a plot to open in a
+# browser: operators compare curves, not single numbers).
+#
 # Environment: MODE (normal or ct), SWITCHES (default "vswitchd
 # ovs-netdev linux-bridge"; ovs-netdev-tso is Open vSwitch with
 # userspace-tso-enable=true), FLOWS (default "1 10000"), SIZE (default
@@ -230,6 +235,13 @@ for r in $(seq "$rounds"); do
     half=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["received"]["pps"] / 2)))' "$work/res/$sw.$f.$r.json")
     pktgen "$work/res/$sw.half$f.$r.json" --tx tap1 --tx-netns $A --rx tap2 --rx-netns $B \
       --src-mac $MAC1 --dst-mac $MAC2 --flows "$f" --rate "$half"
+    if [ "${CURVE:-0}" = 1 ]; then
+      for pct in 10 30 50 70 90; do
+        rate=$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["received"]["pps"] * int(sys.argv[2]) / 100)))' "$work/res/$sw.$f.$r.json" $pct)
+        pktgen "$work/res/$sw.curve$pct.$r.json" --tx tap1 --tx-netns $A --rx tap2 --rx-netns $B \
+          --src-mac $MAC1 --dst-mac $MAC2 --flows "$f" --rate "$rate"
+      done
+    fi
     stop_switch
   done
 done
@@ -299,4 +311,60 @@ print(f"# vswitch-pktgen, TAP to TAP{' (linux-bridge: veth)' if 'linux-bridge' i
       f"ratios are vswitchd/other (pps: higher is better; loss, latency: lower is better)")
 for r in [hdr] + table:
     print("  ".join(str(v).rjust(w[i]) if i else str(v).ljust(w[i]) for i, v in enumerate(r)))
+
+curve = {}
+for sw in switches:
+    pts = []
+    for pct in (10, 30, 50, 70, 90):
+        rs = runs(sw, f"curve{pct}")
+        if not rs:
+            continue
+        lat = [r["received"]["latency_ns"] or {} for r in rs if r.get("received")]
+        pts.append((med([r["sent"]["pps"] for r in rs]),
+                    med([l.get("p50", 0) / 1000.0 for l in lat]),
+                    med([l.get("p99", 0) / 1000.0 for l in lat])))
+    if pts:
+        curve[sw] = pts
+if curve:
+    import math
+    base = os.environ.get("CURVE_OUT", "compare-latency")
+    with open(base + ".csv", "w") as fh:
+        fh.write("switch,offered_pps,p50_us,p99_us\n")
+        for sw, pts in curve.items():
+            for x, a, b in pts:
+                fh.write(f"{sw},{x:.0f},{a:.1f},{b:.1f}\n")
+    W, H, L, B = 860, 520, 80, 60
+    xs = [x for pts in curve.values() for x, _, _ in pts]
+    ys = [max(v, 1.0) for pts in curve.values() for _, a, b in pts for v in (a, b)]
+    xmax = max(xs) * 1.05
+    ylo, yhi = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    yhi = max(yhi, ylo + 1)
+    X = lambda x: L + (W - L - 200) * x / xmax
+    Y = lambda y: (H - B) - (H - B - 30) * (math.log10(max(y, 1.0)) - ylo) / (yhi - ylo)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{L}" y="18">one-way latency against offered load, {size}-byte UDP, TAP to TAP, {mode} (vswitch-pktgen)</text>',
+         f'<line x1="{L}" y1="{H-B}" x2="{W-200}" y2="{H-B}" stroke="black"/>',
+         f'<line x1="{L}" y1="30" x2="{L}" y2="{H-B}" stroke="black"/>',
+         f'<text x="{(W-200+L)/2}" y="{H-15}" text-anchor="middle">offered load, packets/s</text>',
+         f'<text x="20" y="{(H-B)/2}" transform="rotate(-90 20 {(H-B)/2})" text-anchor="middle">latency, us (log)</text>']
+    for e in range(ylo, yhi + 1):
+        y = Y(10 ** e)
+        o.append(f'<line x1="{L-4}" y1="{y:.1f}" x2="{W-200}" y2="{y:.1f}" stroke="#ddd"/><text x="{L-8}" y="{y+4:.1f}" text-anchor="end">{10**e:g}</text>')
+    for i in range(6):
+        x = xmax * i / 5
+        o.append(f'<text x="{X(x):.1f}" y="{H-B+16}" text-anchor="middle">{x:,.0f}</text>')
+    for k, (sw, pts) in enumerate(curve.items()):
+        c = colors[k % len(colors)]
+        for j, dash in ((1, ""), (2, ' stroke-dasharray="6 4"')):
+            path = " ".join(f"{X(p[0]):.1f},{Y(p[j]):.1f}" for p in pts)
+            o.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"{dash}/>')
+        ly = 50 + 40 * k
+        o.append(f'<line x1="{W-190}" y1="{ly}" x2="{W-160}" y2="{ly}" stroke="{c}" stroke-width="2"/><text x="{W-155}" y="{ly+4}">{sw} p50</text>')
+        o.append(f'<line x1="{W-190}" y1="{ly+16}" x2="{W-160}" y2="{ly+16}" stroke="{c}" stroke-width="2" stroke-dasharray="6 4"/><text x="{W-155}" y="{ly+20}">{sw} p99</text>')
+    o.append("</svg>")
+    with open(base + ".svg", "w") as fh:
+        fh.write("\n".join(o) + "\n")
+    print(f"# latency against load: {base}.csv, {base}.svg")
 PY
