@@ -27,6 +27,9 @@
 //! * [`ovsdb`]: an OVSDB (RFC 7047) client and in-memory replica of the
 //!   monitored tables; it depends on nothing in the crate, and `ctl`'s
 //!   OVSDB front end turns its rows into switch operations.
+//! * [`pktgen`]: the traffic generator's sans-IO core (prebuilt frames,
+//!   stamps, receive accounting, latency histogram) used by the
+//!   `vswitch-pktgen` binary; depends on `wire` and `packet` only.
 //!
 //! Dependencies point one way: wire ← packet ← flow ← {ofproto, conntrack} ←
 //! datapath ← ctl ← bin, and port depends only on wire and packet. `flow`,
@@ -43,5 +46,6 @@ pub mod ofproto;
 pub mod openflow;
 pub mod ovsdb;
 pub mod packet;
+pub mod pktgen;
 pub mod port;
 pub mod wire;

@@ -12,7 +12,8 @@
 //!   (flags, MTU, ifindex, queue length), which reaches the namespace it
 //!   was opened in.
 //! * [`netns`]: network namespaces (identity, finding one again, opening
-//!   fds inside one from a short-lived thread, TUNGETDEVNETNS).
+//!   fds inside one from a short-lived thread, TUNGETDEVNETNS; a thread
+//!   entering one for good, as the generator's senders and receivers do).
 //! * [`rtnl`]: RTM_GETLINK for one interface (flags, queue length, the
 //!   kernel's drop counters).
 //! * [`packet`]: AF_PACKET sockets (bind by ifindex, PACKET_AUXDATA for the
@@ -36,8 +37,8 @@ mod mmsg;
 pub mod netdev;
 pub mod netns;
 pub mod packet;
-pub mod scm;
 pub mod rtnl;
+pub mod scm;
 pub mod tun;
 pub mod udp;
 

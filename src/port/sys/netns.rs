@@ -96,6 +96,32 @@ impl AsFd for NetNs {
     }
 }
 
+/// Moves the calling thread, for good, into the network namespace `name`
+/// (as created by `ip netns add`, or any path to a namespace file such as
+/// `/proc/PID/ns/net`): for a tool's dedicated sending or receiving
+/// thread, whose sockets must live there. The rest of the process stays
+/// where it was.
+pub fn enter(name: &str) -> io::Result<()> {
+    let path = if name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid namespace name {name:?}"),
+            ));
+        }
+        Path::new(NETNS_RUN_DIR).join(name)
+    };
+    let ns = NetNs::open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace {}: {e}", path.display()),
+        )
+    })?;
+    setns_net(ns.as_fd())
+}
+
 /// setns(fd, CLONE_NEWNET) for the calling thread only.
 fn setns_net(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: setns takes an fd (valid for the borrow) and a flag; it only
@@ -207,6 +233,13 @@ pub fn holder(id: NsId, hint: Option<&Path>) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entering_an_unknown_namespace_is_an_error() {
+        assert!(enter("vswitch-no-such-namespace-xyz").is_err());
+        assert!(enter("..").is_err());
+        assert!(enter("").is_err());
+    }
 
     #[test]
     fn current_namespace_has_a_stable_identity() {
