@@ -52,7 +52,7 @@ pub use ipf::{
     MAX_FRAGS_CEILING, MIN_FRAG_SIZE_FLOOR,
 };
 pub use tcp::{TcpPeerState, TcpState};
-pub use tracker::{ConnTracker, SHARDS};
+pub use tracker::{ConnTracker, CtPolicy, SHARDS};
 
 use core::fmt;
 

@@ -13,6 +13,10 @@
 //! * [`client`]: the blocking client `vswitchctl` and the tests use.
 //! * [`config`]: the TOML configuration and its embedded default, applied
 //!   through the API.
+//! * [`reload`]: saved state restored at start; the configuration file
+//!   re-read on SIGHUP and applied as a difference.
+//! * [`state`]: the state directory: snapshots saved after every change
+//!   and restored at start.
 
 pub mod api;
 pub mod client;
@@ -22,7 +26,9 @@ pub mod handler;
 pub mod openflow;
 pub mod options;
 pub mod proto;
+pub mod reload;
 pub mod server;
+pub mod state;
 
 use std::path::PathBuf;
 

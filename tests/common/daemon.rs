@@ -51,6 +51,41 @@ impl Daemon {
     fn launch(ns: Option<&str>, config: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let sock = dir.path().join("vswitchd.sock");
+        if let Some(c) = config {
+            std::fs::write(dir.path().join("vswitchd.toml"), c).expect("write config");
+        }
+        let mut d = Daemon {
+            child: None,
+            dir,
+            sock,
+            ns: ns.map(str::to_string),
+        };
+        d.spawn();
+        d
+    }
+
+    /// The daemon's state directory (private to this daemon).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Starts the daemon again after [`Daemon::stop`] or
+    /// [`Daemon::kill9`], with the same socket, configuration and state
+    /// directory, and waits for its socket.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running daemon");
+        self.spawn();
+    }
+
+    /// Sends SIGHUP (re-read the configuration file).
+    pub fn sighup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status();
+    }
+
+    fn spawn(&mut self) {
+        let (dir, sock, ns) = (self.dir.path(), &self.sock, self.ns.as_deref());
         let mut cmd = match ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -59,10 +94,11 @@ impl Daemon {
             }
             None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
         };
-        cmd.arg("--ctl").arg(&sock);
-        if let Some(c) = config {
-            let p = dir.path().join("vswitchd.toml");
-            std::fs::write(&p, c).expect("write config");
+        cmd.arg("--ctl").arg(sock);
+        // Each daemon saves its state privately, never in /var/lib/vswitch.
+        cmd.arg("--state-dir").arg(dir.join("state"));
+        let p = dir.join("vswitchd.toml");
+        if p.exists() {
             cmd.arg("--config").arg(&p);
         }
         cmd.env(
@@ -70,16 +106,15 @@ impl Daemon {
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         );
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
-        cmd.stdout(Stdio::null()).stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("vswitchd.log")).expect("log file"),
-        ));
-        let child = cmd.spawn().expect("spawn vswitchd");
-        let mut d = Daemon {
-            child: Some(child),
-            dir,
-            sock,
-            ns: ns.map(str::to_string),
-        };
+        // Appended: a restarted daemon's log follows the first one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("vswitchd.log"))
+            .expect("log file");
+        cmd.stdout(Stdio::null()).stderr(Stdio::from(log));
+        self.child = Some(cmd.spawn().expect("spawn vswitchd"));
+        let d = self;
         let up = wait_until(Duration::from_secs(20), || {
             std::os::unix::net::UnixStream::connect(&d.sock).is_ok() || !d.alive()
         });
@@ -91,7 +126,6 @@ impl Daemon {
                 .unwrap_or_default(),
             d.log()
         );
-        d
     }
 
     /// The host namespace the daemon runs in.

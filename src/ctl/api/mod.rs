@@ -22,6 +22,7 @@ mod error;
 mod fdb;
 mod flows;
 mod names;
+mod persist;
 mod port;
 mod trace;
 
@@ -33,6 +34,7 @@ pub use conntrack::{
 pub use error::{hex_decode, hex_encode, Error, HexError, OptionError};
 pub use fdb::{FdbReply, TlvReply};
 pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
+pub use persist::{FlowsCache, PortFailure, RestoreError};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
 pub use trace::{TraceReply, TraceRequest};
 
@@ -58,6 +60,9 @@ struct PortEntry {
     /// The options the port type read (`remote_ip=...`), for `show`.
     type_options: Vec<(String, String)>,
     mem: Option<MemHandle>,
+    /// The MTU the operator set (`mtu=`), saved with the port; `None`
+    /// follows the device.
+    mtu_request: Option<u32>,
 }
 
 /// One bridge.

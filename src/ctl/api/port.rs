@@ -211,9 +211,12 @@ fn check_system_device(name: &str) -> Result<(), Error> {
 }
 
 /// Opens the port object of `spec`'s type.
+/// `allow_missing`: a system port whose interface does not exist yet starts
+/// down and attaches when it appears (configured and restored ports).
 fn open_port(
     spec: &PortSpec,
     tlv: &TlvMapHandle,
+    allow_missing: bool,
 ) -> Result<(Box<dyn Port>, Option<MemHandle>), Error> {
     fn boxed<P: Port + 'static>(
         r: Result<P, crate::port::Error>,
@@ -247,7 +250,10 @@ fn open_port(
         }
         PortKind::System => {
             check_system_device(name)?;
-            boxed(AfPacketConfig::from_options(name, &opts).and_then(AfPacketPort::open))
+            boxed(AfPacketConfig::from_options(name, &opts).and_then(|mut c| {
+                c.allow_missing = allow_missing;
+                AfPacketPort::open(c)
+            }))
         }
         PortKind::Geneve => boxed(
             GeneveConfig::from_options(name, &opts).and_then(|c| GenevePort::open(c, tlv.clone())),
@@ -258,6 +264,23 @@ fn open_port(
 impl Api {
     /// Attaches a port.
     pub fn add_port(&self, bridge: &str, spec: &PortSpec) -> Result<PortAdded, Error> {
+        self.attach_port(bridge, spec, false)
+    }
+
+    /// Attaches a port the configuration or the saved state names: a
+    /// system port whose interface does not exist yet is added with its
+    /// link down and attaches when the interface appears (a VM not started
+    /// yet must not keep the switch from starting).
+    pub fn add_configured_port(&self, bridge: &str, spec: &PortSpec) -> Result<PortAdded, Error> {
+        self.attach_port(bridge, spec, true)
+    }
+
+    fn attach_port(
+        &self,
+        bridge: &str,
+        spec: &PortSpec,
+        allow_missing: bool,
+    ) -> Result<PortAdded, Error> {
         names::check("port", &spec.name)?;
         let mut map = self.bridges.lock();
         if !map.contains_key(bridge) {
@@ -288,7 +311,7 @@ impl Api {
             Some(n) => n,
             None => b.of.free_port_no(),
         };
-        let (p, mem) = open_port(spec, &b.tlv)?;
+        let (p, mem) = open_port(spec, &b.tlv, allow_missing)?;
         // The tables learn the port (with its egress facts) before the
         // datapath does, so the datapath's own updates of them land on it.
         let mut info = PortInfo::new(no, &spec.name, spec.kind);
@@ -309,6 +332,7 @@ impl Api {
                 kind: spec.kind,
                 type_options: spec.type_options.clone(),
                 mem,
+                mtu_request: spec.settings.mtu,
             },
         );
         // OpenFlow sessions hear of it (PORT_STATUS ADD).
@@ -352,8 +376,11 @@ impl Api {
 
     /// Changes a port's policy.
     pub fn set_port(&self, bridge: &str, port: &str, s: &PortSettings) -> Result<PortInfo, Error> {
-        self.with_bridge(bridge, |b| {
+        self.with_bridge_mut(bridge, |b| {
             let no = b.port(bridge, port)?.no;
+            if let (Some(m), Some(e)) = (s.mtu, b.ports.get_mut(port)) {
+                e.mtu_request = Some(m);
+            }
             b.of.update_port(no, |p| s.apply(p));
             if s.mtu.is_some() {
                 b.worker.send(DpCommand::SetMtu { no, mtu: s.mtu });

@@ -1,0 +1,536 @@
+//! The state directory: what vswitchctl and OpenFlow changed, kept on disk
+//! so a restart (clean, `kill -9`, or a crash) comes back with it.
+//!
+//! What is saved is a typed snapshot of the switch ([`State`], JSON with a
+//! format number): bridges and their settings, conntrack policy, limits and
+//! timeouts, fragment reassembly settings, TLV maps, controllers and fail
+//! mode, ports (type, type options, OpenFlow number, policy) and every flow
+//! as an `add-flow` line. Learned and counted things (MAC table, tracked
+//! connections, counters) are not: they are rebuilt by traffic.
+//!
+//! Writes are atomic: the snapshot goes to `state.json.tmp` in the same
+//! directory, is fsynced, renamed over `state.json`, and the directory is
+//! fsynced, so after a crash the file is either the old snapshot or the
+//! new one, never a mix.
+//!
+//! Durability: [`Saver::commit`] returns once a snapshot taken after the
+//! caller's change is on disk. Concurrent commits share one write (group
+//! commit): the saver thread takes one snapshot for every change made
+//! before it started, so a burst of requests costs one write, not one
+//! each. The control socket answers a changing request only after its
+//! commit. Changes that do not come through the control socket (OpenFlow
+//! flow-mods, flow expiry) are noticed by the saver within
+//! [`POLL`] and saved then.
+//!
+//! One daemon per directory: the directory's `lock` file is locked for the
+//! daemon's life, so a second vswitchd on the same directory is refused
+//! instead of both overwriting each other's state.
+//!
+//! Thread-safety: [`Saver`] is shared by the control threads; one mutex
+//! and condition variable hand requests to its thread.
+
+use super::config::Config;
+use crate::conntrack::CtPolicy;
+use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
+use crate::port::geneve::TlvMapping;
+use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The snapshot format this version writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The state file's name in the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// How often the saver looks for changes that came from elsewhere than the
+/// control socket (OpenFlow flow-mods, flow expiry).
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// The state directory for root.
+pub const ROOT_STATE_DIR: &str = "/var/lib/vswitch";
+
+/// Everything saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// [`FORMAT`] of the writer.
+    pub format: u32,
+    /// The bridges.
+    pub bridges: Vec<BridgeState>,
+    /// The configuration last applied (at first start or by SIGHUP), so a
+    /// later reload applies only what changed in the file since.
+    #[serde(default)]
+    pub seed: Option<Seed>,
+}
+
+/// The configuration file as last applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// The file as parsed.
+    pub config: Config,
+    /// Each bridge's flows from `flows` and the contents of `flow_files`,
+    /// as lines, in order (a flow file may change without the
+    /// configuration changing).
+    pub flows: BTreeMap<String, Vec<String>>,
+}
+
+/// One bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeState {
+    /// Name.
+    pub name: String,
+    /// `set-bridge` settings.
+    pub config: BridgeConfig,
+    /// Conntrack policy, limits and timeouts.
+    pub ct: CtPolicy,
+    /// Fragment reassembly settings.
+    pub ipf: IpfState,
+    /// Geneve TLV map.
+    pub tlv: Vec<TlvMapping>,
+    /// `standalone` or `secure`.
+    pub fail_mode: String,
+    /// Controller targets.
+    pub controllers: Vec<String>,
+    /// Ports, by OpenFlow number.
+    pub ports: Vec<PortState>,
+    /// Flows as `add-flow` lines with port numbers, table by table.
+    pub flows: Vec<String>,
+}
+
+/// Fragment reassembly settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpfState {
+    /// IPv4 reassembly on.
+    pub enabled_v4: bool,
+    /// IPv6 reassembly on.
+    pub enabled_v6: bool,
+    /// Smallest IPv4 fragment other than the last.
+    pub min_frag_size_v4: u32,
+    /// Smallest IPv6 fragment other than the last.
+    pub min_frag_size_v6: u32,
+    /// Global fragment budget.
+    pub max_frags: u32,
+}
+
+/// One port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortState {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub kind: PortKind,
+    /// OpenFlow number.
+    pub ofport: u32,
+    /// Options of its type (`remote_ip`, `vnet_hdr`, ...).
+    pub type_options: Vec<(String, String)>,
+    /// MTU the operator set, if any.
+    pub mtu: Option<u32>,
+    /// Policy.
+    pub policy: Option<PortPolicy>,
+}
+
+/// A port's policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortPolicy {
+    /// Access / native VLAN.
+    pub tag: Option<u16>,
+    /// Trunked VLANs.
+    pub trunks: Vec<u16>,
+    /// VLAN mode, when set explicitly.
+    pub vlan_mode: Option<VlanMode>,
+    /// Included in flooding.
+    pub flood: bool,
+    /// Forwarding.
+    pub enabled: bool,
+    /// BPDU guard.
+    pub bpdu_guard: bool,
+    /// MAC learning limit.
+    pub mac_limit: u32,
+}
+
+/// The state directory or its file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// No state directory given and none can be chosen.
+    #[error("no state directory: not root and neither XDG_STATE_HOME nor HOME is set (use --state-dir DIR, or --no-state)")]
+    NoDefault,
+    /// The directory cannot be created or opened.
+    #[error("state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another vswitchd holds the directory.
+    #[error(
+        "state directory {path} is in use by another vswitchd (stop it, or use --state-dir DIR)"
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The state file exists but cannot be read.
+    #[error("state file {path}: {source} (move it aside to start from the configuration)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state file is not a snapshot this version understands.
+    #[error("state file {path} is corrupt: {source} (move it aside, e.g. `mv {path} {path}.bad`, to start from the configuration)")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The state file was written by a version with another format.
+    #[error("state file {path} has format {found}; this vswitchd reads format {FORMAT} (move it aside to start from the configuration)")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The file's format number.
+        found: u32,
+    },
+    /// The state file describes a bridge the switch refused.
+    #[error("state file {path}: bridge {bridge}: {error} (move the file aside to start from the configuration)")]
+    Restore {
+        /// The file.
+        path: PathBuf,
+        /// The bridge.
+        bridge: String,
+        /// Why.
+        #[source]
+        error: Box<super::api::RestoreError>,
+    },
+    /// Writing the snapshot failed.
+    #[error("saving state to {path}: {source}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshot could not be encoded.
+    #[error("encoding the state: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The saver is gone (the daemon is stopping).
+    #[error("the state saver has stopped; the change is applied but not saved")]
+    Stopped,
+    /// The save that would have included the change failed.
+    #[error("the change is applied but could not be saved: {0}")]
+    NotSaved(String),
+}
+
+/// The default state directory: [`ROOT_STATE_DIR`] for root, else
+/// `$XDG_STATE_HOME/vswitch`, else `~/.local/state/vswitch`.
+pub fn default_dir() -> Result<PathBuf, StateError> {
+    if super::current_uid() == 0 {
+        return Ok(PathBuf::from(ROOT_STATE_DIR));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("vswitch"));
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(h).join(".local/state/vswitch"));
+    }
+    Err(StateError::NoDefault)
+}
+
+/// An open, locked state directory.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    /// Held locked for the daemon's life.
+    _lock: std::fs::File,
+}
+
+impl StateDir {
+    /// Creates (mode 0700) and locks `dir`.
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let err = |source| StateError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::InUse {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        // A temporary file left by a crash mid-write is not the state.
+        let _ = std::fs::remove_file(dir.join(format!("{STATE_FILE}.tmp")));
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The state file.
+    pub fn file(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// The saved state, or `None` when there is none yet (a first start).
+    pub fn load(&self) -> Result<Option<State>, StateError> {
+        let path = self.file();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        parse(&bytes, &path).map(Some)
+    }
+
+    /// Writes `bytes` as the state file, atomically and durably.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.file();
+        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        let werr = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+        f.write_all(bytes).map_err(werr)?;
+        f.sync_all().map_err(werr)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(werr)?;
+        // The rename is durable only once the directory is.
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(werr)?;
+        Ok(())
+    }
+}
+
+/// Reads a state file's bytes (`path` names it in errors).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<State, StateError> {
+    // The format number is read first, so a newer file says so instead of
+    // failing on a field this version does not know.
+    #[derive(Deserialize)]
+    struct Head {
+        format: u32,
+    }
+    let head: Head = serde_json::from_slice(bytes).map_err(|source| StateError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if head.format != FORMAT {
+        return Err(StateError::Format {
+            path: path.to_path_buf(),
+            found: head.format,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|source| StateError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Encodes a state as the file's bytes.
+pub fn encode(s: &State) -> Result<Vec<u8>, StateError> {
+    let mut v = serde_json::to_vec_pretty(s).map_err(StateError::Encode)?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+/// Whether a control request changes what is saved (its reply then waits
+/// for the save).
+pub fn changes_state(req: &super::proto::Request) -> bool {
+    use super::proto::Request as R;
+    matches!(
+        req,
+        R::AddBr { .. }
+            | R::DelBr { .. }
+            | R::SetBridge { .. }
+            | R::AddPort { .. }
+            | R::DelPort { .. }
+            | R::SetPort { .. }
+            | R::AddFlow { .. }
+            | R::AddFlows { .. }
+            | R::ModFlows { .. }
+            | R::DelFlows { .. }
+            | R::SetCt { .. }
+            | R::CtSetLimits { .. }
+            | R::CtSetTimeout { .. }
+            | R::IpfSet { .. }
+            | R::AddTlvMap { .. }
+            | R::DelTlvMap { .. }
+            | R::SetController { .. }
+            | R::SetFailMode { .. }
+    )
+}
+
+/// What the saver thread and the committers share.
+#[derive(Default)]
+struct Progress {
+    /// Commits asked for (a counter).
+    requested: u64,
+    /// Commits covered by the last save.
+    saved: u64,
+    /// The last failed save: the commit count it covered and why.
+    failed: Option<(u64, String)>,
+    /// Set to end the thread (after a last save).
+    stopping: bool,
+    /// False once the thread ended.
+    alive: bool,
+}
+
+struct Shared {
+    m: Mutex<Progress>,
+    cv: Condvar,
+}
+
+/// Takes a snapshot of the switch.
+pub type Snapshot = Box<dyn Fn() -> State + Send + Sync>;
+/// A number that changes when the switch changes outside the control
+/// socket.
+pub type Marker = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The saver: one thread writing snapshots, group-committing the changes
+/// that wait for it.
+pub struct Saver {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    file: PathBuf,
+}
+
+impl Saver {
+    /// Writes a first snapshot now, then starts the thread.
+    pub fn start(dir: StateDir, snapshot: Snapshot, marker: Marker) -> Result<Saver, StateError> {
+        let mut last_marker = marker();
+        let mut last = encode(&snapshot())?;
+        dir.write(&last)?;
+        let file = dir.file();
+        let shared = Arc::new(Shared {
+            m: Mutex::new(Progress {
+                alive: true,
+                ..Progress::default()
+            }),
+            cv: Condvar::new(),
+        });
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vswitchd-state".into())
+            .spawn(move || {
+                loop {
+                    let (target, stopping) = {
+                        let mut p = sh.m.lock();
+                        if p.requested == p.saved && !p.stopping {
+                            sh.cv.wait_for(&mut p, POLL);
+                        }
+                        (p.requested, p.stopping)
+                    };
+                    let asked = target != sh.m.lock().saved;
+                    // Read before the snapshot: a change after this read
+                    // shows up in the next round.
+                    let m = marker();
+                    if asked || m != last_marker {
+                        last_marker = m;
+                        let r = encode(&snapshot()).and_then(|bytes| {
+                            if bytes != last {
+                                dir.write(&bytes)?;
+                                last = bytes;
+                            }
+                            Ok(())
+                        });
+                        let mut p = sh.m.lock();
+                        if let Err(e) = r {
+                            tracing::error!("{e}");
+                            p.failed = Some((target, e.to_string()));
+                        }
+                        p.saved = target;
+                        sh.cv.notify_all();
+                    }
+                    if stopping {
+                        break;
+                    }
+                }
+                sh.m.lock().alive = false;
+                sh.cv.notify_all();
+            })
+            .map_err(|source| StateError::Dir {
+                path: file.clone(),
+                source,
+            })?;
+        Ok(Saver {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            file,
+        })
+    }
+
+    /// The state file.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Returns once a snapshot taken after the caller's change is on disk.
+    pub fn commit(&self) -> Result<(), StateError> {
+        let mut p = self.shared.m.lock();
+        p.requested += 1;
+        let mine = p.requested;
+        self.shared.cv.notify_all();
+        while p.saved < mine {
+            if !p.alive {
+                return Err(StateError::Stopped);
+            }
+            self.shared.cv.wait(&mut p);
+        }
+        match &p.failed {
+            Some((n, why)) if *n >= mine => Err(StateError::NotSaved(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Saves what is not saved yet and ends the thread.
+    pub fn stop(&self) {
+        self.shared.m.lock().stopping = true;
+        self.shared.cv.notify_all();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
