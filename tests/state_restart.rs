@@ -557,3 +557,45 @@ type = "dummy"
     assert_eq!(d.show_link("vm1"), "down", "{}", d.log());
     assert!(d.stop());
 }
+
+#[test]
+fn openflow_flow_mods_are_saved_and_come_back_after_kill_9() {
+    if !common::require_tools(
+        "openflow_flow_mods_are_saved_and_come_back_after_kill_9",
+        &["ovs-ofctl"],
+    ) {
+        return;
+    }
+    let mut d = Daemon::start(None);
+    // Answering means restored and saved once.
+    d.ctl(&["version"]);
+    let target = format!("unix:{}", d.dir.path().join("br0.mgmt").display());
+    let ofctl = |args: &[&str]| {
+        let o = std::process::Command::new("timeout")
+            .env("OVS_RUNDIR", d.dir.path())
+            .args(["20", "ovs-ofctl", "-O", "OpenFlow13"])
+            .args(args)
+            .output()
+            .expect("run ovs-ofctl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ofctl(&[
+        "add-flow",
+        &target,
+        "table=1,priority=33,cookie=0x99,udp,actions=drop",
+    ]);
+    // OpenFlow changes are saved by the saver's watch of the tables (not
+    // before the reply): wait until the file has it.
+    assert!(
+        wait_until(Duration::from_secs(10), || saved_bridges(&d)
+            .to_string()
+            .contains("priority=33")),
+        "saved:\n{}",
+        saved_bridges(&d)
+    );
+    let before = flows_no_stats(&d, "br0");
+    d.kill9();
+    d.restart();
+    assert_eq!(flows_no_stats(&d, "br0"), before, "{}", d.log());
+    assert!(d.stop());
+}

@@ -530,3 +530,142 @@ impl Persist {
         Arc::new(move || me.reload())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::api::CtLimit;
+    use crate::flow::parse::FlowCmd;
+
+    fn flow(api: &Api, br: &str, text: &str) {
+        let m = flowtext::one(text, FlowCmd::Add, &api.ports(br).unwrap()).unwrap();
+        api.flow_mods(br, &[m], None, Instant::now()).unwrap();
+    }
+
+    fn port(api: &Api, br: &str, name: &str, opts: &[&str]) {
+        let o: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        api.add_port(br, &options::port_spec(name, &o).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_restored_into_a_new_switch_is_the_same_snapshot() {
+        let api = Api::new();
+        let now = Instant::now();
+        api.add_br("br0", now).unwrap();
+        api.add_br("br1", now).unwrap();
+        port(
+            &api,
+            "br0",
+            "a",
+            &["type=dummy", "ofport=9", "tag=4", "mtu=1400"],
+        );
+        port(&api, "br0", "b", &["type=dummy", "trunks=1,2", "no-flood"]);
+        port(
+            &api,
+            "br1",
+            "c",
+            &["type=dummy", "vlan_mode=native-untagged", "tag=3"],
+        );
+        flow(&api, "br0", "table=2,priority=9,cookie=0x77,idle_timeout=60,send_flow_rem,udp,tp_dst=53,actions=ct(commit,zone=4),output:a");
+        flow(&api, "br0", "in_port=b,actions=resubmit(,2)");
+        api.set_bridge(
+            "br0",
+            &options::bridge_settings(&["forward_bpdu=true".into(), "ct_checksum=skip".into()])
+                .unwrap(),
+        )
+        .unwrap();
+        api.ct_set_limits(
+            "br0",
+            &[
+                CtLimit {
+                    zone: None,
+                    limit: Some(50),
+                },
+                CtLimit {
+                    zone: Some(4),
+                    limit: Some(5),
+                },
+            ],
+        )
+        .unwrap();
+        api.ct_set_timeouts(
+            "br0",
+            &options::ct_timeouts(Some(4), &["tcp_established=77".into()]).unwrap(),
+        )
+        .unwrap();
+        let before = api.snapshot(now);
+        // Through the file's encoding, as a restart reads it.
+        let st = State {
+            format: state::FORMAT,
+            bridges: before.clone(),
+            seed: None,
+        };
+        let bytes = state::encode(&st).unwrap();
+        let back = state::parse(&bytes, Path::new("x")).unwrap();
+        let api2 = Api::new();
+        for b in &back.bridges {
+            assert!(api2.restore_bridge(b, now).unwrap().is_empty());
+        }
+        assert_eq!(api2.snapshot(now), before);
+        let mut cache = FlowsCache::default();
+        assert_eq!(api2.snapshot_cached(now, &mut cache), before);
+        assert_eq!(
+            api2.snapshot_cached(now, &mut cache),
+            before,
+            "from the cache"
+        );
+        api.shutdown();
+        api2.shutdown();
+    }
+
+    #[test]
+    fn a_reload_applies_only_the_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |text: &str| {
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            read_checked(&p).unwrap()
+        };
+        let old = parse(
+            "[[bridge]]\nname='br0'\nflows=['priority=1,actions=drop','priority=2,actions=drop']\n\
+             [[bridge.port]]\nname='a'\ntype='dummy'\ntag=5\n\
+             [[bridge.port]]\nname='b'\ntype='dummy'\n\
+             [[bridge]]\nname='gone'\n",
+        );
+        let api = Api::new();
+        super::super::config::apply(&api, &old.config, dir.path()).unwrap();
+        let new = parse(
+            "[[bridge]]\nname='br0'\nflows=['priority=2,actions=drop','priority=3,actions=drop']\n\
+             [[bridge.port]]\nname='a'\ntype='dummy'\n\
+             [[bridge.port]]\nname='b'\ntype='dummy'\n",
+        );
+        // A bad file is refused before anything changes.
+        let p = dir.path().join("bad.toml");
+        std::fs::write(
+            &p,
+            "[[bridge]]\nname='x'\n[[bridge.port]]\nname='p'\ntype='nosuch'\n",
+        )
+        .unwrap();
+        assert!(read_checked(&p).is_err());
+        let n = apply_diff(&api, &old, &new, dir.path());
+        assert_eq!(n, 3, "bridge removed, port a's tag dropped, flows");
+        assert_eq!(api.bridge_names(), vec!["br0".to_string()]);
+        let show = api.show(Some("br0")).unwrap();
+        let a = show.bridges[0]
+            .ports
+            .iter()
+            .find(|p| p.port == "a")
+            .unwrap();
+        assert_eq!(a.policy.as_ref().unwrap().tag, None);
+        let flows: Vec<u16> = api
+            .dump_flows("br0", &Default::default(), Instant::now())
+            .unwrap()
+            .iter()
+            .map(|f| f.spec.priority)
+            .collect();
+        assert_eq!(flows, vec![3, 2, 0], "0: the new bridge's own NORMAL flow");
+        assert_eq!(apply_diff(&api, &new, &new, dir.path()), 0);
+        api.shutdown();
+    }
+}

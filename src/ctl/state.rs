@@ -534,3 +534,119 @@ impl Drop for Saver {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn empty() -> State {
+        State {
+            format: FORMAT,
+            bridges: Vec::new(),
+            seed: None,
+        }
+    }
+
+    #[test]
+    fn corrupt_truncated_and_newer_files_are_refused_with_the_file_named() {
+        let p = Path::new("/var/lib/vswitch/state.json");
+        let good = encode(&empty()).unwrap();
+        assert_eq!(parse(&good, p).unwrap(), empty());
+        let half = &good[..good.len() / 2];
+        let e = parse(half, p).unwrap_err().to_string();
+        assert!(e.contains("/var/lib/vswitch/state.json is corrupt"), "{e}");
+        assert!(e.contains("line") && e.contains("move it aside"), "{e}");
+        let e = parse(b"", p).unwrap_err().to_string();
+        assert!(e.contains("corrupt"), "{e}");
+        let e = parse(br#"{"format": 2, "bridges": [], "new_thing": 1}"#, p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has format 2"), "{e}");
+        let e = parse(br#"{"format": 1, "bridges": [], "bogus": 1}"#, p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn writes_replace_the_file_whole_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        assert!(d.load().unwrap().is_none(), "no file: a first start");
+        d.write(&encode(&empty()).unwrap()).unwrap();
+        assert_eq!(d.load().unwrap(), Some(empty()));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        // One daemon per directory.
+        assert!(matches!(
+            StateDir::open(dir.path()),
+            Err(StateError::InUse { .. })
+        ));
+        drop(d);
+        // A temporary left by a crash mid-write is removed, never read.
+        std::fs::write(dir.path().join("state.json.tmp"), b"{").unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        assert!(!dir.path().join("state.json.tmp").exists());
+        assert_eq!(d.load().unwrap(), Some(empty()));
+    }
+
+    /// The durability contract: once `commit` returns, the file holds a
+    /// snapshot taken after the caller's change, from every thread.
+    #[test]
+    fn a_commit_returns_only_once_its_change_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        let file = d.file();
+        // The "switch" is a counter; its snapshot is a bridge named by it.
+        let value = Arc::new(AtomicU64::new(0));
+        let v2 = value.clone();
+        let snap: Snapshot = Box::new(move || {
+            let mut s = empty();
+            s.bridges.push(BridgeState {
+                name: v2.load(Ordering::SeqCst).to_string(),
+                config: BridgeConfig::default(),
+                ct: crate::conntrack::ConnTracker::default().policy(),
+                ipf: IpfState {
+                    enabled_v4: true,
+                    enabled_v6: true,
+                    min_frag_size_v4: 0,
+                    min_frag_size_v6: 0,
+                    max_frags: 0,
+                },
+                tlv: Vec::new(),
+                fail_mode: "standalone".into(),
+                controllers: Vec::new(),
+                ports: Vec::new(),
+                flows: Vec::new(),
+            });
+            s
+        });
+        let saver = Arc::new(Saver::start(d, snap, Box::new(|| 0)).unwrap());
+        let on_disk = |f: &Path| -> u64 {
+            let s = parse(&std::fs::read(f).unwrap(), f).unwrap();
+            s.bridges[0].name.parse().unwrap()
+        };
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (saver, value, file) = (saver.clone(), value.clone(), file.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let mine = value.fetch_add(1, Ordering::SeqCst) + 1;
+                        saver.commit().unwrap();
+                        assert!(on_disk(&file) >= mine, "acknowledged before saved");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(on_disk(&file), 400);
+        saver.stop();
+        assert!(matches!(saver.commit(), Err(StateError::Stopped)));
+    }
+}
