@@ -119,23 +119,24 @@ fn run(args: Args) -> Result<(), String> {
     };
     // Saved state wins over the configuration, which seeds a first start;
     // what changed in the file since it was last applied applies on top.
-    let seed = match (saved, &state_dir) {
+    let (seed, unrestored) = match (saved, &state_dir) {
         (Some(st), Some(dir)) => {
             tracing::info!(file = %dir.file().display(), bridges = st.bridges.len(), "restoring saved state");
-            reload::restore(&api, &st, &dir.file()).map_err(|e| fail(e.to_string()))?;
-            match &args.config {
+            let kept = reload::restore(&api, &st, &dir.file()).map_err(|e| fail(e.to_string()))?;
+            let seed = match &args.config {
                 Some(p) => reload::apply_file(&api, st.seed.as_ref(), p),
                 None => st.seed,
-            }
+            };
+            (seed, kept)
         }
         _ => {
             if let Err(e) = config::apply(&api, &cfg, &base) {
                 return Err(fail(format!("configuration: {e}")));
             }
-            reload::seed_of(&cfg, &base).ok()
+            (reload::seed_of(&cfg, &base).ok(), Vec::new())
         }
     };
-    let persist = reload::Persist::new(api.clone(), args.config.clone(), seed);
+    let persist = reload::Persist::new(api.clone(), args.config.clone(), seed, unrestored);
     let mut srv = srv.on_reload(persist.reload_hook());
     if let Some(dir) = state_dir {
         let file = dir.file();

@@ -20,7 +20,7 @@
 use super::api::{Api, FlowsCache, PortSettings, PortSpec};
 use super::config::{BridgeConfig, Config, ConfigError};
 use super::openflow::{FailMode, Target};
-use super::state::{self, Saver, Seed, State, StateDir, StateError};
+use super::state::{self, PortState, Saver, Seed, State, StateDir, StateError};
 use super::{flowtext, options};
 use crate::conntrack::TimeoutKind;
 use crate::ofproto::{FlowModCmd, PortInfo, PortKind};
@@ -54,19 +54,47 @@ pub enum ReloadError {
     },
 }
 
+/// Saved ports that could not be attached at start, by bridge: they stay
+/// in the saved state (one missing device must not erase a port's
+/// configuration) until the port is added again or its bridge goes.
+pub type Unrestored = Vec<(String, PortState)>;
+
 /// Restores every saved bridge; a port that cannot be attached is logged
-/// and skipped, anything else refused is an error naming the file.
-pub fn restore(api: &Api, st: &State, file: &Path) -> Result<(), StateError> {
+/// and skipped (and returned), anything else refused is an error naming
+/// the file.
+pub fn restore(api: &Api, st: &State, file: &Path) -> Result<Unrestored, StateError> {
     let now = Instant::now();
+    let mut kept = Vec::new();
     for b in &st.bridges {
-        api.restore_bridge(b, now)
+        let failed = api
+            .restore_bridge(b, now)
             .map_err(|error| StateError::Restore {
                 path: file.to_path_buf(),
                 bridge: b.name.clone(),
                 error: Box::new(error),
             })?;
+        kept.extend(failed.into_iter().map(|f| (b.name.clone(), f.port)));
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Adds the unrestored ports still unclaimed to a snapshot's bridges, and
+/// forgets those whose bridge is gone or whose name or ofport is taken.
+fn keep_unrestored(bridges: &mut [state::BridgeState], kept: &mut Unrestored) {
+    kept.retain(|(br, p)| {
+        let Some(b) = bridges.iter_mut().find(|b| &b.name == br) else {
+            return false;
+        };
+        if b.ports
+            .iter()
+            .any(|q| q.name == p.name || q.ofport == p.ofport)
+        {
+            return false;
+        }
+        b.ports.push(p.clone());
+        b.ports.sort_by_key(|q| q.ofport);
+        true
+    });
 }
 
 /// Relative flow files are read from the configuration file's directory.
@@ -468,6 +496,7 @@ pub struct Persist {
     api: Arc<Api>,
     config: Option<PathBuf>,
     seed: Arc<Mutex<Option<Seed>>>,
+    unrestored: Arc<Mutex<Unrestored>>,
     saver: Mutex<Option<Arc<Saver>>>,
     /// One reload at a time.
     reloading: Mutex<()>,
@@ -476,11 +505,17 @@ pub struct Persist {
 impl Persist {
     /// Reloads from `config` (when given) on SIGHUP; `seed` is the
     /// configuration as last applied.
-    pub fn new(api: Arc<Api>, config: Option<PathBuf>, seed: Option<Seed>) -> Arc<Persist> {
+    pub fn new(
+        api: Arc<Api>,
+        config: Option<PathBuf>,
+        seed: Option<Seed>,
+        unrestored: Unrestored,
+    ) -> Arc<Persist> {
         Arc::new(Persist {
             api,
             config,
             seed: Arc::new(Mutex::new(seed)),
+            unrestored: Arc::new(Mutex::new(unrestored)),
             saver: Mutex::new(None),
             reloading: Mutex::new(()),
         })
@@ -491,12 +526,17 @@ impl Persist {
         let (api, seed) = (self.api.clone(), self.seed.clone());
         let api2 = self.api.clone();
         let cache = Mutex::new(FlowsCache::default());
+        let kept = self.unrestored.clone();
         let saver = Arc::new(Saver::start(
             dir,
-            Box::new(move || State {
-                format: state::FORMAT,
-                bridges: api.snapshot_cached(Instant::now(), &mut cache.lock()),
-                seed: seed.lock().clone(),
+            Box::new(move || {
+                let mut bridges = api.snapshot_cached(Instant::now(), &mut cache.lock());
+                keep_unrestored(&mut bridges, &mut kept.lock());
+                State {
+                    format: state::FORMAT,
+                    bridges,
+                    seed: seed.lock().clone(),
+                }
             }),
             Box::new(move || api2.flows_marker()),
         )?);
@@ -616,6 +656,46 @@ mod tests {
             "from the cache"
         );
         api.shutdown();
+        api2.shutdown();
+    }
+
+    #[test]
+    fn a_saved_port_that_cannot_be_attached_is_skipped_and_kept_in_the_state() {
+        let api = Api::new();
+        let now = Instant::now();
+        api.add_br("br0", now).unwrap();
+        port(&api, "br0", "a", &["type=dummy"]);
+        let mut saved = api.snapshot(now);
+        let mut bad = saved[0].ports[0].clone();
+        bad.name = "t1".into();
+        bad.ofport = 5;
+        bad.kind = PortKind::Geneve;
+        bad.type_options = vec![("remote_ip".into(), "not-an-address".into())];
+        saved[0].ports.push(bad.clone());
+        api.shutdown();
+
+        let api2 = Api::new();
+        let st = State {
+            format: state::FORMAT,
+            bridges: saved.clone(),
+            seed: None,
+        };
+        let mut kept = restore(&api2, &st, Path::new("state.json")).unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            api2.show(None).unwrap().bridges[0].ports.len(),
+            1,
+            "the rest started"
+        );
+        let mut snap = api2.snapshot(now);
+        keep_unrestored(&mut snap, &mut kept);
+        assert_eq!(snap, saved, "the port stays saved");
+        // Once its ofport is taken by a new port, it is forgotten.
+        port(&api2, "br0", "b", &["type=dummy", "ofport=5"]);
+        let mut snap = api2.snapshot(now);
+        keep_unrestored(&mut snap, &mut kept);
+        assert!(kept.is_empty());
+        assert!(!snap[0].ports.iter().any(|p| p.name == "t1"));
         api2.shutdown();
     }
 

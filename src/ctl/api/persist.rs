@@ -51,8 +51,8 @@ pub struct FlowsCache(std::collections::BTreeMap<String, (u64, Vec<String>)>);
 /// A port that could not be restored; everything else was.
 #[derive(Debug)]
 pub struct PortFailure {
-    /// The port.
-    pub port: String,
+    /// The port as saved.
+    pub port: PortState,
     /// Why.
     pub error: Error,
 }
@@ -224,7 +224,7 @@ impl Api {
             if let Err(error) = self.add_configured_port(&s.name, &spec) {
                 tracing::error!(bridge = %s.name, port = %p.name, "saved port not restored: {error}");
                 failed.push(PortFailure {
-                    port: p.name.clone(),
+                    port: p.clone(),
                     error,
                 });
             }
