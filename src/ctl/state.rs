@@ -19,8 +19,10 @@
 //! before it started, so a burst of requests costs one write, not one
 //! each. The control socket answers a changing request only after its
 //! commit. Changes that do not come through the control socket (OpenFlow
-//! flow-mods, flow expiry) are noticed by the saver within
-//! [`POLL`] and saved then.
+//! flow-mods and bundles, flow expiry) are noticed by the saver, which
+//! polls each bridge's flow-table version every [`POLL`], and saved once
+//! the tables stood still for one poll, or after [`MAX_DEFER`] while they
+//! keep changing.
 //!
 //! One daemon per directory: the directory's `lock` file is locked for the
 //! daemon's life, so a second vswitchd on the same directory is refused
@@ -39,7 +41,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The snapshot format this version writes and reads.
 pub const FORMAT: u32 = 1;
@@ -50,6 +52,10 @@ pub const STATE_FILE: &str = "state.json";
 /// How often the saver looks for changes that came from elsewhere than the
 /// control socket (OpenFlow flow-mods, flow expiry).
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// The longest a change from elsewhere than the control socket waits for
+/// the tables to stand still before it is saved anyway.
+pub const MAX_DEFER: Duration = Duration::from_secs(1);
 
 /// The state directory for root.
 pub const ROOT_STATE_DIR: &str = "/var/lib/vswitch";
@@ -435,6 +441,8 @@ impl Saver {
     /// Writes a first snapshot now, then starts the thread.
     pub fn start(dir: StateDir, snapshot: Snapshot, marker: Marker) -> Result<Saver, StateError> {
         let mut last_marker = marker();
+        let mut seen_marker = last_marker;
+        let mut dirty_since: Option<Instant> = None;
         let mut last = encode(&snapshot())?;
         dir.write(&last)?;
         let file = dir.file();
@@ -461,8 +469,21 @@ impl Saver {
                     // Read before the snapshot: a change after this read
                     // shows up in the next round.
                     let m = marker();
-                    if asked || m != last_marker {
+                    // Changes from elsewhere are saved once the tables
+                    // stood still for a poll, or after MAX_DEFER while
+                    // they keep changing (100,000 single OpenFlow
+                    // flow-mods must not each cost a snapshot).
+                    let settled = m != last_marker
+                        && (m == seen_marker
+                            || dirty_since.is_some_and(|t: Instant| t.elapsed() >= MAX_DEFER));
+                    if m != last_marker && m != seen_marker {
+                        seen_marker = m;
+                        dirty_since.get_or_insert_with(Instant::now);
+                    }
+                    if asked || stopping || settled {
                         last_marker = m;
+                        seen_marker = m;
+                        dirty_since = None;
                         let r = encode(&snapshot()).and_then(|bytes| {
                             if bytes != last {
                                 dir.write(&bytes)?;

@@ -15,8 +15,9 @@ use crate::ctl::state::{BridgeState, IpfState, PortPolicy, PortState};
 use crate::flow::format::format_flow;
 use crate::flow::parse::{parse_flow, FlowCmd};
 use crate::flow::{FlowSpec, NoPortNames};
-use crate::ofproto::{FlowFilter, FlowMod, FlowModCmd};
+use crate::ofproto::{FlowFilter, FlowMod, FlowModCmd, Ofproto};
 use crate::port::geneve::{update_tlv_map, TlvMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A part of a saved bridge the switch refused while restoring it.
@@ -69,7 +70,10 @@ impl Api {
     pub fn snapshot_cached(&self, now: Instant, cache: &mut FlowsCache) -> Vec<BridgeState> {
         let map = self.bridges.lock();
         cache.0.retain(|name, _| map.contains_key(name));
-        map.iter()
+        // Everything but the flows under the lock; the flows (which may be
+        // many) are formatted after it, so requests are not held up.
+        let bridges: Vec<(BridgeState, Arc<Ofproto>)> = map
+            .iter()
             .map(|(name, b)| {
                 let ipf = b.ct.ipf_status();
                 let mut ports: Vec<PortState> = b
@@ -96,22 +100,7 @@ impl Api {
                     })
                     .collect();
                 ports.sort_by_key(|p| p.ofport);
-                let version = b.of.flows_version();
-                let flows = match cache.0.get(name) {
-                    Some((v, lines)) if *v == version => lines.clone(),
-                    _ => {
-                        // Read the version before the tables: a change in
-                        // between only makes the next save format again.
-                        let lines: Vec<String> =
-                            b.of.dump_flows(&FlowFilter::default(), now)
-                                .iter()
-                                .map(|f| format_flow(&f.spec, None))
-                                .collect();
-                        cache.0.insert(name.clone(), (version, lines.clone()));
-                        lines
-                    }
-                };
-                BridgeState {
+                let st = BridgeState {
                     name: name.clone(),
                     config: b.of.config(),
                     ct: b.ct.policy(),
@@ -131,8 +120,31 @@ impl Api {
                         .map(|s| s.target.to_string())
                         .collect(),
                     ports,
-                    flows,
-                }
+                    flows: Vec::new(),
+                };
+                (st, b.of.clone())
+            })
+            .collect();
+        drop(map);
+        bridges
+            .into_iter()
+            .map(|(mut st, of)| {
+                // Read the version before the tables: a change in between
+                // only makes the next save format them again.
+                let version = of.flows_version();
+                st.flows = match cache.0.get(&st.name) {
+                    Some((v, lines)) if *v == version => lines.clone(),
+                    _ => {
+                        let lines: Vec<String> = of
+                            .dump_flows(&FlowFilter::default(), now)
+                            .iter()
+                            .map(|f| format_flow(&f.spec, None))
+                            .collect();
+                        cache.0.insert(st.name.clone(), (version, lines.clone()));
+                        lines
+                    }
+                };
+                st
             })
             .collect()
     }
