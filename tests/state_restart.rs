@@ -14,10 +14,22 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The saved bridges, as the state file holds them.
+/// The saved bridges, as the state file holds them, each with the lines
+/// of its flows file as `flows`.
 fn saved_bridges(d: &Daemon) -> Value {
     let text = std::fs::read_to_string(d.state_dir().join("state.json")).expect("state file");
-    let v: Value = serde_json::from_str(&text).expect("state file parses");
+    let mut v: Value = serde_json::from_str(&text).expect("state file parses");
+    for b in v["bridges"].as_array_mut().expect("bridges") {
+        let lines: Vec<Value> = match b["flows_file"].as_str() {
+            Some(name) => std::fs::read_to_string(d.state_dir().join(name))
+                .expect("flows file")
+                .lines()
+                .map(|l| Value::String(l.to_string()))
+                .collect(),
+            None => Vec::new(),
+        };
+        b["flows"] = Value::Array(lines);
+    }
     v["bridges"].clone()
 }
 

@@ -11,7 +11,10 @@
 //! Writes are atomic: the snapshot goes to `state.json.tmp` in the same
 //! directory, is fsynced, renamed over `state.json`, and the directory is
 //! fsynced, so after a crash the file is either the old snapshot or the
-//! new one, never a mix.
+//! new one, never a mix. Each bridge's flows live in a file of their own
+//! (`BRIDGE.HASH.flows`, one `add-flow` line each), written the same way
+//! before `state.json` refers to it and only when they changed, so a port
+//! change beside 100,000 flows does not rewrite them.
 //!
 //! Durability: [`Saver::commit`] returns once a snapshot taken after the
 //! caller's change is on disk. Concurrent commits share one write (group
@@ -106,8 +109,16 @@ pub struct BridgeState {
     pub controllers: Vec<String>,
     /// Ports, by OpenFlow number.
     pub ports: Vec<PortState>,
-    /// Flows as `add-flow` lines with port numbers, table by table.
+    /// Flows as `add-flow` lines with port numbers, table by table. In
+    /// the file they live in their own file ([`BridgeState::flows_file`]),
+    /// so a change elsewhere does not rewrite them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<String>,
+    /// In `state.json`: the file in the state directory holding the flows,
+    /// one per line (`BRIDGE.HASH.flows`, loadable with `vswitchctl
+    /// add-flows`). Never set in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows_file: Option<String>,
 }
 
 /// Fragment reassembly settings.
@@ -205,6 +216,14 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// The state file names a flows file outside the state directory.
+    #[error("state file {path} names {name:?} as a flows file: only BRIDGE.HASH.flows in the state directory is allowed (move the file aside to start from the configuration)")]
+    FlowsFile {
+        /// The state file.
+        path: PathBuf,
+        /// The name it gives.
+        name: String,
+    },
     /// The state file was written by a version with another format.
     #[error("state file {path} has format {found}; this vswitchd reads format {FORMAT} (move it aside to start from the configuration)")]
     Format {
@@ -295,7 +314,8 @@ impl StateDir {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
         }
-        // A temporary file left by a crash mid-write is not the state.
+        // A temporary file left by a crash mid-write is not the state
+        // (left-over flow files are removed by the first save).
         let _ = std::fs::remove_file(dir.join(format!("{STATE_FILE}.tmp")));
         Ok(StateDir {
             dir: dir.to_path_buf(),
@@ -314,6 +334,7 @@ impl StateDir {
     }
 
     /// The saved state, or `None` when there is none yet (a first start).
+    /// Each bridge's flows are read from its flows file.
     pub fn load(&self) -> Result<Option<State>, StateError> {
         let path = self.file();
         let bytes = match std::fs::read(&path) {
@@ -321,13 +342,32 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path, source }),
         };
-        parse(&bytes, &path).map(Some)
+        let mut st = parse(&bytes, &path)?;
+        for b in &mut st.bridges {
+            if let Some(name) = b.flows_file.take() {
+                let fpath = self.dir.join(&name);
+                if name.contains('/') || !name.ends_with(".flows") {
+                    return Err(StateError::FlowsFile { path, name });
+                }
+                let text = std::fs::read_to_string(&fpath).map_err(|source| StateError::Read {
+                    path: fpath.clone(),
+                    source,
+                })?;
+                b.flows = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+        }
+        Ok(Some(st))
     }
 
-    /// Writes `bytes` as the state file, atomically and durably.
-    pub fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
-        let path = self.file();
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+    /// Writes `bytes` as file `name` of the directory, atomically and
+    /// durably (temporary file, fsync, rename, fsync of the directory).
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
         let werr = |source| StateError::Write {
             path: path.clone(),
             source,
@@ -343,6 +383,83 @@ impl StateDir {
             .map_err(werr)?;
         Ok(())
     }
+
+    /// Writes `bytes` as the state file, atomically and durably.
+    pub fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
+        self.write_file(STATE_FILE, bytes)
+    }
+
+    /// Saves `s`: each bridge's flows go to their own file when they
+    /// changed since `w` last saw them (named by a hash of their text, and
+    /// durable before anything refers to them), then `state.json`
+    /// referring to them replaces the old one atomically, then flow files
+    /// nothing refers to any more are removed. A crash at any point leaves
+    /// the old state or the new one whole. Skips writing when nothing
+    /// changed.
+    pub fn save(&self, s: &State, w: &mut Written) -> Result<(), StateError> {
+        let mut disk = State {
+            format: s.format,
+            bridges: Vec::with_capacity(s.bridges.len()),
+            seed: s.seed.clone(),
+        };
+        let mut files = BTreeMap::new();
+        for b in &s.bridges {
+            let mut d = BridgeState {
+                flows: Vec::new(),
+                ..b.clone()
+            };
+            if !b.flows.is_empty() {
+                let name = match w.flows.get(&b.name) {
+                    Some((lines, name)) if *lines == b.flows => name.clone(),
+                    _ => {
+                        let mut text = b.flows.join("\n");
+                        text.push('\n');
+                        let name = format!("{}.{:016x}.flows", b.name, fnv1a(text.as_bytes()));
+                        self.write_file(&name, text.as_bytes())?;
+                        name
+                    }
+                };
+                files.insert(b.name.clone(), (b.flows.clone(), name.clone()));
+                d.flows_file = Some(name);
+            }
+            disk.bridges.push(d);
+        }
+        let bytes = encode(&disk)?;
+        if bytes != w.state {
+            self.write(&bytes)?;
+            w.state = bytes;
+        }
+        w.flows = files;
+        // Only now are the old flow files unreferenced.
+        let keep: std::collections::BTreeSet<&str> =
+            w.flows.values().map(|(_, n)| n.as_str()).collect();
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                if (n.ends_with(".flows") || n.ends_with(".flows.tmp")) && !keep.contains(&*n) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a [`StateDir`] last wrote: the state file's bytes and each
+/// bridge's flows with the file holding them.
+#[derive(Debug, Default)]
+pub struct Written {
+    state: Vec<u8>,
+    flows: BTreeMap<String, (Vec<String>, String)>,
+}
+
+/// FNV-1a, 64 bits: names a flows file by its content, the same in every
+/// run, so unchanged flows keep their file across restarts.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Reads a state file's bytes (`path` names it in errors).
@@ -443,8 +560,8 @@ impl Saver {
         let mut last_marker = marker();
         let mut seen_marker = last_marker;
         let mut dirty_since: Option<Instant> = None;
-        let mut last = encode(&snapshot())?;
-        dir.write(&last)?;
+        let mut written = Written::default();
+        dir.save(&snapshot(), &mut written)?;
         let file = dir.file();
         let shared = Arc::new(Shared {
             m: Mutex::new(Progress {
@@ -484,13 +601,7 @@ impl Saver {
                         last_marker = m;
                         seen_marker = m;
                         dirty_since = None;
-                        let r = encode(&snapshot()).and_then(|bytes| {
-                            if bytes != last {
-                                dir.write(&bytes)?;
-                                last = bytes;
-                            }
-                            Ok(())
-                        });
+                        let r = dir.save(&snapshot(), &mut written);
                         let mut p = sh.m.lock();
                         if let Err(e) = r {
                             tracing::error!("{e}");
@@ -615,6 +726,89 @@ mod tests {
         assert_eq!(d.load().unwrap(), Some(empty()));
     }
 
+    fn bridge(name: &str, flows: &[&str]) -> BridgeState {
+        BridgeState {
+            name: name.into(),
+            config: BridgeConfig::default(),
+            ct: crate::conntrack::ConnTracker::default().policy(),
+            ipf: IpfState {
+                enabled_v4: true,
+                enabled_v6: true,
+                min_frag_size_v4: 0,
+                min_frag_size_v6: 0,
+                max_frags: 0,
+            },
+            tlv: Vec::new(),
+            fail_mode: "standalone".into(),
+            controllers: Vec::new(),
+            ports: Vec::new(),
+            flows: flows.iter().map(|f| f.to_string()).collect(),
+            flows_file: None,
+        }
+    }
+
+    fn flow_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".flows"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn flows_live_in_their_own_file_rewritten_only_when_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        let mut w = Written::default();
+        let mut st = empty();
+        st.bridges.push(bridge(
+            "br0",
+            &["priority=1,actions=drop", "actions=NORMAL"],
+        ));
+        st.bridges.push(bridge("br1", &[]));
+        d.save(&st, &mut w).unwrap();
+        let first = flow_files(dir.path());
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first[0].starts_with("br0.") && first[0].ends_with(".flows"));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&first[0])).unwrap(),
+            "priority=1,actions=drop\nactions=NORMAL\n"
+        );
+        assert_eq!(d.load().unwrap(), Some(st.clone()));
+        // A change beside the flows keeps their file.
+        let mtime = |n: &str| {
+            std::fs::metadata(dir.path().join(n))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        let before = mtime(&first[0]);
+        st.bridges[0].fail_mode = "secure".into();
+        d.save(&st, &mut w).unwrap();
+        assert_eq!(flow_files(dir.path()), first);
+        assert_eq!(mtime(&first[0]), before);
+        // New flows: a new file, and the old one goes once unreferenced.
+        st.bridges[0].flows.pop();
+        d.save(&st, &mut w).unwrap();
+        let second = flow_files(dir.path());
+        assert_eq!(second.len(), 1);
+        assert_ne!(second, first);
+        assert_eq!(d.load().unwrap(), Some(st.clone()));
+        // A missing flows file is an error naming it.
+        std::fs::remove_file(dir.path().join(&second[0])).unwrap();
+        let e = d.load().unwrap_err().to_string();
+        assert!(e.contains(&second[0]), "{e}");
+        // A state file naming a file elsewhere is refused.
+        let text = std::fs::read_to_string(d.file())
+            .unwrap()
+            .replace(&second[0], "../../etc/passwd");
+        std::fs::write(d.file(), text).unwrap();
+        let e = d.load().unwrap_err().to_string();
+        assert!(e.contains("only BRIDGE.HASH.flows"), "{e}");
+    }
+
     /// The durability contract: once `commit` returns, the file holds a
     /// snapshot taken after the caller's change, from every thread.
     #[test]
@@ -643,6 +837,7 @@ mod tests {
                 controllers: Vec::new(),
                 ports: Vec::new(),
                 flows: Vec::new(),
+                flows_file: None,
             });
             s
         });

@@ -121,6 +121,7 @@ impl Api {
                         .collect(),
                     ports,
                     flows: Vec::new(),
+                    flows_file: None,
                 };
                 (st, b.of.clone())
             })
