@@ -404,23 +404,33 @@ impl StateDir {
         };
         let mut files = BTreeMap::new();
         for b in &s.bridges {
+            // Field by field: cloning the flows only to drop them would
+            // cost as much as the save of a port change itself.
             let mut d = BridgeState {
+                name: b.name.clone(),
+                config: b.config.clone(),
+                ct: b.ct.clone(),
+                ipf: b.ipf,
+                tlv: b.tlv.clone(),
+                fail_mode: b.fail_mode.clone(),
+                controllers: b.controllers.clone(),
+                ports: b.ports.clone(),
                 flows: Vec::new(),
-                ..b.clone()
+                flows_file: None,
             };
             if !b.flows.is_empty() {
-                let name = match w.flows.get(&b.name) {
-                    Some((lines, name)) if *lines == b.flows => name.clone(),
+                let (lines, name) = match w.flows.remove(&b.name) {
+                    Some((lines, name)) if lines == b.flows => (lines, name),
                     _ => {
                         let mut text = b.flows.join("\n");
                         text.push('\n');
                         let name = format!("{}.{:016x}.flows", b.name, fnv1a(text.as_bytes()));
                         self.write_file(&name, text.as_bytes())?;
-                        name
+                        (b.flows.clone(), name)
                     }
                 };
-                files.insert(b.name.clone(), (b.flows.clone(), name.clone()));
-                d.flows_file = Some(name);
+                d.flows_file = Some(name.clone());
+                files.insert(b.name.clone(), (lines, name));
             }
             disk.bridges.push(d);
         }
