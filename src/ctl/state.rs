@@ -543,6 +543,9 @@ struct Progress {
     stopping: bool,
     /// False once the thread ended.
     alive: bool,
+    /// Saves made for commits (each covering every commit asked before it
+    /// started).
+    saves: u64,
 }
 
 struct Shared {
@@ -613,6 +616,9 @@ impl Saver {
                         dirty_since = None;
                         let r = dir.save(&snapshot(), &mut written);
                         let mut p = sh.m.lock();
+                        if asked {
+                            p.saves += 1;
+                        }
                         if let Err(e) = r {
                             tracing::error!("{e}");
                             p.failed = Some((target, e.to_string()));
@@ -624,7 +630,13 @@ impl Saver {
                         break;
                     }
                 }
-                sh.m.lock().alive = false;
+                let mut p = sh.m.lock();
+                p.alive = false;
+                tracing::info!(
+                    changes = p.requested,
+                    saves = p.saves,
+                    "state: acknowledged changes and the saves that covered them"
+                );
                 sh.cv.notify_all();
             })
             .map_err(|source| StateError::Dir {
@@ -659,6 +671,13 @@ impl Saver {
             Some((n, why)) if *n >= mine => Err(StateError::NotSaved(why.clone())),
             _ => Ok(()),
         }
+    }
+
+    /// Changes committed so far, and the saves that covered them (fewer
+    /// when commits came together).
+    pub fn counts(&self) -> (u64, u64) {
+        let p = self.shared.m.lock();
+        (p.requested, p.saves)
     }
 
     /// Saves what is not saved yet and ends the thread.
@@ -817,6 +836,50 @@ mod tests {
         std::fs::write(d.file(), text).unwrap();
         let e = d.load().unwrap_err().to_string();
         assert!(e.contains("only BRIDGE.HASH.flows"), "{e}");
+    }
+
+    /// Group commit: changes committed while a save runs are all covered
+    /// by the next single save.
+    #[test]
+    fn commits_made_during_a_save_share_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        // The snapshot waits for a go after the first (start-up) one, so
+        // the test decides who arrives while a save runs.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = parking_lot::Mutex::new(go_rx);
+        let calls = Arc::new(AtomicU64::new(0));
+        let c2 = calls.clone();
+        let snap: Snapshot = Box::new(move || {
+            if c2.fetch_add(1, Ordering::SeqCst) > 0 {
+                let _ = go_rx.lock().recv();
+            }
+            empty()
+        });
+        let saver = Arc::new(Saver::start(d, snap, Box::new(|| 0)).unwrap());
+        let commit = |s: &Arc<Saver>| {
+            let s = s.clone();
+            std::thread::spawn(move || s.commit().unwrap())
+        };
+        let first = commit(&saver);
+        // The first save is running (blocked in its snapshot) ...
+        while calls.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        // ... while seven more changes are committed.
+        let rest: Vec<_> = (0..7).map(|_| commit(&saver)).collect();
+        while saver.counts().0 < 8 {
+            std::thread::yield_now();
+        }
+        go_tx.send(()).unwrap();
+        first.join().unwrap();
+        go_tx.send(()).unwrap();
+        for t in rest {
+            t.join().unwrap();
+        }
+        assert_eq!(saver.counts(), (8, 2), "eight changes, two saves");
+        drop(go_tx);
+        saver.stop();
     }
 
     /// The durability contract: once `commit` returns, the file holds a
