@@ -699,6 +699,30 @@ mod tests {
         api2.shutdown();
     }
 
+    /// The applied configuration comes back from the state file equal, so
+    /// a reload after a restart sees only what changed in the file.
+    #[test]
+    fn the_applied_configuration_survives_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[ctl]\nsocket='/tmp/x.sock'\n[[bridge]]\nname='br0'\nforward_bpdu=true\n\
+             ct_timeouts={tcp_established=60}\nct_limits=['default=5']\n\
+             settings={mac_aging=30}\nflows=['actions=drop']\n\
+             [[bridge.port]]\nname='a'\ntype='tap'\ntag=5\ntrunks=[1,2]\nvnet_hdr=false\n",
+        )
+        .unwrap();
+        let seed = read_checked(&p).unwrap();
+        let st = State {
+            format: state::FORMAT,
+            bridges: Vec::new(),
+            seed: Some(seed.clone()),
+        };
+        let back = state::parse(&state::encode(&st).unwrap(), Path::new("x")).unwrap();
+        assert_eq!(back.seed, Some(seed));
+    }
+
     #[test]
     fn a_reload_applies_only_the_difference() {
         let dir = tempfile::tempdir().unwrap();
