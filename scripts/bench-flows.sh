@@ -25,7 +25,9 @@
 # Prints min and median per line, and vswitchd's time over Open vSwitch's
 # (below 1: vswitchd is faster). Everything it starts is stopped and its
 # namespaces and files removed on exit, also on failure or Ctrl-C. Needs
-# root and openvswitch-switch (scripts/test.sh installs it). Timed sections
+# root and openvswitch-switch (scripts/test.sh installs it). vswitchd saves
+# its state in the run's directory after every load, as in production;
+# VSWITCH_BENCH_STATE=off runs it with --no-state. Timed sections
 # hold /tmp/bench.lock, as the other benchmark scripts do.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,7 +80,10 @@ mkns $ns_o
 # vswitchd, on its embedded default configuration (bridge br0).
 ctl_sock=$work/vsw/vswitchd.sock
 mkdir -p "$work/vsw"
-ip netns exec $ns_v "$bin/vswitchd" --ctl "$ctl_sock" >"$work/vsw/log" 2>&1 &
+# Its state is saved in the run's own directory (VSWITCH_BENCH_STATE=off:
+# not at all, to measure what saving costs).
+if [ "${VSWITCH_BENCH_STATE:-on}" = off ]; then state_arg=(--no-state); else state_arg=(--state-dir "$work/vsw/state"); fi
+ip netns exec $ns_v "$bin/vswitchd" --ctl "$ctl_sock" "${state_arg[@]}" >"$work/vsw/log" 2>&1 &
 vsw_pid=$!   # ip netns exec execs vswitchd: same pid
 vsw_mgmt=unix:$work/vsw/br0.mgmt
 for _ in $(seq 100); do [ -S "$work/vsw/br0.mgmt" ] && break; sleep 0.1; done

@@ -72,7 +72,7 @@ mkns() {
 for ns in $ns_h $ns_a $ns_b $ns_f; do mkns $ns; done
 
 ctl_sock=$work/vswitchd.sock
-ip netns exec $ns_h "$bin/vswitchd" --ctl "$ctl_sock" >"$work/vswitchd.log" 2>&1 &
+ip netns exec $ns_h "$bin/vswitchd" --ctl "$ctl_sock" --state-dir "$work/state" >"$work/vswitchd.log" 2>&1 &
 vsw_pid=$!   # ip netns exec execs vswitchd: same pid
 for _ in $(seq 100); do [ -S "$work/br0.mgmt" ] && break; sleep 0.1; done
 [ -S "$work/br0.mgmt" ] || { echo "vswitchd did not start:" >&2; cat "$work/vswitchd.log" >&2; exit 1; }

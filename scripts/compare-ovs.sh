@@ -47,5 +47,5 @@ name = "h_tap2"
 type = "tap"
 CFG
 echo "vswitchd config: $cfg"
-CONFIGS="$configs" BASE=$base TAPSWITCH_CMD="$root/target/release/vswitchd --config $cfg" \
+CONFIGS="$configs" BASE=$base TAPSWITCH_CMD="$root/target/release/vswitchd --no-state --config $cfg" \
   "$work/compare.sh" "$rounds"

@@ -136,7 +136,7 @@ start_vswitchd() {
     printf '[[bridge]]\nname = "br0"\nflow_files = ["%s"]\n' "$root/flows/stateful-firewall.flows" >"$work/vswitchd.toml"
     cfg=(--config "$work/vswitchd.toml")
   fi
-  inns $H "$bin/vswitchd" --ctl "$work/vswitchd.sock" "${cfg[@]}" >"$work/vswitchd.log" 2>&1 &
+  inns $H "$bin/vswitchd" --ctl "$work/vswitchd.sock" --state-dir "$work/vswitchd-state" "${cfg[@]}" >"$work/vswitchd.log" 2>&1 &
   vsw_pid=$!
   # The socket file appears at bind, before the daemon answers: wait for
   # an answer.

@@ -164,6 +164,7 @@ fn the_socket_path_is_never_deleted_unless_it_is_a_stale_socket() {
     let dir = tempfile::tempdir().unwrap();
     let run = |p: &Path| {
         Command::new(env!("CARGO_BIN_EXE_vswitchd"))
+            .arg("--no-state")
             .arg("--ctl")
             .arg(p)
             .output()
@@ -187,6 +188,7 @@ fn the_socket_path_is_never_deleted_unless_it_is_a_stale_socket() {
     let stale = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_vswitchd"))
+        .arg("--no-state")
         .arg("--ctl")
         .arg(&stale)
         .spawn()

@@ -322,6 +322,7 @@ tag = 100
     // A bad config refuses to start and says why.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_vswitchd"))
         .args([
+            "--no-state",
             "--ctl",
             d.dir.path().join("x.sock").to_str().unwrap(),
             "--config",

@@ -219,6 +219,9 @@ impl Vswitchd {
         cmd.arg("--ctl")
             .arg(dir.join("vswitchd.sock"))
             .args(["--ovsdb", remote])
+            // Its own state directory, never /var/lib/vswitch.
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .args(extra)
             .env(
                 "RUST_LOG",

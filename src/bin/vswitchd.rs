@@ -9,7 +9,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vswitch::ctl::{api::Api, config, config::Config, handover, server};
+use vswitch::ctl::{api::Api, config, config::Config, handover, reload, server, state};
 
 /// Waits (bounded) until process `pid` has exited.
 fn wait_gone(pid: u32, limit: std::time::Duration) {
@@ -55,6 +55,13 @@ struct Args {
     /// they live). `del-port` still removes them.
     #[arg(long)]
     keep_taps: bool,
+    /// Where the switch's state is saved and restored from (default:
+    /// /var/lib/vswitch as root, else $XDG_STATE_HOME/vswitch).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Save nothing: every change made at run time is lost at stop.
+    #[arg(long, conflicts_with = "state_dir")]
+    no_state: bool,
 }
 
 fn main() -> ExitCode {
@@ -87,12 +94,46 @@ fn run(args: Args) -> Result<(), String> {
         .map(str::parse::<vswitch::ovsdb::Remote>)
         .transpose()
         .map_err(|e| e.to_string())?;
+    // The state directory is locked before anything else is set up, so a
+    // second daemon on it is refused before it touches the switch. Taking
+    // over, the running daemon holds the lock until it has gone: the new
+    // one reads the state now and locks it then.
+    let mut state_dir = if args.no_state {
+        None
+    } else {
+        let dir = match &args.state_dir {
+            Some(d) => d.clone(),
+            None => state::default_dir().map_err(|e| e.to_string())?,
+        };
+        let open = if args.takeover {
+            state::StateDir::open_unlocked
+        } else {
+            state::StateDir::open
+        };
+        Some(open(&dir).map_err(|e| e.to_string())?)
+    };
+    let saved = match &state_dir {
+        Some(d) => d.load().map_err(|e| e.to_string())?,
+        None => None,
+    };
     let (mut cfg, base) = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let cfg = Config::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+            let parsed = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .and_then(|text| Config::parse(&text).map_err(|e| format!("{}: {e}", p.display())));
             let base = p.parent().map(|d| d.to_path_buf()).unwrap_or_default();
-            (cfg, base)
+            match parsed {
+                Ok(cfg) => (cfg, base),
+                // With saved state the file only adds its changes, and a
+                // bad file changes nothing, as on SIGHUP.
+                Err(e) if saved.is_some() => {
+                    tracing::error!(
+                        "configuration not applied, starting from the saved state: {e}"
+                    );
+                    (Config::default(), base)
+                }
+                Err(e) => return Err(e),
+            }
         }
         None => (
             Config::embedded_default(),
@@ -108,6 +149,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let path = args
         .ctl
+        .clone()
         .or_else(|| cfg.ctl.socket.clone())
         .unwrap_or_else(vswitch::ctl::default_socket_path);
     // Signals first: once the socket answers, SIGTERM is a clean stop.
@@ -143,17 +185,47 @@ fn run(args: Args) -> Result<(), String> {
     vswitch::port::persist::set_keep_on_exit(keep || incoming.is_some());
     api.serve_openflow(&rundir, srv.handle())
         .map_err(|e| e.to_string())?;
-    if let Err(e) = config::apply(&api, &cfg, &base) {
+    let ours = listener.is_some();
+    let fail = |e: String| {
         api.shutdown();
-        if listener.is_some() {
+        if ours {
             let _ = std::fs::remove_file(&path);
         }
-        return Err(format!("configuration: {e}"));
-    }
+        e
+    };
+    // Saved state wins over the configuration, which seeds a first start;
+    // what changed in the file since it was last applied applies on top.
+    // Under --ovsdb the database says which bridges and ports exist: only
+    // the saved tables come back, as the database adds their bridges.
+    let (seed, unrestored) = match (saved, &state_dir) {
+        (Some(st), Some(_)) if remote.is_some() => {
+            tracing::info!(
+                bridges = st.bridges.len(),
+                "saved flows wait for the database's bridges"
+            );
+            api.restore_tables_on_add(st.bridges);
+            (st.seed, Vec::new())
+        }
+        (Some(st), Some(dir)) => {
+            tracing::info!(file = %dir.file().display(), bridges = st.bridges.len(), "restoring saved state");
+            let kept = reload::restore(&api, &st, &dir.file()).map_err(|e| fail(e.to_string()))?;
+            let seed = match &args.config {
+                Some(p) => reload::apply_file(&api, st.seed.as_ref(), p),
+                None => st.seed,
+            };
+            (seed, kept)
+        }
+        _ => {
+            if let Err(e) = config::apply(&api, &cfg, &base) {
+                return Err(fail(format!("configuration: {e}")));
+            }
+            (reload::seed_of(&cfg, &base).ok(), Vec::new())
+        }
+    };
     let ovsdb = match remote {
         Some(r) => Some(
             vswitch::ctl::ovsdb::start(api.clone(), r, incoming.is_some())
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| fail(e.to_string()))?,
         ),
         None => None,
     };
@@ -162,22 +234,37 @@ fn run(args: Args) -> Result<(), String> {
         // the old process pauses.
         if let Some(h) = &ovsdb {
             if !h.wait_configured(handover::STEP_TIMEOUT) {
-                return Err("takeover: the database was not applied in time".into());
+                return Err(fail(
+                    "takeover: the database was not applied in time".into(),
+                ));
             }
         }
         let old = inc.old_pid;
-        let gap = inc.finish(&api).map_err(|e| e.to_string())?;
+        let gap = inc.finish(&api).map_err(|e| fail(e.to_string()))?;
         tracing::info!(
             gap_ms = gap.as_secs_f64() * 1e3,
             "took over: forwarding (connection tables imported)"
         );
         wait_gone(old, std::time::Duration::from_secs(10));
         vswitch::port::persist::set_keep_on_exit(keep);
+        if let Some(d) = state_dir.as_mut() {
+            d.lock().map_err(|e| e.to_string())?;
+        }
         listener = Some(server::bind(&path).map_err(|e| e.to_string())?);
     }
     let Some(listener) = listener else {
         return Err("internal: no control socket".into());
     };
+    let persist = reload::Persist::new(api.clone(), args.config.clone(), seed, unrestored);
+    let mut srv = srv.on_reload(persist.reload_hook());
+    if let Some(dir) = state_dir {
+        let file = dir.file();
+        let saver = persist.start_saver(dir).map_err(|e| e.to_string())?;
+        tracing::info!(file = %file.display(), "state is saved after every change");
+        srv = srv.with_state(saver);
+    }
     tracing::info!(socket = %path.display(), "vswitchd ready");
-    srv.run(api, listener, path).map_err(|e| e.to_string())
+    let r = srv.run(api, listener, path).map_err(|e| e.to_string());
+    drop(ovsdb);
+    r
 }

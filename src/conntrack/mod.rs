@@ -54,7 +54,7 @@ pub use ipf::{
 };
 pub use snapshot::SnapshotError;
 pub use tcp::{TcpPeerState, TcpState};
-pub use tracker::{ConnTracker, ImportReport, SHARDS};
+pub use tracker::{ConnTracker, CtPolicy, ImportReport, SHARDS};
 
 use core::fmt;
 

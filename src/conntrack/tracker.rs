@@ -95,6 +95,28 @@ enum Step {
     New,
 }
 
+/// A tracker's settings as set, from [`ConnTracker::policy`]: what a
+/// restart must restore (the connections themselves are not kept).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CtPolicy {
+    /// Checksum validation.
+    pub checksum: ChecksumPolicy,
+    /// Liberal TCP window checks.
+    pub tcp_liberal: bool,
+    /// TCP sequence checks.
+    pub tcp_seq_check: bool,
+    /// Global connection limit.
+    pub max_conns: u32,
+    /// Limit of zones without their own (`None`: unlimited).
+    pub default_limit: Option<u32>,
+    /// Zones with their own limit.
+    pub zone_limits: Vec<(u16, u32)>,
+    /// Timeouts of zones without their own, seconds.
+    pub default_timeouts: Vec<(TimeoutKind, u32)>,
+    /// Zones' own timeouts, seconds.
+    pub zone_timeouts: Vec<(u16, Vec<(TimeoutKind, u32)>)>,
+}
+
 impl Default for ConnTracker {
     fn default() -> Self {
         ConnTracker::new(CtConfig::default())
@@ -212,6 +234,50 @@ impl ConnTracker {
                     w.fetch_or(1 << (z % 64), Relaxed);
                 }
             }
+        }
+    }
+
+    /// The limits and timeouts as set (not as inherited), so they can be
+    /// saved and set again after a restart: the default limit, each zone's
+    /// own limit, the default timeouts and each zone's own timeouts.
+    pub fn policy(&self) -> CtPolicy {
+        let default_limit = self.default_zone_limit.load(Relaxed).checked_sub(1);
+        let zone_limits = self
+            .zone_limit
+            .iter()
+            .enumerate()
+            .filter_map(|(z, a)| {
+                let enc = a.load(Relaxed);
+                let zone = u16::try_from(z).ok()?;
+                enc.checked_sub(1).map(|l| (zone, l))
+            })
+            .collect();
+        let default_timeouts = TimeoutKind::ALL
+            .iter()
+            .map(|&k| (k, self.default_tmo[k as usize].load(Relaxed)))
+            .collect();
+        let map = self.zone_tmo.load();
+        let mut zone_timeouts: Vec<(u16, Vec<(TimeoutKind, u32)>)> = map
+            .iter()
+            .map(|(&z, t)| {
+                let set = TimeoutKind::ALL
+                    .iter()
+                    .filter_map(|&k| t.get(k as usize).filter(|&&v| v != 0).map(|&v| (k, v)))
+                    .collect();
+                (z, set)
+            })
+            .filter(|(_, set): &(u16, Vec<_>)| !set.is_empty())
+            .collect();
+        zone_timeouts.sort_by_key(|(z, _)| *z);
+        CtPolicy {
+            checksum: self.checksum_policy(),
+            tcp_liberal: self.tcp_liberal.load(Relaxed),
+            tcp_seq_check: self.tcp_seq_check.load(Relaxed),
+            max_conns: self.max_conns.load(Relaxed),
+            default_limit,
+            zone_limits,
+            default_timeouts,
+            zone_timeouts,
         }
     }
 

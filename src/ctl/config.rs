@@ -177,7 +177,7 @@ impl Config {
 
 impl BridgeConfig {
     /// The `set-bridge` settings the file gives, as `key=value` tokens.
-    fn setting_tokens(&self) -> Vec<String> {
+    pub fn setting_tokens(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .settings
             .iter()
@@ -198,7 +198,8 @@ impl BridgeConfig {
 
 /// Builds the bridges, ports and flows of `cfg` through the switch API.
 /// Stops at the first refusal (the daemon refuses to start on a bad
-/// configuration). Relative flow files are read from `base_dir`.
+/// configuration), except for ports: a port that cannot be attached is
+/// logged and skipped. Relative flow files are read from `base_dir`.
 pub fn apply(api: &Api, cfg: &Config, base_dir: &Path) -> Result<(), ConfigError> {
     for b in &cfg.bridges {
         apply_bridge(api, b, base_dir)?;
@@ -233,8 +234,12 @@ fn apply_bridge(api: &Api, b: &BridgeConfig, base_dir: &Path) -> Result<(), Conf
     for p in &b.ports {
         let item = format!("port {}: ", p.name);
         let spec = options::port_spec(&p.name, &p.option_strings()).map_err(bad(&b.name, &item))?;
-        api.add_port(&b.name, &spec)
-            .map_err(refused(&b.name, item))?;
+        // One port never stops the start: a system port whose interface is
+        // missing comes up when it appears; any other refusal is logged and
+        // the rest of the configuration applies.
+        if let Err(e) = api.add_configured_port(&b.name, &spec) {
+            tracing::error!(bridge = %b.name, port = %p.name, "port not added: {e}");
+        }
     }
     apply_flows(api, b, base_dir, now)
 }

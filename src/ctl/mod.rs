@@ -15,6 +15,10 @@
 //!   through the API.
 //! * [`ovsdb`]: the OVSDB front end: bridges and ports from a real
 //!   `ovsdb-server`, their state written back (`vswitchd --ovsdb`).
+//! * [`reload`]: saved state restored at start; the configuration file
+//!   re-read on SIGHUP and applied as a difference.
+//! * [`state`]: the state directory: snapshots saved after every change
+//!   and restored at start.
 
 pub mod api;
 pub mod client;
@@ -26,7 +30,9 @@ pub mod openflow;
 pub mod options;
 pub mod ovsdb;
 pub mod proto;
+pub mod reload;
 pub mod server;
+pub mod state;
 
 use std::path::PathBuf;
 

@@ -18,9 +18,16 @@
 //!
 //! The socket is created with mode 0600: only its owner (root on a compute
 //! host) may drive the switch.
+//!
+//! With a state directory ([`Server::with_state`]), a request that changes
+//! the switch is answered only once the state including its change is on
+//! disk (see [`super::state`]). SIGHUP runs the reload hook
+//! ([`Server::on_reload`]): the daemon re-reads its configuration file; it
+//! never stops the daemon.
 
 use super::api::{Api, Cancel};
 use super::proto::{Request, Response};
+use super::state::Saver;
 use super::Error;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -95,6 +102,8 @@ struct Shared {
     handed_over: tokio::sync::Notify,
     /// One handover at a time.
     handing_over: std::sync::atomic::AtomicBool,
+    /// Saves the state before a change is acknowledged.
+    state: Option<Arc<Saver>>,
 }
 
 /// Runs the old side of a handover on the connection that asked for it.
@@ -185,7 +194,21 @@ async fn run_request(
         None
     };
     let (api, c) = (sh.api.clone(), cancel.clone());
-    let mut job = tokio::task::spawn_blocking(move || super::handler::handle(&api, req, &c));
+    let saver = sh
+        .state
+        .clone()
+        .filter(|_| super::state::changes_state(&req));
+    let mut job = tokio::task::spawn_blocking(move || {
+        let resp = super::handler::handle(&api, req, &c);
+        match saver {
+            // The reply means "done and saved": it waits for the save.
+            Some(s) if resp.ok => match s.commit() {
+                Ok(()) => resp,
+                Err(e) => Response::err(e.to_string(), "not_saved"),
+            },
+            _ => resp,
+        }
+    });
     let mut watching = true;
     loop {
         tokio::select! {
@@ -244,7 +267,13 @@ pub struct Server {
     rt: tokio::runtime::Runtime,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    state: Option<Arc<Saver>>,
+    reload: Option<Reload>,
 }
+
+/// What SIGHUP runs (on the blocking pool).
+pub type Reload = Arc<dyn Fn() + Send + Sync>;
 
 impl Server {
     /// Starts the runtime and installs the signal handlers.
@@ -256,16 +285,38 @@ impl Server {
             .thread_name("vswitchd-ctl")
             .build()
             .map_err(|e| Error::Setup(format!("starting the control runtime: {e}")))?;
-        let (term, int) = {
+        let (term, int, hup) = {
             let _guard = rt.enter();
             let k = tokio::signal::unix::SignalKind::terminate();
             let i = tokio::signal::unix::SignalKind::interrupt();
+            let h = tokio::signal::unix::SignalKind::hangup();
             (
                 tokio::signal::unix::signal(k).map_err(|e| Error::Setup(e.to_string()))?,
                 tokio::signal::unix::signal(i).map_err(|e| Error::Setup(e.to_string()))?,
+                tokio::signal::unix::signal(h).map_err(|e| Error::Setup(e.to_string()))?,
             )
         };
-        Ok(Server { rt, term, int })
+        Ok(Server {
+            rt,
+            term,
+            int,
+            hup,
+            state: None,
+            reload: None,
+        })
+    }
+
+    /// Answers changing requests only once `saver` has them on disk, and
+    /// stops it (after its last save) before the bridges go at shutdown.
+    pub fn with_state(mut self, saver: Arc<Saver>) -> Self {
+        self.state = Some(saver);
+        self
+    }
+
+    /// Runs `f` on SIGHUP (re-reading the configuration file).
+    pub fn on_reload(mut self, f: Reload) -> Self {
+        self.reload = Some(f);
+        self
     }
 
     /// The runtime, for front ends that run beside the control socket
@@ -287,6 +338,9 @@ impl Server {
             rt,
             mut term,
             mut int,
+            mut hup,
+            state,
+            reload,
         } = self;
         let sh = Arc::new(Shared {
             api: api.clone(),
@@ -294,6 +348,7 @@ impl Server {
             waiting: Semaphore::new(MAX_WAITING),
             handed_over: tokio::sync::Notify::new(),
             handing_over: std::sync::atomic::AtomicBool::new(false),
+            state: state.clone(),
         });
         let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         rt.block_on(async {
@@ -340,12 +395,24 @@ impl Server {
                     _ = sh.handed_over.notified() => { tracing::info!("handed over: stopping"); break; }
                     _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                    _ = hup.recv() => match &reload {
+                        Some(f) => {
+                            tracing::info!("SIGHUP: re-reading the configuration");
+                            let f = f.clone();
+                            tokio::task::spawn_blocking(move || f());
+                        }
+                        None => tracing::info!("SIGHUP: no configuration file to re-read"),
+                    },
                 }
             }
             Ok::<(), Error>(())
         })?;
         sh.stopping.cancel();
         rt.shutdown_timeout(Duration::from_secs(5));
+        // The last save runs while the bridges still exist.
+        if let Some(s) = &state {
+            s.stop();
+        }
         api.shutdown();
         let _ = std::fs::remove_file(&path);
         Ok(())

@@ -340,6 +340,14 @@ fn outputs_to(actions: &[Action], port: u32) -> bool {
     })
 }
 
+/// One counter for every bridge's [`Ofproto::flows_version`], so a version
+/// never repeats, even across a bridge deleted and created again.
+static FLOWS_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_flows_version() -> u64 {
+    FLOWS_VERSION.fetch_add(1, Ordering::AcqRel)
+}
+
 /// The switch's policy half.
 pub struct Ofproto {
     name: String,
@@ -350,6 +358,10 @@ pub struct Ofproto {
     pub(crate) recirc: Mutex<recirc::RecircTable>,
     pub(crate) config: RwLock<BridgeConfig>,
     generation: AtomicU64,
+    // Set from [`FLOWS_VERSION`] by every change of the tables (flow-mods,
+    // expiry), whoever made it: the state saver watches it to save what
+    // OpenFlow changed, and reuses a bridge's saved flows while it stays.
+    flows_version: AtomicU64,
     // Ports disabled by BPDU guard since the last `take_disabled_events`.
     bpdu_disabled: Mutex<Vec<u32>>,
     // Fail-open: no controller for too long in standalone mode, so the
@@ -379,6 +391,7 @@ impl Ofproto {
             recirc: Mutex::new(recirc::RecircTable::default()),
             config: RwLock::new(BridgeConfig::default()),
             generation: AtomicU64::new(1),
+            flows_version: AtomicU64::new(next_flows_version()),
             bpdu_disabled: Mutex::new(Vec::new()),
             fail_open: std::sync::atomic::AtomicBool::new(false),
         }
@@ -402,6 +415,12 @@ impl Ofproto {
     /// Bridge name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Changes whenever the flow tables change (not on MAC learning); no
+    /// two bridges ever have the same value.
+    pub fn flows_version(&self) -> u64 {
+        self.flows_version.load(Ordering::Acquire)
     }
 
     /// The current generation: changes whenever a translation may change.
@@ -625,6 +644,8 @@ impl Ofproto {
         }
         drop(tables);
         if sum != FlowModSummary::default() {
+            self.flows_version
+                .store(next_flows_version(), Ordering::Release);
             self.bump_generation();
         }
         Ok(sum)
@@ -723,6 +744,8 @@ impl Ofproto {
             }
         }
         drop(tables);
+        self.flows_version
+            .store(next_flows_version(), Ordering::Release);
         self.bump_generation();
         expired.len()
     }

@@ -80,6 +80,18 @@ impl Daemon {
         self.spawn(true);
     }
 
+    /// The daemon's state directory (private to this daemon).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Sends SIGHUP (re-read the configuration file).
+    pub fn sighup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status();
+    }
+
     fn spawn(&mut self, append: bool) {
         self.child = Some(self.command(append, &[]).spawn().expect("spawn vswitchd"));
         self.wait_up();
@@ -97,6 +109,8 @@ impl Daemon {
             None => Command::new(env!("CARGO_BIN_EXE_vswitchd")),
         };
         cmd.arg("--ctl").arg(&self.sock);
+        // Each daemon saves its state privately, never in /var/lib/vswitch.
+        cmd.arg("--state-dir").arg(self.state_dir());
         let cfg = self.dir.path().join("vswitchd.toml");
         if cfg.exists() {
             cmd.arg("--config").arg(&cfg);

@@ -182,7 +182,9 @@ impl Api {
             err,
         })?;
         map.insert(name.to_string(), b);
+        drop(map);
         tracing::info!(bridge = %name, "bridge added");
+        self.apply_pending_tables(name, now);
         Ok(())
     }
 

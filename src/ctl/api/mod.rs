@@ -24,6 +24,7 @@ mod fdb;
 mod flows;
 mod handover;
 mod names;
+mod persist;
 mod port;
 mod trace;
 
@@ -36,6 +37,7 @@ pub use error::{hex_decode, hex_encode, Error, HexError, OptionError};
 pub use facts::PortFacts;
 pub use fdb::{FdbReply, TlvReply};
 pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};
+pub use persist::{FlowsCache, PortFailure, RestoreError};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
 pub use trace::{TraceReply, TraceRequest};
 
@@ -61,6 +63,9 @@ struct PortEntry {
     /// The options the port type read (`remote_ip=...`), for `show`.
     type_options: Vec<(String, String)>,
     mem: Option<MemHandle>,
+    /// The MTU the operator set (`mtu=`), saved with the port; `None`
+    /// follows the device.
+    mtu_request: Option<u32>,
 }
 
 /// One bridge.
@@ -213,6 +218,8 @@ pub struct Api {
     /// Upgrade in progress: the previous process's fds, by port name, for
     /// the ports about to be added (see [`Api::adopt_fds`]).
     adopted: Mutex<std::collections::HashMap<String, Vec<std::os::fd::OwnedFd>>>,
+    /// Under `--ovsdb`: saved tables waiting for their bridge.
+    pending_tables: Mutex<std::collections::HashMap<String, crate::ctl::state::BridgeState>>,
     /// New bridges' datapaths start paused (an upgrade resumes them once
     /// the connection tables are in).
     start_paused: std::sync::atomic::AtomicBool,
@@ -249,6 +256,7 @@ impl Api {
             bridges: Mutex::new(BTreeMap::new()),
             openflow: Mutex::new(None),
             adopted: Mutex::new(std::collections::HashMap::new()),
+            pending_tables: Mutex::new(std::collections::HashMap::new()),
             start_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }

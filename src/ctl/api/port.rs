@@ -210,11 +210,15 @@ fn check_system_device(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the port object of `spec`'s type; with `adopted` (an upgrade's
-/// handed-over fds), takes its device over instead of opening it.
+/// Opens the port object of `spec`'s type.
+/// `allow_missing`: a system port whose interface does not exist yet starts
+/// down and attaches when it appears (configured and restored ports).
+/// `adopted` (an upgrade's handed-over fds): takes the device over instead
+/// of opening it.
 fn open_port(
     spec: &PortSpec,
     tlv: &TlvMapHandle,
+    allow_missing: bool,
     adopted: Option<Vec<std::os::fd::OwnedFd>>,
 ) -> Result<(Box<dyn Port>, Option<MemHandle>), Error> {
     fn boxed<P: Port + 'static>(
@@ -244,7 +248,7 @@ fn open_port(
                     .and_then(|c| GenevePort::adopt(c, tlv.clone(), fds)),
             ),
             // Nothing of theirs to take over: open afresh.
-            PortKind::Dummy | PortKind::System => open_port(spec, tlv, None),
+            PortKind::Dummy | PortKind::System => open_port(spec, tlv, allow_missing, None),
         };
     }
     match spec.kind {
@@ -268,7 +272,10 @@ fn open_port(
         }
         PortKind::System => {
             check_system_device(name)?;
-            boxed(AfPacketConfig::from_options(name, &opts).and_then(AfPacketPort::open))
+            boxed(AfPacketConfig::from_options(name, &opts).and_then(|mut c| {
+                c.allow_missing = allow_missing;
+                AfPacketPort::open(c)
+            }))
         }
         PortKind::Geneve => boxed(
             GeneveConfig::from_options(name, &opts).and_then(|c| GenevePort::open(c, tlv.clone())),
@@ -279,6 +286,23 @@ fn open_port(
 impl Api {
     /// Attaches a port.
     pub fn add_port(&self, bridge: &str, spec: &PortSpec) -> Result<PortAdded, Error> {
+        self.attach_port(bridge, spec, false)
+    }
+
+    /// Attaches a port the configuration or the saved state names: a
+    /// system port whose interface does not exist yet is added with its
+    /// link down and attaches when the interface appears (a VM not started
+    /// yet must not keep the switch from starting).
+    pub fn add_configured_port(&self, bridge: &str, spec: &PortSpec) -> Result<PortAdded, Error> {
+        self.attach_port(bridge, spec, true)
+    }
+
+    fn attach_port(
+        &self,
+        bridge: &str,
+        spec: &PortSpec,
+        allow_missing: bool,
+    ) -> Result<PortAdded, Error> {
         names::check("port", &spec.name)?;
         let mut map = self.bridges.lock();
         if !map.contains_key(bridge) {
@@ -309,7 +333,7 @@ impl Api {
             Some(n) => n,
             None => b.of.free_port_no(),
         };
-        let (p, mem) = open_port(spec, &b.tlv, self.take_adopted(&spec.name))?;
+        let (p, mem) = open_port(spec, &b.tlv, allow_missing, self.take_adopted(&spec.name))?;
         // The tables learn the port (with its egress facts) before the
         // datapath does, so the datapath's own updates of them land on it.
         let mut info = PortInfo::new(no, &spec.name, spec.kind);
@@ -330,6 +354,7 @@ impl Api {
                 kind: spec.kind,
                 type_options: spec.type_options.clone(),
                 mem,
+                mtu_request: spec.settings.mtu,
             },
         );
         // OpenFlow sessions hear of it (PORT_STATUS ADD).
@@ -376,8 +401,11 @@ impl Api {
 
     /// Changes a port's policy.
     pub fn set_port(&self, bridge: &str, port: &str, s: &PortSettings) -> Result<PortInfo, Error> {
-        self.with_bridge(bridge, |b| {
+        self.with_bridge_mut(bridge, |b| {
             let no = b.port(bridge, port)?.no;
+            if let (Some(m), Some(e)) = (s.mtu, b.ports.get_mut(port)) {
+                e.mtu_request = Some(m);
+            }
             b.of.update_port(no, |p| s.apply(p));
             if s.mtu.is_some() {
                 b.worker.send(DpCommand::SetMtu { no, mtu: s.mtu });
