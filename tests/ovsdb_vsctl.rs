@@ -17,7 +17,7 @@ mod common;
 
 use common::frames::{eth, hex, mac};
 use common::vms::{move_tap, vm_mac};
-use common::{require_ovs, require_root, wait_for, wait_until, Lab};
+use common::{link_exists_in, require_ovs, require_root, wait_for, wait_until, Lab};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -200,6 +200,30 @@ impl Vswitchd {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again (same socket, state directory and database) after
+    /// [`Vswitchd::kill9`]; waits for its database session.
+    fn restart(&mut self, ns: Option<&str>, remote: &str) {
+        let before = self.connections();
+        self.child = Some(
+            Self::command(ns, self.dir.path(), remote, &[])
+                .spawn()
+                .expect("spawn vswitchd"),
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || self.connections() > before),
+            "vswitchd did not connect to the database again:\n{}",
+            self.log()
+        );
     }
 
     fn command(ns: Option<&str>, dir: &std::path::Path, remote: &str, extra: &[&str]) -> Command {
@@ -846,4 +870,93 @@ fn takeover_with_the_database() {
     );
     db.vsctl_ok(&["set", "Port", "vm2", "tag=10"]);
     assert!(lab.ping_until(&vms[0], "10.62.0.2", Duration::from_secs(10)));
+}
+
+/// kill -9 with the database as the source of ports: the TAPs stay in the
+/// VMs, the restarted vswitchd reattaches them with the same ofports, and
+/// the flows loaded at run time come back from the state directory as the
+/// database re-creates the bridge (no flow-restore-wait needed).
+#[test]
+fn kill9_with_the_database() {
+    let t = "ovsdb_vsctl::kill9_with_the_database";
+    if !require_ovs(t) || !require_root(t) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let db = Db::start();
+    let mut v = Vswitchd::start(Some(&host), &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    let mut vms = Vec::new();
+    for (i, ofport) in [(1u8, "31"), (2, "32")] {
+        let name = format!("vm{i}");
+        db.vsctl_ok(&[
+            "add-port",
+            "br0",
+            &name,
+            "--",
+            "set",
+            "Interface",
+            &name,
+            "type=tap",
+            &format!("ofport_request={ofport}"),
+        ]);
+        let vm = lab.quiet_netns();
+        move_tap(
+            &lab,
+            &host,
+            &name,
+            &vm,
+            &vm_mac(i),
+            Some(&format!("10.63.0.{i}/24")),
+        );
+        vms.push(vm);
+    }
+    let flows = format!(
+        "{}/flows/stateful-firewall.flows",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    v.ctl(&["del-flows", "br0"]);
+    v.ctl(&["add-flows", "br0", &flows]);
+    assert!(lab.ping_until(&vms[0], "10.63.0.2", Duration::from_secs(10)));
+    let dump = |v: &Vswitchd| -> Vec<String> {
+        v.ctl_json(&["dump-flows", "br0"])["flows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "{} {} {} {}",
+                    f["table"], f["priority"], f["match"], f["actions"]
+                )
+            })
+            .collect()
+    };
+    let before = dump(&v);
+    assert!(before.len() > 5, "the firewall is loaded: {before:?}");
+
+    v.kill9();
+    assert!(link_exists_in(&vms[0], "vm1") && link_exists_in(&vms[1], "vm2"));
+    v.restart(Some(&host), &db.remote());
+    assert!(
+        lab.ping_until(&vms[0], "10.63.0.2", Duration::from_secs(10)),
+        "ping after the restart:\n{}",
+        v.log()
+    );
+    assert_eq!(dump(&v), before, "the run-time flows are back");
+    assert_eq!(db.iface("vm1", "ofport"), "31");
+    assert_eq!(db.iface("vm2", "ofport"), "32");
+    assert!(
+        !lab.sh(&host, 5, "ip link show vm1").status.success(),
+        "no twin"
+    );
+    assert_eq!(wait_iface(&db, "vm1", "link_state", "up"), "up");
 }
