@@ -245,11 +245,33 @@ impl Overlay {
     /// host would: the VM's TAP survives the crash in the VM (persistent,
     /// with its address), and the restarted daemon, told about the same
     /// ports again, attaches to it there.
+    /// kill -9 of host `i`'s daemon (if it still runs) and a restart:
+    /// its ports (the VM's TAP, reattached where it lives, and the tunnel)
+    /// and the flows `setup` made come back from its state directory;
+    /// nothing is added again.
     pub fn restart_host(&mut self, i: usize, setup: &Setup) {
         self.d[i].kill9();
         self.d[i].restart();
-        add_ports(&self.d[i], &self.taps[i], i, &self.tun_opts);
-        setup(&self.d[i], i);
+        let mut now = self.d[i].port_names();
+        now.sort();
+        let mut want = vec![self.taps[i].clone(), "tun0".to_string()];
+        want.sort();
+        assert_eq!(now, want, "host{i}'s ports are back after the restart");
+        // What `setup` installs, on a scratch daemon, is what came back.
+        let scratch = Daemon::start(None);
+        scratch.ctl(&["del-flows", "br0"]);
+        scratch.add_dummies(&["p1", "p2"]);
+        setup(&scratch, i);
+        let flows = |d: &Daemon| {
+            let mut v: Vec<String> = d.flow_counters().into_iter().map(|(_, f)| f).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            flows(&self.d[i]),
+            flows(&scratch),
+            "host{i}'s flows are back after the restart"
+        );
     }
 }
 
