@@ -239,25 +239,48 @@ fn port_status_on_add_delete_and_state_changes() {
     }
     let d = Daemon::start(None);
     let out = d.dir.path().join("monitor.txt");
-    let mut mon = Command::new("timeout")
-        .env("OVS_RUNDIR", d.dir.path())
-        .args(["30", "ovs-ofctl", "-O", "OpenFlow13", "monitor"])
-        .arg(mgmt(&d, "br0"))
-        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-        .stderr(Stdio::from(
-            std::fs::File::create(d.dir.path().join("monitor.err")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let err = d.dir.path().join("monitor.err");
+    let spawn = || {
+        let open = |p: &std::path::Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap()
+        };
+        Command::new("timeout")
+            .env("OVS_RUNDIR", d.dir.path())
+            .args(["30", "ovs-ofctl", "-O", "OpenFlow13", "monitor"])
+            .arg(mgmt(&d, "br0"))
+            .stdout(Stdio::from(open(&out)))
+            .stderr(Stdio::from(open(&err)))
+            .spawn()
+            .unwrap()
+    };
+    let mut mon = spawn();
     // Add ports until the monitor reports one (its session is then up).
+    // A monitor that gave up connecting (seen under heavy load) is
+    // started again, a bounded number of times.
     let mut n = 0;
-    let up = wait_until(Duration::from_secs(15), || {
+    let mut respawns = 0;
+    let up = wait_until(Duration::from_secs(20), || {
         n += 1;
         d.ctl(&["add-port", "br0", &format!("q{n}"), "type=dummy"]);
         std::thread::sleep(Duration::from_millis(100));
+        if respawns < 3 && matches!(mon.try_wait(), Ok(Some(_))) {
+            respawns += 1;
+            mon = spawn();
+        }
         read(&out).contains("PORT_STATUS")
     });
-    assert!(up, "no PORT_STATUS for an added port");
+    assert!(
+        up,
+        "no PORT_STATUS for an added port ({n} added, monitor started {} times, br0.mgmt {}):\n{}\n{}",
+        respawns + 1,
+        if d.dir.path().join("br0.mgmt").exists() { "present" } else { "missing" },
+        read(&err),
+        d.log()
+    );
     d.ctl(&["set-port", "br0", "q1", "disable"]);
     let modified = wait_until(Duration::from_secs(5), || {
         read(&out).contains("reason=modify") || read(&out).contains("MOD")
