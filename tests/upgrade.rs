@@ -188,18 +188,12 @@ fn failed_takeover_leaves_the_running_daemon_forwarding() {
     move_tap(&lab, &host, "vm1", &vm1, &vm_mac(1), Some("10.92.0.1/24"));
     move_tap(&lab, &host, "vm2", &vm2, &vm_mac(2), Some("10.92.0.2/24"));
     assert!(lab.ping_until(&vm1, "10.92.0.2", Duration::from_secs(10)));
-    // The new process's configuration has a bad flow: it must give up
-    // before the old one pauses, and the old one goes on as before.
-    let conf = d.dir.path().join("vswitchd.toml");
-    let good = std::fs::read_to_string(&conf).expect("config");
-    std::fs::write(
-        &conf,
-        good.replace(
-            "[[bridge]]\nname = \"br0\"\n",
-            "[[bridge]]\nname = \"br0\"\nflows = [\"priority=1,actions=bogus\"]\n",
-        ),
-    )
-    .expect("write config");
+    // The new process cannot read the saved state: it must give up after
+    // it got the fds and before the old one pauses, and the old one goes
+    // on as before.
+    let state = d.state_dir().join("state.json");
+    let good = std::fs::read(&state).expect("saved state");
+    std::fs::write(&state, b"{ not json").expect("corrupt the state");
     let st = d.failed_takeover();
     assert!(
         st.is_some_and(|s| !s.success()),
@@ -209,7 +203,7 @@ fn failed_takeover_leaves_the_running_daemon_forwarding() {
     assert!(d.alive(), "the running vswitchd stays; log:\n{}", d.log());
     assert!(lab.ping(&vm1, "10.92.0.2", 3), "it still forwards");
     assert!(
-        d.log().contains("configuration"),
+        d.log().contains("state.json"),
         "the new one said why; log:\n{}",
         d.log()
     );
@@ -219,7 +213,7 @@ fn failed_takeover_leaves_the_running_daemon_forwarding() {
         .path()
         .join("br0.mgmt")
         .exists()));
-    std::fs::write(&conf, good).expect("restore config");
+    std::fs::write(&state, good).expect("restore the state");
     assert!(
         d.takeover().is_some_and(|s| s.success()),
         "log:\n{}",

@@ -112,9 +112,13 @@ fn run(args: Args) -> Result<(), String> {
         };
         Some(open(&dir).map_err(|e| e.to_string())?)
     };
-    let saved = match &state_dir {
-        Some(d) => d.load().map_err(|e| e.to_string())?,
-        None => None,
+    // Taking over, a state that does not load is reported once the
+    // running daemon is in the exchange, so it goes on as before.
+    let (saved, unloadable) = match state_dir.as_ref().map(|d| d.load()) {
+        None => (None, None),
+        Some(Ok(s)) => (s, None),
+        Some(Err(e)) if args.takeover => (None, Some(e.to_string())),
+        Some(Err(e)) => return Err(e.to_string()),
     };
     let (mut cfg, base) = match &args.config {
         Some(p) => {
@@ -161,6 +165,9 @@ fn run(args: Args) -> Result<(), String> {
         let (inc, fds) = handover::connect(&path).map_err(|e| e.to_string())?;
         tracing::info!(old_pid = inc.old_pid, ports = inc.ports, "taking over");
         api.adopt_fds(fds);
+        if let Some(e) = unloadable {
+            return Err(e);
+        }
         Some(inc)
     } else {
         None
