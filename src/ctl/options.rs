@@ -201,14 +201,23 @@ pub fn bridge_settings(opts: &[String]) -> Result<BridgeSettings, OptionError> {
         match k {
             "forward_bpdu" | "forward-bpdu" => s.forward_bpdu = Some(parse_bool(k, v)?),
             "mac_aging" | "mac-aging-time" => s.mac_aging_secs = Some(parse_num(k, v, "seconds")?),
+            "mac_table_size" | "mac-table-size" => {
+                let n: usize = parse_num(k, v, "a number of entries")?;
+                // Open vSwitch's bounds: at least 10, at most a million.
+                if !(10..=1_000_000).contains(&n) {
+                    return Err(value_err(k, v, "a MAC table holds 10..1000000 entries"));
+                }
+                s.mac_table_size = Some(n);
+            }
             k if k.starts_with("ct_") => ct_setting(&mut s.ct, tok, k, v)?,
             _ => {
                 return Err(OptionError::Unknown {
                     what: "bridge setting",
                     token: tok.clone(),
-                    hint: " (forward_bpdu, mac_aging, ct_checksum, ct_tcp_liberal, \
+                    hint:
+                        " (forward_bpdu, mac_aging, mac_table_size, ct_checksum, ct_tcp_liberal, \
                            ct_tcp_seq_check, ct_max_conns)"
-                        .to_string(),
+                            .to_string(),
                 })
             }
         }
@@ -350,6 +359,15 @@ mod tests {
         let b = bridge_settings(&s(&["ct_checksum=skip", "mac_aging=30"])).unwrap();
         assert_eq!(b.ct.checksum, Some(ChecksumPolicy::Skip));
         assert_eq!(b.mac_aging_secs, Some(30));
+        let b = bridge_settings(&s(&["mac-table-size=100"])).unwrap();
+        assert_eq!(b.mac_table_size, Some(100));
+        for bad in [
+            "mac_table_size=9",
+            "mac_table_size=1000001",
+            "mac_table_size=x",
+        ] {
+            assert!(bridge_settings(&s(&[bad])).is_err(), "{bad}");
+        }
         assert!(ct_settings(&s(&["max_conns"])).is_err());
     }
 

@@ -97,6 +97,8 @@ pub struct WantBridge {
     pub forward_bpdu: bool,
     /// `other_config:mac-aging-time`.
     pub mac_aging_secs: u64,
+    /// `other_config:mac-table-size`.
+    pub mac_table_size: usize,
     /// Controller targets, in the order of the rows' UUIDs.
     pub controllers: Vec<String>,
     /// Ports by (interface) name.
@@ -109,6 +111,7 @@ impl WantBridge {
             fail_mode: FailMode::Standalone,
             forward_bpdu: false,
             mac_aging_secs: BridgeConfig::default().mac_aging_secs,
+            mac_table_size: BridgeConfig::default().mac_table_size,
             controllers: Vec::new(),
             ports: BTreeMap::new(),
         }
@@ -247,6 +250,13 @@ pub fn plan(r: &Replica) -> Plan {
         }
         if let Some(n) = oc.get("mac-aging-time").and_then(|v| v.parse().ok()) {
             want.mac_aging_secs = n;
+        }
+        // As ovs-vswitchd: at least 10 entries, at most a million.
+        if let Some(n) = oc
+            .get("mac-table-size")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            want.mac_table_size = n.clamp(10, 1_000_000);
         }
         let mut ctl_rows = Vec::new();
         for cu in b.uuids("controller") {
@@ -414,17 +424,21 @@ impl Reconciler {
         let Some(have) = self.applied.get_mut(bname) else {
             return;
         };
-        if (have.forward_bpdu, have.mac_aging_secs) != (want.forward_bpdu, want.mac_aging_secs) {
+        if (have.forward_bpdu, have.mac_aging_secs, have.mac_table_size)
+            != (want.forward_bpdu, want.mac_aging_secs, want.mac_table_size)
+        {
             self.calls += 1;
             let s = BridgeSettings {
                 forward_bpdu: Some(want.forward_bpdu),
                 mac_aging_secs: Some(want.mac_aging_secs),
+                mac_table_size: Some(want.mac_table_size),
                 ..BridgeSettings::default()
             };
             match api.set_bridge(bname, &s) {
                 Ok(_) => {
                     have.forward_bpdu = want.forward_bpdu;
                     have.mac_aging_secs = want.mac_aging_secs;
+                    have.mac_table_size = want.mac_table_size;
                 }
                 Err(e) => tracing::warn!(bridge = %bname, "bridge settings: {e}"),
             }

@@ -271,6 +271,10 @@ fn bridge_diff(
                     ns.mac_aging_secs =
                         Some(crate::ofproto::BridgeConfig::default().mac_aging_secs);
                 }
+                if ns.mac_table_size.is_none() && os.mac_table_size.is_some() {
+                    ns.mac_table_size =
+                        Some(crate::ofproto::BridgeConfig::default().mac_table_size);
+                }
                 match api.set_bridge(name, &ns) {
                     Ok(_) => changed(&mut n, name, format_args!("settings {nt:?}")),
                     Err(e) => log_err("settings", &e),

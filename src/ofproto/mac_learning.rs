@@ -140,6 +140,15 @@ impl MacTable {
         }
     }
 
+    /// Changes the table's size (`other_config:mac-table-size`); a table
+    /// over it loses its oldest entries now.
+    pub fn set_max_entries(&mut self, n: usize) {
+        self.max_entries = n.max(1);
+        while self.entries.len() > self.max_entries {
+            self.evict_oldest();
+        }
+    }
+
     fn evict_oldest(&mut self) {
         let oldest = self
             .entries
@@ -241,6 +250,25 @@ mod tests {
         assert_eq!(t.lookup(0, 0x0200_0000_0001, later), None);
         assert_eq!(t.expire(later), 1);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn table_size_keeps_the_newest() {
+        let mut t = MacTable::default();
+        let t0 = Instant::now();
+        for i in 0..20u64 {
+            let at = t0 + Duration::from_millis(i);
+            assert_eq!(t.learn(0, 0x0200_0000_0000 + i, 1, 100, at), Learned::New);
+        }
+        t.set_max_entries(10);
+        assert_eq!(t.len(), 10);
+        let now = t0 + Duration::from_millis(30);
+        assert_eq!(t.lookup(0, 0x0200_0000_0000, now), None, "oldest gone");
+        assert_eq!(t.lookup(0, 0x0200_0000_0013, now), Some(1), "newest kept");
+        // Full: a new address evicts the oldest one left.
+        assert_eq!(t.learn(0, 0x0200_0000_0100, 1, 100, now), Learned::New);
+        assert_eq!(t.len(), 10);
+        assert_eq!(t.lookup(0, 0x0200_0000_000a, now), None);
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub struct BridgeConfig {
     pub forward_bpdu: bool,
     /// MAC learning entry lifetime in seconds.
     pub mac_aging_secs: u64,
+    /// MAC learning table size (Open vSwitch's
+    /// `other_config:mac-table-size`): the oldest entry goes when full.
+    #[serde(default = "default_mac_table_size")]
+    pub mac_table_size: usize,
+}
+
+fn default_mac_table_size() -> usize {
+    mac_learning::DEFAULT_MAX_ENTRIES
 }
 
 impl Default for BridgeConfig {
@@ -56,6 +64,7 @@ impl Default for BridgeConfig {
         BridgeConfig {
             forward_bpdu: false,
             mac_aging_secs: mac_learning::DEFAULT_AGING.as_secs(),
+            mac_table_size: mac_learning::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -441,7 +450,11 @@ impl Ofproto {
 
     /// Replaces the bridge settings.
     pub fn set_config(&self, c: BridgeConfig) {
-        self.mac.lock().aging = Duration::from_secs(c.mac_aging_secs);
+        {
+            let mut m = self.mac.lock();
+            m.aging = Duration::from_secs(c.mac_aging_secs);
+            m.set_max_entries(c.mac_table_size);
+        }
         *self.config.write() = c;
         self.bump_generation();
     }

@@ -24,6 +24,8 @@ pub struct BridgeSettings {
     pub forward_bpdu: Option<bool>,
     /// MAC learning table entry lifetime, seconds.
     pub mac_aging_secs: Option<u64>,
+    /// MAC learning table size (entries).
+    pub mac_table_size: Option<usize>,
     /// The bridge's connection-tracker policy.
     pub ct: CtSettings,
 }
@@ -222,6 +224,9 @@ impl Api {
             }
             if let Some(a) = s.mac_aging_secs {
                 c.mac_aging_secs = a;
+            }
+            if let Some(n) = s.mac_table_size {
+                c.mac_table_size = n;
             }
             b.of.set_config(c.clone());
             s.ct.apply(&b.ct);
