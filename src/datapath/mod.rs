@@ -164,8 +164,8 @@ impl DpPort {
 /// as it still is (no action rewrote it since), so the next pass refreshes
 /// only its metadata fields (`recirc_id`, `ct_*`: what `ct` and `recirc`
 /// change) instead of parsing the headers again; the others are extracted
-/// anew. Keys and flags are kept apart so that a burst's keys move in one
-/// copy.
+/// anew, in place. The next pass stages its keys right here, so a key is
+/// copied once (into this queue), not again out of it.
 #[derive(Default)]
 struct Carried {
     keys: Vec<FlowKey>,
@@ -595,34 +595,31 @@ impl Datapath {
         while !pkts.is_empty() {
             let n = pkts.len().min(MAX_BURST);
             let mut ok = [false; MAX_BURST];
-            // One copy for the burst's carried keys (a key is too large to
-            // be copied inline one by one).
-            let valid = match (
-                carried.keys.get(done..done + n),
+            // A recirculated burst's keys are staged where they were
+            // carried: no copy (a key is too large to be copied inline).
+            let (ks, valid): (&mut [FlowKey], &[bool]) = match (
+                carried.keys.get_mut(done..done + n),
                 carried.valid.get(done..done + n),
             ) {
-                (Some(k), Some(v)) => {
-                    keys[..n].copy_from_slice(k);
-                    v
-                }
-                _ => &[],
+                (Some(k), Some(v)) => (k, v),
+                _ => (&mut keys[..n], &[]),
             };
             done += n;
             for (i, pkt) in pkts[..n].iter_mut().enumerate() {
                 if valid.get(i).copied().unwrap_or(false) {
-                    refresh_metadata(&pkt.meta, &mut keys[i]);
+                    refresh_metadata(&pkt.meta, &mut ks[i]);
                     ok[i] = true;
                     continue;
                 }
                 let (d, m) = pkt.split();
-                match extract(d, m, &mut keys[i]) {
+                match extract(d, m, &mut ks[i]) {
                     Ok(()) => ok[i] = true,
                     Err(e) => self.drops.add(DropReason::from_wire(e), 1),
                 }
             }
             for i in 0..n {
                 if ok[i] {
-                    hashes[i] = keys[i].hash64();
+                    hashes[i] = ks[i].hash64();
                 }
             }
             for (i, pkt) in pkts.drain(..n).enumerate() {
@@ -630,9 +627,9 @@ impl Datapath {
                     self.pool.put(pkt);
                     continue;
                 }
-                let hit = self.emc.lookup(hashes[i], &keys[i]);
-                if let Some(pkt) = self.run_emc_hit(pkt, &keys[i], hit, gen, now) {
-                    self.process_miss(pkt, &keys[i], hashes[i], hit, gen, now);
+                let hit = self.emc.lookup(hashes[i], &ks[i]);
+                if let Some(pkt) = self.run_emc_hit(pkt, &ks[i], hit, gen, now) {
+                    self.process_miss(pkt, &ks[i], hashes[i], hit, gen, now);
                 }
             }
         }
