@@ -136,6 +136,11 @@ impl L3<'_> {
 /// Parses an IPv4 header at the start of `l3`. `outer` means this is the
 /// received datagram (length and checksum enforced) rather than the packet
 /// embedded in an ICMP error (which is usually truncated).
+///
+/// Inlined: returned through memory, the address enum and slice were
+/// reloaded with wider loads than they were stored with, a store-forwarding
+/// stall on every tracked packet.
+#[inline(always)]
 fn ipv4(l3: &[u8], outer: bool, check_ip: bool) -> PResult<L3<'_>> {
     let p = ipv4::Packet::new_unchecked(l3);
     if outer {
@@ -255,6 +260,7 @@ fn tcp_wscale(opts: &[u8]) -> u8 {
 }
 
 /// The TCP segment `seg` (header + payload, cut at the IP datagram's end).
+#[inline(always)]
 fn tcp_segment(seg: &[u8]) -> PResult<TcpSeg> {
     let p = tcp::Packet::new_checked(seg).map_err(tcp_err)?;
     let flags = p.flags();

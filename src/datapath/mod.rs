@@ -34,7 +34,8 @@ pub mod worker;
 pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtParams, FragVerdict};
-use crate::flow::{extract::extract, Field, FlowKey};
+use crate::flow::extract::{extract, refresh_metadata};
+use crate::flow::{Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
@@ -158,6 +159,32 @@ impl DpPort {
     }
 }
 
+/// The keys recirculated packets carry to their next pass, one per packet
+/// of the queue beside it. A key marked valid was extracted from the frame
+/// as it still is (no action rewrote it since), so the next pass refreshes
+/// only its metadata fields (`recirc_id`, `ct_*`: what `ct` and `recirc`
+/// change) instead of parsing the headers again; the others are extracted
+/// anew, in place. The next pass stages its keys right here, so a key is
+/// copied once (into this queue), not again out of it.
+#[derive(Default)]
+struct Carried {
+    keys: Vec<FlowKey>,
+    valid: Vec<bool>,
+}
+
+impl Carried {
+    #[inline]
+    fn push(&mut self, key: &FlowKey, valid: bool) {
+        self.keys.extend_from_slice(core::slice::from_ref(key));
+        self.valid.push(valid);
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.valid.clear();
+    }
+}
+
 /// Per-worker fast path.
 pub struct Datapath {
     of: Arc<Ofproto>,
@@ -169,8 +196,12 @@ pub struct Datapath {
     pool: PacketPool,
     stats: DpStats,
     recirc: Vec<PacketBuf>,
+    // Beside each packet of `recirc`, the key it recirculated with (see
+    // `Carried`).
+    recirc_keys: Carried,
     // Staged batch processing scratch (see `run_stages`): allocated once.
     stage_pkts: Vec<PacketBuf>,
+    stage_carried: Carried,
     stage_keys: Option<Box<[FlowKey; MAX_BURST]>>,
     touched: Vec<(u32, u32)>,
     icmp_budget: TokenBucket,
@@ -251,7 +282,9 @@ impl Datapath {
             pool: PacketPool::new(DEFAULT_CAPACITY),
             stats: DpStats::default(),
             recirc: Vec::with_capacity(MAX_BURST),
+            recirc_keys: Carried::default(),
             stage_pkts: Vec::with_capacity(MAX_BURST),
+            stage_carried: Carried::default(),
             stage_keys: Some(Box::new([FlowKey::default(); MAX_BURST])),
             touched: Vec::with_capacity(MAX_BURST),
             icmp_budget: TokenBucket {
@@ -477,6 +510,7 @@ impl Datapath {
         while !self.recirc.is_empty() {
             pass += 1;
             let mut pkts = core::mem::take(&mut self.recirc);
+            let mut carried = core::mem::take(&mut self.recirc_keys);
             if pass > MAX_PASSES {
                 let n = pkts.len() as u64;
                 self.drops
@@ -486,7 +520,7 @@ impl Datapath {
                 }
                 break;
             }
-            self.run_stages(&mut pkts, gen, now);
+            self.run_stages(&mut pkts, &mut carried, gen, now);
         }
         self.flush_tx();
         Ok(())
@@ -500,12 +534,16 @@ impl Datapath {
         // Both vectors keep their capacity from batch to batch: moving
         // packets between them never allocates.
         let mut pkts = core::mem::take(&mut self.stage_pkts);
+        let mut carried = core::mem::take(&mut self.stage_carried);
+        // First pass: every key is extracted.
+        carried.clear();
         pkts.extend(batch.drain());
-        self.run_stages(&mut pkts, gen, now);
+        self.run_stages(&mut pkts, &mut carried, gen, now);
         let mut pass = 1;
         while !self.recirc.is_empty() {
             pass += 1;
             core::mem::swap(&mut pkts, &mut self.recirc);
+            core::mem::swap(&mut carried, &mut self.recirc_keys);
             if pass > MAX_PASSES {
                 self.drops.add(
                     DropReason::Xlate(XlateError::RecircDepth),
@@ -514,12 +552,14 @@ impl Datapath {
                 for p in pkts.drain(..) {
                     self.pool.put(p);
                 }
+                carried.clear();
                 continue;
             }
             self.stats.recirculations += pkts.len() as u64;
-            self.run_stages(&mut pkts, gen, now);
+            self.run_stages(&mut pkts, &mut carried, gen, now);
         }
         self.stage_pkts = pkts;
+        self.stage_carried = carried;
         for (slot, ver) in self.touched.drain(..) {
             if let Some(m) = self.mf.get_mut(slot, ver) {
                 m.flush_stats(now);
@@ -532,24 +572,54 @@ impl Datapath {
     /// Staging is not cosmetic: hashing a key right after extraction wrote
     /// it stalls on store forwarding; a burst later the stores are long
     /// retired.
-    fn run_stages(&mut self, pkts: &mut Vec<PacketBuf>, gen: u64, now: Instant) {
+    ///
+    /// `carried` is empty, or holds the key each packet recirculated with
+    /// (see [`Carried`]); it is left empty.
+    fn run_stages(
+        &mut self,
+        pkts: &mut Vec<PacketBuf>,
+        carried: &mut Carried,
+        gen: u64,
+        now: Instant,
+    ) {
         let Some(mut keys) = self.stage_keys.take() else {
             return;
         };
+        if carried.keys.len() != pkts.len() || carried.valid.len() != pkts.len() {
+            // Not one key per packet: trust none of them.
+            carried.clear();
+        }
         let mut hashes = [0u64; MAX_BURST];
+        // Packets already staged from `carried`.
+        let mut done = 0;
         while !pkts.is_empty() {
             let n = pkts.len().min(MAX_BURST);
             let mut ok = [false; MAX_BURST];
+            // A recirculated burst's keys are staged where they were
+            // carried: no copy (a key is too large to be copied inline).
+            let (ks, valid): (&mut [FlowKey], &[bool]) = match (
+                carried.keys.get_mut(done..done + n),
+                carried.valid.get(done..done + n),
+            ) {
+                (Some(k), Some(v)) => (k, v),
+                _ => (&mut keys[..n], &[]),
+            };
+            done += n;
             for (i, pkt) in pkts[..n].iter_mut().enumerate() {
+                if valid.get(i).copied().unwrap_or(false) {
+                    refresh_metadata(&pkt.meta, &mut ks[i]);
+                    ok[i] = true;
+                    continue;
+                }
                 let (d, m) = pkt.split();
-                match extract(d, m, &mut keys[i]) {
+                match extract(d, m, &mut ks[i]) {
                     Ok(()) => ok[i] = true,
                     Err(e) => self.drops.add(DropReason::from_wire(e), 1),
                 }
             }
             for i in 0..n {
                 if ok[i] {
-                    hashes[i] = keys[i].hash64();
+                    hashes[i] = ks[i].hash64();
                 }
             }
             for (i, pkt) in pkts.drain(..n).enumerate() {
@@ -557,12 +627,13 @@ impl Datapath {
                     self.pool.put(pkt);
                     continue;
                 }
-                let hit = self.emc.lookup(hashes[i], &keys[i]);
-                if let Some(pkt) = self.run_emc_hit(pkt, &keys[i], hit, gen, now) {
-                    self.process_miss(pkt, &keys[i], hashes[i], hit, gen, now);
+                let hit = self.emc.lookup(hashes[i], &ks[i]);
+                if let Some(pkt) = self.run_emc_hit(pkt, &ks[i], hit, gen, now) {
+                    self.process_miss(pkt, &ks[i], hashes[i], hit, gen, now);
                 }
             }
         }
+        carried.clear();
         self.stage_keys = Some(keys);
     }
 
@@ -678,6 +749,7 @@ impl Datapath {
             drops,
             ct,
             recirc,
+            recirc_keys,
             icmp_budget,
             port_index,
             packet_in,
@@ -691,6 +763,7 @@ impl Datapath {
             drops,
             ct,
             recirc,
+            recirc_keys,
             packet_in,
         };
         (mf, touched, stats, cx)
@@ -838,6 +911,7 @@ struct ExecCtx<'a> {
     drops: &'a DropCounters,
     ct: &'a ConnTracker,
     recirc: &'a mut Vec<PacketBuf>,
+    recirc_keys: &'a mut Carried,
     packet_in: &'a mut Option<packet_in::Sink>,
 }
 
@@ -853,6 +927,7 @@ impl ExecCtx<'_> {
             drops: self.drops,
             ct: self.ct,
             recirc: self.recirc,
+            recirc_keys: self.recirc_keys,
             packet_in: self.packet_in,
         }
     }
@@ -968,6 +1043,9 @@ fn execute_actions(
     // then (rarely) the packet is re-extracted into `fresh`.
     let mut fresh: Option<FlowKey> = None;
     let mut key_stale = false;
+    // A re-extraction failed: `key` no longer describes the frame and no
+    // key may be carried over a recirculation.
+    let mut key_lost = false;
     let n = actions.len();
     for (i, a) in actions.iter().enumerate() {
         let last = i + 1 == n;
@@ -1022,6 +1100,8 @@ fn execute_actions(
                     let (d, m) = pkt.split();
                     if extract(d, m, &mut k).is_ok() {
                         fresh = Some(k);
+                    } else {
+                        key_lost = true;
                     }
                     key_stale = false;
                 }
@@ -1075,14 +1155,18 @@ fn execute_actions(
                 pkt.meta.ct_invalid = 0;
             }
             DpAction::Recirc(id) => {
+                let valid = !key_stale && !key_lost;
+                let k = fresh.as_ref().unwrap_or(key);
                 if last {
                     pkt.meta.recirc_id = *id;
                     cx.recirc.push(pkt);
+                    cx.recirc_keys.push(k, valid);
                     return;
                 }
                 let mut copy = cx.pool.clone_packet(&pkt);
                 copy.meta.recirc_id = *id;
                 cx.recirc.push(copy);
+                cx.recirc_keys.push(k, valid);
                 sent = true;
             }
             DpAction::Controller(c) => {

@@ -173,6 +173,18 @@ fn copy_metadata(meta: &PacketMeta, key: &mut FlowKey) {
     copy_ct(meta, key);
 }
 
+/// Refreshes the metadata fields of `key` (`in_port`, `recirc_id`,
+/// tunnel, `ct_*`) from `meta`, the rest staying as they are. For a key
+/// [`extract`]ed earlier from the same, unchanged frame bytes with the same
+/// tunnel metadata, this gives what a whole extraction would: the datapath
+/// uses it for a recirculated packet no action rewrote (after `ct`, only
+/// `recirc_id` and the `ct_*` fields moved), instead of parsing the headers
+/// again.
+#[inline]
+pub fn refresh_metadata(meta: &PacketMeta, key: &mut FlowKey) {
+    copy_metadata(meta, key);
+}
+
 #[inline(always)]
 fn copy_ct(meta: &PacketMeta, key: &mut FlowKey) {
     key.set_ct_state(meta.ct_state.0);
