@@ -59,20 +59,32 @@ pub enum ReloadError {
 /// configuration) until the port is added again or its bridge goes.
 pub type Unrestored = Vec<(String, PortState)>;
 
+/// A saved bridge that could not be restored (the daemon refuses to start
+/// rather than run without it).
+#[derive(Debug, thiserror::Error)]
+#[error("state file {path}: bridge {bridge}: {error} (move the file aside to start from the configuration)")]
+pub struct RestoreFailed {
+    /// The file.
+    pub path: PathBuf,
+    /// The bridge.
+    pub bridge: String,
+    /// Why.
+    #[source]
+    pub error: Box<super::api::RestoreError>,
+}
+
 /// Restores every saved bridge; a port that cannot be attached is logged
 /// and skipped (and returned), anything else refused is an error naming
 /// the file.
-pub fn restore(api: &Api, st: &State, file: &Path) -> Result<Unrestored, StateError> {
+pub fn restore(api: &Api, st: &State, file: &Path) -> Result<Unrestored, RestoreFailed> {
     let now = Instant::now();
     let mut kept = Vec::new();
     for b in &st.bridges {
-        let failed = api
-            .restore_bridge(b, now)
-            .map_err(|error| StateError::Restore {
-                path: file.to_path_buf(),
-                bridge: b.name.clone(),
-                error: Box::new(error),
-            })?;
+        let failed = api.restore_bridge(b, now).map_err(|error| RestoreFailed {
+            path: file.to_path_buf(),
+            bridge: b.name.clone(),
+            error: Box::new(error),
+        })?;
         kept.extend(failed.into_iter().map(|f| (b.name.clone(), f.port)));
     }
     Ok(kept)

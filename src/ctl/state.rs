@@ -232,17 +232,6 @@ pub enum StateError {
         /// The file's format number.
         found: u32,
     },
-    /// The state file describes a bridge the switch refused.
-    #[error("state file {path}: bridge {bridge}: {error} (move the file aside to start from the configuration)")]
-    Restore {
-        /// The file.
-        path: PathBuf,
-        /// The bridge.
-        bridge: String,
-        /// Why.
-        #[source]
-        error: Box<super::api::RestoreError>,
-    },
     /// Writing the snapshot failed.
     #[error("saving state to {path}: {source}")]
     Write {
