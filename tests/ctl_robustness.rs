@@ -83,13 +83,21 @@ fn a_capture_with_only_a_count_is_still_bounded_and_a_second_one_is_refused() {
     d.add_dummies(&["c1"]);
     let f1 = d.dir.path().join("one.pcap");
     let f2 = d.dir.path().join("two.pcap");
-    let first = send_raw(
-        &d.sock,
-        &capture_req("c1", r#","count":3,"seconds":20"#, &f1),
-    );
-    // Wait until the first capture holds the port, then try a second.
+    let long = || {
+        send_raw(
+            &d.sock,
+            &capture_req("c1", r#","count":3,"seconds":20"#, &f1),
+        )
+    };
+    let mut first = long();
+    // Wait until the first capture holds the port, then try a second. A
+    // probe that won the race took the port first (the long capture was
+    // refused then): ask for the long one again.
     let refused = wait_until(Duration::from_secs(10), || {
         let r = call(&d.sock, &capture_req("c1", r#","seconds":1"#, &f2));
+        if r["ok"] == true {
+            first = long();
+        }
         r["ok"] == false && r["kind"] == "capture_busy"
     });
     assert!(refused, "a second capture on the same port must be refused");
