@@ -92,7 +92,7 @@ pub fn recv_fds(
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let bytes = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let bytes = ((*c).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                 let p = libc::CMSG_DATA(c);
                 for i in 0..bytes / std::mem::size_of::<RawFd>() {
                     let mut b = [0u8; 4];
