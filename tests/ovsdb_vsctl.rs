@@ -188,18 +188,7 @@ impl Vswitchd {
             .spawn()
             .expect("spawn vswitchd --takeover");
         let mut old = self.child.replace(new)?;
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(st)) = old.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() > end {
-                let _ = old.kill();
-                let _ = old.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        common::daemon::wait_exit(&mut old, Duration::from_secs(30))
     }
 
     /// SIGKILL, as a crash would.
@@ -782,19 +771,10 @@ fn tcp_session_survives_the_servers_probe() {
     assert!(!v.log().contains("OVSDB connection closed"), "{}", v.log());
 }
 
-/// An upgrade in database mode: the new vswitchd steals the database's
-/// lock, takes the TAP fds over and configures from the database; the
-/// VMs keep their NICs, the ofports stay, and the old one exits.
-#[test]
-fn takeover_with_the_database() {
-    let t = "ovsdb_vsctl::takeover_with_the_database";
-    if !require_ovs(t) || !require_root(t) {
-        return;
-    }
-    let mut lab = Lab::new();
-    let host = lab.quiet_netns();
-    let db = Db::start();
-    let mut v = Vswitchd::start(Some(&host), &db.remote());
+/// `add-br br0` (netdev) and two `type=tap` interfaces vm1 and vm2 with
+/// ofports `ofports`, their kernel sides moved into two new VM namespaces
+/// (`10.SUBNET.0.1/24` and `.2`); returns the VM namespaces.
+fn two_tap_vms(lab: &mut Lab, host: &str, db: &Db, subnet: u8, ofports: [&str; 2]) -> Vec<String> {
     db.vsctl_ok(&[
         "add-br",
         "br0",
@@ -805,7 +785,7 @@ fn takeover_with_the_database() {
         "datapath_type=netdev",
     ]);
     let mut vms = Vec::new();
-    for (i, ofport) in [(1u8, "21"), (2, "22")] {
+    for (i, ofport) in (1u8..).zip(ofports) {
         let name = format!("vm{i}");
         db.vsctl_ok(&[
             "add-port",
@@ -819,16 +799,27 @@ fn takeover_with_the_database() {
             &format!("ofport_request={ofport}"),
         ]);
         let vm = lab.quiet_netns();
-        move_tap(
-            &lab,
-            &host,
-            &name,
-            &vm,
-            &vm_mac(i),
-            Some(&format!("10.62.0.{i}/24")),
-        );
+        let cidr = format!("10.{subnet}.0.{i}/24");
+        move_tap(lab, host, &name, &vm, &vm_mac(i), Some(&cidr));
         vms.push(vm);
     }
+    vms
+}
+
+/// An upgrade in database mode: the new vswitchd steals the database's
+/// lock, takes the TAP fds over and configures from the database; the
+/// VMs keep their NICs, the ofports stay, and the old one exits.
+#[test]
+fn takeover_with_the_database() {
+    let t = "ovsdb_vsctl::takeover_with_the_database";
+    if !require_ovs(t) || !require_root(t) {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let db = Db::start();
+    let mut v = Vswitchd::start(Some(&host), &db.remote());
+    let vms = two_tap_vms(&mut lab, &host, &db, 62, ["21", "22"]);
     assert!(lab.ping_until(&vms[0], "10.62.0.2", Duration::from_secs(10)));
     let idx = |vm: &str, dev: &str| lab.sh_ok(vm, 5, &format!("cat /sys/class/net/{dev}/ifindex"));
     let before = (idx(&vms[0], "vm1"), idx(&vms[1], "vm2"));
@@ -886,40 +877,7 @@ fn kill9_with_the_database() {
     let host = lab.quiet_netns();
     let db = Db::start();
     let mut v = Vswitchd::start(Some(&host), &db.remote());
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
-    let mut vms = Vec::new();
-    for (i, ofport) in [(1u8, "31"), (2, "32")] {
-        let name = format!("vm{i}");
-        db.vsctl_ok(&[
-            "add-port",
-            "br0",
-            &name,
-            "--",
-            "set",
-            "Interface",
-            &name,
-            "type=tap",
-            &format!("ofport_request={ofport}"),
-        ]);
-        let vm = lab.quiet_netns();
-        move_tap(
-            &lab,
-            &host,
-            &name,
-            &vm,
-            &vm_mac(i),
-            Some(&format!("10.63.0.{i}/24")),
-        );
-        vms.push(vm);
-    }
+    let vms = two_tap_vms(&mut lab, &host, &db, 63, ["31", "32"]);
     let flows = format!(
         "{}/flows/stateful-firewall.flows",
         env!("CARGO_MANIFEST_DIR")

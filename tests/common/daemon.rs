@@ -464,7 +464,7 @@ pub fn new_drops(
 }
 
 /// Waits (bounded) for `c` to exit; kills it at the limit (then `None`).
-fn wait_exit(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_exit(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let end = Instant::now() + limit;
     loop {
         if let Ok(Some(st)) = c.try_wait() {
