@@ -662,8 +662,16 @@ fn window(c: &mut TcpConn, seg: &TcpSeg, si: usize, di: usize, pol: TcpPolicy) -
     // established connection passes but closes nothing: the endpoint
     // answers it with a challenge ACK (RFC 5961 section 3) and a genuine
     // peer then resets at the exact number.
+    //
+    // Once either side has sent a FIN the check is skipped, as Linux skips
+    // it for a connection it could already drop early (`FIN_WAIT` to
+    // `CLOSE`): a host that closed its socket answers each segment still
+    // in flight with a reset at that segment's (older) acknowledgement,
+    // so resets below `maxack` are the normal end of such a connection,
+    // not an attack on it.
+    let closing = src.state >= P::Closing || dst.state >= P::Closing;
     let mut rst_closes = true;
-    if is_rst && in_window && pol.seq_check && dst_maxack_set {
+    if is_rst && in_window && pol.seq_check && dst_maxack_set && !closing {
         let maxack = dst.maxack;
         // `summary() == Established`, from the two states at hand.
         let open = |s: P| (P::Established..P::Closing).contains(&s);
@@ -878,6 +886,59 @@ mod tests {
             update(&mut c, &mut None, &beyond, true, STRICT),
             Update::Invalid(_)
         ));
+    }
+
+    /// After both FINs, the host that closed answers segments still in
+    /// flight with resets at their acknowledgement, below the highest one
+    /// the other side sent (its FIN's end): the end of the connection, not
+    /// an invalid segment (Linux skips the check once a FIN was seen). On
+    /// an open connection the same reset stays invalid.
+    #[test]
+    fn resets_behind_the_acknowledgement_after_the_fins_pass() {
+        let open = || {
+            let mut c = new_conn(&seg(100, 0, SYN, 0));
+            update(
+                &mut c,
+                &mut None,
+                &seg(500, 101, SYN | ACK, 0),
+                true,
+                STRICT,
+            );
+            update(&mut c, &mut None, &seg(101, 501, ACK, 0), false, STRICT);
+            update(&mut c, &mut None, &seg(101, 501, ACK, 1000), false, STRICT);
+            update(&mut c, &mut None, &seg(501, 1101, ACK, 0), true, STRICT);
+            c
+        };
+        // On an open connection, a server reset below the client's
+        // highest acknowledgement (501) is stale: invalid.
+        let mut c = open();
+        let stale = seg(500, 0, RST, 0);
+        assert!(matches!(
+            update(&mut c, &mut None, &stale, true, STRICT),
+            Update::Invalid(_)
+        ));
+        // The server closes (FIN at 501), the client acknowledges it (502)
+        // and closes too; then a reset at 501, answering a client segment
+        // sent before the FIN arrived, passes and the entry is closed.
+        let mut c = open();
+        update(
+            &mut c,
+            &mut None,
+            &seg(501, 1101, ACK | FIN, 0),
+            true,
+            STRICT,
+        );
+        update(
+            &mut c,
+            &mut None,
+            &seg(1101, 502, ACK | FIN, 0),
+            false,
+            STRICT,
+        );
+        assert_eq!(c.maxack(0), Some(502));
+        let r = update(&mut c, &mut None, &seg(501, 0, RST, 0), true, STRICT);
+        assert_eq!(r, Update::Valid { refresh: true });
+        assert_eq!(summary(&c), TcpState::Closed);
     }
 
     /// A host that lost the connection resets at the acknowledgement the
