@@ -9,7 +9,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vswitch::ctl::{api::Api, config, config::Config, handover, reload, server, state};
+use vswitch::ctl::{api::Api, config::Config, handover, reload, seed, server, state};
 
 /// Waits (bounded) until process `pid` has exited.
 fn wait_gone(pid: u32, limit: std::time::Duration) {
@@ -223,7 +223,7 @@ fn run(args: Args) -> Result<(), String> {
             (seed, kept)
         }
         _ => {
-            if let Err(e) = config::apply(&api, &cfg, &base) {
+            if let Err(e) = seed::apply(&api, &cfg, &base) {
                 return Err(fail(format!("configuration: {e}")));
             }
             (reload::seed_of(&cfg, &base).ok(), Vec::new())

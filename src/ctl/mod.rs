@@ -31,6 +31,7 @@ pub mod options;
 pub mod ovsdb;
 pub mod proto;
 pub mod reload;
+pub mod seed;
 pub mod server;
 pub mod state;
 

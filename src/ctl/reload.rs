@@ -18,8 +18,9 @@
 //! refuses (a port that cannot be attached) is logged; the others apply.
 
 use super::api::{Api, FlowsCache, PortSettings, PortSpec};
-use super::config::{BridgeConfig, Config, ConfigError};
+use super::config::{BridgeConfig, Config};
 use super::openflow::{FailMode, Target};
+use super::seed::ConfigError;
 use super::state::{self, PortState, Saver, Seed, State, StateDir, StateError};
 use super::{flowtext, options};
 use crate::conntrack::TimeoutKind;
@@ -158,7 +159,7 @@ fn read_checked(path: &Path) -> Result<Seed, ReloadError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let cfg = Config::parse(&text).map_err(cerr)?;
+    let cfg = Config::parse(&text).map_err(|e| cerr(e.into()))?;
     for b in &cfg.bridges {
         let bad = |item: String| {
             move |e: options::OptionError| {
@@ -241,7 +242,7 @@ pub fn apply_diff(api: &Api, old: &Seed, new: &Seed, base: &Path) -> usize {
                     ctl: Default::default(),
                     bridges: vec![(*b).clone()],
                 };
-                match super::config::apply(api, &one, base) {
+                match super::seed::apply(api, &one, base) {
                     Ok(()) => changed(&mut n, name, format_args!("bridge added")),
                     Err(e) => tracing::error!(bridge = %name, "reload: adding the bridge: {e}"),
                 }
@@ -754,7 +755,7 @@ mod tests {
              [[bridge]]\nname='gone'\n",
         );
         let api = Api::new();
-        super::super::config::apply(&api, &old.config, dir.path()).unwrap();
+        super::super::seed::apply(&api, &old.config, dir.path()).unwrap();
         let new = parse(
             "[[bridge]]\nname='br0'\nflows=['priority=2,actions=drop','priority=3,actions=drop']\n\
              [[bridge.port]]\nname='a'\ntype='dummy'\n\
