@@ -216,8 +216,29 @@ pub(crate) struct Shard {
     /// The next tick to sweep (processed up to and including it, again, on
     /// the next call).
     cursor: u32,
+    /// A sweep in progress (see [`Shard::sweep_some`]): the ticks still to
+    /// visit, first and last...
+    todo: Option<(u32, u32)>,
+    /// ...and the list detached from the slot being visited (the entries
+    /// not looked at yet), or `NIL`.
+    sweeping: u32,
     len: usize,
 }
+
+/// What [`Shard::sweep_some`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SweepStep {
+    /// Entries removed.
+    pub removed: usize,
+    /// The budget ran out before the sweep did: call again.
+    pub more: bool,
+}
+
+/// Slab positions a control-plane walk ([`Shard::scan`]) visits per lock
+/// hold, and entries a sweep step visits: a few hundred microseconds at
+/// most, so a dump, flush or expiry of a million entries never holds a
+/// packet up for long (it takes the lock once per step).
+pub(crate) const STEP: usize = 2048;
 
 #[inline]
 fn tick_of(ms: u64) -> u32 {
@@ -233,6 +254,8 @@ impl Shard {
             index: HashTable::new(),
             heads: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
             cursor: 0,
+            todo: None,
+            sweeping: NIL,
             len: 0,
         }
     }
@@ -388,6 +411,10 @@ impl Shard {
                     *h = next;
                 }
             }
+            // Or the head of the list a paused sweep detached.
+            if self.sweeping == idx {
+                self.sweeping = next;
+            }
         } else if let Some(p) = self.get_mut(prev) {
             p.next = next;
         }
@@ -403,48 +430,109 @@ impl Shard {
     /// Removes every entry expired at `now_ms`, visiting only the wheel
     /// slots that came due since the last sweep. `on_remove` sees each
     /// removed entry (for per-zone counters). Returns how many went.
+    #[cfg(test)]
     pub fn sweep(
         &mut self,
         now_ms: u64,
         hasher: &impl Fn(&ConnKey) -> u64,
         on_remove: &mut impl FnMut(&Conn),
     ) -> usize {
-        let now_tick = tick_of(now_ms);
-        if now_tick < self.cursor {
-            return 0;
-        }
-        let span = (now_tick - self.cursor) as usize;
-        let first = if span >= WHEEL_SLOTS {
-            now_tick - (WHEEL_SLOTS as u32 - 1)
-        } else {
-            self.cursor
-        };
-        // From here on, new filings never go below now_tick.
-        self.cursor = now_tick;
         let mut removed = 0;
-        for tick in first..=now_tick {
-            let slot = tick as usize % WHEEL_SLOTS;
-            let mut cur = match self.heads.get_mut(slot) {
-                Some(h) => core::mem::replace(h, NIL),
-                None => NIL,
+        loop {
+            let step = self.sweep_some(now_ms, usize::MAX, hasher, on_remove);
+            removed += step.removed;
+            if !step.more {
+                return removed;
+            }
+        }
+    }
+
+    /// One step of a sweep: visits at most `budget` entries of the slots
+    /// that came due by `now_ms`, removing the expired ones and re-filing
+    /// the others, and says whether there is more. The caller may release
+    /// the lock between steps: a paused sweep keeps its place (the ticks
+    /// left and the rest of the slot's list, which [`Shard::unlink`]
+    /// knows), and the next step goes on from there, judging expiry at the
+    /// time it is given, before a new sweep starts.
+    pub fn sweep_some(
+        &mut self,
+        now_ms: u64,
+        budget: usize,
+        hasher: &impl Fn(&ConnKey) -> u64,
+        on_remove: &mut impl FnMut(&Conn),
+    ) -> SweepStep {
+        let mut step = SweepStep::default();
+        if self.todo.is_none() && self.sweeping == NIL {
+            let now_tick = tick_of(now_ms);
+            if now_tick < self.cursor {
+                return step;
+            }
+            let span = (now_tick - self.cursor) as usize;
+            let first = if span >= WHEEL_SLOTS {
+                now_tick - (WHEEL_SLOTS as u32 - 1)
+            } else {
+                self.cursor
             };
-            while let Some(c) = self.get(cur) {
+            // From here on, new filings never go below now_tick.
+            self.cursor = now_tick;
+            self.todo = Some((first, now_tick));
+        }
+        let mut visited = 0usize;
+        loop {
+            while let Some(c) = self.get(self.sweeping) {
+                if visited >= budget {
+                    step.more = true;
+                    return step;
+                }
+                visited += 1;
+                let cur = self.sweeping;
                 let next = c.next;
                 let (expires, key) = (c.expires_at(now_ms), c.key);
+                if let Some(n) = self.get_mut(next) {
+                    n.prev = NIL;
+                }
+                self.sweeping = next;
                 if expires <= now_ms {
                     if let Some(c) = self.get(cur) {
                         on_remove(c);
                     }
-                    // The slot's list is detached: nothing to unlink.
+                    // Off the detached list already: nothing to unlink.
                     self.release(hasher(&key), cur);
-                    removed += 1;
+                    step.removed += 1;
                 } else {
                     self.file(cur, expires);
                 }
-                cur = next;
+            }
+            let Some((tick, last)) = self.todo else {
+                return step;
+            };
+            self.todo = (tick < last).then(|| (tick + 1, last));
+            let slot = tick as usize % WHEEL_SLOTS;
+            self.sweeping = match self.heads.get_mut(slot) {
+                Some(h) => core::mem::replace(h, NIL),
+                None => NIL,
+            };
+        }
+    }
+
+    /// Visits the live entries at slab positions `from..from + STEP`;
+    /// returns where the next step starts (`None`: the end). Positions are
+    /// stable (freed slots are reused, never moved), so a walk in steps
+    /// with the lock released between them sees every entry that lived
+    /// throughout, once.
+    pub fn scan(&self, from: u32, mut f: impl FnMut(u32, &Conn)) -> Option<u32> {
+        let end = self
+            .chunks
+            .len()
+            .saturating_mul(CHUNK)
+            .min(u32::MAX as usize) as u32;
+        let stop = from.saturating_add(STEP as u32).min(end);
+        for i in from..stop {
+            if let Some(c) = self.get(i).filter(|c| c.l4 != L4State::Free) {
+                f(i, c);
             }
         }
-        removed
+        (stop < end).then_some(stop)
     }
 
     /// Every live entry's slab position.
@@ -504,6 +592,95 @@ mod tests {
             assert!(c.expired(now + MAX_TIMEOUT_MS + 3_600_000));
             assert_eq!(c.expires_at(now + 2 * MAX_TIMEOUT_MS), now + MAX_TIMEOUT_MS);
         }
+    }
+
+    /// A sweep in small steps, with the table changing between them as
+    /// packets change it while the lock is released (the head of the
+    /// detached list removed, an entry on it shortened, another extended,
+    /// new entries filed), removes exactly the expired entries and leaves
+    /// the wheel whole.
+    #[test]
+    fn a_sweep_in_steps_survives_changes_between_them() {
+        let mut s = Shard::new();
+        // 500 entries due at 1 s (one slot), 500 far in the future.
+        for n in 1..=1000u16 {
+            let exp = if n <= 500 { 1_000 } else { 900_000 };
+            let mut c = Conn::new(key(n), false, L4State::Other(OtherState::First));
+            c.set_expires(exp);
+            s.insert(h(&key(n)), c, exp, &h);
+        }
+        let mut removed = 0;
+        let mut seen = 0;
+        let mut steps = 0;
+        loop {
+            let st = s.sweep_some(2_000, 7, &h, &mut |_| seen += 1);
+            removed += st.removed;
+            steps += 1;
+            if !st.more {
+                break;
+            }
+            // Between steps: remove whatever heads the detached list...
+            if s.sweeping != NIL {
+                let k = s.get(s.sweeping).map(|c| c.key).unwrap_or_default();
+                s.remove(h(&k), s.sweeping);
+                removed += 1;
+            }
+            // ...extend one of the due entries if still there...
+            if let Some(i) = s.find(h(&key(250)), &key(250)) {
+                s.set_expiry(i, 800_000, TimeoutKind::UdpFirst);
+            }
+            // ...and file a new entry due now.
+            let n = 2000 + steps as u16;
+            let mut c = Conn::new(key(n), false, L4State::Other(OtherState::First));
+            c.set_expires(1_500);
+            s.insert(h(&key(n)), c, 1_500, &h);
+        }
+        assert!(steps > 10, "the budget made it step: {steps}");
+        assert!(seen <= removed);
+        assert!(s.find(h(&key(250)), &key(250)).is_some());
+        assert!((1..=500u16)
+            .filter(|&n| n != 250)
+            .all(|n| s.find(h(&key(n)), &key(n)).is_none()));
+        // The entries filed meanwhile were due: this sweep took those
+        // filed in a slot it had still to visit, the next takes the rest.
+        // Every due entry but the extended one went; the far ones stay.
+        let filed = steps - 1;
+        removed += s.sweep(2_000, &h, &mut |_| {});
+        assert_eq!(removed, 499 + filed);
+        assert_eq!(s.len(), 501);
+        assert_eq!(s.sweep(800_000, &h, &mut |_| {}), 1);
+        assert_eq!(s.sweep(900_000, &h, &mut |_| {}), 500);
+        assert_eq!(s.len(), 0);
+    }
+
+    /// A walk in steps sees each entry that lived throughout once, even
+    /// when entries are removed and slots reused between the steps.
+    #[test]
+    fn a_scan_in_steps_sees_every_long_lived_entry_once() {
+        let mut s = Shard::new();
+        let n = (STEP * 3 + 17) as u16;
+        for i in 1..=n {
+            let mut c = Conn::new(key(i), false, L4State::Other(OtherState::First));
+            c.set_expires(900_000);
+            s.insert(h(&key(i)), c, 900_000, &h);
+        }
+        let mut seen = std::collections::HashMap::new();
+        let mut pos = Some(0);
+        let mut churn = 0u16;
+        while let Some(p) = pos {
+            pos = s.scan(p, |_, c| *seen.entry(c.key.sport).or_insert(0) += 1);
+            // Between steps: the lowest even entries go, new ones come.
+            churn += 2;
+            if let Some(i) = s.find(h(&key(churn)), &key(churn)) {
+                s.remove(h(&key(churn)), i);
+            }
+            let k = key(60_000 - churn);
+            let mut c = Conn::new(k, false, L4State::Other(OtherState::First));
+            c.set_expires(900_000);
+            s.insert(h(&k), c, 900_000, &h);
+        }
+        assert!(seen.values().all(|&v| v == 1));
+        assert!((churn + 1..=n).all(|i| seen.contains_key(&i)));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::info::{ConnInfo, CtStats, ZoneStats};
 use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
 use super::snapshot::{self, SnapshotError};
-use super::table::{Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
+use super::table::{self, Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
 use super::tcp::{self, IgnoredSyn, TcpPolicy, Update};
 use super::{
     ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
@@ -913,16 +913,47 @@ impl ConnTracker {
 
     /// Removes every connection expired at `now`; returns how many. Only
     /// the timer-wheel slots that came due since the last call are visited.
+    ///
+    /// Like every walk of the control plane over the table, it takes each
+    /// shard's lock for a bounded step (2,048 entries) at a
+    /// time, so a packet of that shard waits at most one step, whatever
+    /// the table's size.
     pub fn sweep(&self, now: Instant) -> usize {
         let now_ms = self.ms(now);
         let hasher = |k: &ConnKey| self.hash(k);
         let mut total = 0;
         for s in self.shards.iter() {
-            let mut g = s.0.lock();
-            total += g.sweep(now_ms, &hasher, &mut |c| self.release_counts(c));
+            loop {
+                let step =
+                    s.0.lock()
+                        .sweep_some(now_ms, table::STEP, &hasher, &mut |c| {
+                            self.release_counts(c)
+                        });
+                total += step.removed;
+                if !step.more {
+                    break;
+                }
+            }
         }
         self.expired.fetch_add(total as u64, Relaxed);
         total
+    }
+
+    /// Calls `f` on every live entry, one bounded step of one shard per
+    /// lock hold (see [`ConnTracker::sweep`]); `f` runs with the lock
+    /// released, on a copy. Not an atomic snapshot: a connection made or
+    /// removed during the walk may or may not be seen (as with Open
+    /// vSwitch's dumps); one that lives throughout is seen once.
+    fn walk(&self, mut f: impl FnMut(&Conn)) {
+        let mut batch: Vec<Conn> = Vec::with_capacity(table::STEP);
+        for s in self.shards.iter() {
+            let mut pos = Some(0);
+            while let Some(p) = pos {
+                batch.clear();
+                pos = s.0.lock().scan(p, |_, c| batch.push(*c));
+                batch.iter().for_each(&mut f);
+            }
+        }
     }
 
     /// Unexpired connections (of `zone`, or all), ordered by zone and
@@ -930,14 +961,11 @@ impl ConnTracker {
     pub fn dump(&self, zone: Option<u16>, now: Instant) -> Vec<ConnInfo> {
         let now_ms = self.ms(now);
         let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let g = s.0.lock();
-            out.extend(
-                g.live()
-                    .filter(|(_, c)| !c.expired(now_ms) && zone.is_none_or(|z| c.key.zone == z))
-                    .map(|(_, c)| ConnInfo::from_conn(c, now_ms)),
-            );
-        }
+        self.walk(|c| {
+            if !c.expired(now_ms) && zone.is_none_or(|z| c.key.zone == z) {
+                out.push(ConnInfo::from_conn(c, now_ms));
+            }
+        });
         out.sort_by(|a, b| (a.zone, &a.orig, a.proto).cmp(&(b.zone, &b.orig, b.proto)));
         out
     }
@@ -997,19 +1025,26 @@ impl ConnTracker {
     }
 
     /// Deletes every connection (of `zone`, or all); returns how many.
+    /// A step at a time, as [`ConnTracker::sweep`]: a connection made
+    /// during the flush, behind the step that passed its slot, stays.
     pub fn flush(&self, zone: Option<u16>) -> usize {
         let mut total = 0;
+        let mut victims: Vec<(u32, ConnKey)> = Vec::with_capacity(table::STEP);
         for s in self.shards.iter() {
-            let mut g = s.0.lock();
-            let victims: Vec<(u32, ConnKey)> = g
-                .live()
-                .filter(|(_, c)| zone.is_none_or(|z| c.key.zone == z))
-                .map(|(i, c)| (i, c.key))
-                .collect();
-            for (i, k) in victims {
-                let h = self.hash(&k);
-                self.remove_locked(&mut g, h, i, false);
-                total += 1;
+            let mut pos = Some(0);
+            while let Some(p) = pos {
+                let mut g = s.0.lock();
+                victims.clear();
+                pos = g.scan(p, |i, c| {
+                    if zone.is_none_or(|z| c.key.zone == z) {
+                        victims.push((i, c.key));
+                    }
+                });
+                for &(i, k) in &victims {
+                    let h = self.hash(&k);
+                    self.remove_locked(&mut g, h, i, false);
+                    total += 1;
+                }
             }
         }
         total
@@ -1040,20 +1075,17 @@ impl ConnTracker {
     pub fn stats(&self) -> CtStats {
         let mut zones: BTreeMap<u16, ZoneStats> = BTreeMap::new();
         let mut entries = 0u64;
-        for s in self.shards.iter() {
-            let g = s.0.lock();
-            for (_, c) in g.live() {
-                entries += 1;
-                zones
-                    .entry(c.key.zone)
-                    .or_insert_with(|| ZoneStats {
-                        zone: c.key.zone,
-                        limit: self.zone_limit(c.key.zone),
-                        ..ZoneStats::default()
-                    })
-                    .add(c);
-            }
-        }
+        self.walk(|c| {
+            entries += 1;
+            zones
+                .entry(c.key.zone)
+                .or_insert_with(|| ZoneStats {
+                    zone: c.key.zone,
+                    limit: self.zone_limit(c.key.zone),
+                    ..ZoneStats::default()
+                })
+                .add(c);
+        });
         let invalid = CtInvalidReason::ALL
             .iter()
             .map(|r| {
