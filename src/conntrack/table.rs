@@ -238,7 +238,7 @@ pub(crate) struct SweepStep {
 /// hold, and entries a sweep step visits: a few hundred microseconds at
 /// most, so a dump, flush or expiry of a million entries never holds a
 /// packet up for long (it takes the lock once per step).
-pub(crate) const STEP: usize = 2048;
+pub(crate) const STEP: usize = 1024;
 
 #[inline]
 fn tick_of(ms: u64) -> u32 {

@@ -915,7 +915,7 @@ impl ConnTracker {
     /// the timer-wheel slots that came due since the last call are visited.
     ///
     /// Like every walk of the control plane over the table, it takes each
-    /// shard's lock for a bounded step (2,048 entries) at a
+    /// shard's lock for a bounded step (1,024 entries) at a
     /// time, so a packet of that shard waits at most one step, whatever
     /// the table's size.
     pub fn sweep(&self, now: Instant) -> usize {
