@@ -557,6 +557,8 @@ impl Persist {
             Box::new(move || api2.flows_marker()),
         )?);
         *self.saver.lock() = Some(saver.clone());
+        // OpenFlow barriers wait for the save too.
+        self.api.set_save_hook(Some(saver.barrier_hook()));
         Ok(saver)
     }
 

@@ -21,7 +21,10 @@
 //! commit): the saver thread takes one snapshot for every change made
 //! before it started, so a burst of requests costs one write, not one
 //! each. The control socket answers a changing request only after its
-//! commit. Changes that do not come through the control socket (OpenFlow
+//! commit, and an OpenFlow BARRIER_REPLY that follows changes waits for
+//! one too ([`Saver::barrier_hook`]): a controller's barrier means
+//! "applied and saved". A burst of flow-mods ended by one barrier costs
+//! one commit, and barriers of several connections share saves. Changes that do not come through the control socket (OpenFlow
 //! flow-mods and bundles, flow expiry) are noticed by the saver, which
 //! polls each bridge's flow-table version every [`POLL`], and saved once
 //! the tables stood still for one poll, or after [`MAX_DEFER`] while they
@@ -37,6 +40,7 @@
 use super::config::Config;
 use crate::conntrack::CtPolicy;
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
+use crate::openflow::backend::{NotDurable, SaveHook};
 use crate::port::geneve::TlvMapping;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
@@ -691,6 +695,17 @@ impl Saver {
             Some((n, why)) if *n >= mine => Err(StateError::NotSaved(why.clone())),
             _ => Ok(()),
         }
+    }
+
+    /// What an OpenFlow barrier waits for: a [`Saver::commit`]. The saver
+    /// is held weakly (its snapshot holds the switch, which holds the
+    /// hook); once it is gone a barrier is told its changes are not saved.
+    pub fn barrier_hook(self: &Arc<Self>) -> SaveHook {
+        let weak = Arc::downgrade(self);
+        Arc::new(move || match weak.upgrade() {
+            Some(s) => s.commit().map_err(|e| NotDurable(e.to_string())),
+            None => Err(NotDurable(StateError::Stopped.to_string())),
+        })
     }
 
     /// Changes committed so far, and the saves that covered them (fewer

@@ -7,6 +7,7 @@
 
 use super::wire::features::Desc;
 use super::wire::flow_removed::FlowRemoved;
+use super::wire::hello::Versions;
 use super::wire::packet::PacketIn;
 use super::wire::port::{PortDesc, PortReason, PortStats};
 use super::wire::tlv::TlvCommand;
@@ -114,6 +115,16 @@ impl From<TlvError> for TlvModError {
     }
 }
 
+/// A barrier found the changes before it applied but not saved: the save
+/// failed, or the daemon is stopping.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("changes applied but not saved: {0}")]
+pub struct NotDurable(pub String);
+
+/// Blocks until every change applied so far is saved (the state
+/// directory's group commit), or says why it is not.
+pub type SaveHook = Arc<dyn Fn() -> Result<(), NotDurable> + Send + Sync>;
+
 /// The bridge side of the OpenFlow endpoint. Calls come from session
 /// tasks, concurrently: implementations synchronise internally.
 pub trait Backend: Send + Sync {
@@ -146,6 +157,21 @@ pub trait Backend: Send + Sync {
     fn tlv_table_mod(&self, cmd: TlvCommand, maps: &[TlvMapping]) -> Result<(), TlvModError>;
     /// The Geneve TLV map.
     fn tlv_table(&self) -> Vec<TlvMapping>;
+    /// The OpenFlow versions its sessions may negotiate (Open vSwitch's
+    /// `Bridge.protocols`), read when a session starts.
+    fn versions(&self) -> Versions {
+        Versions::default()
+    }
+    /// Whether changes are saved, so that a barrier must wait for
+    /// [`Backend::save`] before it is answered.
+    fn saves(&self) -> bool {
+        false
+    }
+    /// Blocks until every change applied so far is saved. Called off the
+    /// session's task, once for all the changes before a barrier.
+    fn save(&self) -> Result<(), NotDurable> {
+        Ok(())
+    }
 }
 
 /// Applies a TLV table mod to the map behind `handle`.
@@ -173,6 +199,8 @@ pub struct OfprotoBackend {
     events: broadcast::Sender<Event>,
     tlv: TlvMapHandle,
     ct_flushes: Mutex<Vec<u16>>,
+    versions: Mutex<Versions>,
+    save_hook: Mutex<Option<SaveHook>>,
 }
 
 impl std::fmt::Debug for OfprotoBackend {
@@ -204,7 +232,20 @@ impl OfprotoBackend {
             events,
             tlv: crate::port::geneve::new_tlv_map(),
             ct_flushes: Mutex::new(Vec::new()),
+            versions: Mutex::new(Versions::default()),
+            save_hook: Mutex::new(None),
         }
+    }
+
+    /// Limits the versions new sessions may negotiate.
+    pub fn set_versions(&self, v: Versions) {
+        *self.versions.lock() = v;
+    }
+
+    /// Makes barriers wait for `hook` (None: barriers are answered at
+    /// once).
+    pub fn set_save_hook(&self, hook: Option<SaveHook>) {
+        *self.save_hook.lock() = hook;
     }
 
     /// The tables.
@@ -337,5 +378,18 @@ impl Backend for OfprotoBackend {
 
     fn tlv_table(&self) -> Vec<TlvMapping> {
         self.tlv.load().mappings().copied().collect()
+    }
+
+    fn versions(&self) -> Versions {
+        *self.versions.lock()
+    }
+
+    fn saves(&self) -> bool {
+        self.save_hook.lock().is_some()
+    }
+
+    fn save(&self) -> Result<(), NotDurable> {
+        let hook = self.save_hook.lock().clone();
+        hook.map_or(Ok(()), |h| h())
     }
 }

@@ -12,6 +12,18 @@
 //! `NXT_SET_PACKET_IN_FORMAT`, as `NXT_PACKET_IN2`; the Geneve TLV map and
 //! conntrack zone flushes go to the backend.
 //!
+//! The versions it negotiates are the backend's ([`Backend::versions`],
+//! Open vSwitch's `Bridge.protocols`), read when the session starts: our
+//! HELLO's header carries the newest and its bitmap all of them, and a
+//! peer with none of them gets HELLO_FAILED / OFPHFC_INCOMPATIBLE.
+//!
+//! A BARRIER_REPLY means "applied and saved": when the backend saves
+//! ([`Backend::saves`]) and a change came before the barrier, the session
+//! holds the barrier ([`Session::barrier_pending`]) and every message
+//! after it until the caller reports the save ([`Session::saved`]). The
+//! caller saves once for everything before the barrier, so a burst of
+//! flow-mods ended by one barrier costs one save.
+//!
 //! Inactivity probing is sans-IO too: [`Session::next_timeout`] says when
 //! to call [`Session::handle_timeout`], which sends an ECHO_REQUEST to an
 //! idle peer or closes the session of a silent one; the caller passes the
@@ -22,11 +34,11 @@
 //! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
 //! Open vSwitch does. Only this session is affected either way.
 
-use super::backend::{Backend, Event, TlvModError};
+use super::backend::{Backend, Event, NotDurable, TlvModError};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
 use super::wire::flow_mod::MatchFormat;
-use super::wire::hello::Hello;
+use super::wire::hello::{Hello, Versions};
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
 use super::wire::port::emit_port_status;
@@ -113,6 +125,12 @@ pub struct Session {
     probe: Option<Probe>,
     events_dropped: u64,
     event_backlog: usize,
+    /// The versions it may negotiate.
+    versions: Versions,
+    /// A change was applied since the last barrier's save.
+    unsaved: bool,
+    /// A barrier waiting for the save: its xid and bytes.
+    barrier: Option<(u32, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,8 +145,13 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A new session; our HELLO is already queued.
     pub fn new(backend: Arc<dyn Backend>) -> Session {
-        let hello = Hello::for_versions(&Version::ALL);
-        let out = Message::Hello(hello).encode(Version::V15, 0);
+        let versions = backend.versions();
+        let hello = Hello {
+            bitmap: versions.bitmap(),
+        };
+        // The header says the newest version we speak: a 1.0 peer reads
+        // only that (with no version at all, 1.0 and an empty bitmap).
+        let out = Message::Hello(hello).encode(versions.highest().unwrap_or(Version::V10), 0);
         Session {
             backend,
             version: None,
@@ -144,7 +167,42 @@ impl Session {
             probe: None,
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
+            versions,
+            unsaved: false,
+            barrier: None,
         }
+    }
+
+    /// True while a barrier waits for the save of the changes before it;
+    /// the caller then calls [`Backend::save`] (off its event loop) and
+    /// reports the result with [`Session::saved`].
+    pub fn barrier_pending(&self) -> bool {
+        self.barrier.is_some()
+    }
+
+    /// The save a pending barrier waited for is done (or failed): answers
+    /// the barrier (BARRIER_REPLY, or on failure an OFPBRC_EPERM error
+    /// carrying the barrier, so the controller knows its changes are
+    /// applied but not durable), then handles what came after it. `now`
+    /// restarts the inactivity probe's clock: the wait was ours.
+    pub fn saved(&mut self, r: Result<(), NotDurable>, now: Instant) {
+        let Some((xid, raw)) = self.barrier.take() else {
+            return;
+        };
+        match r {
+            Ok(()) => {
+                self.unsaved = false;
+                self.send(Message::BarrierReply, xid);
+            }
+            Err(e) => {
+                tracing::error!("OpenFlow barrier: {e}");
+                self.send_error(OfpError::std(1, 5), &raw, xid);
+            }
+        }
+        if let Some(p) = self.probe.as_mut() {
+            p.last_rx = p.last_rx.max(now);
+        }
+        self.receive(&[]);
     }
 
     /// Output bytes beyond which events are dropped (and counted) instead
@@ -168,6 +226,10 @@ impl Session {
     /// When [`Session::handle_timeout`] has something to do (None: no
     /// probing).
     pub fn next_timeout(&self) -> Option<Instant> {
+        if self.barrier.is_some() {
+            // Waiting for our own save: the peer is not idle.
+            return None;
+        }
         let p = self.probe?;
         let n = if p.sent { 2 } else { 1 };
         Some(p.last_rx + p.interval * n)
@@ -243,7 +305,10 @@ impl Session {
         }
         self.inbuf.extend_from_slice(bytes);
         let mut at = 0;
-        while self.closed.is_none() && self.inbuf.len() - at >= header::LEN {
+        while self.closed.is_none()
+            && self.barrier.is_none()
+            && self.inbuf.len() - at >= header::LEN
+        {
             let len = u16::from_be_bytes([self.inbuf[at + 2], self.inbuf[at + 3]]);
             if usize::from(len) < header::LEN {
                 self.closed = Some(CloseReason::BadLength(len));
@@ -332,19 +397,24 @@ impl Session {
     }
 
     fn handle_hello(&mut self, msg: &[u8], xid: u32) {
-        let ours = Hello::for_versions(&Version::ALL);
+        let ours = Hello {
+            bitmap: self.versions.bitmap(),
+        };
         match Message::decode(msg, Version::V10, self.ctx) {
             Ok((_, Message::Hello(h))) => match h.negotiate(&ours) {
                 Some(v) => self.version = Some(v),
                 None => {
-                    let text =
-                        b"We support versions 0x01, 0x04, 0x05, 0x06; you support none of them";
+                    let text = format!(
+                        "We support versions {}; you support {}",
+                        self.versions.hex(),
+                        Versions::from_bitmap(h.bitmap).hex()
+                    );
                     self.out.extend_from_slice(
                         &Message::Error(ErrorMsg {
                             error: OfpError::HELLO_INCOMPATIBLE,
-                            data: text.to_vec(),
+                            data: text.into_bytes(),
                         })
-                        .encode(Version::V10, xid),
+                        .encode(self.versions.highest().unwrap_or(Version::V10), xid),
                     );
                     self.closed = Some(CloseReason::Incompatible);
                 }
@@ -372,11 +442,10 @@ impl Session {
                     // No packet buffering: OFPBRC_BUFFER_UNKNOWN.
                     self.send_error(OfpError::std(1, 8), raw, xid)
                 }
-                Ok(m) => {
-                    if self.backend.flow_mods(&[m]).is_err() {
-                        self.send_error(OfpError::flow_mod_refused(), raw, xid);
-                    }
-                }
+                Ok(m) => match self.backend.flow_mods(&[m]) {
+                    Ok(_) => self.unsaved = true,
+                    Err(_) => self.send_error(OfpError::flow_mod_refused(), raw, xid),
+                },
             },
             Message::GroupMod => {
                 // OFPET_GROUP_MOD_FAILED / OFPGMFC_OUT_OF_GROUPS: this
@@ -403,7 +472,13 @@ impl Session {
                 _ => self.send_error(OfpError::std(1, 5), raw, xid),
             },
             Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
-            Message::BarrierRequest => self.send(Message::BarrierReply, xid),
+            Message::BarrierRequest => {
+                if self.unsaved && self.backend.saves() {
+                    self.barrier = Some((xid, raw.to_vec()));
+                } else {
+                    self.send(Message::BarrierReply, xid);
+                }
+            }
             Message::RoleRequest(r) => {
                 if r.role != 0 {
                     self.role = r.role;
@@ -485,7 +560,10 @@ impl Session {
         let codes = match TlvCommand::from_wire(m.command) {
             None => Some((527, 16)),
             Some(cmd) => match self.backend.tlv_table_mod(cmd, &m.mappings) {
-                Ok(()) => None,
+                Ok(()) => {
+                    self.unsaved = true;
+                    None
+                }
                 Err(TlvModError::BadOptLen(_)) => Some((528, 17)),
                 Err(TlvModError::BadFieldIdx(_)) => Some((529, 18)),
                 Err(TlvModError::Refused(_)) => Some((530, 19)),
@@ -739,7 +817,10 @@ impl Session {
                 }
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
                 match self.backend.flow_mods(&mods) {
-                    Ok(_) => self.bundle_reply(&c, xid),
+                    Ok(_) => {
+                        self.unsaved = true;
+                        self.bundle_reply(&c, xid);
+                    }
                     Err(e) => {
                         if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
                             let (mxid, mraw) = (*mxid, mraw.clone());
@@ -1258,5 +1339,88 @@ mod tests {
             assert!(s.take_output().is_empty());
             assert_eq!(b.ct_flushes(), vec![9]);
         }
+    }
+
+    #[test]
+    fn a_bridge_restricted_to_one_version_refuses_the_others() {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        b.set_versions(Versions::of(&[Version::V10]));
+        // ovs-ofctl -O OpenFlow13: HELLO_FAILED, closed.
+        let mut s = Session::new(b.clone());
+        let hello = msgs(&s.take_output()).remove(0);
+        assert_eq!(hello[0], 1, "our HELLO's header is 1.0");
+        assert_eq!(Hello::parse(hello[0], &hello[8..]).unwrap().bitmap, 0x02);
+        s.receive(&Message::Hello(Hello::for_versions(&[Version::V13])).encode(Version::V13, 1));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::HELLO_INCOMPATIBLE));
+        let text = String::from_utf8_lossy(&out[0][12..]).into_owned();
+        assert!(text.contains("0x01") && text.contains("0x04"), "{text}");
+        assert_eq!(s.is_closed(), Some(&CloseReason::Incompatible));
+        // A peer offering 1.0 among others gets 1.0.
+        let mut s = Session::new(b.clone());
+        s.take_output();
+        s.receive(&Message::Hello(Hello::for_versions(&Version::ALL)).encode(Version::V15, 1));
+        assert_eq!(s.version(), Some(Version::V10));
+        // Sessions started after the set changes see the new set.
+        b.set_versions(Versions::of(&[Version::V13, Version::V15]));
+        let mut s = Session::new(b);
+        assert_eq!(msgs(&s.take_output())[0][0], 6);
+        s.receive(&Message::Hello(Hello::for_versions(&Version::ALL)).encode(Version::V15, 1));
+        assert_eq!(s.version(), Some(Version::V15));
+    }
+
+    #[test]
+    fn a_barrier_waits_for_the_save_of_the_changes_before_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let v = Version::V13;
+        let (mut s, b) = session(v);
+        let saves = Arc::new(AtomicUsize::new(0));
+        let n = saves.clone();
+        b.set_save_hook(Some(Arc::new(move || {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })));
+        // No change yet: answered at once.
+        s.receive(&Message::BarrierRequest.encode(v, 1));
+        assert!(!s.barrier_pending());
+        assert_eq!(msgs(&s.take_output())[0][1], message::barrier_reply_type(v));
+
+        // A burst of flow-mods, one barrier, then an echo in one read.
+        let mut bytes = Vec::new();
+        for i in 0..500u32 {
+            bytes.extend(Message::FlowMod(add(0, 10, i + 1, 2)).encode(v, 10 + i));
+        }
+        bytes.extend(Message::BarrierRequest.encode(v, 2));
+        bytes.extend(Message::EchoRequest(b"after".to_vec()).encode(v, 3));
+        s.receive(&bytes);
+        assert_eq!(b.ofproto().n_flows(), 500, "applied before the barrier");
+        assert!(s.barrier_pending());
+        assert!(s.take_output().is_empty(), "no reply before the save");
+        assert_eq!(s.next_timeout(), None);
+        // What the I/O loop does: one save for the whole burst.
+        s.saved(b.save(), Instant::now());
+        assert_eq!(saves.load(Ordering::SeqCst), 1);
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0][1], message::barrier_reply_type(v));
+        assert_eq!(&out[0][4..8], &2u32.to_be_bytes());
+        assert_eq!(out[1][1], message::ECHO_REPLY, "then what came after");
+        // Saved: the next barrier has nothing to wait for.
+        s.receive(&Message::BarrierRequest.encode(v, 4));
+        assert!(!s.barrier_pending());
+        s.take_output();
+
+        // A failed save: the barrier gets an error carrying it.
+        s.receive(&Message::FlowMod(add(0, 10, 900, 2)).encode(v, 5));
+        s.receive(&Message::BarrierRequest.encode(v, 6));
+        assert!(s.barrier_pending());
+        s.saved(Err(NotDurable("disk full".into())), Instant::now());
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 5)));
+        assert_eq!(&out[0][4..8], &6u32.to_be_bytes());
+        // Still unsaved: the next barrier waits again.
+        s.receive(&Message::BarrierRequest.encode(v, 7));
+        assert!(s.barrier_pending());
     }
 }

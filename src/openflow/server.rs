@@ -11,7 +11,7 @@
 //! and a peer that stops reading for `write_timeout` is disconnected. A
 //! connection's errors end that connection only.
 
-use super::backend::Backend;
+use super::backend::{Backend, NotDurable};
 use super::conn::Session;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -241,6 +241,53 @@ pub async fn run_probed<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    serve(stream, backend, max_output, write_timeout, probe, None).await
+}
+
+/// [`run_probed`] for a controller connection: `connected` is true from
+/// the end of the HELLO exchange until the session ends (what
+/// `Controller.is_connected` reports, as Open vSwitch counts a controller
+/// connected once versions are agreed).
+pub async fn run_controller<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+    probe: Option<Duration>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Clears the flag however the session ends (also when its task is
+    /// aborted).
+    struct Down(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let down = Down(connected);
+    serve(
+        stream,
+        backend,
+        max_output,
+        write_timeout,
+        probe,
+        Some(&down.0),
+    )
+    .await
+}
+
+async fn serve<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+    probe: Option<Duration>,
+    connected: Option<&std::sync::atomic::AtomicBool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // Events are taken only once the session has a version to send them
     // in: before that a session would discard them, while a packet-in
     // that finds no subscriber is counted by the bridge (none vanishes).
@@ -253,6 +300,10 @@ pub async fn run_probed<S>(
     }
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
+    // The save a held barrier waits for: it blocks (fsync), so it runs
+    // off this task, and nothing more is read meanwhile (what follows the
+    // barrier must wait for it anyway).
+    let mut saving: Option<tokio::task::JoinHandle<Result<(), NotDurable>>> = None;
     loop {
         let out = session.take_output();
         if !out.is_empty() {
@@ -269,10 +320,27 @@ pub async fn run_probed<S>(
         if !subscribed && session.version().is_some() {
             events = Some(backend.subscribe());
             subscribed = true;
+            if let Some(c) = connected {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if saving.is_none() && session.barrier_pending() {
+            let b = backend.clone();
+            saving = Some(tokio::task::spawn_blocking(move || b.save()));
         }
         let deadline = session.next_timeout();
         tokio::select! {
-            r = rd.read(&mut buf) => match r {
+            r = async {
+                match saving.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                saving = None;
+                let r = r.unwrap_or_else(|e| Err(NotDurable(format!("the save did not finish: {e}"))));
+                session.saved(r, std::time::Instant::now());
+            },
+            r = rd.read(&mut buf), if saving.is_none() => match r {
                 Ok(0) | Err(_) => return,
                 Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
             },
