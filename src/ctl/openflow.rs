@@ -23,7 +23,7 @@ use crate::flow::{ofp_port, Action};
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
 use crate::openflow::backend::{
     mac_of, tlv_table_mod_handle, Backend, BackendError, Event, NotDurable, SaveHook, TlvModError,
-    EVENT_QUEUE,
+    Unsaved, EVENT_QUEUE,
 };
 use crate::openflow::wire::features::Desc;
 use crate::openflow::wire::hello::Versions;
@@ -288,9 +288,9 @@ impl Backend for BridgeBackend {
         self.save_hook.lock().is_some()
     }
 
-    fn save(&self) -> Result<(), NotDurable> {
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
         let hook = self.save_hook.lock().clone();
-        hook.map_or(Ok(()), |h| h())
+        hook.map_or(Ok(()), |h| h(self.of.name(), changes))
     }
 }
 

@@ -552,6 +552,7 @@ impl Persist {
                     format: state::FORMAT,
                     bridges,
                     seed: seed.lock().clone(),
+                    journal_seq: 0,
                 }
             }),
             Box::new(move || api2.flows_marker()),
@@ -658,6 +659,7 @@ mod tests {
             format: state::FORMAT,
             bridges: before.clone(),
             seed: None,
+            journal_seq: 0,
         };
         let bytes = state::encode(&st).unwrap();
         let back = state::parse(&bytes, Path::new("x")).unwrap();
@@ -697,6 +699,7 @@ mod tests {
             format: state::FORMAT,
             bridges: saved.clone(),
             seed: None,
+            journal_seq: 0,
         };
         let mut kept = restore(&api2, &st, Path::new("state.json")).unwrap();
         assert_eq!(kept.len(), 1, "{kept:?}");
@@ -736,6 +739,7 @@ mod tests {
             format: state::FORMAT,
             bridges: Vec::new(),
             seed: Some(seed.clone()),
+            journal_seq: 0,
         };
         let back = state::parse(&state::encode(&st).unwrap(), Path::new("x")).unwrap();
         assert_eq!(back.seed, Some(seed));

@@ -11,6 +11,7 @@ use super::wire::hello::Versions;
 use super::wire::packet::PacketIn;
 use super::wire::port::{PortDesc, PortReason, PortStats};
 use super::wire::tlv::TlvCommand;
+use super::wire::Version;
 use crate::flow::Action;
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
 use crate::packet::TUN_METADATA_FIELDS;
@@ -121,9 +122,34 @@ impl From<TlvError> for TlvModError {
 #[error("changes applied but not saved: {0}")]
 pub struct NotDurable(pub String);
 
-/// Blocks until every change applied so far is saved (the state
-/// directory's group commit), or says why it is not.
-pub type SaveHook = Arc<dyn Fn() -> Result<(), NotDurable> + Send + Sync>;
+/// One atomic batch of flow-mods as it was applied (one FLOW_MOD, or a
+/// committed bundle's messages), kept as the peer sent it so the state
+/// directory can journal it and a restart replay it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMods {
+    /// `NXT_FLOW_MOD_TABLE_ID` was on (how 1.0 flow-mods decode).
+    pub table_id_ext: bool,
+    /// The FLOW_MOD messages, in order.
+    pub msgs: Vec<Vec<u8>>,
+}
+
+/// What a barrier makes durable: the session's changes since its last
+/// barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsaved {
+    /// The session's version (how the messages decode).
+    pub version: Version,
+    /// Flow-mod batches, in the order they were applied.
+    pub flow_mods: Vec<AppliedMods>,
+    /// Something only a full save covers changed too (the TLV map, or a
+    /// journal that grew too large or failed).
+    pub other: bool,
+}
+
+/// Makes `Unsaved` changes of bridge `&str` durable (a journal append, or
+/// the state directory's group commit), blocking until they are, or says
+/// why they are not.
+pub type SaveHook = Arc<dyn Fn(&str, &Unsaved) -> Result<(), NotDurable> + Send + Sync>;
 
 /// The bridge side of the OpenFlow endpoint. Calls come from session
 /// tasks, concurrently: implementations synchronise internally.
@@ -167,9 +193,11 @@ pub trait Backend: Send + Sync {
     fn saves(&self) -> bool {
         false
     }
-    /// Blocks until every change applied so far is saved. Called off the
-    /// session's task, once for all the changes before a barrier.
-    fn save(&self) -> Result<(), NotDurable> {
+    /// Blocks until `changes` (everything a session applied before a
+    /// barrier) are saved. Called off the session's task, once per
+    /// barrier.
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
+        let _ = changes;
         Ok(())
     }
 }
@@ -388,8 +416,8 @@ impl Backend for OfprotoBackend {
         self.save_hook.lock().is_some()
     }
 
-    fn save(&self) -> Result<(), NotDurable> {
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
         let hook = self.save_hook.lock().clone();
-        hook.map_or(Ok(()), |h| h())
+        hook.map_or(Ok(()), |h| h(self.ofproto.name(), changes))
     }
 }

@@ -21,8 +21,11 @@
 //! ([`Backend::saves`]) and a change came before the barrier, the session
 //! holds the barrier ([`Session::barrier_pending`]) and every message
 //! after it until the caller reports the save ([`Session::saved`]). The
-//! caller saves once for everything before the barrier, so a burst of
-//! flow-mods ended by one barrier costs one save.
+//! session keeps the flow-mods it applied since its last barrier as they
+//! came ([`Unsaved`]), so the save is a small journal append, not a
+//! snapshot of every table: `ovs-ofctl add-flows`, which sends a barrier
+//! after every flow-mod, costs one append each, and a controller's burst
+//! ended by one barrier costs one.
 //!
 //! Inactivity probing is sans-IO too: [`Session::next_timeout`] says when
 //! to call [`Session::handle_timeout`], which sends an ECHO_REQUEST to an
@@ -34,7 +37,7 @@
 //! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
 //! Open vSwitch does. Only this session is affected either way.
 
-use super::backend::{Backend, Event, NotDurable, TlvModError};
+use super::backend::{AppliedMods, Backend, Event, NotDurable, TlvModError, Unsaved};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
 use super::wire::flow_mod::MatchFormat;
@@ -69,6 +72,10 @@ const NXPIF_NXT_PACKET_IN2: u32 = 2;
 
 /// Bundles one session may keep open.
 const MAX_BUNDLES: usize = 16;
+
+/// Bytes of flow-mods a session keeps for its next barrier's journal
+/// append; beyond, the barrier saves in full instead.
+const MAX_JOURNAL: usize = 16 << 20;
 
 /// Messages one bundle may hold.
 const MAX_BUNDLE_MSGS: usize = 1_000_000;
@@ -127,8 +134,12 @@ pub struct Session {
     event_backlog: usize,
     /// The versions it may negotiate.
     versions: Versions,
-    /// A change was applied since the last barrier's save.
-    unsaved: bool,
+    /// Flow-mods applied since the last barrier's save (when the backend
+    /// saves), and their size.
+    journal: Vec<AppliedMods>,
+    journal_bytes: usize,
+    /// A change only a full save covers was applied since.
+    other_unsaved: bool,
     /// A barrier waiting for the save: its xid and bytes.
     barrier: Option<(u32, Vec<u8>)>,
 }
@@ -168,16 +179,52 @@ impl Session {
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
             versions,
-            unsaved: false,
+            journal: Vec::new(),
+            journal_bytes: 0,
+            other_unsaved: false,
             barrier: None,
         }
     }
 
     /// True while a barrier waits for the save of the changes before it;
-    /// the caller then calls [`Backend::save`] (off its event loop) and
-    /// reports the result with [`Session::saved`].
+    /// the caller then takes them ([`Session::take_unsaved`]), calls
+    /// [`Backend::save`] (off its event loop) and reports the result with
+    /// [`Session::saved`].
     pub fn barrier_pending(&self) -> bool {
         self.barrier.is_some()
+    }
+
+    /// The changes since the last barrier's save (taken).
+    pub fn take_unsaved(&mut self) -> Unsaved {
+        self.journal_bytes = 0;
+        Unsaved {
+            version: self.version.unwrap_or(Version::V10),
+            flow_mods: std::mem::take(&mut self.journal),
+            other: std::mem::take(&mut self.other_unsaved),
+        }
+    }
+
+    /// Notes flow-mods just applied, for the next barrier's save.
+    fn applied(&mut self, msgs: Vec<Vec<u8>>) {
+        if !self.backend.saves() {
+            return;
+        }
+        self.journal_bytes += msgs.iter().map(Vec::len).sum::<usize>();
+        if self.journal_bytes > MAX_JOURNAL {
+            // A peer that never sends a barrier: a full save covers it.
+            self.journal.clear();
+            self.journal_bytes = 0;
+            self.other_unsaved = true;
+            return;
+        }
+        self.journal.push(AppliedMods {
+            table_id_ext: self.ctx.table_id_ext,
+            msgs,
+        });
+    }
+
+    fn has_unsaved(&self) -> bool {
+        !self.journal.is_empty() || self.other_unsaved
     }
 
     /// The save a pending barrier waited for is done (or failed): answers
@@ -190,12 +237,12 @@ impl Session {
             return;
         };
         match r {
-            Ok(()) => {
-                self.unsaved = false;
-                self.send(Message::BarrierReply, xid);
-            }
+            Ok(()) => self.send(Message::BarrierReply, xid),
             Err(e) => {
                 tracing::error!("OpenFlow barrier: {e}");
+                // What was taken is not saved: the next barrier saves in
+                // full.
+                self.other_unsaved = true;
                 self.send_error(OfpError::std(1, 5), &raw, xid);
             }
         }
@@ -443,7 +490,7 @@ impl Session {
                     self.send_error(OfpError::std(1, 8), raw, xid)
                 }
                 Ok(m) => match self.backend.flow_mods(&[m]) {
-                    Ok(_) => self.unsaved = true,
+                    Ok(_) => self.applied(vec![raw.to_vec()]),
                     Err(_) => self.send_error(OfpError::flow_mod_refused(), raw, xid),
                 },
             },
@@ -473,7 +520,7 @@ impl Session {
             },
             Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
             Message::BarrierRequest => {
-                if self.unsaved && self.backend.saves() {
+                if self.has_unsaved() && self.backend.saves() {
                     self.barrier = Some((xid, raw.to_vec()));
                 } else {
                     self.send(Message::BarrierReply, xid);
@@ -561,7 +608,7 @@ impl Session {
             None => Some((527, 16)),
             Some(cmd) => match self.backend.tlv_table_mod(cmd, &m.mappings) {
                 Ok(()) => {
-                    self.unsaved = true;
+                    self.other_unsaved = self.backend.saves();
                     None
                 }
                 Err(TlvModError::BadOptLen(_)) => Some((528, 17)),
@@ -818,7 +865,7 @@ impl Session {
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
                 match self.backend.flow_mods(&mods) {
                     Ok(_) => {
-                        self.unsaved = true;
+                        self.applied(b.mods.into_iter().map(|(_, raw, _)| raw).collect());
                         self.bundle_reply(&c, xid);
                     }
                     Err(e) => {
@@ -1377,8 +1424,12 @@ mod tests {
         let (mut s, b) = session(v);
         let saves = Arc::new(AtomicUsize::new(0));
         let n = saves.clone();
-        b.set_save_hook(Some(Arc::new(move || {
+        let last = Arc::new(parking_lot::Mutex::new(None));
+        let l = last.clone();
+        b.set_save_hook(Some(Arc::new(move |bridge: &str, u: &Unsaved| {
+            assert_eq!(bridge, "br0");
             n.fetch_add(1, Ordering::SeqCst);
+            *l.lock() = Some(u.clone());
             Ok(())
         })));
         // No change yet: answered at once.
@@ -1398,9 +1449,17 @@ mod tests {
         assert!(s.barrier_pending());
         assert!(s.take_output().is_empty(), "no reply before the save");
         assert_eq!(s.next_timeout(), None);
-        // What the I/O loop does: one save for the whole burst.
-        s.saved(b.save(), Instant::now());
+        // What the I/O loop does: one save for the whole burst, carrying
+        // the flow-mods as they came (one batch each).
+        let u = s.take_unsaved();
+        s.saved(b.save(&u), Instant::now());
         assert_eq!(saves.load(Ordering::SeqCst), 1);
+        let u = last.lock().take().unwrap();
+        assert_eq!((u.version, u.flow_mods.len(), u.other), (v, 500, false));
+        assert_eq!(
+            u.flow_mods[0].msgs,
+            vec![Message::FlowMod(add(0, 10, 1, 2)).encode(v, 10)]
+        );
         let out = msgs(&s.take_output());
         assert_eq!(out.len(), 2);
         assert_eq!(out[0][1], message::barrier_reply_type(v));
@@ -1415,12 +1474,14 @@ mod tests {
         s.receive(&Message::FlowMod(add(0, 10, 900, 2)).encode(v, 5));
         s.receive(&Message::BarrierRequest.encode(v, 6));
         assert!(s.barrier_pending());
+        assert_eq!(s.take_unsaved().flow_mods.len(), 1);
         s.saved(Err(NotDurable("disk full".into())), Instant::now());
         let out = msgs(&s.take_output());
         assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 5)));
         assert_eq!(&out[0][4..8], &6u32.to_be_bytes());
-        // Still unsaved: the next barrier waits again.
+        // Still unsaved: the next barrier waits again, for a full save.
         s.receive(&Message::BarrierRequest.encode(v, 7));
         assert!(s.barrier_pending());
+        assert!(s.take_unsaved().other);
     }
 }

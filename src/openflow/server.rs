@@ -326,7 +326,8 @@ async fn serve<S>(
         }
         if saving.is_none() && session.barrier_pending() {
             let b = backend.clone();
-            saving = Some(tokio::task::spawn_blocking(move || b.save()));
+            let changes = session.take_unsaved();
+            saving = Some(tokio::task::spawn_blocking(move || b.save(&changes)));
         }
         let deadline = session.next_timeout();
         tokio::select! {
