@@ -290,7 +290,15 @@ impl Backend for BridgeBackend {
 
     fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
         let hook = self.save_hook.lock().clone();
-        hook.map_or(Ok(()), |h| h(self.of.name(), changes))
+        hook.map_or(Ok(()), |h| (h.save)(self.of.name(), changes))
+    }
+
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        let hook = self.save_hook.lock().clone();
+        match hook {
+            Some(h) => h.stamped(|| self.flow_mods(mods)),
+            None => (self.flow_mods(mods), 0),
+        }
     }
 }
 

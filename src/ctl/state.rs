@@ -27,10 +27,13 @@
 //! ([`JOURNAL_FILE`]): the flow-mods the session applied since its last
 //! barrier, as they came on the wire, one fsynced line, so `ovs-ofctl
 //! add-flows` (a barrier after every flow-mod) costs one small append per
-//! flow, not a snapshot of 10,000 flows each. Each snapshot records the
-//! last journal entry it covers (`journal_seq`); entries after it are
-//! replayed onto the saved flows when the directory is loaded, and the
-//! journal is cut back to them after every snapshot. Changes that do not come through the control socket (OpenFlow
+//! flow, not a snapshot of 10,000 flows each. Every batch is stamped when
+//! it is applied ([`ApplyClock`]); each snapshot records the last stamp it
+//! holds (`journal_seq`, read with no apply in flight), batches stamped
+//! after it are replayed in stamp order onto the saved flows when the
+//! directory is loaded, and the journal is cut back to them after every
+//! snapshot. So a journaled flow-mod never lands on top of a later change
+//! the snapshot already holds. Changes that do not come through the control socket (OpenFlow
 //! flow-mods and bundles, flow expiry) are noticed by the saver, which
 //! polls each bridge's flow-table version every [`POLL`], and saved once
 //! the tables stood still for one poll, or after [`MAX_DEFER`] while they
@@ -47,7 +50,7 @@ use super::api::{hex_decode, hex_encode};
 use super::config::Config;
 use crate::conntrack::CtPolicy;
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
-use crate::openflow::backend::{NotDurable, SaveHook, Unsaved};
+use crate::openflow::backend::{ApplyClock, NotDurable, SaveHook, Unsaved};
 use crate::port::geneve::TlvMapping;
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
@@ -104,6 +107,7 @@ pub const JOURNAL_FILE: &str = "openflow.journal";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JournalEntry {
+    /// The highest stamp of its batches.
     seq: u64,
     bridge: String,
     /// The session's OpenFlow wire version.
@@ -115,6 +119,8 @@ struct JournalEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JournalBatch {
+    /// When it was applied ([`ApplyClock`]).
+    stamp: u64,
     table_id_ext: bool,
     /// The messages, in hex.
     msgs: Vec<String>,
@@ -183,13 +189,14 @@ impl Journal {
             source,
         };
         let entry = JournalEntry {
-            seq: self.seq + 1,
+            seq: u.flow_mods.iter().map(|b| b.stamp).max().unwrap_or(0),
             bridge: bridge.to_string(),
             version: u.version.wire(),
             batches: u
                 .flow_mods
                 .iter()
                 .map(|b| JournalBatch {
+                    stamp: b.stamp,
                     table_id_ext: b.table_id_ext,
                     msgs: b.msgs.iter().map(|m| hex_encode(m)).collect(),
                 })
@@ -221,7 +228,7 @@ impl Journal {
             self.file = None;
             return Err(werr(e));
         }
-        self.seq = entry.seq;
+        self.seq = self.seq.max(entry.seq);
         self.appends += 1;
         self.lines.push((entry.seq, line));
         Ok(())
@@ -264,6 +271,7 @@ fn replay_journal(st: &mut State, entries: Vec<JournalEntry>) {
     if entries.is_empty() {
         return;
     }
+    let journal_seq = st.journal_seq;
     for b in &mut st.bridges {
         let mine: Vec<&JournalEntry> = entries.iter().filter(|e| e.bridge == b.name).collect();
         if mine.is_empty() {
@@ -288,32 +296,38 @@ fn replay_journal(st: &mut State, entries: Vec<JournalEntry>) {
         if saved.len() != b.flows.len() || of.flow_mods(&saved, now).is_err() {
             continue;
         }
+        // In the order they were applied, whichever session's barrier
+        // came first.
+        let mut batches: Vec<(&JournalBatch, u8)> = mine
+            .iter()
+            .flat_map(|e| e.batches.iter().map(move |b| (b, e.version)))
+            .filter(|(b, _)| b.stamp > journal_seq)
+            .collect();
+        batches.sort_by_key(|(b, _)| b.stamp);
         let mut n = 0;
-        for e in mine {
-            let Some(v) = Version::from_wire(e.version) else {
-                tracing::warn!(bridge = %b.name, seq = e.seq, "journal entry of an unknown OpenFlow version; skipped");
+        for (batch, version) in batches {
+            let Some(v) = Version::from_wire(version) else {
+                tracing::warn!(bridge = %b.name, stamp = batch.stamp, "journal batch of an unknown OpenFlow version; skipped");
                 continue;
             };
-            for batch in &e.batches {
-                let ctx = Ctx {
-                    table_id_ext: batch.table_id_ext,
-                };
-                let mods: Option<Vec<FlowMod>> = batch
-                    .msgs
-                    .iter()
-                    .map(|h| {
-                        let raw = hex_decode(h).ok()?;
-                        match Message::decode(&raw, v, ctx).ok()? {
-                            (_, Message::FlowMod(fm)) => fm.to_ofproto(v).ok(),
-                            _ => None,
-                        }
-                    })
-                    .collect();
-                match mods.map(|m| of.flow_mods(&m, now)) {
-                    Some(Ok(_)) => n += 1,
-                    _ => {
-                        tracing::warn!(bridge = %b.name, seq = e.seq, "journal batch that no longer applies; skipped")
+            let ctx = Ctx {
+                table_id_ext: batch.table_id_ext,
+            };
+            let mods: Option<Vec<FlowMod>> = batch
+                .msgs
+                .iter()
+                .map(|h| {
+                    let raw = hex_decode(h).ok()?;
+                    match Message::decode(&raw, v, ctx).ok()? {
+                        (_, Message::FlowMod(fm)) => fm.to_ofproto(v).ok(),
+                        _ => None,
                     }
+                })
+                .collect();
+            match mods.map(|m| of.flow_mods(&m, now)) {
+                Some(Ok(_)) => n += 1,
+                _ => {
+                    tracing::warn!(bridge = %b.name, stamp = batch.stamp, "journal batch that no longer applies; skipped")
                 }
             }
         }
@@ -634,6 +648,20 @@ impl StateDir {
         Ok(Some(st))
     }
 
+    /// The `journal_seq` of the state file, 0 when there is none (read
+    /// without its flows).
+    fn saved_journal_seq(&self) -> u64 {
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(default)]
+            journal_seq: u64,
+        }
+        std::fs::read(self.file())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Head>(&b).ok())
+            .map_or(0, |h| h.journal_seq)
+    }
+
     /// Writes `bytes` as file `name` of the directory, atomically and
     /// durably (temporary file, fsync, rename, fsync of the directory).
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
@@ -840,6 +868,7 @@ pub struct Saver {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     file: PathBuf,
     journal: Arc<Mutex<Journal>>,
+    clock: Arc<ApplyClock>,
     dir_path: PathBuf,
 }
 
@@ -853,12 +882,18 @@ impl Saver {
         // The loaded state already holds the journal's entries (replayed):
         // the first snapshot covers them all.
         let mut journal = Journal::open(&dir)?;
+        // Stamps go on from the last one given before (in the journal or
+        // covered by the state file), so the replay filter stays right.
+        let clock = Arc::new(ApplyClock::starting_after(
+            journal.seq.max(dir.saved_journal_seq()),
+        ));
         let mut first = snapshot();
-        first.journal_seq = journal.seq;
+        first.journal_seq = clock.now();
         dir.save(&first, &mut written)?;
-        journal.cut(journal.seq, &dir)?;
+        journal.cut(first.journal_seq, &dir)?;
         let journal = Arc::new(Mutex::new(journal));
         let jr = journal.clone();
+        let ck = clock.clone();
         let dir_path = dir.dir.clone();
         let file = dir.file();
         let shared = Arc::new(Shared {
@@ -901,7 +936,7 @@ impl Saver {
                         dirty_since = None;
                         // Every entry appended so far was applied before
                         // this read, so the snapshot covers it.
-                        let upto = jr.lock().seq;
+                        let upto = ck.now();
                         let mut st = snapshot();
                         st.journal_seq = upto;
                         let r = dir.save(&st, &mut written).and_then(|()| jr.lock().cut(upto, &dir));
@@ -942,6 +977,7 @@ impl Saver {
             thread: Mutex::new(Some(thread)),
             file,
             journal,
+            clock,
             dir_path,
         })
     }
@@ -974,12 +1010,17 @@ impl Saver {
     /// hook); once it is gone a barrier is told its changes are not saved.
     pub fn barrier_hook(self: &Arc<Self>) -> SaveHook {
         let weak = Arc::downgrade(self);
-        Arc::new(move |bridge, changes| match weak.upgrade() {
-            Some(s) => s
-                .save_openflow(bridge, changes)
-                .map_err(|e| NotDurable(e.to_string())),
-            None => Err(NotDurable(StateError::Stopped.to_string())),
-        })
+        SaveHook {
+            clock: self.clock.clone(),
+            save: Arc::new(
+                move |bridge: &str, changes: &Unsaved| match weak.upgrade() {
+                    Some(s) => s
+                        .save_openflow(bridge, changes)
+                        .map_err(|e| NotDurable(e.to_string())),
+                    None => Err(NotDurable(StateError::Stopped.to_string())),
+                },
+            ),
+        }
     }
 
     /// Makes a session's changes before a barrier durable: its flow-mods
@@ -1295,12 +1336,15 @@ mod tests {
         Message::FlowMod(fm).encode(Version::V13, 1)
     }
 
-    fn unsaved(msgs: Vec<Vec<u8>>) -> Unsaved {
+    /// `msgs` as a session applied them, one batch each, stamped by
+    /// `hook`'s clock.
+    fn unsaved(hook: &SaveHook, msgs: Vec<Vec<u8>>) -> Unsaved {
         Unsaved {
             version: crate::openflow::wire::Version::V13,
             flow_mods: msgs
                 .into_iter()
                 .map(|m| crate::openflow::backend::AppliedMods {
+                    stamp: hook.stamped(|| ()).1,
                     table_id_ext: false,
                     msgs: vec![m],
                 })
@@ -1334,21 +1378,23 @@ mod tests {
         let saver =
             Arc::new(Saver::start(d, snap, Box::new(move || m2.load(Ordering::SeqCst))).unwrap());
         let hook = saver.barrier_hook();
-        // Two barriers' worth: adds, then a delete of one saved flow.
-        hook(
-            "br0",
-            &unsaved(vec![flow_mod(1, 10, false), flow_mod(3, 20, false)]),
-        )
-        .unwrap();
-        hook("br0", &unsaved(vec![flow_mod(8, 0, true)])).unwrap();
+        // Sessions' barriers in another order than their flow-mods were
+        // applied: a delete of in_port=1 (stamp 1, journaled last), the
+        // add of in_port=1 and 3 (2, 3), a delete of a saved flow (4).
+        // The replay follows the stamps: in_port=1 stays.
+        let early = unsaved(&hook, vec![flow_mod(1, 0, true)]);
+        let late = unsaved(&hook, vec![flow_mod(1, 10, false), flow_mod(3, 20, false)]);
+        (hook.save)("br0", &late).unwrap();
+        (hook.save)("br0", &unsaved(&hook, vec![flow_mod(8, 0, true)])).unwrap();
+        (hook.save)("br0", &early).unwrap();
         let journal = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
-        assert_eq!(journal.lines().count(), 2);
+        assert_eq!(journal.lines().count(), 3);
         // A torn last line (an append cut short) is ignored.
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join(JOURNAL_FILE))
             .unwrap()
-            .write_all(b"{\"seq\":3,\"bri")
+            .write_all(b"{\"seq\":9,\"bri")
             .unwrap();
         // "Crash" now: what a restart loads.
         let loaded = StateDir::open_unlocked(dir.path())
@@ -1383,12 +1429,17 @@ mod tests {
             .load()
             .unwrap()
             .unwrap();
-        assert_eq!(again.journal_seq, 2);
+        assert_eq!(again.journal_seq, 4);
         assert_eq!(again.bridges[0].flows, loaded.bridges[0].flows);
-        // A later append carries on the numbering.
-        hook("br0", &unsaved(vec![flow_mod(4, 10, false)])).unwrap();
+        // Later stamps carry on.
+        (hook.save)("br0", &unsaved(&hook, vec![flow_mod(4, 10, false)])).unwrap();
         let j = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
-        assert!(j.starts_with("{\"seq\":3,"), "{j}");
+        assert!(j.starts_with("{\"seq\":5,"), "{j}");
         saver.stop();
+        // A restart's stamps go on after the state file's.
+        let d = StateDir::open(dir.path()).unwrap();
+        let s2 = Arc::new(Saver::start(d, Box::new(empty), Box::new(|| 0)).unwrap());
+        assert!(s2.barrier_hook().stamped(|| ()).1 > 5);
+        s2.stop();
     }
 }

@@ -127,6 +127,9 @@ pub struct NotDurable(pub String);
 /// directory can journal it and a restart replay it exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMods {
+    /// Its stamp from the [`ApplyClock`]: the order it was applied in,
+    /// across sessions and bridges.
+    pub stamp: u64,
     /// `NXT_FLOW_MOD_TABLE_ID` was on (how 1.0 flow-mods decode).
     pub table_id_ext: bool,
     /// The FLOW_MOD messages, in order.
@@ -146,10 +149,70 @@ pub struct Unsaved {
     pub other: bool,
 }
 
+/// Stamps OpenFlow flow-mod batches in the order they are applied, so a
+/// snapshot of the tables can say which batches it holds: every batch
+/// stamped up to [`ApplyClock::now`] was applied before it returned, and
+/// none is half-applied meanwhile.
+#[derive(Debug, Default)]
+pub struct ApplyClock {
+    gate: parking_lot::RwLock<()>,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl ApplyClock {
+    /// A clock whose next stamp is `last + 1`.
+    pub fn starting_after(last: u64) -> ApplyClock {
+        ApplyClock {
+            gate: parking_lot::RwLock::new(()),
+            last: std::sync::atomic::AtomicU64::new(last),
+        }
+    }
+
+    /// Runs `apply` and stamps it, as one step with respect to
+    /// [`ApplyClock::now`].
+    pub fn apply<R>(&self, apply: impl FnOnce() -> R) -> (R, u64) {
+        let _g = self.gate.read();
+        let r = apply();
+        let stamp = self.last.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (r, stamp)
+    }
+
+    /// The last stamp given, with no apply in flight: everything stamped
+    /// up to it is in the tables.
+    pub fn now(&self) -> u64 {
+        let _g = self.gate.write();
+        self.last.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How a bridge's OpenFlow changes are made durable.
+#[derive(Clone)]
+pub struct SaveHook {
+    /// Stamps each applied batch.
+    pub clock: Arc<ApplyClock>,
+    /// Makes `Unsaved` changes durable.
+    pub save: SaveFn,
+}
+
 /// Makes `Unsaved` changes of bridge `&str` durable (a journal append, or
 /// the state directory's group commit), blocking until they are, or says
 /// why they are not.
-pub type SaveHook = Arc<dyn Fn(&str, &Unsaved) -> Result<(), NotDurable> + Send + Sync>;
+pub type SaveFn = Arc<dyn Fn(&str, &Unsaved) -> Result<(), NotDurable> + Send + Sync>;
+
+impl std::fmt::Debug for SaveHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveHook")
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl SaveHook {
+    /// Applies flow-mods through `apply`, stamped.
+    pub fn stamped<R>(&self, apply: impl FnOnce() -> R) -> (R, u64) {
+        self.clock.apply(apply)
+    }
+}
 
 /// The bridge side of the OpenFlow endpoint. Calls come from session
 /// tasks, concurrently: implementations synchronise internally.
@@ -192,6 +255,11 @@ pub trait Backend: Send + Sync {
     /// [`Backend::save`] before it is answered.
     fn saves(&self) -> bool {
         false
+    }
+    /// [`Backend::flow_mods`], stamped with its place in the order of
+    /// applied batches (0 when the backend does not save).
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        (self.flow_mods(mods), 0)
     }
     /// Blocks until `changes` (everything a session applied before a
     /// barrier) are saved. Called off the session's task, once per
@@ -418,6 +486,14 @@ impl Backend for OfprotoBackend {
 
     fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
         let hook = self.save_hook.lock().clone();
-        hook.map_or(Ok(()), |h| h(self.ofproto.name(), changes))
+        hook.map_or(Ok(()), |h| (h.save)(self.ofproto.name(), changes))
+    }
+
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        let hook = self.save_hook.lock().clone();
+        match hook {
+            Some(h) => h.stamped(|| self.flow_mods(mods)),
+            None => (self.flow_mods(mods), 0),
+        }
     }
 }

@@ -205,7 +205,7 @@ impl Session {
     }
 
     /// Notes flow-mods just applied, for the next barrier's save.
-    fn applied(&mut self, msgs: Vec<Vec<u8>>) {
+    fn applied(&mut self, msgs: Vec<Vec<u8>>, stamp: u64) {
         if !self.backend.saves() {
             return;
         }
@@ -218,6 +218,7 @@ impl Session {
             return;
         }
         self.journal.push(AppliedMods {
+            stamp,
             table_id_ext: self.ctx.table_id_ext,
             msgs,
         });
@@ -489,9 +490,9 @@ impl Session {
                     // No packet buffering: OFPBRC_BUFFER_UNKNOWN.
                     self.send_error(OfpError::std(1, 8), raw, xid)
                 }
-                Ok(m) => match self.backend.flow_mods(&[m]) {
-                    Ok(_) => self.applied(vec![raw.to_vec()]),
-                    Err(_) => self.send_error(OfpError::flow_mod_refused(), raw, xid),
+                Ok(m) => match self.backend.flow_mods_stamped(&[m]) {
+                    (Ok(_), stamp) => self.applied(vec![raw.to_vec()], stamp),
+                    (Err(_), _) => self.send_error(OfpError::flow_mod_refused(), raw, xid),
                 },
             },
             Message::GroupMod => {
@@ -863,12 +864,12 @@ impl Session {
                     return self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
                 }
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
-                match self.backend.flow_mods(&mods) {
-                    Ok(_) => {
-                        self.applied(b.mods.into_iter().map(|(_, raw, _)| raw).collect());
+                match self.backend.flow_mods_stamped(&mods) {
+                    (Ok(_), stamp) => {
+                        self.applied(b.mods.into_iter().map(|(_, raw, _)| raw).collect(), stamp);
                         self.bundle_reply(&c, xid);
                     }
-                    Err(e) => {
+                    (Err(e), _) => {
                         if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
                             let (mxid, mraw) = (*mxid, mraw.clone());
                             self.send_error(OfpError::flow_mod_refused(), &mraw, mxid);
@@ -1426,12 +1427,15 @@ mod tests {
         let n = saves.clone();
         let last = Arc::new(parking_lot::Mutex::new(None));
         let l = last.clone();
-        b.set_save_hook(Some(Arc::new(move |bridge: &str, u: &Unsaved| {
-            assert_eq!(bridge, "br0");
-            n.fetch_add(1, Ordering::SeqCst);
-            *l.lock() = Some(u.clone());
-            Ok(())
-        })));
+        b.set_save_hook(Some(crate::openflow::backend::SaveHook {
+            clock: Arc::default(),
+            save: Arc::new(move |bridge: &str, u: &Unsaved| {
+                assert_eq!(bridge, "br0");
+                n.fetch_add(1, Ordering::SeqCst);
+                *l.lock() = Some(u.clone());
+                Ok(())
+            }),
+        }));
         // No change yet: answered at once.
         s.receive(&Message::BarrierRequest.encode(v, 1));
         assert!(!s.barrier_pending());
@@ -1456,6 +1460,8 @@ mod tests {
         assert_eq!(saves.load(Ordering::SeqCst), 1);
         let u = last.lock().take().unwrap();
         assert_eq!((u.version, u.flow_mods.len(), u.other), (v, 500, false));
+        let stamps: Vec<u64> = u.flow_mods.iter().map(|m| m.stamp).collect();
+        assert_eq!(stamps, (1..=500).collect::<Vec<u64>>(), "stamped in order");
         assert_eq!(
             u.flow_mods[0].msgs,
             vec![Message::FlowMod(add(0, 10, 1, 2)).encode(v, 10)]
