@@ -10,6 +10,12 @@
 //! port status) beyond `max_output` queued bytes are dropped and counted,
 //! and a peer that stops reading for `write_timeout` is disconnected. A
 //! connection's errors end that connection only.
+//!
+//! A barrier the session holds for its save ([`Session::barrier_pending`])
+//! is saved on a blocking thread ([`Backend::save`] fsyncs), and nothing
+//! more is read from that peer until it is answered; events keep flowing.
+//! Controller connections ([`run_controller`]) also report when they count
+//! as connected: from the end of the HELLO exchange to the end.
 
 use super::backend::{Backend, NotDurable};
 use super::conn::Session;
