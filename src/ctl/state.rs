@@ -135,6 +135,8 @@ struct Journal {
     lines: Vec<(u64, String)>,
     /// Appends made by this process.
     appends: u64,
+    /// The file may hold more than `lines` (a torn tail found at open).
+    stale: bool,
 }
 
 /// The entries of the journal file at `path`, in order. A line that does
@@ -178,14 +180,16 @@ impl Journal {
             seq,
             lines,
             appends: 0,
+            stale: std::fs::metadata(dir.dir.join(JOURNAL_FILE)).is_ok_and(|m| m.len() > 0),
         })
     }
 
     /// Appends `u`'s flow-mods for `bridge`; returns once they are on
     /// disk.
     fn append(&mut self, dir: &Path, bridge: &str, u: &Unsaved) -> Result<(), StateError> {
+        let jpath = self.path.clone();
         let werr = |source| StateError::Write {
-            path: self.path.clone(),
+            path: jpath.clone(),
             source,
         };
         let entry = JournalEntry {
@@ -203,6 +207,11 @@ impl Journal {
                 .collect(),
         };
         let line = serde_json::to_string(&entry).map_err(StateError::Encode)?;
+        if self.stale {
+            // A failed append may have left part of a line: never append
+            // after it (a load stops at the first bad line).
+            self.rewrite(dir)?;
+        }
         if self.file.is_none() {
             let f = std::fs::OpenOptions::new()
                 .create(true)
@@ -223,9 +232,10 @@ impl Journal {
         bytes.push(b'\n');
         let r = f.write_all(&bytes).and_then(|()| f.sync_data());
         if let Err(e) = r {
-            // Whatever part was written is cut at the next load; start a
-            // fresh handle.
+            // Whatever part was written is cut at the next load, or by
+            // the next cut; start a fresh handle.
             self.file = None;
+            self.stale = true;
             return Err(werr(e));
         }
         self.seq = self.seq.max(entry.seq);
@@ -237,22 +247,49 @@ impl Journal {
     /// Drops the entries a snapshot covers (`upto` and before): the file
     /// is rewritten, atomically, with the rest.
     fn cut(&mut self, upto: u64, dir: &StateDir) -> Result<(), StateError> {
-        let exists = self.path.exists();
-        if !exists && self.lines.is_empty() {
-            return Ok(());
-        }
-        if exists && self.lines.iter().all(|(s, _)| *s > upto) && !self.lines.is_empty() {
-            return Ok(());
-        }
+        let before = self.lines.len();
         self.lines.retain(|(s, _)| *s > upto);
+        // Nothing to drop: no rewrite (a snapshot with no OpenFlow
+        // activity costs no journal write).
+        if self.lines.len() == before && !self.stale {
+            return Ok(());
+        }
+        self.rewrite(&dir.dir)
+    }
+
+    /// Writes the file anew, atomically, with `lines`.
+    fn rewrite(&mut self, dir: &Path) -> Result<(), StateError> {
         let mut text = String::new();
         for (_, l) in &self.lines {
             text.push_str(l);
             text.push('\n');
         }
         self.file = None;
-        dir.write_file(JOURNAL_FILE, text.as_bytes())
+        write_atomic(dir, JOURNAL_FILE, text.as_bytes())?;
+        self.stale = false;
+        Ok(())
     }
+}
+
+/// Writes `bytes` as file `name` of `dir`, atomically and durably
+/// (temporary file, fsync, rename, fsync of the directory).
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let werr = |source| StateError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(werr)?;
+    f.write_all(bytes).map_err(werr)?;
+    f.sync_all().map_err(werr)?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(werr)?;
+    // The rename is durable only once the directory is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(werr)?;
+    Ok(())
 }
 
 /// Replays the journal entries after `st.journal_seq` onto the saved
@@ -665,22 +702,7 @@ impl StateDir {
     /// Writes `bytes` as file `name` of the directory, atomically and
     /// durably (temporary file, fsync, rename, fsync of the directory).
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let werr = |source| StateError::Write {
-            path: path.clone(),
-            source,
-        };
-        let mut f = std::fs::File::create(&tmp).map_err(werr)?;
-        f.write_all(bytes).map_err(werr)?;
-        f.sync_all().map_err(werr)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(werr)?;
-        // The rename is durable only once the directory is.
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(werr)?;
-        Ok(())
+        write_atomic(&self.dir, name, bytes)
     }
 
     /// Writes `bytes` as the state file, atomically and durably.
