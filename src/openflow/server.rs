@@ -491,4 +491,79 @@ mod tests {
         assert_eq!(n, 0, "nothing more than the echo");
         task.await.unwrap();
     }
+
+    /// Over a socket: a barrier after a flow-mod is answered only after the
+    /// save it waits for returned, and what came after the barrier only
+    /// after that; the save runs once for the burst before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_is_answered_after_its_save_and_before_what_follows() {
+        use crate::openflow::backend::{SaveHook, Unsaved};
+        use crate::openflow::wire::message::{self, Message};
+        use crate::openflow::wire::Version;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let of = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(of.clone(), 1));
+        let saves = Arc::new(AtomicUsize::new(0));
+        let saving = Arc::new(AtomicBool::new(false));
+        let (n, busy) = (saves.clone(), saving.clone());
+        b.set_save_hook(Some(SaveHook {
+            clock: Arc::default(),
+            save: Arc::new(move |_: &str, u: &Unsaved| {
+                assert_eq!(u.flow_mods.len(), 3);
+                busy.store(true, Ordering::SeqCst);
+                // A slow disk.
+                std::thread::sleep(Duration::from_millis(200));
+                n.fetch_add(1, Ordering::SeqCst);
+                busy.store(false, Ordering::SeqCst);
+                Ok(())
+            }),
+        }));
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let task = tokio::spawn(run(ours, b, 1 << 20, Duration::from_secs(10)));
+        let v = Version::V13;
+        read_hello(&mut peer).await;
+        let mut bytes = crate::openflow::wire::message::Message::Hello(
+            crate::openflow::wire::hello::Hello::for_versions(&[v]),
+        )
+        .encode(v, 1);
+        for i in 0..3u32 {
+            let mut m = crate::flow::Match::default();
+            m.set_exact(crate::flow::Field::InPort, u128::from(i + 1));
+            let msg = crate::openflow::wire::flow_mod::FlowModMsg {
+                format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+                command: 0,
+                table_id: 0,
+                cookie: 0,
+                cookie_mask: 0,
+                idle_timeout: 0,
+                hard_timeout: 0,
+                priority: 10,
+                buffer_id: u32::MAX,
+                out_port: crate::flow::ofp_port::NONE,
+                out_group: u32::MAX,
+                flags: 0,
+                importance: 0,
+                matches: m,
+                actions: Vec::new(),
+            };
+            bytes.extend(Message::FlowMod(msg).encode(v, 10 + i));
+        }
+        bytes.extend(Message::BarrierRequest.encode(v, 20));
+        bytes.extend(Message::EchoRequest(b"after".to_vec()).encode(v, 21));
+        peer.write_all(&bytes).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("the barrier reply");
+        assert_eq!(first[1], message::barrier_reply_type(v));
+        assert_eq!(saves.load(Ordering::SeqCst), 1, "saved before the reply");
+        assert!(!saving.load(Ordering::SeqCst));
+        assert_eq!(of.n_flows(), 3);
+        let second = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("the echo reply");
+        assert_eq!(second[1], message::ECHO_REPLY);
+        drop(peer);
+        task.await.unwrap();
+        assert_eq!(saves.load(Ordering::SeqCst), 1);
+    }
 }
