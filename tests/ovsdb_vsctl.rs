@@ -11,6 +11,10 @@
 //! what the tests rely on before they look; `--timeout=10` bounds it.
 //!
 //! * `dummy_and_geneve_ports_without_root`: needs only OVS installed.
+//! * `protocols_and_datapath_id_through_the_database`,
+//!   `a_barrier_waits_for_the_save`,
+//!   `controller_probe_backoff_and_mode_through_the_database`: OVS
+//!   (`ovs-ofctl`, and a fake controller on loopback), no root.
 //! * `two_vms_ping_through_the_database`: needs root and namespaces too.
 
 mod common;
@@ -301,8 +305,9 @@ impl Vswitchd {
     }
 }
 
-impl Drop for Vswitchd {
-    fn drop(&mut self) {
+impl Vswitchd {
+    /// SIGTERM, and waits (bounded) for it to exit.
+    fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -317,6 +322,12 @@ impl Drop for Vswitchd {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for Vswitchd {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -495,10 +506,16 @@ fn dummy_and_geneve_ports_without_root() {
     db.vsctl_ok(&["del-port", "br0", "gen0"]);
     assert!(v.port("gen0").is_none());
 
-    // A controller row: vswitchd connects and writes is_connected.
+    // A controller row: vswitchd connects and, once the HELLOs are
+    // exchanged (as Open vSwitch counts it), writes is_connected.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
     let target = format!("tcp:{}", listener.local_addr().unwrap());
-    let accepted = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let accepted = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, _) = listener.accept()?;
+        s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
+        Ok::<_, std::io::Error>(s)
+    });
     db.vsctl_ok(&["set-controller", "br0", &target]);
     let controller =
         |db: &Db| db.vsctl_ok(&["--columns=is_connected,status", "list", "Controller"]);
@@ -917,4 +934,393 @@ fn kill9_with_the_database() {
         "no twin"
     );
     assert_eq!(wait_iface(&db, "vm1", "link_state", "up"), "up");
+}
+
+/// True when `ovs-ofctl` is there (it comes with Open vSwitch); a visible
+/// skip otherwise, a failure under VSWITCH_REQUIRE_OVS=1.
+fn require_ofctl(test: &str) -> bool {
+    if common::have_tool("ovs-ofctl") {
+        return true;
+    }
+    if std::env::var("VSWITCH_REQUIRE_OVS").as_deref() == Ok("1") {
+        panic!("{test}: needs ovs-ofctl and VSWITCH_REQUIRE_OVS=1");
+    }
+    eprintln!("skipping {test}: needs ovs-ofctl (apt-get install openvswitch-common)");
+    false
+}
+
+/// `ovs-ofctl -O VERSION ARGS` on br0's management socket (bounded).
+fn ofctl(v: &Vswitchd, version: &str, args: &[&str]) -> Output {
+    let mgmt = format!("unix:{}", v.dir.path().join("br0.mgmt").display());
+    let (cmd, rest) = args.split_first().expect("an ovs-ofctl command");
+    Command::new("timeout")
+        .args(["20", "ovs-ofctl", "-O", version, cmd, &mgmt])
+        .args(rest)
+        .output()
+        .expect("run ovs-ofctl")
+}
+
+fn ofctl_ok(v: &Vswitchd, version: &str, args: &[&str]) -> String {
+    let o = ofctl(v, version, args);
+    assert!(
+        o.status.success(),
+        "ovs-ofctl {args:?}: {}\nlog:\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        v.log()
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The `dpid:` that `ovs-ofctl show` prints.
+fn shown_dpid(v: &Vswitchd) -> String {
+    let out = ofctl_ok(v, "OpenFlow13", &["show"]);
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix("dpid:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `Bridge.protocols` and `other_config:datapath-id` as the real
+/// `ovs-ofctl` sees them: a bridge restricted to OpenFlow 1.0 refuses a
+/// 1.3-only `ovs-ofctl` with a version negotiation error; the datapath id
+/// `ovs-ofctl show` prints is the configured one and is written back to
+/// `Bridge.datapath_id` (the derived one when none, or a bad one, is set).
+#[test]
+fn protocols_and_datapath_id_through_the_database() {
+    let t = "ovsdb_vsctl::protocols_and_datapath_id_through_the_database";
+    if !require_ovs(t) || !require_ofctl(t) {
+        return;
+    }
+    let db = Db::start();
+    let v = Vswitchd::start(None, &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+
+    // The derived id, written back like ovs-vswitchd writes it.
+    let mut derived = String::new();
+    wait_until(Duration::from_secs(10), || {
+        derived = db.vsctl_ok(&["get", "Bridge", "br0", "datapath_id"]);
+        derived.len() == 16
+    });
+    assert!(
+        derived.len() == 16 && derived.bytes().all(|b| b.is_ascii_hexdigit()),
+        "datapath_id: {derived:?}\n{}",
+        v.log()
+    );
+    assert_eq!(shown_dpid(&v), derived);
+
+    db.vsctl_ok(&[
+        "set",
+        "Bridge",
+        "br0",
+        "other_config:datapath-id=0000000000000abc",
+    ]);
+    assert_eq!(shown_dpid(&v), "0000000000000abc");
+    let mut got = String::new();
+    wait_until(Duration::from_secs(10), || {
+        got = db.vsctl_ok(&["get", "Bridge", "br0", "datapath_id"]);
+        got == "0000000000000abc"
+    });
+    assert_eq!(got, "0000000000000abc");
+
+    // A bad value is ignored (with a warning): the derived id again.
+    db.vsctl_ok(&["set", "Bridge", "br0", "other_config:datapath-id=not-hex"]);
+    assert_eq!(shown_dpid(&v), derived);
+    assert!(
+        v.log().contains("datapath-id=not-hex"),
+        "a warning names it:\n{}",
+        v.log()
+    );
+
+    // OpenFlow 1.0 only: 1.3-only ovs-ofctl fails its HELLO, 1.0 works.
+    db.vsctl_ok(&["set", "Bridge", "br0", "protocols=OpenFlow10"]);
+    let o = ofctl(&v, "OpenFlow13", &["show"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "1.3 refused: {o:?}");
+    assert!(err.contains("version negotiation failed"), "{err}");
+    assert!(ofctl_ok(&v, "OpenFlow10", &["show"]).contains("OFPT_FEATURES_REPLY"));
+    // Several versions: the highest in common is used.
+    db.vsctl_ok(&["set", "Bridge", "br0", "protocols=OpenFlow10,OpenFlow13"]);
+    assert!(ofctl_ok(&v, "OpenFlow13", &["show"]).contains("OFPT_FEATURES_REPLY (OF1.3)"));
+    assert!(!ofctl(&v, "OpenFlow15", &["show"]).status.success());
+    // Empty: every version vswitch speaks.
+    db.vsctl_ok(&["clear", "Bridge", "br0", "protocols"]);
+    assert!(ofctl_ok(&v, "OpenFlow15", &["show"]).contains("OFPT_FEATURES_REPLY (OF1.5)"));
+    assert_eq!(
+        v.ctl_json(&["show", "br0"])["bridges"][0]["protocols"],
+        "0x01, 0x04, 0x05, 0x06"
+    );
+}
+
+/// An OpenFlow barrier means "applied and saved": flows `ovs-ofctl
+/// add-flows` got a barrier reply for survive a `kill -9` right after it
+/// returns. `ovs-ofctl` sends a barrier after every flow-mod: each is a
+/// journal append, and the tables are snapshotted a few times for the
+/// whole burst, not once per flow-mod.
+#[test]
+fn a_barrier_waits_for_the_save() {
+    let t = "ovsdb_vsctl::a_barrier_waits_for_the_save";
+    if !require_ovs(t) || !require_ofctl(t) {
+        return;
+    }
+    let db = Db::start();
+    let mut v = Vswitchd::start(None, &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    const N: usize = 3000;
+    let file = v.dir.path().join("burst.flows");
+    let text: String = (0..N)
+        .map(|i| format!("priority=100,tcp,tp_dst={},actions=drop\n", i + 1))
+        .collect();
+    std::fs::write(&file, text).expect("write flows");
+    // 0 until the restarted daemon has its bridge (and socket) back.
+    let count = |v: &Vswitchd| -> usize {
+        let o = ofctl(v, "OpenFlow13", &["dump-flows"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.contains("tp_dst="))
+            .count()
+    };
+    for round in 0..3 {
+        ofctl_ok(&v, "OpenFlow13", &["del-flows"]);
+        ofctl_ok(&v, "OpenFlow13", &["add-flows", file.to_str().unwrap()]);
+        // At once: no time for a debounced save.
+        v.kill9();
+        v.restart(None, &db.remote());
+        let mut n = 0;
+        wait_until(Duration::from_secs(20), || {
+            n = count(&v);
+            n == N
+        });
+        assert_eq!(
+            n,
+            N,
+            "round {round}: flows lost after the barrier:\n{}",
+            v.log()
+        );
+    }
+    // A burst ended by one barrier is one commit: stop cleanly and read
+    // the saver's count (changes acknowledged, saves that covered them).
+    ofctl_ok(&v, "OpenFlow13", &["del-flows"]);
+    let t0 = Instant::now();
+    ofctl_ok(&v, "OpenFlow13", &["add-flows", file.to_str().unwrap()]);
+    eprintln!(
+        "ovs-ofctl add-flows of {N} flows, a barrier each: {:?}",
+        t0.elapsed()
+    );
+    v.stop();
+    let log = v.log();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("acknowledged changes and the saves"))
+        .unwrap_or_else(|| panic!("the saver's count:\n{log}"));
+    eprintln!("{line}");
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    assert!(
+        field("journaled") >= N as u64,
+        "one append per barrier: {line}"
+    );
+    assert!(
+        field("snapshots") < (N / 10) as u64,
+        "a burst of {N} flow-mods is a few snapshots, not one each: {line}"
+    );
+}
+
+/// A fake controller: a loopback listener the test drives by hand.
+struct FakeController {
+    listener: std::net::TcpListener,
+}
+
+impl FakeController {
+    fn new() -> FakeController {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        FakeController { listener }
+    }
+
+    fn target(&self) -> String {
+        format!("tcp:{}", self.listener.local_addr().expect("addr"))
+    }
+
+    /// The next connection, within `limit`.
+    fn accept(&self, limit: Duration) -> Option<std::net::TcpStream> {
+        wait_for(limit, || match self.listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).ok()?;
+                Some(s)
+            }
+            Err(_) => None,
+        })
+    }
+}
+
+/// Reads one OpenFlow message (None at EOF or after `limit` of silence).
+fn read_msg(s: &mut std::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).ok()?;
+    let mut m = vec![0u8; 8];
+    s.read_exact(&mut m).ok()?;
+    let len = usize::from(u16::from_be_bytes([m[2], m[3]])).max(8);
+    m.resize(len, 0);
+    s.read_exact(&mut m[8..]).ok()?;
+    Some(m)
+}
+
+/// HELLO (1.3), then FEATURES_REQUEST; returns once the FEATURES_REPLY
+/// came.
+fn handshake(s: &mut std::net::TcpStream) {
+    use std::io::Write;
+    let hello = [4u8, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x10];
+    s.write_all(&hello).expect("hello");
+    s.write_all(&[4, 5, 0, 8, 0, 0, 0, 2])
+        .expect("features request");
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        let m = read_msg(s, Duration::from_secs(20)).expect("switch's messages");
+        if m[1] == 6 {
+            return;
+        }
+    }
+    panic!("no FEATURES_REPLY");
+}
+
+/// `Controller.inactivity_probe`: a controller that completes its
+/// handshake and goes silent gets an echo request, then is hung up on and
+/// connected again; `is_connected` follows. `connection_mode=in-band` is
+/// accepted and logged as out of band; `max_backoff` caps the wait
+/// between attempts (what vswitchd logs it chose; the spacing itself is
+/// the backoff unit test's).
+#[test]
+fn controller_probe_backoff_and_mode_through_the_database() {
+    let t = "ovsdb_vsctl::controller_probe_backoff_and_mode_through_the_database";
+    if !require_ovs(t) {
+        return;
+    }
+    let db = Db::start();
+    let v = Vswitchd::start(None, &db.remote());
+    db.vsctl_ok(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]);
+    let ctl = FakeController::new();
+    db.vsctl_ok(&[
+        "set-controller",
+        "br0",
+        &ctl.target(),
+        "--",
+        "set",
+        "Controller",
+        "br0",
+        "inactivity_probe=5000",
+        "connection_mode=in-band",
+    ]);
+    let mut s = ctl
+        .accept(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("vswitchd connects:\n{}", v.log()));
+    handshake(&mut s);
+    let connected = |want: &str| {
+        let mut got = String::new();
+        wait_until(Duration::from_secs(15), || {
+            got = db.vsctl_ok(&["get", "Controller", "br0", "is_connected"]);
+            got == want
+        });
+        got
+    };
+    assert_eq!(connected("true"), "true");
+    assert!(
+        v.log().contains("in-band control is not implemented"),
+        "{}",
+        v.log()
+    );
+    // Silent now: an echo request within the probe interval (5 s, bounded
+    // generously), then the connection is closed (5 s more).
+    let mut echo = false;
+    let mut closed = false;
+    let end = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < end {
+        match read_msg(&mut s, Duration::from_secs(30)) {
+            Some(m) if m[1] == 2 => echo = true,
+            Some(_) => {}
+            None => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(echo && closed, "echo={echo} closed={closed}\n{}", v.log());
+    // And it comes back.
+    let mut s2 = ctl
+        .accept(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("reconnected:\n{}", v.log()));
+    handshake(&mut s2);
+    assert!(
+        v.log().contains("disconnected; reconnecting"),
+        "{}",
+        v.log()
+    );
+    let n = v.log().matches("reconnecting in").count();
+    drop(s2);
+    drop(s);
+    assert!(wait_until(Duration::from_secs(10), || v
+        .log()
+        .matches("reconnecting in")
+        .count()
+        > n));
+
+    // max_backoff=1000 and probing off: a controller that hangs up at
+    // once is tried again every second, never after 2 s or more.
+    db.vsctl_ok(&[
+        "set",
+        "Controller",
+        "br0",
+        "max_backoff=1000",
+        "inactivity_probe=0",
+        "connection_mode=out-of-band",
+    ]);
+    let before = v.log().matches("reconnecting in").count();
+    for _ in 0..4 {
+        let c = ctl
+            .accept(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("attempt:\n{}", v.log()));
+        drop(c);
+    }
+    assert!(wait_until(Duration::from_secs(10), || {
+        v.log().matches("reconnecting in").count() >= before + 4
+    }));
+    let log = v.log();
+    let waits: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("reconnecting in ").nth(1))
+        .skip(before)
+        .collect();
+    assert!(
+        waits.iter().all(|w| w.starts_with("1s")),
+        "capped at 1 s: {waits:?}"
+    );
+    assert_eq!(connected("false"), "false");
 }

@@ -22,15 +22,19 @@ use crate::datapath::{DropCounters, DropReason};
 use crate::flow::{ofp_port, Action};
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
 use crate::openflow::backend::{
-    mac_of, tlv_table_mod_handle, Backend, BackendError, Event, TlvModError, EVENT_QUEUE,
+    mac_of, tlv_table_mod_handle, Backend, BackendError, Event, NotDurable, SaveHook, TlvModError,
+    Unsaved, EVENT_QUEUE,
 };
 use crate::openflow::wire::features::Desc;
+use crate::openflow::wire::hello::Versions;
 use crate::openflow::wire::packet::PacketIn;
 use crate::openflow::wire::port::{PortDesc, PortReason, PortStats};
 use crate::openflow::wire::tlv::TlvCommand;
 use crate::port::geneve::{TlvMapHandle, TlvMapping};
 use crate::port::LinkState;
 use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::broadcast;
@@ -59,7 +63,14 @@ pub struct BridgeBackend {
     worker: WorkerSender,
     ct: Arc<ConnTracker>,
     tlv: TlvMapHandle,
-    dpid: u64,
+    /// The datapath id: derived from the name, or Open vSwitch's
+    /// `other_config:datapath-id`.
+    dpid: AtomicU64,
+    /// The versions its sessions may negotiate (`Bridge.protocols`).
+    versions: Mutex<Versions>,
+    /// What a barrier waits for (the state directory's save), when the
+    /// daemon saves.
+    save_hook: Mutex<Option<SaveHook>>,
     events: broadcast::Sender<Event>,
 }
 
@@ -67,7 +78,7 @@ impl std::fmt::Debug for BridgeBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BridgeBackend")
             .field("bridge", &self.of.name())
-            .field("dpid", &self.dpid)
+            .field("dpid", &self.datapath_id())
             .finish()
     }
 }
@@ -84,13 +95,41 @@ impl BridgeBackend {
     ) -> BridgeBackend {
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         BridgeBackend {
-            dpid: datapath_id(of.name()),
+            dpid: AtomicU64::new(datapath_id(of.name())),
+            versions: Mutex::new(Versions::default()),
+            save_hook: Mutex::new(None),
             of,
             worker,
             ct,
             tlv,
             events,
         }
+    }
+
+    /// Sets the datapath id FEATURES_REPLY reports (sessions already up
+    /// see it in their next FEATURES_REPLY).
+    pub fn set_datapath_id(&self, dpid: u64) {
+        self.dpid.store(dpid, Ordering::Relaxed);
+    }
+
+    /// The datapath id FEATURES_REPLY reports.
+    pub fn datapath_id_in_force(&self) -> u64 {
+        self.dpid.load(Ordering::Relaxed)
+    }
+
+    /// The versions new sessions may negotiate.
+    pub fn versions_in_force(&self) -> Versions {
+        *self.versions.lock()
+    }
+
+    /// Limits the versions new sessions may negotiate.
+    pub fn set_versions(&self, v: Versions) {
+        *self.versions.lock() = v;
+    }
+
+    /// Makes barriers wait for `hook` (None: answered at once).
+    pub fn set_save_hook(&self, hook: Option<SaveHook>) {
+        *self.save_hook.lock() = hook;
     }
 
     /// Tells every session about a port change.
@@ -106,7 +145,7 @@ impl BridgeBackend {
             .with_ports(|p| p.get(s.no).is_none_or(|i| i.enabled));
         PortDesc {
             port_no: s.no,
-            hw_addr: port_mac(self.dpid, s.no),
+            hw_addr: port_mac(self.datapath_id(), s.no),
             name: s.name.clone(),
             config: if enabled { 0 } else { PORT_DOWN },
             state: match s.link {
@@ -129,7 +168,7 @@ impl BridgeBackend {
     fn local(&self) -> PortDesc {
         PortDesc {
             port_no: ofp_port::LOCAL,
-            hw_addr: mac_of(self.dpid),
+            hw_addr: mac_of(self.datapath_id()),
             name: self.of.name().to_string(),
             config: 0,
             state: LIVE,
@@ -149,7 +188,7 @@ fn port_mac(dpid: u64, no: u32) -> [u8; 6] {
 
 impl Backend for BridgeBackend {
     fn datapath_id(&self) -> u64 {
-        self.dpid
+        self.dpid.load(Ordering::Relaxed)
     }
 
     fn desc(&self) -> Desc {
@@ -240,6 +279,27 @@ impl Backend for BridgeBackend {
     fn tlv_table(&self) -> Vec<TlvMapping> {
         self.tlv.load().mappings().copied().collect()
     }
+
+    fn versions(&self) -> Versions {
+        *self.versions.lock()
+    }
+
+    fn saves(&self) -> bool {
+        self.save_hook.lock().is_some()
+    }
+
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
+        let hook = self.save_hook.lock().clone();
+        hook.map_or(Ok(()), |h| (h.save)(self.of.name(), changes))
+    }
+
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        let hook = self.save_hook.lock().clone();
+        match hook {
+            Some(h) => h.stamped(|| self.flow_mods(mods)),
+            None => (self.flow_mods(mods), 0),
+        }
+    }
 }
 
 /// Drains the datapath's packet-ins into PACKET_IN events for `backend`'s
@@ -283,6 +343,63 @@ mod tests {
         assert_ne!(a, datapath_id("br1"));
         assert_eq!(a >> 48, 0);
         assert_eq!((a >> 40) & 0x03, 0x02, "locally administered, unicast");
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_restarts_after_a_lasting_session() {
+        let s = std::time::Duration::from_secs;
+        let mut b = Backoff::new(MAX_BACKOFF);
+        let waits: Vec<u64> = (0..6).map(|_| b.next(None).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 8, 8]);
+        // Up for less than the current wait (accepted, then hung up at
+        // once): no reset, still capped.
+        assert_eq!(b.next(Some(s(2))), s(8));
+        // Up long enough: from 1 s again.
+        assert_eq!(b.next(Some(s(60))), s(1));
+        assert_eq!(b.next(None), s(2));
+        // A 2 s cap (max_backoff=2000).
+        let mut b = Backoff::new(s(2));
+        let waits: Vec<u64> = (0..4).map(|_| b.next(None).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 2, 2]);
+        // A cap of 1 s.
+        let mut b = Backoff::new(s(1));
+        assert_eq!((b.next(None), b.next(None)), (s(1), s(1)));
+    }
+
+    #[test]
+    fn controller_columns_read_as_open_vswitch_reads_them() {
+        let s = std::time::Duration::from_secs;
+        let tcp: Target = "tcp:127.0.0.1:6653".parse().unwrap();
+        let unix: Target = "unix:/run/c.sock".parse().unwrap();
+        let c = |t: &Target, p, b| {
+            ControllerConfig::from_columns(t.clone(), p, b, ConnectionMode::OutOfBand)
+        };
+        let d = ControllerConfig::new(tcp.clone());
+        assert_eq!((d.inactivity_probe, d.max_backoff), (Some(s(5)), s(8)));
+        assert_eq!(c(&tcp, Some(0), None).inactivity_probe, None, "0 disables");
+        assert_eq!(
+            c(&tcp, Some(999), None).inactivity_probe,
+            None,
+            "whole seconds"
+        );
+        assert_eq!(
+            c(&tcp, Some(1000), None).inactivity_probe,
+            Some(s(5)),
+            "floor 5 s"
+        );
+        assert_eq!(c(&tcp, Some(30_500), None).inactivity_probe, Some(s(30)));
+        assert_eq!(c(&tcp, Some(-5), None).inactivity_probe, None);
+        assert_eq!(c(&tcp, None, Some(2000)).max_backoff, s(2));
+        assert_eq!(c(&tcp, None, Some(500)).max_backoff, s(1), "floor 1 s");
+        assert_eq!(c(&tcp, None, Some(-1)).max_backoff, s(1));
+        assert_eq!(ControllerConfig::new(unix.clone()).inactivity_probe, None);
+        assert_eq!(c(&unix, Some(30_000), None).inactivity_probe, None);
+        assert_eq!(ConnectionMode::parse(""), Some(ConnectionMode::OutOfBand));
+        assert_eq!(
+            ConnectionMode::parse("in-band"),
+            Some(ConnectionMode::InBand)
+        );
+        assert_eq!(ConnectionMode::parse("sideways"), None);
     }
 }
 
@@ -394,16 +511,141 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// How the switch reaches a controller (Open vSwitch's
+/// `Controller.connection_mode`).
+///
+/// Only out-of-band is implemented: the connection goes through the host's
+/// own network stack, never through the bridge. In-band control would need
+/// Open vSwitch's hidden flows (ARP and the controller's TCP/6653 allowed
+/// through the bridge's LOCAL port before any OpenFlow flow) and a LOCAL
+/// port that is a real host interface; vswitch's LOCAL port has no device.
+/// An `in-band` row is accepted and connects out of band, with a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionMode {
+    /// Through the host's network stack.
+    #[default]
+    OutOfBand,
+    /// Asked for in-band; connected out of band all the same.
+    InBand,
+}
+
+impl ConnectionMode {
+    /// `in-band` or `out-of-band`; empty (Open vSwitch's in-band default)
+    /// reads as out-of-band, the only mode there is, without a warning.
+    pub fn parse(s: &str) -> Option<ConnectionMode> {
+        match s {
+            "" | "out-of-band" => Some(ConnectionMode::OutOfBand),
+            "in-band" => Some(ConnectionMode::InBand),
+            _ => None,
+        }
+    }
+}
+
+/// The shortest inactivity probe interval: Open vSwitch raises a shorter
+/// (non-zero) `inactivity_probe` to it.
+pub const MIN_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One controller and how its connection is kept (Open vSwitch's
+/// Controller row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// Where to connect.
+    pub target: Target,
+    /// Silence after which the controller is probed with an echo request,
+    /// and after which, once more, it is hung up on and connected again;
+    /// `None` never probes.
+    pub inactivity_probe: Option<std::time::Duration>,
+    /// The longest wait between two connection attempts.
+    pub max_backoff: std::time::Duration,
+    /// What was asked for (connections are out of band either way).
+    pub connection_mode: ConnectionMode,
+}
+
+impl ControllerConfig {
+    /// `target` with Open vSwitch's defaults: probed after 5 s of silence
+    /// (a `unix:` controller is local and never probed, as Open vSwitch
+    /// does), reconnecting with a backoff of up to 8 s.
+    pub fn new(target: Target) -> ControllerConfig {
+        ControllerConfig::from_columns(target, None, None, ConnectionMode::OutOfBand)
+    }
+
+    /// From a Controller row's `inactivity_probe` and `max_backoff`
+    /// (milliseconds), read as ovs-vswitchd reads them: in whole seconds
+    /// (so a probe under 1000 ms is 0, which disables probing), a probe of
+    /// at least [`MIN_PROBE_INTERVAL`], a backoff of at least 1 s; unset,
+    /// 5 s and 8 s. A `unix:` target is never probed.
+    pub fn from_columns(
+        target: Target,
+        inactivity_probe_ms: Option<i64>,
+        max_backoff_ms: Option<i64>,
+        connection_mode: ConnectionMode,
+    ) -> ControllerConfig {
+        let secs = |ms: i64| std::time::Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0));
+        let probe = match inactivity_probe_ms.map(secs) {
+            None => Some(PROBE_INTERVAL),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d.max(MIN_PROBE_INTERVAL)),
+        };
+        let probe = probe.filter(|_| !matches!(target, Target::Unix(_)));
+        let max_backoff = max_backoff_ms
+            .map(secs)
+            .map_or(MAX_BACKOFF, |d| d.max(std::time::Duration::from_secs(1)));
+        ControllerConfig {
+            target,
+            inactivity_probe: probe,
+            max_backoff,
+            connection_mode,
+        }
+    }
+}
+
+/// The wait between connection attempts, kept as Open vSwitch's `rconn`
+/// keeps it: 1 s after the first failure, doubling while under half the
+/// maximum, then the maximum; a session that stayed up at least as long as
+/// the current wait starts again from 1 s, so a controller that accepts
+/// and at once hangs up is not hammered every second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    wait: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    /// No wait yet, at most `max`.
+    pub fn new(max: std::time::Duration) -> Backoff {
+        Backoff {
+            wait: std::time::Duration::ZERO,
+            max,
+        }
+    }
+
+    /// The wait before the next attempt, after an attempt that failed
+    /// (`session` None) or a session that was up for `session`.
+    pub fn next(&mut self, session: Option<std::time::Duration>) -> std::time::Duration {
+        let sec = std::time::Duration::from_secs(1);
+        self.wait = if session.is_some_and(|up| up >= self.wait) {
+            sec
+        } else if self.wait < self.max / 2 {
+            (self.wait * 2).max(sec)
+        } else {
+            self.max
+        };
+        self.wait
+    }
+}
+
 /// One controller connection's state, as `show` reports it.
 #[derive(Debug)]
 pub struct ControllerState {
     /// The target.
     pub target: Target,
-    connected: std::sync::atomic::AtomicBool,
+    /// How the connection is kept.
+    pub config: ControllerConfig,
+    connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ControllerState {
-    /// Whether a session with it is up.
+    /// Whether a session with it is up (its HELLO exchange done).
     pub fn is_connected(&self) -> bool {
         self.connected.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -431,20 +673,28 @@ impl Drop for Controllers {
 }
 
 impl Controllers {
-    /// Connects to `targets` on runtime `rt` and keeps reconnecting (with
-    /// backoff up to [`MAX_BACKOFF`]) for as long as it lives.
+    /// Connects to `controllers` on runtime `rt` and keeps reconnecting
+    /// (each with its own backoff and inactivity probe) for as long as it
+    /// lives.
     pub fn start(
         rt: &tokio::runtime::Handle,
-        targets: &[Target],
+        controllers: &[ControllerConfig],
         fail_mode: FailMode,
         backend: Arc<BridgeBackend>,
     ) -> Controllers {
         let of = backend.of.clone();
         let mut tasks = Vec::new();
         let mut states = Vec::new();
-        for t in targets.iter().filter(|t| !matches!(t, Target::Passive(_))) {
+        for c in controllers
+            .iter()
+            .filter(|c| !matches!(c.target, Target::Passive(_)))
+        {
+            if c.connection_mode == ConnectionMode::InBand {
+                tracing::warn!(controller = %c.target, "connection_mode=in-band: in-band control is not implemented (no hidden in-band flows); connecting out of band");
+            }
             let st = Arc::new(ControllerState {
-                target: t.clone(),
+                target: c.target.clone(),
+                config: c.clone(),
                 connected: Default::default(),
             });
             states.push(st.clone());
@@ -460,67 +710,68 @@ impl Controllers {
             of,
         }
     }
+
+    /// The configurations it was started with.
+    pub fn configs(&self) -> Vec<ControllerConfig> {
+        self.states.iter().map(|s| s.config.clone()).collect()
+    }
 }
 
 async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
-    use std::sync::atomic::Ordering;
-    let mut backoff = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(st.config.max_backoff);
     let mut warned = false;
     loop {
         let b: Arc<dyn Backend> = backend.clone();
-        let connected = match &st.target {
+        let lasted = match &st.target {
             Target::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    serve(&st, s, b).await
+                    Some(serve(&st, s, b).await)
                 }
                 Err(e) => warn_once(&st.target, &e, &mut warned),
             },
             Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
-                Ok(s) => serve(&st, s, b).await,
+                Ok(s) => Some(serve(&st, s, b).await),
                 Err(e) => warn_once(&st.target, &e, &mut warned),
             },
             // Passive targets are listeners, not connections.
             Target::Passive(_) => return,
         };
-        if connected {
-            st.connected.store(false, Ordering::Relaxed);
-            tracing::warn!(controller = %st.target, "disconnected; reconnecting");
-            backoff = std::time::Duration::from_secs(1);
+        let wait = backoff.next(lasted);
+        if lasted.is_some() {
+            tracing::warn!(controller = %st.target, "disconnected; reconnecting in {wait:?}");
             warned = false;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        tokio::time::sleep(wait).await;
     }
 }
 
-/// Runs a session with a connected controller; true (it was connected).
-async fn serve<S>(st: &ControllerState, stream: S, backend: Arc<dyn Backend>) -> bool
+/// Runs a session with a connected controller; how long it was up.
+async fn serve<S>(st: &ControllerState, stream: S, backend: Arc<dyn Backend>) -> std::time::Duration
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    st.connected
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(controller = %st.target, "connected");
-    crate::openflow::server::run_probed(
+    let since = std::time::Instant::now();
+    tracing::info!(controller = %st.target, probe = ?st.config.inactivity_probe, "connected");
+    crate::openflow::server::run_controller(
         stream,
         backend,
         MAX_OUTPUT,
         WRITE_TIMEOUT,
-        Some(PROBE_INTERVAL),
+        st.config.inactivity_probe,
+        st.connected.clone(),
     )
     .await;
-    true
+    since.elapsed()
 }
 
-/// Logs the first failure of a run of failed connects; false (it was not
-/// connected).
-fn warn_once(t: &Target, e: &std::io::Error, warned: &mut bool) -> bool {
+/// Logs the first failure of a run of failed connects; None (no session).
+fn warn_once(t: &Target, e: &std::io::Error, warned: &mut bool) -> Option<std::time::Duration> {
     if !*warned {
         tracing::warn!(controller = %t, "cannot connect: {e}; retrying with backoff");
         *warned = true;
     }
-    false
+    None
 }
 
 /// Standalone mode: fail open after [`FAIL_OPEN_AFTER`] with no controller

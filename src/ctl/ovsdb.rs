@@ -28,21 +28,27 @@
 //!
 //! Honoured columns: `Open_vSwitch.bridges`, `next_cfg`,
 //! `other_config:stats-update-interval`; `Bridge.name`,
-//! `ports`, `fail_mode`, `controller`, `other_config:forward-bpdu` and
-//! `mac-aging-time`; `Port.name`, `interfaces`, `tag`, `trunks`,
-//! `vlan_mode`; `Interface.name`, `type`, `options`, `mtu_request`,
-//! `ofport_request`; `Controller.target`. Read and ignored (the switch
-//! has no such setting yet): `Bridge.datapath_type` (every bridge is the
-//! one userspace datapath), `protocols`, `other_config:mac-table-size` and
-//! `datapath-id`; `Controller.connection_mode`, `inactivity_probe`,
-//! `max_backoff` (the OpenFlow connections use their own fixed backoff).
+//! `ports`, `fail_mode`, `controller`, `protocols` (the OpenFlow versions
+//! of its controllers and of its `BR.mgmt` listener),
+//! `other_config:forward-bpdu`, `mac-aging-time`, `mac-table-size` and
+//! `datapath-id` (a bad one is ignored with a warning; the id in force is
+//! written to `Bridge.datapath_id`); `Port.name`, `interfaces`, `tag`,
+//! `trunks`, `vlan_mode`; `Interface.name`, `type`, `options`,
+//! `mtu_request`, `ofport_request`; `Controller.target`,
+//! `inactivity_probe`, `max_backoff` (read in whole seconds with Open
+//! vSwitch's floors, see [`ControllerConfig::from_columns`]) and
+//! `connection_mode` (accepted; connections are always out of band, see
+//! [`ConnectionMode`]). Read and ignored: `Bridge.datapath_type` (every
+//! bridge is the one userspace datapath).
 //! A bridge's own internal interface (named as the bridge) is reported as
 //! Open vSwitch's LOCAL port (`ofport` 65534), but vswitch creates no
 //! device for it.
 
 use super::api::{Api, BridgeSettings, PortFacts, PortSpec};
-use super::openflow::{FailMode, Target};
+use super::openflow::{ConnectionMode, ControllerConfig, FailMode, Target};
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
+use crate::openflow::wire::hello::Versions;
+use crate::openflow::wire::Version as OfVersion;
 use crate::ovsdb::{
     self, Atom, Client, Datum, Format, MonitorMethod, Remote, Replica, Row, Schema,
 };
@@ -88,6 +94,65 @@ pub enum OvsdbError {
     Thread(#[source] std::io::Error),
 }
 
+/// A Controller row as the database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerRow {
+    /// `target`.
+    pub target: String,
+    /// `inactivity_probe` (milliseconds), when set.
+    pub inactivity_probe: Option<i64>,
+    /// `max_backoff` (milliseconds), when set.
+    pub max_backoff: Option<i64>,
+    /// `connection_mode` (empty when unset).
+    pub connection_mode: String,
+}
+
+impl ControllerRow {
+    /// The connection it asks for; None (and logged by the caller) for a
+    /// target that does not parse.
+    pub fn config(&self) -> Result<ControllerConfig, super::openflow::TargetError> {
+        let target: Target = self.target.parse()?;
+        let mode = ConnectionMode::parse(&self.connection_mode).unwrap_or_else(|| {
+            tracing::warn!(controller = %self.target, "connection_mode={}: unknown; connecting out of band", self.connection_mode);
+            ConnectionMode::OutOfBand
+        });
+        if self
+            .inactivity_probe
+            .is_some_and(|ms| (1..1000).contains(&ms))
+        {
+            tracing::warn!(controller = %self.target, "inactivity_probe={} ms is under a second: read as 0, probing off (as Open vSwitch reads it)", self.inactivity_probe.unwrap_or(0));
+        }
+        Ok(ControllerConfig::from_columns(
+            target,
+            self.inactivity_probe,
+            self.max_backoff,
+            mode,
+        ))
+    }
+}
+
+/// The OpenFlow versions a `Bridge.protocols` set names (`OpenFlow10`,
+/// `OpenFlow13`...), as the versions this switch speaks; empty: all of
+/// them. The second value lists the names it does not speak (1.1, 1.2,
+/// or unknown), for the log.
+pub fn protocols(names: &[String]) -> (Versions, Vec<String>) {
+    if names.is_empty() {
+        return (Versions::default(), Vec::new());
+    }
+    let mut v = Vec::new();
+    let mut unspoken = Vec::new();
+    for n in names {
+        match n.as_str() {
+            "OpenFlow10" => v.push(OfVersion::V10),
+            "OpenFlow13" => v.push(OfVersion::V13),
+            "OpenFlow14" => v.push(OfVersion::V14),
+            "OpenFlow15" => v.push(OfVersion::V15),
+            other => unspoken.push(other.to_string()),
+        }
+    }
+    (Versions::of(&v), unspoken)
+}
+
 /// A bridge as the database wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WantBridge {
@@ -99,8 +164,12 @@ pub struct WantBridge {
     pub mac_aging_secs: u64,
     /// `other_config:mac-table-size`.
     pub mac_table_size: usize,
-    /// Controller targets, in the order of the rows' UUIDs.
-    pub controllers: Vec<String>,
+    /// Controller rows, in the order of their UUIDs.
+    pub controllers: Vec<ControllerRow>,
+    /// `protocols`, as written.
+    pub protocols: Vec<String>,
+    /// `other_config:datapath-id`, as written.
+    pub datapath_id: Option<String>,
     /// Ports by (interface) name.
     pub ports: BTreeMap<String, PortSpec>,
 }
@@ -113,9 +182,24 @@ impl WantBridge {
             mac_aging_secs: BridgeConfig::default().mac_aging_secs,
             mac_table_size: BridgeConfig::default().mac_table_size,
             controllers: Vec::new(),
+            protocols: Vec::new(),
+            datapath_id: None,
             ports: BTreeMap::new(),
         }
     }
+}
+
+/// Parses `other_config:datapath-id` as ovs-vswitchd does: exactly 16 hex
+/// digits, or `0x` and up to 16; never all zeros.
+pub fn parse_datapath_id(s: &str) -> Option<u64> {
+    let hex = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) if h.len() <= 16 && hex(h) => h,
+        Some(_) => return None,
+        None if s.len() == 16 && hex(s) => s,
+        None => return None,
+    };
+    u64::from_str_radix(digits, 16).ok().filter(|d| *d != 0)
 }
 
 /// What became of one Interface row.
@@ -143,6 +227,8 @@ pub struct Plan {
     pub ifaces: BTreeMap<String, IfaceState>,
     /// Each bridge's Controller rows, in the order of `controllers`.
     pub controller_rows: BTreeMap<String, Vec<String>>,
+    /// Each bridge's row UUID.
+    pub bridge_rows: BTreeMap<String, String>,
     /// `Open_vSwitch.next_cfg`, and the row's UUID.
     pub next_cfg: Option<(String, i64)>,
 }
@@ -245,6 +331,13 @@ pub fn plan(r: &Replica) -> Plan {
         let mut want = WantBridge::new();
         want.fail_mode = FailMode::parse(b.str("fail_mode")).unwrap_or(FailMode::Standalone);
         let oc = b.str_map("other_config");
+        want.datapath_id = oc.get("datapath-id").cloned();
+        want.protocols = b
+            .get("protocols")
+            .atoms()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
         if let Some(v) = oc.get("forward-bpdu") {
             want.forward_bpdu = v == "true";
         }
@@ -261,7 +354,12 @@ pub fn plan(r: &Replica) -> Plan {
         let mut ctl_rows = Vec::new();
         for cu in b.uuids("controller") {
             if let Some(c) = r.row("Controller", &cu) {
-                want.controllers.push(c.str("target").to_string());
+                want.controllers.push(ControllerRow {
+                    target: c.str("target").to_string(),
+                    inactivity_probe: c.int("inactivity_probe"),
+                    max_backoff: c.int("max_backoff"),
+                    connection_mode: c.str("connection_mode").to_string(),
+                });
                 ctl_rows.push(cu);
             }
         }
@@ -317,6 +415,7 @@ pub fn plan(r: &Replica) -> Plan {
             continue;
         }
         p.controller_rows.insert(bname.clone(), ctl_rows);
+        p.bridge_rows.insert(bname.clone(), bu.clone());
         p.bridges.insert(bname, want);
     }
     p
@@ -450,20 +549,53 @@ impl Reconciler {
                 Err(e) => tracing::warn!(bridge = %bname, "fail_mode: {e}"),
             }
         }
+        if have.datapath_id != want.datapath_id {
+            // A bad value is ignored, as ovs-vswitchd ignores it (it says
+            // nothing; we say why): the id derived from the name stays.
+            let id = want.datapath_id.as_deref().and_then(|s| {
+                let id = parse_datapath_id(s);
+                if id.is_none() {
+                    tracing::warn!(bridge = %bname, "other_config:datapath-id={s}: not 16 hex digits (or 0x and up to 16), or all zeros; ignored");
+                }
+                id
+            });
+            self.calls += 1;
+            match api.set_datapath_id(bname, id) {
+                Ok(id) => {
+                    tracing::info!(bridge = %bname, "datapath id {id:016x}");
+                    have.datapath_id = want.datapath_id.clone();
+                }
+                Err(e) => tracing::warn!(bridge = %bname, "datapath-id: {e}"),
+            }
+        }
+        if have.protocols != want.protocols {
+            let (versions, unspoken) = protocols(&want.protocols);
+            if !unspoken.is_empty() {
+                tracing::warn!(bridge = %bname, "protocols: {} not spoken by vswitch (it speaks OpenFlow10, 13, 14, 15)", unspoken.join(", "));
+            }
+            if versions.is_empty() {
+                tracing::warn!(bridge = %bname, "protocols: no version vswitch speaks; every OpenFlow connection to this bridge will fail its HELLO");
+            }
+            self.calls += 1;
+            match api.set_protocols(bname, versions) {
+                Ok(()) => have.protocols = want.protocols.clone(),
+                Err(e) => tracing::warn!(bridge = %bname, "protocols: {e}"),
+            }
+        }
         if have.controllers != want.controllers {
             // A target that does not parse is left out (and logged); the
             // others connect.
-            let targets: Vec<Target> = want
+            let configs: Vec<ControllerConfig> = want
                 .controllers
                 .iter()
-                .filter_map(|t| {
-                    t.parse::<Target>()
+                .filter_map(|c| {
+                    c.config()
                         .inspect_err(|e| tracing::warn!(bridge = %bname, "controller: {e}"))
                         .ok()
                 })
                 .collect();
             self.calls += 1;
-            match api.set_controller(bname, &targets) {
+            match api.set_controllers(bname, &configs) {
                 Ok(()) => have.controllers = want.controllers.clone(),
                 Err(e) => tracing::warn!(bridge = %bname, "controllers: {e}"),
             }
@@ -518,6 +650,16 @@ pub struct Writer {
 
 /// Bridge → port → facts.
 pub type Facts = BTreeMap<String, BTreeMap<String, PortFacts>>;
+
+/// What the switch says about a bridge besides its ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgeFacts {
+    /// The datapath id in force, 16 hex digits (`Bridge.datapath_id`).
+    pub datapath_id: String,
+    /// Each controller's connection state, by target as the switch
+    /// writes it (`tcp:IP:PORT`).
+    pub controllers: BTreeMap<String, bool>,
+}
 
 /// One row's columns to update.
 type RowWrites = BTreeMap<String, Value>;
@@ -584,7 +726,7 @@ impl Writer {
         schema: &Schema,
         plan: &Plan,
         facts: &Facts,
-        controllers: &BTreeMap<String, Vec<bool>>,
+        bridges: &BTreeMap<String, BridgeFacts>,
         with_stats: bool,
     ) -> Vec<Value> {
         let mut out: Vec<(&'static str, String, RowWrites)> = Vec::new();
@@ -689,12 +831,37 @@ impl Writer {
             }
             out.push(("Interface", iu.clone(), w));
         }
+        for (bridge, bu) in &plan.bridge_rows {
+            let Some(f) = bridges.get(bridge) else {
+                continue;
+            };
+            let mut w = RowWrites::new();
+            let at = ("Bridge", bu.as_str());
+            self.want(
+                ctx,
+                at,
+                "datapath_id",
+                Datum::one(f.datapath_id.as_str()),
+                &mut w,
+            );
+            out.push(("Bridge", bu.clone(), w));
+        }
         for (bridge, rows) in &plan.controller_rows {
-            let states = controllers.get(bridge).cloned().unwrap_or_default();
-            for (i, cu) in rows.iter().enumerate() {
+            let states = bridges
+                .get(bridge)
+                .map(|f| f.controllers.clone())
+                .unwrap_or_default();
+            for cu in rows {
                 let mut w = RowWrites::new();
                 let at = ("Controller", cu.as_str());
-                let up = states.get(i).copied().unwrap_or(false);
+                // Matched by target as the switch writes it ("tcp:1.2.3.4"
+                // is "tcp:1.2.3.4:6653"); a target that does not parse is
+                // never connected.
+                let up = r
+                    .row("Controller", cu)
+                    .and_then(|c| c.str("target").parse::<Target>().ok())
+                    .and_then(|t| states.get(&t.to_string()).copied())
+                    .unwrap_or(false);
                 self.want(ctx, at, "is_connected", Datum::one(up), &mut w);
                 let state = if up { "ACTIVE" } else { "BACKOFF" };
                 self.want(
@@ -716,12 +883,11 @@ impl Writer {
     }
 }
 
-/// The facts the writer needs from the switch: each bridge's ports, and
-/// each bridge's controllers' connection state (in `set_controller`
-/// order).
-fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, Vec<bool>>) {
+/// The facts the writer needs from the switch: each bridge's ports, its
+/// datapath id and its controllers' connection state.
+fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, BridgeFacts>) {
     let mut facts = BTreeMap::new();
-    let mut ctls = BTreeMap::new();
+    let mut bridges = BTreeMap::new();
     for b in plan.bridges.keys() {
         if let Ok(v) = api.port_facts(b) {
             facts.insert(
@@ -729,18 +895,23 @@ fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, Vec<bool>>) {
                 v.into_iter().map(|f| (f.port.clone(), f)).collect(),
             );
         }
-        if !plan.controller_rows.get(b).is_none_or(Vec::is_empty) {
-            if let Ok(show) = api.show(Some(b)) {
-                let states = show
-                    .bridges
-                    .iter()
-                    .flat_map(|s| s.controllers.iter().map(|c| c.is_connected))
-                    .collect();
-                ctls.insert(b.clone(), states);
+        if let Ok(show) = api.show(Some(b)) {
+            for s in show.bridges {
+                bridges.insert(
+                    b.clone(),
+                    BridgeFacts {
+                        datapath_id: s.datapath_id,
+                        controllers: s
+                            .controllers
+                            .into_iter()
+                            .map(|c| (c.target, c.is_connected))
+                            .collect(),
+                    },
+                );
             }
         }
     }
-    (facts, ctls)
+    (facts, bridges)
 }
 
 /// The columns vswitchd monitors, per table: what it honours and what it
@@ -771,6 +942,7 @@ const MONITORED: [(&str, &[&str]); 5] = [
             "controller",
             "protocols",
             "other_config",
+            "datapath_id",
         ],
     ),
     (
@@ -1428,5 +1600,142 @@ mod tests {
             monitor_requests(&s),
             Err(OvsdbError::Schema("Port"))
         ));
+    }
+
+    #[test]
+    fn datapath_ids_parse_as_open_vswitch_parses_them() {
+        assert_eq!(parse_datapath_id("0000000000000001"), Some(1));
+        assert_eq!(parse_datapath_id("00000000DeadBeef"), Some(0xdead_beef));
+        assert_eq!(parse_datapath_id("0x1"), Some(1));
+        assert_eq!(parse_datapath_id("0X00000000000000ff"), Some(0xff));
+        for bad in [
+            "",
+            "1",
+            "000000000000001",
+            "00000000000000001",
+            "000000000000000g",
+            "0000000000000000",
+            "0x",
+            "0x00000000000000001",
+            "+000000000000001",
+        ] {
+            assert_eq!(parse_datapath_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_sets_keep_the_versions_spoken() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(protocols(&[]), (Versions::default(), vec![]));
+        let (v, bad) = protocols(&names(&["OpenFlow10", "OpenFlow13", "OpenFlow15"]));
+        assert_eq!(
+            v,
+            Versions::of(&[OfVersion::V10, OfVersion::V13, OfVersion::V15])
+        );
+        assert!(bad.is_empty());
+        let (v, bad) = protocols(&names(&["OpenFlow11", "OpenFlow12"]));
+        assert!(v.is_empty());
+        assert_eq!(bad, names(&["OpenFlow11", "OpenFlow12"]));
+    }
+
+    /// `protocols`, `other_config:datapath-id` and the Controller columns
+    /// reach the switch, changes only cause calls, and `datapath_id` is
+    /// written back.
+    #[test]
+    fn bridge_and_controller_columns_reach_the_switch() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = schema();
+        let sch = json!({
+            "name": "Open_vSwitch", "version": "8.3.1",
+            "tables": {
+                "Bridge": {"columns": {
+                    "protocols": {"type": {"key": "string", "min": 0, "max": "unlimited"}},
+                    "datapath_id": {"type": {"key": "string", "min": 0, "max": 1}}
+                }},
+                "Controller": {"columns": {
+                    "inactivity_probe": {"type": {"key": "integer", "min": 0, "max": 1}},
+                    "max_backoff": {"type": {"key": "integer", "min": 0, "max": 1}},
+                    "connection_mode": {"type": {"key": "string", "min": 0, "max": 1}},
+                    "is_connected": {"type": "boolean"},
+                    "status": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
+                }}
+            }
+        });
+        let extra = Schema::from_json(&sch).unwrap();
+        for (t, cols) in extra.tables {
+            s.tables.get_mut(&t).unwrap().extend(cols);
+        }
+        let mut r = Replica::new();
+        r.apply(
+            Format::Update2,
+            &json!({
+                "Open_vSwitch": {"o": {"initial": {"bridges": ["uuid", "b"], "next_cfg": 1}}},
+                "Bridge": {"b": {"initial": {
+                    "name": "br0",
+                    "protocols": ["set", ["OpenFlow10", "OpenFlow13"]],
+                    "other_config": ["map", [["datapath-id", "00000000000000aa"]]],
+                    "controller": ["uuid", "c"]
+                }}},
+                "Controller": {"c": {"initial": {
+                    "target": "tcp:127.0.0.1:1", "inactivity_probe": 30000,
+                    "max_backoff": 2000, "connection_mode": "in-band"
+                }}}
+            }),
+            &s,
+        )
+        .unwrap();
+        let api = Api::new();
+        api.serve_openflow(dir.path(), rt.handle().clone()).unwrap();
+        let mut rec = Reconciler::new();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        let show = api.show(Some("br0")).unwrap().bridges.remove(0);
+        assert_eq!(show.datapath_id, "00000000000000aa");
+        assert_eq!(show.protocols, "0x01, 0x04");
+        assert_eq!(show.controllers[0].target, "tcp:127.0.0.1:1");
+        let mut w = Writer::new();
+        let ops = write(&api, &mut w, &r, &s, &p);
+        let b = ops
+            .iter()
+            .find(|o| o["table"] == "Bridge")
+            .expect("datapath_id written");
+        assert_eq!(b["row"]["datapath_id"], "00000000000000aa");
+        let c = ops.iter().find(|o| o["table"] == "Controller").unwrap();
+        assert_eq!(c["row"]["status"], json!(["map", [["state", "BACKOFF"]]]));
+        echo(&mut r, &s, &ops);
+        assert!(
+            write(&api, &mut w, &r, &s, &p)
+                .iter()
+                .all(|o| o["table"] != "Bridge"),
+            "written once"
+        );
+        // Unchanged rows: no call.
+        let calls = rec.calls;
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        assert_eq!(rec.calls, calls);
+
+        // A bad datapath-id is ignored: the derived id comes back.
+        r.apply(
+            Format::Update2,
+            &json!({"Bridge": {"b": {"modify": {
+                "other_config": ["map", [["datapath-id", "xyz"]]],
+                "protocols": ["set", ["OpenFlow10", "OpenFlow13"]]
+            }}}}),
+            &s,
+        )
+        .unwrap();
+        let mut p = plan(&r);
+        rec.reconcile(&api, &mut p);
+        let show = api.show(Some("br0")).unwrap().bridges.remove(0);
+        assert_eq!(
+            show.datapath_id,
+            format!("{:016x}", super::super::openflow::datapath_id("br0"))
+        );
+        drop(api);
     }
 }

@@ -553,11 +553,14 @@ impl Persist {
                     format: state::FORMAT,
                     bridges,
                     seed: seed.lock().clone(),
+                    journal_seq: 0,
                 }
             }),
             Box::new(move || api2.flows_marker()),
         )?);
         *self.saver.lock() = Some(saver.clone());
+        // OpenFlow barriers wait for the save too.
+        self.api.set_save_hook(Some(saver.barrier_hook()));
         Ok(saver)
     }
 
@@ -657,6 +660,7 @@ mod tests {
             format: state::FORMAT,
             bridges: before.clone(),
             seed: None,
+            journal_seq: 0,
         };
         let bytes = state::encode(&st).unwrap();
         let back = state::parse(&bytes, Path::new("x")).unwrap();
@@ -696,6 +700,7 @@ mod tests {
             format: state::FORMAT,
             bridges: saved.clone(),
             seed: None,
+            journal_seq: 0,
         };
         let mut kept = restore(&api2, &st, Path::new("state.json")).unwrap();
         assert_eq!(kept.len(), 1, "{kept:?}");
@@ -735,6 +740,7 @@ mod tests {
             format: state::FORMAT,
             bridges: Vec::new(),
             seed: Some(seed.clone()),
+            journal_seq: 0,
         };
         let back = state::parse(&state::encode(&st).unwrap(), Path::new("x")).unwrap();
         assert_eq!(back.seed, Some(seed));

@@ -7,9 +7,11 @@
 
 use super::wire::features::Desc;
 use super::wire::flow_removed::FlowRemoved;
+use super::wire::hello::Versions;
 use super::wire::packet::PacketIn;
 use super::wire::port::{PortDesc, PortReason, PortStats};
 use super::wire::tlv::TlvCommand;
+use super::wire::Version;
 use crate::flow::Action;
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
 use crate::packet::TUN_METADATA_FIELDS;
@@ -114,6 +116,104 @@ impl From<TlvError> for TlvModError {
     }
 }
 
+/// A barrier found the changes before it applied but not saved: the save
+/// failed, or the daemon is stopping.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("changes applied but not saved: {0}")]
+pub struct NotDurable(pub String);
+
+/// One atomic batch of flow-mods as it was applied (one FLOW_MOD, or a
+/// committed bundle's messages), kept as the peer sent it so the state
+/// directory can journal it and a restart replay it exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMods {
+    /// Its stamp from the [`ApplyClock`]: the order it was applied in,
+    /// across sessions and bridges.
+    pub stamp: u64,
+    /// `NXT_FLOW_MOD_TABLE_ID` was on (how 1.0 flow-mods decode).
+    pub table_id_ext: bool,
+    /// The FLOW_MOD messages, in order.
+    pub msgs: Vec<Vec<u8>>,
+}
+
+/// What a barrier makes durable: the session's changes since its last
+/// barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsaved {
+    /// The session's version (how the messages decode).
+    pub version: Version,
+    /// Flow-mod batches, in the order they were applied.
+    pub flow_mods: Vec<AppliedMods>,
+    /// Something only a full save covers changed too (the TLV map, or a
+    /// journal that grew too large or failed).
+    pub other: bool,
+}
+
+/// Stamps OpenFlow flow-mod batches in the order they are applied, so a
+/// snapshot of the tables can say which batches it holds: every batch
+/// stamped up to [`ApplyClock::now`] was applied before it returned, and
+/// none is half-applied meanwhile.
+#[derive(Debug, Default)]
+pub struct ApplyClock {
+    gate: parking_lot::RwLock<()>,
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl ApplyClock {
+    /// A clock whose next stamp is `last + 1`.
+    pub fn starting_after(last: u64) -> ApplyClock {
+        ApplyClock {
+            gate: parking_lot::RwLock::new(()),
+            last: std::sync::atomic::AtomicU64::new(last),
+        }
+    }
+
+    /// Runs `apply` and stamps it, as one step with respect to
+    /// [`ApplyClock::now`].
+    pub fn apply<R>(&self, apply: impl FnOnce() -> R) -> (R, u64) {
+        let _g = self.gate.read();
+        let r = apply();
+        let stamp = self.last.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        (r, stamp)
+    }
+
+    /// The last stamp given, with no apply in flight: everything stamped
+    /// up to it is in the tables.
+    pub fn now(&self) -> u64 {
+        let _g = self.gate.write();
+        self.last.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How a bridge's OpenFlow changes are made durable.
+#[derive(Clone)]
+pub struct SaveHook {
+    /// Stamps each applied batch.
+    pub clock: Arc<ApplyClock>,
+    /// Makes `Unsaved` changes durable.
+    pub save: SaveFn,
+}
+
+/// Makes `Unsaved` changes of bridge `&str` durable (a journal append, or
+/// the state directory's group commit), blocking until they are, or says
+/// why they are not.
+pub type SaveFn = Arc<dyn Fn(&str, &Unsaved) -> Result<(), NotDurable> + Send + Sync>;
+
+impl std::fmt::Debug for SaveHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaveHook")
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+impl SaveHook {
+    /// Applies flow-mods through `apply`, stamped.
+    pub fn stamped<R>(&self, apply: impl FnOnce() -> R) -> (R, u64) {
+        self.clock.apply(apply)
+    }
+}
+
 /// The bridge side of the OpenFlow endpoint. Calls come from session
 /// tasks, concurrently: implementations synchronise internally.
 pub trait Backend: Send + Sync {
@@ -146,6 +246,28 @@ pub trait Backend: Send + Sync {
     fn tlv_table_mod(&self, cmd: TlvCommand, maps: &[TlvMapping]) -> Result<(), TlvModError>;
     /// The Geneve TLV map.
     fn tlv_table(&self) -> Vec<TlvMapping>;
+    /// The OpenFlow versions its sessions may negotiate (Open vSwitch's
+    /// `Bridge.protocols`), read when a session starts.
+    fn versions(&self) -> Versions {
+        Versions::default()
+    }
+    /// Whether changes are saved, so that a barrier must wait for
+    /// [`Backend::save`] before it is answered.
+    fn saves(&self) -> bool {
+        false
+    }
+    /// [`Backend::flow_mods`], stamped with its place in the order of
+    /// applied batches (0 when the backend does not save).
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        (self.flow_mods(mods), 0)
+    }
+    /// Blocks until `changes` (everything a session applied before a
+    /// barrier) are saved. Called off the session's task, once per
+    /// barrier.
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
+        let _ = changes;
+        Ok(())
+    }
 }
 
 /// Applies a TLV table mod to the map behind `handle`.
@@ -173,6 +295,8 @@ pub struct OfprotoBackend {
     events: broadcast::Sender<Event>,
     tlv: TlvMapHandle,
     ct_flushes: Mutex<Vec<u16>>,
+    versions: Mutex<Versions>,
+    save_hook: Mutex<Option<SaveHook>>,
 }
 
 impl std::fmt::Debug for OfprotoBackend {
@@ -204,7 +328,20 @@ impl OfprotoBackend {
             events,
             tlv: crate::port::geneve::new_tlv_map(),
             ct_flushes: Mutex::new(Vec::new()),
+            versions: Mutex::new(Versions::default()),
+            save_hook: Mutex::new(None),
         }
+    }
+
+    /// Limits the versions new sessions may negotiate.
+    pub fn set_versions(&self, v: Versions) {
+        *self.versions.lock() = v;
+    }
+
+    /// Makes barriers wait for `hook` (None: barriers are answered at
+    /// once).
+    pub fn set_save_hook(&self, hook: Option<SaveHook>) {
+        *self.save_hook.lock() = hook;
     }
 
     /// The tables.
@@ -337,5 +474,26 @@ impl Backend for OfprotoBackend {
 
     fn tlv_table(&self) -> Vec<TlvMapping> {
         self.tlv.load().mappings().copied().collect()
+    }
+
+    fn versions(&self) -> Versions {
+        *self.versions.lock()
+    }
+
+    fn saves(&self) -> bool {
+        self.save_hook.lock().is_some()
+    }
+
+    fn save(&self, changes: &Unsaved) -> Result<(), NotDurable> {
+        let hook = self.save_hook.lock().clone();
+        hook.map_or(Ok(()), |h| (h.save)(self.ofproto.name(), changes))
+    }
+
+    fn flow_mods_stamped(&self, mods: &[FlowMod]) -> (Result<FlowModSummary, FlowModError>, u64) {
+        let hook = self.save_hook.lock().clone();
+        match hook {
+            Some(h) => h.stamped(|| self.flow_mods(mods)),
+            None => (self.flow_mods(mods), 0),
+        }
     }
 }

@@ -12,6 +12,21 @@
 //! `NXT_SET_PACKET_IN_FORMAT`, as `NXT_PACKET_IN2`; the Geneve TLV map and
 //! conntrack zone flushes go to the backend.
 //!
+//! The versions it negotiates are the backend's ([`Backend::versions`],
+//! Open vSwitch's `Bridge.protocols`), read when the session starts: our
+//! HELLO's header carries the newest and its bitmap all of them, and a
+//! peer with none of them gets HELLO_FAILED / OFPHFC_INCOMPATIBLE.
+//!
+//! A BARRIER_REPLY means "applied and saved": when the backend saves
+//! ([`Backend::saves`]) and a change came before the barrier, the session
+//! holds the barrier ([`Session::barrier_pending`]) and every message
+//! after it until the caller reports the save ([`Session::saved`]). The
+//! session keeps the flow-mods it applied since its last barrier as they
+//! came ([`Unsaved`]), so the save is a small journal append, not a
+//! snapshot of every table: `ovs-ofctl add-flows`, which sends a barrier
+//! after every flow-mod, costs one append each, and a controller's burst
+//! ended by one barrier costs one.
+//!
 //! Inactivity probing is sans-IO too: [`Session::next_timeout`] says when
 //! to call [`Session::handle_timeout`], which sends an ECHO_REQUEST to an
 //! idle peer or closes the session of a silent one; the caller passes the
@@ -22,11 +37,11 @@
 //! (a 16-byte FLOW_MOD) gets OFPBRC_BAD_LEN and the session goes on, as
 //! Open vSwitch does. Only this session is affected either way.
 
-use super::backend::{Backend, Event, TlvModError};
+use super::backend::{AppliedMods, Backend, Event, NotDurable, TlvModError, Unsaved};
 use super::wire::bundle::{BundleCtrl, CtrlType};
 use super::wire::features::{Features, Role, SwitchConfig};
 use super::wire::flow_mod::MatchFormat;
-use super::wire::hello::Hello;
+use super::wire::hello::{Hello, Versions};
 use super::wire::message::{self, Ctx, Message, NXFF_NXM};
 use super::wire::multipart::{self, AggregateStats, FlowStats, MultipartRequest, TableStats};
 use super::wire::port::emit_port_status;
@@ -57,6 +72,10 @@ const NXPIF_NXT_PACKET_IN2: u32 = 2;
 
 /// Bundles one session may keep open.
 const MAX_BUNDLES: usize = 16;
+
+/// Bytes of flow-mods a session keeps for its next barrier's journal
+/// append; beyond, the barrier saves in full instead.
+const MAX_JOURNAL: usize = 16 << 20;
 
 /// Messages one bundle may hold.
 const MAX_BUNDLE_MSGS: usize = 1_000_000;
@@ -113,6 +132,16 @@ pub struct Session {
     probe: Option<Probe>,
     events_dropped: u64,
     event_backlog: usize,
+    /// The versions it may negotiate.
+    versions: Versions,
+    /// Flow-mods applied since the last barrier's save (when the backend
+    /// saves), and their size.
+    journal: Vec<AppliedMods>,
+    journal_bytes: usize,
+    /// A change only a full save covers was applied since.
+    other_unsaved: bool,
+    /// A barrier waiting for the save: its xid and bytes.
+    barrier: Option<(u32, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,8 +156,13 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A new session; our HELLO is already queued.
     pub fn new(backend: Arc<dyn Backend>) -> Session {
-        let hello = Hello::for_versions(&Version::ALL);
-        let out = Message::Hello(hello).encode(Version::V15, 0);
+        let versions = backend.versions();
+        let hello = Hello {
+            bitmap: versions.bitmap(),
+        };
+        // The header says the newest version we speak: a 1.0 peer reads
+        // only that (with no version at all, 1.0 and an empty bitmap).
+        let out = Message::Hello(hello).encode(versions.highest().unwrap_or(Version::V10), 0);
         Session {
             backend,
             version: None,
@@ -144,7 +178,79 @@ impl Session {
             probe: None,
             events_dropped: 0,
             event_backlog: MAX_EVENT_BACKLOG,
+            versions,
+            journal: Vec::new(),
+            journal_bytes: 0,
+            other_unsaved: false,
+            barrier: None,
         }
+    }
+
+    /// True while a barrier waits for the save of the changes before it;
+    /// the caller then takes them ([`Session::take_unsaved`]), calls
+    /// [`Backend::save`] (off its event loop) and reports the result with
+    /// [`Session::saved`].
+    pub fn barrier_pending(&self) -> bool {
+        self.barrier.is_some()
+    }
+
+    /// The changes since the last barrier's save (taken).
+    pub fn take_unsaved(&mut self) -> Unsaved {
+        self.journal_bytes = 0;
+        Unsaved {
+            version: self.version.unwrap_or(Version::V10),
+            flow_mods: std::mem::take(&mut self.journal),
+            other: std::mem::take(&mut self.other_unsaved),
+        }
+    }
+
+    /// Notes flow-mods just applied, for the next barrier's save.
+    fn applied(&mut self, msgs: Vec<Vec<u8>>, stamp: u64) {
+        if !self.backend.saves() {
+            return;
+        }
+        self.journal_bytes += msgs.iter().map(Vec::len).sum::<usize>();
+        if self.journal_bytes > MAX_JOURNAL {
+            // A peer that never sends a barrier: a full save covers it.
+            self.journal.clear();
+            self.journal_bytes = 0;
+            self.other_unsaved = true;
+            return;
+        }
+        self.journal.push(AppliedMods {
+            stamp,
+            table_id_ext: self.ctx.table_id_ext,
+            msgs,
+        });
+    }
+
+    fn has_unsaved(&self) -> bool {
+        !self.journal.is_empty() || self.other_unsaved
+    }
+
+    /// The save a pending barrier waited for is done (or failed): answers
+    /// the barrier (BARRIER_REPLY, or on failure an OFPBRC_EPERM error
+    /// carrying the barrier, so the controller knows its changes are
+    /// applied but not durable), then handles what came after it. `now`
+    /// restarts the inactivity probe's clock: the wait was ours.
+    pub fn saved(&mut self, r: Result<(), NotDurable>, now: Instant) {
+        let Some((xid, raw)) = self.barrier.take() else {
+            return;
+        };
+        match r {
+            Ok(()) => self.send(Message::BarrierReply, xid),
+            Err(e) => {
+                tracing::error!("OpenFlow barrier: {e}");
+                // What was taken is not saved: the next barrier saves in
+                // full.
+                self.other_unsaved = true;
+                self.send_error(OfpError::std(1, 5), &raw, xid);
+            }
+        }
+        if let Some(p) = self.probe.as_mut() {
+            p.last_rx = p.last_rx.max(now);
+        }
+        self.receive(&[]);
     }
 
     /// Output bytes beyond which events are dropped (and counted) instead
@@ -168,6 +274,10 @@ impl Session {
     /// When [`Session::handle_timeout`] has something to do (None: no
     /// probing).
     pub fn next_timeout(&self) -> Option<Instant> {
+        if self.barrier.is_some() {
+            // Waiting for our own save: the peer is not idle.
+            return None;
+        }
         let p = self.probe?;
         let n = if p.sent { 2 } else { 1 };
         Some(p.last_rx + p.interval * n)
@@ -243,7 +353,10 @@ impl Session {
         }
         self.inbuf.extend_from_slice(bytes);
         let mut at = 0;
-        while self.closed.is_none() && self.inbuf.len() - at >= header::LEN {
+        while self.closed.is_none()
+            && self.barrier.is_none()
+            && self.inbuf.len() - at >= header::LEN
+        {
             let len = u16::from_be_bytes([self.inbuf[at + 2], self.inbuf[at + 3]]);
             if usize::from(len) < header::LEN {
                 self.closed = Some(CloseReason::BadLength(len));
@@ -332,19 +445,24 @@ impl Session {
     }
 
     fn handle_hello(&mut self, msg: &[u8], xid: u32) {
-        let ours = Hello::for_versions(&Version::ALL);
+        let ours = Hello {
+            bitmap: self.versions.bitmap(),
+        };
         match Message::decode(msg, Version::V10, self.ctx) {
             Ok((_, Message::Hello(h))) => match h.negotiate(&ours) {
                 Some(v) => self.version = Some(v),
                 None => {
-                    let text =
-                        b"We support versions 0x01, 0x04, 0x05, 0x06; you support none of them";
+                    let text = format!(
+                        "We support versions {}; you support {}",
+                        self.versions.hex(),
+                        Versions::from_bitmap(h.bitmap).hex()
+                    );
                     self.out.extend_from_slice(
                         &Message::Error(ErrorMsg {
                             error: OfpError::HELLO_INCOMPATIBLE,
-                            data: text.to_vec(),
+                            data: text.into_bytes(),
                         })
-                        .encode(Version::V10, xid),
+                        .encode(self.versions.highest().unwrap_or(Version::V10), xid),
                     );
                     self.closed = Some(CloseReason::Incompatible);
                 }
@@ -372,11 +490,10 @@ impl Session {
                     // No packet buffering: OFPBRC_BUFFER_UNKNOWN.
                     self.send_error(OfpError::std(1, 8), raw, xid)
                 }
-                Ok(m) => {
-                    if self.backend.flow_mods(&[m]).is_err() {
-                        self.send_error(OfpError::flow_mod_refused(), raw, xid);
-                    }
-                }
+                Ok(m) => match self.backend.flow_mods_stamped(&[m]) {
+                    (Ok(_), stamp) => self.applied(vec![raw.to_vec()], stamp),
+                    (Err(_), _) => self.send_error(OfpError::flow_mod_refused(), raw, xid),
+                },
             },
             Message::GroupMod => {
                 // OFPET_GROUP_MOD_FAILED / OFPGMFC_OUT_OF_GROUPS: this
@@ -403,7 +520,13 @@ impl Session {
                 _ => self.send_error(OfpError::std(1, 5), raw, xid),
             },
             Message::MultipartRequest(r) => self.multipart(v, r, xid, raw),
-            Message::BarrierRequest => self.send(Message::BarrierReply, xid),
+            Message::BarrierRequest => {
+                if self.has_unsaved() && self.backend.saves() {
+                    self.barrier = Some((xid, raw.to_vec()));
+                } else {
+                    self.send(Message::BarrierReply, xid);
+                }
+            }
             Message::RoleRequest(r) => {
                 if r.role != 0 {
                     self.role = r.role;
@@ -485,7 +608,10 @@ impl Session {
         let codes = match TlvCommand::from_wire(m.command) {
             None => Some((527, 16)),
             Some(cmd) => match self.backend.tlv_table_mod(cmd, &m.mappings) {
-                Ok(()) => None,
+                Ok(()) => {
+                    self.other_unsaved = self.backend.saves();
+                    None
+                }
                 Err(TlvModError::BadOptLen(_)) => Some((528, 17)),
                 Err(TlvModError::BadFieldIdx(_)) => Some((529, 18)),
                 Err(TlvModError::Refused(_)) => Some((530, 19)),
@@ -738,9 +864,12 @@ impl Session {
                     return self.send_error(OfpError::bundle_msg_failed(v), raw, xid);
                 }
                 let mods: Vec<FlowMod> = b.mods.iter().map(|(_, _, m)| m.clone()).collect();
-                match self.backend.flow_mods(&mods) {
-                    Ok(_) => self.bundle_reply(&c, xid),
-                    Err(e) => {
+                match self.backend.flow_mods_stamped(&mods) {
+                    (Ok(_), stamp) => {
+                        self.applied(b.mods.into_iter().map(|(_, raw, _)| raw).collect(), stamp);
+                        self.bundle_reply(&c, xid);
+                    }
+                    (Err(e), _) => {
                         if let Some((mxid, mraw, _)) = b.mods.get(e.index) {
                             let (mxid, mraw) = (*mxid, mraw.clone());
                             self.send_error(OfpError::flow_mod_refused(), &mraw, mxid);
@@ -1258,5 +1387,107 @@ mod tests {
             assert!(s.take_output().is_empty());
             assert_eq!(b.ct_flushes(), vec![9]);
         }
+    }
+
+    #[test]
+    fn a_bridge_restricted_to_one_version_refuses_the_others() {
+        let ofp = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(ofp, 1));
+        b.set_versions(Versions::of(&[Version::V10]));
+        // ovs-ofctl -O OpenFlow13: HELLO_FAILED, closed.
+        let mut s = Session::new(b.clone());
+        let hello = msgs(&s.take_output()).remove(0);
+        assert_eq!(hello[0], 1, "our HELLO's header is 1.0");
+        assert_eq!(Hello::parse(hello[0], &hello[8..]).unwrap().bitmap, 0x02);
+        s.receive(&Message::Hello(Hello::for_versions(&[Version::V13])).encode(Version::V13, 1));
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::HELLO_INCOMPATIBLE));
+        let text = String::from_utf8_lossy(&out[0][12..]).into_owned();
+        assert!(text.contains("0x01") && text.contains("0x04"), "{text}");
+        assert_eq!(s.is_closed(), Some(&CloseReason::Incompatible));
+        // A peer offering 1.0 among others gets 1.0.
+        let mut s = Session::new(b.clone());
+        s.take_output();
+        s.receive(&Message::Hello(Hello::for_versions(&Version::ALL)).encode(Version::V15, 1));
+        assert_eq!(s.version(), Some(Version::V10));
+        // Sessions started after the set changes see the new set.
+        b.set_versions(Versions::of(&[Version::V13, Version::V15]));
+        let mut s = Session::new(b);
+        assert_eq!(msgs(&s.take_output())[0][0], 6);
+        s.receive(&Message::Hello(Hello::for_versions(&Version::ALL)).encode(Version::V15, 1));
+        assert_eq!(s.version(), Some(Version::V15));
+    }
+
+    #[test]
+    fn a_barrier_waits_for_the_save_of_the_changes_before_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let v = Version::V13;
+        let (mut s, b) = session(v);
+        let saves = Arc::new(AtomicUsize::new(0));
+        let n = saves.clone();
+        let last = Arc::new(parking_lot::Mutex::new(None));
+        let l = last.clone();
+        b.set_save_hook(Some(crate::openflow::backend::SaveHook {
+            clock: Arc::default(),
+            save: Arc::new(move |bridge: &str, u: &Unsaved| {
+                assert_eq!(bridge, "br0");
+                n.fetch_add(1, Ordering::SeqCst);
+                *l.lock() = Some(u.clone());
+                Ok(())
+            }),
+        }));
+        // No change yet: answered at once.
+        s.receive(&Message::BarrierRequest.encode(v, 1));
+        assert!(!s.barrier_pending());
+        assert_eq!(msgs(&s.take_output())[0][1], message::barrier_reply_type(v));
+
+        // A burst of flow-mods, one barrier, then an echo in one read.
+        let mut bytes = Vec::new();
+        for i in 0..500u32 {
+            bytes.extend(Message::FlowMod(add(0, 10, i + 1, 2)).encode(v, 10 + i));
+        }
+        bytes.extend(Message::BarrierRequest.encode(v, 2));
+        bytes.extend(Message::EchoRequest(b"after".to_vec()).encode(v, 3));
+        s.receive(&bytes);
+        assert_eq!(b.ofproto().n_flows(), 500, "applied before the barrier");
+        assert!(s.barrier_pending());
+        assert!(s.take_output().is_empty(), "no reply before the save");
+        assert_eq!(s.next_timeout(), None);
+        // What the I/O loop does: one save for the whole burst, carrying
+        // the flow-mods as they came (one batch each).
+        let u = s.take_unsaved();
+        s.saved(b.save(&u), Instant::now());
+        assert_eq!(saves.load(Ordering::SeqCst), 1);
+        let u = last.lock().take().unwrap();
+        assert_eq!((u.version, u.flow_mods.len(), u.other), (v, 500, false));
+        let stamps: Vec<u64> = u.flow_mods.iter().map(|m| m.stamp).collect();
+        assert_eq!(stamps, (1..=500).collect::<Vec<u64>>(), "stamped in order");
+        assert_eq!(
+            u.flow_mods[0].msgs,
+            vec![Message::FlowMod(add(0, 10, 1, 2)).encode(v, 10)]
+        );
+        let out = msgs(&s.take_output());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0][1], message::barrier_reply_type(v));
+        assert_eq!(&out[0][4..8], &2u32.to_be_bytes());
+        assert_eq!(out[1][1], message::ECHO_REPLY, "then what came after");
+        // Saved: the next barrier has nothing to wait for.
+        s.receive(&Message::BarrierRequest.encode(v, 4));
+        assert!(!s.barrier_pending());
+        s.take_output();
+
+        // A failed save: the barrier gets an error carrying it.
+        s.receive(&Message::FlowMod(add(0, 10, 900, 2)).encode(v, 5));
+        s.receive(&Message::BarrierRequest.encode(v, 6));
+        assert!(s.barrier_pending());
+        assert_eq!(s.take_unsaved().flow_mods.len(), 1);
+        s.saved(Err(NotDurable("disk full".into())), Instant::now());
+        let out = msgs(&s.take_output());
+        assert_eq!(error_of(&out[0]), Some(OfpError::std(1, 5)));
+        assert_eq!(&out[0][4..8], &6u32.to_be_bytes());
+        // Still unsaved: the next barrier waits again, for a full save.
+        s.receive(&Message::BarrierRequest.encode(v, 7));
+        assert!(s.barrier_pending());
+        assert!(s.take_unsaved().other);
     }
 }

@@ -10,8 +10,14 @@
 //! port status) beyond `max_output` queued bytes are dropped and counted,
 //! and a peer that stops reading for `write_timeout` is disconnected. A
 //! connection's errors end that connection only.
+//!
+//! A barrier the session holds for its save ([`Session::barrier_pending`])
+//! is saved on a blocking thread ([`Backend::save`] fsyncs), and nothing
+//! more is read from that peer until it is answered; events keep flowing.
+//! Controller connections ([`run_controller`]) also report when they count
+//! as connected: from the end of the HELLO exchange to the end.
 
-use super::backend::Backend;
+use super::backend::{Backend, NotDurable};
 use super::conn::Session;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -241,6 +247,53 @@ pub async fn run_probed<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    serve(stream, backend, max_output, write_timeout, probe, None).await
+}
+
+/// [`run_probed`] for a controller connection: `connected` is true from
+/// the end of the HELLO exchange until the session ends (what
+/// `Controller.is_connected` reports, as Open vSwitch counts a controller
+/// connected once versions are agreed).
+pub async fn run_controller<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+    probe: Option<Duration>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Clears the flag however the session ends (also when its task is
+    /// aborted).
+    struct Down(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let down = Down(connected);
+    serve(
+        stream,
+        backend,
+        max_output,
+        write_timeout,
+        probe,
+        Some(&down.0),
+    )
+    .await
+}
+
+async fn serve<S>(
+    stream: S,
+    backend: Arc<dyn Backend>,
+    max_output: usize,
+    write_timeout: Duration,
+    probe: Option<Duration>,
+    connected: Option<&std::sync::atomic::AtomicBool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // Events are taken only once the session has a version to send them
     // in: before that a session would discard them, while a packet-in
     // that finds no subscriber is counted by the bridge (none vanishes).
@@ -253,6 +306,10 @@ pub async fn run_probed<S>(
     }
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
+    // The save a held barrier waits for: it blocks (fsync), so it runs
+    // off this task, and nothing more is read meanwhile (what follows the
+    // barrier must wait for it anyway).
+    let mut saving: Option<tokio::task::JoinHandle<Result<(), NotDurable>>> = None;
     loop {
         let out = session.take_output();
         if !out.is_empty() {
@@ -269,10 +326,28 @@ pub async fn run_probed<S>(
         if !subscribed && session.version().is_some() {
             events = Some(backend.subscribe());
             subscribed = true;
+            if let Some(c) = connected {
+                c.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if saving.is_none() && session.barrier_pending() {
+            let b = backend.clone();
+            let changes = session.take_unsaved();
+            saving = Some(tokio::task::spawn_blocking(move || b.save(&changes)));
         }
         let deadline = session.next_timeout();
         tokio::select! {
-            r = rd.read(&mut buf) => match r {
+            r = async {
+                match saving.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                saving = None;
+                let r = r.unwrap_or_else(|e| Err(NotDurable(format!("the save did not finish: {e}"))));
+                session.saved(r, std::time::Instant::now());
+            },
+            r = rd.read(&mut buf), if saving.is_none() => match r {
                 Ok(0) | Err(_) => return,
                 Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
             },
@@ -415,5 +490,80 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "nothing more than the echo");
         task.await.unwrap();
+    }
+
+    /// Over a socket: a barrier after a flow-mod is answered only after the
+    /// save it waits for returned, and what came after the barrier only
+    /// after that; the save runs once for the burst before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_is_answered_after_its_save_and_before_what_follows() {
+        use crate::openflow::backend::{SaveHook, Unsaved};
+        use crate::openflow::wire::message::{self, Message};
+        use crate::openflow::wire::Version;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let of = Arc::new(Ofproto::new("br0", Instant::now()));
+        let b = Arc::new(OfprotoBackend::new(of.clone(), 1));
+        let saves = Arc::new(AtomicUsize::new(0));
+        let saving = Arc::new(AtomicBool::new(false));
+        let (n, busy) = (saves.clone(), saving.clone());
+        b.set_save_hook(Some(SaveHook {
+            clock: Arc::default(),
+            save: Arc::new(move |_: &str, u: &Unsaved| {
+                assert_eq!(u.flow_mods.len(), 3);
+                busy.store(true, Ordering::SeqCst);
+                // A slow disk.
+                std::thread::sleep(Duration::from_millis(200));
+                n.fetch_add(1, Ordering::SeqCst);
+                busy.store(false, Ordering::SeqCst);
+                Ok(())
+            }),
+        }));
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let task = tokio::spawn(run(ours, b, 1 << 20, Duration::from_secs(10)));
+        let v = Version::V13;
+        read_hello(&mut peer).await;
+        let mut bytes = crate::openflow::wire::message::Message::Hello(
+            crate::openflow::wire::hello::Hello::for_versions(&[v]),
+        )
+        .encode(v, 1);
+        for i in 0..3u32 {
+            let mut m = crate::flow::Match::default();
+            m.set_exact(crate::flow::Field::InPort, u128::from(i + 1));
+            let msg = crate::openflow::wire::flow_mod::FlowModMsg {
+                format: crate::openflow::wire::flow_mod::MatchFormat::Oxm,
+                command: 0,
+                table_id: 0,
+                cookie: 0,
+                cookie_mask: 0,
+                idle_timeout: 0,
+                hard_timeout: 0,
+                priority: 10,
+                buffer_id: u32::MAX,
+                out_port: crate::flow::ofp_port::NONE,
+                out_group: u32::MAX,
+                flags: 0,
+                importance: 0,
+                matches: m,
+                actions: Vec::new(),
+            };
+            bytes.extend(Message::FlowMod(msg).encode(v, 10 + i));
+        }
+        bytes.extend(Message::BarrierRequest.encode(v, 20));
+        bytes.extend(Message::EchoRequest(b"after".to_vec()).encode(v, 21));
+        peer.write_all(&bytes).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("the barrier reply");
+        assert_eq!(first[1], message::barrier_reply_type(v));
+        assert_eq!(saves.load(Ordering::SeqCst), 1, "saved before the reply");
+        assert!(!saving.load(Ordering::SeqCst));
+        assert_eq!(of.n_flows(), 3);
+        let second = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("the echo reply");
+        assert_eq!(second[1], message::ECHO_REPLY);
+        drop(peer);
+        task.await.unwrap();
+        assert_eq!(saves.load(Ordering::SeqCst), 1);
     }
 }

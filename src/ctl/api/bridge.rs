@@ -58,6 +58,11 @@ pub struct BridgeShow {
     /// Its OpenFlow listeners: `unix:DIR/BR.mgmt`, and `ptcp:PORT:IP`
     /// when a passive controller target asked for one.
     pub listen: Vec<String>,
+    /// Its datapath id, 16 hex digits (as `Bridge.datapath_id`).
+    pub datapath_id: String,
+    /// The OpenFlow versions its connections may negotiate (wire
+    /// numbers, `0x01, 0x04`).
+    pub protocols: String,
 }
 
 /// A controller in `show`.
@@ -164,6 +169,7 @@ impl Api {
             });
         }
         let mut b = Bridge::new(name, self.epoch)?;
+        b.backend.set_save_hook(self.save_hook.lock().clone());
         if self.start_paused.load(std::sync::atomic::Ordering::Relaxed) {
             b.worker.ask(|reply| DpCommand::Pause { on: true, reply });
         }
@@ -285,6 +291,8 @@ impl Api {
                 fail_mode: b.fail_mode,
                 fail_open: b.of.fail_open(),
                 listen: b.listeners(),
+                datapath_id: format!("{:016x}", b.backend.datapath_id_in_force()),
+                protocols: b.backend.versions_in_force().hex(),
             });
         }
         Ok(Show { bridges })

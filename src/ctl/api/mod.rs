@@ -41,12 +41,16 @@ pub use persist::{FlowsCache, PortFailure, RestoreError};
 pub use port::{PortAdded, PortCounters, PortSettings, PortSpec, PortsReply, SentReply};
 pub use trace::{TraceReply, TraceRequest};
 
-use super::openflow::{spawn_packet_in_pump, BridgeBackend, Controllers, FailMode, Target};
+use super::openflow::{
+    spawn_packet_in_pump, BridgeBackend, ControllerConfig, Controllers, FailMode, Target,
+};
 use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in;
 use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
 use crate::datapath::{Datapath, DropCounters};
 use crate::ofproto::{Ofproto, PortKind};
+use crate::openflow::backend::SaveHook;
+use crate::openflow::wire::hello::Versions;
 use crate::openflow::wire::port::PortReason;
 use crate::port::geneve::TlvMapHandle;
 use crate::port::mem::MemHandle;
@@ -223,6 +227,9 @@ pub struct Api {
     /// New bridges' datapaths start paused (an upgrade resumes them once
     /// the connection tables are in).
     start_paused: std::sync::atomic::AtomicBool,
+    /// What OpenFlow barriers wait for (the state directory's save), given
+    /// to every bridge, present and future.
+    save_hook: Mutex<Option<SaveHook>>,
 }
 
 impl Default for Api {
@@ -258,7 +265,54 @@ impl Api {
             adopted: Mutex::new(std::collections::HashMap::new()),
             pending_tables: Mutex::new(std::collections::HashMap::new()),
             start_paused: std::sync::atomic::AtomicBool::new(false),
+            save_hook: Mutex::new(None),
         }
+    }
+
+    /// Makes every bridge's OpenFlow barriers wait for `hook` (the state
+    /// directory's save) before they are answered.
+    pub fn set_save_hook(&self, hook: Option<SaveHook>) {
+        let map = self.bridges.lock();
+        *self.save_hook.lock() = hook.clone();
+        for b in map.values() {
+            b.backend.set_save_hook(hook.clone());
+        }
+    }
+
+    /// Limits the OpenFlow versions bridge `name`'s connections may
+    /// negotiate (Open vSwitch's `Bridge.protocols`): new sessions on its
+    /// listeners, and its controllers, connected again when the set
+    /// changes.
+    pub fn set_protocols(&self, name: &str, versions: Versions) -> Result<(), Error> {
+        let site = self.openflow.lock().clone();
+        self.with_bridge_mut(name, |b| {
+            if b.backend.versions_in_force() == versions {
+                return Ok(());
+            }
+            b.backend.set_versions(versions);
+            tracing::info!(bridge = %name, versions = %versions.hex(), "OpenFlow versions set");
+            if let (Some(c), Some(site)) = (b.controllers.take(), site) {
+                let configs = c.configs();
+                drop(c);
+                b.controllers = Some(Controllers::start(
+                    &site.rt,
+                    &configs,
+                    b.fail_mode,
+                    b.backend.clone(),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets bridge `name`'s datapath id (`None`: the one derived from its
+    /// name); returns the id in force.
+    pub fn set_datapath_id(&self, name: &str, dpid: Option<u64>) -> Result<u64, Error> {
+        self.with_bridge(name, |b| {
+            let id = dpid.unwrap_or_else(|| super::openflow::datapath_id(name));
+            b.backend.set_datapath_id(id);
+            Ok(id)
+        })
     }
 
     /// Serves OpenFlow for every bridge, present and future, on a unix
@@ -324,6 +378,20 @@ impl Api {
     /// Connects bridge `name` to `targets` (replacing its controllers;
     /// none disconnects), as `ovs-vsctl set-controller`.
     pub fn set_controller(&self, name: &str, targets: &[Target]) -> Result<(), Error> {
+        let configs: Vec<ControllerConfig> =
+            targets.iter().cloned().map(ControllerConfig::new).collect();
+        self.set_controllers(name, &configs)
+    }
+
+    /// [`Api::set_controller`] with each controller's connection settings
+    /// (inactivity probe, backoff: an OVSDB Controller row).
+    pub fn set_controllers(
+        &self,
+        name: &str,
+        controllers: &[ControllerConfig],
+    ) -> Result<(), Error> {
+        let targets: Vec<Target> = controllers.iter().map(|c| c.target.clone()).collect();
+        let targets = &targets[..];
         let site = self.openflow.lock().clone();
         self.with_bridge_mut(name, |b| {
             let rt = site
@@ -349,7 +417,7 @@ impl Api {
             if !targets.is_empty() {
                 b.controllers = Some(Controllers::start(
                     &rt,
-                    targets,
+                    controllers,
                     b.fail_mode,
                     b.backend.clone(),
                 ));
@@ -366,11 +434,11 @@ impl Api {
             b.fail_mode = mode;
             // Restart the connections under the new mode.
             if let (Some(c), Some(site)) = (b.controllers.take(), site) {
-                let targets: Vec<Target> = c.states.iter().map(|s| s.target.clone()).collect();
+                let configs = c.configs();
                 drop(c);
                 b.controllers = Some(Controllers::start(
                     &site.rt,
-                    &targets,
+                    &configs,
                     mode,
                     b.backend.clone(),
                 ));
