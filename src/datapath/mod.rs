@@ -30,6 +30,7 @@ pub mod megaflow;
 pub mod packet_in;
 pub mod pmtu;
 pub mod worker;
+pub mod workers;
 
 pub use drop::{DropCounters, DropReason};
 
