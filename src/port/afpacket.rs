@@ -487,7 +487,7 @@ impl Port for AfPacketPort {
             Some(sock),
             ifindex,
             mtu,
-            LinkLife::new(&self.cfg.name),
+            LinkLife::quiet(&self.cfg.name),
         );
         q.fanout.store(u32::from(group), Ordering::Relaxed);
         Ok(Some(Box::new(q)))

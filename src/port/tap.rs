@@ -621,7 +621,7 @@ impl TapPort {
             epoch: self.slots.epoch.load(Ordering::Acquire),
         };
         Ok(Some(TapPort {
-            life: LinkLife::new(&self.cfg.name),
+            life: LinkLife::quiet(&self.cfg.name),
             cfg: self.cfg.clone(),
             dev: Device::new(Some(q)),
             owner: false,
