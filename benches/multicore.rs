@@ -87,6 +87,39 @@ fn bridge(flows: &str) -> (Arc<Ofproto>, Arc<ConnTracker>, Arc<DropCounters>) {
     )
 }
 
+/// CPU seconds the worker threads (`dp-br0*`) used so far, from
+/// /proc/self/task (clock ticks of 10 ms: coarse, fine over seconds).
+fn worker_cpu() -> f64 {
+    let mut ticks = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("dp-br0") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // After the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    ticks as f64 / 100.0
+}
+
+/// One round's figures.
+struct Round {
+    /// Packets per second of wall time.
+    pps: f64,
+    /// Packets per CPU second the workers got.
+    per_cpu: f64,
+    /// CPUs the workers got on average.
+    cpus: f64,
+}
+
 /// Runs `frames` into port 1 of a bridge with `flows`, on `workers`
 /// workers, for `secs`; returns packets per second. `setup` runs first on
 /// a datapath of the same bridge (connections to establish).
@@ -96,7 +129,7 @@ fn round(
     workers: usize,
     secs: f64,
     setup: &dyn Fn(&mut Datapath),
-) -> f64 {
+) -> Round {
     let (of, ct, drops) = bridge(flows);
     let mut first = Datapath::new(of.clone(), ct.clone(), drops.clone());
     for i in 1..=2u32 {
@@ -116,9 +149,9 @@ fn round(
     let count = |w: &Workers| -> u64 { w.worker_stats().iter().map(|(s, _)| s.packets).sum() };
     // Warm up: caches filled, threads on their cores.
     std::thread::sleep(Duration::from_millis(300));
-    let (n0, t0) = (count(&w), Instant::now());
+    let (n0, t0, c0) = (count(&w), Instant::now(), worker_cpu());
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let (n1, t1) = (count(&w), Instant::now());
+    let (n1, t1, c1) = (count(&w), Instant::now(), worker_cpu());
     let per: Vec<u64> = w.worker_stats().iter().map(|(s, _)| s.packets).collect();
     let d: Vec<_> = drops
         .snapshot()
@@ -129,7 +162,13 @@ fn round(
         eprintln!("  drops: {d:?}");
     }
     eprintln!("  {workers} worker(s), packets per worker: {per:?}");
-    (n1 - n0) as f64 / (t1 - t0).as_secs_f64()
+    let wall = (t1 - t0).as_secs_f64();
+    let cpu = (c1 - c0).max(0.01);
+    Round {
+        pps: (n1 - n0) as f64 / wall,
+        per_cpu: (n1 - n0) as f64 / cpu,
+        cpus: cpu / wall,
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -155,14 +194,32 @@ fn scenario(name: &str, flows: &str, frames: &[Vec<u8>], setup: &dyn Fn(&mut Dat
         one.push(round(flows, frames, 1, secs, setup));
         two.push(round(flows, frames, 2, secs, setup));
     }
-    let (m1, m2) = (median(one.clone()), median(two.clone()));
+    let pps = |v: &[Round]| median(v.iter().map(|r| r.pps).collect());
+    let per_cpu = |v: &[Round]| median(v.iter().map(|r| r.per_cpu).collect());
+    let cpus = |v: &[Round]| median(v.iter().map(|r| r.cpus).collect());
+    let mpps = |v: &[Round]| {
+        v.iter()
+            .map(|r| (r.pps / 1e4).round() / 100.0)
+            .collect::<Vec<_>>()
+    };
     println!(
-        "multicore/{name}: 1 worker {:.2} Mpps, 2 workers {:.2} Mpps, ratio {:.2}x (rounds: 1w {:?}, 2w {:?})",
-        m1 / 1e6,
-        m2 / 1e6,
-        m2 / m1,
-        one.iter().map(|x| (x / 1e4).round() / 100.0).collect::<Vec<_>>(),
-        two.iter().map(|x| (x / 1e4).round() / 100.0).collect::<Vec<_>>(),
+        "multicore/{name}: 1 worker {:.2} Mpps, 2 workers {:.2} Mpps: ratio {:.2}x (rounds in Mpps: 1w {:?}, 2w {:?})",
+        pps(&one) / 1e6,
+        pps(&two) / 1e6,
+        pps(&two) / pps(&one),
+        mpps(&one),
+        mpps(&two),
+    );
+    // What the machine gave: on a loaded machine the workers get less
+    // than a CPU each, and the wall-clock ratio says more about the load
+    // than about the datapath.
+    println!(
+        "multicore/{name}: CPUs the workers got: 1w {:.2}, 2w {:.2}; per CPU second: 1w {:.2} Mpps, 2w {:.2} Mpps (per-worker cost ratio {:.2})",
+        cpus(&one),
+        cpus(&two),
+        per_cpu(&one) / 1e6,
+        per_cpu(&two) / 1e6,
+        per_cpu(&two) / per_cpu(&one),
     );
 }
 

@@ -248,3 +248,39 @@ for p in range(40000, 40000 + {FLOWS}):
         .unwrap_or(0);
     assert_eq!(got, u32::from(FLOWS), "every datagram arrived");
 }
+
+/// `--busy-poll`: the workers never sleep, and forwarding is the same.
+#[test]
+fn busy_polling_workers_forward() {
+    if !require_root("busy_polling_workers_forward") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let host = lab.quiet_netns();
+    let d = Daemon::start_in_with(&host, None, &["--workers", "2", "--busy-poll"]);
+    let (ip1, ip2) = ("10.93.0.1", "10.93.0.2");
+    let vm1 = plug_tap(
+        &mut lab,
+        &d,
+        "vm1",
+        &[],
+        &vm_mac(1),
+        Some(&format!("{ip1}/24")),
+    );
+    let vm2 = plug_tap(
+        &mut lab,
+        &d,
+        "vm2",
+        &[],
+        &vm_mac(2),
+        Some(&format!("{ip2}/24")),
+    );
+    assert!(
+        lab.ping_until(&vm1, ip2, Duration::from_secs(10)),
+        "vm1 reaches vm2\n{}",
+        d.ctl(&["dump-drops", "br0"])
+    );
+    assert!(lab.ping(&vm2, ip1, 3), "ping vm2 -> vm1");
+    lab.tcp_transfer(&vm1, &vm2, ip2, 1 << 20);
+    assert!(d.log().contains("busy_poll=true"), "{}", d.log());
+}
