@@ -284,3 +284,43 @@ fn busy_polling_workers_forward() {
     lab.tcp_transfer(&vm1, &vm2, ip2, 1 << 20);
     assert!(d.log().contains("busy_poll=true"), "{}", d.log());
 }
+
+/// Ping round trips through vswitchd with sleeping and with busy-polling
+/// workers, printed for the report (`--ignored --nocapture`), never
+/// asserted: a sleeping worker is woken twice per round trip (request and
+/// reply), a busy-polling one never.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn ping_round_trip_sleeping_and_busy_polling() {
+    if !require_root("ping_round_trip_sleeping_and_busy_polling") {
+        return;
+    }
+    for args in [
+        &["--workers", "1"][..],
+        &["--workers", "1", "--busy-poll"][..],
+    ] {
+        let mut lab = Lab::new();
+        let host = lab.quiet_netns();
+        let d = Daemon::start_in_with(&host, None, args);
+        let (ip1, ip2) = ("10.94.0.1", "10.94.0.2");
+        let vm1 = plug_tap(
+            &mut lab,
+            &d,
+            "vm1",
+            &[],
+            &vm_mac(1),
+            Some(&format!("{ip1}/24")),
+        );
+        let _vm2 = plug_tap(
+            &mut lab,
+            &d,
+            "vm2",
+            &[],
+            &vm_mac(2),
+            Some(&format!("{ip2}/24")),
+        );
+        assert!(lab.ping_until(&vm1, ip2, Duration::from_secs(10)));
+        let out = lab.sh_ok(&vm1, 30, &format!("ping -q -c 200 -i 0.01 {ip2} | tail -1"));
+        println!("ping through vswitchd {}: {}", args.join(" "), out.trim());
+    }
+}

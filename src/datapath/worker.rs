@@ -420,7 +420,10 @@ fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: Ru
         }
         dp.housekeeping(now);
         if got == 0 && mode.busy_poll {
-            std::hint::spin_loop();
+            // Idle round: stay runnable, but let whatever else wants this
+            // core run first (on a shared core the VM's own stack, which
+            // must run for a reply to come at all).
+            std::thread::yield_now();
         } else if got == 0 {
             // Sleep until a port's fd is readable, a command arrives (the
             // handle rings the waker), or upkeep is due. A port that went
