@@ -242,7 +242,9 @@ fn split_ports_are_served_by_every_worker_and_counters_add_up() {
         of.add_port(PortInfo::new(i, &format!("p{i}"), PortKind::Dummy));
     }
     forward(&of, 1, 2);
-    for i in 1..=2u32 {
+    // The sink first: every worker can output to it before the generator
+    // starts.
+    for i in [2u32, 1] {
         let frames = if i == 1 { vec![f.clone()] } else { Vec::new() };
         let (p, _h) = MemPort::generator(&format!("p{i}"), frames);
         w.add_port(i, Box::new(p));
