@@ -62,6 +62,16 @@ struct Args {
     /// Save nothing: every change made at run time is lost at stop.
     #[arg(long, conflicts_with = "state_dir")]
     no_state: bool,
+    /// Datapath worker threads per bridge (default: one per core, as
+    /// many as the machine reports; the control plane shares them). Each
+    /// has its own caches and its own queue of every TAP, system and
+    /// tunnel port.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
+    /// Workers never sleep waiting for packets (Open vSwitch's PMD
+    /// threads): lower latency, one core kept busy per worker.
+    #[arg(long)]
+    busy_poll: bool,
 }
 
 fn main() -> ExitCode {
@@ -159,6 +169,20 @@ fn run(args: Args) -> Result<(), String> {
     // Signals first: once the socket answers, SIGTERM is a clean stop.
     let srv = server::Server::new().map_err(|e| e.to_string())?;
     let api = Arc::new(Api::new());
+    let workers = args.workers.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    api.set_datapath(vswitch::ctl::api::DatapathSettings {
+        workers,
+        busy_poll: args.busy_poll,
+    });
+    tracing::info!(
+        workers,
+        busy_poll = args.busy_poll,
+        "datapath workers per bridge"
+    );
     // An upgrade: the running daemon's fds first (it forwards meanwhile);
     // its control socket is ours once it has gone.
     let incoming = if args.takeover {

@@ -17,7 +17,8 @@
 
 use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in::{PacketIn as DpPacketIn, Refused};
-use crate::datapath::worker::{DpCommand, PortStatus, WorkerSender};
+use crate::datapath::worker::PortStatus;
+use crate::datapath::workers::WorkersSender;
 use crate::datapath::{DropCounters, DropReason};
 use crate::flow::{ofp_port, Action};
 use crate::ofproto::{FlowDump, FlowFilter, FlowMod, FlowModError, FlowModSummary, Ofproto};
@@ -60,7 +61,7 @@ pub fn datapath_id(bridge: &str) -> u64 {
 /// A bridge as its OpenFlow sessions see it.
 pub struct BridgeBackend {
     of: Arc<Ofproto>,
-    worker: WorkerSender,
+    worker: WorkersSender,
     ct: Arc<ConnTracker>,
     tlv: TlvMapHandle,
     /// The datapath id: derived from the name, or Open vSwitch's
@@ -89,7 +90,7 @@ impl BridgeBackend {
     /// Geneve ports read the TLV map `tlv`.
     pub fn new(
         of: Arc<Ofproto>,
-        worker: WorkerSender,
+        worker: WorkersSender,
         ct: Arc<ConnTracker>,
         tlv: TlvMapHandle,
     ) -> BridgeBackend {
@@ -157,10 +158,7 @@ impl BridgeBackend {
     }
 
     fn statuses(&self) -> Vec<PortStatus> {
-        let mut v = self
-            .worker
-            .ask(|reply| DpCommand::Ports { reply })
-            .unwrap_or_default();
+        let mut v = self.worker.ports();
         v.sort_by_key(|s| s.no);
         v
     }
@@ -249,12 +247,9 @@ impl Backend for BridgeBackend {
         actions: &[Action],
         data: &[u8],
     ) -> Result<(), BackendError> {
-        let r = self.worker.ask(|reply| DpCommand::PacketOut {
-            in_port,
-            actions: actions.to_vec(),
-            frame: data.to_vec(),
-            reply,
-        });
+        let r = self
+            .worker
+            .packet_out(in_port, actions.to_vec(), data.to_vec());
         match r {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(BackendError::Unsupported("a frame that does not parse")),

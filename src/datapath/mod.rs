@@ -15,8 +15,8 @@
 //! *revalidated* (re-translated; kept only when the new result is valid for
 //! every packet the entry covers) before it is used again, never trusted.
 //!
-//! A [`Datapath`] is owned by one worker thread: its caches, buffer pool and
-//! ports need no locks. It shares with the control thread only the
+//! A [`Datapath`] is owned by one worker thread (a bridge runs several, see
+//! [`workers`]): its caches, buffer pool and ports need no locks. It shares with the control thread only the
 //! [`Ofproto`] (locked per translation, not per packet), the connection
 //! tracker (sharded) and the drop counters (relaxed atomics on the drop
 //! path). Every entry point takes `now`; the only I/O is through the
@@ -30,6 +30,7 @@ pub mod megaflow;
 pub mod packet_in;
 pub mod pmtu;
 pub mod worker;
+pub mod workers;
 
 pub use drop::{DropCounters, DropReason};
 

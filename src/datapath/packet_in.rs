@@ -114,6 +114,15 @@ impl Sink {
         )
     }
 
+    /// Another sink onto the same queue, for another datapath worker. Its
+    /// rate limit is its own: each worker may send the configured rate.
+    pub fn another(&self) -> Sink {
+        Sink {
+            tx: self.tx.clone(),
+            bucket: self.bucket.clone(),
+        }
+    }
+
     /// Offers `frame` to the controllers as `c` says. The copy is made only
     /// when the rate allows it.
     pub fn offer(&mut self, frame: &[u8], c: &ToController, now: Instant) -> Result<(), Refused> {

@@ -9,9 +9,17 @@
 //! a short timeout passes (ports without a file descriptor, like the
 //! in-memory ones, are polled at that period).
 //!
+//! With busy polling (`vswitchd --busy-poll`) the loop never sleeps: it
+//! goes round the ports again at once, as Open vSwitch's PMD threads do, so
+//! a packet waits for no wakeup (at the price of a core kept busy).
+//!
+//! A bridge runs several of these threads (see [`super::workers`]), each
+//! with its own datapath.
+//!
 //! This is the one place in `datapath` that causes I/O, and only through
 //! the `Port` trait objects and the wakeup primitives of `port::sys`.
 
+pub use super::workers::RunMode;
 use super::{Datapath, DpFlowInfo, DpStats};
 use crate::port::poll::{Poller, Waker};
 use crate::port::{LinkState, Port, PortDrop, PortStats};
@@ -153,6 +161,11 @@ pub struct WorkerSender {
 }
 
 impl WorkerSender {
+    /// What rings the thread awake.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
     /// Sends a command and wakes the thread (false when it is gone).
     pub fn send(&self, cmd: DpCommand) -> bool {
         let ok = self.tx.send(cmd).is_ok();
@@ -227,14 +240,27 @@ impl Drop for WorkerHandle {
 }
 
 /// Starts a datapath thread named after the bridge.
-pub fn spawn(mut dp: Datapath) -> std::io::Result<WorkerHandle> {
+pub fn spawn(dp: Datapath) -> std::io::Result<WorkerHandle> {
+    spawn_worker(dp, 0, RunMode::default())
+}
+
+/// Starts the bridge's datapath thread number `index` (named `dp-BRIDGE`
+/// for the first, `dp-BRIDGE-N` for the others, as `top -H` shows them).
+pub fn spawn_worker(
+    mut dp: Datapath,
+    index: usize,
+    mode: RunMode,
+) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut poller = Poller::new()?;
     let waker = poller.waker();
-    let name = format!("dp-{}", dp.ofproto().name());
+    let name = match index {
+        0 => format!("dp-{}", dp.ofproto().name()),
+        n => format!("dp-{}-{n}", dp.ofproto().name()),
+    };
     let join = std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(&mut dp, &mut poller, rx))?;
+        .spawn(move || run(&mut dp, &mut poller, rx, mode))?;
     Ok(WorkerHandle {
         tx,
         waker,
@@ -354,7 +380,7 @@ fn handle(dp: &mut Datapath, cmd: DpCommand, paused: &mut bool) -> bool {
     true
 }
 
-fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>) {
+fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: RunMode) {
     let mut ready = Vec::new();
     let mut paused = false;
     loop {
@@ -393,7 +419,12 @@ fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>) {
             }
         }
         dp.housekeeping(now);
-        if got == 0 {
+        if got == 0 && mode.busy_poll {
+            // Idle round: stay runnable, but let whatever else wants this
+            // core run first (on a shared core the VM's own stack, which
+            // must run for a reply to come at all).
+            std::thread::yield_now();
+        } else if got == 0 {
             // Sleep until a port's fd is readable, a command arrives (the
             // handle rings the waker), or upkeep is due. A port that went
             // down has no fd; one that came back gets its new fd watched.

@@ -21,6 +21,14 @@
 //! was recreated with a new ifindex: new socket) is retried with backoff.
 //! Socket-level drops (receive buffer full, PACKET_STATISTICS) are added to
 //! `rx_dropped`.
+//!
+//! Queues: another datapath worker gets a socket of its own on the same
+//! interface ([`Port::open_queue`]); the port's sockets form a
+//! PACKET_FANOUT group in hash mode, so the kernel hands each frame to one
+//! of them, a flow always to the same one. Each socket lives and recovers
+//! on its own, and rejoins the group when it is opened again (after
+//! closing its dead socket first: a group holds only sockets of one
+//! interface).
 
 use super::link::{Counters, Device, LinkLife};
 use super::sys::packet::{PacketOptions, PacketRecv, PacketSocket, PACKET_OUTGOING};
@@ -31,7 +39,21 @@ use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::{Batch, PacketBuf, PacketPool};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
+
+/// No fanout group (a port with one socket).
+const NO_GROUP: u32 = u32::MAX;
+
+/// Fanout group ids are per namespace: each port picks its own, starting
+/// from one derived from our pid so two daemons in one namespace rarely
+/// try the same id (a clash is refused and the next id tried).
+static NEXT_GROUP: AtomicU32 = AtomicU32::new(0);
+
+fn next_group() -> u16 {
+    let n = NEXT_GROUP.fetch_add(1, Ordering::Relaxed);
+    (std::process::id().wrapping_mul(31).wrapping_add(n) & 0xffff) as u16
+}
 
 /// How to attach a system port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +109,18 @@ pub struct AfPacketPort {
     rx_hdrs: [[u8; vnet::LEN]; MAX_MSGS],
     tx_hdrs: [[u8; vnet::LEN]; MAX_MSGS],
     overflow: Vec<Box<[u8]>>,
+    /// The PACKET_FANOUT group of the port's sockets ([`NO_GROUP`]: none
+    /// yet); set by the first [`Port::open_queue`].
+    fanout: AtomicU32,
 }
 
-fn open_socket(cfg: &AfPacketConfig) -> io::Result<(PacketSocket, u32, u32)> {
+fn open_socket(cfg: &AfPacketConfig, fanout: Option<u16>) -> io::Result<(PacketSocket, u32, u32)> {
     let ifindex = netdev::ifindex(&cfg.name)?;
     let sock = PacketSocket::open(
         ifindex,
         PacketOptions {
             promisc: cfg.promisc,
+            fanout,
             ..PacketOptions::default()
         },
     )?;
@@ -112,7 +138,7 @@ impl AfPacketPort {
     /// the interface appears).
     pub fn open(cfg: AfPacketConfig) -> Result<AfPacketPort, Error> {
         let mut life = LinkLife::new(&cfg.name);
-        let (sock, ifindex, mtu) = match open_socket(&cfg) {
+        let (sock, ifindex, mtu) = match open_socket(&cfg, None) {
             Ok((s, i, m)) => {
                 tracing::info!(port = %cfg.name, ifindex = i, mtu = m, "attached to interface");
                 (Some(s), i, m)
@@ -123,11 +149,22 @@ impl AfPacketPort {
             }
             Err(e) => return Err(Error::io("attach system port", &cfg.name, e)),
         };
-        Ok(AfPacketPort {
+        Ok(Self::with_socket(cfg, sock, ifindex, mtu, life))
+    }
+
+    fn with_socket(
+        cfg: AfPacketConfig,
+        sock: Option<PacketSocket>,
+        ifindex: u32,
+        mtu: u32,
+        life: LinkLife,
+    ) -> AfPacketPort {
+        AfPacketPort {
             sock: Device::new(sock),
             ifindex,
             mtu,
             life,
+            fanout: AtomicU32::new(NO_GROUP),
             c: Counters::default(),
             rx_bufs: Vec::with_capacity(MAX_MSGS),
             rx_hdrs: [[0; vnet::LEN]; MAX_MSGS],
@@ -136,7 +173,36 @@ impl AfPacketPort {
                 .map(|_| vec![0u8; MAX_FRAME].into_boxed_slice())
                 .collect(),
             cfg,
-        })
+        }
+    }
+
+    /// The port's fanout group, if it has one.
+    fn group(&self) -> Option<u16> {
+        match self.fanout.load(Ordering::Relaxed) {
+            NO_GROUP => None,
+            g => Some(g as u16),
+        }
+    }
+
+    /// The port's fanout group, made (with this port's socket as its first
+    /// member) when there is none yet.
+    fn ensure_group(&self, s: &PacketSocket) -> io::Result<u16> {
+        if let Some(g) = self.group() {
+            return Ok(g);
+        }
+        let mut last = None;
+        for _ in 0..16 {
+            let g = next_group();
+            match sys::packet::join_fanout(s.as_fd(), g) {
+                Ok(()) => {
+                    self.fanout.store(u32::from(g), Ordering::Relaxed);
+                    return Ok(g);
+                }
+                // Another socket's group of that id: try the next id.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free fanout group")))
     }
 
     /// The interface index we are bound to (0 when never attached).
@@ -193,7 +259,13 @@ impl AfPacketPort {
             self.mtu = netdev::mtu(&self.cfg.name)?;
             return Ok("interface up again");
         }
-        let (s, i, m) = open_socket(&self.cfg)?;
+        let group = self.group();
+        if group.is_some() {
+            // The dead socket leaves the group now: a group holds sockets
+            // of one interface, and the new one may be a new interface.
+            self.sock = Device::new(None);
+        }
+        let (s, i, m) = open_socket(&self.cfg, group)?;
         self.sock.replace(s);
         self.ifindex = i;
         self.mtu = m;
@@ -401,6 +473,24 @@ impl Port for AfPacketPort {
 
     fn link_downs(&self) -> u64 {
         self.life.downs()
+    }
+
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        let Some(s) = self.sock.get() else {
+            return Ok(None);
+        };
+        let err = |e| Error::io("open another socket", &self.cfg.name, e);
+        let group = self.ensure_group(s).map_err(err)?;
+        let (sock, ifindex, mtu) = open_socket(&self.cfg, Some(group)).map_err(err)?;
+        let q = Self::with_socket(
+            self.cfg.clone(),
+            Some(sock),
+            ifindex,
+            mtu,
+            LinkLife::quiet(&self.cfg.name),
+        );
+        q.fanout.store(u32::from(group), Ordering::Relaxed);
+        Ok(Some(Box::new(q)))
     }
 
     fn housekeeping(&mut self) {

@@ -83,6 +83,13 @@ impl Port for InternalPort {
         self.tap.handover_fds()
     }
 
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        Ok(self
+            .tap
+            .queue()?
+            .map(|tap| Box::new(InternalPort { tap }) as Box<dyn Port>))
+    }
+
     fn on_delete(&mut self) {
         self.tap.on_delete()
     }

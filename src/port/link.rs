@@ -29,6 +29,9 @@ pub struct LinkLife {
     backoff: Duration,
     next_try: Instant,
     next_probe: Instant,
+    /// Transitions are logged at debug level only (another queue of a
+    /// device whose primary queue logs the device's news).
+    quiet: bool,
 }
 
 impl LinkLife {
@@ -42,6 +45,17 @@ impl LinkLife {
             backoff: BACKOFF_MIN,
             next_try: now,
             next_probe: now + PROBE_INTERVAL,
+            quiet: false,
+        }
+    }
+
+    /// As [`LinkLife::new`], for an extra queue of a device: its
+    /// transitions are logged at debug level, so the operator reads of the
+    /// device going down once, from its primary queue.
+    pub fn quiet(port: &str) -> LinkLife {
+        LinkLife {
+            quiet: true,
+            ..LinkLife::new(port)
         }
     }
 
@@ -69,7 +83,11 @@ impl LinkLife {
         self.downs += 1;
         self.backoff = BACKOFF_MIN;
         self.next_try = Instant::now() + BACKOFF_MIN;
-        tracing::warn!(port = %self.port, "link down: {why}");
+        if self.quiet {
+            tracing::debug!(port = %self.port, "queue down: {why}");
+        } else {
+            tracing::warn!(port = %self.port, "link down: {why}");
+        }
     }
 
     /// Marks the link up (logged on the transition only).
@@ -80,7 +98,11 @@ impl LinkLife {
         self.state = LinkState::Up;
         self.backoff = BACKOFF_MIN;
         self.next_probe = Instant::now() + PROBE_INTERVAL;
-        tracing::info!(port = %self.port, "link up: {how}");
+        if self.quiet {
+            tracing::debug!(port = %self.port, "queue up: {how}");
+        } else {
+            tracing::info!(port = %self.port, "link up: {how}");
+        }
     }
 
     /// True when a down link should try to recover now.

@@ -186,6 +186,26 @@ impl Port for MemPort {
     fn mtu(&self) -> u32 {
         self.mtu
     }
+
+    /// A generator splits: each worker replays the same frames from its
+    /// own queue (a bench of several workers). A queue-backed port keeps
+    /// one queue, so what is injected leaves in the order it went in.
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        match &self.mode {
+            Mode::Generator { frames, next } => {
+                let (mut q, _h) = MemPort::generator(&self.name, frames.clone());
+                // Another phase of the same list: workers do not replay in
+                // lockstep.
+                q.mode = Mode::Generator {
+                    frames: frames.clone(),
+                    next: (*next + frames.len() / 2) % frames.len().max(1),
+                };
+                q.mtu = self.mtu;
+                Ok(Some(Box::new(q)))
+            }
+            Mode::Queue(_) => Ok(None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -205,6 +225,23 @@ mod tests {
         assert_eq!(h.take_sent(), vec![vec![1, 2, 3]]);
         let s = h.stats();
         assert_eq!((s.rx_packets, s.tx_packets, s.tx_bytes), (1, 1, 3));
+    }
+
+    #[test]
+    fn only_generators_split_into_queues() {
+        let (p, _h) = MemPort::new("p1");
+        assert!(p.open_queue().unwrap().is_none());
+        let (g, _h) = MemPort::generator("g", vec![vec![7; 64]]);
+        let mut q = g.open_queue().unwrap().expect("a generator splits");
+        let mut pool = PacketPool::new(2048);
+        let mut b = Batch::new();
+        assert_eq!(
+            q.recv_batch(&mut pool, &mut b).unwrap(),
+            crate::packet::MAX_BURST
+        );
+        // The queue counts its own traffic, not the first queue's.
+        assert_eq!(g.stats().rx_packets, 0);
+        assert_eq!(q.stats().rx_packets, crate::packet::MAX_BURST as u64);
     }
 
     #[test]

@@ -149,11 +149,15 @@ pub enum PortDrop {
     /// device's queue (`txqueuelen`) was full before we read them (the
     /// device's own `tx_dropped`, counted from when the port was opened).
     TapQueueOverflow,
+    /// A frame another datapath worker sent to a port it has no queue of
+    /// was refused because the port's hand-off queue to the worker that
+    /// owns the port was full.
+    HandoffQueueFull,
 }
 
 impl PortDrop {
     /// Every variant, in declaration order.
-    pub const ALL: [PortDrop; 14] = [
+    pub const ALL: [PortDrop; 15] = [
         PortDrop::PortDown,
         PortDrop::TxError,
         PortDrop::TxQueueFull,
@@ -168,6 +172,7 @@ impl PortDrop {
         PortDrop::TunnelNoDestination,
         PortDrop::TunnelNoMatch,
         PortDrop::TapQueueOverflow,
+        PortDrop::HandoffQueueFull,
     ];
 
     /// Stable snake_case name.
@@ -187,6 +192,7 @@ impl PortDrop {
             PortDrop::TunnelNoDestination => "tunnel_no_destination",
             PortDrop::TunnelNoMatch => "tunnel_no_match",
             PortDrop::TapQueueOverflow => "tap_queue_overflow",
+            PortDrop::HandoffQueueFull => "handoff_queue_full",
         }
     }
 }
@@ -287,4 +293,16 @@ pub trait Port: Send {
     /// daemon closing it at exit: a device the port created goes with it,
     /// even when devices are kept at exit (`vswitchd --keep-taps`).
     fn on_delete(&mut self) {}
+    /// Opens another queue of the same device, for another datapath
+    /// worker: a port of its own that receives its share of the device's
+    /// traffic and transmits without any lock shared with this one (a
+    /// multi-queue TAP's next queue, another socket of an AF_PACKET fanout
+    /// group, another `SO_REUSEPORT` socket). The device spreads a flow to
+    /// one queue, so packets of a flow are never reordered. Its counters
+    /// are its own (the datapath sums them); device-wide counters stay
+    /// with this, the primary queue. `Ok(None)`: the device cannot be
+    /// split, and the port lives on one worker only.
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        Ok(None)
+    }
 }

@@ -42,6 +42,19 @@
 //! (clears IFF_PERSIST and closes) unless devices are kept at exit and the
 //! port was not deleted; anyone else's TAP is always left.
 //!
+//! Queues. A TAP vswitchd creates is multi-queue, so each datapath worker
+//! reads and writes its own queue ([`Port::open_queue`]; the kernel keeps
+//! a flow on one queue). The port that opened the device is the primary
+//! queue: it alone owns the device's life (record, recreation, removal)
+//! and its device-wide counters; another queue only moves frames and
+//! counts them. The extra queue fds are opened where the device lives,
+//! like the primary's. When the primary loses the device the queues let
+//! go of theirs too (an fd in a VM's namespace would keep that namespace
+//! alive), and when it attaches a device again it opens their new queues
+//! for them, handed over at their next upkeep; a device that cannot take
+//! more queues leaves them down, and the datapath sends their traffic
+//! through the primary's worker instead.
+//!
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
 use super::link::{Counters, Device, LinkLife};
@@ -56,6 +69,8 @@ use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest frame a TAP can hand us: a 64 KiB GSO super-packet, or a frame
@@ -257,6 +272,24 @@ impl Kernel {
     }
 }
 
+/// The extra queues of a primary queue's device, as the primary hands them
+/// out: when it attaches a new device it opens a fresh fd for each queue
+/// here and bumps `epoch`; a queue takes its fd at its next upkeep.
+#[derive(Debug, Default)]
+struct QueueSlots {
+    epoch: AtomicU64,
+    fds: Mutex<Vec<Option<tun::TapFd>>>,
+}
+
+/// What makes a [`TapPort`] one of the extra queues of another's device.
+#[derive(Debug)]
+struct ExtraQueue {
+    /// Its slot in the primary's [`QueueSlots`].
+    index: usize,
+    /// The slots' epoch its fd belongs to.
+    epoch: u64,
+}
+
 /// A TAP port.
 #[derive(Debug)]
 pub struct TapPort {
@@ -282,6 +315,27 @@ pub struct TapPort {
     kernel: Mutex<Kernel>,
     overflow: Vec<u8>,
     scratch: Vec<u8>,
+    /// The queues opened for other workers (a primary), or the primary's
+    /// (an extra queue).
+    slots: Arc<QueueSlots>,
+    /// Set on an extra queue.
+    extra: Option<ExtraQueue>,
+}
+
+/// Opens another queue of the device `fd` is a queue of, where the device
+/// lives now; `Ok(None)` when the device is single-queue.
+fn open_queue_fd(fd: &tun::TapFd) -> io::Result<Option<tun::TapFd>> {
+    if !fd.multi_queue() {
+        return Ok(None);
+    }
+    let ns = netns::of_tun(fd.as_fd())?;
+    let ours = NetNs::current()?;
+    if ns.id() == ours.id() {
+        return tun::open_queue(fd, OFFLOADS).map(Some);
+    }
+    // The new fd must be opened in the device's namespace (TUNSETIFF
+    // looks the name up where /dev/net/tun was opened).
+    ns.run_in(|| tun::open_queue(fd, OFFLOADS)).map(Some)
 }
 
 /// Tolerates "no such device" from a name-based call in our namespace: the
@@ -422,6 +476,8 @@ impl TapPort {
             kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
+            slots: Arc::default(),
+            extra: None,
         };
         p.install(fd, how == "created")
             .map_err(|e| Error::io("set up tap", &p.cfg.name, e))?;
@@ -473,6 +529,8 @@ impl TapPort {
             kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
+            slots: Arc::default(),
+            extra: None,
         };
         p.install(fd, false)
             .map_err(|e| Error::io("adopt tap", &p.cfg.name, e))?;
@@ -515,7 +573,110 @@ impl TapPort {
         self.dev.replace(fd);
         self.kernel.lock().attached(asked.as_ref());
         self.remember();
+        self.refill_queues();
         Ok(())
+    }
+
+    /// A new device is attached: opens a fresh queue of it for each extra
+    /// queue handed out before (none when it is single-queue).
+    fn refill_queues(&mut self) {
+        let Some(fd) = self.dev.get() else {
+            return;
+        };
+        let mut fds = self.slots.fds.lock();
+        if fds.is_empty() {
+            return;
+        }
+        for slot in fds.iter_mut() {
+            *slot = match open_queue_fd(fd) {
+                Ok(q) => q,
+                Err(e) => {
+                    tracing::warn!(port = %self.cfg.name, "cannot open another queue of the tap: {e}");
+                    None
+                }
+            };
+        }
+        self.slots.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Another queue of this port's device, for another datapath worker
+    /// (see the module docs). `Ok(None)`: this is an extra queue itself,
+    /// the port is down, or the device is single-queue.
+    pub fn queue(&self) -> Result<Option<TapPort>, Error> {
+        if self.extra.is_some() {
+            return Ok(None);
+        }
+        let Some(fd) = self.dev.get() else {
+            return Ok(None);
+        };
+        let Some(q) =
+            open_queue_fd(fd).map_err(|e| Error::io("open tap queue", &self.cfg.name, e))?
+        else {
+            return Ok(None);
+        };
+        let mut fds = self.slots.fds.lock();
+        fds.push(None);
+        let extra = ExtraQueue {
+            index: fds.len() - 1,
+            epoch: self.slots.epoch.load(Ordering::Acquire),
+        };
+        Ok(Some(TapPort {
+            life: LinkLife::quiet(&self.cfg.name),
+            cfg: self.cfg.clone(),
+            dev: Device::new(Some(q)),
+            owner: false,
+            deleted: false,
+            recorded: None,
+            held: None,
+            mtu: self.mtu,
+            c: Counters::default(),
+            kernel: Mutex::new(Kernel::default()),
+            overflow: vec![0; MAX_FRAME],
+            scratch: Vec::new(),
+            slots: self.slots.clone(),
+            extra: Some(extra),
+        }))
+    }
+
+    /// An extra queue's upkeep: takes the fd the primary opened on a new
+    /// device, lets go of the old device's, notices its own fd's device
+    /// gone.
+    fn queue_housekeeping(&mut self) {
+        let Some(extra) = &mut self.extra else {
+            return;
+        };
+        let epoch = self.slots.epoch.load(Ordering::Acquire);
+        if epoch != extra.epoch {
+            extra.epoch = epoch;
+            let fd = self
+                .slots
+                .fds
+                .lock()
+                .get_mut(extra.index)
+                .and_then(Option::take);
+            match fd {
+                Some(fd) => {
+                    self.dev.replace(fd);
+                    self.life.up("tap queue re-attached");
+                }
+                None => {
+                    // Closed now, not kept: the primary already has its
+                    // new device, and this fd may be all that holds the
+                    // old device's namespace.
+                    self.dev = Device::new(None);
+                    self.life
+                        .down("the tap's device was replaced by one without this queue");
+                }
+            }
+            return;
+        }
+        if self.life.probe_due(Instant::now()) {
+            if let Some(Err(e)) = self.dev.get().map(|d| tun::get_iff(d.as_fd())) {
+                if tun::is_gone(&e) {
+                    self.lose(&e);
+                }
+            }
+        }
     }
 
     /// Writes the record of the port's TAP when where it lives changed.
@@ -557,6 +718,14 @@ impl TapPort {
     fn lose(&mut self, e: &io::Error) {
         self.dev.lose();
         self.life.down(format_args!("tap device gone ({e})"));
+        if self.extra.is_none() {
+            // The extra queues let go of the lost device too.
+            let mut fds = self.slots.fds.lock();
+            if !fds.is_empty() {
+                fds.iter_mut().for_each(|s| *s = None);
+                self.slots.epoch.fetch_add(1, Ordering::Release);
+            }
+        }
     }
 
     fn reopen(&mut self) -> io::Result<()> {
@@ -813,12 +982,19 @@ impl Port for TapPort {
 
     fn stats(&self) -> PortStats {
         let mut s = self.c.stats.clone();
+        if self.extra.is_some() {
+            // The device's own counters are the primary's to report.
+            return s;
+        }
         // Frames for us the kernel dropped before we could read them.
         s.rx_dropped += self.kernel.lock().overflow(self.dev.get());
         s
     }
 
     fn drops(&self) -> Vec<(PortDrop, u64)> {
+        if self.extra.is_some() {
+            return self.c.drops();
+        }
         let n = self.kernel.lock().overflow(self.dev.get());
         self.c.drops_with([(PortDrop::TapQueueOverflow, n)])
     }
@@ -828,8 +1004,12 @@ impl Port for TapPort {
     }
 
     fn link_state(&self) -> LinkState {
-        if !self.life.is_up() {
+        if !self.life.is_up() || (self.extra.is_some() && self.dev.get().is_none()) {
             return LinkState::Down;
+        }
+        if self.extra.is_some() {
+            // Whether the device is up is the primary's to ask.
+            return LinkState::Up;
         }
         // Asked of the device where it lives; when it cannot be asked (a
         // kernel without TUNGETDEVNETNS, a move not followed yet) the fd
@@ -849,6 +1029,10 @@ impl Port for TapPort {
     }
 
     fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        if self.extra.is_some() {
+            // The new process opens its own extra queues.
+            return Vec::new();
+        }
         self.dev.get().map(|d| d.as_fd()).into_iter().collect()
     }
 
@@ -856,7 +1040,15 @@ impl Port for TapPort {
         self.deleted = true;
     }
 
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        Ok(self.queue()?.map(|q| Box::new(q) as Box<dyn Port>))
+    }
+
     fn housekeeping(&mut self) {
+        if self.extra.is_some() {
+            self.queue_housekeeping();
+            return;
+        }
         let now = Instant::now();
         if self.life.probe_due(now) {
             // No traffic may have told us: ask the fd (never the name).
@@ -893,6 +1085,10 @@ impl Port for TapPort {
 
 impl Drop for TapPort {
     fn drop(&mut self) {
+        if self.extra.is_some() {
+            // The device and its record are the primary's.
+            return;
+        }
         if !self.owner {
             // Someone else's: closing our fd leaves it as it was.
             if self.deleted {

@@ -64,6 +64,7 @@ fn open(cfg: &Config) -> Result<(PacketSocket, Epoll), Error> {
             promisc: true,
             rcvbuf: 16 << 20,
             sndbuf: 0,
+            fanout: None,
         },
     )
     .map_err(|e| Error::io(format!("AF_PACKET socket on {}", cfg.ifname), e))?;

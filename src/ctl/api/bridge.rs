@@ -3,7 +3,6 @@
 use super::conntrack::CtSettings;
 use super::{names, Api, Bridge, Error};
 use crate::ctl::openflow::FailMode;
-use crate::datapath::worker::DpCommand;
 use crate::flow::parse::{parse_flow, FlowCmd};
 use crate::flow::NoPortNames;
 use crate::ofproto::{BridgeConfig, FlowMod, FlowModCmd, PortInfo, PortKind};
@@ -168,10 +167,10 @@ impl Api {
                 owner,
             });
         }
-        let mut b = Bridge::new(name, self.epoch)?;
+        let mut b = Bridge::new(name, self.epoch, self.datapath_settings())?;
         b.backend.set_save_hook(self.save_hook.lock().clone());
         if self.start_paused.load(std::sync::atomic::Ordering::Relaxed) {
-            b.worker.ask(|reply| DpCommand::Pause { on: true, reply });
+            b.workers.pause(true);
         }
         if let Some(site) = self.openflow.lock().clone() {
             b.listen(&site, None)?;
@@ -206,10 +205,7 @@ impl Api {
         // Deleted, not closed at exit: devices its ports created go too
         // (also under `--keep-taps`).
         for e in b.ports.values() {
-            let p = b
-                .worker
-                .ask(|reply| crate::datapath::worker::DpCommand::DelPort { no: e.no, reply });
-            if let Some(mut p) = p.flatten() {
+            if let Some(mut p) = b.workers.del_port(e.no) {
                 p.on_delete();
             }
         }

@@ -2,7 +2,6 @@
 //! capture a port at a time, and abandoned when its client goes away.
 
 use super::{Api, Error};
-use crate::datapath::worker::DpCommand;
 use crate::port::capture::{Capture, CaptureLimits};
 use serde::Serialize;
 use std::fmt;
@@ -149,7 +148,7 @@ impl Api {
                 set: b.captures.clone(),
                 no,
             };
-            Ok((no, b.worker.sender(), slot))
+            Ok((no, b.workers.sender(), slot))
         })?;
         let limits = CaptureLimits {
             count: spec.count,
@@ -160,10 +159,7 @@ impl Api {
             source,
         };
         let (cap, handle) = Capture::start(&spec.file, limits).map_err(io_err)?;
-        tx.send(DpCommand::SetCapture {
-            no,
-            capture: Some(handle),
-        });
+        tx.set_capture(no, Some(handle));
         while !cap.is_finished() {
             if cancel.is_cancelled() {
                 cap.stop();
@@ -172,7 +168,7 @@ impl Api {
             std::thread::sleep(Duration::from_millis(50));
         }
         let sum = cap.wait();
-        tx.send(DpCommand::SetCapture { no, capture: None });
+        tx.set_capture(no, None);
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }

@@ -2,7 +2,6 @@
 //! drops).
 
 use super::{Api, Error};
-use crate::datapath::worker::DpCommand;
 use crate::datapath::{DpFlowInfo, DpStats, DropReason};
 use crate::flow::format::{format_actions, format_flow_stats, format_match, FlowStats};
 use crate::flow::PortNames;
@@ -144,9 +143,12 @@ pub struct DpFlowsReply {
     /// Bridge.
     #[serde(skip)]
     pub bridge: String,
-    /// Fast-path counters.
+    /// Fast-path counters, summed over the datapath workers.
     pub stats: DpStats,
-    /// Cached megaflows.
+    /// Each datapath worker's counters, by worker index (Open vSwitch's
+    /// `dpif-netdev/pmd-stats-show`).
+    pub workers: Vec<DpStats>,
+    /// Cached megaflows (every worker's cache).
     pub flows: Vec<DpFlowInfo>,
 }
 
@@ -158,6 +160,15 @@ impl fmt::Display for DpFlowsReply {
             "{}: packets:{} emc_hits:{} megaflow_hits:{} upcalls:{} revalidations:{} recirculations:{} megaflows:{}",
             self.bridge, s.packets, s.emc_hits, s.megaflow_hits, s.upcalls, s.revalidations, s.recirculations, s.megaflows
         )?;
+        if self.workers.len() > 1 {
+            for (i, s) in self.workers.iter().enumerate() {
+                writeln!(
+                    f,
+                    "  worker {i}: packets:{} emc_hits:{} megaflow_hits:{} upcalls:{} megaflows:{}",
+                    s.packets, s.emc_hits, s.megaflow_hits, s.upcalls, s.megaflows
+                )?;
+            }
+        }
         for fl in &self.flows {
             let used = fl
                 .used_secs
@@ -212,10 +223,7 @@ impl Api {
     /// Drop counters by reason: the datapath's and the ports' own.
     pub fn dump_drops(&self, bridge: &str) -> Result<DropsReply, Error> {
         self.with_bridge(bridge, |b| {
-            let (_, port_drops) = b
-                .worker
-                .ask(|reply| DpCommand::Stats { reply })
-                .unwrap_or_default();
+            let (_, port_drops) = b.workers.stats();
             let mut drops = BTreeMap::new();
             let mut why = BTreeMap::new();
             let mut add = |r: DropReason, n: u64| {
@@ -240,17 +248,17 @@ impl Api {
     /// The datapath's cached megaflows and cache counters.
     pub fn dump_dp_flows(&self, bridge: &str) -> Result<DpFlowsReply, Error> {
         self.with_bridge(bridge, |b| {
-            let flows = b
-                .worker
-                .ask(|reply| DpCommand::DpFlows { reply })
-                .unwrap_or_default();
-            let (stats, _) = b
-                .worker
-                .ask(|reply| DpCommand::Stats { reply })
-                .unwrap_or_default();
+            let flows = b.workers.dp_flows();
+            let workers: Vec<DpStats> = b
+                .workers
+                .worker_stats()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect();
             Ok(DpFlowsReply {
                 bridge: bridge.to_string(),
-                stats,
+                stats: crate::datapath::workers::sum_stats(&workers),
+                workers,
                 flows,
             })
         })

@@ -6,7 +6,7 @@
 
 use super::{Api, Error};
 use crate::conntrack::ImportReport;
-use crate::datapath::worker::{DpCommand, HandoverPort};
+use crate::datapath::worker::HandoverPort;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,10 +18,7 @@ impl Api {
         let bridges = self.bridges.lock();
         let mut out = Vec::new();
         for (name, b) in bridges.iter() {
-            let got = b
-                .worker
-                .ask(|reply| DpCommand::HandoverFds { reply })
-                .unwrap_or_default();
+            let got = b.workers.handover_fds().unwrap_or_default();
             out.extend(got.into_iter().map(|p| (name.clone(), p)));
         }
         out
@@ -45,7 +42,7 @@ impl Api {
     pub fn pause(&self, on: bool) {
         let bridges = self.bridges.lock();
         for b in bridges.values() {
-            b.worker.ask(|reply| DpCommand::Pause { on, reply });
+            b.workers.pause(on);
         }
         self.start_paused.store(on, Relaxed);
     }

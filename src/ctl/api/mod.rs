@@ -46,7 +46,8 @@ use super::openflow::{
 };
 use crate::conntrack::ConnTracker;
 use crate::datapath::packet_in;
-use crate::datapath::worker::{self, DpCommand, PortStatus, WorkerHandle};
+use crate::datapath::worker::PortStatus;
+use crate::datapath::workers::{RunMode, Workers};
 use crate::datapath::{Datapath, DropCounters};
 use crate::ofproto::{Ofproto, PortKind};
 use crate::openflow::backend::SaveHook;
@@ -77,7 +78,7 @@ struct Bridge {
     of: Arc<Ofproto>,
     ct: Arc<ConnTracker>,
     drops: Arc<DropCounters>,
-    worker: WorkerHandle,
+    workers: Workers,
     ports: BTreeMap<String, PortEntry>,
     /// Geneve TLV map, shared with the bridge's geneve ports.
     tlv: TlvMapHandle,
@@ -116,18 +117,32 @@ struct OpenFlowSite {
 }
 
 impl Bridge {
-    fn new(name: &str, epoch: Instant) -> Result<Bridge, Error> {
+    fn new(name: &str, epoch: Instant, dp: DatapathSettings) -> Result<Bridge, Error> {
         let of = Arc::new(Ofproto::new(name, epoch));
         let ct = Arc::new(ConnTracker::default());
         let drops = Arc::new(DropCounters::default());
-        let mut dp = Datapath::new(of.clone(), ct.clone(), drops.clone());
         let (sink, packet_ins) = packet_in::Sink::new();
-        dp.set_packet_in(sink);
-        let worker = worker::spawn(dp).map_err(Error::Datapath)?;
+        // Each worker its own datapath; they share the tables, the
+        // connection tracker, the drop counters and the packet-in queue.
+        let dps = (0..dp.workers.max(1))
+            .map(|_| {
+                let mut d = Datapath::new(of.clone(), ct.clone(), drops.clone());
+                d.set_packet_in(sink.another());
+                d
+            })
+            .collect();
+        drop(sink);
+        let workers = Workers::spawn(
+            dps,
+            RunMode {
+                busy_poll: dp.busy_poll,
+            },
+        )
+        .map_err(Error::Datapath)?;
         let tlv = crate::port::geneve::new_tlv_map();
         let backend = Arc::new(BridgeBackend::new(
             of.clone(),
-            worker.sender(),
+            workers.sender(),
             ct.clone(),
             tlv.clone(),
         ));
@@ -138,7 +153,7 @@ impl Bridge {
             of,
             ct,
             drops,
-            worker,
+            workers,
             ports: BTreeMap::new(),
             tlv,
             captures: Arc::default(),
@@ -200,9 +215,7 @@ impl Bridge {
     }
 
     fn port_status(&self) -> Vec<PortStatus> {
-        self.worker
-            .ask(|reply| DpCommand::Ports { reply })
-            .unwrap_or_default()
+        self.workers.ports()
     }
 
     fn port(&self, bridge: &str, port: &str) -> Result<&PortEntry, Error> {
@@ -230,6 +243,27 @@ pub struct Api {
     /// What OpenFlow barriers wait for (the state directory's save), given
     /// to every bridge, present and future.
     save_hook: Mutex<Option<SaveHook>>,
+    /// How new bridges run their datapaths.
+    datapath: Mutex<DatapathSettings>,
+}
+
+/// How a bridge runs its datapath (`vswitchd --workers N --busy-poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatapathSettings {
+    /// Worker threads per bridge, each with its own caches and its own
+    /// queue of every port that can be split (at least 1).
+    pub workers: usize,
+    /// Workers never sleep waiting for packets.
+    pub busy_poll: bool,
+}
+
+impl Default for DatapathSettings {
+    fn default() -> Self {
+        DatapathSettings {
+            workers: 1,
+            busy_poll: false,
+        }
+    }
 }
 
 impl Default for Api {
@@ -266,6 +300,7 @@ impl Api {
             pending_tables: Mutex::new(std::collections::HashMap::new()),
             start_paused: std::sync::atomic::AtomicBool::new(false),
             save_hook: Mutex::new(None),
+            datapath: Mutex::new(DatapathSettings::default()),
         }
     }
 
@@ -313,6 +348,19 @@ impl Api {
             b.backend.set_datapath_id(id);
             Ok(id)
         })
+    }
+
+    /// How bridges added from now on run their datapath.
+    pub fn set_datapath(&self, s: DatapathSettings) {
+        *self.datapath.lock() = DatapathSettings {
+            workers: s.workers.max(1),
+            ..s
+        };
+    }
+
+    /// How new bridges run their datapath.
+    pub fn datapath_settings(&self) -> DatapathSettings {
+        *self.datapath.lock()
     }
 
     /// Serves OpenFlow for every bridge, present and future, on a unix

@@ -4,7 +4,6 @@
 use super::error::{hex_encode, Error};
 use super::{names, Api, PortEntry};
 use crate::datapath::egress::Egress;
-use crate::datapath::worker::DpCommand;
 use crate::ofproto::{PortInfo, PortKind, VlanMode};
 use crate::openflow::wire::port::PortReason;
 use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
@@ -340,12 +339,9 @@ impl Api {
         Egress::of_port(p.as_ref(), spec.settings.mtu).fill(&mut info);
         spec.settings.apply(&mut info);
         b.of.add_port(info);
-        b.worker.send(DpCommand::AddPort { no, port: p });
+        b.workers.add_port(no, p);
         if spec.settings.mtu.is_some() {
-            b.worker.send(DpCommand::SetMtu {
-                no,
-                mtu: spec.settings.mtu,
-            });
+            b.workers.set_mtu(no, spec.settings.mtu);
         }
         b.ports.insert(
             spec.name.clone(),
@@ -385,14 +381,14 @@ impl Api {
                 .find(|s| s.no == e.no)
                 .map(|s| b.backend.describe(s));
             b.of.del_port(e.no);
-            let old = b.worker.ask(|reply| DpCommand::DelPort { no: e.no, reply });
+            let old = b.workers.del_port(e.no);
             if let Some(d) = desc {
                 b.backend.port_status(PortReason::Delete, d);
             }
             Ok(old)
         })?;
         // Deleted, not closed at exit: a device the port created goes too.
-        if let Some(mut p) = old.flatten() {
+        if let Some(mut p) = old {
             p.on_delete();
         }
         tracing::info!(bridge = %bridge, port = %port, "port deleted");
@@ -408,7 +404,7 @@ impl Api {
             }
             b.of.update_port(no, |p| s.apply(p));
             if s.mtu.is_some() {
-                b.worker.send(DpCommand::SetMtu { no, mtu: s.mtu });
+                b.workers.set_mtu(no, s.mtu);
             }
             // Enabling or disabling is news to OpenFlow sessions now.
             b.announce_changes();
@@ -472,7 +468,7 @@ impl Api {
             if !h.inject(frame) {
                 return Err(Error::QueueFull(port.to_string()));
             }
-            b.worker.send(DpCommand::Kick);
+            b.workers.kick();
             Ok(())
         })
     }

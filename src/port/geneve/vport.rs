@@ -2,6 +2,16 @@
 //! outer source port each) and the [`Port`] implementation that decaps
 //! received batches and encaps, hashes to a lane and sends with sendmmsg.
 //! Not thread-safe by itself: a port lives in one datapath thread.
+//!
+//! Queues: the receive socket is bound with SO_REUSEPORT, so another
+//! datapath worker can bind its own receive socket on the same address
+//! ([`Port::open_queue`]); the kernel spreads datagrams over them by outer
+//! addresses and ports, and a sender keeps one outer source port per inner
+//! flow, so a flow stays on one socket. The queue sends on copies of the
+//! same send sockets (the same outer source ports). Because the kernel no
+//! longer refuses a second bind of our own, the ports this process has
+//! bound are remembered here, and a second port on the same address is
+//! refused as before.
 
 use super::codec::{decap, push_header, DecapPolicy};
 use super::config::{GeneveConfig, Key, Remote};
@@ -16,7 +26,26 @@ use crate::port::udp::{IcmpCounters, Options as UdpOptions, RecvInfo, Socket};
 use crate::port::{Error, LinkState, Port, PortDrop, PortStats};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Receive addresses of this process's Geneve ports (see the module docs).
+static BOUND: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+
+/// Two receive addresses that the kernel would not let two unshared
+/// sockets bind: the same port on the same or a wildcard address.
+fn clash(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// Options of a receive socket: the defaults (pktinfo for tun_dst,
+/// TOS/TTL, error queue, big buffer), shared with other queues.
+fn rx_options() -> UdpOptions {
+    UdpOptions {
+        reuseport: true,
+        ..UdpOptions::default()
+    }
+}
 
 /// Lowest outer UDP source port (RFC 6335 dynamic range).
 pub const SRC_PORT_MIN: u16 = 49152;
@@ -60,6 +89,22 @@ pub struct GenevePort {
     rx_tmp: Batch,
     rx_info: [RecvInfo; MAX_BURST],
     icmp_logged: (u64, Option<Instant>),
+    /// The receive address this port holds in [`BOUND`] (the primary
+    /// queue).
+    registered: Option<SocketAddr>,
+    /// Another worker's queue of a port.
+    extra: bool,
+}
+
+impl Drop for GenevePort {
+    fn drop(&mut self) {
+        if let Some(a) = self.registered {
+            let mut b = BOUND.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = b.iter().position(|x| *x == a) {
+                b.swap_remove(i);
+            }
+        }
+    }
 }
 
 impl GenevePort {
@@ -69,9 +114,17 @@ impl GenevePort {
         let name = &cfg.name;
         let local_ip = cfg.local.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let rx_local = SocketAddr::V4(SocketAddrV4::new(local_ip, cfg.dst_port));
-        // The receive socket never sends: the defaults (pktinfo for
-        // tun_dst, TOS/TTL, error queue, big buffer) are what it needs.
-        let rx = Socket::bind(rx_local).map_err(|e| {
+        // Checked and recorded under the lock: two ports opening at once
+        // cannot both pass.
+        let mut bound = BOUND.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = cfg.dst_port != 0 && bound.iter().any(|b| clash(b, &rx_local));
+        // The receive socket never sends.
+        let rx = if taken {
+            Err(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+        } else {
+            Socket::bind_with(rx_local, rx_options())
+        }
+        .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 Error::config(
                     name,
@@ -99,7 +152,10 @@ impl GenevePort {
             ..UdpOptions::default()
         };
         let lanes = bind_lanes(name, local_ip, tx_opts)?;
-        Ok(GenevePort::assemble(cfg, tlv, rx, lanes))
+        let mut port = GenevePort::assemble(cfg, tlv, rx, lanes);
+        bound.push(port.local_addr());
+        port.registered = Some(port.local_addr());
+        Ok(port)
     }
 
     /// Takes over the sockets the previous vswitchd handed over (see
@@ -137,7 +193,13 @@ impl GenevePort {
         if lanes.is_empty() {
             return Err(Error::config(&name, "no send sockets handed over"));
         }
-        Ok(GenevePort::assemble(cfg, tlv, rx, lanes))
+        let mut port = GenevePort::assemble(cfg, tlv, rx, lanes);
+        BOUND
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(port.local_addr());
+        port.registered = Some(port.local_addr());
+        Ok(port)
     }
 
     fn assemble(
@@ -161,6 +223,8 @@ impl GenevePort {
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
             icmp_logged: (0, None),
+            registered: None,
+            extra: false,
         };
         tracing::info!(
             port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
@@ -418,7 +482,51 @@ impl Port for GenevePort {
         LinkState::Up
     }
 
+    fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
+        if self.extra {
+            return Ok(None);
+        }
+        let name = &self.cfg.name;
+        let rx = match Socket::bind_with(self.rx.local_addr(), rx_options()) {
+            Ok(s) => s,
+            // A receive socket bound without SO_REUSEPORT (handed over by
+            // an older vswitchd): the port stays on one worker.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(None),
+            Err(e) => return Err(Error::io("bind another geneve socket", name, e)),
+        };
+        let lanes = self
+            .lanes
+            .iter()
+            .map(|l| {
+                l.sock
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .and_then(Socket::adopt)
+                    .map(TxLane::new)
+                    .map_err(|e| Error::io("share geneve send socket", name, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Box::new(GenevePort {
+            policy: self.cfg.policy(rx.local_addr()),
+            cfg: self.cfg.clone(),
+            rx,
+            lanes,
+            tlv: self.tlv.clone(),
+            c: Counters::default(),
+            mtu: self.mtu,
+            rx_tmp: Batch::new(),
+            rx_info: [RecvInfo::default(); MAX_BURST],
+            icmp_logged: (0, None),
+            registered: None,
+            extra: true,
+        })))
+    }
+
     fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        if self.extra {
+            // The new process opens its own extra queues.
+            return Vec::new();
+        }
         std::iter::once(self.rx.as_fd())
             .chain(self.lanes.iter().map(|l| l.sock.as_fd()))
             .collect()

@@ -38,6 +38,10 @@ pub struct PacketOptions {
     pub rcvbuf: usize,
     /// SO_SNDBUF(FORCE) in bytes; 0 leaves the default.
     pub sndbuf: usize,
+    /// Join this PACKET_FANOUT group (hash mode) right after binding: the
+    /// sockets of a group share the interface's frames, a flow to one
+    /// socket.
+    pub fanout: Option<u16>,
 }
 
 impl Default for PacketOptions {
@@ -46,6 +50,7 @@ impl Default for PacketOptions {
             promisc: true,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
+            fanout: None,
         }
     }
 }
@@ -81,6 +86,15 @@ pub struct PacketSocketStats {
     pub packets: u32,
     /// Frames dropped because the receive buffer was full.
     pub drops: u32,
+}
+
+/// PACKET_FANOUT, hash mode: `fd` (bound) joins group `group` of its
+/// namespace, created by the first socket to join it. A group of another
+/// mode, or bound to another interface, refuses (EINVAL).
+pub fn join_fanout(fd: BorrowedFd<'_>, group: u16) -> io::Result<()> {
+    let arg: libc::c_int =
+        libc::c_int::from(group) | (libc::PACKET_FANOUT_HASH as libc::c_int) << 16;
+    setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
 }
 
 /// An AF_PACKET socket bound to one interface.
@@ -126,6 +140,11 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
+        if let Some(group) = opts.fanout {
+            // Joined before promiscuous mode: until then the socket sees
+            // only what the interface itself receives.
+            join_fanout(fd, group)?;
+        }
         if opts.promisc {
             // SAFETY: packet_mreq is plain old data; all-zero is valid.
             let mut mr: libc::packet_mreq = unsafe { std::mem::zeroed() };

@@ -34,6 +34,9 @@ pub const IFF_NO_PI: u16 = libc::IFF_NO_PI as u16;
 pub const IFF_VNET_HDR: u16 = libc::IFF_VNET_HDR as u16;
 /// `IFF_PERSIST`: the device outlives its fds (set by whoever made it).
 pub const IFF_PERSIST: u16 = 0x0800;
+/// `IFF_MULTI_QUEUE`: the device takes several fds, one per queue; the
+/// kernel spreads the frames it sends us over them by flow.
+pub const IFF_MULTI_QUEUE: u16 = libc::IFF_MULTI_QUEUE as u16;
 
 /// `TUN_F_CSUM`: we accept frames with a partial checksum.
 pub const TUN_F_CSUM: u32 = 0x01;
@@ -59,6 +62,11 @@ impl TapFd {
     /// True when the device is persistent (it outlives its fds).
     pub fn persistent(&self) -> bool {
         self.flags & IFF_PERSIST != 0
+    }
+
+    /// True when the device takes more queues ([`open_queue`]).
+    pub fn multi_queue(&self) -> bool {
+        self.flags & IFF_MULTI_QUEUE != 0
     }
 
     /// The fd as a `File`, for `read_vectored` / `write_vectored`.
@@ -101,16 +109,50 @@ pub fn open_tap(name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> 
 /// ones given here, and the header size and offloads are per device, so
 /// they are set again, to exactly what a creation sets; the flags the
 /// kernel reports afterwards are checked against what was asked.
+///
+/// A device is created multi-queue (IFF_MULTI_QUEUE), so every datapath
+/// worker can have a queue of it; an existing device made single-queue
+/// (`ip tuntap add` without `multi_queue`) refuses that flag with EINVAL,
+/// and is attached to as it is.
 pub fn set_iff(file: File, name: &str, vnet_hdr: bool, offloads: u32) -> io::Result<TapFd> {
-    let mut req = IfReq::new(name)?;
     let mut flags = IFF_TAP | IFF_NO_PI;
     if vnet_hdr {
         flags |= IFF_VNET_HDR;
     }
+    match tunsetiff(&file, name, flags | IFF_MULTI_QUEUE) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => tunsetiff(&file, name, flags)?,
+        r => r?,
+    }
+    finish_attach(file, vnet_hdr, offloads, flags)
+}
+
+/// Opens another queue of the multi-queue TAP `q` is a queue of. The new
+/// fd is opened in the calling thread's namespace, which must be the one
+/// the device lives in (see [`open_dev`]).
+pub fn open_queue(q: &TapFd, offloads: u32) -> io::Result<TapFd> {
+    let mut flags = IFF_TAP | IFF_NO_PI;
+    if q.vnet_hdr() {
+        flags |= IFF_VNET_HDR;
+    }
+    let file = open_dev()?;
+    tunsetiff(&file, &q.name, flags | IFF_MULTI_QUEUE)?;
+    finish_attach(file, q.vnet_hdr(), offloads, flags)
+}
+
+/// TUNSETIFF with `flags` for device `name`.
+fn tunsetiff(file: &File, name: &str, flags: u16) -> io::Result<()> {
+    let mut req = IfReq::new(name)?;
     req.set_short(flags as i16);
     // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` is one
     // (40 bytes, 8-aligned) and lives across the call.
     cvt(unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF as _, &mut req) })?;
+    Ok(())
+}
+
+/// After TUNSETIFF: the vnet header and offloads, then the flags the
+/// kernel reports, checked against `flags` (what was asked, without the
+/// multi-queue bit).
+fn finish_attach(file: File, vnet_hdr: bool, offloads: u32, flags: u16) -> io::Result<TapFd> {
     if vnet_hdr {
         set_vnet_hdr_size(file.as_fd(), VNET_HDR_LEN as i32)?;
         set_offload(file.as_fd(), offloads)?;

@@ -53,6 +53,10 @@ pub struct UdpOptions {
     /// Send with a zero UDP checksum (SO_NO_CHECK, UDP_NO_CHECK6_TX): what
     /// tunnels do by default, as the inner frame carries its own sums.
     pub no_check: bool,
+    /// SO_REUSEPORT before binding: several sockets of ours share the
+    /// address, the kernel spreading datagrams over them by their
+    /// addresses and ports (a flow to one socket).
+    pub reuseport: bool,
 }
 
 impl Default for UdpOptions {
@@ -67,6 +71,7 @@ impl Default for UdpOptions {
             ttl: None,
             tos: None,
             no_check: false,
+            reuseport: false,
         }
     }
 }
@@ -169,6 +174,9 @@ impl UdpSock {
         let fd = sock.as_fd();
         let one: libc::c_int = 1;
         let v6 = local.is_ipv6();
+        if opts.reuseport {
+            setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
+        }
         if opts.recverr {
             if v6 {
                 setsockopt(fd, libc::IPPROTO_IPV6, IPV6_RECVERR, &one)?;
