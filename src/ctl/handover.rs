@@ -13,7 +13,10 @@
 //!    (or state), each port taking over its fds instead of opening its
 //!    device; its datapaths start paused. Then new → old: `ready`.
 //! 4. old: pauses its datapaths (packets wait in the devices' queues),
-//!    exports every bridge's connection table, sends them.
+//!    closes the device queues of its workers but the first (so the
+//!    devices spread traffic over the new process's queues, not into ones
+//!    nobody will read), exports every bridge's connection table, sends
+//!    them.
 //! 5. new: imports them, starts its datapaths, → old: `running`.
 //! 6. old: exits, leaving every device in place (the new one holds them).
 //!
@@ -170,6 +173,11 @@ fn offer(api: &Api, s: &mut UnixStream) -> Result<Duration, HandoverError> {
     // From here until `running`, nothing forwards.
     let paused = Instant::now();
     api.pause(true);
+    // The devices' other queues are ours alone: closed, they leave the
+    // traffic to the queues the new process opened, which it reads once it
+    // runs. (Should the handover fail, our other workers send through the
+    // first one's queues.)
+    api.release_extra_queues();
     let r = (|| {
         let tables = api.export_conntrack(Instant::now());
         let h = CtHeader {

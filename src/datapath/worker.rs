@@ -132,6 +132,12 @@ pub enum DpCommand {
         /// Answered once the thread is in the new state.
         reply: Sender<()>,
     },
+    /// Close the device queues this worker's ports hold of their own (see
+    /// [`crate::port::Port::release_queue`]).
+    ReleaseQueues {
+        /// Answered once they are closed.
+        reply: Sender<()>,
+    },
     /// Copies of every port's handover descriptors (see
     /// [`crate::port::Port::handover_fds`]), by port number and name.
     HandoverFds {
@@ -374,6 +380,12 @@ fn handle(dp: &mut Datapath, cmd: DpCommand, paused: &mut bool) -> bool {
         }
         DpCommand::HandoverFds { reply } => {
             let _ = reply.send(handover_fds(dp));
+        }
+        DpCommand::ReleaseQueues { reply } => {
+            for no in dp.port_numbers() {
+                dp.with_port(no, |p| p.release_queue());
+            }
+            let _ = reply.send(());
         }
         DpCommand::Shutdown => return false,
     }

@@ -291,6 +291,9 @@ impl Port for RemotePort {
             q.housekeeping();
         }
     }
+    fn release_queue(&mut self) {
+        self.queue = None;
+    }
 }
 
 /// Sums `b` into `a`.
@@ -540,6 +543,14 @@ impl WorkersSender {
         self.ask_all(|reply| DpCommand::Pause { on, reply })
             .iter()
             .all(Option::is_some)
+    }
+
+    /// Closes every port's queues on the workers but the first (see
+    /// [`Port::release_queue`]); returns once they are closed.
+    pub fn release_extra_queues(&self) {
+        for w in self.workers.iter().skip(1) {
+            w.ask(|reply| DpCommand::ReleaseQueues { reply });
+        }
     }
 
     /// Copies of the primary queues' handover descriptors (`None`: worker

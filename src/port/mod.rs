@@ -293,6 +293,13 @@ pub trait Port: Send {
     /// daemon closing it at exit: a device the port created goes with it,
     /// even when devices are kept at exit (`vswitchd --keep-taps`).
     fn on_delete(&mut self) {}
+    /// Closes the device queue this port holds for a datapath worker other
+    /// than the first, if any (see [`Port::open_queue`]); its output goes
+    /// through the first worker from then on. An upgrade does this once
+    /// the old process has stopped forwarding: the device then spreads its
+    /// traffic over the queues still open (the new process's), where it
+    /// waits, rather than into queues nobody will read again.
+    fn release_queue(&mut self) {}
     /// Opens another queue of the same device, for another datapath
     /// worker: a port of its own that receives its share of the device's
     /// traffic and transmits without any lock shared with this one (a

@@ -47,6 +47,16 @@ impl Api {
         self.start_paused.store(on, Relaxed);
     }
 
+    /// Closes the device queues of every bridge's workers but the first
+    /// (an upgrade's old process, paused: the new one's queues take the
+    /// traffic they would have held until this process exits).
+    pub fn release_extra_queues(&self) {
+        let bridges = self.bridges.lock();
+        for b in bridges.values() {
+            b.workers.release_extra_queues();
+        }
+    }
+
     /// Every bridge's connection table in the snapshot format.
     pub fn export_conntrack(&self, now: Instant) -> Vec<(String, Vec<u8>)> {
         let bridges = self.bridges.lock();
