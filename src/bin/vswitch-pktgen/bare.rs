@@ -1,0 +1,334 @@
+//! `vswitch-pktgen bare-forward`: the TAP path's own limit, as a yardstick
+//! for the switch.
+//!
+//! Creates two TAPs in the calling namespace and copies every frame read
+//! from one to the other, both ways, on one thread, and nothing else: no
+//! parsing, no lookup, no counters per frame beyond two sums. Whatever
+//! vswitchd reaches TAP to TAP is bounded by what this reaches with the
+//! same generator on the same machine; `scripts/compare.sh` runs both in
+//! one round and prints the ratio.
+//!
+//! Two ways to move the bytes, because the question is which one the
+//! kernel's TAP path rewards:
+//!
+//! * `readwrite`: non-blocking fds, level-triggered epoll; on a wakeup,
+//!   read up to `--batch` frames from a ready TAP (one `read(2)` each, a
+//!   TAP has no multi-frame read) and `write(2)` each to the other TAP.
+//!   Two syscalls per frame plus one `epoll_wait` per batch.
+//! * `uring`: one io_uring with `--batch` reads kept in flight per TAP;
+//!   a completed read becomes a write of the same buffer to the other TAP,
+//!   a completed write re-arms the read. Every loop submits all new
+//!   requests and reaps all completions with a single `io_uring_enter`, so
+//!   syscalls per frame fall as the load rises.
+//!
+//! The TAPs are not persistent (they vanish with the process) and carry
+//! no virtio-net header: 64-byte frames need no offloads. The run is
+//! bounded by `--duration` (at most an hour); the report (frames each way,
+//! the thread's CPU share, syscalls spent) goes to stdout at the end, as
+//! text or `--json`.
+
+use crate::cpu::ThreadCpu;
+use crate::Error;
+use clap::{Parser, ValueEnum};
+use io_uring::{opcode, types, IoUring};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+use vswitch::port::sys::epoll::{self, Epoll, Event};
+use vswitch::port::sys::tun;
+
+/// Longest run, seconds.
+const MAX_DURATION_S: f64 = 3600.0;
+/// Largest frame a TAP without offloads hands us (MTU 1500 + header, with
+/// room for a tag or two).
+const BUF_LEN: usize = 2048;
+/// Most reads kept in flight (or read per wakeup) per TAP.
+const MAX_BATCH: usize = 256;
+
+/// How frames are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Io {
+    /// read(2)/write(2) per frame, epoll between batches.
+    Readwrite,
+    /// io_uring: batched reads and writes, one syscall per loop.
+    Uring,
+}
+
+/// Command line of `bare-forward`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vswitch-pktgen bare-forward",
+    about = "Forward frames between two TAPs it creates, with nothing in between: the TAP path's limit",
+    after_help = "Example (compare.sh does this inside the host namespace, then moves the TAPs' kernel sides into two VM namespaces):\n  vswitch-pktgen bare-forward --a tap1 --b tap2 --io uring --duration 30 --json"
+)]
+pub struct Args {
+    /// First TAP (created in the current namespace).
+    #[arg(long)]
+    a: String,
+    /// Second TAP.
+    #[arg(long)]
+    b: String,
+    /// How to move frames.
+    #[arg(long, value_enum, default_value_t = Io::Readwrite)]
+    io: Io,
+    /// Frames read per wakeup (readwrite) or reads in flight per TAP (uring), 1..256.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Stop after this many seconds (at most 3600).
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// How frames were moved.
+    pub io: Io,
+    /// Wall time of the forwarding loop, seconds.
+    pub seconds: f64,
+    /// Frames read from A and written to B.
+    pub a_to_b: u64,
+    /// Frames read from B and written to A.
+    pub b_to_a: u64,
+    /// Frames read whose write failed (the other TAP's queue refused them).
+    pub write_errors: u64,
+    /// Share of one core the forwarding thread used.
+    pub cpu: f64,
+    /// Blocking syscalls (epoll_wait, read, write, io_uring_enter) made.
+    pub syscalls: u64,
+    /// Threads of the process at the end (io_uring's async workers show
+    /// up here when the kernel could not complete a request inline).
+    pub threads: usize,
+}
+
+/// Opens a blocking `/dev/net/tun` fd (io_uring wants to do the waiting
+/// itself) or a non-blocking one (epoll), attached to a new TAP `name`.
+fn open(name: &str, nonblocking: bool) -> Result<File, Error> {
+    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    let dev = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open("/dev/net/tun")
+        .map_err(|e| Error::io("open /dev/net/tun", e))?;
+    let tap = tun::set_iff(dev, name, false, 0).map_err(|e| Error::io(format!("TAP {name}"), e))?;
+    tap.file()
+        .try_clone()
+        .map_err(|e| Error::io(format!("TAP {name}: dup"), e))
+}
+
+/// Runs the forwarder and returns its report.
+pub fn run(a: &Args) -> Result<Report, Error> {
+    if !(a.duration > 0.0 && a.duration <= MAX_DURATION_S) {
+        return Err(Error::Usage(format!(
+            "--duration must be in (0, {MAX_DURATION_S}] seconds"
+        )));
+    }
+    if !(1..=MAX_BATCH).contains(&a.batch) {
+        return Err(Error::Usage(format!("--batch must be in 1..={MAX_BATCH}")));
+    }
+    if a.a == a.b {
+        return Err(Error::Usage("--a and --b must name two TAPs".into()));
+    }
+    let nonblocking = a.io == Io::Readwrite;
+    let taps = [open(&a.a, nonblocking)?, open(&a.b, nonblocking)?];
+    let deadline = Duration::from_secs_f64(a.duration);
+    let cpu = ThreadCpu::start();
+    let start = Instant::now();
+    let mut c = Counts::default();
+    match a.io {
+        Io::Readwrite => readwrite(&taps, a.batch, start, deadline, &mut c)?,
+        Io::Uring => uring(&taps, a.batch, start, deadline, &mut c)?,
+    }
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    Ok(Report {
+        io: a.io,
+        seconds: start.elapsed().as_secs_f64(),
+        a_to_b: c.fwd[0],
+        b_to_a: c.fwd[1],
+        write_errors: c.write_errors,
+        cpu: cpu.share(),
+        syscalls: c.syscalls,
+        threads,
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    /// Frames forwarded, indexed by the TAP they were read from.
+    fwd: [u64; 2],
+    write_errors: u64,
+    syscalls: u64,
+}
+
+fn readwrite(
+    taps: &[File; 2],
+    batch: usize,
+    start: Instant,
+    deadline: Duration,
+    c: &mut Counts,
+) -> Result<(), Error> {
+    let ep = Epoll::new().map_err(|e| Error::io("epoll_create", e))?;
+    for (i, t) in taps.iter().enumerate() {
+        ep.add(t.as_raw_fd(), i as u64, epoll::IN)
+            .map_err(|e| Error::io("epoll_ctl", e))?;
+    }
+    let mut evs = [Event::default(); 2];
+    let mut buf = vec![0u8; BUF_LEN];
+    while start.elapsed() < deadline {
+        c.syscalls += 1;
+        let n = ep
+            .wait(&mut evs, 100)
+            .map_err(|e| Error::io("epoll_wait", e))?;
+        for ev in &evs[..n] {
+            let from = (ev.token as usize).min(1);
+            let (mut src, mut dst) = (&taps[from], &taps[1 - from]);
+            for _ in 0..batch {
+                c.syscalls += 1;
+                let len = match src.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(len) => len,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io("read TAP", e)),
+                };
+                c.syscalls += 1;
+                // A TAP takes a frame whole or refuses it: a short count
+                // would be a truncated frame, an error.
+                match dst.write(&buf[..len]) {
+                    Ok(n) if n == len => c.fwd[from] += 1,
+                    Ok(_) | Err(_) => c.write_errors += 1,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// user_data layout: bit 0 the TAP a buffer belongs to (it is read from
+/// there and written to the other), bit 1 set for a write, the rest the
+/// buffer's slot.
+fn tag(side: usize, write: bool, slot: usize) -> u64 {
+    (slot as u64) << 2 | (write as u64) << 1 | side as u64
+}
+
+fn uring(
+    taps: &[File; 2],
+    batch: usize,
+    start: Instant,
+    deadline: Duration,
+    c: &mut Counts,
+) -> Result<(), Error> {
+    // Room for every buffer's request at once (each has exactly one in
+    // flight: its read, or its write), so a push never finds the queue full
+    // after the completions that freed it were reaped.
+    let entries = (2 * batch).next_power_of_two() as u32;
+    let mut ring: IoUring = IoUring::builder()
+        .setup_cqsize(2 * entries)
+        .build(entries)
+        .map_err(|e| Error::io("io_uring_setup", e))?;
+    // Leaked on purpose: the kernel may still own a buffer (a read in
+    // flight) when this function returns, and only the process's exit
+    // ends that ownership.
+    let bufs: &'static mut [[u8; BUF_LEN]] =
+        Box::leak(vec![[0u8; BUF_LEN]; 2 * batch].into_boxed_slice());
+    let ptrs: Vec<*mut u8> = bufs.iter_mut().map(|b| b.as_mut_ptr()).collect();
+    let fds = [
+        types::Fd(taps[0].as_raw_fd()),
+        types::Fd(taps[1].as_raw_fd()),
+    ];
+    let read = |side: usize, slot: usize| {
+        opcode::Read::new(fds[side], ptrs[side * batch + slot], BUF_LEN as u32)
+            .build()
+            .user_data(tag(side, false, slot))
+    };
+    for side in 0..2 {
+        for slot in 0..batch {
+            let e = read(side, slot);
+            // SAFETY: the buffer is leaked ('static) and this slot has no
+            // other request in flight; the fd outlives the ring (`taps` is
+            // borrowed for the whole function and the ring is dropped, and
+            // its requests cancelled, before it returns).
+            unsafe { ring.submission().push(&e) }
+                .map_err(|_| Error::Usage("io_uring submission queue full".into()))?;
+        }
+    }
+    let ts = types::Timespec::new().nsec(100_000_000);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    let mut done: Vec<(u64, i32)> = Vec::with_capacity(2 * entries as usize);
+    while start.elapsed() < deadline {
+        c.syscalls += 1;
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(Error::io("io_uring_enter", e)),
+        }
+        done.clear();
+        done.extend(ring.completion().map(|q| (q.user_data(), q.result())));
+        for &(ud, res) in &done {
+            let side = (ud & 1) as usize;
+            let write = ud & 2 != 0;
+            let slot = ((ud >> 2) as usize).min(batch - 1);
+            let next = if write {
+                if res < 0 {
+                    c.write_errors += 1;
+                } else {
+                    c.fwd[side] += 1;
+                }
+                read(side, slot)
+            } else if res > 0 {
+                opcode::Write::new(fds[1 - side], ptrs[side * batch + slot], res as u32)
+                    .build()
+                    .user_data(tag(side, true, slot))
+            } else if res == -libc::EAGAIN || res == -libc::EINTR || res == 0 {
+                read(side, slot)
+            } else {
+                return Err(Error::io(
+                    "io_uring read TAP",
+                    io::Error::from_raw_os_error(-res),
+                ));
+            };
+            // SAFETY: as above; the completion just reaped ended the slot's
+            // previous request, so this is again its only one.
+            unsafe { ring.submission().push(&next) }
+                .map_err(|_| Error::Usage("io_uring submission queue full".into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `bare-forward` entry point: parses `args` (without the program name's
+/// first word) and prints the report.
+pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> Result<(), Error> {
+    let a = Args::parse_from(args);
+    let r = run(&a)?;
+    if a.json {
+        let s = serde_json::to_string_pretty(&r)
+            .map_err(|e| Error::io("report", io::Error::other(e)))?;
+        println!("{s}");
+    } else {
+        let total = (r.a_to_b + r.b_to_a) as f64;
+        println!(
+            "bare-forward ({:?}): {} frames A->B, {} B->A in {:.2} s: {:.1} kpps, {} write errors, {:.0}% of a core, {:.2} syscalls/frame, {} threads",
+            r.io,
+            r.a_to_b,
+            r.b_to_a,
+            r.seconds,
+            total / r.seconds.max(1e-9) / 1e3,
+            r.write_errors,
+            100.0 * r.cpu,
+            r.syscalls as f64 / total.max(1.0),
+            r.threads
+        );
+    }
+    Ok(())
+}
