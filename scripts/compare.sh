@@ -174,7 +174,7 @@ start_vswitchd() {
   local ns=$1 name=$2 cfg=()
   [ -n "${3:-}" ] && cfg=(--config "$3")
   mkdir -p "$work/$name"
-  inns "$ns" "$bin/vswitchd" --ctl "$work/$name/vswitchd.sock" --state-dir "$work/$name/state" "${cfg[@]}" >"$work/$name.log" 2>&1 &
+  ip netns exec "$ns" "$bin/vswitchd" --ctl "$work/$name/vswitchd.sock" --state-dir "$work/$name/state" "${cfg[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
   # The socket file appears at bind, before the daemon answers: wait for
   # an answer.
@@ -237,7 +237,7 @@ tap_bridge() {
 }
 
 tap_bare() {  # tap_bare readwrite|uring
-  inns $H "$bin/vswitch-pktgen" bare-forward --a tap1 --b tap2 --io "$1" --duration 3600 --json \
+  ip netns exec $H "$bin/vswitch-pktgen" bare-forward --a tap1 --b tap2 --io "$1" --duration 3600 --json \
     >"$work/bare-$1.json" 2>"$work/bare-$1.log" &
   pids+=($!)
 }
