@@ -236,9 +236,12 @@ tap_bridge() {
   done
 }
 
-tap_bare() {  # tap_bare readwrite|uring
+# tap_bare readwrite|uring OUT: the bare forwarder owns tap1 and tap2; it
+# writes its own report (frames, CPU-seconds, syscalls) to OUT when
+# stop_switch sends it SIGTERM.
+tap_bare() {
   ip netns exec $H "$bin/vswitch-pktgen" bare-forward --a tap1 --b tap2 --io "$1" --duration 3600 --json \
-    >"$work/bare-$1.json" 2>"$work/bare-$1.log" &
+    >"$2" 2>"$work/bare-$1.log" &
   pids+=($!)
 }
 
@@ -251,15 +254,15 @@ wait_ping() {
   die "$5: no connectivity between the VMs"
 }
 
-start_tap() {  # start_tap SWITCH MODE
+start_tap() {  # start_tap SWITCH MODE [FORWARDER_REPORT]
   mkns $H; mkns $A; mkns $B
   case $1 in
     vswitchd) tap_vswitchd "$2" ;;
     ovs-netdev) tap_ovs "$2" ;;
     ovs-netdev-tso) tap_ovs "$2" tso ;;
     linux-bridge) tap_bridge ;;
-    bare-rw) tap_bare readwrite ;;
-    bare-uring) tap_bare uring ;;
+    bare-rw) tap_bare readwrite "$3" ;;
+    bare-uring) tap_bare uring "$3" ;;
     *) die "unknown switch $1" ;;
   esac
   if [ "$1" != linux-bridge ]; then
@@ -379,7 +382,7 @@ for r in $(seq "$rounds"); do
     for sw in $switches $extra; do
       [ "$m" = ct ] && [ "$sw" = linux-bridge ] && continue
       echo "compare: round $r: $m: $sw" >&2
-      start_tap "$sw" "$m"
+      start_tap "$sw" "$m" "$work/res/fwd.$sw.$r.json"
       p="$work/res/tap.$m"
       for f in $flows_list; do
         add_line "tap.$m.64.$f"
@@ -507,6 +510,19 @@ if bare == "1":
     if v and rw and ur:
         print(f"64-byte TAP to TAP: vswitchd {v:,.0f} pps vs bare forwarder (read/write {rw:,.0f}, io_uring {ur:,.0f}): "
               f"vswitchd/bare = {v / rw:.2f} (read/write), {v / ur:.2f} (io_uring); io_uring/read-write = {ur / rw:.2f}")
+    # The forwarder's own reports (over its whole life: both of its
+    # lines): what it did with the CPU it was given.
+    eff = {}
+    for c in ("bare-rw", "bare-uring"):
+        fr = [r for r in runs("fwd", c) if r.get("cpu_seconds")]
+        if fr:
+            eff[c] = (statistics.median(r["frames_per_cpu_second"] for r in fr),
+                      statistics.median(r["syscalls"] / max(1, r["a_to_b"] + r["b_to_a"]) for r in fr),
+                      statistics.median(r["cpu"] for r in fr))
+    if len(eff) == 2:
+        (a, sa, ca), (b, sb, cb) = eff["bare-rw"], eff["bare-uring"]
+        print(f"bare forwarder per CPU-second of its thread: read/write {a:,.0f} frames ({sa:.2f} syscalls/frame), "
+              f"io_uring {b:,.0f} frames ({sb:.2f} syscalls/frame): io_uring/read-write = {b / a:.2f}")
 
 curve = {}
 for sw in switches:

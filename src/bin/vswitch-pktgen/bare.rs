@@ -22,10 +22,14 @@
 //!   syscalls per frame fall as the load rises.
 //!
 //! The TAPs are not persistent (they vanish with the process) and carry
-//! no virtio-net header: 64-byte frames need no offloads. The run is
-//! bounded by `--duration` (at most an hour); the report (frames each way,
-//! the thread's CPU share, syscalls spent) goes to stdout at the end, as
-//! text or `--json`.
+//! no virtio-net header: 64-byte frames need no offloads. The run ends at
+//! `--duration` (at most an hour) or on SIGTERM/SIGINT (a thread of its
+//! own waits for them, so the forwarding loop needs no signal handler and
+//! the report is still printed); the report (frames each way, the CPU time
+//! spent and frames per CPU-second, syscalls, io_uring's async workers)
+//! goes to stdout at the end, as text or `--json`. Frames per CPU-second
+//! is the figure that survives a loaded machine: the rate says how much
+//! CPU the forwarder was given, that says what it did with it.
 
 use crate::cpu::ThreadCpu;
 use crate::Error;
@@ -36,6 +40,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vswitch::port::sys::epoll::{self, Epoll, Event};
 use vswitch::port::sys::tun;
@@ -99,13 +105,63 @@ pub struct Report {
     pub b_to_a: u64,
     /// Frames read whose write failed (the other TAP's queue refused them).
     pub write_errors: u64,
-    /// Share of one core the forwarding thread used.
+    /// Share of one core the forwarding thread used over the run.
     pub cpu: f64,
-    /// Blocking syscalls (epoll_wait, read, write, io_uring_enter) made.
+    /// CPU seconds the forwarding thread used.
+    pub cpu_seconds: f64,
+    /// Frames forwarded (both ways) per CPU-second of the forwarding thread.
+    pub frames_per_cpu_second: f64,
+    /// Syscalls (epoll_wait, read, write, io_uring_enter) made.
     pub syscalls: u64,
-    /// Threads of the process at the end (io_uring's async workers show
-    /// up here when the kernel could not complete a request inline).
-    pub threads: usize,
+    /// io_uring's async worker threads alive at the end (`iou-wrk-*`):
+    /// requests the kernel could not complete inline or by polling.
+    pub io_workers: usize,
+}
+
+/// A flag set when SIGTERM or SIGINT arrives, watched by a thread that
+/// does nothing else (the signals are taken from this point on).
+fn stop_on_signal() -> Result<Arc<AtomicBool>, Error> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Error::io("signal runtime", e))?;
+    let (mut term, mut int) = rt
+        .block_on(async {
+            Ok::<_, io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .map_err(|e| Error::io("signal handlers", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            flag.store(true, Ordering::Relaxed);
+        })
+        .map_err(|e| Error::io("spawn the signal thread", e))?;
+    Ok(stop)
+}
+
+/// Threads of this process named like io_uring's async workers.
+fn io_workers() -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("iou-wrk"))
+        })
+        .count()
 }
 
 /// Opens a blocking `/dev/net/tun` fd (io_uring wants to do the waiting
@@ -139,25 +195,51 @@ pub fn run(a: &Args) -> Result<Report, Error> {
     }
     let nonblocking = a.io == Io::Readwrite;
     let taps = [open(&a.a, nonblocking)?, open(&a.b, nonblocking)?];
-    let deadline = Duration::from_secs_f64(a.duration);
+    let stop = stop_on_signal()?;
+    let run = Run {
+        start: Instant::now(),
+        deadline: Duration::from_secs_f64(a.duration),
+        stop,
+    };
     let cpu = ThreadCpu::start();
-    let start = Instant::now();
     let mut c = Counts::default();
     match a.io {
-        Io::Readwrite => readwrite(&taps, a.batch, start, deadline, &mut c)?,
-        Io::Uring => uring(&taps, a.batch, start, deadline, &mut c)?,
+        Io::Readwrite => readwrite(&taps, a.batch, &run, &mut c)?,
+        Io::Uring => uring(&taps, a.batch, &run, &mut c)?,
     }
-    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let seconds = run.start.elapsed().as_secs_f64();
+    let share = cpu.share();
+    let cpu_seconds = share * seconds;
+    let frames = (c.fwd[0] + c.fwd[1]) as f64;
     Ok(Report {
         io: a.io,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
         a_to_b: c.fwd[0],
         b_to_a: c.fwd[1],
         write_errors: c.write_errors,
-        cpu: cpu.share(),
+        cpu: share,
+        cpu_seconds,
+        frames_per_cpu_second: if cpu_seconds > 0.0 {
+            frames / cpu_seconds
+        } else {
+            0.0
+        },
         syscalls: c.syscalls,
-        threads,
+        io_workers: io_workers(),
     })
+}
+
+/// When the forwarding loop stops.
+struct Run {
+    start: Instant,
+    deadline: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Run {
+    fn going(&self) -> bool {
+        self.start.elapsed() < self.deadline && !self.stop.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Default)]
@@ -168,13 +250,7 @@ struct Counts {
     syscalls: u64,
 }
 
-fn readwrite(
-    taps: &[File; 2],
-    batch: usize,
-    start: Instant,
-    deadline: Duration,
-    c: &mut Counts,
-) -> Result<(), Error> {
+fn readwrite(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<(), Error> {
     let ep = Epoll::new().map_err(|e| Error::io("epoll_create", e))?;
     for (i, t) in taps.iter().enumerate() {
         ep.add(t.as_raw_fd(), i as u64, epoll::IN)
@@ -182,7 +258,7 @@ fn readwrite(
     }
     let mut evs = [Event::default(); 2];
     let mut buf = vec![0u8; BUF_LEN];
-    while start.elapsed() < deadline {
+    while run.going() {
         c.syscalls += 1;
         let n = ep
             .wait(&mut evs, 100)
@@ -219,13 +295,7 @@ fn tag(side: usize, write: bool, slot: usize) -> u64 {
     (slot as u64) << 2 | (write as u64) << 1 | side as u64
 }
 
-fn uring(
-    taps: &[File; 2],
-    batch: usize,
-    start: Instant,
-    deadline: Duration,
-    c: &mut Counts,
-) -> Result<(), Error> {
+fn uring(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<(), Error> {
     // Room for every buffer's request at once (each has exactly one in
     // flight: its read, or its write), so a push never finds the queue full
     // after the completions that freed it were reaped.
@@ -263,7 +333,7 @@ fn uring(
     let ts = types::Timespec::new().nsec(100_000_000);
     let args = types::SubmitArgs::new().timespec(&ts);
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(2 * entries as usize);
-    while start.elapsed() < deadline {
+    while run.going() {
         c.syscalls += 1;
         match ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
@@ -318,7 +388,7 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> Result<(), Error>
     } else {
         let total = (r.a_to_b + r.b_to_a) as f64;
         println!(
-            "bare-forward ({:?}): {} frames A->B, {} B->A in {:.2} s: {:.1} kpps, {} write errors, {:.0}% of a core, {:.2} syscalls/frame, {} threads",
+            "bare-forward ({:?}): {} frames A->B, {} B->A in {:.2} s: {:.1} kpps, {} write errors, {:.0}% of a core ({:.0} frames per CPU-second), {:.2} syscalls/frame, {} io_uring workers",
             r.io,
             r.a_to_b,
             r.b_to_a,
@@ -326,8 +396,9 @@ pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> Result<(), Error>
             total / r.seconds.max(1e-9) / 1e3,
             r.write_errors,
             100.0 * r.cpu,
+            r.frames_per_cpu_second,
             r.syscalls as f64 / total.max(1.0),
-            r.threads
+            r.io_workers
         );
     }
     Ok(())
