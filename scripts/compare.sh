@@ -173,6 +173,9 @@ attach_tap() {
 start_vswitchd() {
   local ns=$1 name=$2 cfg=()
   [ -n "${3:-}" ] && cfg=(--config "$3")
+  # A fresh state directory each time: the switch must not restore the
+  # ports and flows of the previous run.
+  rm -rf "$work/$name"
   mkdir -p "$work/$name"
   ip netns exec "$ns" "$bin/vswitchd" --ctl "$work/$name/vswitchd.sock" --state-dir "$work/$name/state" "${cfg[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
