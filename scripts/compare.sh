@@ -389,7 +389,12 @@ for r in $(seq "$rounds"); do
       p="$work/res/tap.$m"
       for f in $flows_list; do
         add_line "tap.$m.64.$f"
+        # The forwarder's counters just before and after its 64-byte line
+        # (SIGUSR1 prints a snapshot): its frames per CPU-second under
+        # saturation, the figure a loaded machine does not distort.
+        case $sw in bare-*) kill -USR1 "${pids[0]}" ;; esac
         tap_gen "$p.64.$f.$sw.$r.json" --flows "$f"
+        case $sw in bare-*) kill -USR1 "${pids[0]}"; sleep 0.2 ;; esac
         # The bare forwarder is a yardstick for the 64-byte line only.
         case $sw in bare-*) break ;; esac
       done
@@ -513,19 +518,30 @@ if bare == "1":
     if v and rw and ur:
         print(f"64-byte TAP to TAP: vswitchd {v:,.0f} pps vs bare forwarder (read/write {rw:,.0f}, io_uring {ur:,.0f}): "
               f"vswitchd/bare = {v / rw:.2f} (read/write), {v / ur:.2f} (io_uring); io_uring/read-write = {ur / rw:.2f}")
-    # The forwarder's own reports (over its whole life: both of its
-    # lines): what it did with the CPU it was given.
+    # The forwarder's own counters around its 64-byte line (two SIGUSR1
+    # snapshots): what it did with the CPU it was given while saturated.
     eff = {}
     for c in ("bare-rw", "bare-uring"):
-        fr = [r for r in runs("fwd", c) if r.get("cpu_seconds")]
-        if fr:
-            eff[c] = (statistics.median(r["frames_per_cpu_second"] for r in fr),
-                      statistics.median(r["syscalls"] / max(1, r["a_to_b"] + r["b_to_a"]) for r in fr),
-                      statistics.median(r["cpu"] for r in fr))
+        per_round = []
+        for n in sorted(files):
+            if not n.startswith(f"fwd.{c}."):
+                continue
+            with open(os.path.join(res, n)) as fh:
+                snaps = [json.loads(l) for l in fh if l.strip().startswith("{")]
+            snaps = [x for x in snaps if x.get("snapshot")]
+            if len(snaps) >= 2:
+                a, b = snaps[0], snaps[1]
+                frames = b["a_to_b"] + b["b_to_a"] - a["a_to_b"] - a["b_to_a"]
+                cpu = b["cpu_seconds"] - a["cpu_seconds"]
+                if frames > 0 and cpu > 0:
+                    per_round.append((frames / cpu, (b["syscalls"] - a["syscalls"]) / frames, cpu / (b["seconds"] - a["seconds"])))
+        if per_round:
+            eff[c] = tuple(statistics.median(x[i] for x in per_round) for i in range(3))
     if len(eff) == 2:
         (a, sa, ca), (b, sb, cb) = eff["bare-rw"], eff["bare-uring"]
-        print(f"bare forwarder per CPU-second of its thread: read/write {a:,.0f} frames ({sa:.2f} syscalls/frame), "
-              f"io_uring {b:,.0f} frames ({sb:.2f} syscalls/frame): io_uring/read-write = {b / a:.2f}")
+        print(f"bare forwarder during its 64-byte line, per CPU-second of its thread: read/write {a:,.0f} frames "
+              f"({sa:.2f} syscalls/frame, {100 * ca:.0f}% of a core), io_uring {b:,.0f} frames ({sb:.2f} syscalls/frame, "
+              f"{100 * cb:.0f}% of a core): io_uring/read-write = {b / a:.2f}")
 
 curve = {}
 for sw in switches:

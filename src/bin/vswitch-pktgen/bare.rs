@@ -27,7 +27,9 @@
 //! own waits for them, so the forwarding loop needs no signal handler and
 //! the report is still printed); the report (frames each way, the CPU time
 //! spent and frames per CPU-second, syscalls, io_uring's async workers)
-//! goes to stdout at the end, as text or `--json`. Frames per CPU-second
+//! goes to stdout at the end, one line of text or `--json`, and a snapshot
+//! of the same counters on each SIGUSR1, so a caller can difference two
+//! snapshots around one measurement. Frames per CPU-second
 //! is the figure that survives a loaded machine: the rate says how much
 //! CPU the forwarder was given, that says what it did with it.
 
@@ -69,7 +71,7 @@ pub enum Io {
 #[command(
     name = "vswitch-pktgen bare-forward",
     about = "Forward frames between two TAPs it creates, with nothing in between: the TAP path's limit",
-    after_help = "Example (compare.sh does this inside the host namespace, then moves the TAPs' kernel sides into two VM namespaces):\n  vswitch-pktgen bare-forward --a tap1 --b tap2 --io uring --duration 30 --json"
+    after_help = "SIGTERM or SIGINT ends the run with its report; SIGUSR1 prints a snapshot of the counters and goes on.\nExample (compare.sh does this inside the host namespace, then moves the TAPs' kernel sides into two VM namespaces):\n  vswitch-pktgen bare-forward --a tap1 --b tap2 --io uring --duration 30 --json"
 )]
 pub struct Args {
     /// First TAP (created in the current namespace).
@@ -92,12 +94,15 @@ pub struct Args {
     json: bool,
 }
 
-/// What a run did.
+/// What a run did (so far, in a snapshot).
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// How frames were moved.
     pub io: Io,
-    /// Wall time of the forwarding loop, seconds.
+    /// True for a snapshot asked for with SIGUSR1 (the run goes on), false
+    /// for the report at the end.
+    pub snapshot: bool,
+    /// Wall time of the forwarding loop so far, seconds.
     pub seconds: f64,
     /// Frames read from A and written to B.
     pub a_to_b: u64,
@@ -105,7 +110,7 @@ pub struct Report {
     pub b_to_a: u64,
     /// Frames read whose write failed (the other TAP's queue refused them).
     pub write_errors: u64,
-    /// Share of one core the forwarding thread used over the run.
+    /// Share of one core the forwarding thread used.
     pub cpu: f64,
     /// CPU seconds the forwarding thread used.
     pub cpu_seconds: f64,
@@ -113,42 +118,88 @@ pub struct Report {
     pub frames_per_cpu_second: f64,
     /// Syscalls (epoll_wait, read, write, io_uring_enter) made.
     pub syscalls: u64,
-    /// io_uring's async worker threads alive at the end (`iou-wrk-*`):
-    /// requests the kernel could not complete inline or by polling.
+    /// io_uring's async worker threads alive (`iou-wrk-*`): requests the
+    /// kernel could not complete inline or by polling.
     pub io_workers: usize,
 }
 
-/// A flag set when SIGTERM or SIGINT arrives, watched by a thread that
-/// does nothing else (the signals are taken from this point on).
-fn stop_on_signal() -> Result<Arc<AtomicBool>, Error> {
+impl Report {
+    /// Prints the report: one line of JSON, or one line of text.
+    fn print(&self, json: bool) -> Result<(), Error> {
+        let mut out = io::stdout().lock();
+        let r = if json {
+            let s = serde_json::to_string(self)
+                .map_err(|e| Error::io("report", io::Error::other(e)))?;
+            writeln!(out, "{s}")
+        } else {
+            let total = (self.a_to_b + self.b_to_a) as f64;
+            writeln!(
+                out,
+                "bare-forward ({:?}{}): {} frames A->B, {} B->A in {:.2} s: {:.1} kpps, {} write errors, {:.0}% of a core ({:.0} frames per CPU-second), {:.2} syscalls/frame, {} io_uring workers",
+                self.io,
+                if self.snapshot { ", snapshot" } else { "" },
+                self.a_to_b,
+                self.b_to_a,
+                self.seconds,
+                total / self.seconds.max(1e-9) / 1e3,
+                self.write_errors,
+                100.0 * self.cpu,
+                self.frames_per_cpu_second,
+                self.syscalls as f64 / total.max(1.0),
+                self.io_workers
+            )
+        };
+        r.and_then(|()| out.flush())
+            .map_err(|e| Error::io("write the report", e))
+    }
+}
+
+/// Flags the signal thread sets: `stop` on SIGTERM or SIGINT, `snapshot`
+/// on SIGUSR1 (the loop prints a report and clears it).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    snapshot: Arc<AtomicBool>,
+}
+
+/// Takes SIGTERM, SIGINT and SIGUSR1 from this point on and starts a
+/// thread that does nothing but turn them into [`Signals`] flags, so the
+/// forwarding loop needs no signal handler of its own.
+fn watch_signals() -> Result<Signals, Error> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .map_err(|e| Error::io("signal runtime", e))?;
-    let (mut term, mut int) = rt
+    let (mut term, mut int, mut usr1) = rt
         .block_on(async {
             Ok::<_, io::Error>((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::user_defined1())?,
             ))
         })
         .map_err(|e| Error::io("signal handlers", e))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let sig = Signals {
+        stop: Arc::new(AtomicBool::new(false)),
+        snapshot: Arc::new(AtomicBool::new(false)),
+    };
+    let (stop, snapshot) = (sig.stop.clone(), sig.snapshot.clone());
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        _ = usr1.recv() => snapshot.store(true, Ordering::Relaxed),
+                    }
                 }
             });
-            flag.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
         })
         .map_err(|e| Error::io("spawn the signal thread", e))?;
-    Ok(stop)
+    Ok(sig)
 }
 
 /// Threads of this process named like io_uring's async workers.
@@ -180,8 +231,9 @@ fn open(name: &str, nonblocking: bool) -> Result<File, Error> {
         .map_err(|e| Error::io(format!("TAP {name}: dup"), e))
 }
 
-/// Runs the forwarder and returns its report.
-pub fn run(a: &Args) -> Result<Report, Error> {
+/// Runs the forwarder; prints a snapshot on each SIGUSR1 and the report
+/// at the end.
+pub fn run(a: &Args) -> Result<(), Error> {
     if !(a.duration > 0.0 && a.duration <= MAX_DURATION_S) {
         return Err(Error::Usage(format!(
             "--duration must be in (0, {MAX_DURATION_S}] seconds"
@@ -193,52 +245,71 @@ pub fn run(a: &Args) -> Result<Report, Error> {
     if a.a == a.b {
         return Err(Error::Usage("--a and --b must name two TAPs".into()));
     }
+    // Before the TAPs exist: whoever waits for them may signal us at once.
+    let signals = watch_signals()?;
     let nonblocking = a.io == Io::Readwrite;
     let taps = [open(&a.a, nonblocking)?, open(&a.b, nonblocking)?];
-    let stop = stop_on_signal()?;
-    let run = Run {
+    let mut run = Run {
+        io: a.io,
+        json: a.json,
         start: Instant::now(),
         deadline: Duration::from_secs_f64(a.duration),
-        stop,
+        signals,
+        cpu: ThreadCpu::start(),
+        c: Counts::default(),
     };
-    let cpu = ThreadCpu::start();
-    let mut c = Counts::default();
     match a.io {
-        Io::Readwrite => readwrite(&taps, a.batch, &run, &mut c)?,
-        Io::Uring => uring(&taps, a.batch, &run, &mut c)?,
+        Io::Readwrite => readwrite(&taps, a.batch, &mut run)?,
+        Io::Uring => uring(&taps, a.batch, &mut run)?,
     }
-    let seconds = run.start.elapsed().as_secs_f64();
-    let share = cpu.share();
-    let cpu_seconds = share * seconds;
-    let frames = (c.fwd[0] + c.fwd[1]) as f64;
-    Ok(Report {
-        io: a.io,
-        seconds,
-        a_to_b: c.fwd[0],
-        b_to_a: c.fwd[1],
-        write_errors: c.write_errors,
-        cpu: share,
-        cpu_seconds,
-        frames_per_cpu_second: if cpu_seconds > 0.0 {
-            frames / cpu_seconds
-        } else {
-            0.0
-        },
-        syscalls: c.syscalls,
-        io_workers: io_workers(),
-    })
+    run.report(false).print(a.json)
 }
 
-/// When the forwarding loop stops.
+/// The forwarding loop's state: when it stops, what it counted.
 struct Run {
+    io: Io,
+    json: bool,
     start: Instant,
     deadline: Duration,
-    stop: Arc<AtomicBool>,
+    signals: Signals,
+    cpu: ThreadCpu,
+    c: Counts,
 }
 
 impl Run {
-    fn going(&self) -> bool {
-        self.start.elapsed() < self.deadline && !self.stop.load(Ordering::Relaxed)
+    /// False once the duration is over or a stop signal came; prints a
+    /// snapshot when one was asked for.
+    fn going(&mut self) -> Result<bool, Error> {
+        if self.signals.snapshot.swap(false, Ordering::Relaxed) {
+            self.report(true).print(self.json)?;
+        }
+        Ok(self.start.elapsed() < self.deadline && !self.signals.stop.load(Ordering::Relaxed))
+    }
+
+    /// The counters so far (call on the forwarding thread: the CPU time
+    /// is that thread's).
+    fn report(&self, snapshot: bool) -> Report {
+        let seconds = self.start.elapsed().as_secs_f64();
+        let share = self.cpu.share();
+        let cpu_seconds = share * seconds;
+        let frames = (self.c.fwd[0] + self.c.fwd[1]) as f64;
+        Report {
+            io: self.io,
+            snapshot,
+            seconds,
+            a_to_b: self.c.fwd[0],
+            b_to_a: self.c.fwd[1],
+            write_errors: self.c.write_errors,
+            cpu: share,
+            cpu_seconds,
+            frames_per_cpu_second: if cpu_seconds > 0.0 {
+                frames / cpu_seconds
+            } else {
+                0.0
+            },
+            syscalls: self.c.syscalls,
+            io_workers: io_workers(),
+        }
     }
 }
 
@@ -250,7 +321,7 @@ struct Counts {
     syscalls: u64,
 }
 
-fn readwrite(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<(), Error> {
+fn readwrite(taps: &[File; 2], batch: usize, run: &mut Run) -> Result<(), Error> {
     let ep = Epoll::new().map_err(|e| Error::io("epoll_create", e))?;
     for (i, t) in taps.iter().enumerate() {
         ep.add(t.as_raw_fd(), i as u64, epoll::IN)
@@ -258,7 +329,8 @@ fn readwrite(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Resul
     }
     let mut evs = [Event::default(); 2];
     let mut buf = vec![0u8; BUF_LEN];
-    while run.going() {
+    while run.going()? {
+        let c = &mut run.c;
         c.syscalls += 1;
         let n = ep
             .wait(&mut evs, 100)
@@ -295,7 +367,7 @@ fn tag(side: usize, write: bool, slot: usize) -> u64 {
     (slot as u64) << 2 | (write as u64) << 1 | side as u64
 }
 
-fn uring(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<(), Error> {
+fn uring(taps: &[File; 2], batch: usize, run: &mut Run) -> Result<(), Error> {
     // Room for every buffer's request at once (each has exactly one in
     // flight: its read, or its write), so a push never finds the queue full
     // after the completions that freed it were reaped.
@@ -333,7 +405,8 @@ fn uring(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<()
     let ts = types::Timespec::new().nsec(100_000_000);
     let args = types::SubmitArgs::new().timespec(&ts);
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(2 * entries as usize);
-    while run.going() {
+    while run.going()? {
+        let c = &mut run.c;
         c.syscalls += 1;
         match ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
@@ -377,29 +450,7 @@ fn uring(taps: &[File; 2], batch: usize, run: &Run, c: &mut Counts) -> Result<()
 }
 
 /// `bare-forward` entry point: parses `args` (without the program name's
-/// first word) and prints the report.
+/// first word) and runs.
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> Result<(), Error> {
-    let a = Args::parse_from(args);
-    let r = run(&a)?;
-    if a.json {
-        let s = serde_json::to_string_pretty(&r)
-            .map_err(|e| Error::io("report", io::Error::other(e)))?;
-        println!("{s}");
-    } else {
-        let total = (r.a_to_b + r.b_to_a) as f64;
-        println!(
-            "bare-forward ({:?}): {} frames A->B, {} B->A in {:.2} s: {:.1} kpps, {} write errors, {:.0}% of a core ({:.0} frames per CPU-second), {:.2} syscalls/frame, {} io_uring workers",
-            r.io,
-            r.a_to_b,
-            r.b_to_a,
-            r.seconds,
-            total / r.seconds.max(1e-9) / 1e3,
-            r.write_errors,
-            100.0 * r.cpu,
-            r.frames_per_cpu_second,
-            r.syscalls as f64 / total.max(1.0),
-            r.io_workers
-        );
-    }
-    Ok(())
+    run(&Args::parse_from(args))
 }
