@@ -499,7 +499,7 @@ for key in open(lines_file).read().split():
         line = [f"{where(key)}: {name}"] + ["-" if vals[c] is None else fmt.format(vals[c]) for c in cols]
         for o in others:
             a, b = vals.get("vswitchd"), vals.get(o)
-            line.append("-" if a is None or not b else f"{a / b:.2f}x")
+            line.append("-" if a is None or b is None else f"{a / b:.2f}x" if b else f"{o} 0")
         rows.append(line)
 hdr = ["line"] + cols + [f"vswitchd/{o}" for o in others]
 keep = [i for i in range(len(hdr)) if i == 0 or any(r[i] != "-" for r in rows)]
@@ -512,6 +512,10 @@ print(f"# medians of {rounds} round(s) of {secs} s; vswitch-pktgen 64-byte UDP a
 w = [max(len(str(r[i])) for r in [hdr] + rows) for i in range(len(hdr))]
 for r in [hdr] + rows:
     print("  ".join(str(v).rjust(w[i]) if i else str(v).ljust(w[i]) for i, v in enumerate(r)))
+if any(r[i] in ("0.00", "0") for r in rows if "TCP" in r[0] for i in range(1, len(hdr))):
+    print("# a TCP line of 0 Gbit/s: the connection carried no data through that switch; its log "
+          "(KEEP=1 keeps it) says why (Open vSwitch 3.1 with userspace TSO drops offloaded segments on "
+          "tunnels: 'Tunneling packets with HW offload flags is not supported')")
 if bare == "1":
     key = "tap.normal.64." + min((k.split(".")[3] for k in open(lines_file).read().split() if k.startswith("tap.normal.64.")), key=int)
     v, rw, ur = (fig(key, c, "rx_pps") for c in ("vswitchd", "bare-rw", "bare-uring"))
@@ -526,9 +530,14 @@ if bare == "1":
         for n in sorted(files):
             if not n.startswith(f"fwd.{c}."):
                 continue
+            snaps = []
             with open(os.path.join(res, n)) as fh:
-                snaps = [json.loads(l) for l in fh if l.strip().startswith("{")]
-            snaps = [x for x in snaps if x.get("snapshot")]
+                for l in fh:
+                    try:
+                        snaps.append(json.loads(l))
+                    except ValueError:
+                        pass
+            snaps = [x for x in snaps if isinstance(x, dict) and x.get("snapshot")]
             if len(snaps) >= 2:
                 a, b = snaps[0], snaps[1]
                 frames = b["a_to_b"] + b["b_to_a"] - a["a_to_b"] - a["b_to_a"]
