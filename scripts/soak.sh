@@ -16,9 +16,11 @@
 #   through this switch just before;
 # * iperf3 runs one TCP stream from VM 1 to VM 2;
 # * every second VM 1 sends a small UDP request to VM 2 and waits for the
-#   answer, a DHCP renewal's exchange: 1 s per attempt, 3 attempts, as a
-#   DHCP client retransmits; an exchange all of whose attempts go
-#   unanswered is missed;
+#   answer, a DHCP renewal's exchange: 1 s per attempt, TRIES attempts
+#   (default 5), as a DHCP client retransmits (a real one keeps trying for
+#   minutes, until its lease's rebinding time); an exchange all of whose
+#   attempts go unanswered is missed, and the ones that needed a retry are
+#   counted too;
 # * every second a flow-mod: a flow is added, and the one added the second
 #   before deleted (vswitchctl add-flow / del-flows);
 # * every 10 s a TAP port is added (its kernel side brought up), and 5 s
@@ -26,7 +28,7 @@
 #
 # At the end it prints vswitchd's RSS (each second's is in rss.csv in the
 # work directory) after a warm-up (WARMUP seconds,
-# default a quarter of DURATION, at most 120) and at the end, the drops
+# default a third of DURATION, at most 120) and at the end, the drops
 # `dump-drops` counted by reason, the exchanges, and the generator's and
 # iperf3's figures. It fails (exit status 1) on:
 #
@@ -54,8 +56,12 @@ pipeline=${PIPELINE:-ct}
 case $pipeline in normal | ct) ;; *) echo "soak: PIPELINE is normal or ct" >&2; exit 2 ;; esac
 load=${LOAD:-80}
 flows=${FLOWS:-1000}
-warmup=${WARMUP:-$((dur / 4 > 120 ? 120 : dur / 4))}
+# The warm-up fills conntrack, the caches and the TCP stream's window;
+# RSS still climbs a few percent in its first 10-15 s on this machine.
+warmup=${WARMUP:-$((dur / 3 > 120 ? 120 : dur / 3))}
 strict=${STRICT:-0}
+tries=${TRIES:-5}
+case $tries in '' | *[!0-9]* | 0) echo "soak: TRIES is a whole number >= 1" >&2; exit 2 ;; esac
 
 die() { echo "soak: $*" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, TAPs)"
@@ -160,7 +166,7 @@ while time.monotonic() < end:
 PY
 cat >"$work/client.py" <<'PY'
 import json, socket, sys, time
-server, duration, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+server, duration, out, tries = sys.argv[1], float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", 6768))
 r = {"exchanges": 0, "first_try": 0, "after_retry": 0, "missed": 0, "missed_at_s": [], "max_rtt_ms": 0.0}
@@ -171,7 +177,7 @@ while time.monotonic() - start < duration:
     seq += 1
     r["exchanges"] += 1
     answered = False
-    for attempt in range(3):
+    for attempt in range(tries):
         msg = f"REQUEST {seq} {attempt}".encode()
         s.sendto(msg, (server, 6767))
         deadline = time.monotonic() + 1.0
@@ -205,15 +211,19 @@ pids+=($gen_pid)
 inns $A timeout $((dur + 30)) iperf3 -c $IP2 -p 5201 -t "$dur" -J >"$work/iperf3.json" 2>"$work/iperf3.err" &
 tcp_pid=$!
 pids+=($tcp_pid)
-inns $A timeout $((dur + 30)) python3 "$work/client.py" $IP2 "$dur" "$work/exchange.json" >"$work/client.log" 2>&1 &
+inns $A timeout $((dur + 30)) python3 "$work/client.py" $IP2 "$dur" "$work/exchange.json" "$tries" >"$work/client.log" 2>&1 &
 cli_pid=$!
 pids+=($cli_pid)
 
 # The control plane's share: a flow-mod every second, a port every 10 s.
-start=$(date +%s)
+# Ticks are one second apart on the wall clock (bash's EPOCHREALTIME, no
+# fork), and the loop ends with the load even when a loaded machine made a
+# tick's work take longer than a second.
+start_us=${EPOCHREALTIME/./}
 rss_base=0 rss_max=0 flowmods=0 portops=0 errors=0 prev=""
 for t in $(seq 0 $((dur - 1))); do
   alive || break
+  [ $((${EPOCHREALTIME/./} - start_us)) -lt $((dur * 1000000)) ] || break
   rss=$(rss_kib)
   echo "$t,$rss" >>"$work/rss.csv"
   if [ "$t" -ge "$warmup" ]; then
@@ -240,7 +250,11 @@ for t in $(seq 0 $((dur - 1))); do
       if ctl del-port br0 churn$((t / 10 % 2)) >/dev/null 2>>"$work/ctl.err"; then portops=$((portops + 1)); else errors=$((errors + 1)); fi ;;
   esac
   # Next tick one second after the previous one (not after the work).
-  sleep "$(python3 -c 'import sys,time; print(max(0.0, float(sys.argv[1]) + float(sys.argv[2]) + 1 - time.time()))' "$start" "$t")"
+  left=$((start_us + (t + 1) * 1000000 - ${EPOCHREALTIME/./}))
+  if [ "$left" -gt 0 ]; then
+    printf -v frac '%06d' $((left % 1000000))
+    sleep "$((left / 1000000)).$frac"
+  fi
 done
 rss_end=$(rss_kib)
 alive && vsw_alive=1 || vsw_alive=0
@@ -252,8 +266,10 @@ wait $gen_pid 2>/dev/null || true
 wait $tcp_pid 2>/dev/null || true
 if [ $vsw_alive = 1 ]; then
   ctl --json dump-drops br0 >"$work/drops.json" 2>/dev/null || echo '{}' >"$work/drops.json"
+  ctl --json dump-ports br0 >"$work/ports.json" 2>/dev/null || echo '{}' >"$work/ports.json"
 else
   echo '{}' >"$work/drops.json"
+  echo '{}' >"$work/ports.json"
 fi
 
 set +e
@@ -282,6 +298,23 @@ print(f"  RSS after warm-up {rss_base / 1024:.1f} MiB, at the end {rss_end / 102
       + (f" ({100.0 * (rss_end - rss_base) / rss_base:+.1f}%)" if rss_base else "") + f", highest {rss_max / 1024:.1f} MiB")
 print(f"  drops by reason: {drops or 'none'}")
 print(f"  unexplained drops: {unexplained or 'none'}")
+# Which port dropped: every object in dump-ports that names a port and
+# has a non-zero counter with "drop" in its name.
+def port_drops(v, out):
+    if isinstance(v, dict):
+        name = v.get("name") or v.get("port")
+        d = {k: n for k, n in v.items() if "drop" in k and isinstance(n, int) and n > 0}
+        if isinstance(name, str) and d:
+            out[name] = d
+        for x in v.values():
+            port_drops(x, out)
+    elif isinstance(v, list):
+        for x in v:
+            port_drops(x, out)
+    return out
+pd = port_drops(load("ports.json") or {}, {})
+if pd:
+    print(f"  drops by port: {pd}")
 if ex:
     print(f"  exchanges: {ex['exchanges']}, answered first try {ex['first_try']}, after a retry {ex['after_retry']}, "
           f"missed {ex['missed']} {ex['missed_at_s'] or ''}, slowest {ex['max_rtt_ms']:.1f} ms")
