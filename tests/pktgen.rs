@@ -11,6 +11,10 @@
 //! * Into vswitchd's Geneve port from a "remote host" namespace over a veth
 //!   underlay (`--geneve`): decapsulated frames come out of a VM's TAP and
 //!   are counted.
+//! * Through `vswitch-pktgen bare-forward` (the bench helper `compare.sh`
+//!   measures vswitchd against), with read/write and with io_uring: every
+//!   frame sent into one TAP comes out of the other, and the forwarder's
+//!   own report counts at least as many.
 //!
 //! Needs root (skips with a message unless VSWITCH_REQUIRE_NETNS=1). Every
 //! run is bounded by `--count` and `--duration`; rates are printed, never
@@ -18,7 +22,7 @@
 
 mod common;
 
-use common::vms::{host, plug_tap, veth_in, vm_mac};
+use common::vms::{host, move_tap, plug_tap, veth_in, vm_mac};
 use common::{ip, require_root, Lab};
 use serde_json::Value;
 use std::process::Command;
@@ -232,4 +236,66 @@ fn geneve_into_vswitchd() {
         "{}",
         d.ctl(&["dump-ports", "br0"])
     );
+}
+
+#[test]
+fn through_the_bare_forwarder() {
+    if !require_root("through_the_bare_forwarder") {
+        return;
+    }
+    for io in ["readwrite", "uring"] {
+        let mut lab = Lab::new();
+        let h = lab.quiet_netns();
+        let fwd = lab.spawn(
+            &h,
+            40,
+            &format!("{PKTGEN} bare-forward --a bfa --b bfb --io {io} --duration 10 --json"),
+        );
+        let vm1 = lab.quiet_netns();
+        let vm2 = lab.quiet_netns();
+        move_tap(&lab, &h, "bfa", &vm1, &vm_mac(1), None);
+        move_tap(&lab, &h, "bfb", &vm2, &vm_mac(2), None);
+        let r = pktgen(&[
+            "--tx",
+            "bfa",
+            "--tx-netns",
+            &vm1,
+            "--rx",
+            "bfb",
+            "--rx-netns",
+            &vm2,
+            "--src-mac",
+            &vm_mac(1),
+            "--dst-mac",
+            &vm_mac(2),
+            "--count",
+            "1000",
+            "--rate",
+            "2000",
+            "--duration",
+            "5",
+        ]);
+        assert_eq!(u(&r["sent"]["packets"]), 1000, "{io}: {r}");
+        assert_eq!(
+            u(&r["received"]["packets"]),
+            1000,
+            "{io}: every frame crosses the bare forwarder: {r}"
+        );
+        let out = lab.wait(fwd);
+        assert!(
+            out.status.success(),
+            "{io}: bare-forward: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{io}: forwarder report is JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        println!("bare-forward {io}: {rep}");
+        assert_eq!(rep["io"], io, "{rep}");
+        assert!(u(&rep["a_to_b"]) >= 1000, "{io}: {rep}");
+        assert_eq!(u(&rep["write_errors"]), 0, "{io}: {rep}");
+    }
 }

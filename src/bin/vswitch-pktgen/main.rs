@@ -15,7 +15,11 @@
 //! * [`selftest`]: the private namespace and veth pair of `--self-test`.
 //! * [`cpu`]: per-thread CPU time, so every figure says how busy the
 //!   generator itself was.
+//! * [`bare`]: `vswitch-pktgen bare-forward`, a bench helper rather than a
+//!   generator: two TAPs and nothing between them but read/write or
+//!   io_uring, the yardstick for the switch's TAP-to-TAP figure.
 
+mod bare;
 mod cpu;
 mod rx;
 mod selftest;
@@ -38,7 +42,7 @@ const MAX_DURATION_S: f64 = 3600.0;
     name = "vswitch-pktgen",
     about = "Send stamped Ethernet/IP frames into an interface and count them on another: pps, Gbit/s, loss, reordering, latency",
     after_help = "Frame sizes count the 4-byte FCS (64..1518). Runs are always bounded: --duration (default 10 s, at most 3600) and --count.\n\
-Examples:\n  vswitch-pktgen --self-test                                   # the generator's own ceiling (veth pair, private namespace)\n  vswitch-pktgen --tx vm1 --tx-netns vmA --rx vm2 --rx-netns vmB --flows 10000 --duration 5 --json"
+Examples:\n  vswitch-pktgen bare-forward --help                           # the bench helper: two TAPs, a bare read/write or io_uring forwarder\n  vswitch-pktgen --self-test                                   # the generator's own ceiling (veth pair, private namespace)\n  vswitch-pktgen --tx vm1 --tx-netns vmA --rx vm2 --rx-netns vmB --flows 10000 --duration 5 --json"
 )]
 struct Args {
     /// Interface to send into (AF_PACKET), e.g. a TAP's kernel side or a veth.
@@ -349,6 +353,16 @@ fn run(mut a: Args) -> Result<Report, Error> {
 }
 
 fn main() {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "bare-forward")
+    {
+        if let Err(e) = bare::main(std::env::args_os().skip(1)) {
+            eprintln!("vswitch-pktgen bare-forward: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let a = Args::parse();
     let json = a.json;
     match run(a) {
