@@ -100,7 +100,7 @@ mon_out=$work/monitor.txt
 OVS_RUNDIR=$work timeout $((rounds * (flood_s + 60) + 60)) \
   ovs-ofctl -O OpenFlow13 monitor "unix:$work/br0.mgmt" >"$mon_out" 2>&1 &
 mon_pid=$!
-packet_ins() { grep -c OFPT_PACKET_IN "$mon_out" || true; }
+packet_ins() { grep -c -E "OFPT_PACKET_IN|NXT_PACKET_IN2" "$mon_out" || true; }
 # Probe with single frames until the monitor's session is up (the frames
 # before it count as controller_not_connected).
 probe=020000000099020000000003
