@@ -14,67 +14,19 @@
 //! `cargo bench --bench conntrack_stalls` (release build; about a minute).
 //! `STALL_CONNS=N` changes the table size.
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vswitch::conntrack::{ChecksumPolicy, ConnTracker, CtConfig, CtParams};
-use vswitch::flow::FlowKey;
-use vswitch::packet::PacketMeta;
-use vswitch::wire::checksum;
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const SERVER: u32 = 0x0a00_0002;
 
-fn tcp_frame(
-    src: u32,
-    sport: u16,
-    dst: u32,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-) -> [u8; 60] {
-    let mut f = [0u8; 60];
-    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut f[14..34];
-    ip.copy_from_slice(&[
-        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    ip[12..16].copy_from_slice(&src.to_be_bytes());
-    ip[16..20].copy_from_slice(&dst.to_be_bytes());
-    let c = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let t = &mut f[34..54];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    let ps = checksum::pseudo_header_v4(Ipv4Addr::from(src), Ipv4Addr::from(dst), 6, 20);
-    let c = checksum::l4_checksum(ps, t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    f
-}
-
-fn key() -> FlowKey {
-    let mut k = FlowKey::default();
-    k.set_dl_type(0x0800);
-    k
-}
-
-fn meta() -> PacketMeta {
-    PacketMeta {
-        l3_ofs: 14,
-        l2_pad_len: 6,
-        ..PacketMeta::default()
-    }
-}
+#[path = "support/ct_frames.rs"]
+mod ct_frames;
+use ct_frames::{key, meta, tcp_frame};
 
 /// Client `i`'s address and port (50,000 ports per address).
 fn client(i: u32) -> (u32, u16) {
@@ -143,15 +95,15 @@ fn main() {
         let (c, sp) = client(i);
         if i < half {
             for f in [
-                tcp_frame(c, sp, SERVER, 80, 1000, 0, SYN),
-                tcp_frame(SERVER, 80, c, sp, 5000, 1001, SYN | ACK),
-                tcp_frame(c, sp, SERVER, 80, 1001, 5001, ACK),
+                tcp_frame(c, SERVER, sp, 80, 1000, 0, SYN),
+                tcp_frame(SERVER, c, 80, sp, 5000, 1001, SYN | ACK),
+                tcp_frame(c, SERVER, sp, 80, 1001, 5001, ACK),
             ] {
                 ct.process(&f, &k, &mut meta(), &est, t0);
             }
-            acks.push(tcp_frame(c, sp, SERVER, 80, 1001, 5001, ACK));
+            acks.push(tcp_frame(c, SERVER, sp, 80, 1001, 5001, ACK));
         } else {
-            let f = tcp_frame(c, sp, SERVER, 80, 1000, 0, SYN);
+            let f = tcp_frame(c, SERVER, sp, 80, 1000, 0, SYN);
             ct.process(&f, &k, &mut meta(), &opening, t0);
         }
     }
@@ -217,7 +169,7 @@ fn main() {
     // Re-open the second half in zone 7, then flush that zone.
     for i in half..n {
         let (c, sp) = client(i);
-        let f = tcp_frame(c, sp, SERVER, 80, 1000, 0, SYN);
+        let f = tcp_frame(c, SERVER, sp, 80, 1000, 0, SYN);
         ct.process(&f, &k, &mut meta(), &opening, later);
     }
     report(
