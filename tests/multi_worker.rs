@@ -49,31 +49,35 @@ fn counters_agree(lab: &Lab, d: &Daemon, vm: &str, port: &str, ours: &str, their
     );
 }
 
+/// A vswitchd with `args` in a new host namespace, and two VMs on TAP
+/// ports vm1 and vm2 with addresses `NET.1` and `NET.2` (/24). Returns the
+/// daemon, the VMs' namespaces and their addresses.
+fn two_tap_vms(lab: &mut Lab, args: &[&str], net: &str) -> (Daemon, [String; 2], [String; 2]) {
+    let host = lab.quiet_netns();
+    let d = Daemon::start_in_with(&host, None, args);
+    let ips = [format!("{net}.1"), format!("{net}.2")];
+    let vms = [1u8, 2].map(|i| {
+        let ip = &ips[usize::from(i) - 1];
+        plug_tap(
+            lab,
+            &d,
+            &format!("vm{i}"),
+            &[],
+            &vm_mac(i),
+            Some(&format!("{ip}/24")),
+        )
+    });
+    (d, vms, ips)
+}
+
 #[test]
 fn two_workers_forward_between_vms_and_sum_their_queues() {
     if !require_root("two_workers_forward_between_vms_and_sum_their_queues") {
         return;
     }
     let mut lab = Lab::new();
-    let host = lab.quiet_netns();
-    let d = Daemon::start_in_with(&host, None, &["--workers", "2"]);
-    let (ip1, ip2) = ("10.91.0.1", "10.91.0.2");
-    let vm1 = plug_tap(
-        &mut lab,
-        &d,
-        "vm1",
-        &[],
-        &vm_mac(1),
-        Some(&format!("{ip1}/24")),
-    );
-    let vm2 = plug_tap(
-        &mut lab,
-        &d,
-        "vm2",
-        &[],
-        &vm_mac(2),
-        Some(&format!("{ip2}/24")),
-    );
+    let (d, [vm1, vm2], [ip1, ip2]) = two_tap_vms(&mut lab, &["--workers", "2"], "10.91.0");
+    let (ip1, ip2) = (ip1.as_str(), ip2.as_str());
 
     const IFF_MULTI_QUEUE: u32 = 0x100;
     for (vm, dev) in [(&vm1, "vm1"), (&vm2, "vm2")] {
@@ -256,25 +260,9 @@ fn busy_polling_workers_forward() {
         return;
     }
     let mut lab = Lab::new();
-    let host = lab.quiet_netns();
-    let d = Daemon::start_in_with(&host, None, &["--workers", "2", "--busy-poll"]);
-    let (ip1, ip2) = ("10.93.0.1", "10.93.0.2");
-    let vm1 = plug_tap(
-        &mut lab,
-        &d,
-        "vm1",
-        &[],
-        &vm_mac(1),
-        Some(&format!("{ip1}/24")),
-    );
-    let vm2 = plug_tap(
-        &mut lab,
-        &d,
-        "vm2",
-        &[],
-        &vm_mac(2),
-        Some(&format!("{ip2}/24")),
-    );
+    let (d, [vm1, vm2], [ip1, ip2]) =
+        two_tap_vms(&mut lab, &["--workers", "2", "--busy-poll"], "10.93.0");
+    let (ip1, ip2) = (ip1.as_str(), ip2.as_str());
     assert!(
         lab.ping_until(&vm1, ip2, Duration::from_secs(10)),
         "vm1 reaches vm2\n{}",
@@ -300,25 +288,8 @@ fn ping_round_trip_sleeping_and_busy_polling() {
         &["--workers", "1", "--busy-poll"][..],
     ] {
         let mut lab = Lab::new();
-        let host = lab.quiet_netns();
-        let d = Daemon::start_in_with(&host, None, args);
-        let (ip1, ip2) = ("10.94.0.1", "10.94.0.2");
-        let vm1 = plug_tap(
-            &mut lab,
-            &d,
-            "vm1",
-            &[],
-            &vm_mac(1),
-            Some(&format!("{ip1}/24")),
-        );
-        let _vm2 = plug_tap(
-            &mut lab,
-            &d,
-            "vm2",
-            &[],
-            &vm_mac(2),
-            Some(&format!("{ip2}/24")),
-        );
+        let (_d, [vm1, _vm2], [_, ip2]) = two_tap_vms(&mut lab, args, "10.94.0");
+        let ip2 = ip2.as_str();
         assert!(lab.ping_until(&vm1, ip2, Duration::from_secs(10)));
         let out = lab.sh_ok(&vm1, 30, &format!("ping -q -c 200 -i 0.01 {ip2} | tail -1"));
         println!("ping through vswitchd {}: {}", args.join(" "), out.trim());
