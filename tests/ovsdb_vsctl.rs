@@ -131,6 +131,20 @@ impl Db {
 
     /// Runs ovs-vsctl, panics on failure; returns stdout without the
     /// trailing newline (and without quotes around a single string).
+    /// `add-br NAME -- set bridge NAME datapath_type=netdev`, as every
+    /// test here makes its bridge.
+    fn add_netdev_bridge(&self, name: &str) {
+        self.vsctl_ok(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+        ]);
+    }
+
     fn vsctl_ok(&self, args: &[&str]) -> String {
         let o = self.vsctl(args);
         assert!(
@@ -364,15 +378,7 @@ fn dummy_and_geneve_ports_without_root() {
     let mut db = Db::start();
     let mut v = Vswitchd::start(None, &db.remote());
     // Returns only once vswitchd acknowledged it (cur_cfg = next_cfg).
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
     db.vsctl_ok(&[
         "add-port",
         "br0",
@@ -587,15 +593,7 @@ fn two_vms_ping_through_the_database() {
     let host = lab.quiet_netns();
     let mut db = Db::start();
     let mut v = Vswitchd::start(Some(&host), &db.remote());
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
     let mut vms = Vec::new();
     for (i, ofport) in [(1u8, "11"), (2, "12")] {
         let name = format!("vm{i}");
@@ -792,15 +790,7 @@ fn tcp_session_survives_the_servers_probe() {
 /// ofports `ofports`, their kernel sides moved into two new VM namespaces
 /// (`10.SUBNET.0.1/24` and `.2`); returns the VM namespaces.
 fn two_tap_vms(lab: &mut Lab, host: &str, db: &Db, subnet: u8, ofports: [&str; 2]) -> Vec<String> {
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
     let mut vms = Vec::new();
     for (i, ofport) in (1u8..).zip(ofports) {
         let name = format!("vm{i}");
@@ -993,15 +983,7 @@ fn protocols_and_datapath_id_through_the_database() {
     }
     let db = Db::start();
     let v = Vswitchd::start(None, &db.remote());
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
 
     // The derived id, written back like ovs-vswitchd writes it.
     let mut derived = String::new();
@@ -1072,15 +1054,7 @@ fn a_barrier_waits_for_the_save() {
     }
     let db = Db::start();
     let mut v = Vswitchd::start(None, &db.remote());
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
     const N: usize = 3000;
     let file = v.dir.path().join("burst.flows");
     let text: String = (0..N)
@@ -1218,15 +1192,7 @@ fn controller_probe_backoff_and_mode_through_the_database() {
     }
     let db = Db::start();
     let v = Vswitchd::start(None, &db.remote());
-    db.vsctl_ok(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]);
+    db.add_netdev_bridge("br0");
     let ctl = FakeController::new();
     db.vsctl_ok(&[
         "set-controller",
