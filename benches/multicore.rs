@@ -46,25 +46,11 @@ fn udp(sport: u16) -> Vec<u8> {
     v
 }
 
+#[path = "support/tcp_frames.rs"]
+mod tcp_frames;
+
 fn tcp(from_a: bool, sport: u16, seq: u32, ack: u32, syn: bool) -> Vec<u8> {
-    let (sm, dm, si, di, sp, dp) = if from_a {
-        (A, B, [10, 0, 0, 1], [10, 0, 0, 2], sport, 80)
-    } else {
-        (B, A, [10, 0, 0, 2], [10, 0, 0, 1], 80, sport)
-    };
-    let mut b = PacketBuilder::ethernet2(sm, dm)
-        .ipv4(si, di, 64)
-        .tcp(sp, dp, seq, 64240);
-    if syn {
-        b = b.syn();
-    }
-    if ack != 0 {
-        b = b.ack(ack);
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, &[]).expect("frame");
-    v.resize(64, 0);
-    v
+    tcp_frames::tcp((A, B), from_a, sport, seq, ack, syn, 64)
 }
 
 /// A bridge's shared parts with `flows` installed.
