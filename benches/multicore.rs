@@ -2,8 +2,9 @@
 //! bridge run by 1 worker and by 2 workers, 64-byte frames, in one run.
 //!
 //! Each worker thread is the daemon's own loop ([`Workers`]) over in-memory
-//! generator ports: port 1 replays 16 flows forever (each worker has its
-//! own queue of it, as each has its own queue of a multi-queue TAP), the
+//! generator ports: port 1 replays 16 flows forever on each worker's own
+//! queue of it, different flows on each (as a multi-queue TAP keeps a
+//! flow on one queue: two workers never share a connection's entry), the
 //! pipeline forwards to port 2, which counts and discards. The figure is
 //! the packets the workers processed per second of wall time, read from
 //! their own counters, so the generator's cost is inside it (as a TAP's
@@ -11,7 +12,7 @@
 //!
 //! * `normal`: `actions=NORMAL` (MAC learning, flood to the other port).
 //! * `firewall`: flows/stateful-firewall.flows, 16 established TCP
-//!   connections (two table passes and conntrack per packet).
+//!   connections per worker (two table passes and conntrack per packet).
 //!
 //! Rounds alternate 1 and 2 workers so a change in the machine's load hits
 //! both; the ratio is of the medians. `cargo bench --bench multicore`;
@@ -111,7 +112,7 @@ struct Round {
 /// a datapath of the same bridge (connections to establish).
 fn round(
     flows: &str,
-    frames: &[Vec<u8>],
+    frames: &[Vec<Vec<u8>>],
     workers: usize,
     secs: f64,
     setup: &dyn Fn(&mut Datapath),
@@ -128,7 +129,7 @@ fn round(
         .map(|_| Datapath::new(of.clone(), ct.clone(), drops.clone()))
         .collect();
     let w = Workers::spawn(dps, RunMode { busy_poll: true }).expect("workers");
-    let (gen, _h) = MemPort::generator("p1", frames.to_vec());
+    let (gen, _h) = MemPort::generator_per_queue("p1", frames.to_vec());
     let (sink, _h) = MemPort::generator("p2", Vec::new());
     w.add_port(2, Box::new(sink));
     w.add_port(1, Box::new(gen));
@@ -166,7 +167,7 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
 }
 
-fn scenario(name: &str, flows: &str, frames: &[Vec<u8>], setup: &dyn Fn(&mut Datapath)) {
+fn scenario(name: &str, flows: &str, frames: &[Vec<Vec<u8>>], setup: &dyn Fn(&mut Datapath)) {
     let secs: f64 = std::env::var("MC_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -217,7 +218,12 @@ fn main() {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("cpus: {cpus}; load average before: {}", loadavg().trim());
-    let frames: Vec<Vec<u8>> = (0..16).map(|i| udp(1000 + i)).collect();
+    // 32 flows, 16 per queue: each worker its own (one worker plays the
+    // first 16).
+    let halves = |f: &dyn Fn(u16) -> Vec<u8>| -> Vec<Vec<Vec<u8>>> {
+        vec![(0..16).map(f).collect(), (16..32).map(f).collect()]
+    };
+    let frames = halves(&|i| udp(1000 + i));
     scenario("normal", "priority=0,actions=NORMAL\n", &frames, &|_| {});
 
     let fw = std::fs::read_to_string(concat!(
@@ -225,9 +231,7 @@ fn main() {
         "/flows/stateful-firewall.flows"
     ))
     .expect("flows/stateful-firewall.flows");
-    let acks: Vec<Vec<u8>> = (0..16u16)
-        .map(|i| tcp(true, 40000 + i, 1001, 5001, false))
-        .collect();
+    let acks = halves(&|i| tcp(true, 40000 + i, 1001, 5001, false));
     let handshakes = |dp: &mut Datapath| {
         let now = Instant::now();
         let mut once = |f: Vec<u8>, in_port: u32| {
@@ -238,7 +242,7 @@ fn main() {
             dp.process_batch(&mut b, now);
             dp.flush_tx();
         };
-        for i in 0..16u16 {
+        for i in 0..32u16 {
             let sport = 40000 + i;
             once(tcp(true, sport, 1000, 0, true), 1);
             once(tcp(false, sport, 5000, 1001, true), 2);

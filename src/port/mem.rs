@@ -57,10 +57,20 @@ enum Mode {
     Generator { frames: Vec<Vec<u8>>, next: usize },
 }
 
+/// A generator's frames per queue (see [`MemPort::generator_per_queue`]):
+/// the next queue opened takes the next list.
+#[derive(Debug)]
+struct QueueLists {
+    lists: Vec<Vec<Vec<u8>>>,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
 /// An in-memory port.
 pub struct MemPort {
     name: String,
     mode: Mode,
+    // For a generator made per queue: the lists its other queues take.
+    per_queue: Option<Arc<QueueLists>>,
     shared: Arc<Shared>,
     // Local counters, published to `shared` once per batch so the hot path
     // takes no lock per packet.
@@ -78,6 +88,7 @@ impl MemPort {
             MemPort {
                 name: name.to_string(),
                 mode: Mode::Queue(rx),
+                per_queue: None,
                 shared: shared.clone(),
                 stats: PortStats::default(),
                 mtu: 1500,
@@ -93,6 +104,20 @@ impl MemPort {
         let (mut p, h) = MemPort::new(name);
         p.mode = Mode::Generator { frames, next: 0 };
         p.keep_sent = false;
+        (p, h)
+    }
+
+    /// A generator whose queues replay different frames: this port (the
+    /// first queue) `lists[0]`, the next queue opened `lists[1]`, and so
+    /// on (round-robin past the end). As a multi-queue device keeps each
+    /// flow on one queue, a bench of several workers gives each its own
+    /// flows this way.
+    pub fn generator_per_queue(name: &str, lists: Vec<Vec<Vec<u8>>>) -> (MemPort, MemHandle) {
+        let (mut p, h) = MemPort::generator(name, lists.first().cloned().unwrap_or_default());
+        p.per_queue = Some(Arc::new(QueueLists {
+            lists,
+            opened: std::sync::atomic::AtomicUsize::new(0),
+        }));
         (p, h)
     }
 
@@ -192,6 +217,16 @@ impl Port for MemPort {
     /// one queue, so what is injected leaves in the order it went in.
     fn open_queue(&self) -> Result<Option<Box<dyn Port>>, Error> {
         match &self.mode {
+            Mode::Generator { .. } if self.per_queue.is_some() => {
+                let Some(pq) = &self.per_queue else {
+                    return Ok(None);
+                };
+                let k = pq.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let list = pq.lists.get(k % pq.lists.len().max(1)).cloned();
+                let (mut q, _h) = MemPort::generator(&self.name, list.unwrap_or_default());
+                q.mtu = self.mtu;
+                Ok(Some(Box::new(q)))
+            }
             Mode::Generator { frames, next } => {
                 let (mut q, _h) = MemPort::generator(&self.name, frames.clone());
                 // Another phase of the same list: workers do not replay in
@@ -254,5 +289,24 @@ mod tests {
             crate::packet::MAX_BURST
         );
         assert_eq!(b.as_slice()[1].data()[0], 1);
+    }
+
+    #[test]
+    fn a_generator_per_queue_gives_each_queue_its_own_frames() {
+        let lists = vec![vec![vec![0; 64]], vec![vec![1; 64]], vec![vec![2; 64]]];
+        let (mut p, _h) = MemPort::generator_per_queue("g", lists);
+        let mut pool = PacketPool::new(2048);
+        let mut first = |port: &mut dyn Port| {
+            let mut b = Batch::new();
+            port.recv_batch(&mut pool, &mut b).unwrap();
+            let all: Vec<u8> = b.iter().map(|f| f.data()[0]).collect();
+            b.recycle(&mut pool);
+            all
+        };
+        assert!(first(&mut p).iter().all(|&v| v == 0));
+        for want in [1u8, 2, 0] {
+            let mut q = p.open_queue().unwrap().expect("a generator splits");
+            assert!(first(q.as_mut()).iter().all(|&v| v == want), "{want}");
+        }
     }
 }
