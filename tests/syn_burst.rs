@@ -16,23 +16,9 @@
 
 mod common;
 
-use common::vms::{move_tap, vm_mac};
+use common::vms::{firewall_two_taps_config, move_tap, vm_mac};
 use common::{require_root, require_tools, wait_until, Daemon, Lab};
 use std::time::Duration;
-
-const CONFIG: &str = r#"
-[[bridge]]
-name = "br0"
-flow_files = ["FLOWS"]
-
-[[bridge.port]]
-name = "vm1"
-type = "tap"
-
-[[bridge.port]]
-name = "vm2"
-type = "tap"
-"#;
 
 /// Accepts and keeps every connection on 10.94.0.2:7000 until killed.
 const SERVER: &str = r#"
@@ -101,11 +87,7 @@ fn a_burst_of_2000_connections_loses_no_syn_unexplained() {
     const N: u32 = 2000;
     let mut lab = Lab::new();
     let host = lab.quiet_netns();
-    let flows = format!(
-        "{}/flows/stateful-firewall.flows",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let d = Daemon::start_in(&host, Some(&CONFIG.replace("FLOWS", &flows)));
+    let d = Daemon::start_in(&host, Some(&firewall_two_taps_config()));
     let vm1 = lab.quiet_netns();
     let vm2 = lab.quiet_netns();
     move_tap(&lab, &host, "vm1", &vm1, &vm_mac(1), Some("10.94.0.1/24"));

@@ -14,24 +14,10 @@
 
 mod common;
 
-use common::vms::{move_tap, vm_mac};
+use common::vms::{firewall_two_taps_config, move_tap, vm_mac};
 use common::{require_root, require_tools, wait_until, Daemon, Lab};
 use serde_json::Value;
 use std::time::Duration;
-
-const CONFIG: &str = r#"
-[[bridge]]
-name = "br0"
-flow_files = ["FLOWS"]
-
-[[bridge.port]]
-name = "vm1"
-type = "tap"
-
-[[bridge.port]]
-name = "vm2"
-type = "tap"
-"#;
 
 fn ifindex(lab: &Lab, ns: &str, dev: &str) -> String {
     lab.sh_ok(ns, 5, &format!("cat /sys/class/net/{dev}/ifindex"))
@@ -68,11 +54,7 @@ fn tcp_stream_survives_takeover() {
     }
     let mut lab = Lab::new();
     let host = lab.quiet_netns();
-    let flows = format!(
-        "{}/flows/stateful-firewall.flows",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut d = Daemon::start_in(&host, Some(&CONFIG.replace("FLOWS", &flows)));
+    let mut d = Daemon::start_in(&host, Some(&firewall_two_taps_config()));
     let vm1 = lab.quiet_netns();
     let vm2 = lab.quiet_netns();
     move_tap(&lab, &host, "vm1", &vm1, &vm_mac(1), Some("10.91.0.1/24"));
@@ -180,11 +162,7 @@ fn failed_takeover_leaves_the_running_daemon_forwarding() {
     }
     let mut lab = Lab::new();
     let host = lab.quiet_netns();
-    let flows = format!(
-        "{}/flows/stateful-firewall.flows",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut d = Daemon::start_in(&host, Some(&CONFIG.replace("FLOWS", &flows)));
+    let mut d = Daemon::start_in(&host, Some(&firewall_two_taps_config()));
     let vm1 = lab.quiet_netns();
     let vm2 = lab.quiet_netns();
     move_tap(&lab, &host, "vm1", &vm1, &vm_mac(1), Some("10.92.0.1/24"));

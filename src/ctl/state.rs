@@ -1279,24 +1279,8 @@ mod tests {
         let v2 = value.clone();
         let snap: Snapshot = Box::new(move || {
             let mut s = empty();
-            s.bridges.push(BridgeState {
-                name: v2.load(Ordering::SeqCst).to_string(),
-                config: BridgeConfig::default(),
-                ct: crate::conntrack::ConnTracker::default().policy(),
-                ipf: IpfState {
-                    enabled_v4: true,
-                    enabled_v6: true,
-                    min_frag_size_v4: 0,
-                    min_frag_size_v6: 0,
-                    max_frags: 0,
-                },
-                tlv: Vec::new(),
-                fail_mode: "standalone".into(),
-                controllers: Vec::new(),
-                ports: Vec::new(),
-                flows: Vec::new(),
-                flows_file: None,
-            });
+            s.bridges
+                .push(bridge(&v2.load(Ordering::SeqCst).to_string(), &[]));
             s
         });
         let saver = Arc::new(Saver::start(d, snap, Box::new(|| 0)).unwrap());

@@ -15,6 +15,27 @@ pub fn host(lab: &mut Lab) -> Daemon {
     Daemon::start_in(&h, None)
 }
 
+/// A configuration file: bridge br0 with `flows/stateful-firewall.flows`
+/// and two `type=tap` ports, vm1 and vm2.
+pub fn firewall_two_taps_config() -> String {
+    format!(
+        r#"
+[[bridge]]
+name = "br0"
+flow_files = ["{}/flows/stateful-firewall.flows"]
+
+[[bridge.port]]
+name = "vm1"
+type = "tap"
+
+[[bridge.port]]
+name = "vm2"
+type = "tap"
+"#,
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 /// `link` in `ns` up, with address `cidr` when given.
 fn link_up(lab: &Lab, ns: &str, link: &str, cidr: Option<&str>) {
     match cidr {
