@@ -170,7 +170,13 @@ fn tap_deleted_is_recreated_by_vswitchd_and_traffic_resumes() {
         d.log()
     );
     assert!(d.alive());
-    assert_eq!(d.show_link("vm2"), "up");
+    // `show` reads the link state the datapath publishes with its upkeep
+    // (every half second), not the port itself.
+    assert!(
+        wait_until(Duration::from_secs(2), || d.show_link("vm2") == "up"),
+        "show: {}",
+        d.ctl(&["show", "br0"])
+    );
     // A new VM (namespace) takes the TAP over.
     let vm2 = lab.quiet_netns();
     move_tap(

@@ -40,7 +40,7 @@ use crate::flow::{Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
-use crate::port::{Port, PortStats};
+use crate::port::{LinkState, Port, PortStats};
 pub use egress::Egress;
 use emc::Emc;
 use megaflow::{Megaflow, MegaflowCache, Plan};
@@ -213,6 +213,8 @@ pub struct Datapath {
     rx: Option<Batch>,
     // Where `controller` actions send packets (none: counted as dropped).
     packet_in: Option<packet_in::Sink>,
+    // See `set_reports_links`.
+    reports_links: bool,
 }
 
 /// OpenFlow port number -> index in the datapath's port vector, as a
@@ -296,7 +298,16 @@ impl Datapath {
             port_index: PortIndex::default(),
             rx: Some(Batch::new()),
             packet_in: None,
+            reports_links: true,
         }
+    }
+
+    /// Whether this datapath tells the tables its ports' link states (on
+    /// by default). Of a bridge's workers only the first does: it holds
+    /// each port's primary queue, the one that asks the device, while
+    /// another worker's queue of the same TAP cannot tell.
+    pub fn set_reports_links(&mut self, on: bool) {
+        self.reports_links = on;
     }
 
     /// Sends the packets of `controller` actions to `sink` (the control
@@ -346,6 +357,7 @@ impl Datapath {
         });
         self.port_index.set(no, self.ports.len() - 1);
         self.publish_egress(no, &egress);
+        self.publish_link(no);
         old
     }
 
@@ -405,6 +417,15 @@ impl Datapath {
     fn publish_egress(&self, no: u32, e: &Egress) {
         self.of
             .set_port_egress(no, e.mtu, e.tunnel_overhead, e.pads_short_frames);
+    }
+
+    // ... and `show` reads the link state there instead of asking this
+    // thread, which under load answers only between batches.
+    fn publish_link(&self, no: u32) {
+        if let (true, Some(p)) = (self.reports_links, self.port(no)) {
+            self.of
+                .set_port_link(no, p.port.link_state() == LinkState::Up);
+        }
     }
 
     /// Frames dropped at port `no`'s egress because they exceeded its MTU.
@@ -838,6 +859,10 @@ impl Datapath {
                 p.egress.tunnel_overhead,
                 p.egress.pads_short_frames,
             );
+        }
+        for i in 0..self.ports.len() {
+            let no = self.ports[i].no;
+            self.publish_link(no);
         }
         let gen = self.of.generation();
         for slot in self.mf.slots() {

@@ -765,3 +765,77 @@ fn recirculated_keys_follow_the_connection_state() {
         "nothing fell through to port 3"
     );
 }
+
+/// A mem port whose link state the test sets.
+struct Cable(MemPort, Arc<std::sync::atomic::AtomicBool>);
+
+impl Port for Cable {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn kind(&self) -> &'static str {
+        "dummy"
+    }
+    fn link_state(&self) -> crate::port::LinkState {
+        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::port::LinkState::Up
+        } else {
+            crate::port::LinkState::Down
+        }
+    }
+    fn recv_batch(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.recv_batch(pool, batch)
+    }
+    fn send_batch(
+        &mut self,
+        batch: &mut Batch,
+        pool: &mut PacketPool,
+    ) -> Result<usize, crate::port::Error> {
+        self.0.send_batch(batch, pool)
+    }
+    fn stats(&self) -> PortStats {
+        self.0.stats()
+    }
+}
+
+#[test]
+fn the_tables_hear_a_ports_link_state_from_the_reporting_datapath_only() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let now = Instant::now();
+    let of = Arc::new(Ofproto::new("br0", now));
+    let mk = || {
+        Datapath::new(
+            of.clone(),
+            Arc::new(ConnTracker::default()),
+            Arc::new(DropCounters::default()),
+        )
+    };
+    let link = |no| of.with_ports(|p| p.get(no).and_then(|p| p.link_up));
+    let up = Arc::new(AtomicBool::new(false));
+    of.add_port(PortInfo::new(1, "c1", crate::ofproto::PortKind::Dummy));
+    assert_eq!(link(1), None, "unknown before a datapath has the port");
+
+    // Another worker's queue of the port says nothing, whatever it sees.
+    let mut other = mk();
+    other.set_reports_links(false);
+    let (q, _h) = MemPort::new("c1");
+    other.add_port(1, Box::new(Cable(q, Arc::new(AtomicBool::new(true)))));
+    other.housekeeping(now);
+    assert_eq!(link(1), None);
+
+    // The reporting one: at attach, then at each upkeep.
+    let mut dp = mk();
+    let (p, _h) = MemPort::new("c1");
+    dp.add_port(1, Box::new(Cable(p, up.clone())));
+    assert_eq!(link(1), Some(false), "published when attached");
+    up.store(true, Ordering::Relaxed);
+    dp.housekeeping(now);
+    assert_eq!(link(1), Some(true));
+    up.store(false, Ordering::Relaxed);
+    dp.housekeeping(now + SWEEP_INTERVAL);
+    assert_eq!(link(1), Some(false));
+}

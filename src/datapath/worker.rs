@@ -264,9 +264,16 @@ pub fn spawn_worker(
         0 => format!("dp-{}", dp.ofproto().name()),
         n => format!("dp-{}-{n}", dp.ofproto().name()),
     };
-    let join = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(&mut dp, &mut poller, rx, mode))?;
+    let join = std::thread::Builder::new().name(name).spawn(move || {
+        // A worker moves packets with the kernel's default slice: the
+        // short one the daemon's control threads ask for (and that a
+        // thread spawned by them inherits) is for threads that mostly
+        // wait (see `port::sys::sched`).
+        if let Err(e) = crate::port::sys::sched::set_slice(None) {
+            tracing::debug!(error = %e, "worker: default time slice not restored");
+        }
+        run(&mut dp, &mut poller, rx, mode)
+    })?;
     Ok(WorkerHandle {
         tx,
         waker,

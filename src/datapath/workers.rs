@@ -582,7 +582,8 @@ impl Workers {
             ));
         }
         let mut handles = Vec::with_capacity(dps.len());
-        for (i, dp) in dps.into_iter().enumerate() {
+        for (i, mut dp) in dps.into_iter().enumerate() {
+            dp.set_reports_links(i == 0);
             handles.push(worker::spawn_worker(dp, i, mode)?);
         }
         let workers: Arc<[WorkerSender]> = handles.iter().map(|h| h.sender()).collect();

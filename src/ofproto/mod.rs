@@ -502,6 +502,24 @@ impl Ofproto {
         true
     }
 
+    /// Records whether port `no`'s link is up (the datapath, on change
+    /// only: an unchanged state costs a read lock). False when there is no
+    /// such port.
+    pub fn set_port_link(&self, no: u32, up: bool) -> bool {
+        match self.ports.read().by_no.get(&no) {
+            None => return false,
+            Some(p) if p.link_up == Some(up) => return true,
+            Some(_) => {}
+        }
+        match self.ports.write().by_no.get_mut(&no) {
+            Some(p) => {
+                p.link_up = Some(up);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records how port `no`'s egress sizes frames, as the datapath found
     /// it on the port: the MTU it enforces, the tunnel overhead (configured
     /// options included) and whether short frames are padded. Translation

@@ -141,6 +141,12 @@ pub struct PortInfo {
     /// wire; set from the port by the datapath).
     #[serde(default)]
     pub pads_short_frames: bool,
+    /// Whether the port's link is up, as the datapath last saw it (kept in
+    /// step by its upkeep, so `show` answers without asking a busy
+    /// worker); `None` until a datapath attached the port. Not saved: the
+    /// device says.
+    #[serde(skip)]
+    pub link_up: Option<bool>,
 }
 
 impl PortInfo {
@@ -160,6 +166,7 @@ impl PortInfo {
             mtu: 1500,
             tunnel_overhead: None,
             pads_short_frames: false,
+            link_up: None,
         }
     }
 

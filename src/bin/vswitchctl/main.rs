@@ -468,6 +468,10 @@ fn parse_zone(s: &str) -> Result<u16, String> {
 }
 
 fn main() -> ExitCode {
+    // A request is a few wakeups of a process that then waits: with a
+    // short time slice each comes promptly on a host whose switch keeps
+    // the cores busy (see `port::sys::sched`). Best effort.
+    let _ = vswitch::port::sys::sched::set_slice(Some(std::time::Duration::from_micros(100)));
     let args = Args::parse();
     let path = args
         .ctl

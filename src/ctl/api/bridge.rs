@@ -249,22 +249,27 @@ impl Api {
             if only.is_some_and(|o| o != name) {
                 continue;
             }
-            let status = b.port_status();
+            // From the tables' view, which the datapath keeps in step: no
+            // question to a worker, which under load answers only between
+            // batches.
             let mut ports: Vec<PortShow> = b
                 .ports
                 .iter()
                 .map(|(pname, e)| {
-                    let st = status.iter().find(|s| s.no == e.no);
+                    let policy = b.of.with_ports(|p| p.get(e.no).cloned());
+                    let link = match policy.as_ref().and_then(|p| p.link_up) {
+                        Some(true) => "up",
+                        Some(false) => "down",
+                        None => "unknown",
+                    };
                     PortShow {
                         port: pname.clone(),
                         ofport: e.no,
                         kind: e.kind,
-                        link: st.map_or("unknown".to_string(), |s| {
-                            format!("{:?}", s.link).to_lowercase()
-                        }),
-                        mtu: st.map_or(0, |s| s.mtu),
+                        link: link.to_string(),
+                        mtu: policy.as_ref().map_or(0, |p| p.mtu),
                         options: e.type_options.iter().cloned().collect(),
-                        policy: b.of.with_ports(|p| p.get(e.no).cloned()),
+                        policy,
                     }
                 })
                 .collect();

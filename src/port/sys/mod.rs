@@ -24,6 +24,8 @@
 //!   the error queue).
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
 //! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
+//! * [`sched`]: the calling thread's scheduler time slice, short for the
+//!   control plane so it answers promptly while workers keep cores busy.
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
@@ -38,6 +40,7 @@ pub mod netdev;
 pub mod netns;
 pub mod packet;
 pub mod rtnl;
+pub mod sched;
 pub mod scm;
 pub mod tun;
 pub mod udp;
