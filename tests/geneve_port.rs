@@ -274,11 +274,9 @@ fn unreachable_peer_is_counted_and_not_fatal() {
     assert!(a.stats().tx_errors >= 1);
 }
 
-#[test]
-fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
-    let (mut a, mut b, _) = pair();
-    let mut pool = PacketPool::new(2048);
-    // A 3000-byte TCP payload as one super-packet, MSS 1000: three segments.
+/// A 3000-byte TCP super-packet (MSS 1000, checksum partial, as a vnet_hdr
+/// TAP hands it over), with header offsets set.
+fn tcp_super_packet() -> PacketBuf {
     let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut v = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -295,8 +293,81 @@ fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
     };
     sp.meta.l3_ofs = 14;
     sp.meta.l4_ofs = 34;
-    // A UDP frame whose checksum field holds only the pseudo-header sum
-    // (CHECKSUM_PARTIAL, as a vnet_hdr TAP hands it over).
+    sp
+}
+
+/// The TCP segments in `frames` (super-frames cut by the software
+/// segmenter): sequence numbers and payload bytes, every TCP checksum
+/// checked by etherparse.
+fn tcp_segments(frames: &[PacketBuf], pool: &mut PacketPool) -> (Vec<u32>, usize) {
+    let mut seqs = Vec::new();
+    let mut bytes = 0;
+    for f in frames {
+        let mut segs = Batch::new();
+        if f.meta.gso == Gso::None {
+            segs.push(f.clone()).unwrap();
+        } else {
+            vswitch::packet::gso::segment(f, pool, &mut segs).unwrap();
+        }
+        for p in segs.iter() {
+            let s = SlicedPacket::from_ethernet(p.data()).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
+                panic!("not IPv4")
+            };
+            let Some(TransportSlice::Tcp(t)) = &s.transport else {
+                continue;
+            };
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                .unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum of a segment (etherparse)");
+            assert!(t.payload().len() <= 1000);
+            seqs.push(t.sequence_number());
+            bytes += t.payload().len();
+        }
+    }
+    seqs.sort();
+    (seqs, bytes)
+}
+
+#[test]
+fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
+    let (mut a, mut b, port) = pair();
+    let mut pool = PacketPool::new(2048);
+    // On the wire (a plain socket in b's place): one Geneve datagram per
+    // segment, each a whole frame with a valid TCP checksum, although the
+    // port sent them with one UDP GSO sendmsg.
+    let sink = UdpSocket::bind((lo(3), port)).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // (bound on 127.0.0.4: a holds 127.0.0.1 and this port's number)
+    let mut to_sink = GenevePort::open(
+        cfg("s", "127.0.0.4", Remote::Ip(lo(3)), Key::Vni(5000), port),
+        new_tlv_map(),
+    )
+    .unwrap();
+    let mut out = Batch::new();
+    out.push(tcp_super_packet()).unwrap();
+    to_sink.send_batch(&mut out, &mut pool).unwrap();
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..3 {
+        let (n, _) = sink.recv_from(&mut buf).expect("a datagram per segment");
+        assert_eq!(
+            &buf[..8],
+            &[0, 0, 0x65, 0x58, 0, 0x13, 0x88, 0],
+            "Geneve, VNI 5000"
+        );
+        wire.push(PacketBuf::from_slice(&buf[8..n]));
+    }
+    assert_eq!(
+        tcp_segments(&wire, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
+    assert_eq!(to_sink.stats().tx_packets, 3, "datagrams counted");
+
+    // Port to port: the segments become one super-frame again at the
+    // receiving port, and a partial UDP checksum is completed on the way.
     let mut u = udp_frame(&mut pool, 9, b"partial checksum!");
     let want_udp = u.data()[40..42].to_vec();
     let pseudo = vswitch::wire::checksum::pseudo_header_v4(
@@ -312,43 +383,38 @@ fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
         csum_offset: 6,
     };
     let mut out = Batch::new();
-    out.push(sp).unwrap();
+    out.push(tcp_super_packet()).unwrap();
     out.push(u).unwrap();
     a.send_batch(&mut out, &mut pool).unwrap();
-    let got = recv_n(&mut b, &mut pool, 4);
+    let got = recv_n(&mut b, &mut pool, 2);
     assert_eq!(
         got.len(),
-        4,
-        "3 segments + 1 datagram; drops {:?}",
-        a.drops()
+        2,
+        "one super-frame + 1 datagram; drops {:?} / {:?}",
+        a.drops(),
+        b.drops()
     );
-    let mut seqs = Vec::new();
-    let mut bytes = 0;
-    for p in &got {
-        let s = SlicedPacket::from_ethernet(p.data()).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
-            panic!("not IPv4")
-        };
-        match &s.transport {
-            Some(TransportSlice::Tcp(t)) => {
-                let want = t
-                    .to_header()
-                    .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
-                    .unwrap();
-                assert_eq!(t.checksum(), want, "TCP checksum of a segment (etherparse)");
-                assert!(t.payload().len() <= 1000);
-                seqs.push(t.sequence_number());
-                bytes += t.payload().len();
-            }
-            Some(TransportSlice::Udp(_)) => {
-                assert_eq!(&p.data()[40..42], &want_udp[..], "UDP checksum completed");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    seqs.sort();
-    assert_eq!(seqs, vec![1_000_000, 1_001_000, 1_002_000]);
-    assert_eq!(bytes, 3000);
+    assert_eq!(b.stats().rx_packets, 4, "every datagram counted");
+    let tcp = &got[0];
+    assert_eq!(tcp.meta.gso, Gso::TcpV4 { size: 1000 });
+    assert_eq!(
+        tcp.meta.csum,
+        CsumStatus::Partial {
+            csum_start: 34,
+            csum_offset: 16
+        },
+        "the receiving TAP gets NEEDS_CSUM: its kernel trusts the sum"
+    );
+    assert_eq!(tcp.len(), 14 + 20 + 20 + 3000);
+    assert_eq!(
+        tcp_segments(&got, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
+    assert_eq!(
+        &got[1].data()[40..42],
+        &want_udp[..],
+        "UDP checksum completed"
+    );
 }
 
 #[test]

@@ -64,13 +64,15 @@
 //! this port can build), so a frame that passes the check always fits.
 //!
 //! The code is split by concern: [`tlv`] (the TLV map), [`config`] (port
-//! options), [`codec`] (decap/encap on bytes), [`hash`] (the source-port
+//! options), [`codec`] (decap/encap on bytes), [`coalesce`] (decapsulated
+//! TCP segments of one flow made one super-frame again for the VM's TAP), [`hash`] (the source-port
 //! entropy), [`route`] (underlay MTU from the routing table) and [`vport`]
 //! (sockets and the [`Port`](crate::port::Port) implementation).
 //!
 //! IPv4 underlay only (`tun_src` / `tun_dst` are IPv4 in the flow key).
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
+pub mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod hash;
