@@ -521,6 +521,41 @@ mod tests {
     }
 
     #[test]
+    fn gso_send_arrives_as_equal_datagrams_and_needs_the_checksum() {
+        let mut a = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let to = sink.local_addr().unwrap();
+        let buf: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            a.send_gso(&buf, 1000, to),
+            GsoSend::Sent {
+                datagrams: 3,
+                bytes: 2500
+            }
+        );
+        let mut got = Vec::new();
+        let mut b = [0u8; 4096];
+        for _ in 0..3 {
+            let n = sink.recv(&mut b).expect("a datagram per segment");
+            got.extend_from_slice(&b[..n]);
+            assert!(n == 1000 || (n == 500 && got.len() == 2500), "{n}");
+        }
+        assert_eq!(got, buf, "cut in order, nothing lost");
+        // A socket sending without the UDP checksum cannot send UDP GSO:
+        // the caller falls back to one datagram per segment.
+        let mut nocheck = Socket::bind_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Options {
+                no_check: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(nocheck.send_gso(&buf, 1000, to), GsoSend::Unsupported);
+    }
+
+    #[test]
     fn unreachable_peer_is_counted_not_fatal() {
         let mut a = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let closed = Socket::bind("127.0.0.1:0".parse().unwrap())

@@ -16,7 +16,9 @@
 //! without one is dropped as `tunnel_no_destination`). TSO super-packets and
 //! partial checksums from vnet_hdr TAPs are segmented / completed first
 //! ([`crate::packet::gso`]): the inner frame leaves through a path without
-//! offloads. The outer UDP source port carries entropy (RFC 8926 §3.3): a
+//! offloads. A super-packet's encapsulated segments leave with one sendmsg
+//! as UDP GSO (see [`vport`]): the UDP stack is paid once per super-packet,
+//! not once per segment. The outer UDP source port carries entropy (RFC 8926 §3.3): a
 //! hash of the inner flow picks one of [`TX_SOCKETS`] send sockets, each
 //! bound to its own port in 49152..=65535, so one inner flow always uses one
 //! source port and different flows spread over ECMP paths. The outer UDP
@@ -27,7 +29,10 @@
 //!
 //! **Decap** (`recv_batch`, [`decap`]): recvmmsg into pool
 //! buffers (the UDP payload lands at the headroom mark, so decap is a
-//! `pull_front`), then validation; every bad datagram is a counted drop with
+//! `pull_front`), then validation, then consecutive TCP segments of one
+//! flow are made one super-frame again ([`coalesce`]), so the receiving
+//! VM's TAP takes one write and its kernel one trip through TCP for what
+//! the sending VM handed over as one; every bad datagram is a counted drop with
 //! its [`PortDrop`](crate::port::PortDrop) reason: shorter than the fixed header or options past
 //! the datagram (`geneve_truncated`), version not 0 (`geneve_bad_version`),
 //! an option running past the options block or a mapped option with
