@@ -334,6 +334,11 @@ fn tcp_segments(frames: &[PacketBuf], pool: &mut PacketPool) -> (Vec<u32>, usize
 #[test]
 fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
     let (mut a, mut b, port) = pair();
+    assert_eq!(
+        a.gso_lanes(),
+        a.src_ports().len(),
+        "every lane sends UDP GSO"
+    );
     let mut pool = PacketPool::new(2048);
     // On the wire (a plain socket in b's place): one Geneve datagram per
     // segment, each a whole frame with a valid TCP checksum, although the
@@ -477,4 +482,45 @@ fn second_port_on_the_same_address_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("already in use"), "{e}");
+}
+
+#[test]
+fn a_port_taken_over_from_handed_over_sockets_still_carries_super_frames() {
+    let (a, mut b, port) = pair();
+    let fds: Vec<std::os::fd::OwnedFd> = a
+        .handover_fds()
+        .into_iter()
+        .map(|fd| fd.try_clone_to_owned().unwrap())
+        .collect();
+    assert_eq!(
+        fds.len(),
+        1 + a.src_ports().len(),
+        "the receive socket, then the lanes"
+    );
+    let map = tlv("{class=0xffff,type=0,len=4}->tun_metadata0");
+    let mut a2 = GenevePort::adopt(
+        cfg("a", "127.0.0.1", Remote::Ip(lo(2)), Key::Vni(5000), port),
+        map,
+        fds,
+    )
+    .unwrap();
+    assert_eq!(a2.src_ports(), a.src_ports(), "the same outer source ports");
+    assert_eq!(
+        a2.gso_lanes(),
+        a2.src_ports().len(),
+        "every lane sends UDP GSO (companions bound next to the handed-over lanes)"
+    );
+    // The old process goes away; the new one sends.
+    drop(a);
+    let mut pool = PacketPool::new(2048);
+    let mut out = Batch::new();
+    out.push(tcp_super_packet()).unwrap();
+    a2.send_batch(&mut out, &mut pool).unwrap();
+    let got = recv_n(&mut b, &mut pool, 1);
+    assert_eq!(got.len(), 1, "drops {:?} / {:?}", a2.drops(), b.drops());
+    assert_eq!(got[0].meta.gso, Gso::TcpV4 { size: 1000 });
+    assert_eq!(
+        tcp_segments(&got, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
 }

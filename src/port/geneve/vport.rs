@@ -312,7 +312,8 @@ impl GenevePort {
         };
         tracing::info!(
             port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
-            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), mtu, "geneve port open"
+            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), gso_lanes = port.gso_lanes(),
+            mtu, "geneve port open"
         );
         port
     }
@@ -329,6 +330,15 @@ impl GenevePort {
             .iter()
             .map(|l| l.sock.local_addr().port())
             .collect()
+    }
+
+    /// How many lanes send super-frames as UDP GSO (the others send one
+    /// datagram per segment: see the module docs).
+    pub fn gso_lanes(&self) -> usize {
+        self.lanes
+            .iter()
+            .filter(|l| !matches!(l.gso, GsoVia::Off))
+            .count()
     }
 
     /// Bytes the outer headers add to an inner frame: Ethernet 14 + IPv4
