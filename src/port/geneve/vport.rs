@@ -135,10 +135,10 @@ fn tx_options(cfg: &GeneveConfig) -> (UdpOptions, Option<UdpOptions>) {
         tos: Some(cfg.tos),
         no_check: !cfg.csum,
         // Lets the companion share the source port.
-        reuseport: !cfg.csum,
+        reuseport: cfg.gso && !cfg.csum,
         ..UdpOptions::default()
     };
-    let companion = (!cfg.csum).then_some(UdpOptions {
+    let companion = (cfg.gso && !cfg.csum).then_some(UdpOptions {
         no_check: false,
         // Sends only: the ICMP errors about what it sent are read from its
         // error queue like the lane's.
@@ -150,7 +150,10 @@ fn tx_options(cfg: &GeneveConfig) -> (UdpOptions, Option<UdpOptions>) {
 
 /// The UDP GSO path of a lane bound to `addr`: its own socket, or a
 /// companion bound next to it, or none when that bind fails.
-fn gso_via(name: &str, addr: SocketAddr, companion: Option<UdpOptions>) -> GsoVia {
+fn gso_via(name: &str, addr: SocketAddr, gso: bool, companion: Option<UdpOptions>) -> GsoVia {
+    if !gso {
+        return GsoVia::Off;
+    }
     let Some(opts) = companion else {
         return GsoVia::Lane;
     };
@@ -228,7 +231,7 @@ impl GenevePort {
                 Error::io("bind geneve socket", name, e)
             }
         })?;
-        let lanes = bind_lanes(name, local_ip, tx_options(&cfg))?;
+        let lanes = bind_lanes(name, local_ip, cfg.gso, tx_options(&cfg))?;
         let mut port = GenevePort::assemble(cfg, tlv, rx, lanes);
         bound.push(port.local_addr());
         port.registered = Some(port.local_addr());
@@ -268,7 +271,7 @@ impl GenevePort {
         let lanes = socks
             .map(|s| {
                 s.map(|sock| {
-                    let gso = gso_via(&name, sock.local_addr(), companion);
+                    let gso = gso_via(&name, sock.local_addr(), cfg.gso, companion);
                     TxLane::new(sock, gso)
                 })
             })
@@ -585,6 +588,7 @@ impl GenevePort {
 fn bind_lanes(
     name: &str,
     local: Ipv4Addr,
+    gso: bool,
     (opts, companion): (UdpOptions, Option<UdpOptions>),
 ) -> Result<Vec<TxLane>, Error> {
     let span = u32::from(SRC_PORT_MAX - SRC_PORT_MIN) + 1;
@@ -597,7 +601,7 @@ fn bind_lanes(
         cursor = cursor.wrapping_add(1);
         match Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, port)), opts) {
             Ok(sock) => {
-                let gso = gso_via(name, sock.local_addr(), companion);
+                let gso = gso_via(name, sock.local_addr(), gso, companion);
                 lanes.push(TxLane::new(sock, gso));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
@@ -607,7 +611,7 @@ fn bind_lanes(
     if lanes.is_empty() {
         let sock = Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, 0)), opts)
             .map_err(|e| Error::io("bind geneve send socket", name, e))?;
-        let gso = gso_via(name, sock.local_addr(), companion);
+        let gso = gso_via(name, sock.local_addr(), gso, companion);
         lanes.push(TxLane::new(sock, gso));
     }
     Ok(lanes)
