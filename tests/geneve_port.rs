@@ -524,3 +524,38 @@ fn a_port_taken_over_from_handed_over_sockets_still_carries_super_frames() {
         (vec![1_000_000, 1_001_000, 1_002_000], 3000)
     );
 }
+
+#[test]
+fn a_gro_datagram_larger_than_a_batch_is_handed_on_whole_across_receives() {
+    // 40 equal Geneve datagrams in one UDP GSO send: b's socket (UDP_GRO)
+    // may take them as one datagram of 40 segments, more than a batch of
+    // 32 holds; every one arrives, in order, none dropped.
+    let (_a, mut b, port) = pair();
+    let mut tx = vswitch::port::udp::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut pool = PacketPool::new(2048);
+    let mut buf = Vec::new();
+    let mut seg = 0;
+    for i in 0..40u16 {
+        let f = udp_frame(&mut pool, 1000 + i, b"same size");
+        buf.extend_from_slice(&[0, 0, 0x65, 0x58, 0, 0x13, 0x88, 0]);
+        buf.extend_from_slice(f.data());
+        seg = 8 + f.len();
+    }
+    let to = SocketAddr::from((lo(2), port));
+    assert!(matches!(
+        tx.send_gso(&buf, seg as u16, to),
+        vswitch::port::udp::GsoSend::Sent { datagrams: 40, .. }
+    ));
+    let got = recv_n(&mut b, &mut pool, 40);
+    let sports: Vec<u16> = got
+        .iter()
+        .map(|p| u16::from_be_bytes([p.data()[34], p.data()[35]]))
+        .collect();
+    assert_eq!(
+        sports,
+        (1000..1040).collect::<Vec<u16>>(),
+        "drops {:?}",
+        b.drops()
+    );
+    assert_eq!(b.stats().rx_packets, 40);
+}

@@ -82,6 +82,9 @@ pub struct RecvInfo {
     pub tos: u8,
     /// Outer TTL (`tun_ttl`).
     pub ttl: u8,
+    /// With UDP GRO: the datagram is several Geneve datagrams of this size
+    /// back to back (the last may be shorter); 0 for one.
+    pub gso_size: u16,
 }
 
 /// ICMP errors received about datagrams we sent.
@@ -335,6 +338,7 @@ impl Socket {
                         dst: r.dst,
                         tos: r.tos.unwrap_or(0),
                         ttl: r.ttl.unwrap_or(0),
+                        gso_size: r.gso_size.unwrap_or(0),
                     };
                     n += 1;
                 }

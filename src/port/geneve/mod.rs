@@ -29,7 +29,9 @@
 //!
 //! **Decap** (`recv_batch`, [`decap`]): recvmmsg into pool
 //! buffers (the UDP payload lands at the headroom mark, so decap is a
-//! `pull_front`), then validation, then consecutive TCP segments of one
+//! `pull_front`; with UDP GRO on the socket a sender's UDP GSO send
+//! arrives as one datagram, cut here into its Geneve datagrams, across
+//! receives when it holds more than a batch), then validation, then consecutive TCP segments of one
 //! flow are made one super-frame again ([`coalesce`]), so the receiving
 //! VM's TAP takes one write and its kernel one trip through TCP for what
 //! the sending VM handed over as one; every bad datagram is a counted drop with

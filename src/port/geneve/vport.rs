@@ -58,6 +58,7 @@ fn clash(a: &SocketAddr, b: &SocketAddr) -> bool {
 fn rx_options() -> UdpOptions {
     UdpOptions {
         reuseport: true,
+        gro: true,
         ..UdpOptions::default()
     }
 }
@@ -179,6 +180,12 @@ pub struct GenevePort {
     mtu: u32,
     rx_tmp: Batch,
     rx_info: [RecvInfo; MAX_BURST],
+    /// Datagrams read but not yet handed on (a UDP GRO datagram stands for
+    /// up to 64 segments, more than a batch holds), with where the front
+    /// one's next segment starts. The socket is read only when it is
+    /// empty, so it never holds more than [`MAX_BURST`].
+    rx_queue: std::collections::VecDeque<(PacketBuf, RecvInfo)>,
+    rx_split_at: usize,
     /// Where a super-frame's encapsulated segments are laid out for one
     /// UDP GSO send: [`GSO_MAX_BYTES`] reserved once, never grown.
     gso_buf: Vec<u8>,
@@ -308,6 +315,8 @@ impl GenevePort {
             mtu,
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
+            rx_queue: std::collections::VecDeque::with_capacity(MAX_BURST),
+            rx_split_at: 0,
             gso_buf: Vec::new(),
             icmp_logged: (0, None),
             registered: None,
@@ -561,6 +570,91 @@ impl GenevePort {
         }
     }
 
+    /// Hands on queued datagrams, a UDP GRO datagram cut into its segments
+    /// (each a Geneve datagram of its own), while `batch` has room. Returns
+    /// false when it filled up with datagrams still queued.
+    fn rx_drain_queue(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        map: &TlvMap,
+        open: &mut Option<(usize, Open)>,
+        n: &mut usize,
+    ) -> bool {
+        loop {
+            if self.rx_queue.is_empty() {
+                return true;
+            }
+            if batch.is_full() {
+                return false;
+            }
+            let Some((p, from)) = self.rx_queue.front() else {
+                return true;
+            };
+            let (from, g) = (*from, usize::from(from.gso_size));
+            if g > 0 && p.len() > g {
+                let at = self.rx_split_at;
+                let end = (at + g).min(p.len());
+                let q = pool.get_from(p.data().get(at..end).unwrap_or_default());
+                if end < p.len() {
+                    self.rx_split_at = end;
+                } else {
+                    self.rx_split_at = 0;
+                    if let Some((p, _)) = self.rx_queue.pop_front() {
+                        pool.put(p);
+                    }
+                }
+                self.rx_one(q, &from, map, pool, batch, open, n);
+            } else if let Some((p, _)) = self.rx_queue.pop_front() {
+                self.rx_split_at = 0;
+                self.rx_one(p, &from, map, pool, batch, open, n);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_one(
+        &mut self,
+        mut p: PacketBuf,
+        from: &RecvInfo,
+        map: &TlvMap,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        open: &mut Option<(usize, Open)>,
+        n: &mut usize,
+    ) {
+        let len = p.len();
+        if let Err(why) = decap(&mut p, from, &self.policy, map) {
+            self.c.rx_drop(why, 1);
+            pool.put(p);
+            return;
+        }
+        self.c.rx(len);
+        if let Some((at, o)) = open.as_mut() {
+            if let Some(head) = batch.as_mut_slice().get_mut(*at) {
+                if o.append(head, &p) {
+                    pool.put(p);
+                    if !o.is_open(head) {
+                        o.finish(head);
+                        *open = None;
+                    }
+                    return;
+                }
+                o.finish(head);
+            }
+            *open = None;
+        }
+        let at = batch.len();
+        let o = Open::start(&p);
+        match batch.push(p) {
+            Ok(()) => {
+                *n += 1;
+                *open = o.map(|o| (at, o));
+            }
+            Err(p) => pool.put(p),
+        }
+    }
+
     fn log_icmp(&mut self) {
         let icmp = self.icmp();
         let total = icmp.total();
@@ -634,44 +728,22 @@ impl Port for GenevePort {
         // super-frame can become one frame again.
         let mut open: Option<(usize, Open)> = None;
         for _ in 0..RX_READS {
+            // What an earlier read left first, in order.
+            if !self.rx_drain_queue(pool, batch, &map, &mut open, &mut n) {
+                break;
+            }
             let free = batch.free().min(MAX_BURST);
             if free == 0 {
                 break;
             }
             let info = self.rx_info.get_mut(..free).unwrap_or(&mut []);
             let got = self.rx.recv_batch(pool, &mut self.rx_tmp, info);
-            for (i, mut p) in self.rx_tmp.drain().enumerate() {
+            for (i, p) in self.rx_tmp.drain().enumerate() {
                 let from = self.rx_info.get(i).copied().unwrap_or_default();
-                let len = p.len();
-                if let Err(why) = decap(&mut p, &from, &self.policy, &map) {
-                    self.c.rx_drop(why, 1);
-                    pool.put(p);
-                    continue;
-                }
-                self.c.rx(len);
-                if let Some((at, o)) = open.as_mut() {
-                    if let Some(head) = batch.as_mut_slice().get_mut(*at) {
-                        if o.append(head, &p) {
-                            pool.put(p);
-                            if !o.is_open(head) {
-                                o.finish(head);
-                                open = None;
-                            }
-                            continue;
-                        }
-                        o.finish(head);
-                    }
-                    open = None;
-                }
-                let at = batch.len();
-                let o = Open::start(&p);
-                match batch.push(p) {
-                    Ok(()) => {
-                        n += 1;
-                        open = o.map(|o| (at, o));
-                    }
-                    Err(p) => pool.put(p),
-                }
+                self.rx_queue.push_back((p, from));
+            }
+            if !self.rx_drain_queue(pool, batch, &map, &mut open, &mut n) {
+                break;
             }
             // A short read: nothing more is waiting.
             if got < free {
@@ -767,6 +839,8 @@ impl Port for GenevePort {
             mtu: self.mtu,
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
+            rx_queue: std::collections::VecDeque::with_capacity(MAX_BURST),
+            rx_split_at: 0,
             gso_buf: Vec::new(),
             icmp_logged: (0, None),
             registered: None,
