@@ -219,6 +219,7 @@ fn geneve_decap(
         dst: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
         tos: 0,
         ttl: 64,
+        ..RecvInfo::default()
     };
     let dgrams: Vec<Vec<u8>> = (0..16u16).map(|i| geneve(5, 1000 + i)).collect();
     let mut batch = Batch::new();

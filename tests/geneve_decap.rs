@@ -24,6 +24,7 @@ fn from_peer() -> RecvInfo {
         dst: Some("10.251.0.1".parse().unwrap()),
         tos: 0x10,
         ttl: 63,
+        ..RecvInfo::default()
     }
 }
 

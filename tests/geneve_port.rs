@@ -274,11 +274,9 @@ fn unreachable_peer_is_counted_and_not_fatal() {
     assert!(a.stats().tx_errors >= 1);
 }
 
-#[test]
-fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
-    let (mut a, mut b, _) = pair();
-    let mut pool = PacketPool::new(2048);
-    // A 3000-byte TCP payload as one super-packet, MSS 1000: three segments.
+/// A 3000-byte TCP super-packet (MSS 1000, checksum partial, as a vnet_hdr
+/// TAP hands it over), with header offsets set.
+fn tcp_super_packet() -> PacketBuf {
     let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut v = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -295,8 +293,86 @@ fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
     };
     sp.meta.l3_ofs = 14;
     sp.meta.l4_ofs = 34;
-    // A UDP frame whose checksum field holds only the pseudo-header sum
-    // (CHECKSUM_PARTIAL, as a vnet_hdr TAP hands it over).
+    sp
+}
+
+/// The TCP segments in `frames` (super-frames cut by the software
+/// segmenter): sequence numbers and payload bytes, every TCP checksum
+/// checked by etherparse.
+fn tcp_segments(frames: &[PacketBuf], pool: &mut PacketPool) -> (Vec<u32>, usize) {
+    let mut seqs = Vec::new();
+    let mut bytes = 0;
+    for f in frames {
+        let mut segs = Batch::new();
+        if f.meta.gso == Gso::None {
+            segs.push(f.clone()).unwrap();
+        } else {
+            vswitch::packet::gso::segment(f, pool, &mut segs).unwrap();
+        }
+        for p in segs.iter() {
+            let s = SlicedPacket::from_ethernet(p.data()).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
+                panic!("not IPv4")
+            };
+            let Some(TransportSlice::Tcp(t)) = &s.transport else {
+                continue;
+            };
+            let want = t
+                .to_header()
+                .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                .unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum of a segment (etherparse)");
+            assert!(t.payload().len() <= 1000);
+            seqs.push(t.sequence_number());
+            bytes += t.payload().len();
+        }
+    }
+    seqs.sort();
+    (seqs, bytes)
+}
+
+#[test]
+fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
+    let (mut a, mut b, port) = pair();
+    assert_eq!(
+        a.gso_lanes(),
+        a.src_ports().len(),
+        "every lane sends UDP GSO"
+    );
+    let mut pool = PacketPool::new(2048);
+    // On the wire (a plain socket in b's place): one Geneve datagram per
+    // segment, each a whole frame with a valid TCP checksum, although the
+    // port sent them with one UDP GSO sendmsg.
+    let sink = UdpSocket::bind((lo(3), port)).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // (bound on 127.0.0.4: a holds 127.0.0.1 and this port's number)
+    let mut to_sink = GenevePort::open(
+        cfg("s", "127.0.0.4", Remote::Ip(lo(3)), Key::Vni(5000), port),
+        new_tlv_map(),
+    )
+    .unwrap();
+    let mut out = Batch::new();
+    out.push(tcp_super_packet()).unwrap();
+    to_sink.send_batch(&mut out, &mut pool).unwrap();
+    let mut wire = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..3 {
+        let (n, _) = sink.recv_from(&mut buf).expect("a datagram per segment");
+        assert_eq!(
+            &buf[..8],
+            &[0, 0, 0x65, 0x58, 0, 0x13, 0x88, 0],
+            "Geneve, VNI 5000"
+        );
+        wire.push(PacketBuf::from_slice(&buf[8..n]));
+    }
+    assert_eq!(
+        tcp_segments(&wire, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
+    assert_eq!(to_sink.stats().tx_packets, 3, "datagrams counted");
+
+    // Port to port: the segments become one super-frame again at the
+    // receiving port, and a partial UDP checksum is completed on the way.
     let mut u = udp_frame(&mut pool, 9, b"partial checksum!");
     let want_udp = u.data()[40..42].to_vec();
     let pseudo = vswitch::wire::checksum::pseudo_header_v4(
@@ -312,43 +388,38 @@ fn tso_super_packet_is_segmented_and_partial_checksum_completed() {
         csum_offset: 6,
     };
     let mut out = Batch::new();
-    out.push(sp).unwrap();
+    out.push(tcp_super_packet()).unwrap();
     out.push(u).unwrap();
     a.send_batch(&mut out, &mut pool).unwrap();
-    let got = recv_n(&mut b, &mut pool, 4);
+    let got = recv_n(&mut b, &mut pool, 2);
     assert_eq!(
         got.len(),
-        4,
-        "3 segments + 1 datagram; drops {:?}",
-        a.drops()
+        2,
+        "one super-frame + 1 datagram; drops {:?} / {:?}",
+        a.drops(),
+        b.drops()
     );
-    let mut seqs = Vec::new();
-    let mut bytes = 0;
-    for p in &got {
-        let s = SlicedPacket::from_ethernet(p.data()).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
-            panic!("not IPv4")
-        };
-        match &s.transport {
-            Some(TransportSlice::Tcp(t)) => {
-                let want = t
-                    .to_header()
-                    .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
-                    .unwrap();
-                assert_eq!(t.checksum(), want, "TCP checksum of a segment (etherparse)");
-                assert!(t.payload().len() <= 1000);
-                seqs.push(t.sequence_number());
-                bytes += t.payload().len();
-            }
-            Some(TransportSlice::Udp(_)) => {
-                assert_eq!(&p.data()[40..42], &want_udp[..], "UDP checksum completed");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    seqs.sort();
-    assert_eq!(seqs, vec![1_000_000, 1_001_000, 1_002_000]);
-    assert_eq!(bytes, 3000);
+    assert_eq!(b.stats().rx_packets, 4, "every datagram counted");
+    let tcp = &got[0];
+    assert_eq!(tcp.meta.gso, Gso::TcpV4 { size: 1000 });
+    assert_eq!(
+        tcp.meta.csum,
+        CsumStatus::Partial {
+            csum_start: 34,
+            csum_offset: 16
+        },
+        "the receiving TAP gets NEEDS_CSUM: its kernel trusts the sum"
+    );
+    assert_eq!(tcp.len(), 14 + 20 + 20 + 3000);
+    assert_eq!(
+        tcp_segments(&got, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
+    assert_eq!(
+        &got[1].data()[40..42],
+        &want_udp[..],
+        "UDP checksum completed"
+    );
 }
 
 #[test]
@@ -411,4 +482,80 @@ fn second_port_on_the_same_address_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("already in use"), "{e}");
+}
+
+#[test]
+fn a_port_taken_over_from_handed_over_sockets_still_carries_super_frames() {
+    let (a, mut b, port) = pair();
+    let fds: Vec<std::os::fd::OwnedFd> = a
+        .handover_fds()
+        .into_iter()
+        .map(|fd| fd.try_clone_to_owned().unwrap())
+        .collect();
+    assert_eq!(
+        fds.len(),
+        1 + a.src_ports().len(),
+        "the receive socket, then the lanes"
+    );
+    let map = tlv("{class=0xffff,type=0,len=4}->tun_metadata0");
+    let mut a2 = GenevePort::adopt(
+        cfg("a", "127.0.0.1", Remote::Ip(lo(2)), Key::Vni(5000), port),
+        map,
+        fds,
+    )
+    .unwrap();
+    assert_eq!(a2.src_ports(), a.src_ports(), "the same outer source ports");
+    assert_eq!(
+        a2.gso_lanes(),
+        a2.src_ports().len(),
+        "every lane sends UDP GSO (companions bound next to the handed-over lanes)"
+    );
+    // The old process goes away; the new one sends.
+    drop(a);
+    let mut pool = PacketPool::new(2048);
+    let mut out = Batch::new();
+    out.push(tcp_super_packet()).unwrap();
+    a2.send_batch(&mut out, &mut pool).unwrap();
+    let got = recv_n(&mut b, &mut pool, 1);
+    assert_eq!(got.len(), 1, "drops {:?} / {:?}", a2.drops(), b.drops());
+    assert_eq!(got[0].meta.gso, Gso::TcpV4 { size: 1000 });
+    assert_eq!(
+        tcp_segments(&got, &mut pool),
+        (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+    );
+}
+
+#[test]
+fn a_gro_datagram_larger_than_a_batch_is_handed_on_whole_across_receives() {
+    // 40 equal Geneve datagrams in one UDP GSO send: b's socket (UDP_GRO)
+    // may take them as one datagram of 40 segments, more than a batch of
+    // 32 holds; every one arrives, in order, none dropped.
+    let (_a, mut b, port) = pair();
+    let mut tx = vswitch::port::udp::Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut pool = PacketPool::new(2048);
+    let mut buf = Vec::new();
+    let mut seg = 0;
+    for i in 0..40u16 {
+        let f = udp_frame(&mut pool, 1000 + i, b"same size");
+        buf.extend_from_slice(&[0, 0, 0x65, 0x58, 0, 0x13, 0x88, 0]);
+        buf.extend_from_slice(f.data());
+        seg = 8 + f.len();
+    }
+    let to = SocketAddr::from((lo(2), port));
+    assert!(matches!(
+        tx.send_gso(&buf, seg as u16, to),
+        vswitch::port::udp::GsoSend::Sent { datagrams: 40, .. }
+    ));
+    let got = recv_n(&mut b, &mut pool, 40);
+    let sports: Vec<u16> = got
+        .iter()
+        .map(|p| u16::from_be_bytes([p.data()[34], p.data()[35]]))
+        .collect();
+    assert_eq!(
+        sports,
+        (1000..1040).collect::<Vec<u16>>(),
+        "drops {:?}",
+        b.drops()
+    );
+    assert_eq!(b.stats().rx_packets, 40);
 }

@@ -10,6 +10,14 @@
 //! * [`Socket::send_batch`] sends each packet of a batch to its own
 //!   destination with one sendmmsg per 32 packets; the kernel picks the
 //!   route and resolves the next hop's MAC (no neighbour table of ours);
+//! * [`Socket::send_gso`] sends one buffer of equal-sized datagrams to one
+//!   destination with a single sendmsg carrying a `UDP_SEGMENT` control
+//!   message (UDP GSO): the kernel routes once and cuts the buffer into
+//!   datagrams as late as it can (on the wire, or at the receiving socket
+//!   when the underlay is virtual), which is how a tunnel carries a TSO
+//!   super-frame's segments without paying the UDP stack once per segment.
+//!   The kernel requires the UDP checksum for it (a socket with
+//!   SO_NO_CHECK refuses), computed by the device when it offloads;
 //! * ICMP errors about what we sent (peer host down, port unreachable,
 //!   fragmentation needed) are read from the socket's error queue and
 //!   counted in [`IcmpCounters`]; they are never fatal. The queue is drained
@@ -31,6 +39,38 @@ pub use super::sys::udp::UdpOptions as Options;
 /// Largest UDP payload.
 pub const MAX_DATAGRAM: usize = 65535;
 
+/// Most datagrams one [`Socket::send_gso`] may carry (the kernel's
+/// `UDP_MAX_SEGMENTS`).
+pub const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most bytes of UDP payload one [`Socket::send_gso`] may carry over IPv4:
+/// the whole buffer travels as one IP datagram until it is cut (65535 less
+/// the IPv4 and UDP headers).
+pub const GSO_MAX_BYTES: usize = 65535 - 20 - 8;
+
+/// `SOL_UDP` option / control message type `UDP_SEGMENT` (linux/udp.h;
+/// not exported by libc for every Linux target).
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// One `UDP_SEGMENT` control message (`struct cmsghdr` and a u16), laid
+/// out in safe code: length, level, type, then the segment size, padded to
+/// `CMSG_SPACE(2)`.
+#[repr(C, align(8))]
+struct GsoCmsg([u8; 24]);
+
+impl GsoCmsg {
+    fn new(seg: u16) -> GsoCmsg {
+        let mut b = [0u8; 24];
+        // cmsg_len = CMSG_LEN(2): the 16-byte header on 64-bit Linux plus
+        // the value (32-bit targets have a 12-byte header; not supported).
+        b[0..8].copy_from_slice(&(16usize + 2).to_ne_bytes());
+        b[8..12].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
+        b[12..16].copy_from_slice(&UDP_SEGMENT.to_ne_bytes());
+        b[16..18].copy_from_slice(&seg.to_ne_bytes());
+        GsoCmsg(b)
+    }
+}
+
 /// Where a received datagram came from and went to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecvInfo {
@@ -42,6 +82,9 @@ pub struct RecvInfo {
     pub tos: u8,
     /// Outer TTL (`tun_ttl`).
     pub ttl: u8,
+    /// With UDP GRO: the datagram is several Geneve datagrams of this size
+    /// back to back (the last may be shorter); 0 for one.
+    pub gso_size: u16,
 }
 
 /// ICMP errors received about datagrams we sent.
@@ -295,6 +338,7 @@ impl Socket {
                         dst: r.dst,
                         tos: r.tos.unwrap_or(0),
                         ttl: r.ttl.unwrap_or(0),
+                        gso_size: r.gso_size.unwrap_or(0),
                     };
                     n += 1;
                 }
@@ -360,6 +404,71 @@ impl Socket {
     }
 }
 
+/// What one [`Socket::send_gso`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GsoSend {
+    /// The kernel took the buffer: this many datagrams and bytes.
+    Sent {
+        /// Datagrams the buffer stands for.
+        datagrams: u64,
+        /// Bytes of UDP payload.
+        bytes: u64,
+    },
+    /// The socket buffer is full now: nothing was sent.
+    WouldBlock,
+    /// This socket or kernel cannot send UDP GSO (the checksum is off, or
+    /// the kernel predates UDP_SEGMENT): nothing was sent; send the
+    /// datagrams one by one instead.
+    Unsupported,
+    /// The kernel refused the datagrams (counted as the drop reason).
+    Dropped(PortDrop),
+}
+
+impl Socket {
+    /// Sends `buf` to `dst` as datagrams of `seg` bytes each (the last may
+    /// be shorter) with one sendmsg and a `UDP_SEGMENT` control message.
+    /// `buf` holds at most [`GSO_MAX_SEGMENTS`] datagrams and
+    /// [`GSO_MAX_BYTES`] bytes; the caller lays them out back to back.
+    pub fn send_gso(&mut self, buf: &[u8], seg: u16, dst: SocketAddr) -> GsoSend {
+        let datagrams = buf.len().div_ceil(usize::from(seg).max(1)) as u64;
+        let cmsg = GsoCmsg::new(seg);
+        let addr = socket2::SockAddr::from(dst);
+        let iov = [IoSlice::new(buf)];
+        let msg = socket2::MsgHdr::new()
+            .with_addr(&addr)
+            .with_buffers(&iov)
+            .with_control(&cmsg.0);
+        let sock = socket2::SockRef::from(&self.sock);
+        loop {
+            return match sock.sendmsg(&msg, libc::MSG_DONTWAIT) {
+                Ok(n) => GsoSend::Sent {
+                    datagrams,
+                    bytes: n as u64,
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => GsoSend::WouldBlock,
+                Err(e) => match e.raw_os_error() {
+                    // EINVAL: SO_NO_CHECK, or a size the kernel will not cut
+                    // (the caller's layout keeps within its limits); EIO:
+                    // a path GSO cannot take (xfrm). ENOPROTOOPT: no UDP GSO.
+                    Some(libc::EINVAL) | Some(libc::EIO) | Some(libc::ENOPROTOOPT) => {
+                        GsoSend::Unsupported
+                    }
+                    Some(libc::ENOBUFS) => GsoSend::Dropped(PortDrop::TxQueueFull),
+                    Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
+                        GsoSend::Dropped(PortDrop::TunnelNoRoute)
+                    }
+                    Some(libc::ECONNREFUSED) | Some(libc::EHOSTDOWN) => {
+                        self.drain_errors();
+                        GsoSend::Dropped(PortDrop::TunnelUnreachable)
+                    }
+                    _ => GsoSend::Dropped(PortDrop::TxError),
+                },
+            };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +522,41 @@ mod tests {
         assert_eq!(info[0].src, Some(a.local_addr()));
         assert_eq!(info[0].dst, Some("127.0.0.1".parse().unwrap()));
         assert_eq!((info[0].tos, info[0].ttl), (0, 64));
+    }
+
+    #[test]
+    fn gso_send_arrives_as_equal_datagrams_and_needs_the_checksum() {
+        let mut a = Socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let to = sink.local_addr().unwrap();
+        let buf: Vec<u8> = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            a.send_gso(&buf, 1000, to),
+            GsoSend::Sent {
+                datagrams: 3,
+                bytes: 2500
+            }
+        );
+        let mut got = Vec::new();
+        let mut b = [0u8; 4096];
+        for _ in 0..3 {
+            let n = sink.recv(&mut b).expect("a datagram per segment");
+            got.extend_from_slice(&b[..n]);
+            assert!(n == 1000 || (n == 500 && got.len() == 2500), "{n}");
+        }
+        assert_eq!(got, buf, "cut in order, nothing lost");
+        // A socket sending without the UDP checksum cannot send UDP GSO:
+        // the caller falls back to one datagram per segment.
+        let mut nocheck = Socket::bind_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Options {
+                no_check: true,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(nocheck.send_gso(&buf, 1000, to), GsoSend::Unsupported);
     }
 
     #[test]

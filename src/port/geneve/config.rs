@@ -50,6 +50,12 @@ pub struct GeneveConfig {
     pub tos: u8,
     /// `df_default=` (true): set DF on the outer header.
     pub df: bool,
+    /// `gso=` (true): send a TSO super-frame's segments as one UDP GSO
+    /// sendmsg. Off for a peer that reads a virtual underlay (a veth) with
+    /// a packet socket, as Open vSwitch's userspace datapath does: there
+    /// the GSO packet arrives uncut, too big for it (a NIC cuts it before
+    /// the wire, so physical underlays never show this).
+    pub gso: bool,
 }
 
 impl GeneveConfig {
@@ -66,13 +72,14 @@ impl GeneveConfig {
             ttl: 64,
             tos: 0,
             df: true,
+            gso: true,
         }
     }
 
     /// From `add-port ... type=geneve` options: `remote_ip=IP|flow`
     /// (required), `local_ip=IP`, `key=VNI|flow` (default 0), `in_key=`,
     /// `out_key=`, `dst_port=N`, `csum=BOOL`, `ttl=N`, `tos=N`,
-    /// `df_default=BOOL`.
+    /// `df_default=BOOL`, `gso=BOOL`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<GeneveConfig, Error> {
         let mut c = GeneveConfig::new(name, Remote::Flow);
         let mut remote = None;
@@ -116,6 +123,7 @@ impl GeneveConfig {
                 }
                 "csum" => c.csum = parse_bool(name, k, v)?,
                 "df_default" => c.df = parse_bool(name, k, v)?,
+                "gso" => c.gso = parse_bool(name, k, v)?,
                 "ttl" => {
                     c.ttl = v.parse().ok().filter(|&t| t != 0).ok_or_else(|| {
                         Error::config(name, format!("{k}={v}: expected a TTL (1..255)"))
@@ -131,7 +139,7 @@ impl GeneveConfig {
                         name,
                         format!(
                             "unknown option '{k}' for a geneve port (remote_ip, local_ip, key, \
-                             in_key, out_key, dst_port, csum, ttl, tos, df_default)"
+                             in_key, out_key, dst_port, csum, ttl, tos, df_default, gso)"
                         ),
                     ))
                 }
@@ -175,6 +183,9 @@ mod tests {
             (c.in_key, c.out_key, c.csum, c.dst_port),
             (Key::Vni(5000), Key::Vni(5000), true, 6081)
         );
+        assert!(c.gso, "UDP GSO on by default");
+        let c = o(&[("remote_ip", "10.0.0.2"), ("gso", "false")]).unwrap();
+        assert!(!c.gso);
         let c = o(&[("remote_ip", "flow"), ("key", "flow"), ("out_key", "0x10")]).unwrap();
         assert_eq!(
             (c.remote, c.in_key, c.out_key),

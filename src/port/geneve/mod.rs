@@ -16,7 +16,9 @@
 //! without one is dropped as `tunnel_no_destination`). TSO super-packets and
 //! partial checksums from vnet_hdr TAPs are segmented / completed first
 //! ([`crate::packet::gso`]): the inner frame leaves through a path without
-//! offloads. The outer UDP source port carries entropy (RFC 8926 §3.3): a
+//! offloads. A super-packet's encapsulated segments leave with one sendmsg
+//! as UDP GSO (see [`vport`]): the UDP stack is paid once per super-packet,
+//! not once per segment. The outer UDP source port carries entropy (RFC 8926 §3.3): a
 //! hash of the inner flow picks one of [`TX_SOCKETS`] send sockets, each
 //! bound to its own port in 49152..=65535, so one inner flow always uses one
 //! source port and different flows spread over ECMP paths. The outer UDP
@@ -27,7 +29,12 @@
 //!
 //! **Decap** (`recv_batch`, [`decap`]): recvmmsg into pool
 //! buffers (the UDP payload lands at the headroom mark, so decap is a
-//! `pull_front`), then validation; every bad datagram is a counted drop with
+//! `pull_front`; with UDP GRO on the socket a sender's UDP GSO send
+//! arrives as one datagram, cut here into its Geneve datagrams, across
+//! receives when it holds more than a batch), then validation, then consecutive TCP segments of one
+//! flow are made one super-frame again ([`coalesce`]), so the receiving
+//! VM's TAP takes one write and its kernel one trip through TCP for what
+//! the sending VM handed over as one; every bad datagram is a counted drop with
 //! its [`PortDrop`](crate::port::PortDrop) reason: shorter than the fixed header or options past
 //! the datagram (`geneve_truncated`), version not 0 (`geneve_bad_version`),
 //! an option running past the options block or a mapped option with
@@ -64,13 +71,15 @@
 //! this port can build), so a frame that passes the check always fits.
 //!
 //! The code is split by concern: [`tlv`] (the TLV map), [`config`] (port
-//! options), [`codec`] (decap/encap on bytes), [`hash`] (the source-port
+//! options), [`codec`] (decap/encap on bytes), [`coalesce`] (decapsulated
+//! TCP segments of one flow made one super-frame again for the VM's TAP), [`hash`] (the source-port
 //! entropy), [`route`] (underlay MTU from the routing table) and [`vport`]
 //! (sockets and the [`Port`](crate::port::Port) implementation).
 //!
 //! IPv4 underlay only (`tun_src` / `tun_dst` are IPv4 in the flow key).
 //! Not thread-safe by itself: a port lives in one datapath thread.
 
+pub mod coalesce;
 pub mod codec;
 pub mod config;
 pub mod hash;

@@ -3,6 +3,17 @@
 //! received batches and encaps, hashes to a lane and sends with sendmmsg.
 //! Not thread-safe by itself: a port lives in one datapath thread.
 //!
+//! Super-frames: a TSO super-frame's segments are encapsulated back to
+//! back into one buffer and sent with one sendmsg as UDP GSO (see
+//! [`Socket::send_gso`]): equal-sized Geneve datagrams, cut by the kernel
+//! after routing once. The kernel sends UDP GSO only with the outer UDP
+//! checksum, so a lane of a `csum=false` port has a companion socket bound
+//! to the same source port (SO_REUSEPORT) with the checksum on, used only
+//! for super-frames: single datagrams keep the zero checksum, and an inner
+//! flow keeps its outer source port. Where the companion cannot be bound
+//! (lanes handed over by an older vswitchd, bound without SO_REUSEPORT) or
+//! the kernel refuses UDP GSO, segments go one datagram each, as before.
+//!
 //! Queues: the receive socket is bound with SO_REUSEPORT, so another
 //! datapath worker can bind its own receive socket on the same address
 //! ([`Port::open_queue`]); the kernel spreads datagrams over them by outer
@@ -13,6 +24,7 @@
 //! bound are remembered here, and a second port on the same address is
 //! refused as before.
 
+use super::coalesce::Open;
 use super::codec::{decap, push_header, DecapPolicy};
 use super::config::{GeneveConfig, Key, Remote};
 use super::hash::flow_hash;
@@ -22,8 +34,11 @@ use super::BASE_OVERHEAD;
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{Batch, Gso, PacketBuf, PacketPool, MAX_BURST};
 use crate::port::link::Counters;
-use crate::port::udp::{IcmpCounters, Options as UdpOptions, RecvInfo, Socket};
+use crate::port::udp::{
+    GsoSend, IcmpCounters, Options as UdpOptions, RecvInfo, Socket, GSO_MAX_BYTES, GSO_MAX_SEGMENTS,
+};
 use crate::port::{Error, LinkState, Port, PortDrop, PortStats};
+use crate::wire::geneve as wg;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::Mutex;
@@ -43,6 +58,7 @@ fn clash(a: &SocketAddr, b: &SocketAddr) -> bool {
 fn rx_options() -> UdpOptions {
     UdpOptions {
         reuseport: true,
+        gro: true,
         ..UdpOptions::default()
     }
 }
@@ -54,24 +70,100 @@ pub const SRC_PORT_MAX: u16 = 65535;
 /// Send sockets, one source port each: the entropy of the outer header.
 pub const TX_SOCKETS: usize = 8;
 
+/// Most socket reads one receive makes while they come back full and the
+/// batch has room: enough for a 64 KiB super-frame's segments (45 at a
+/// 1448-byte MSS) to be coalesced in one go, bounded so that a busy tunnel
+/// does not starve the other ports.
+const RX_READS: usize = 4;
+
 /// How often ICMP errors are logged at most.
 const ICMP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Which socket of a lane sends super-frames as UDP GSO.
+#[derive(Debug)]
+enum GsoVia {
+    /// The lane's own socket (it sends with the UDP checksum).
+    Lane,
+    /// A companion on the same source port, with the checksum on.
+    Companion(Socket),
+    /// Neither: segments go one datagram each.
+    Off,
+}
 
 /// One send socket (one outer source port) and what waits for it.
 #[derive(Debug)]
 struct TxLane {
     sock: Socket,
+    gso: GsoVia,
     batch: Batch,
     dsts: Vec<SocketAddr>,
 }
 
 impl TxLane {
-    fn new(sock: Socket) -> TxLane {
+    fn new(sock: Socket, gso: GsoVia) -> TxLane {
         TxLane {
             sock,
+            gso,
             batch: Batch::new(),
             // Flushed when `batch` is full: never grows past this.
             dsts: Vec::with_capacity(MAX_BURST),
+        }
+    }
+
+    /// The socket to send UDP GSO with, if any.
+    fn gso_sock(&mut self) -> Option<&mut Socket> {
+        match &mut self.gso {
+            GsoVia::Lane => Some(&mut self.sock),
+            GsoVia::Companion(s) => Some(s),
+            GsoVia::Off => None,
+        }
+    }
+}
+
+/// Send-socket options of a port: the lanes', and (for `csum=false`) the
+/// companions' that send super-frames with the checksum.
+fn tx_options(cfg: &GeneveConfig) -> (UdpOptions, Option<UdpOptions>) {
+    let lane = UdpOptions {
+        pktinfo: false,
+        tos_ttl: false,
+        rcvbuf: 256 << 10,
+        pmtudisc: Some(if cfg.df {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        }),
+        ttl: Some(cfg.ttl),
+        tos: Some(cfg.tos),
+        no_check: !cfg.csum,
+        // Lets the companion share the source port.
+        reuseport: cfg.gso && !cfg.csum,
+        ..UdpOptions::default()
+    };
+    let companion = (cfg.gso && !cfg.csum).then_some(UdpOptions {
+        no_check: false,
+        // Sends only: the ICMP errors about what it sent are read from its
+        // error queue like the lane's.
+        rcvbuf: 64 << 10,
+        ..lane
+    });
+    (lane, companion)
+}
+
+/// The UDP GSO path of a lane bound to `addr`: its own socket, or a
+/// companion bound next to it, or none when that bind fails.
+fn gso_via(name: &str, addr: SocketAddr, gso: bool, companion: Option<UdpOptions>) -> GsoVia {
+    if !gso {
+        return GsoVia::Off;
+    }
+    let Some(opts) = companion else {
+        return GsoVia::Lane;
+    };
+    match Socket::bind_with(addr, opts) {
+        Ok(s) => GsoVia::Companion(s),
+        Err(e) => {
+            tracing::debug!(port = %name, %addr, error = %e,
+                "no UDP GSO companion socket: super-frames go one datagram per segment");
+            GsoVia::Off
         }
     }
 }
@@ -88,6 +180,15 @@ pub struct GenevePort {
     mtu: u32,
     rx_tmp: Batch,
     rx_info: [RecvInfo; MAX_BURST],
+    /// Datagrams read but not yet handed on (a UDP GRO datagram stands for
+    /// up to 64 segments, more than a batch holds), with where the front
+    /// one's next segment starts. The socket is read only when it is
+    /// empty, so it never holds more than [`MAX_BURST`].
+    rx_queue: std::collections::VecDeque<(PacketBuf, RecvInfo)>,
+    rx_split_at: usize,
+    /// Where a super-frame's encapsulated segments are laid out for one
+    /// UDP GSO send: [`GSO_MAX_BYTES`] reserved once, never grown.
+    gso_buf: Vec<u8>,
     icmp_logged: (u64, Option<Instant>),
     /// The receive address this port holds in [`BOUND`] (the primary
     /// queue).
@@ -137,21 +238,7 @@ impl GenevePort {
                 Error::io("bind geneve socket", name, e)
             }
         })?;
-        let tx_opts = UdpOptions {
-            pktinfo: false,
-            tos_ttl: false,
-            rcvbuf: 256 << 10,
-            pmtudisc: Some(if cfg.df {
-                libc::IP_PMTUDISC_DO
-            } else {
-                libc::IP_PMTUDISC_DONT
-            }),
-            ttl: Some(cfg.ttl),
-            tos: Some(cfg.tos),
-            no_check: !cfg.csum,
-            ..UdpOptions::default()
-        };
-        let lanes = bind_lanes(name, local_ip, tx_opts)?;
+        let lanes = bind_lanes(name, local_ip, cfg.gso, tx_options(&cfg))?;
         let mut port = GenevePort::assemble(cfg, tlv, rx, lanes);
         bound.push(port.local_addr());
         port.registered = Some(port.local_addr());
@@ -187,8 +274,14 @@ impl GenevePort {
                 ),
             ));
         }
+        let companion = tx_options(&cfg).1;
         let lanes = socks
-            .map(|s| s.map(TxLane::new))
+            .map(|s| {
+                s.map(|sock| {
+                    let gso = gso_via(&name, sock.local_addr(), cfg.gso, companion);
+                    TxLane::new(sock, gso)
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if lanes.is_empty() {
             return Err(Error::config(&name, "no send sockets handed over"));
@@ -222,13 +315,17 @@ impl GenevePort {
             mtu,
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
+            rx_queue: std::collections::VecDeque::with_capacity(MAX_BURST),
+            rx_split_at: 0,
+            gso_buf: Vec::new(),
             icmp_logged: (0, None),
             registered: None,
             extra: false,
         };
         tracing::info!(
             port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
-            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), mtu, "geneve port open"
+            key = ?port.cfg.out_key, src_ports = ?port.src_ports(), gso_lanes = port.gso_lanes(),
+            mtu, "geneve port open"
         );
         port
     }
@@ -247,6 +344,15 @@ impl GenevePort {
             .collect()
     }
 
+    /// How many lanes send super-frames as UDP GSO (the others send one
+    /// datagram per segment: see the module docs).
+    pub fn gso_lanes(&self) -> usize {
+        self.lanes
+            .iter()
+            .filter(|l| !matches!(l.gso, GsoVia::Off))
+            .count()
+    }
+
     /// Bytes the outer headers add to an inner frame: Ethernet 14 + IPv4
     /// 20 + UDP 8 + Geneve 8 + the options the current TLV map can produce.
     pub fn overhead(&self) -> u32 {
@@ -258,6 +364,9 @@ impl GenevePort {
         let mut t = *self.rx.icmp();
         for l in &self.lanes {
             t += *l.sock.icmp();
+            if let GsoVia::Companion(c) = &l.gso {
+                t += *c.icmp();
+            }
         }
         t
     }
@@ -265,6 +374,23 @@ impl GenevePort {
     fn drop_tx(&mut self, why: PortDrop, pkt: PacketBuf, pool: &mut PacketPool) {
         self.c.tx_drop(why, 1);
         pool.put(pkt);
+    }
+
+    /// Where `pkt` goes: the outer destination, the VNI and the lane (by
+    /// the inner flow's hash); `None` when it has no destination.
+    fn route(&self, pkt: &PacketBuf) -> Option<(Ipv4Addr, u32, usize)> {
+        let dst = match self.cfg.remote {
+            Remote::Ip(a) => a,
+            Remote::Flow if pkt.meta.tunnel.ip_dst != 0 => Ipv4Addr::from(pkt.meta.tunnel.ip_dst),
+            Remote::Flow => return None,
+        };
+        let vni = match self.cfg.out_key {
+            Key::Vni(v) => v,
+            Key::Flow => (pkt.meta.tunnel.tun_id & 0x00ff_ffff) as u32,
+        };
+        let n = self.lanes.len().max(1);
+        let lane = (flow_hash(pkt) % n as u64) as usize;
+        Some((dst, vni, lane))
     }
 
     /// Encapsulates one packet and queues it on its lane.
@@ -277,20 +403,10 @@ impl GenevePort {
             self.drop_tx(PortDrop::TxError, pkt, pool);
             return;
         }
-        let dst = match self.cfg.remote {
-            Remote::Ip(a) => a,
-            Remote::Flow if pkt.meta.tunnel.ip_dst != 0 => Ipv4Addr::from(pkt.meta.tunnel.ip_dst),
-            Remote::Flow => {
-                self.drop_tx(PortDrop::TunnelNoDestination, pkt, pool);
-                return;
-            }
+        let Some((dst, vni, lane)) = self.route(&pkt) else {
+            self.drop_tx(PortDrop::TunnelNoDestination, pkt, pool);
+            return;
         };
-        let vni = match self.cfg.out_key {
-            Key::Vni(v) => v,
-            Key::Flow => (pkt.meta.tunnel.tun_id & 0x00ff_ffff) as u32,
-        };
-        let n = self.lanes.len().max(1);
-        let lane = (flow_hash(&pkt) % n as u64) as usize;
         push_header(&mut pkt, vni, map);
         let full = match self.lanes.get_mut(lane) {
             Some(l) => {
@@ -313,8 +429,9 @@ impl GenevePort {
         }
     }
 
-    /// Cuts a TSO super-packet into segments and queues each.
-    fn queue_segments(&mut self, pkt: PacketBuf, pool: &mut PacketPool, map: &TlvMap) {
+    /// Cuts a TSO super-packet into segments: sent as UDP GSO when its lane
+    /// can, else queued one by one.
+    fn queue_segments(&mut self, mut pkt: PacketBuf, pool: &mut PacketPool, map: &TlvMap) {
         let seg = match Segmenter::new(pkt.data(), pkt.meta.gso) {
             Ok(s) => s,
             Err(_) => {
@@ -322,13 +439,113 @@ impl GenevePort {
                 return;
             }
         };
-        for i in 0..seg.count() {
+        let mut from = 0;
+        if seg.count() > 1 {
+            match self.route(&pkt) {
+                Some((dst, vni, lane)) => {
+                    from = self.send_segments_gso(&mut pkt, &seg, (dst, vni, lane), pool, map);
+                }
+                None => {
+                    self.c
+                        .tx_drop(PortDrop::TunnelNoDestination, seg.count() as u64);
+                    pool.put(pkt);
+                    return;
+                }
+            }
+        }
+        for i in from..seg.count() {
             match seg.segment_packet(&pkt, i, pool) {
                 Ok(p) => self.queue(p, pool, map),
                 Err(_) => self.c.tx_drop(PortDrop::TxError, 1),
             }
         }
         pool.put(pkt);
+    }
+
+    /// Sends the segments of `pkt` as UDP GSO on its lane, each
+    /// encapsulated, back to back, at most [`GSO_MAX_SEGMENTS`] and
+    /// [`GSO_MAX_BYTES`] per sendmsg. Returns the index of the first segment
+    /// it did not handle (sent or counted as a drop): `seg.count()` when
+    /// all were, less when the lane has no UDP GSO or the kernel refused it
+    /// (the caller queues the rest one by one).
+    fn send_segments_gso(
+        &mut self,
+        pkt: &mut PacketBuf,
+        seg: &Segmenter,
+        (dst, vni, lane): (Ipv4Addr, u32, usize),
+        pool: &mut PacketPool,
+        map: &TlvMap,
+    ) -> usize {
+        if !self
+            .lanes
+            .get(lane)
+            .is_some_and(|l| !matches!(l.gso, GsoVia::Off))
+        {
+            return 0;
+        }
+        // The Geneve header, built once in the super-frame's headroom and
+        // copied in front of every segment.
+        let hl = push_header(pkt, vni, map);
+        let mut hdr = [0u8; wg::HEADER_LEN + wg::MAX_OPTIONS_LEN];
+        let Some(h) = hdr.get_mut(..hl) else {
+            pkt.pull_front(hl);
+            return 0;
+        };
+        h.copy_from_slice(pkt.data().get(..hl).unwrap_or_default());
+        pkt.pull_front(hl);
+        let stride = hl + seg.segment_len(0);
+        let per_send = (GSO_MAX_BYTES / stride).min(GSO_MAX_SEGMENTS);
+        let Ok(seg_size) = u16::try_from(stride) else {
+            return 0;
+        };
+        if per_send < 2 {
+            return 0;
+        }
+        if self.gso_buf.len() < GSO_MAX_BYTES {
+            self.gso_buf.resize(GSO_MAX_BYTES, 0);
+        }
+        // What the lane already holds leaves first: a flow's order is kept.
+        self.flush_lane(lane, pool);
+        let to = SocketAddr::V4(SocketAddrV4::new(dst, self.cfg.dst_port));
+        let frame = pkt.data();
+        let mut i = 0;
+        while i < seg.count() {
+            let end = (i + per_send).min(seg.count());
+            let mut len = 0;
+            for j in i..end {
+                let Some(out) = self.gso_buf.get_mut(len..) else {
+                    return i;
+                };
+                let Some(oh) = out.get_mut(..hl) else {
+                    return i;
+                };
+                oh.copy_from_slice(&hdr[..hl]);
+                match out.get_mut(hl..).map(|o| seg.write(frame, j, o)) {
+                    Some(Ok(n)) => len += hl + n,
+                    _ => return i,
+                }
+            }
+            let Some(l) = self.lanes.get_mut(lane) else {
+                return i;
+            };
+            let Some(sock) = l.gso_sock() else {
+                return i;
+            };
+            let buf = self.gso_buf.get(..len).unwrap_or_default();
+            match sock.send_gso(buf, seg_size, to) {
+                GsoSend::Sent { datagrams, bytes } => {
+                    self.c.stats.tx_packets += datagrams;
+                    self.c.stats.tx_bytes += bytes;
+                }
+                // No queue behind a port: what the socket buffer cannot
+                // take now is dropped, as `flush_lane` does.
+                GsoSend::WouldBlock => self.c.tx_drop(PortDrop::TxQueueFull, (end - i) as u64),
+                GsoSend::Dropped(why) => self.c.tx_drop(why, (end - i) as u64),
+                GsoSend::Unsupported => return i,
+            }
+            i = end;
+        }
+        seg.count()
     }
 
     fn flush_lane(&mut self, i: usize, pool: &mut PacketPool) {
@@ -350,6 +567,91 @@ impl GenevePort {
         }
         if rep.left > 0 {
             self.c.tx_drop(PortDrop::TxQueueFull, rep.left);
+        }
+    }
+
+    /// Hands on queued datagrams, a UDP GRO datagram cut into its segments
+    /// (each a Geneve datagram of its own), while `batch` has room. Returns
+    /// false when it filled up with datagrams still queued.
+    fn rx_drain_queue(
+        &mut self,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        map: &TlvMap,
+        open: &mut Option<(usize, Open)>,
+        n: &mut usize,
+    ) -> bool {
+        loop {
+            if self.rx_queue.is_empty() {
+                return true;
+            }
+            if batch.is_full() {
+                return false;
+            }
+            let Some((p, from)) = self.rx_queue.front() else {
+                return true;
+            };
+            let (from, g) = (*from, usize::from(from.gso_size));
+            if g > 0 && p.len() > g {
+                let at = self.rx_split_at;
+                let end = (at + g).min(p.len());
+                let q = pool.get_from(p.data().get(at..end).unwrap_or_default());
+                if end < p.len() {
+                    self.rx_split_at = end;
+                } else {
+                    self.rx_split_at = 0;
+                    if let Some((p, _)) = self.rx_queue.pop_front() {
+                        pool.put(p);
+                    }
+                }
+                self.rx_one(q, &from, map, pool, batch, open, n);
+            } else if let Some((p, _)) = self.rx_queue.pop_front() {
+                self.rx_split_at = 0;
+                self.rx_one(p, &from, map, pool, batch, open, n);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_one(
+        &mut self,
+        mut p: PacketBuf,
+        from: &RecvInfo,
+        map: &TlvMap,
+        pool: &mut PacketPool,
+        batch: &mut Batch,
+        open: &mut Option<(usize, Open)>,
+        n: &mut usize,
+    ) {
+        let len = p.len();
+        if let Err(why) = decap(&mut p, from, &self.policy, map) {
+            self.c.rx_drop(why, 1);
+            pool.put(p);
+            return;
+        }
+        self.c.rx(len);
+        if let Some((at, o)) = open.as_mut() {
+            if let Some(head) = batch.as_mut_slice().get_mut(*at) {
+                if o.append(head, &p) {
+                    pool.put(p);
+                    if !o.is_open(head) {
+                        o.finish(head);
+                        *open = None;
+                    }
+                    return;
+                }
+                o.finish(head);
+            }
+            *open = None;
+        }
+        let at = batch.len();
+        let o = Open::start(&p);
+        match batch.push(p) {
+            Ok(()) => {
+                *n += 1;
+                *open = o.map(|o| (at, o));
+            }
+            Err(p) => pool.put(p),
         }
     }
 
@@ -377,7 +679,12 @@ impl GenevePort {
 /// 49152..=65535, starting at a pid-dependent place so that two daemons
 /// on one host rarely probe the same ports; ports in use are skipped. With
 /// none free in a bounded number of tries, the kernel picks (port 0).
-fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLane>, Error> {
+fn bind_lanes(
+    name: &str,
+    local: Ipv4Addr,
+    gso: bool,
+    (opts, companion): (UdpOptions, Option<UdpOptions>),
+) -> Result<Vec<TxLane>, Error> {
     let span = u32::from(SRC_PORT_MAX - SRC_PORT_MIN) + 1;
     let mut cursor = (std::process::id().wrapping_mul(2_654_435_761) >> 7) % span;
     let mut lanes = Vec::with_capacity(TX_SOCKETS);
@@ -387,7 +694,10 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
         let port = SRC_PORT_MIN + (cursor % span) as u16;
         cursor = cursor.wrapping_add(1);
         match Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, port)), opts) {
-            Ok(sock) => lanes.push(TxLane::new(sock)),
+            Ok(sock) => {
+                let gso = gso_via(name, sock.local_addr(), gso, companion);
+                lanes.push(TxLane::new(sock, gso));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(Error::io("bind geneve send socket", name, e)),
         }
@@ -395,7 +705,8 @@ fn bind_lanes(name: &str, local: Ipv4Addr, opts: UdpOptions) -> Result<Vec<TxLan
     if lanes.is_empty() {
         let sock = Socket::bind_with(SocketAddr::V4(SocketAddrV4::new(local, 0)), opts)
             .map_err(|e| Error::io("bind geneve send socket", name, e))?;
-        lanes.push(TxLane::new(sock));
+        let gso = gso_via(name, sock.local_addr(), gso, companion);
+        lanes.push(TxLane::new(sock, gso));
     }
     Ok(lanes)
 }
@@ -410,29 +721,38 @@ impl Port for GenevePort {
     }
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
-        let free = batch.free().min(MAX_BURST);
-        if free == 0 {
-            return Ok(0);
-        }
         let map = self.tlv.load_full();
-        let info = self.rx_info.get_mut(..free).unwrap_or(&mut []);
-        self.rx.recv_batch(pool, &mut self.rx_tmp, info);
         let mut n = 0;
-        for (i, mut p) in self.rx_tmp.drain().enumerate() {
-            let from = self.rx_info.get(i).copied().unwrap_or_default();
-            let len = p.len();
-            match decap(&mut p, &from, &self.policy, &map) {
-                Ok(()) => {
-                    self.c.rx(len);
-                    match batch.push(p) {
-                        Ok(()) => n += 1,
-                        Err(p) => pool.put(p),
-                    }
-                }
-                Err(why) => {
-                    self.c.rx_drop(why, 1);
-                    pool.put(p);
-                }
+        // The super-frame being rebuilt at the tail of `batch` (its index):
+        // it stays open across reads, so one sender's 45-segment
+        // super-frame can become one frame again.
+        let mut open: Option<(usize, Open)> = None;
+        for _ in 0..RX_READS {
+            // What an earlier read left first, in order.
+            if !self.rx_drain_queue(pool, batch, &map, &mut open, &mut n) {
+                break;
+            }
+            let free = batch.free().min(MAX_BURST);
+            if free == 0 {
+                break;
+            }
+            let info = self.rx_info.get_mut(..free).unwrap_or(&mut []);
+            let got = self.rx.recv_batch(pool, &mut self.rx_tmp, info);
+            for (i, p) in self.rx_tmp.drain().enumerate() {
+                let from = self.rx_info.get(i).copied().unwrap_or_default();
+                self.rx_queue.push_back((p, from));
+            }
+            if !self.rx_drain_queue(pool, batch, &map, &mut open, &mut n) {
+                break;
+            }
+            // A short read: nothing more is waiting.
+            if got < free {
+                break;
+            }
+        }
+        if let Some((at, o)) = open {
+            if let Some(head) = batch.as_mut_slice().get_mut(at) {
+                o.finish(head);
             }
         }
         Ok(n)
@@ -498,11 +818,14 @@ impl Port for GenevePort {
             .lanes
             .iter()
             .map(|l| {
-                l.sock
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .and_then(Socket::adopt)
-                    .map(TxLane::new)
+                let dup = |s: &Socket| s.as_fd().try_clone_to_owned().and_then(Socket::adopt);
+                let gso = match &l.gso {
+                    GsoVia::Lane => GsoVia::Lane,
+                    GsoVia::Companion(c) => dup(c).map_or(GsoVia::Off, GsoVia::Companion),
+                    GsoVia::Off => GsoVia::Off,
+                };
+                dup(&l.sock)
+                    .map(|sock| TxLane::new(sock, gso))
                     .map_err(|e| Error::io("share geneve send socket", name, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -516,6 +839,9 @@ impl Port for GenevePort {
             mtu: self.mtu,
             rx_tmp: Batch::new(),
             rx_info: [RecvInfo::default(); MAX_BURST],
+            rx_queue: std::collections::VecDeque::with_capacity(MAX_BURST),
+            rx_split_at: 0,
+            gso_buf: Vec::new(),
             icmp_logged: (0, None),
             registered: None,
             extra: true,
@@ -541,6 +867,9 @@ impl Port for GenevePort {
         self.rx.drain_errors();
         for l in &mut self.lanes {
             l.sock.drain_errors();
+            if let GsoVia::Companion(c) = &mut l.gso {
+                c.drain_errors();
+            }
         }
         self.log_icmp();
     }

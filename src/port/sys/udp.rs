@@ -26,6 +26,8 @@ const IPV6_RECVHOPLIMIT: libc::c_int = 51;
 const IPV6_HOPLIMIT: libc::c_int = 52;
 const IPV6_RECVTCLASS: libc::c_int = 66;
 const IPV6_TCLASS: libc::c_int = 67;
+// linux/udp.h; not exported by libc for every Linux target.
+const UDP_GRO: libc::c_int = 104;
 // asm-generic/socket.h; not exported by libc for every Linux target.
 const SO_NO_CHECK: libc::c_int = 11;
 
@@ -57,6 +59,10 @@ pub struct UdpOptions {
     /// address, the kernel spreading datagrams over them by their
     /// addresses and ports (a flow to one socket).
     pub reuseport: bool,
+    /// UDP_GRO: the kernel may hand over several equal datagrams of one
+    /// flow as one (a sender's UDP GSO send arrives whole); each
+    /// [`UdpRecv::gso_size`] says where to cut.
+    pub gro: bool,
 }
 
 impl Default for UdpOptions {
@@ -72,6 +78,7 @@ impl Default for UdpOptions {
             tos: None,
             no_check: false,
             reuseport: false,
+            gro: false,
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct UdpRecv {
     pub tos: Option<u8>,
     /// Outer TTL / hop limit (needs `tos_ttl`).
     pub ttl: Option<u8>,
+    /// With `gro`: the datagram stands for several of this size (the last
+    /// may be shorter), back to back.
+    pub gso_size: Option<u16>,
 }
 
 /// An ICMP (or local) error about a datagram we sent, from the error queue.
@@ -176,6 +186,9 @@ impl UdpSock {
         let v6 = local.is_ipv6();
         if opts.reuseport {
             setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
+        }
+        if opts.gro {
+            setsockopt(fd, libc::SOL_UDP, UDP_GRO, &one)?;
         }
         if opts.recverr {
             if v6 {
@@ -283,6 +296,7 @@ impl UdpSock {
             let nl = (names[i].len as usize).min(names[i].bytes.len());
             let mut dst = None;
             let (mut tos, mut ttl) = (None, None);
+            let mut gso_size = None;
             // IP_TOS arrives as one byte, IP_TTL and the IPv6 ones as ints.
             let first = |d: &[u8]| d.first().copied();
             let int = |d: &[u8]| {
@@ -295,6 +309,12 @@ impl UdpSock {
                     (libc::IPPROTO_IP, libc::IP_TTL) => ttl = int(c.data),
                     (libc::IPPROTO_IPV6, IPV6_TCLASS) => tos = int(c.data),
                     (libc::IPPROTO_IPV6, IPV6_HOPLIMIT) => ttl = int(c.data),
+                    (libc::SOL_UDP, UDP_GRO) => {
+                        gso_size = c
+                            .data
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u16)
+                    }
                     // struct in_pktinfo: ifindex, spec_dst, then ipi_addr.
                     (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
                         if let Some(a) = c.data.get(8..12).and_then(|a| <[u8; 4]>::try_from(a).ok())
@@ -319,6 +339,7 @@ impl UdpSock {
                 dst,
                 tos,
                 ttl,
+                gso_size,
             };
         }
         Ok(got)
