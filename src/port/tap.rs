@@ -61,11 +61,11 @@ use super::link::{Counters, Device, LinkLife};
 use super::persist::{self, Record};
 use super::sys::netns::{self, NetNs, NsId};
 use super::sys::rtnl::Rtnl;
-use super::sys::{self, netdev, tun};
+use super::sys::{self, netdev, tun, uring};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
-use crate::packet::{Batch, Gso, PacketBuf, PacketPool};
+use crate::packet::{Batch, Gso, PacketBuf, PacketPool, MAX_BURST};
 use parking_lot::Mutex;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -94,6 +94,19 @@ pub struct TapConfig {
     /// frames the kernel holds for us before it drops; `None` keeps the
     /// device's (1000 for a new TAP).
     pub txqueuelen: Option<u32>,
+    /// How frames are read and written (`tap_io`).
+    pub io: TapIo,
+}
+
+/// How a TAP port moves its frames (`tap_io=uring|readwrite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TapIo {
+    /// A batch of reads, or of writes, in one io_uring submission (one
+    /// syscall per batch); read/write where io_uring is unavailable.
+    #[default]
+    Uring,
+    /// One `read` or `write` syscall per frame.
+    Readwrite,
 }
 
 impl TapConfig {
@@ -104,11 +117,12 @@ impl TapConfig {
             vnet_hdr: true,
             mtu_request: None,
             txqueuelen: None,
+            io: TapIo::default(),
         }
     }
 
     /// From `add-port ... key=value` options: `vnet_hdr=true|false`,
-    /// `mtu_request=N`, `txqueuelen=N`.
+    /// `mtu_request=N`, `txqueuelen=N`, `tap_io=uring|readwrite`.
     pub fn from_options(name: &str, opts: &[(&str, &str)]) -> Result<TapConfig, Error> {
         sys::check_ifname(name).map_err(|e| Error::config(name, e.to_string()))?;
         let mut c = TapConfig::new(name);
@@ -134,6 +148,18 @@ impl TapConfig {
                             Error::config(name, format!("txqueuelen={v}: expected 1..1000000"))
                         })?;
                     c.txqueuelen = Some(n);
+                }
+                "tap_io" => {
+                    c.io = match v {
+                        "uring" => TapIo::Uring,
+                        "readwrite" => TapIo::Readwrite,
+                        _ => {
+                            return Err(Error::config(
+                                name,
+                                format!("tap_io={v}: expected uring or readwrite"),
+                            ))
+                        }
+                    }
                 }
                 _ => {
                     return Err(Error::config(
@@ -315,6 +341,8 @@ pub struct TapPort {
     kernel: Mutex<Kernel>,
     overflow: Vec<u8>,
     scratch: Vec<u8>,
+    /// Batched I/O through io_uring; `None`: one read/write per frame.
+    uring: Option<Box<Uring>>,
     /// The queues opened for other workers (a primary), or the primary's
     /// (an extra queue).
     slots: Arc<QueueSlots>,
@@ -435,6 +463,73 @@ fn locate(cfg: &TapConfig, rec: Option<&Record>) -> io::Result<Option<tun::TapFd
     Ok(None)
 }
 
+/// Smallest number of reads one receive submits: a frame that arrives
+/// alone still comes with room for the few behind it.
+const RX_MIN_READS: usize = 4;
+
+/// The state of a port's batched I/O ([`TapIo::Uring`]): the ring, and
+/// what each read of a batch reads into besides its pool buffer.
+struct Uring {
+    ring: uring::Batcher,
+    /// Per read of a batch: its virtio-net header.
+    hdrs: Vec<[u8; vnet::LEN]>,
+    /// Per read of a batch: where a frame longer than the pool buffer (a
+    /// TSO super-packet) goes on, [`MAX_FRAME`] bytes each. Allocated
+    /// zeroed and untouched, so only pages a super-packet reached ever
+    /// become resident (Open vSwitch keeps the same per-queue areas).
+    overflow: Vec<u8>,
+    /// The pool buffers of the batch being read.
+    stage: Vec<PacketBuf>,
+    /// Per write of a batch: whether it is submitted (a packet whose
+    /// header cannot be made is counted and skipped).
+    send: Vec<bool>,
+    /// The results of the last batch.
+    out: uring::Results,
+    /// How many reads the next receive submits: doubles while every read
+    /// finds a frame, follows what was found otherwise, so an idle port
+    /// costs a few reads, not a batch of them.
+    want: usize,
+}
+
+impl std::fmt::Debug for Uring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uring").field("want", &self.want).finish()
+    }
+}
+
+/// Warns once per process that TAP ports fall back to read/write.
+static URING_WARNED: std::sync::Once = std::sync::Once::new();
+
+impl Uring {
+    /// The batched I/O for a port configured with `cfg`: `None` with
+    /// `tap_io=readwrite`, or when io_uring cannot be set up here (warned
+    /// once; the port then reads and writes one frame per syscall).
+    fn for_port(cfg: &TapConfig) -> Option<Box<Uring>> {
+        if cfg.io != TapIo::Uring {
+            return None;
+        }
+        match uring::Batcher::new() {
+            Ok(ring) => Some(Box::new(Uring {
+                ring,
+                hdrs: vec![[0; vnet::LEN]; MAX_BURST],
+                overflow: vec![0; MAX_BURST * MAX_FRAME],
+                stage: Vec::with_capacity(MAX_BURST),
+                send: Vec::with_capacity(MAX_BURST),
+                out: Vec::with_capacity(MAX_BURST),
+                want: RX_MIN_READS,
+            })),
+            Err(e) => {
+                URING_WARNED.call_once(|| {
+                    tracing::warn!(
+                        "io_uring unavailable ({e}): TAP ports read and write one frame per syscall"
+                    )
+                });
+                None
+            }
+        }
+    }
+}
+
 impl TapPort {
     /// Opens TAP `cfg.name`: attaches to it where it lives when it exists
     /// (ours from before a restart, or someone else's persistent TAP),
@@ -463,6 +558,7 @@ impl TapPort {
                 (fd, true, if fresh { "created" } else { "re-attached to" })
             }
         };
+        let uring = Uring::for_port(&cfg);
         let mut p = TapPort {
             life: LinkLife::new(&cfg.name),
             cfg,
@@ -476,6 +572,7 @@ impl TapPort {
             kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
+            uring,
             slots: Arc::default(),
             extra: None,
         };
@@ -489,6 +586,7 @@ impl TapPort {
             port = %p.cfg.name,
             vnet_hdr = p.cfg.vnet_hdr,
             mtu = p.mtu,
+            io = ?p.io(),
             "{how} tap {}{}",
             p.cfg.name,
             if elsewhere { " (in another network namespace)" } else { "" }
@@ -516,6 +614,7 @@ impl TapPort {
             ));
         }
         let rec = persist::load(&cfg.name);
+        let uring = Uring::for_port(&cfg);
         let mut p = TapPort {
             life: LinkLife::new(&cfg.name),
             owner: rec.as_ref().is_some_and(|r| r.ours),
@@ -529,6 +628,7 @@ impl TapPort {
             kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
+            uring,
             slots: Arc::default(),
             extra: None,
         };
@@ -633,6 +733,7 @@ impl TapPort {
             kernel: Mutex::new(Kernel::default()),
             overflow: vec![0; MAX_FRAME],
             scratch: Vec::new(),
+            uring: Uring::for_port(&self.cfg),
             slots: self.slots.clone(),
             extra: Some(extra),
         }))
@@ -698,6 +799,16 @@ impl TapPort {
         match persist::store(&self.cfg.name, &rec) {
             Ok(()) => self.recorded = Some(rec),
             Err(e) => tracing::warn!(port = %self.cfg.name, "cannot record the tap: {e}"),
+        }
+    }
+
+    /// How the port moves its frames now: [`TapIo::Readwrite`] when asked
+    /// for, or when io_uring could not be set up.
+    pub fn io(&self) -> TapIo {
+        if self.uring.is_some() {
+            TapIo::Uring
+        } else {
+            TapIo::Readwrite
         }
     }
 
@@ -788,6 +899,151 @@ impl TapPort {
         Some(f & want == want)
     }
 
+    /// Receive with [`TapIo::Uring`]: batches of reads, one submission
+    /// each, until the batch is full or a read finds the queue empty.
+    fn recv_uring(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> usize {
+        let (Some(u), Some(dev)) = (self.uring.as_deref_mut(), self.dev.get()) else {
+            return 0;
+        };
+        let vnet_hdr = self.cfg.vnet_hdr;
+        let mut n = 0;
+        let mut gone = None;
+        while !batch.is_full() {
+            let k = batch.free().min(u.want).clamp(1, MAX_BURST);
+            u.stage.extend((0..k).map(|_| pool.get()));
+            let reads = u
+                .stage
+                .iter_mut()
+                .zip(u.hdrs.iter_mut())
+                .zip(u.overflow.chunks_mut(MAX_FRAME))
+                .map(|((p, h), o)| {
+                    let h: &mut [u8] = if vnet_hdr { h } else { &mut [] };
+                    [h, p.rx_area(), o]
+                });
+            u.ring.read_each(dev.as_fd(), reads, &mut u.out);
+            let mut got = 0;
+            let mut dry = false;
+            let stage = u.stage.drain(..);
+            for (i, (mut p, r)) in stage.zip(u.out.drain(..)).enumerate() {
+                let len = match r {
+                    Ok(len) if vnet_hdr => len.checked_sub(vnet::LEN),
+                    Ok(len) => Some(len),
+                    Err(e) => {
+                        pool.put(p);
+                        match e.kind() {
+                            io::ErrorKind::WouldBlock => dry = true,
+                            io::ErrorKind::Interrupted => {}
+                            _ if tun::is_gone(&e) => gone = Some(e),
+                            _ => {
+                                self.c.stats.rx_errors += 1;
+                                dry = true;
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let over = u.overflow.get(i * MAX_FRAME..(i + 1) * MAX_FRAME);
+                let ok = match (len, over) {
+                    (Some(len), Some(over)) => {
+                        super::finish_rx(&mut p, len, over);
+                        let hdr = u.hdrs.get(i).copied().unwrap_or_default();
+                        !vnet_hdr || VnetHdr::parse(&hdr).apply_to(&mut p.meta).is_ok()
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    // A header we did not negotiate: drop the frame.
+                    self.c.rx_invalid();
+                    pool.put(p);
+                    continue;
+                }
+                got += 1;
+                self.c.rx(p.len());
+                match batch.push(p) {
+                    Ok(()) => n += 1,
+                    Err(p) => pool.put(p),
+                }
+            }
+            u.want = if got == k { 2 * k } else { 2 * got }.clamp(RX_MIN_READS, MAX_BURST);
+            if dry || gone.is_some() || got < k {
+                break;
+            }
+        }
+        if let Some(e) = gone {
+            self.lose(&e);
+        }
+        n
+    }
+
+    /// Transmit with [`TapIo::Uring`]: one submission for each run of
+    /// packets that go out as one write each; a super-packet that must be
+    /// segmented in software (no vnet_hdr) goes through
+    /// [`TapPort::send_segments`] between runs. A write the device cannot
+    /// take now is dropped as `tx_queue_full` (the writes after it in the
+    /// same submission may already be out, so it cannot wait in the batch
+    /// without reordering); a TAP only refuses one when its socket send
+    /// buffer is full, which is unlimited unless someone set one.
+    fn send_uring(&mut self, batch: &mut Batch) -> Result<(), (io::Error, usize)> {
+        let vnet_hdr = self.cfg.vnet_hdr;
+        let pkts = batch.as_mut_slice();
+        let mut at = 0;
+        while at < pkts.len() {
+            let (Some(u), Some(dev)) = (self.uring.as_deref_mut(), self.dev.get()) else {
+                return Ok(());
+            };
+            // Headers and checksums first (they need the packet mutably),
+            // up to a packet that needs segmenting.
+            u.send.clear();
+            let mut segment = false;
+            for (p, h) in pkts[at..].iter_mut().take(MAX_BURST).zip(u.hdrs.iter_mut()) {
+                let ok = if vnet_hdr {
+                    vnet::header_for(p).map(|v| *h = v.emit()).is_ok()
+                } else if p.meta.gso != Gso::None {
+                    segment = true;
+                    break;
+                } else {
+                    gso::complete_checksum(p).is_ok()
+                };
+                u.send.push(ok);
+            }
+            let run = &pkts[at..at + u.send.len()];
+            let writes = run
+                .iter()
+                .zip(u.hdrs.iter())
+                .zip(u.send.iter())
+                .filter(|(_, ok)| **ok)
+                .map(|((p, h), _)| {
+                    let h: &[u8] = if vnet_hdr { h } else { &[] };
+                    [h, p.data()]
+                });
+            u.ring.write_each(dev.as_fd(), writes, &mut u.out);
+            let mut results = u.out.drain(..);
+            for (i, (p, &ok)) in run.iter().zip(u.send.iter()).enumerate() {
+                let r = if ok { results.next() } else { None };
+                match r {
+                    None => self.c.tx_error(1),
+                    Some(Ok(_)) => self.c.tx(p.len()),
+                    Some(Err(e)) => match Self::write_failed(&mut self.c, e, 1) {
+                        TxFlow::Next => {}
+                        TxFlow::Stop => self.c.tx_drop(PortDrop::TxQueueFull, 1),
+                        TxFlow::Gone(e) => return Err((e, at + i)),
+                    },
+                }
+            }
+            drop(results);
+            at += run.len();
+            if segment {
+                if let Some(p) = pkts.get(at) {
+                    if let TxFlow::Gone(e) = self.send_segments(p) {
+                        return Err((e, at));
+                    }
+                }
+                at += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads one frame into `p`; returns the frame length.
     fn read_frame(&mut self, p: &mut PacketBuf) -> io::Result<usize> {
         let Some(dev) = self.dev.get() else {
@@ -824,7 +1080,7 @@ impl TapPort {
     }
 
     /// Maps a write error to the flow and counts it.
-    fn write_failed(&mut self, e: io::Error, frames: u64) -> TxFlow {
+    fn write_failed(c: &mut Counters, e: io::Error, frames: u64) -> TxFlow {
         if e.kind() == io::ErrorKind::WouldBlock {
             return TxFlow::Stop;
         }
@@ -834,9 +1090,9 @@ impl TapPort {
         if e.raw_os_error() == Some(libc::EIO) {
             // The kernel side is administratively down (the VM or the
             // namespace has not brought its interface up).
-            self.c.tx_drop(PortDrop::PortDown, frames);
+            c.tx_drop(PortDrop::PortDown, frames);
         } else {
-            self.c.tx_error(frames);
+            c.tx_error(frames);
         }
         TxFlow::Next
     }
@@ -861,7 +1117,7 @@ impl TapPort {
                 self.c.tx(pkt.len());
                 TxFlow::Next
             }
-            Err(e) => self.write_failed(e, 1),
+            Err(e) => Self::write_failed(&mut self.c, e, 1),
         }
     }
 
@@ -891,7 +1147,7 @@ impl TapPort {
                 Ok(n) => self.c.tx(n),
                 Err(e) => {
                     let left = (s.count() - i) as u64;
-                    flow = match self.write_failed(e, left) {
+                    flow = match Self::write_failed(&mut self.c, e, left) {
                         TxFlow::Stop => {
                             self.c.tx_drop(PortDrop::TxQueueFull, left);
                             TxFlow::Next
@@ -917,6 +1173,9 @@ impl Port for TapPort {
     }
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
+        if self.uring.is_some() {
+            return Ok(self.recv_uring(pool, batch));
+        }
         let mut n = 0;
         while !batch.is_full() && self.dev.get().is_some() {
             let mut p = pool.get();
@@ -957,6 +1216,15 @@ impl Port for TapPort {
         let total = batch.len();
         if self.dev.get().is_none() {
             self.c.tx_drop(PortDrop::PortDown, total as u64);
+            batch.recycle(pool);
+            return Ok(total);
+        }
+        if self.uring.is_some() {
+            if let Err((e, at)) = self.send_uring(batch) {
+                self.lose(&e);
+                self.c
+                    .tx_drop(PortDrop::PortDown, total.saturating_sub(at) as u64);
+            }
             batch.recycle(pool);
             return Ok(total);
         }
@@ -1126,6 +1394,18 @@ mod tests {
                 TapConfig::from_options("t0", &[("txqueuelen", bad)]).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn tap_io_option() {
+        assert_eq!(TapConfig::new("t0").io, TapIo::Uring);
+        let c = TapConfig::from_options("t0", &[("tap_io", "readwrite")]).unwrap();
+        assert_eq!(c.io, TapIo::Readwrite);
+        let c = TapConfig::from_options("t0", &[("tap_io", "uring")]).unwrap();
+        assert_eq!(c.io, TapIo::Uring);
+        for bad in ["", "URING", "read"] {
+            assert!(TapConfig::from_options("t0", &[("tap_io", bad)]).is_err());
         }
     }
 

@@ -24,6 +24,8 @@
 //!   the error queue).
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
 //! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
+//! * [`uring`]: io_uring batches of non-blocking reads and writes on one
+//!   fd (a TAP's frames, one syscall per batch).
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
@@ -41,6 +43,7 @@ pub mod rtnl;
 pub mod scm;
 pub mod tun;
 pub mod udp;
+pub mod uring;
 
 pub use mmsg::MAX_MSGS;
 
