@@ -183,6 +183,15 @@ enum TxFlow {
     Gone(io::Error),
 }
 
+/// Why a batched transmit stopped before the end of the batch.
+enum UringStop {
+    /// The device is gone; the packets from this index on were not sent.
+    Gone(io::Error, usize),
+    /// The ring was given up (see `TapPort::give_up_uring`); the packets
+    /// from this index on are still to be sent.
+    Refused(usize),
+}
+
 /// What the device says about itself, asked inside its namespace.
 #[derive(Debug, Clone, Copy)]
 struct Asked {
@@ -908,6 +917,7 @@ impl TapPort {
         let vnet_hdr = self.cfg.vnet_hdr;
         let mut n = 0;
         let mut gone = None;
+        let mut refused = false;
         while !batch.is_full() {
             let k = batch.free().min(u.want).clamp(1, MAX_BURST);
             u.stage.extend((0..k).map(|_| pool.get()));
@@ -934,6 +944,12 @@ impl TapPort {
                             io::ErrorKind::WouldBlock => dry = true,
                             io::ErrorKind::Interrupted => {}
                             _ if tun::is_gone(&e) => gone = Some(e),
+                            _ if uring::refused(&e) => {
+                                // Nothing was read: the frame waits for
+                                // the read/write path.
+                                refused = true;
+                                dry = true;
+                            }
                             _ => {
                                 self.c.stats.rx_errors += 1;
                                 dry = true;
@@ -972,7 +988,22 @@ impl TapPort {
         if let Some(e) = gone {
             self.lose(&e);
         }
+        if refused {
+            self.give_up_uring();
+        }
         n
+    }
+
+    /// The kernel refused non-blocking requests through the ring on this
+    /// device (a kernel whose TAP does not take `RWF_NOWAIT`): the port
+    /// reads and writes one frame per syscall from now on. Nothing is in
+    /// flight between batches, so the ring can go at once.
+    fn give_up_uring(&mut self) {
+        self.uring = None;
+        tracing::warn!(
+            port = %self.cfg.name,
+            "the TAP refuses non-blocking io_uring requests: one read or write per frame from now on"
+        );
     }
 
     /// Transmit with [`TapIo::Uring`]: one submission for each run of
@@ -983,7 +1014,7 @@ impl TapPort {
     /// same submission may already be out, so it cannot wait in the batch
     /// without reordering); a TAP only refuses one when its socket send
     /// buffer is full, which is unlimited unless someone set one.
-    fn send_uring(&mut self, batch: &mut Batch) -> Result<(), (io::Error, usize)> {
+    fn send_uring(&mut self, batch: &mut Batch) -> Result<(), UringStop> {
         let vnet_hdr = self.cfg.vnet_hdr;
         let pkts = batch.as_mut_slice();
         let mut at = 0;
@@ -992,12 +1023,21 @@ impl TapPort {
                 return Ok(());
             };
             // Headers and checksums first (they need the packet mutably),
-            // up to a packet that needs segmenting.
+            // up to a packet that needs segmenting. The virtio-net header
+            // goes into the packet's headroom, so each write is one
+            // contiguous buffer.
             u.send.clear();
             let mut segment = false;
-            for (p, h) in pkts[at..].iter_mut().take(MAX_BURST).zip(u.hdrs.iter_mut()) {
+            let mut refused = false;
+            for p in pkts[at..].iter_mut().take(MAX_BURST) {
                 let ok = if vnet_hdr {
-                    vnet::header_for(p).map(|v| *h = v.emit()).is_ok()
+                    match vnet::header_for(p) {
+                        Ok(v) => {
+                            p.push_front(vnet::LEN).copy_from_slice(&v.emit());
+                            true
+                        }
+                        Err(_) => false,
+                    }
                 } else if p.meta.gso != Gso::None {
                     segment = true;
                     break;
@@ -1009,33 +1049,40 @@ impl TapPort {
             let run = &pkts[at..at + u.send.len()];
             let writes = run
                 .iter()
-                .zip(u.hdrs.iter())
                 .zip(u.send.iter())
                 .filter(|(_, ok)| **ok)
-                .map(|((p, h), _)| {
-                    let h: &[u8] = if vnet_hdr { h } else { &[] };
-                    [h, p.data()]
-                });
+                .map(|(p, _)| [p.data(), &[][..]]);
             u.ring.write_each(dev.as_fd(), writes, &mut u.out);
             let mut results = u.out.drain(..);
             for (i, (p, &ok)) in run.iter().zip(u.send.iter()).enumerate() {
                 let r = if ok { results.next() } else { None };
                 match r {
                     None => self.c.tx_error(1),
-                    Some(Ok(_)) => self.c.tx(p.len()),
+                    Some(Ok(_)) => {
+                        self.c
+                            .tx(p.len().saturating_sub(if vnet_hdr { vnet::LEN } else { 0 }))
+                    }
+                    Some(Err(e)) if uring::refused(&e) => {
+                        self.c.tx_error(1);
+                        refused = true;
+                    }
                     Some(Err(e)) => match Self::write_failed(&mut self.c, e, 1) {
                         TxFlow::Next => {}
                         TxFlow::Stop => self.c.tx_drop(PortDrop::TxQueueFull, 1),
-                        TxFlow::Gone(e) => return Err((e, at + i)),
+                        TxFlow::Gone(e) => return Err(UringStop::Gone(e, at + i)),
                     },
                 }
             }
             drop(results);
             at += run.len();
+            if refused {
+                self.give_up_uring();
+                return Err(UringStop::Refused(at));
+            }
             if segment {
                 if let Some(p) = pkts.get(at) {
                     if let TxFlow::Gone(e) = self.send_segments(p) {
-                        return Err((e, at));
+                        return Err(UringStop::Gone(e, at));
                     }
                 }
                 at += 1;
@@ -1219,16 +1266,27 @@ impl Port for TapPort {
             batch.recycle(pool);
             return Ok(total);
         }
-        if self.uring.is_some() {
-            if let Err((e, at)) = self.send_uring(batch) {
-                self.lose(&e);
-                self.c
-                    .tx_drop(PortDrop::PortDown, total.saturating_sub(at) as u64);
-            }
-            batch.recycle(pool);
-            return Ok(total);
-        }
         let mut done = 0;
+        if self.uring.is_some() {
+            let rest = match self.send_uring(batch) {
+                Ok(()) => None,
+                Err(UringStop::Gone(e, at)) => {
+                    self.lose(&e);
+                    self.c
+                        .tx_drop(PortDrop::PortDown, total.saturating_sub(at) as u64);
+                    None
+                }
+                Err(UringStop::Refused(at)) => Some(at),
+            };
+            match rest {
+                // The rest goes one write at a time, below.
+                Some(at) if at < total => done = at,
+                _ => {
+                    batch.recycle(pool);
+                    return Ok(total);
+                }
+            }
+        }
         while done < total {
             let flow = match batch.as_mut_slice().get_mut(done) {
                 Some(p) => self.send_one(p),

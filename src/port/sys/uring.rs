@@ -67,6 +67,16 @@ fn result(res: i32) -> io::Result<usize> {
     }
 }
 
+/// True when a request's error says the ring cannot do this kind of I/O on
+/// the fd at all (a file without non-blocking support refuses
+/// `RWF_NOWAIT`), as opposed to an error of the I/O itself.
+pub fn refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+    )
+}
+
 /// True for an `io_uring_enter` error worth retrying at once.
 fn transient(e: &io::Error) -> bool {
     matches!(
@@ -162,15 +172,31 @@ impl Batcher {
         let mut pushed = 0;
         for (i, &c) in counts.iter().enumerate() {
             let iov = self.iovs[at..].as_ptr();
+            let one = self.iovs.get(at).filter(|_| c == 1);
             at += c as usize;
-            let e = if write {
-                opcode::Writev::new(fd, iov, c as u32)
+            // A single slice goes as a plain read or write: the kernel
+            // then has no iovec array to copy in.
+            let e = match (one, write) {
+                (Some(v), true) => opcode::Write::new(
+                    fd,
+                    v.iov_base.cast(),
+                    v.iov_len.min(u32::MAX as usize) as u32,
+                )
+                .rw_flags(libc::RWF_NOWAIT)
+                .build(),
+                (Some(v), false) => opcode::Read::new(
+                    fd,
+                    v.iov_base.cast(),
+                    v.iov_len.min(u32::MAX as usize) as u32,
+                )
+                .rw_flags(libc::RWF_NOWAIT)
+                .build(),
+                (None, true) => opcode::Writev::new(fd, iov, c as u32)
                     .rw_flags(libc::RWF_NOWAIT)
-                    .build()
-            } else {
-                opcode::Readv::new(fd, iov, c as u32)
+                    .build(),
+                (None, false) => opcode::Readv::new(fd, iov, c as u32)
                     .rw_flags(libc::RWF_NOWAIT)
-                    .build()
+                    .build(),
             }
             .user_data(i as u64);
             // SAFETY: the iovecs and the byte slices they point to are
