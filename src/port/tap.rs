@@ -13,14 +13,21 @@
 //! by name in ours: that is how `link_state` stays truthful for a TAP inside
 //! a VM's namespace, where Open vSwitch's lookups by name fail.
 //!
-//! Receive reads frames until the batch is full or the fd runs dry (one
-//! `read` per frame, the TAP interface has no batch read). With vnet_hdr a
-//! frame may be a 64 KiB TSO super-packet: the read scatters over the pool
-//! buffer and a per-port overflow area, and only super-packets pay a copy.
-//! The virtio-net header becomes `meta.csum` / `meta.gso`.
+//! Receive reads frames until the batch is full or the fd runs dry. The
+//! TAP interface has no batch read, so with `tap_io=uring` (the default)
+//! a batch of reads, one per frame, goes to the kernel in one io_uring
+//! submission ([`sys::uring`]); every read is non-blocking and completes
+//! within the call, so nothing is in flight between batches and the fd
+//! keeps its own readiness for the datapath's epoll. While frames come one
+//! or two per call, and with `tap_io=readwrite` or without io_uring, it is
+//! one `read` per frame. With vnet_hdr a frame may be a 64 KiB TSO
+//! super-packet: each read scatters over the pool buffer and an overflow
+//! area of its own, and only super-packets pay a copy. The virtio-net
+//! header becomes `meta.csum` / `meta.gso`.
 //!
-//! Transmit to a vnet_hdr TAP writes the header from the metadata, so
-//! super-packets and partial checksums pass straight through. Without
+//! Transmit goes the same way (a batch of writes in one submission, or
+//! one `write` per frame). To a vnet_hdr TAP it writes the header from the
+//! metadata, so super-packets and partial checksums pass straight through. Without
 //! vnet_hdr, super-packets are segmented and partial checksums completed in
 //! software first ([`crate::packet::gso`]).
 //!
@@ -475,6 +482,11 @@ fn locate(cfg: &TapConfig, rec: Option<&Record>) -> io::Result<Option<tun::TapFd
 /// Smallest number of reads one batched receive submits.
 const RX_MIN_READS: usize = 4;
 
+/// Most reads one submission holds: each needs an overflow area of
+/// [`MAX_FRAME`] bytes for a super-packet, 512 KiB per queue for 8, and
+/// a batch of 32 frames still costs 4 syscalls instead of 32.
+const RX_READS_PER_CALL: usize = 8;
+
 /// Up to this many frames per call a batched port reads and writes one
 /// frame per syscall instead: the ring saves nothing there, and on this
 /// kernel a frame through it took longer to arrive than one written
@@ -488,10 +500,10 @@ struct Uring {
     ring: uring::Batcher,
     /// Per read of a batch: its virtio-net header.
     hdrs: Vec<[u8; vnet::LEN]>,
-    /// Per read of a batch: where a frame longer than the pool buffer (a
-    /// TSO super-packet) goes on, [`MAX_FRAME`] bytes each. Allocated
-    /// zeroed and untouched, so only pages a super-packet reached ever
-    /// become resident (Open vSwitch keeps the same per-queue areas).
+    /// Per read of a submission: where a frame longer than the pool
+    /// buffer (a TSO super-packet) goes on, [`MAX_FRAME`] bytes each
+    /// (Open vSwitch keeps such areas per queue too, one per frame of a
+    /// batch).
     overflow: Vec<u8>,
     /// The pool buffers of the batch being read.
     stage: Vec<PacketBuf>,
@@ -529,7 +541,10 @@ impl Uring {
             Ok(ring) => Some(Box::new(Uring {
                 ring,
                 hdrs: vec![[0; vnet::LEN]; MAX_BURST],
-                overflow: vec![0; MAX_BURST * MAX_FRAME],
+                // Written once here, so that its pages are resident from
+                // the start: the port's memory does not grow later as
+                // super-packets reach more of the areas.
+                overflow: vec![0xff; RX_READS_PER_CALL * MAX_FRAME],
                 stage: Vec::with_capacity(MAX_BURST),
                 send: Vec::with_capacity(MAX_BURST),
                 out: Vec::with_capacity(MAX_BURST),
@@ -927,7 +942,7 @@ impl TapPort {
         let mut gone = None;
         let mut refused = false;
         while !batch.is_full() {
-            let k = batch.free().min(u.want).clamp(1, MAX_BURST);
+            let k = batch.free().min(u.want).clamp(1, RX_READS_PER_CALL);
             u.stage.extend((0..k).map(|_| pool.get()));
             let reads = u
                 .stage
@@ -988,7 +1003,12 @@ impl TapPort {
                     Err(p) => pool.put(p),
                 }
             }
-            u.want = if got == k { 2 * k } else { 2 * got }.clamp(RX_MIN_READS, MAX_BURST);
+            u.want = if got == k {
+                2 * got.max(u.want / 2)
+            } else {
+                2 * got
+            }
+            .clamp(RX_MIN_READS, MAX_BURST);
             if dry || gone.is_some() || got < k {
                 break;
             }
