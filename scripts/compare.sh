@@ -52,7 +52,8 @@
 # Environment: MODE (normal, ct, or "normal ct", the default), SWITCHES
 # (default "vswitchd ovs-netdev ovs-netdev-tso linux-bridge"), BARE=0 skips
 # the bare forwarder, GENEVE=0 the two-host lines, TCP=0 the iperf3 lines,
-# FLOWS (default "1 10000"), KEEP=1 keeps the work directory (JSON reports,
+# FLOWS (default "1 10000"), VSWITCHD_TAP_OPTS adds options to vswitchd's
+# two TAP ports of the TAP-to-TAP lines (e.g. tap_io=readwrite), KEEP=1 keeps the work directory (JSON reports,
 # logs). Everything it creates (namespaces named vswcmp<pid>*, processes it
 # started, the work directory) is removed on exit.
 set -euo pipefail
@@ -210,7 +211,8 @@ tap_vswitchd() {  # tap_vswitchd MODE
     cfg=$work/vswitchd.toml
   fi
   start_vswitchd $H vswitchd "$cfg"
-  for t in tap1 tap2; do ctl vswitchd add-port br0 $t type=tap; done
+  # shellcheck disable=SC2086 # options, word-split on purpose
+  for t in tap1 tap2; do ctl vswitchd add-port br0 $t type=tap ${VSWITCHD_TAP_OPTS:-}; done
 }
 
 tap_ovs() {  # tap_ovs MODE [tso]

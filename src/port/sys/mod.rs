@@ -26,6 +26,8 @@
 //! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
 //! * [`sched`]: the calling thread's scheduler time slice, short for the
 //!   control plane so it answers promptly while workers keep cores busy.
+//! * [`uring`]: io_uring batches of non-blocking reads and writes on one
+//!   fd (a TAP's frames, one syscall per batch).
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
 //!   socket modules.
 //!
@@ -44,6 +46,7 @@ pub mod sched;
 pub mod scm;
 pub mod tun;
 pub mod udp;
+pub mod uring;
 
 pub use mmsg::MAX_MSGS;
 
