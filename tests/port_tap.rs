@@ -244,8 +244,25 @@ fn persistent_tap_reopened_with_the_flags_asked() {
         common::link_exists(&name),
         "a persistent TAP outlives its fd"
     );
+    // Other tests of this binary spawn processes meanwhile: a child holds a
+    // copy of our just-closed fd until its exec closes it, and while any
+    // other queue is attached the kernel keeps the device's flags (a
+    // multi-queue TAP changes them only for its first queue), which
+    // `open_tap` refuses. Such a copy lasts microseconds: try again.
+    let attach = |vnet: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match tun::open_tap(&name, vnet, offloads) {
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("re-attach vnet_hdr={vnet}: {e}; again");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => return r.expect("re-attach"),
+            }
+        }
+    };
     for vnet in [false, true, true, false] {
-        let fd = tun::open_tap(&name, vnet, offloads).expect("re-attach");
+        let fd = attach(vnet);
         let (_, flags) = tun::get_iff(std::os::fd::AsFd::as_fd(&fd)).expect("flags");
         assert_eq!(
             flags & tun::IFF_VNET_HDR != 0,
@@ -254,7 +271,7 @@ fn persistent_tap_reopened_with_the_flags_asked() {
         );
         assert!(fd.persistent());
     }
-    let mut fd = tun::open_tap(&name, true, offloads).expect("re-attach");
+    let mut fd = attach(true);
     tun::set_persist(&mut fd, false).expect("clear persist");
     drop(fd);
     assert!(!common::link_exists(&name), "removed with its last fd");
