@@ -17,6 +17,9 @@
 # not see ("flood-veth": what the sender alone costs the machine):
 #   ping     ping -c 200 -i 0.01 from vm1 to vm2: loss, avg and max RTT
 #   show     50 x `vswitchctl show`, each timed from start to exit: median, max
+#   version  50 x `vswitchctl --version` (asks the daemon nothing), timed the
+#            same way: what starting the client costs on this machine now,
+#            so show minus version is the daemon's part
 #   drops    dump-drops controller_rate_limited / controller_queue_full /
 #            controller_not_connected, packet-ins the monitor printed
 #   flood    frames the flooder's kernel sent (fl or fx0) and vswitchd received
@@ -135,19 +138,23 @@ results=$work/results.txt
 
 # phase NAME : ping and show latency, counters before and after.
 phase() {
-  local name=$1 c0 c1 k0 k1 t0 t1 p show=()
+  local name=$1 c0 c1 k0 k1 t0 t1 p show=() ver=()
   c0=$(counters); k0=$(ticks); t0=$EPOCHREALTIME
   p=$(ip netns exec $ns_a timeout 30 ping -q -c 200 -i 0.01 -W 1 10.77.0.2 || true)
   for _ in $(seq 50); do
     local s0=$EPOCHREALTIME
     vctl show >/dev/null
     show+=("$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", (b - a) * 1000}')")
+    s0=$EPOCHREALTIME
+    vctl --version >/dev/null
+    ver+=("$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", (b - a) * 1000}')")
   done
   t1=$EPOCHREALTIME; k1=$(ticks); c1=$(counters)
-  python3 - "$name" "$p" "$c0" "$c1" "$t0" "$t1" "$k0" "$k1" "$hz" "${show[@]}" <<'PY' | tee -a "$results"
+  python3 - "$name" "$p" "$c0" "$c1" "$t0" "$t1" "$k0" "$k1" "$hz" "${ver[*]}" "${show[@]}" <<'PY' | tee -a "$results"
 import re, statistics, sys
-name, ping, c0, c1, t0, t1, k0, k1, hz = sys.argv[1:10]
-show = [float(x) for x in sys.argv[10:]]
+name, ping, c0, c1, t0, t1, k0, k1, hz, ver = sys.argv[1:11]
+ver = [float(x) for x in ver.split()]
+show = [float(x) for x in sys.argv[11:]]
 loss = re.search(r"([\d.]+)% packet loss", ping)
 rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping)
 c0 = [int(x) for x in c0.split()]
@@ -158,6 +165,7 @@ cpu = (int(k1) - int(k0)) / int(hz) / dt * 100
 print(f"{name} loss_pct={loss.group(1) if loss else 'na'}"
       f" rtt_avg_ms={rtt.group(1) if rtt else 'na'} rtt_max_ms={rtt.group(2) if rtt else 'na'}"
       f" show_med_ms={statistics.median(show):.2f} show_max_ms={max(show):.2f}"
+      f" version_med_ms={statistics.median(ver):.2f}"
       f" rate_limited={d[0]} queue_full={d[1]} not_connected={d[2]} packet_ins={d[5]}"
       f" flood_sent_pps={d[4] / dt:.0f} fl_rx_pps={d[3] / dt:.0f} vswitchd_cpu_pct={cpu:.0f}")
 PY
