@@ -32,6 +32,19 @@ fn tap(name: &str, io: TapIo, vnet_hdr: bool) -> TapPort {
     p
 }
 
+/// A batched TAP (`vnet_hdr` as given) whose kernel side is plugged into
+/// a new quiet namespace at 10.79.0.1/24: the lab, a raw-socket helper,
+/// the TAP's name, the port and the namespace.
+fn plugged_tap(vnet_hdr: bool) -> (Lab, Raw, String, TapPort, String) {
+    let mut lab = Lab::new();
+    let raw = Raw::new();
+    let name = unique_ifname("tu");
+    let p = tap(&name, TapIo::Uring, vnet_hdr);
+    let ns = lab.quiet_netns();
+    lab.plug(&name, &ns, "10.79.0.1/24");
+    (lab, raw, name, p, ns)
+}
+
 /// A frame carrying sequence number `seq`, from `src`.
 fn numbered(src: [u8; 6], dst: [u8; 6], seq: u16) -> Vec<u8> {
     let mut payload = b"uring-seq".to_vec();
@@ -104,12 +117,7 @@ fn uring_tap_moves_frames_both_ways_with_vnet_hdr() {
     if !require_root("uring_tap_moves_frames_both_ways_with_vnet_hdr") {
         return;
     }
-    let mut lab = Lab::new();
-    let raw = Raw::new();
-    let name = unique_ifname("tu");
-    let mut p = tap(&name, TapIo::Uring, true);
-    let ns = lab.quiet_netns();
-    lab.plug(&name, &ns, "10.79.0.1/24");
+    let (mut lab, raw, name, mut p, ns) = plugged_tap(true);
 
     // 100 frames queued at the port before it reads: it takes them in
     // full batches, in order, with the vnet header parsed.
@@ -158,12 +166,7 @@ fn uring_tap_without_vnet_hdr_segments_a_super_packet_in_order() {
     if !require_root("uring_tap_without_vnet_hdr_segments_a_super_packet_in_order") {
         return;
     }
-    let mut lab = Lab::new();
-    let raw = Raw::new();
-    let name = unique_ifname("tu");
-    let mut p = tap(&name, TapIo::Uring, false);
-    let ns = lab.quiet_netns();
-    lab.plug(&name, &ns, "10.79.0.1/24");
+    let (mut lab, raw, name, mut p, ns) = plugged_tap(false);
     let cap = raw.capture(&mut lab, &ns, &name);
     // One batch: a frame, a super-packet cut in software into three
     // segments between the batched writes, another frame.
@@ -202,12 +205,7 @@ fn uring_tap_frame_arriving_while_the_worker_sleeps_wakes_it() {
     if !require_root("uring_tap_frame_arriving_while_the_worker_sleeps_wakes_it") {
         return;
     }
-    let mut lab = Lab::new();
-    let raw = Raw::new();
-    let name = unique_ifname("tu");
-    let mut p = tap(&name, TapIo::Uring, true);
-    let ns = lab.quiet_netns();
-    lab.plug(&name, &ns, "10.79.0.1/24");
+    let (lab, raw, name, mut p, ns) = plugged_tap(true);
     let mut pool = PacketPool::new(2048);
     let mut batch = Batch::new();
     // Nothing queued: whatever the link's coming up sent is read first.
@@ -256,12 +254,7 @@ fn uring_tap_deleted_under_the_port_goes_down_and_comes_back() {
     if !require_root("uring_tap_deleted_under_the_port_goes_down_and_comes_back") {
         return;
     }
-    let mut lab = Lab::new();
-    let raw = Raw::new();
-    let name = unique_ifname("tu");
-    let mut p = tap(&name, TapIo::Uring, true);
-    let ns = lab.quiet_netns();
-    lab.plug(&name, &ns, "10.79.0.1/24");
+    let (lab, raw, name, mut p, ns) = plugged_tap(true);
     let mut pool = PacketPool::new(2048);
     let mut batch = Batch::new();
 

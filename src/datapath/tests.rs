@@ -258,36 +258,85 @@ fn steady_state_does_not_allocate_buffers() {
     assert_eq!(r.dp.pool().allocated(), a);
 }
 
-/// A mem port that says it is a `system` port (a wire), for the padding
-/// rule.
-struct Wire(MemPort);
+/// A mem port that says it is another kind of port: a `system` port (a
+/// wire, for the padding rule), a tunnel whose encapsulation adds some
+/// bytes (a Geneve port with its TLV options), or one whose link state
+/// the test sets.
+struct Shaped {
+    inner: MemPort,
+    kind: &'static str,
+    pads: bool,
+    overhead: Option<u32>,
+    up: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
 
-impl Port for Wire {
+impl Shaped {
+    fn of(inner: MemPort, kind: &'static str) -> Shaped {
+        Shaped {
+            inner,
+            kind,
+            pads: false,
+            overhead: None,
+            up: None,
+        }
+    }
+    fn wire(inner: MemPort) -> Shaped {
+        Shaped {
+            pads: true,
+            ..Shaped::of(inner, "system")
+        }
+    }
+    fn tunnel(inner: MemPort, overhead: u32) -> Shaped {
+        Shaped {
+            overhead: Some(overhead),
+            ..Shaped::of(inner, "geneve")
+        }
+    }
+    fn cable(inner: MemPort, up: Arc<std::sync::atomic::AtomicBool>) -> Shaped {
+        Shaped {
+            up: Some(up),
+            ..Shaped::of(inner, "dummy")
+        }
+    }
+}
+
+impl Port for Shaped {
     fn name(&self) -> &str {
-        self.0.name()
+        self.inner.name()
     }
     fn kind(&self) -> &'static str {
-        "system"
+        self.kind
     }
     fn pads_short_frames(&self) -> bool {
-        true
+        self.pads
+    }
+    fn tunnel_overhead(&self) -> Option<u32> {
+        self.overhead
+    }
+    fn link_state(&self) -> crate::port::LinkState {
+        match &self.up {
+            Some(up) if !up.load(std::sync::atomic::Ordering::Relaxed) => {
+                crate::port::LinkState::Down
+            }
+            _ => crate::port::LinkState::Up,
+        }
     }
     fn recv_batch(
         &mut self,
         pool: &mut PacketPool,
         batch: &mut Batch,
     ) -> Result<usize, crate::port::Error> {
-        self.0.recv_batch(pool, batch)
+        self.inner.recv_batch(pool, batch)
     }
     fn send_batch(
         &mut self,
         batch: &mut Batch,
         pool: &mut PacketPool,
     ) -> Result<usize, crate::port::Error> {
-        self.0.send_batch(batch, pool)
+        self.inner.send_batch(batch, pool)
     }
     fn stats(&self) -> PortStats {
-        self.0.stats()
+        self.inner.stats()
     }
 }
 
@@ -362,7 +411,7 @@ fn short_frames_to_a_wire_are_padded_with_zeroes() {
     of.add_port(PortInfo::new(1, "p1", crate::ofproto::PortKind::Dummy));
     of.add_port(PortInfo::new(2, "p2", crate::ofproto::PortKind::System));
     dp.add_port(1, Box::new(p1));
-    dp.add_port(2, Box::new(Wire(p2)));
+    dp.add_port(2, Box::new(Shaped::wire(p2)));
     let mut m = Match::default();
     m.set_exact(Field::InPort, 1);
     of.flow_mods(
@@ -481,39 +530,6 @@ mod never_vanishes {
     }
 }
 
-/// A mem port that says it is a tunnel whose encapsulation adds
-/// `overhead` bytes (a Geneve port with its TLV options).
-struct Tunnel(MemPort, u32);
-
-impl Port for Tunnel {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn kind(&self) -> &'static str {
-        "geneve"
-    }
-    fn tunnel_overhead(&self) -> Option<u32> {
-        Some(self.1)
-    }
-    fn recv_batch(
-        &mut self,
-        pool: &mut PacketPool,
-        batch: &mut Batch,
-    ) -> Result<usize, crate::port::Error> {
-        self.0.recv_batch(pool, batch)
-    }
-    fn send_batch(
-        &mut self,
-        batch: &mut Batch,
-        pool: &mut PacketPool,
-    ) -> Result<usize, crate::port::Error> {
-        self.0.send_batch(batch, pool)
-    }
-    fn stats(&self) -> PortStats {
-        self.0.stats()
-    }
-}
-
 #[test]
 fn the_tables_see_the_egress_the_datapath_enforces() {
     let now = Instant::now();
@@ -531,8 +547,8 @@ fn the_tables_see_the_egress_the_datapath_enforces() {
     of.add_port(PortInfo::new(3, "w0", crate::ofproto::PortKind::System));
     dp.add_port(1, Box::new(p1));
     // 36 bytes of Geneve over IPv4 plus one 8-byte option (4 + 8).
-    dp.add_port(2, Box::new(Tunnel(p2, 48)));
-    dp.add_port(3, Box::new(Wire(p3)));
+    dp.add_port(2, Box::new(Shaped::tunnel(p2, 48)));
+    dp.add_port(3, Box::new(Shaped::wire(p3)));
     let info = |no| of.with_ports(|p| p.get(no).cloned()).unwrap();
     assert_eq!(
         (info(2).tunnel_overhead, info(2).pads_short_frames),
@@ -766,42 +782,6 @@ fn recirculated_keys_follow_the_connection_state() {
     );
 }
 
-/// A mem port whose link state the test sets.
-struct Cable(MemPort, Arc<std::sync::atomic::AtomicBool>);
-
-impl Port for Cable {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn kind(&self) -> &'static str {
-        "dummy"
-    }
-    fn link_state(&self) -> crate::port::LinkState {
-        if self.1.load(std::sync::atomic::Ordering::Relaxed) {
-            crate::port::LinkState::Up
-        } else {
-            crate::port::LinkState::Down
-        }
-    }
-    fn recv_batch(
-        &mut self,
-        pool: &mut PacketPool,
-        batch: &mut Batch,
-    ) -> Result<usize, crate::port::Error> {
-        self.0.recv_batch(pool, batch)
-    }
-    fn send_batch(
-        &mut self,
-        batch: &mut Batch,
-        pool: &mut PacketPool,
-    ) -> Result<usize, crate::port::Error> {
-        self.0.send_batch(batch, pool)
-    }
-    fn stats(&self) -> PortStats {
-        self.0.stats()
-    }
-}
-
 #[test]
 fn the_tables_hear_a_ports_link_state_from_the_reporting_datapath_only() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -823,14 +803,17 @@ fn the_tables_hear_a_ports_link_state_from_the_reporting_datapath_only() {
     let mut other = mk();
     other.set_reports_links(false);
     let (q, _h) = MemPort::new("c1");
-    other.add_port(1, Box::new(Cable(q, Arc::new(AtomicBool::new(true)))));
+    other.add_port(
+        1,
+        Box::new(Shaped::cable(q, Arc::new(AtomicBool::new(true)))),
+    );
     other.housekeeping(now);
     assert_eq!(link(1), None);
 
     // The reporting one: at attach, then at each upkeep.
     let mut dp = mk();
     let (p, _h) = MemPort::new("c1");
-    dp.add_port(1, Box::new(Cable(p, up.clone())));
+    dp.add_port(1, Box::new(Shaped::cable(p, up.clone())));
     assert_eq!(link(1), Some(false), "published when attached");
     up.store(true, Ordering::Relaxed);
     dp.housekeeping(now);
