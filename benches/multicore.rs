@@ -24,11 +24,9 @@ use etherparse::PacketBuilder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vswitch::conntrack::ConnTracker;
-use vswitch::ctl::flowtext::to_flow_mod;
+use vswitch::ctl::flowtext;
 use vswitch::datapath::workers::{RunMode, Workers};
 use vswitch::datapath::{Datapath, DropCounters};
-use vswitch::flow::parse::parse_flow_file;
-use vswitch::flow::NoPortNames;
 use vswitch::ofproto::{Ofproto, PortInfo, PortKind};
 use vswitch::packet::Batch;
 use vswitch::port::mem::MemPort;
@@ -61,11 +59,9 @@ fn bridge(flows: &str) -> (Arc<Ofproto>, Arc<ConnTracker>, Arc<DropCounters>) {
     for i in 1..=2u32 {
         of.add_port(PortInfo::new(i, &format!("p{i}"), PortKind::Dummy));
     }
-    let mods: Vec<_> = parse_flow_file(flows, &NoPortNames)
-        .expect("bench flows parse")
-        .into_iter()
-        .map(|(c, s)| to_flow_mod(c, s))
-        .collect();
+    let mods = of
+        .with_ports(|ports| flowtext::file(flows, "bench flows", ports))
+        .expect("bench flows parse");
     of.flow_mods(&mods, now).expect("bench flows apply");
     (
         of,

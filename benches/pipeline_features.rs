@@ -23,10 +23,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 use vswitch::conntrack::ConnTracker;
-use vswitch::ctl::flowtext::to_flow_mod;
+use vswitch::ctl::flowtext;
 use vswitch::datapath::{Datapath, DropCounters};
-use vswitch::flow::parse::parse_flow_file;
-use vswitch::flow::NoPortNames;
 use vswitch::ofproto::{Ofproto, PortInfo, PortKind};
 use vswitch::packet::{Batch, PacketPool, MAX_BURST};
 use vswitch::port::geneve::{decap, DecapPolicy, TlvMap, TlvMapping};
@@ -47,11 +45,9 @@ fn datapath(flows: &str) -> (Datapath, Arc<ConnTracker>) {
         of.add_port(PortInfo::new(i, &format!("p{i}"), PortKind::Dummy));
         dp.add_port(i, Box::new(p));
     }
-    let mods: Vec<_> = parse_flow_file(flows, &NoPortNames)
-        .expect("bench flows parse")
-        .into_iter()
-        .map(|(c, s)| to_flow_mod(c, s))
-        .collect();
+    let mods = of
+        .with_ports(|ports| flowtext::file(flows, "bench flows", ports))
+        .expect("bench flows parse");
     of.flow_mods(&mods, now).expect("bench flows apply");
     (dp, ct)
 }

@@ -29,20 +29,29 @@ fn tun_flags(lab: &Lab, ns: &str, dev: &str) -> u32 {
     u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).unwrap_or(0)
 }
 
-/// The switch's counter `ours` of `port` equals the VM's kernel counter
-/// `theirs` of the same TAP (read until two reads agree: a stray ARP may
+/// The switch's counter `ours` of `port` equals the kernel's counter
+/// `theirs` of device `dev` in namespace `ns`: the VM's side of the same
+/// TAP, or a veth's peer (read until two reads agree: a stray ARP may
 /// pass between the two reads, never for long).
-fn counters_agree(lab: &Lab, d: &Daemon, vm: &str, port: &str, ours: &str, theirs: &str) {
+fn counters_agree(
+    lab: &Lab,
+    d: &Daemon,
+    ns: &str,
+    port: &str,
+    dev: &str,
+    ours: &str,
+    theirs: &str,
+) {
     let mut last = (0, 0);
     let ok = wait_until(Duration::from_secs(10), || {
         let a = d.port_counter(port, ours);
-        let b = lab.link_stat(vm, port, theirs);
+        let b = lab.link_stat(ns, dev, theirs);
         last = (a, b);
         a == b
     });
     assert!(
         ok,
-        "{port}: switch {ours}={} but the VM's kernel {theirs}={}\n{}",
+        "{port}: switch {ours}={} but the kernel's {dev} in {ns}: {theirs}={}\n{}",
         last.0,
         last.1,
         d.ctl(&["dump-ports", "br0"])
@@ -101,8 +110,8 @@ fn two_workers_forward_between_vms_and_sum_their_queues() {
 
     // The queues' counters sum to the device's.
     for (vm, port) in [(&vm1, "vm1"), (&vm2, "vm2")] {
-        counters_agree(&lab, &d, vm, port, "rx_packets", "tx_packets");
-        counters_agree(&lab, &d, vm, port, "tx_packets", "rx_packets");
+        counters_agree(&lab, &d, vm, port, port, "rx_packets", "tx_packets");
+        counters_agree(&lab, &d, vm, port, port, "tx_packets", "rx_packets");
     }
     let drops = d.drops();
     assert_eq!(
@@ -153,35 +162,9 @@ fn two_workers_share_system_ports_by_fanout() {
     // frame once (no socket of the group saw a copy), and the other way
     // round.
     for (ns, port, peer) in [(&ns1, "sys1", "peer1"), (&ns2, "sys2", "peer2")] {
-        counters_agree_peer(&lab, &d, ns, port, peer, "rx_packets", "tx_packets");
-        counters_agree_peer(&lab, &d, ns, port, peer, "tx_packets", "rx_packets");
+        counters_agree(&lab, &d, ns, port, peer, "rx_packets", "tx_packets");
+        counters_agree(&lab, &d, ns, port, peer, "tx_packets", "rx_packets");
     }
-}
-
-/// As [`counters_agree`], for a veth whose peer (`peer` in `ns`) counts.
-fn counters_agree_peer(
-    lab: &Lab,
-    d: &Daemon,
-    ns: &str,
-    port: &str,
-    peer: &str,
-    ours: &str,
-    theirs: &str,
-) {
-    let mut last = (0, 0);
-    let ok = wait_until(Duration::from_secs(10), || {
-        let a = d.port_counter(port, ours);
-        let b = lab.link_stat(ns, peer, theirs);
-        last = (a, b);
-        a == b
-    });
-    assert!(
-        ok,
-        "{port}: switch {ours}={} but its peer {theirs}={}\n{}",
-        last.0,
-        last.1,
-        d.ctl(&["dump-ports", "br0"])
-    );
 }
 
 /// Both datapath workers processed packets, and the bridge's total is

@@ -295,17 +295,17 @@ impl GenevePort {
         Ok(port)
     }
 
-    fn assemble(
+    /// A port of these parts with empty counters and scratch space: the
+    /// first queue (`extra` false) or another worker's.
+    fn with_parts(
         cfg: GeneveConfig,
         tlv: TlvMapHandle,
         rx: Socket,
         lanes: Vec<TxLane>,
+        mtu: u32,
+        extra: bool,
     ) -> GenevePort {
-        let mtu = underlay_mtu(match cfg.remote {
-            Remote::Ip(a) => Some(a),
-            Remote::Flow => cfg.local,
-        });
-        let port = GenevePort {
+        GenevePort {
             policy: cfg.policy(rx.local_addr()),
             cfg,
             rx,
@@ -320,8 +320,21 @@ impl GenevePort {
             gso_buf: Vec::new(),
             icmp_logged: (0, None),
             registered: None,
-            extra: false,
-        };
+            extra,
+        }
+    }
+
+    fn assemble(
+        cfg: GeneveConfig,
+        tlv: TlvMapHandle,
+        rx: Socket,
+        lanes: Vec<TxLane>,
+    ) -> GenevePort {
+        let mtu = underlay_mtu(match cfg.remote {
+            Remote::Ip(a) => Some(a),
+            Remote::Flow => cfg.local,
+        });
+        let port = GenevePort::with_parts(cfg, tlv, rx, lanes, mtu, false);
         tracing::info!(
             port = %port.cfg.name, local = %port.local_addr(), remote = ?port.cfg.remote,
             key = ?port.cfg.out_key, src_ports = ?port.src_ports(), gso_lanes = port.gso_lanes(),
@@ -829,23 +842,14 @@ impl Port for GenevePort {
                     .map_err(|e| Error::io("share geneve send socket", name, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(Box::new(GenevePort {
-            policy: self.cfg.policy(rx.local_addr()),
-            cfg: self.cfg.clone(),
+        Ok(Some(Box::new(GenevePort::with_parts(
+            self.cfg.clone(),
+            self.tlv.clone(),
             rx,
             lanes,
-            tlv: self.tlv.clone(),
-            c: Counters::default(),
-            mtu: self.mtu,
-            rx_tmp: Batch::new(),
-            rx_info: [RecvInfo::default(); MAX_BURST],
-            rx_queue: std::collections::VecDeque::with_capacity(MAX_BURST),
-            rx_split_at: 0,
-            gso_buf: Vec::new(),
-            icmp_logged: (0, None),
-            registered: None,
-            extra: true,
-        })))
+            self.mtu,
+            true,
+        ))))
     }
 
     fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
