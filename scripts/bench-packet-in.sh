@@ -14,12 +14,18 @@
 # ("flood-drop": the same load on the CPUs without the packet-in path, to
 # tell what the controller path costs from what the flood itself costs),
 # then while it floods a veth pair in its own namespace that vswitchd does
-# not see ("flood-veth": what the sender alone costs the machine):
+# not see ("flood-veth": what the sender alone costs the machine), then the
+# same with a busy loop on the other CPU ("veth-busy": both CPUs as busy as
+# under the flood, with vswitchd idle: what a saturated machine costs any
+# command, vswitchd aside):
 #   ping     ping -c 200 -i 0.01 from vm1 to vm2: loss, avg and max RTT
 #   show     50 x `vswitchctl show`, each timed from start to exit: median, max
 #   version  50 x `vswitchctl --version` (asks the daemon nothing), timed the
 #            same way: what starting the client costs on this machine now,
 #            so show minus version is the daemon's part
+#   sock     200 x the show request from one already running client (a new
+#            connection each, as vswitchctl makes): connect to answer, with
+#            no process start in it: median, p99
 #   drops    dump-drops controller_rate_limited / controller_queue_full /
 #            controller_not_connected, packet-ins the monitor printed
 #   flood    frames the flooder's kernel sent (fl or fx0) and vswitchd received
@@ -49,7 +55,7 @@ bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 work=$(mktemp -d /tmp/vsw-bench-pin.XXXX)
 ns_h=vswpi$$h ns_a=vswpi$$a ns_b=vswpi$$b ns_f=vswpi$$f
-vsw_pid= mon_pid= tg_pid=
+vsw_pid= mon_pid= tg_pid= spin_pid=
 
 stop() {  # stop PID : TERM, wait up to 5 s, then KILL
   [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
@@ -60,6 +66,7 @@ stop() {  # stop PID : TERM, wait up to 5 s, then KILL
 cleanup() {
   set +e
   stop "$tg_pid"
+  stop "$spin_pid"
   stop "$mon_pid"
   stop "$vsw_pid"
   for ns in $ns_f $ns_a $ns_b $ns_h; do ip netns del $ns 2>/dev/null; done
@@ -149,12 +156,35 @@ phase() {
     vctl --version >/dev/null
     ver+=("$(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", (b - a) * 1000}')")
   done
+  sock=$(python3 - "$ctl_sock" <<'PY'
+import socket, sys, time
+lat = []
+for _ in range(200):
+    t = time.perf_counter()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    s.sendall(b'{"cmd":"show","bridge":null}\n')
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    lat.append((time.perf_counter() - t) * 1000)
+    time.sleep(0.005)
+lat.sort()
+print(f"{lat[len(lat) // 2]:.3f} {lat[int(len(lat) * 0.99)]:.3f}")
+PY
+)
   t1=$EPOCHREALTIME; k1=$(ticks); c1=$(counters)
-  python3 - "$name" "$p" "$c0" "$c1" "$t0" "$t1" "$k0" "$k1" "$hz" "${ver[*]}" "${show[@]}" <<'PY' | tee -a "$results"
+  python3 - "$name" "$p" "$c0" "$c1" "$t0" "$t1" "$k0" "$k1" "$hz" "$sock" "${ver[*]}" "${show[@]}" <<'PY' | tee -a "$results"
 import re, statistics, sys
-name, ping, c0, c1, t0, t1, k0, k1, hz, ver = sys.argv[1:11]
+name, ping, c0, c1, t0, t1, k0, k1, hz, sock, ver = sys.argv[1:12]
+sock = [float(x) for x in sock.split()]
 ver = [float(x) for x in ver.split()]
-show = [float(x) for x in sys.argv[11:]]
+show = [float(x) for x in sys.argv[12:]]
 loss = re.search(r"([\d.]+)% packet loss", ping)
 rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping)
 c0 = [int(x) for x in c0.split()]
@@ -166,6 +196,7 @@ print(f"{name} loss_pct={loss.group(1) if loss else 'na'}"
       f" rtt_avg_ms={rtt.group(1) if rtt else 'na'} rtt_max_ms={rtt.group(2) if rtt else 'na'}"
       f" show_med_ms={statistics.median(show):.2f} show_max_ms={max(show):.2f}"
       f" version_med_ms={statistics.median(ver):.2f}"
+      f" sock_med_ms={sock[0]:.3f} sock_p99_ms={sock[1]:.3f}"
       f" rate_limited={d[0]} queue_full={d[1]} not_connected={d[2]} packet_ins={d[5]}"
       f" flood_sent_pps={d[4] / dt:.0f} fl_rx_pps={d[3] / dt:.0f} vswitchd_cpu_pct={cpu:.0f}")
 PY
@@ -177,6 +208,13 @@ flock -w 600 9 || echo "bench-packet-in: /tmp/bench.lock busy for 10 min; measur
 ip -n $ns_f link add fx0 type veth peer name fx1
 ip -n $ns_f link set fx0 up
 ip -n $ns_f link set fx1 up
+
+# busy_loop SECONDS : a CPU-bound loop in the background, bounded by time;
+# prints its pid.
+busy_loop() {
+  timeout "$1" sh -c 'while :; do :; done' >/dev/null 2>&1 &
+  echo $!
+}
 
 # flooded NAME ACTIONS [DEV] : phase NAME while the flooder sends on DEV
 # (default fl, whose frames hit in_port=fl,actions=ACTIONS).
@@ -199,6 +237,9 @@ for r in $(seq "$rounds"); do
   flooded flood controller
   flooded flood-drop drop
   flooded flood-veth - fx0
+  spin_pid=$(busy_loop "$flood_s")
+  flooded veth-busy - fx0
+  stop "$spin_pid"; spin_pid=
 done
 flock -u 9
 

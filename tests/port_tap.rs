@@ -276,3 +276,42 @@ fn persistent_tap_reopened_with_the_flags_asked() {
     drop(fd);
     assert!(!common::link_exists(&name), "removed with its last fd");
 }
+
+/// A device in another namespace is asked from ours, by the id that
+/// namespace has here (assigned on first use), without entering it: the
+/// question a TAP port asks every second about its moved kernel side.
+#[test]
+fn a_device_in_another_namespace_answers_by_namespace_id() {
+    use vswitch::port::sys::netns::NetNs;
+    use vswitch::port::sys::rtnl::Rtnl;
+    if !require_root("a_device_in_another_namespace_answers_by_namespace_id") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let ns = lab.netns();
+    lab.sh_ok(&ns, 5, "ip link set lo mtu 9000");
+    let there = NetNs::open(&std::path::Path::new("/run/netns").join(&ns)).expect("open netns");
+    let mut r = Rtnl::new().expect("rtnetlink socket");
+    let id = r
+        .nsid(std::os::fd::AsFd::as_fd(&there))
+        .expect("namespace id");
+    assert!(id >= 0);
+    assert_eq!(
+        r.nsid(std::os::fd::AsFd::as_fd(&there))
+            .expect("namespace id again"),
+        id,
+        "the id is kept, not assigned again"
+    );
+    let lo = r.link_named(Some(id), "lo").expect("lo over there");
+    assert_eq!(lo.index, 1);
+    assert_eq!(lo.mtu, Some(9000), "the other namespace's lo, not ours");
+    assert!(lo.flags & libc::IFF_LOOPBACK as u32 != 0);
+    let ours = r.link_named(None, "lo").expect("our lo");
+    assert_ne!(ours.mtu, Some(9000));
+    let e = r.link_named(Some(id), "no-such-dev").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+    assert!(
+        r.link_named(Some(id), "").is_err(),
+        "an empty name is refused"
+    );
+}

@@ -216,10 +216,36 @@ struct Asked {
 /// is given. No fd into that namespace is kept afterwards: a socket there
 /// would keep the namespace, and the VM's NIC in it, alive after
 /// `ip netns del`.
+///
+/// A question alone (no `txqlen`) about a device in another namespace goes
+/// by rtnetlink from ours, naming that namespace by its id: no thread, so
+/// the datapath thread that asks every second never waits for one. Setting
+/// the queue length, and kernels without `IFLA_TARGET_NETNSID`, enter the
+/// namespace on a short-lived thread.
 fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
     let ns = netns::of_tun(fd.as_fd())?;
     let (name, _) = tun::get_iff(fd.as_fd())?;
     let id = ns.id();
+    if txqlen.is_none() && !NetNs::current().is_ok_and(|c| c.id() == id) {
+        let from_here = Rtnl::new().and_then(|mut r| {
+            let nsid = r.nsid(ns.as_fd())?;
+            r.link_named(Some(nsid), &name)
+        });
+        match from_here {
+            Ok(l) => {
+                return Ok(Asked {
+                    ns: id,
+                    ifindex: l.index,
+                    flags: l.flags,
+                    mtu: l
+                        .mtu
+                        .ok_or_else(|| io::Error::other("no MTU in the answer"))?,
+                    tx_dropped: stats.then_some(l.tx_dropped),
+                })
+            }
+            Err(e) => tracing::debug!(port = %name, "asking the tap from here: {e}"),
+        }
+    }
     ns.run_in(|| {
         let ctl = netdev::Ctl::new()?;
         if let Some(q) = txqlen {
@@ -243,7 +269,8 @@ fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
 
 /// How long an answer of the device is used before it is asked again. The
 /// control plane looks at every port four times a second, on the datapath
-/// thread, and asking a device in another namespace costs a thread.
+/// thread, and asking a device in another namespace costs a few netlink
+/// round trips.
 const ASK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the port knows of its device's kernel side: where it was last
@@ -886,7 +913,7 @@ impl TapPort {
 
     /// Follows the device into another namespace when it moved since we
     /// last looked, and keeps its record up to date. Cheap when it did not
-    /// move (one ioctl); asking it inside its new namespace costs a thread.
+    /// move (one ioctl); asking it in its new namespace a few more calls.
     fn follow(&mut self) {
         let Some(fd) = self.dev.get() else {
             return;
