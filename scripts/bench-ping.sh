@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Ping round-trip time between two VMs through vswitchd, its variants and
+# the switch-less yardsticks, in one run, interleaved rounds:
+#
+#   sudo scripts/bench-ping.sh [ROUNDS] [COUNT]        (default 3 500)
+#
+# Two "VM" namespaces (10.251.0.1, 10.251.0.2; unique names) hold the
+# kernel sides of two TAPs owned, in a "host" namespace, by:
+#   vswitchd        the default: one worker per core, sleeping when idle
+#   vswitchd-w1     --workers 1
+#   busy-poll       --busy-poll (workers never sleep)
+#   busy-poll-w1    --busy-poll --workers 1 (one core polled, one free)
+#   bare            vswitch-pktgen bare-forward: a loop that only copies
+#                   frames between the two TAPs (read/write, sleeping in
+#                   epoll): the TAP path's own cost
+#   linux-bridge    the kernel's bridge over veth pairs (it cannot own a
+#                   TAP): no user-space hop at all
+# Each is measured with `ping -c COUNT -i 0.002` from VM 1 to VM 2 (after a
+# ping both ways taught it the MACs): RTT avg, min, max, mdev, loss. The
+# table gives the medians over the rounds of each figure.
+#
+# Why this exists: a ping through a user-space switch crosses two TAP
+# queues and wakes the switch's thread twice (request and reply), where
+# the Linux bridge forwards inside the sender's own softirq; the variants
+# separate the wakeups (busy-poll), the copies (bare) and the switch's own
+# work (vswitchd against bare).
+#
+# Needs root, ip, ping, python3; builds the release binaries. Everything
+# it starts and creates is removed on exit, also on failure or Ctrl-C.
+# Timed sections hold /tmp/bench.lock, as the other benchmark scripts do.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${1:-3}
+count=${2:-500}
+[[ $rounds =~ ^[0-9]+$ && $rounds -ge 1 && $rounds -le 20 ]] || { echo "ROUNDS: 1..20" >&2; exit 2; }
+[[ $count =~ ^[0-9]+$ && $count -ge 10 && $count -le 10000 ]] || { echo "COUNT: 10..10000" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench-ping: needs root (network namespaces, TAPs)" >&2; exit 1; }
+for t in ip ping python3; do
+  command -v $t >/dev/null || { echo "bench-ping: missing $t" >&2; exit 1; }
+done
+(cd "$root" && cargo build --release --bin vswitchd --bin vswitchctl --bin vswitch-pktgen)
+bin=${CARGO_TARGET_DIR:-$root/target}/release
+
+work=$(mktemp -d /tmp/vsw-bench-ping.XXXX)
+H=vswpg$$h A=vswpg$$a B=vswpg$$b
+pid=
+stop() {  # stop PID : TERM, wait up to 5 s, then KILL
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+  kill -TERM "$1" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null
+}
+cleanup() {
+  set +e
+  stop "$pid"
+  for ns in $A $B $H; do ip netns del $ns 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fresh_namespaces() {
+  stop "$pid"; pid=
+  for ns in $A $B $H; do ip netns del $ns 2>/dev/null || true; done
+  for ns in $H $A $B; do
+    ip netns add $ns
+    ip -n $ns link set lo up
+    ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  done
+}
+
+# vm_side DEV VM ADDR MAC : moves DEV (a TAP in the host namespace) into VM.
+vm_side() {
+  for _ in $(seq 50); do ip -n $H link show "$1" >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n $H link set "$1" netns "$2"
+  ip -n "$2" link set "$1" address "$4"
+  ip -n "$2" addr add "$3/24" dev "$1"
+  ip -n "$2" link set "$1" up
+}
+
+# setup NAME : brings up the switch NAME between the two VMs.
+setup() {
+  fresh_namespaces
+  local args=()
+  case $1 in
+    vswitchd) ;;
+    vswitchd-w1) args=(--workers 1) ;;
+    busy-poll) args=(--busy-poll) ;;
+    busy-poll-w1) args=(--busy-poll --workers 1) ;;
+  esac
+  case $1 in
+    vswitchd* | busy-poll*)
+      ip netns exec $H "$bin/vswitchd" --ctl "$work/ctl.sock" --no-state "${args[@]}" >"$work/$1.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 100); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
+      for t in tap1 tap2; do
+        timeout 30 "$bin/vswitchctl" --ctl "$work/ctl.sock" add-port br0 $t type=tap >/dev/null
+      done
+      ;;
+    bare)
+      ip netns exec $H "$bin/vswitch-pktgen" bare-forward --a tap1 --b tap2 --duration 3600 >"$work/bare.log" 2>&1 &
+      pid=$!
+      ;;
+    linux-bridge)
+      ip -n $H link add br0 type bridge stp_state 0 forward_delay 0
+      ip -n $H link set br0 up
+      for i in 1 2; do
+        ip -n $H link add p$i type veth peer name tap$i
+        ip -n $H link set p$i master br0 up
+      done
+      ;;
+  esac
+  vm_side tap1 $A 10.251.0.1 52:54:00:00:00:01
+  vm_side tap2 $B 10.251.0.2 52:54:00:00:00:02
+  for _ in $(seq 30); do
+    if ip netns exec $A ping -q -c 1 -W 1 10.251.0.2 >/dev/null 2>&1 &&
+      ip netns exec $B ping -q -c 1 -W 1 10.251.0.1 >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "bench-ping: $1: the VMs cannot reach each other" >&2
+  cat "$work/$1.log" >&2 2>/dev/null || true
+  exit 1
+}
+
+results=$work/results.txt
+: >"$results"
+exec 9>>/tmp/bench.lock
+flock -w 600 9 || echo "bench-ping: /tmp/bench.lock busy for 10 min; measuring anyway" >&2
+names="vswitchd vswitchd-w1 busy-poll busy-poll-w1 bare linux-bridge"
+for r in $(seq "$rounds"); do
+  for n in $names; do
+    setup "$n"
+    out=$(ip netns exec $A timeout $((count / 100 + 30)) ping -q -c "$count" -i 0.002 -W 1 10.251.0.2 || true)
+    python3 - "$n" "$out" <<'PY' | tee -a "$results"
+import re, sys
+name, out = sys.argv[1:3]
+loss = re.search(r"([\d.]+)% packet loss", out)
+rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
+f = rtt.groups() if rtt else ("nan",) * 4
+print(f"{name} avg_ms={f[1]} min_ms={f[0]} max_ms={f[2]} mdev_ms={f[3]} loss_pct={loss.group(1) if loss else 'nan'}")
+PY
+  done
+  echo "round $r/$rounds done"
+done
+flock -u 9
+
+echo
+echo "$rounds rounds of ping -c $count -i 0.002, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d" " -f1-3 /proc/loadavg); medians over the rounds:"
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, *kv = line.split()
+    for k, v in (x.split("=") for x in kv):
+        rows.setdefault(name, {}).setdefault(k, []).append(float(v))
+keys = ["avg_ms", "min_ms", "max_ms", "mdev_ms", "loss_pct"]
+print(f"{'':<14}" + "".join(f"{k:>10}" for k in keys))
+for n, r in rows.items():
+    print(f"{n:<14}" + "".join(f"{statistics.median(r[k]):>10.3f}" for k in keys))
+PY
