@@ -2,8 +2,9 @@
 //! 127.0.0.2; no namespace, no root needed): frames cross with their VNI,
 //! options and outer addresses; bad datagrams are counted drops by reason;
 //! flow-based remote and key; an unreachable peer is counted, not fatal;
-//! TSO super-packets and partial checksums are finished before encap; the
-//! outer source port follows the inner flow.
+//! TSO super-packets and partial checksums are finished before encap, and
+//! IPv4 and IPv6 super-packets arrive as one super-frame each; the outer
+//! source port follows the inner flow.
 //!
 //! Every receive loop is bounded (a few hundred polls of 5 ms).
 
@@ -274,25 +275,35 @@ fn unreachable_peer_is_counted_and_not_fatal() {
     assert!(a.stats().tx_errors >= 1);
 }
 
-/// A 3000-byte TCP super-packet (MSS 1000, checksum partial, as a vnet_hdr
-/// TAP hands it over), with header offsets set.
-fn tcp_super_packet() -> PacketBuf {
+/// A 3000-byte TCP super-packet over IPv4 or IPv6 (MSS 1000, checksum
+/// partial, as a vnet_hdr TAP hands it over), with header offsets set.
+fn tcp_super_packet(v6: bool) -> PacketBuf {
     let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let ip = if v6 {
+        let a = |n: u8| [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n];
+        eth.ipv6(a(1), a(2), 64)
+    } else {
+        eth.ipv4([10, 250, 0, 1], [10, 250, 0, 2], 64)
+    };
     let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4([10, 250, 0, 1], [10, 250, 0, 2], 64)
-        .tcp(40000, 5001, 1_000_000, 65535)
+    ip.tcp(40000, 5001, 1_000_000, 65535)
         .ack(7)
         .write(&mut v, &payload)
         .unwrap();
+    let l4 = if v6 { 54 } else { 34 };
     let mut sp = PacketBuf::from_slice(&v);
-    sp.meta.gso = Gso::TcpV4 { size: 1000 };
+    sp.meta.gso = if v6 {
+        Gso::TcpV6 { size: 1000 }
+    } else {
+        Gso::TcpV4 { size: 1000 }
+    };
     sp.meta.csum = CsumStatus::Partial {
-        csum_start: 34,
+        csum_start: l4,
         csum_offset: 16,
     };
     sp.meta.l3_ofs = 14;
-    sp.meta.l4_ofs = 34;
+    sp.meta.l4_ofs = l4;
     sp
 }
 
@@ -311,16 +322,20 @@ fn tcp_segments(frames: &[PacketBuf], pool: &mut PacketPool) -> (Vec<u32>, usize
         }
         for p in segs.iter() {
             let s = SlicedPacket::from_ethernet(p.data()).unwrap();
-            let Some(etherparse::NetSlice::Ipv4(ip)) = &s.net else {
-                panic!("not IPv4")
-            };
             let Some(TransportSlice::Tcp(t)) = &s.transport else {
                 continue;
             };
-            let want = t
-                .to_header()
-                .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
-                .unwrap();
+            let th = t.to_header();
+            let want = match &s.net {
+                Some(etherparse::NetSlice::Ipv4(ip)) => {
+                    th.calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+                }
+                Some(etherparse::NetSlice::Ipv6(ip)) => {
+                    th.calc_checksum_ipv6(&ip.header().to_header(), t.payload())
+                }
+                _ => panic!("not IP"),
+            }
+            .unwrap();
             assert_eq!(t.checksum(), want, "TCP checksum of a segment (etherparse)");
             assert!(t.payload().len() <= 1000);
             seqs.push(t.sequence_number());
@@ -352,7 +367,7 @@ fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
     )
     .unwrap();
     let mut out = Batch::new();
-    out.push(tcp_super_packet()).unwrap();
+    out.push(tcp_super_packet(false)).unwrap();
     to_sink.send_batch(&mut out, &mut pool).unwrap();
     let mut wire = Vec::new();
     let mut buf = [0u8; 4096];
@@ -388,7 +403,7 @@ fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
         csum_offset: 6,
     };
     let mut out = Batch::new();
-    out.push(tcp_super_packet()).unwrap();
+    out.push(tcp_super_packet(false)).unwrap();
     out.push(u).unwrap();
     a.send_batch(&mut out, &mut pool).unwrap();
     let got = recv_n(&mut b, &mut pool, 2);
@@ -420,6 +435,57 @@ fn tso_super_packet_crosses_as_segments_and_arrives_as_one() {
         &want_udp[..],
         "UDP checksum completed"
     );
+}
+
+#[test]
+fn ipv6_and_ipv4_super_packets_cross_and_arrive_as_one_each() {
+    let (mut a, mut b, _) = pair();
+    let mut pool = PacketPool::new(2048);
+    let mut out = Batch::new();
+    out.push(tcp_super_packet(true)).unwrap();
+    out.push(tcp_super_packet(false)).unwrap();
+    a.send_batch(&mut out, &mut pool).unwrap();
+    let got = recv_n(&mut b, &mut pool, 2);
+    assert_eq!(
+        got.len(),
+        2,
+        "one super-frame per family; drops {:?} / {:?}",
+        a.drops(),
+        b.drops()
+    );
+    assert_eq!(b.stats().rx_packets, 6, "every datagram counted");
+    // Two inner flows may leave by two outer source ports: either order.
+    let v6 = got
+        .iter()
+        .find(|p| p.data()[12..14] == [0x86, 0xdd])
+        .expect("the IPv6 super-frame");
+    assert_eq!(v6.meta.gso, Gso::TcpV6 { size: 1000 });
+    assert_eq!(
+        v6.meta.csum,
+        CsumStatus::Partial {
+            csum_start: 54,
+            csum_offset: 16
+        },
+        "the receiving TAP gets NEEDS_CSUM"
+    );
+    assert_eq!(v6.len(), 14 + 40 + 20 + 3000);
+    assert_eq!(
+        u16::from_be_bytes([v6.data()[18], v6.data()[19]]),
+        20 + 3000,
+        "IPv6 payload length"
+    );
+    let v4 = got
+        .iter()
+        .find(|p| p.data()[12..14] == [0x08, 0x00])
+        .expect("the IPv4 super-frame");
+    assert_eq!(v4.meta.gso, Gso::TcpV4 { size: 1000 });
+    assert_eq!(v4.len(), 14 + 20 + 20 + 3000);
+    for p in [v6, v4] {
+        assert_eq!(
+            tcp_segments(std::slice::from_ref(p), &mut pool),
+            (vec![1_000_000, 1_001_000, 1_002_000], 3000)
+        );
+    }
 }
 
 #[test]
@@ -514,7 +580,7 @@ fn a_port_taken_over_from_handed_over_sockets_still_carries_super_frames() {
     drop(a);
     let mut pool = PacketPool::new(2048);
     let mut out = Batch::new();
-    out.push(tcp_super_packet()).unwrap();
+    out.push(tcp_super_packet(false)).unwrap();
     a2.send_batch(&mut out, &mut pool).unwrap();
     let got = recv_n(&mut b, &mut pool, 1);
     assert_eq!(got.len(), 1, "drops {:?} / {:?}", a2.drops(), b.drops());
