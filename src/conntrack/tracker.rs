@@ -5,8 +5,8 @@
 //! one of two paths:
 //!
 //! * **Established** ([`ConnTracker::process`]'s first try): the shard's
-//!   published view is searched without its lock (see `table`'s module
-//!   docs), the entry's own slot lock is taken, the protocol's state
+//!   index is searched without its lock (see `table`'s module docs), the
+//!   entry's own slot lock is taken, the protocol's state
 //!   machine runs on a copy of its state, and the copy is written back if
 //!   nothing structural follows from it: the expiry is only extended or
 //!   kept (shortening moves the entry in the timer wheel), the packet is
@@ -26,7 +26,7 @@
 use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -58,7 +58,7 @@ const N_TMO: usize = TimeoutKind::ALL.len();
 /// own.
 #[repr(align(128))]
 struct Padded {
-    view: ArcSwap<View>,
+    view: Arc<View>,
     lock: Mutex<Shard>,
 }
 
@@ -175,9 +175,12 @@ impl ConnTracker {
     /// A tracker with `cfg`; timeouts start at OVS's defaults.
     pub fn new(cfg: CtConfig) -> Self {
         let shards = (0..SHARDS)
-            .map(|_| Padded {
-                view: table::new_view(),
-                lock: Mutex::new(Shard::new()),
+            .map(|_| {
+                let shard = Shard::new();
+                Padded {
+                    view: Arc::clone(shard.view()),
+                    lock: Mutex::new(shard),
+                }
             })
             .collect();
         let zeros = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
@@ -438,10 +441,9 @@ impl ConnTracker {
             }
         }
         let mut shard = cell.lock.lock();
-        // Under the shard lock the published view is the current one: only
-        // the lock's holder publishes.
-        let view = cell.view.load();
-        let mut found = view.find(hash, &ckey);
+        // Under the shard lock the view's answer is exact: only the lock's
+        // holder changes it.
+        let mut found = cell.view.find(hash, &ckey);
         if found.as_ref().is_some_and(|(_, c)| c.expired(now_ms)) {
             if let Some((i, mut c)) = found.take() {
                 self.remove_locked(&mut shard, hash, i, &mut c, true);
@@ -521,7 +523,7 @@ impl ConnTracker {
         let expires = now_ms + self.timeout_ms(zone, tmo);
         conn.set_expires(expires);
         let mark = apply_mark(&mut conn, params.set_mark);
-        if shard.insert(&cell.view, hash, conn, expires).is_none() {
+        if shard.insert(hash, conn, expires).is_none() {
             drop(shard);
             self.release_counts(&conn);
             let d = CtInvalidDetail::new(
@@ -548,8 +550,7 @@ impl ConnTracker {
         meta: &mut PacketMeta,
     ) -> Option<CtVerdict> {
         let parsed = pkt.parsed;
-        let view = cell.view.load();
-        let (_, mut c) = view.find(pkt.hash, pkt.ckey)?;
+        let (_, mut c) = cell.view.find(pkt.hash, pkt.ckey)?;
         if c.expired(pkt.now_ms) {
             return None;
         }
@@ -1175,7 +1176,7 @@ impl ConnTracker {
             }
             let expires = now_ms + e.remaining_ms;
             conn.set_expires(expires);
-            if shard.insert(&cell.view, hash, conn, expires).is_none() {
+            if shard.insert(hash, conn, expires).is_none() {
                 self.release_counts(&conn);
                 rep.refused += 1;
                 continue;
@@ -1201,9 +1202,8 @@ impl ConnTracker {
                         victims.push((i, c.key));
                     }
                 });
-                let view = s.view.load();
                 for &(i, k) in &victims {
-                    let Some(slot) = view.slot(i) else { continue };
+                    let Some(slot) = s.view.slot(i) else { continue };
                     // Still the same: only the shard lock's holder (this
                     // step) removes or reuses a slot.
                     let mut c = slot.lock();
@@ -1384,7 +1384,7 @@ mod tests {
         );
         let (hash, shard, ck) = locate(&ct, 1000);
         // The reader: a view, and the position found in it.
-        let view = ct.shards[shard].view.load_full();
+        let view = Arc::clone(&ct.shards[shard].view);
         let pos = view.find(hash, &ck).map(|(i, _)| i).expect("found");
         assert_eq!(ct.flush(None), 1);
         assert!(view.find(hash, &ck).is_none());
@@ -1399,7 +1399,7 @@ mod tests {
         );
         let (oh, _, ok) = locate(&ct, other);
         assert_eq!(
-            ct.shards[shard].view.load().find(oh, &ok).map(|(i, _)| i),
+            ct.shards[shard].view.find(oh, &ok).map(|(i, _)| i),
             Some(pos)
         );
         // The old position now holds the other key: a miss for the old one.
