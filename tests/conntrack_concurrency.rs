@@ -6,7 +6,7 @@ mod conntrack_common;
 use conntrack_common::*;
 
 use std::sync::Arc;
-use vswitch::conntrack::{ConnTracker, CtConfig, CtParams, TcpState};
+use vswitch::conntrack::{ConnTracker, CtConfig, CtParams, TcpState, TimeoutKind};
 
 const THREADS: u16 = 4;
 const CONNS: u16 = 200;
@@ -87,7 +87,7 @@ fn workers_on_different_connections() {
 #[test]
 fn workers_on_the_same_connection_keep_it_consistent() {
     // Four threads push in-window ACKs of one connection concurrently:
-    // each update is atomic under its shard lock, so none is judged
+    // each update is atomic under the entry's own lock, so none is judged
     // invalid and the entry stays ESTABLISHED.
     let h = Arc::new(H::new());
     handshake(&h, 0);
@@ -120,8 +120,8 @@ fn tracker_is_send_and_sync() {
 /// Workers race on the established path (lock-free lookup, the entry's
 /// own lock) and on the path under the shard lock at once: four threads
 /// push ACKs of the same 8 connections in both directions, and each
-/// churns its own connections (handshake, ACKs, RST, then a SYN on the
-/// same tuple that reopens it) and UDP flows, while a flusher deletes
+/// churns 16 more tuples all of them share (handshake, ACKs, RST, then a
+/// SYN on the same tuple that reopens it) and UDP flows, while a flusher deletes
 /// the churned zone and a sweeper, a minute ahead, expires the UDP
 /// entries under the workers' feet. Afterwards: the shared connections
 /// are intact and every verdict on them was established; no key is
@@ -134,7 +134,7 @@ fn established_path_races_inserts_removals_flushes_and_sweeps() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     const SHARED: u16 = 8;
-    const ROUNDS: u16 = 300;
+    const ROUNDS: u16 = 1000;
     let h = Arc::new(H::new());
     for c in 0..SHARED {
         let sport = 30_000 + c;
@@ -145,16 +145,34 @@ fn established_path_races_inserts_removals_flushes_and_sweeps() {
         let a = tcp4(CLIENT, SERVER, Seg::new(sport, 80, 1001, ack(5001)));
         assert_eq!(h.firewall(&a, 0, secs(0)).1, TRK | EST);
     }
+    // Zone 3's entries outlive every sweep below.
+    for k in [
+        TimeoutKind::UdpFirst,
+        TimeoutKind::UdpSingle,
+        TimeoutKind::UdpMultiple,
+    ] {
+        h.ct.set_timeout(Some(3), k, 3600);
+    }
     let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(std::sync::Barrier::new(4));
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let workers: Vec<_> = (0..4u8)
         .map(|t| {
             let h = Arc::clone(&h);
             let done = done_tx.clone();
+            let start = Arc::clone(&start);
             std::thread::spawn(move || {
                 let mut bad = Vec::new();
-                let client = [10, 2, t, 1];
+                // Every worker churns the same tuples: commits of one
+                // key race (after a flush, a sweep or a reopen removed
+                // it), which must never track it twice.
+                let client = [10, 2, 0, 1];
                 for r in 0..ROUNDS {
+                    // All four commit the same new flow at once: one
+                    // entry, whoever wins.
+                    start.wait();
+                    let n = udp4(CLIENT, SERVER, 1000 + r, 53, b"n");
+                    h.ct(&n, 3, true, secs(0));
                     // The shared connections, both directions.
                     for c in 0..SHARED {
                         let sport = 30_000 + c;
@@ -166,8 +184,9 @@ fn established_path_races_inserts_removals_flushes_and_sweeps() {
                             bad.push((r, c, va, vb));
                         }
                     }
-                    // This worker's own: made, used, reset, reopened.
-                    let sport = 20_000 + u16::from(t) * 16 + r % 16;
+                    // Made, used, reset, reopened: the worker's place in
+                    // the 16 tuples differs so the steps interleave.
+                    let sport = 20_000 + (r + u16::from(t) * 4) % 16;
                     let syn_f = tcp4(client, SERVER, Seg::new(sport, 80, 1000, syn()));
                     let sa = tcp4(SERVER, client, Seg::new(80, sport, 5000, syn_ack(1001)));
                     let a = tcp4(client, SERVER, Seg::new(sport, 80, 1001, ack(5001)));
@@ -246,6 +265,11 @@ fn established_path_races_inserts_removals_flushes_and_sweeps() {
         let n = dump.iter().filter(|c| c.zone == z.zone).count() as u64;
         assert_eq!(z.total, n, "zone {}", z.zone);
     }
+    assert_eq!(
+        dump.iter().filter(|c| c.zone == 3).count(),
+        usize::from(ROUNDS),
+        "each flow committed at once by four workers is tracked once"
+    );
     let shared: Vec<_> = dump.iter().filter(|c| c.zone == 0).collect();
     assert_eq!(shared.len(), usize::from(SHARED));
     assert!(shared

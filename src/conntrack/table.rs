@@ -262,7 +262,8 @@ const BLOCK: usize = 1024;
 const BLOCKS: usize = 64;
 const MAX_POS: usize = BLOCKS * BLOCK * CHUNK;
 /// Index generations: the first holds [`MIN_INDEX`] words, each next one
-/// twice the previous.
+/// twice the previous; 24 hold [`MAX_POS`] entries at three quarters
+/// full with room to spare, so growth never runs out of them.
 const GENS: usize = 24;
 const MIN_INDEX: usize = 64;
 
