@@ -52,7 +52,7 @@ use super::TimeoutKind;
 use crate::wire::IpProtocol;
 
 /// Entries per slab chunk.
-pub(crate) const CHUNK: usize = 1024;
+pub(crate) const CHUNK: usize = 256;
 /// Timer wheel slots (one second each): about 17 minutes per turn.
 pub(crate) const WHEEL_SLOTS: usize = 1024;
 /// Milliseconds per wheel tick.
@@ -257,9 +257,11 @@ impl Slot {
 /// least 1).
 const EMPTY: u64 = 0;
 /// Chunks per block of the chunk directory, and blocks in it: at most
-/// `BLOCKS * BLOCK * CHUNK` (2^26) positions per shard.
-const BLOCK: usize = 1024;
-const BLOCKS: usize = 64;
+/// `BLOCKS * BLOCK * CHUNK` (2^24) positions per shard. Chunks are
+/// small (24 KiB) and blocks made when needed because a chunk's slots are
+/// written when it is made: an idle tracker holds little.
+const BLOCK: usize = 256;
+const BLOCKS: usize = 256;
 const MAX_POS: usize = BLOCKS * BLOCK * CHUNK;
 /// Index generations: the first holds [`MIN_INDEX`] words, each next one
 /// twice the previous; 24 hold [`MAX_POS`] entries at three quarters
@@ -605,7 +607,7 @@ impl Shard {
     /// Inserts a new entry (its key must not be present: the caller looked
     /// under the shard lock) and files it under its expiration. `expires`:
     /// the entry's expiry as a full time. `None`: the shard is out of
-    /// positions (2^26).
+    /// positions (2^24).
     pub fn insert(&mut self, hash: u64, conn: Conn, expires: u64) -> Option<u32> {
         let idx = self.alloc()?;
         if let Some(s) = self.view.slot(idx) {
