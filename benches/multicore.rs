@@ -13,12 +13,17 @@
 //! * `normal`: `actions=NORMAL` (MAC learning, flood to the other port).
 //! * `firewall`: flows/stateful-firewall.flows, 16 established TCP
 //!   connections per worker (two table passes and conntrack per packet).
+//! * `firewall_shared`: the same, both workers replaying the same 16
+//!   connections (as the two directions of one connection do when each
+//!   VM's queue is chosen on its own): two workers update the same
+//!   conntrack entries.
 //!
 //! Rounds alternate 1 and 2 workers so a change in the machine's load hits
 //! both; the ratio is of the medians. `cargo bench --bench multicore`;
 //! `MC_SECS` (default 2) sets a round's length, `MC_ROUNDS` (default 3)
-//! the rounds per configuration. The load average is printed before and
-//! after: on a shared machine, read the ratio with it.
+//! the rounds per configuration, `MC_ONLY` (a comma-separated list of
+//! the names above) the scenarios run. The load average is printed before
+//! and after: on a shared machine, read the ratio with it.
 
 use etherparse::PacketBuilder;
 use std::sync::Arc;
@@ -164,6 +169,9 @@ fn loadavg() -> String {
 }
 
 fn scenario(name: &str, flows: &str, frames: &[Vec<Vec<u8>>], setup: &dyn Fn(&mut Datapath)) {
+    if std::env::var("MC_ONLY").is_ok_and(|only| !only.split(',').any(|n| n == name)) {
+        return;
+    }
     let secs: f64 = std::env::var("MC_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -246,5 +254,7 @@ fn main() {
         }
     };
     scenario("firewall", &fw, &acks, &handshakes);
+    let first = acks.first().cloned().unwrap_or_default();
+    scenario("firewall_shared", &fw, &[first.clone(), first], &handshakes);
     println!("load average after: {}", loadavg().trim());
 }

@@ -15,11 +15,16 @@
 //!   length, IPv6 payload length); Ethernet padding after the datagram is
 //!   never summed into a checksum nor counted as TCP payload. This is field
 //!   story 1 of `DESIGN.md`: padded bare ACK/FINs judged invalid.
-//! * **Sharding.** Connections live in [`SHARDS`] shards, each behind
-//!   its own mutex, selected by a direction-independent hash of the 5-tuple
-//!   and zone, so both directions of a connection land in one shard and one
-//!   table entry serves both. Workers touching different connections rarely
-//!   meet on a lock; no global lock exists on the packet path.
+//! * **Sharding, and no shard lock for established connections.**
+//!   Connections live in [`SHARDS`] shards, selected by a
+//!   direction-independent hash of the 5-tuple and zone, so both
+//!   directions of a connection land in one shard and one table entry
+//!   serves both. A packet of an existing connection finds its entry
+//!   without a lock and updates it under the entry's own lock (as Linux's
+//!   nf_conntrack and Open vSwitch's userspace conntrack do); each shard's
+//!   mutex serialises only structural changes: new and removed entries,
+//!   expiry, SYNs and RSTs, flush and dumps. Two workers meet on a lock
+//!   only when they carry the very same connection.
 //! * **Expiry without scanning.** Each shard keeps a timer wheel of 1-second
 //!   slots (as OVS keeps per-timeout-policy expiration lists). A packet only
 //!   rewrites the connection's expiration time; the wheel re-files lazily
@@ -31,8 +36,10 @@
 //!   is judged whole and its fragments leave with that verdict, within a
 //!   fragment budget and a per-datagram timeout
 //!   ([`ConnTracker::process_fragment`]).
-//! * **Memory.** One table entry (96 bytes, see `table::Conn`) per
-//!   connection, in chunked slabs, plus a 4-byte index in the hash table.
+//! * **Memory.** One table slot (96 bytes with its lock, see
+//!   `table::Slot`) per connection, in chunked slabs, plus 12 bytes of
+//!   timer-wheel links and an 8-byte index word (the index kept at most
+//!   three quarters full).
 //!
 //! Thread safety: [`ConnTracker`] is `Send + Sync`; configuration setters
 //! are atomics (or an `ArcSwap` for per-zone timeouts) read lock-free by the

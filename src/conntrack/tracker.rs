@@ -1,15 +1,32 @@
 //! [`ConnTracker`]: the shards, the configuration and the per-packet path.
 //!
 //! Per packet: parse (bounds-checked, IP-length-delimited, checksums per
-//! policy), hash the canonical key, lock one shard, look up, run the
-//! protocol's state machine, unlock. Limits and counters are atomics shared
-//! by all shards; per-zone timeout overrides are an `ArcSwap`ed map behind
-//! a bitmap, so zones without overrides never touch it.
+//! policy), hash the canonical key, pick one of [`SHARDS`] shards, then
+//! one of two paths:
+//!
+//! * **Established** ([`ConnTracker::process`]'s first try): the shard's
+//!   index is searched without its lock (see `table`'s module docs), the
+//!   entry's own slot lock is taken, the protocol's state
+//!   machine runs on a copy of its state, and the copy is written back if
+//!   nothing structural follows from it: the expiry is only extended or
+//!   kept (shortening moves the entry in the timer wheel), the packet is
+//!   no SYN or RST (those read and write the ignored-SYN side table), no
+//!   reopen, no `force`. Two workers meet only on the slot of a
+//!   connection they both carry.
+//! * **Everything else** under the shard lock, as before: a miss (looked
+//!   up again under the lock, so a connection is never inserted twice),
+//!   an expired entry, a commit, a removal, a shortened expiry, SYNs and
+//!   RSTs. It takes the entry's slot lock after the shard's, never the
+//!   other way round.
+//!
+//! Limits and counters are atomics shared by all shards; per-zone timeout
+//! overrides are an `ArcSwap`ed map behind a bitmap, so zones without
+//! overrides never touch it.
 
 use core::hash::BuildHasher;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -19,7 +36,9 @@ use super::info::{ConnInfo, CtStats, ZoneStats};
 use super::ipf::{FragOutcome, FragVerdict, Handled, Ipf, IpfError, IpfSettings, IpfStatus};
 use super::parse::{self, Parsed, L4};
 use super::snapshot::{self, SnapshotError};
-use super::table::{self, Conn, ConnKey, IcmpState, L4State, OtherState, Shard, MAX_TIMEOUT_MS};
+use super::table::{
+    self, Conn, ConnKey, IcmpState, L4State, OtherState, Shard, View, MAX_TIMEOUT_MS,
+};
 use super::tcp::{self, IgnoredSyn, TcpPolicy, Update};
 use super::{
     ChecksumPolicy, CtConfig, CtInvalidDetail, CtInvalidReason, CtParams, CtVerdict, TimeoutKind,
@@ -34,9 +53,14 @@ const ZONES: usize = 1 << 16;
 const N_REASONS: usize = CtInvalidReason::ALL.len();
 const N_TMO: usize = TimeoutKind::ALL.len();
 
-/// Keeps each shard's lock on its own cache lines.
+/// One shard: the view packets read without a lock, and the lock for
+/// structural changes (see `table`'s module docs); on cache lines of its
+/// own.
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded {
+    view: Arc<View>,
+    lock: Mutex<Shard>,
+}
 
 /// Per-zone timeout overrides (0 = inherit the default).
 type ZoneTimeouts = HashMap<u16, [u32; N_TMO]>;
@@ -88,11 +112,35 @@ pub struct ConnTracker {
 
 /// Outcome of running a packet against an existing entry.
 enum Step {
-    /// Final state bits (plus the entry's slab index for set_mark).
-    Done(u8, u32),
-    Invalid(CtInvalidDetail, u32),
+    /// Final state bits.
+    Done(u8),
+    Invalid(CtInvalidDetail),
     /// The entry is gone (reopen / force): treat the packet as new.
     New,
+}
+
+/// A parsed packet as the established path needs it.
+struct Pkt<'a> {
+    hash: u64,
+    /// The canonical key, and whether the packet's is its reverse.
+    ckey: &'a ConnKey,
+    swapped: bool,
+    parsed: &'a Parsed,
+    /// The state bits of a packet already tracked in this zone.
+    tracked: Option<u8>,
+    now_ms: u64,
+}
+
+/// Outcome of a protocol's state machine on an entry's state.
+enum L4Step {
+    /// State bits, and whether the timeout is re-armed.
+    Done {
+        bits: u8,
+        refresh: bool,
+    },
+    /// A new connection on the same tuple (TCP): the entry must go.
+    Reopen,
+    Invalid(CtInvalidDetail),
 }
 
 /// A tracker's settings as set, from [`ConnTracker::policy`]: what a
@@ -127,7 +175,13 @@ impl ConnTracker {
     /// A tracker with `cfg`; timeouts start at OVS's defaults.
     pub fn new(cfg: CtConfig) -> Self {
         let shards = (0..SHARDS)
-            .map(|_| Padded(Mutex::new(Shard::new())))
+            .map(|_| {
+                let shard = Shard::new();
+                Padded {
+                    view: Arc::clone(shard.view()),
+                    lock: Mutex::new(shard),
+                }
+            })
             .collect();
         let zeros = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
         let ct = ConnTracker {
@@ -316,11 +370,11 @@ impl ConnTracker {
     }
 
     #[inline]
-    fn shard_of(&self, hash: u64) -> &Mutex<Shard> {
-        // hashbrown uses the low bits (bucket) and the top 7 (tag); pick the
-        // shard from bits in between so they stay independent.
+    fn shard_of(&self, hash: u64) -> &Padded {
+        // The index uses the low 32 bits (bucket and tag); pick the shard
+        // from bits above them so they stay independent.
         let i = ((hash >> 40) as usize) % SHARDS;
-        &self.shards[i].0
+        &self.shards[i]
     }
 
     fn hash(&self, k: &ConnKey) -> u64 {
@@ -371,43 +425,56 @@ impl ConnTracker {
         let now_ms = self.ms(now);
         let (ckey, swapped) = parsed.key.canonical();
         let hash = self.hash(&ckey);
-        let mut shard = self.shard_of(hash).lock();
-
-        let mut found = shard.find(hash, &ckey);
-        if let Some(i) = found {
-            if shard.get(i).is_none_or(|c| c.expired(now_ms)) {
-                self.remove_locked(&mut shard, hash, i, true);
-                found = None;
+        let cell = self.shard_of(hash);
+        let tracked = tracked_here.then_some(prev);
+        if !params.force {
+            let pkt = Pkt {
+                hash,
+                ckey: &ckey,
+                swapped,
+                parsed: &parsed,
+                tracked,
+                now_ms,
+            };
+            if let Some(v) = self.established(cell, &pkt, params, meta) {
+                return v;
+            }
+        }
+        let mut shard = cell.lock.lock();
+        // Under the shard lock the view's answer is exact: only the lock's
+        // holder changes it.
+        let mut found = cell.view.find(hash, &ckey);
+        if found.as_ref().is_some_and(|(_, c)| c.expired(now_ms)) {
+            if let Some((i, mut c)) = found.take() {
+                self.remove_locked(&mut shard, hash, i, &mut c, true);
             }
         }
 
-        if let Some(i) = found {
-            let reply = shard.get(i).is_some_and(|c| c.orig_swapped != swapped);
+        if let Some((i, mut c)) = found {
+            let reply = c.orig_swapped != swapped;
             let rpl = if reply { CtState::RPL } else { 0 };
-            let step = if tracked_here {
-                Step::Done(
-                    prev & (CtState::NEW | CtState::EST | CtState::REL | CtState::RPL),
-                    i,
-                )
+            let step = if let Some(prev) = tracked {
+                Step::Done(prev & (CtState::NEW | CtState::EST | CtState::REL | CtState::RPL))
             } else if parsed.related {
-                Step::Done(CtState::REL | rpl, i)
+                Step::Done(CtState::REL | rpl)
             } else if params.force && reply {
-                self.remove_locked(&mut shard, hash, i, false);
+                self.remove_locked(&mut shard, hash, i, &mut c, false);
                 Step::New
             } else {
-                self.update(&mut shard, hash, i, &parsed, reply, now_ms)
+                self.update(&mut shard, hash, i, &mut c, &parsed, reply, now_ms)
             };
             match step {
-                Step::Done(bits, i) => {
+                Step::Done(bits) => {
                     let mark = if params.commit || params.force {
-                        apply_mark(&mut shard, i, params.set_mark)
+                        apply_mark(&mut c, params.set_mark)
                     } else {
-                        shard.get(i).map_or(0, |c| c.mark)
+                        c.mark
                     };
                     return write(meta, CtState::TRK | bits, mark, None);
                 }
-                Step::Invalid(d, i) => {
-                    let mark = shard.get(i).map_or(0, |c| c.mark);
+                Step::Invalid(d) => {
+                    let mark = c.mark;
+                    drop(c);
                     drop(shard);
                     return self.invalid(meta, d, mark);
                 }
@@ -455,11 +522,84 @@ impl ConnTracker {
         conn.tmo = tmo;
         let expires = now_ms + self.timeout_ms(zone, tmo);
         conn.set_expires(expires);
-        let hasher = |k: &ConnKey| self.hash(k);
-        let i = shard.insert(hash, conn, expires, &hasher);
+        let mark = apply_mark(&mut conn, params.set_mark);
+        if shard.insert(hash, conn, expires).is_none() {
+            drop(shard);
+            self.release_counts(&conn);
+            let d = CtInvalidDetail::new(
+                CtInvalidReason::LimitReached,
+                "the shard's table is out of slab positions",
+            );
+            return self.invalid(meta, d, 0);
+        }
         self.committed.fetch_add(1, Relaxed);
-        let mark = apply_mark(&mut shard, i, params.set_mark);
         write(meta, CtState::TRK | CtState::NEW, mark, None)
+    }
+
+    /// The established path (see the module docs): the packet's entry
+    /// found without the shard lock, its state machine run under the
+    /// entry's own lock. `None`: nothing was changed, and the packet must
+    /// take the path under the shard lock (no entry, or one whose update
+    /// changes the table's structure).
+    #[inline]
+    fn established(
+        &self,
+        cell: &Padded,
+        pkt: &Pkt<'_>,
+        params: &CtParams,
+        meta: &mut PacketMeta,
+    ) -> Option<CtVerdict> {
+        let parsed = pkt.parsed;
+        let (_, mut c) = cell.view.find(pkt.hash, pkt.ckey)?;
+        if c.expired(pkt.now_ms) {
+            return None;
+        }
+        let reply = c.orig_swapped != pkt.swapped;
+        let rpl = if reply { CtState::RPL } else { 0 };
+        let bits = if let Some(prev) = pkt.tracked {
+            prev & (CtState::NEW | CtState::EST | CtState::REL | CtState::RPL)
+        } else if parsed.related {
+            CtState::REL | rpl
+        } else {
+            // SYNs and RSTs read or write the ignored-SYN side table.
+            if matches!(parsed.l4, L4::Tcp(seg) if seg.flags & (TCP_SYN | TCP_RST) != 0) {
+                return None;
+            }
+            // On a copy: an outcome that needs the shard lock leaves the
+            // entry as it was for the locked path to run again.
+            let mut l4 = c.l4;
+            let mut ign = None;
+            match self.l4_step(&mut l4, &mut ign, parsed, reply) {
+                L4Step::Done { bits, refresh } => {
+                    if refresh {
+                        let tmo = timeout_kind(&l4);
+                        let exp = pkt.now_ms + self.timeout_ms(c.key.zone, tmo);
+                        // Earlier than now armed: the wheel must move it.
+                        if exp < c.expires_at(pkt.now_ms) {
+                            return None;
+                        }
+                        c.set_expires(exp);
+                        c.tmo = tmo;
+                    }
+                    c.l4 = l4;
+                    bits
+                }
+                L4Step::Reopen => return None,
+                L4Step::Invalid(d) => {
+                    c.l4 = l4;
+                    let mark = c.mark;
+                    drop(c);
+                    return Some(self.invalid(meta, d, mark));
+                }
+            }
+        };
+        let mark = if params.commit {
+            apply_mark(&mut c, params.set_mark)
+        } else {
+            c.mark
+        };
+        drop(c);
+        Some(write(meta, CtState::TRK | bits, mark, None))
     }
 
     /// Runs an IP fragment (a packet whose flow key has `nw_frag` set)
@@ -611,15 +751,13 @@ impl ConnTracker {
         // set it, which is a change.
         if self.epoch.get().is_some() {
             let now_ms = self.ms(now);
-            let shard = self.shard_of(hash).lock();
-            if let Some((i, c)) = shard
-                .find(hash, &ckey)
-                .and_then(|i| Some((i, shard.get(i)?)))
-            {
+            let shard = self.shard_of(hash).lock.lock();
+            let found = shard.view().find(hash, &ckey).map(|(i, c)| (i, *c));
+            if let Some((i, c)) = found {
                 if c.expired(now_ms) {
                     freed += 1;
                 } else {
-                    entry = Some(*c);
+                    entry = Some(c);
                     ign = shard.ign.get(&i).copied();
                 }
             }
@@ -729,20 +867,19 @@ impl ConnTracker {
         verdict(CtState::TRK | CtState::NEW, marked(0), None)
     }
 
-    /// Runs the protocol state machine of entry `i` (OVS `conn_update`).
+    /// Runs the protocol state machine of entry `i` (`c`, its slot,
+    /// locked; OVS `conn_update`), with the table changes it leads to.
+    #[allow(clippy::too_many_arguments)]
     fn update(
         &self,
         shard: &mut Shard,
         hash: u64,
         i: u32,
+        c: &mut Conn,
         p: &Parsed,
         reply: bool,
         now_ms: u64,
     ) -> Step {
-        let pol = TcpPolicy {
-            liberal: self.tcp_liberal.load(Relaxed),
-            seq_check: self.tcp_seq_check.load(Relaxed),
-        };
         // The side table of ignored SYNs matters to SYNs and resets only:
         // other segments never look it up.
         let syn_or_rst = matches!(p.l4, L4::Tcp(seg) if seg.flags & (TCP_SYN | TCP_RST) != 0);
@@ -751,23 +888,59 @@ impl ConnTracker {
         } else {
             None
         };
-        let Some(c) = shard.get_mut(i) else {
-            return Step::New;
-        };
         let zone = c.key.zone;
+        let (bits, refresh) = match self.l4_step(&mut c.l4, &mut ign, p, reply) {
+            L4Step::Done { bits, refresh } => (bits, refresh),
+            L4Step::Reopen => {
+                self.remove_locked(shard, hash, i, c, false);
+                return Step::New;
+            }
+            L4Step::Invalid(d) => return Step::Invalid(d),
+        };
+        if refresh {
+            let tmo = timeout_kind(&c.l4);
+            let exp = now_ms + self.timeout_ms(zone, tmo);
+            shard.set_expiry(i, c, exp, tmo);
+        }
+        if syn_or_rst {
+            match ign {
+                Some(g) => {
+                    shard.ign.insert(i, g);
+                }
+                None if !shard.ign.is_empty() => {
+                    shard.ign.remove(&i);
+                }
+                None => {}
+            }
+        }
+        Step::Done(bits)
+    }
+
+    /// The protocol's state machine on an entry's state `l4`: the state
+    /// bits and whether the timeout is re-armed. `ign`: the entry's
+    /// ignored SYN, read and written by TCP SYNs and resets.
+    #[inline]
+    fn l4_step(
+        &self,
+        l4: &mut L4State,
+        ign: &mut Option<IgnoredSyn>,
+        p: &Parsed,
+        reply: bool,
+    ) -> L4Step {
+        let pol = TcpPolicy {
+            liberal: self.tcp_liberal.load(Relaxed),
+            seq_check: self.tcp_seq_check.load(Relaxed),
+        };
         let rpl = if reply { CtState::RPL } else { 0 };
-        let (bits, refresh) = match (&mut c.l4, &p.l4) {
-            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, &mut ign, seg, reply, pol) {
+        let (bits, refresh) = match (l4, &p.l4) {
+            (L4State::Tcp(t), L4::Tcp(seg)) => match tcp::update(t, ign, seg, reply, pol) {
                 Update::Valid { refresh } => (CtState::EST | rpl, refresh),
                 // Untracked: the timeout is not re-armed either, so SYNs
                 // on a dead 4-tuple cannot keep its entry alive.
                 Update::Ignored => (CtState::EST | rpl, false),
                 Update::ValidNew => (CtState::NEW, true),
-                Update::Reopen => {
-                    self.remove_locked(shard, hash, i, false);
-                    return Step::New;
-                }
-                Update::Invalid(d) => return Step::Invalid(d, i),
+                Update::Reopen => return L4Step::Reopen,
+                Update::Invalid(d) => return L4Step::Invalid(d),
             },
             (L4State::Other(s), _) => {
                 if reply && *s != OtherState::Bidir {
@@ -796,23 +969,7 @@ impl ConnTracker {
             // A key names one protocol, so a TCP entry only sees TCP.
             _ => (CtState::EST | rpl, false),
         };
-        if refresh {
-            let tmo = timeout_kind(&c.l4);
-            let exp = now_ms + self.timeout_ms(zone, tmo);
-            shard.set_expiry(i, exp, tmo);
-        }
-        if syn_or_rst {
-            match ign {
-                Some(g) => {
-                    shard.ign.insert(i, g);
-                }
-                None if !shard.ign.is_empty() => {
-                    shard.ign.remove(&i);
-                }
-                None => {}
-            }
-        }
-        Step::Done(bits, i)
+        L4Step::Done { bits, refresh }
     }
 
     /// A packet that belongs to no connection and cannot start one (`d`:
@@ -892,11 +1049,10 @@ impl ConnTracker {
         }
     }
 
-    fn remove_locked(&self, shard: &mut Shard, hash: u64, i: u32, expired: bool) {
-        if let Some(c) = shard.get(i) {
-            self.release_counts(c);
-        }
-        shard.remove(hash, i);
+    /// Removes entry `i` (`c`, its slot, locked) under the shard lock.
+    fn remove_locked(&self, shard: &mut Shard, hash: u64, i: u32, c: &mut Conn, expired: bool) {
+        self.release_counts(c);
+        shard.remove(hash, i, c);
         if expired {
             self.expired.fetch_add(1, Relaxed);
         }
@@ -924,11 +1080,12 @@ impl ConnTracker {
         let mut total = 0;
         for s in self.shards.iter() {
             loop {
-                let step =
-                    s.0.lock()
-                        .sweep_some(now_ms, table::STEP, &hasher, &mut |c| {
-                            self.release_counts(c)
-                        });
+                let step = s
+                    .lock
+                    .lock()
+                    .sweep_some(now_ms, table::STEP, &hasher, &mut |c| {
+                        self.release_counts(c)
+                    });
                 total += step.removed;
                 if !step.more {
                     break;
@@ -950,7 +1107,7 @@ impl ConnTracker {
             let mut pos = Some(0);
             while let Some(p) = pos {
                 batch.clear();
-                pos = s.0.lock().scan(p, |_, c| batch.push(*c));
+                pos = s.lock.lock().scan(p, |_, c| batch.push(*c));
                 batch.iter().for_each(&mut f);
             }
         }
@@ -982,12 +1139,13 @@ impl ConnTracker {
         snapshot::write_header(&mut out, 0);
         let mut n = 0u32;
         for s in self.shards.iter() {
-            let g = s.0.lock();
-            for (_, c) in g.live().filter(|(_, c)| !c.expired(now_ms)) {
-                let left = c.expires_at(now_ms).saturating_sub(now_ms);
-                snapshot::write_entry(&mut out, c, left);
-                n = n.saturating_add(1);
-            }
+            s.lock.lock().for_each_live(|_, c| {
+                if !c.expired(now_ms) {
+                    let left = c.expires_at(now_ms).saturating_sub(now_ms);
+                    snapshot::write_entry(&mut out, c, left);
+                    n = n.saturating_add(1);
+                }
+            });
         }
         snapshot::set_count(&mut out, n);
         out
@@ -1001,13 +1159,13 @@ impl ConnTracker {
     pub fn import(&self, bytes: &[u8], now: Instant) -> Result<ImportReport, SnapshotError> {
         let body = snapshot::entries(bytes)?;
         let now_ms = self.ms(now);
-        let hasher = |k: &ConnKey| self.hash(k);
         let mut rep = ImportReport::default();
         for (index, raw) in body.chunks_exact(snapshot::ENTRY_LEN).enumerate() {
             let e = snapshot::read_entry(index, raw)?;
             let mut conn = e.conn;
             let hash = self.hash(&conn.key);
-            let mut shard = self.shard_of(hash).lock();
+            let cell = self.shard_of(hash);
+            let mut shard = cell.lock.lock();
             if shard.find(hash, &conn.key).is_some() {
                 rep.present += 1;
                 continue;
@@ -1018,7 +1176,11 @@ impl ConnTracker {
             }
             let expires = now_ms + e.remaining_ms;
             conn.set_expires(expires);
-            shard.insert(hash, conn, expires, &hasher);
+            if shard.insert(hash, conn, expires).is_none() {
+                self.release_counts(&conn);
+                rep.refused += 1;
+                continue;
+            }
             rep.imported += 1;
         }
         Ok(rep)
@@ -1033,7 +1195,7 @@ impl ConnTracker {
         for s in self.shards.iter() {
             let mut pos = Some(0);
             while let Some(p) = pos {
-                let mut g = s.0.lock();
+                let mut g = s.lock.lock();
                 victims.clear();
                 pos = g.scan(p, |i, c| {
                     if zone.is_none_or(|z| c.key.zone == z) {
@@ -1041,9 +1203,14 @@ impl ConnTracker {
                     }
                 });
                 for &(i, k) in &victims {
-                    let h = self.hash(&k);
-                    self.remove_locked(&mut g, h, i, false);
-                    total += 1;
+                    let Some(slot) = s.view.slot(i) else { continue };
+                    // Still the same: only the shard lock's holder (this
+                    // step) removes or reuses a slot.
+                    let mut c = slot.lock();
+                    if c.live() && c.key == k {
+                        self.remove_locked(&mut g, self.hash(&k), i, &mut c, false);
+                        total += 1;
+                    }
                 }
             }
         }
@@ -1063,7 +1230,7 @@ impl ConnTracker {
     /// Heap bytes held by the tables (slabs, indexes, wheels) plus the
     /// fixed per-zone arrays.
     pub fn memory_usage(&self) -> usize {
-        let tables: usize = self.shards.iter().map(|s| s.0.lock().heap_bytes()).sum();
+        let tables: usize = self.shards.iter().map(|s| s.lock.lock().heap_bytes()).sum();
         tables
             + core::mem::size_of::<Self>()
             + SHARDS * core::mem::size_of::<Padded>()
@@ -1126,8 +1293,7 @@ fn timeout_kind(l4: &L4State) -> TimeoutKind {
     }
 }
 
-fn apply_mark(shard: &mut Shard, i: u32, set: Option<(u32, u32)>) -> u32 {
-    let Some(c) = shard.get_mut(i) else { return 0 };
+fn apply_mark(c: &mut Conn, set: Option<(u32, u32)>) -> u32 {
     if let Some((v, m)) = set {
         c.mark = (c.mark & !m) | (v & m);
     }
@@ -1142,5 +1308,113 @@ fn write(meta: &mut PacketMeta, state: u8, mark: u32, d: Option<CtInvalidDetail>
         state,
         mark,
         invalid: d,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP/IPv4 frame 10.0.0.1:sport -> 10.0.0.2:53 (or the answer),
+    /// checksums left zero (the tracker skips them here).
+    fn udp(sport: u16, answer: bool) -> [u8; 43] {
+        let mut f = [0u8; 43];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[17] = 29;
+        f[22] = 64;
+        f[23] = 17;
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let (src, dst, sp, dp) = if answer {
+            (b, a, 53, sport)
+        } else {
+            (a, b, sport, 53)
+        };
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sp.to_be_bytes());
+        f[36..38].copy_from_slice(&dp.to_be_bytes());
+        f[38..40].copy_from_slice(&9u16.to_be_bytes());
+        f
+    }
+
+    fn run(ct: &ConnTracker, f: &[u8], commit: bool, now: Instant) -> u8 {
+        let mut key = FlowKey::default();
+        key.set_dl_type(0x0800);
+        let mut meta = PacketMeta {
+            l3_ofs: 14,
+            ..PacketMeta::default()
+        };
+        let p = CtParams {
+            commit,
+            ..CtParams::default()
+        };
+        ct.process(f, &key, &mut meta, &p, now).state
+    }
+
+    /// Where `sport`'s connection lives: its hash, shard and key.
+    fn locate(ct: &ConnTracker, sport: u16) -> (u64, usize, ConnKey) {
+        let mut k = ConnKey {
+            sport,
+            dport: 53,
+            proto: 17,
+            ..ConnKey::default()
+        };
+        k.src[..4].copy_from_slice(&[10, 0, 0, 1]);
+        k.dst[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let (ck, _) = k.canonical();
+        let hash = ct.hash(&ck);
+        (hash, ((hash >> 40) as usize) % SHARDS, ck)
+    }
+
+    /// A reader that found an entry's position in a view, then lost the
+    /// race to a flush and to a new connection that reused the slot,
+    /// finds a miss, never the other connection's state; so does the
+    /// packet path.
+    #[test]
+    fn a_position_read_before_a_flush_is_a_miss_after_it() {
+        let ct = ConnTracker::new(CtConfig {
+            checksum: super::super::ChecksumPolicy::Skip,
+            ..CtConfig::default()
+        });
+        let now = Instant::now();
+        assert_eq!(
+            run(&ct, &udp(1000, false), true, now),
+            CtState::TRK | CtState::NEW
+        );
+        let (hash, shard, ck) = locate(&ct, 1000);
+        // The reader: a view, and the position found in it.
+        let view = Arc::clone(&ct.shards[shard].view);
+        let pos = view.find(hash, &ck).map(|(i, _)| i).expect("found");
+        assert_eq!(ct.flush(None), 1);
+        assert!(view.find(hash, &ck).is_none());
+        assert!(view.slot(pos).is_some_and(|s| !s.lock().live()));
+        // Another connection of the same shard takes the freed slot.
+        let other = (1001..u16::MAX)
+            .find(|&p| locate(&ct, p).1 == shard)
+            .expect("a port hashing to the same shard");
+        assert_eq!(
+            run(&ct, &udp(other, false), true, now),
+            CtState::TRK | CtState::NEW
+        );
+        let (oh, _, ok) = locate(&ct, other);
+        assert_eq!(
+            ct.shards[shard].view.find(oh, &ok).map(|(i, _)| i),
+            Some(pos)
+        );
+        // The old position now holds the other key: a miss for the old one.
+        assert!(view.find(hash, &ck).is_none());
+        // The flushed connection's answer is no connection's, and the
+        // other connection's state did not move (its answer is its
+        // first, so it becomes established only now).
+        assert_eq!(
+            run(&ct, &udp(1000, true), false, now),
+            CtState::TRK | CtState::NEW
+        );
+        assert_eq!(
+            run(&ct, &udp(other, true), false, now),
+            CtState::TRK | CtState::EST | CtState::RPL
+        );
+        assert_eq!(ct.len(), 1);
     }
 }
