@@ -245,18 +245,4 @@ flock -u 9
 
 echo
 echo "$rounds rounds, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d" " -f1-3 /proc/loadavg); medians over the rounds:"
-python3 - "$results" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, *kv = line.split()
-    for k, v in (x.split("=") for x in kv):
-        try:
-            rows.setdefault(name, {}).setdefault(k, []).append(float(v))
-        except ValueError:
-            pass
-keys = list(next(iter(rows.values())).keys())
-print(f"{'metric':<18}" + "".join(f"{n:>12}" for n in rows))
-for k in keys:
-    print(f"{k:<18}" + "".join(f"{statistics.median(rows[n][k]):>12g}" if k in rows[n] else f"{'na':>12}" for n in rows))
-PY
+python3 "$root/scripts/medians.py" "$results"

@@ -153,15 +153,4 @@ flock -u 9
 
 echo
 echo "$rounds rounds of ping -c $count -i $interval, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d" " -f1-3 /proc/loadavg); medians over the rounds:"
-python3 - "$results" <<'PY'
-import statistics, sys
-rows = {}
-for line in open(sys.argv[1]):
-    name, *kv = line.split()
-    for k, v in (x.split("=") for x in kv):
-        rows.setdefault(name, {}).setdefault(k, []).append(float(v))
-keys = ["avg_ms", "min_ms", "max_ms", "mdev_ms", "loss_pct"]
-print(f"{'':<14}" + "".join(f"{k:>10}" for k in keys))
-for n, r in rows.items():
-    print(f"{n:<14}" + "".join(f"{statistics.median(r[k]):>10.3f}" for k in keys))
-PY
+python3 "$root/scripts/medians.py" "$results" --by-name --keys avg_ms,min_ms,max_ms,mdev_ms,loss_pct --fmt '{:>10.3f}'
