@@ -57,12 +57,8 @@ work=$(mktemp -d /tmp/vsw-bench-pin.XXXX)
 ns_h=vswpi$$h ns_a=vswpi$$a ns_b=vswpi$$b ns_f=vswpi$$f
 vsw_pid= mon_pid= tg_pid= spin_pid=
 
-stop() {  # stop PID : TERM, wait up to 5 s, then KILL
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -TERM "$1" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null
-}
+# shellcheck source=scripts/procs.sh
+. "$root/scripts/procs.sh"
 cleanup() {
   set +e
   stop "$tg_pid"

@@ -49,12 +49,8 @@ bin=${CARGO_TARGET_DIR:-$root/target}/release
 work=$(mktemp -d /tmp/vsw-bench-ping.XXXX)
 H=vswpg$$h A=vswpg$$a B=vswpg$$b
 pid=
-stop() {  # stop PID : TERM, wait up to 5 s, then KILL
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
-  kill -TERM "$1" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null
-}
+# shellcheck source=scripts/procs.sh
+. "$root/scripts/procs.sh"
 cleanup() {
   set +e
   stop "$pid"
