@@ -39,7 +39,11 @@
 #   the TAP's kernel queue overflowed before the switch read it, which an
 #   offered load above what the machine gives the switch at that moment
 #   causes; reported, and a failure with STRICT=1);
-# * RSS at the end more than 5% above the RSS after the warm-up;
+# * RSS at the end more than 5% above the RSS after the warm-up, each the
+#   median of a window of samples (the 10 s after the warm-up, the last
+#   10 s; a quarter of the time after the warm-up when that is longer):
+#   a port's add and delete every 10 s move single samples by a MiB either
+#   way, a leak moves the window's median;
 # * vswitchd gone, or a part of the load that did not run.
 #
 # Self-contained: needs root, iproute2, python3, iperf3 and cargo (it builds
@@ -220,16 +224,13 @@ pids+=($cli_pid)
 # fork), and the loop ends with the load even when a loaded machine made a
 # tick's work take longer than a second.
 start_us=${EPOCHREALTIME/./}
-rss_base=0 rss_max=0 flowmods=0 portops=0 errors=0 prev=""
+rss_max=0 flowmods=0 portops=0 errors=0 prev=""
 for t in $(seq 0 $((dur - 1))); do
   alive || break
   [ $((${EPOCHREALTIME/./} - start_us)) -lt $((dur * 1000000)) ] || break
   rss=$(rss_kib)
   echo "$t,$rss" >>"$work/rss.csv"
-  if [ "$t" -ge "$warmup" ]; then
-    [ "$rss_base" = 0 ] && rss_base=$rss
-    [ "$rss" -gt "$rss_max" ] && rss_max=$rss
-  fi
+  if [ "$t" -ge "$warmup" ] && [ "$rss" -gt "$rss_max" ]; then rss_max=$rss; fi
   # A flow no traffic matches (UDP to a port in 40000..40049), so it
   # changes the tables and the caches' generation, and nothing else.
   port=$((40000 + t % 50))
@@ -256,7 +257,7 @@ for t in $(seq 0 $((dur - 1))); do
     sleep "$((left / 1000000)).$frac"
   fi
 done
-rss_end=$(rss_kib)
+echo "$dur,$(rss_kib)" >>"$work/rss.csv"
 alive && vsw_alive=1 || vsw_alive=0
 for p in $gen_pid $tcp_pid $cli_pid; do
   for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -273,10 +274,29 @@ else
 fi
 
 set +e
-python3 - "$work" "$vsw_alive" "$rss_base" "$rss_end" "$rss_max" "$flowmods" "$portops" "$errors" "$strict" "$dur" <<'PY'
-import json, os, sys
-work, alive, rss_base, rss_end, rss_max, flowmods, portops, errors, strict, dur = sys.argv[1:11]
-rss_base, rss_end, rss_max = int(rss_base), int(rss_end), int(rss_max)
+python3 - "$work" "$vsw_alive" "$warmup" "$rss_max" "$flowmods" "$portops" "$errors" "$strict" "$dur" <<'PY'
+import json, os, statistics, sys
+work, alive, warmup, rss_max, flowmods, portops, errors, strict, dur = sys.argv[1:10]
+rss_max, warmup = int(rss_max), int(warmup)
+# RSS after the warm-up and at the end: medians of a window of the
+# per-second samples, so a single sample taken while a port exists (or
+# just after it went) does not decide.
+samples = []
+try:
+    with open(os.path.join(work, "rss.csv")) as fh:
+        for line in fh:
+            t, kib = (int(x) for x in line.strip().split(","))
+            if t >= warmup and kib > 0:
+                samples.append((t, kib))
+except (OSError, ValueError):
+    pass
+rss_base = rss_end = 0
+if samples:
+    last = samples[-1][0]
+    win = max(10, (last - warmup) // 4)
+    base_w = [k for t, k in samples if t < warmup + win]
+    end_w = [k for t, k in samples if t > last - win]
+    rss_base, rss_end = int(statistics.median(base_w)), int(statistics.median(end_w))
 def load(n):
     try:
         with open(os.path.join(work, n)) as fh:
@@ -294,7 +314,7 @@ ex = load("exchange.json")
 gen = load("load.json")
 tcp = load("iperf3.json")
 print(f"soak: {dur} s")
-print(f"  RSS after warm-up {rss_base / 1024:.1f} MiB, at the end {rss_end / 1024:.1f} MiB"
+print(f"  RSS after warm-up {rss_base / 1024:.1f} MiB, at the end {rss_end / 1024:.1f} MiB (window medians)"
       + (f" ({100.0 * (rss_end - rss_base) / rss_base:+.1f}%)" if rss_base else "") + f", highest {rss_max / 1024:.1f} MiB")
 print(f"  drops by reason: {drops or 'none'}")
 print(f"  unexplained drops: {unexplained or 'none'}")
