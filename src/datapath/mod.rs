@@ -468,11 +468,34 @@ impl Datapath {
     /// Receives one batch from every port and processes it. Returns the
     /// number of packets received.
     pub fn poll_once(&mut self, now: Instant) -> usize {
+        self.poll_where(now, |_| true)
+    }
+
+    /// As [`Datapath::poll_once`], for the ports a sleeping worker has
+    /// reason to read: those its poller reported readable (`ready`: port
+    /// numbers, sorted), those it cannot watch (no fd: an in-memory port,
+    /// a device that is down) and those holding frames of an earlier read
+    /// ([`Port::rx_pending`]). An idle port then costs no syscall, where a
+    /// sweep costs one read per port (a host's tens of VM ports, most of
+    /// them quiet at any moment).
+    pub fn poll_ready(&mut self, now: Instant, ready: &[usize]) -> usize {
+        self.poll_where(now, |p| {
+            p.port.poll_fd().is_none()
+                || p.port.rx_pending()
+                || ready.binary_search(&(p.no as usize)).is_ok()
+        })
+    }
+
+    /// One receive-and-process pass over the ports `want` picks.
+    fn poll_where(&mut self, now: Instant, want: impl Fn(&DpPort) -> bool) -> usize {
         let mut total = 0;
         let Some(mut batch) = self.rx.take() else {
             return 0;
         };
         for i in 0..self.ports.len() {
+            if !want(&self.ports[i]) {
+                continue;
+            }
             let no = self.ports[i].no;
             // A port error (device gone) is the port's to count and
             // recover from; the other ports keep going.

@@ -268,6 +268,10 @@ struct Shaped {
     pads: bool,
     overhead: Option<u32>,
     up: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The fd a poller would watch (any number: nothing is read from it).
+    fd: Option<std::os::fd::RawFd>,
+    /// What `rx_pending` says.
+    pending: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Shaped {
@@ -278,6 +282,8 @@ impl Shaped {
             pads: false,
             overhead: None,
             up: None,
+            fd: None,
+            pending: None,
         }
     }
     fn wire(inner: MemPort) -> Shaped {
@@ -312,6 +318,14 @@ impl Port for Shaped {
     }
     fn tunnel_overhead(&self) -> Option<u32> {
         self.overhead
+    }
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd
+    }
+    fn rx_pending(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.load(std::sync::atomic::Ordering::Relaxed))
     }
     fn link_state(&self) -> crate::port::LinkState {
         match &self.up {
@@ -821,4 +835,76 @@ fn the_tables_hear_a_ports_link_state_from_the_reporting_datapath_only() {
     up.store(false, Ordering::Relaxed);
     dp.housekeeping(now + SWEEP_INTERVAL);
     assert_eq!(link(1), Some(false));
+}
+
+/// A sleeping worker's pass (`poll_ready`) reads the ports its poller
+/// reported readable, every port it cannot watch (no fd) and a port that
+/// holds frames of an earlier read; a watched port with nothing announced
+/// keeps its frames (and costs no read) until it is reported.
+#[test]
+fn a_sleeping_worker_reads_only_ports_with_something_to_read() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let now = Instant::now();
+    let of = Arc::new(Ofproto::new("br0", now));
+    let mut dp = Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    );
+    let pending = Arc::new(AtomicBool::new(false));
+    let mut h = Vec::new();
+    for i in 1..=4u32 {
+        let (p, handle) = MemPort::new(&format!("p{i}"));
+        of.add_port(PortInfo::new(
+            i,
+            &format!("p{i}"),
+            crate::ofproto::PortKind::Dummy,
+        ));
+        let mut s = Shaped::of(p, "tap");
+        match i {
+            // Watched, and holding frames its fd no longer announces.
+            1 => {
+                s.fd = Some(101);
+                s.pending = Some(pending.clone());
+            }
+            2 | 3 => s.fd = Some(100 + i as i32),
+            // Port 4: nothing to watch, read on every pass.
+            _ => {}
+        }
+        dp.add_port(i, Box::new(s));
+        h.push(handle);
+    }
+    let out = Match::default();
+    of.flow_mods(
+        &[FlowMod {
+            cmd: FlowModCmd::Add,
+            spec: FlowSpec {
+                table: 0,
+                priority: 0,
+                matches: out,
+                actions: vec![Action::Output(9)],
+                ..FlowSpec::default()
+            },
+            table: None,
+        }],
+        now,
+    )
+    .unwrap();
+    for (i, p) in h.iter().enumerate() {
+        assert!(p.inject(&udp_frame(i as u8 + 1, 9, 1000)));
+    }
+    let rx = |h: &[MemHandle]| -> Vec<u64> { h.iter().map(|p| p.stats().rx_packets).collect() };
+    // Port 2 reported readable: 2 and 4 (no fd) are read; 1 and 3 wait.
+    assert_eq!(dp.poll_ready(now, &[2]), 2);
+    assert_eq!(rx(&h), vec![0, 1, 0, 1]);
+    // Nothing reported: only what cannot be watched is read.
+    assert_eq!(dp.poll_ready(now, &[]), 0);
+    assert_eq!(rx(&h), vec![0, 1, 0, 1]);
+    // Port 1 holds frames of an earlier read: read without a report.
+    pending.store(true, Ordering::Relaxed);
+    assert_eq!(dp.poll_ready(now, &[]), 1);
+    assert_eq!(rx(&h), vec![1, 1, 0, 1]);
+    // A sweep reads everything left.
+    assert_eq!(dp.poll_once(now), 1);
+    assert_eq!(rx(&h), vec![1, 1, 1, 1]);
 }

@@ -401,7 +401,13 @@ fn handle(dp: &mut Datapath, cmd: DpCommand, paused: &mut bool) -> bool {
 
 fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: RunMode) {
     let mut ready = Vec::new();
+    let mut unwatched = Vec::new();
     let mut paused = false;
+    // A sleeping worker reads only what its poller reports (see
+    // `Datapath::poll_ready`), and every port at least this often, in
+    // case a port's fd changed under it without its link going down.
+    let mut swept = Instant::now();
+    let mut sweep = true;
     loop {
         loop {
             match rx.try_recv() {
@@ -425,37 +431,64 @@ fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: Ru
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
+            sweep = true;
             continue;
         }
         let now = Instant::now();
         let mut got = 0;
-        // A few rounds per command check keep batches flowing under load.
-        for _ in 0..8 {
-            let n = dp.poll_once(now);
-            got += n;
-            if n == 0 {
-                break;
-            }
-        }
-        dp.housekeeping(now);
-        if got == 0 && mode.busy_poll {
-            // Idle round: stay runnable, but let whatever else wants this
-            // core run first (on a shared core the VM's own stack, which
-            // must run for a reply to come at all).
-            std::thread::yield_now();
-        } else if got == 0 {
-            // Sleep until a port's fd is readable, a command arrives (the
-            // handle rings the waker), or upkeep is due. A port that went
-            // down has no fd; one that came back gets its new fd watched.
-            for (no, fd) in dp.port_fds() {
-                if poller.set(no as usize, fd).is_err() {
-                    // An fd that cannot be watched is polled every round
-                    // instead, at the idle period.
-                    let _ = poller.set(no as usize, None);
+        if mode.busy_poll || sweep || now.saturating_duration_since(swept) >= IDLE_WAIT {
+            swept = now;
+            // A few rounds per command check keep batches flowing under
+            // load.
+            for _ in 0..8 {
+                let n = dp.poll_once(now);
+                got += n;
+                if n == 0 {
+                    break;
                 }
             }
-            if poller.wait(Some(IDLE_WAIT), &mut ready).is_err() {
+        } else {
+            got = dp.poll_ready(now, &ready);
+        }
+        dp.housekeeping(now);
+        if mode.busy_poll {
+            if got == 0 {
+                // Idle round: stay runnable, but let whatever else wants
+                // this core run first (on a shared core the VM's own
+                // stack, which must run for a reply to come at all).
+                std::thread::yield_now();
+            }
+            continue;
+        }
+        // Ask the poller which ports to read next: without blocking after
+        // a round that moved packets (what we sent may already have been
+        // answered: a VM's stack replies inside our write), otherwise
+        // sleeping until a port's fd is readable, a command arrives (the
+        // handle rings the waker), or upkeep is due. A port that went
+        // down has no fd; one that came back gets its new fd watched.
+        unwatched.clear();
+        for (no, fd) in dp.port_fds() {
+            if poller.set(no as usize, fd).is_err() {
+                // An fd that cannot be watched is read every round
+                // instead, at the idle period when nothing else moves.
+                let _ = poller.set(no as usize, None);
+                unwatched.push(no as usize);
+            }
+        }
+        let wait = if got > 0 { Duration::ZERO } else { IDLE_WAIT };
+        match poller.wait(Some(wait), &mut ready) {
+            Ok(woken) => {
+                // The waker rang (a command, or another worker handed
+                // frames to one of our ports), or a sleep ended with
+                // nothing readable (upkeep is due): read every port.
+                sweep = woken || (got == 0 && ready.is_empty());
+                ready.extend_from_slice(&unwatched);
+                ready.sort_unstable();
+                ready.dedup();
+            }
+            Err(_) => {
                 std::thread::sleep(Duration::from_millis(1));
+                sweep = true;
             }
         }
     }

@@ -172,6 +172,11 @@ impl Port for HomePort {
     fn poll_fd(&self) -> Option<RawFd> {
         self.inner.poll_fd()
     }
+    fn rx_pending(&self) -> bool {
+        // Hand-overs left after a drain's share are sent by the next
+        // receive.
+        self.inner.rx_pending() || self.inbound.iter().any(|rx| !rx.is_empty())
+    }
     fn housekeeping(&mut self) {
         self.inner.housekeeping();
         self.facts.refresh(self.inner.as_ref());
@@ -285,6 +290,9 @@ impl Port for RemotePort {
     }
     fn poll_fd(&self) -> Option<RawFd> {
         self.queue.as_ref().and_then(|q| q.poll_fd())
+    }
+    fn rx_pending(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.rx_pending())
     }
     fn housekeeping(&mut self) {
         if let Some(q) = &mut self.queue {

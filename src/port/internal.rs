@@ -71,6 +71,10 @@ impl Port for InternalPort {
         self.tap.poll_fd()
     }
 
+    fn rx_pending(&self) -> bool {
+        self.tap.rx_pending()
+    }
+
     fn housekeeping(&mut self) {
         self.tap.housekeeping()
     }

@@ -276,6 +276,14 @@ pub trait Port: Send {
     fn poll_fd(&self) -> Option<RawFd> {
         None
     }
+    /// Whether the port holds received frames that its fd no longer
+    /// announces (read from the device by an earlier call, not yet handed
+    /// over because the batch was full). A sleeping worker reads only the
+    /// ports its poller reports readable, those without an fd, and those
+    /// that say yes here.
+    fn rx_pending(&self) -> bool {
+        false
+    }
     /// Periodic upkeep (reopen a vanished device, flush timers).
     fn housekeeping(&mut self) {}
     /// How many times the link went down since the port was opened.

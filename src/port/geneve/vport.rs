@@ -866,6 +866,11 @@ impl Port for GenevePort {
         Some(self.rx.poll_fd())
     }
 
+    fn rx_pending(&self) -> bool {
+        // Segments of a GRO datagram left when the batch filled.
+        !self.rx_queue.is_empty()
+    }
+
     fn housekeeping(&mut self) {
         // The send sockets are not polled: read their ICMP errors here.
         self.rx.drain_errors();
