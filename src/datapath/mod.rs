@@ -106,6 +106,8 @@ struct DpPort {
     mtu_override: Option<u32>,
     mtu_drops: u64,
     mtu_log: Option<Instant>,
+    // Sent to since the last poll pass began (see `Datapath::active_ports`).
+    sent: bool,
 }
 
 /// How often a port may log its MTU drops.
@@ -157,6 +159,7 @@ impl DpPort {
         }
         let _ = self.port.send_batch(&mut self.tx, pool);
         self.tx.recycle(pool);
+        self.sent = true;
     }
 }
 
@@ -211,6 +214,8 @@ pub struct Datapath {
     port_index: PortIndex,
     // The receive batch, reused by every `poll_once`.
     rx: Option<Batch>,
+    // Port numbers the last poll pass received from or sent to, sorted.
+    active: Vec<usize>,
     // Where `controller` actions send packets (none: counted as dropped).
     packet_in: Option<packet_in::Sink>,
     // See `set_reports_links`.
@@ -297,6 +302,7 @@ impl Datapath {
             last_sweep: None,
             port_index: PortIndex::default(),
             rx: Some(Batch::new()),
+            active: Vec::new(),
             packet_in: None,
             reports_links: true,
         }
@@ -354,6 +360,7 @@ impl Datapath {
             capture: None,
             mtu_drops: 0,
             mtu_log: None,
+            sent: false,
         });
         self.port_index.set(no, self.ports.len() - 1);
         self.publish_egress(no, &egress);
@@ -486,9 +493,23 @@ impl Datapath {
         })
     }
 
+    /// The ports the last [`Datapath::poll_once`] or
+    /// [`Datapath::poll_ready`] pass received frames from or sent frames to
+    /// (port numbers, sorted): where a sleeping worker looks first next,
+    /// since what it sent may already have been answered (a VM's stack
+    /// replies inside the write that delivered to it) and a port that gave
+    /// frames may have more.
+    pub fn active_ports(&self) -> &[usize] {
+        &self.active
+    }
+
     /// One receive-and-process pass over the ports `want` picks.
     fn poll_where(&mut self, now: Instant, want: impl Fn(&DpPort) -> bool) -> usize {
         let mut total = 0;
+        self.active.clear();
+        for p in &mut self.ports {
+            p.sent = false;
+        }
         let Some(mut batch) = self.rx.take() else {
             return 0;
         };
@@ -507,6 +528,7 @@ impl Datapath {
                 continue;
             }
             total += n;
+            self.active.push(no as usize);
             if let Some(c) = &self.ports[i].capture {
                 let mut live = true;
                 for p in batch.iter() {
@@ -523,6 +545,10 @@ impl Datapath {
         }
         self.rx = Some(batch);
         self.flush_tx();
+        self.active
+            .extend(self.ports.iter().filter(|p| p.sent).map(|p| p.no as usize));
+        self.active.sort_unstable();
+        self.active.dedup();
         total
     }
 

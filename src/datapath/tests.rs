@@ -908,3 +908,18 @@ fn a_sleeping_worker_reads_only_ports_with_something_to_read() {
     assert_eq!(dp.poll_once(now), 1);
     assert_eq!(rx(&h), vec![1, 1, 1, 1]);
 }
+
+/// The ports a pass received from or sent to are where a sleeping worker
+/// looks next (`active_ports`); a pass that moved nothing leaves none.
+#[test]
+fn a_pass_reports_the_ports_it_moved_packets_on() {
+    let mut m = Match::default();
+    m.set_exact(Field::InPort, 1);
+    let mut r = rig(3, vec![(0, 1, m, vec![Action::Output(3)])]);
+    assert!(r.h[0].inject(&udp_frame(1, 3, 1000)));
+    assert_eq!(r.dp.poll_once(r.now), 1);
+    assert_eq!(r.h[2].take_sent().len(), 1);
+    assert_eq!(r.dp.active_ports(), &[1, 3]);
+    assert_eq!(r.dp.poll_ready(r.now, &[2]), 0);
+    assert_eq!(r.dp.active_ports(), &[] as &[usize]);
+}
