@@ -122,6 +122,21 @@ impl PacketData {
         self.start
     }
 
+    /// Bytes the buffer holds in all: headroom, frame and tailroom.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Empties the buffer and gives back what it grew by beyond `size`
+    /// bytes in all (a super-packet's room), keeping [`HEADROOM`].
+    pub fn shrink_to(&mut self, size: usize) {
+        if self.buf.len() > size {
+            self.buf.truncate(size);
+            self.buf.shrink_to_fit();
+        }
+        self.reset();
+    }
+
     /// Free bytes after the frame.
     #[inline]
     pub fn tailroom(&self) -> usize {
