@@ -23,6 +23,15 @@ fn udp_frame(src_mac: u8, dst_mac: u8, sport: u16) -> Vec<u8> {
     f
 }
 
+/// A datapath on bridge `of` with its own conntrack and drop counters.
+fn datapath_on(of: &Arc<Ofproto>) -> Datapath {
+    Datapath::new(
+        of.clone(),
+        Arc::new(ConnTracker::default()),
+        Arc::new(DropCounters::default()),
+    )
+}
+
 struct Rig {
     dp: Datapath,
     h: Vec<MemHandle>,
@@ -32,11 +41,7 @@ struct Rig {
 fn rig(n: u32, flows: Vec<(u8, u16, Match, Vec<Action>)>) -> Rig {
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(
-        of.clone(),
-        Arc::new(ConnTracker::default()),
-        Arc::new(DropCounters::default()),
-    );
+    let mut dp = datapath_on(&of);
     let mut h = Vec::new();
     for i in 1..=n {
         let (p, handle) = MemPort::new(&format!("p{i}"));
@@ -415,11 +420,7 @@ fn double_tag_over_mtu_is_dropped_and_the_sender_told() {
 fn short_frames_to_a_wire_are_padded_with_zeroes() {
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(
-        of.clone(),
-        Arc::new(ConnTracker::default()),
-        Arc::new(DropCounters::default()),
-    );
+    let mut dp = datapath_on(&of);
     let (p1, h1) = MemPort::new("p1");
     let (p2, h2) = MemPort::new("p2");
     of.add_port(PortInfo::new(1, "p1", crate::ofproto::PortKind::Dummy));
@@ -548,11 +549,7 @@ mod never_vanishes {
 fn the_tables_see_the_egress_the_datapath_enforces() {
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(
-        of.clone(),
-        Arc::new(ConnTracker::default()),
-        Arc::new(DropCounters::default()),
-    );
+    let mut dp = datapath_on(&of);
     let (p1, h1) = MemPort::new("p1");
     let (p2, h2) = MemPort::new("t0");
     let (p3, _h3) = MemPort::new("w0");
@@ -846,11 +843,7 @@ fn a_sleeping_worker_reads_only_ports_with_something_to_read() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let now = Instant::now();
     let of = Arc::new(Ofproto::new("br0", now));
-    let mut dp = Datapath::new(
-        of.clone(),
-        Arc::new(ConnTracker::default()),
-        Arc::new(DropCounters::default()),
-    );
+    let mut dp = datapath_on(&of);
     let pending = Arc::new(AtomicBool::new(false));
     let mut h = Vec::new();
     for i in 1..=4u32 {
