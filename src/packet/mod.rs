@@ -137,9 +137,8 @@ pub struct PacketPool {
 /// Most buffers grown by a super-packet (64 KiB each) a pool keeps as
 /// they are: enough for the super-packets of a few TSO streams in flight
 /// at once. One more is shrunk back to the pool's size when it comes
-/// back. Keeping every one let a long TCP stream grow buffers deep in the
-/// free list one by one: the 30-minute soak's RSS rose by 2 MiB (10%)
-/// over its first 15 minutes before it levelled off.
+/// back. Keeping every one let a long TCP stream grow the buffers deep in
+/// the free list one by one, up to all 512 of them (32 MiB).
 pub const MAX_GROWN: usize = 2 * MAX_BURST;
 
 impl PacketPool {
