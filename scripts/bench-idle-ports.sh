@@ -50,12 +50,8 @@ work=$(mktemp -d /tmp/vsw-bench-idle.XXXX)
 H=vswip$$h A=vswip$$a B=vswip$$b
 MAC1=52:54:00:00:00:01 MAC2=52:54:00:00:00:02
 pid=
-# shellcheck source=scripts/procs.sh
-. "$root/scripts/procs.sh"
 # shellcheck source=scripts/vmpair.sh
 . "$root/scripts/vmpair.sh"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # setup VSWITCHD IDLE : that vswitchd between the two VMs, IDLE idle TAPs more.
 setup() {

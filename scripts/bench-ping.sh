@@ -49,12 +49,8 @@ bin=${CARGO_TARGET_DIR:-$root/target}/release
 work=$(mktemp -d /tmp/vsw-bench-ping.XXXX)
 H=vswpg$$h A=vswpg$$a B=vswpg$$b
 pid=
-# shellcheck source=scripts/procs.sh
-. "$root/scripts/procs.sh"
 # shellcheck source=scripts/vmpair.sh
 . "$root/scripts/vmpair.sh"
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # setup NAME : brings up the switch NAME between the two VMs.
 setup() {

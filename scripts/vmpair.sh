@@ -1,7 +1,11 @@
 # Sourced by the benchmark scripts that put a switch between two "VM"
-# namespaces: the caller sets H (the host namespace, where the switch
-# runs), A and B (the VMs), work (its work directory) and pid (the
-# switch's process, if any), and sources scripts/procs.sh first.
+# namespaces: the caller sets root (the repository), H (the host
+# namespace, where the switch runs), A and B (the VMs), work (its work
+# directory) and pid (the switch's process, if any). Sourcing it also
+# sources scripts/procs.sh and makes `cleanup` the EXIT trap.
+
+# shellcheck source=scripts/procs.sh
+. "$root/scripts/procs.sh"
 
 # cleanup : stops the switch, removes the namespaces and the work
 # directory (the EXIT trap).
@@ -32,3 +36,6 @@ vm_side() {
   ip -n "$2" addr add "$3/24" dev "$1"
   ip -n "$2" link set "$1" up
 }
+
+trap cleanup EXIT
+trap 'exit 130' INT TERM

@@ -403,6 +403,14 @@ fn handle(dp: &mut Datapath, cmd: DpCommand, paused: &mut bool) -> bool {
     true
 }
 
+/// Adds port numbers `more` to `ready`, which `Datapath::poll_ready`
+/// wants sorted and without repeats.
+fn add_ports(ready: &mut Vec<usize>, more: &[usize]) {
+    ready.extend_from_slice(more);
+    ready.sort_unstable();
+    ready.dedup();
+}
+
 fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: RunMode) {
     let mut ready = Vec::new();
     let mut unwatched = Vec::new();
@@ -478,9 +486,7 @@ fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: Ru
             sweep = false;
             ready.clear();
             ready.extend_from_slice(dp.active_ports());
-            ready.extend_from_slice(&unwatched);
-            ready.sort_unstable();
-            ready.dedup();
+            add_ports(&mut ready, &unwatched);
             continue;
         }
         active_rounds = 0;
@@ -505,9 +511,7 @@ fn run(dp: &mut Datapath, poller: &mut Poller, rx: Receiver<DpCommand>, mode: Ru
                 // frames to one of our ports), or a sleep ended with
                 // nothing readable (upkeep is due): read every port.
                 sweep = woken || (got == 0 && ready.is_empty());
-                ready.extend_from_slice(&unwatched);
-                ready.sort_unstable();
-                ready.dedup();
+                add_ports(&mut ready, &unwatched);
             }
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(1));
