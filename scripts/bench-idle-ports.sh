@@ -71,13 +71,7 @@ setup() {
   vm_side tap2 $B 10.252.0.2 $MAC2
   # Both ways, so the switch has learned both MACs (no flooding to the
   # idle ports).
-  for _ in $(seq 30); do
-    if ip netns exec $A ping -q -c 1 -W 1 10.252.0.2 >/dev/null 2>&1 &&
-      ip netns exec $B ping -q -c 1 -W 1 10.252.0.1 >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.2
-  done
+  vms_answer 10.252.0.1 10.252.0.2 && return 0
   echo "bench-idle-ports: the VMs cannot reach each other" >&2
   cat "$work/vswitchd.log" >&2 || true
   exit 1

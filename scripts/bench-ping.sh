@@ -86,13 +86,7 @@ setup() {
   esac
   vm_side tap1 $A 10.251.0.1 52:54:00:00:00:01
   vm_side tap2 $B 10.251.0.2 52:54:00:00:00:02
-  for _ in $(seq 30); do
-    if ip netns exec $A ping -q -c 1 -W 1 10.251.0.2 >/dev/null 2>&1 &&
-      ip netns exec $B ping -q -c 1 -W 1 10.251.0.1 >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.2
-  done
+  vms_answer 10.251.0.1 10.251.0.2 && return 0
   echo "bench-ping: $1: the VMs cannot reach each other" >&2
   cat "$work/$1.log" >&2 2>/dev/null || true
   exit 1

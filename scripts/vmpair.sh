@@ -37,5 +37,19 @@ vm_side() {
   ip -n "$2" link set "$1" up
 }
 
+# vms_answer IP_A IP_B : whether A reaches B at IP_B and B reaches A at
+# IP_A (a ping each way, so the switch has learned both MACs), trying for
+# up to about 10 s.
+vms_answer() {
+  for _ in $(seq 30); do
+    if ip netns exec "$A" ping -q -c 1 -W 1 "$2" >/dev/null 2>&1 &&
+      ip netns exec "$B" ping -q -c 1 -W 1 "$1" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
 trap cleanup EXIT
 trap 'exit 130' INT TERM
