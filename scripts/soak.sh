@@ -46,6 +46,10 @@
 #   way, a leak moves the window's median;
 # * vswitchd gone, or a part of the load that did not run.
 #
+# It also says which of vswitchd's mappings the RSS grew in (smaps at the
+# end of the warm-up, every 5 minutes and at the end: smaps.* in the work
+# directory): the main heap, a thread's malloc arena, a stack.
+#
 # Self-contained: needs root, iproute2, python3, iperf3 and cargo (it builds
 # the release binaries; SOAK_BIN=DIR uses the binaries in DIR instead). Everything it creates (namespaces vswsoak<pid>*,
 # processes, the work directory; KEEP=1 keeps the latter) is removed on
@@ -144,6 +148,14 @@ done
 [ $ok = 1 ] || die "no connectivity between the VMs"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$vsw_pid/status" 2>/dev/null || echo 0; }
+# Where the RSS is: one line per mapping that has any ("start-end name
+# rss_kib"), plus the thread count, so the report can say which mapping
+# grew (the main heap, a thread's malloc arena, a thread stack, a file).
+smaps_snap() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { r = $1; n = ($6 == "" ? "[anon]" : $6) }
+       /^Rss:/ { if ($2 > 0) print r, n, $2 }' "/proc/$vsw_pid/smaps" >"$work/smaps.$1" 2>/dev/null || true
+  awk '/^Threads:/ {print "threads", $2}' "/proc/$vsw_pid/status" >>"$work/smaps.$1" 2>/dev/null || true
+}
 alive() { kill -0 "$vsw_pid" 2>/dev/null; }
 
 # The maximum through this switch, then the load at LOAD% of it.
@@ -231,6 +243,8 @@ for t in $(seq 0 $((dur - 1))); do
   rss=$(rss_kib)
   echo "$t,$rss" >>"$work/rss.csv"
   if [ "$t" -ge "$warmup" ] && [ "$rss" -gt "$rss_max" ]; then rss_max=$rss; fi
+  if [ "$t" = "$warmup" ]; then smaps_snap base; fi
+  if [ $((t % 300)) = 0 ]; then smaps_snap "$t"; fi
   # A flow no traffic matches (UDP to a port in 40000..40049), so it
   # changes the tables and the caches' generation, and nothing else.
   port=$((40000 + t % 50))
@@ -258,6 +272,7 @@ for t in $(seq 0 $((dur - 1))); do
   fi
 done
 echo "$dur,$(rss_kib)" >>"$work/rss.csv"
+smaps_snap end
 alive && vsw_alive=1 || vsw_alive=0
 for p in $gen_pid $tcp_pid $cli_pid; do
   for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -345,6 +360,30 @@ if gen:
 if tcp and "end" in tcp and "sum_received" in tcp["end"]:
     print(f"  TCP stream: {tcp['end']['sum_received']['bits_per_second'] / 1e9:.2f} Gbit/s, "
           f"{tcp['end']['sum_sent'].get('retransmits', 0)} retransmits")
+# Which mappings the RSS growth is in, between the snapshot at the end of
+# the warm-up and the one at the end (a leak in the heap, a new thread's
+# malloc arena, a thread stack), and whether threads were left behind.
+def snap(n):
+    m, threads = {}, None
+    try:
+        with open(os.path.join(work, "smaps." + n)) as fh:
+            for line in fh:
+                f = line.split()
+                if f[0] == "threads":
+                    threads = int(f[1])
+                elif len(f) == 3:
+                    # By start address: a malloc arena's heap grows at
+                    # its end, its start stays.
+                    m[(f[0].split("-")[0], f[1])] = int(f[2])
+    except (OSError, ValueError):
+        return None, None
+    return m, threads
+(b, bt), (e, et) = snap("base"), snap("end")
+if b is not None and e is not None:
+    grew = sorted(((e.get(k, 0) - b.get(k, 0), k) for k in set(b) | set(e)), reverse=True)
+    top = [f"{k[1]} at {k[0]} {d:+,} KiB" for d, k in grew[:4] if d > 0]
+    print(f"  RSS growth by mapping (warm-up to end): {'; '.join(top) or 'none'}; "
+          f"new mappings {len(set(e) - set(b))}, gone {len(set(b) - set(e))}; threads {bt} -> {et}")
 print(f"  flow-mods {flowmods}, port adds/deletes {portops}, control errors {errors}")
 if not rss_base or not rss_end:
     fail.append("RSS not measured")
