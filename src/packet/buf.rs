@@ -205,6 +205,22 @@ impl PacketData {
         self.end += n;
     }
 
+    /// Appends a copy of `data` at the end: one pass over the bytes, where
+    /// [`PacketData::extend_zeroed`] and a copy would write a grown
+    /// buffer's new bytes three times (a 64 KiB super-packet received past
+    /// a pool buffer's area is appended so).
+    pub fn extend_from_slice(&mut self, data: &[u8]) {
+        if self.tailroom() < data.len() {
+            // What lies past the frame is free area: drop it, then the
+            // vector grows by exactly the copy.
+            self.buf.truncate(self.end);
+            self.buf.extend_from_slice(data);
+        } else {
+            self.buf[self.end..self.end + data.len()].copy_from_slice(data);
+        }
+        self.end += data.len();
+    }
+
     /// Inserts `n` bytes at `offset` inside the frame by moving the bytes in
     /// front of it into the headroom (a VLAN tag after the MAC addresses
     /// moves 12 bytes, not the payload). Returns the inserted bytes.
@@ -257,6 +273,22 @@ mod tests {
         assert_eq!(p.data(), &[0, 1, 0xa, 0xb, 2, 3, 4, 5]);
         p.remove_at(2, 2);
         assert_eq!(p.data(), &[0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn extend_from_slice_within_and_past_the_area() {
+        let mut p = PacketBuf::with_capacity(64);
+        p.set_data(&[1, 2, 3]);
+        p.extend_from_slice(&[4, 5]);
+        assert_eq!(p.data(), &[1, 2, 3, 4, 5]);
+        let size = p.size();
+        // Past the area: the buffer grows by what is appended.
+        let big: Vec<u8> = (0..size as u32).map(|i| i as u8).collect();
+        p.extend_from_slice(&big);
+        assert_eq!(p.len(), 5 + big.len());
+        assert_eq!(&p.data()[..5], &[1, 2, 3, 4, 5]);
+        assert_eq!(&p.data()[5..], &big[..]);
+        assert_eq!(p.tailroom(), 0);
     }
 
     #[test]

@@ -53,10 +53,7 @@ pub(crate) fn finish_rx(p: &mut PacketBuf, len: usize, overflow: &[u8]) {
     }
     let extra = (len - area).min(overflow.len());
     p.set_len(area);
-    p.extend_zeroed(extra);
-    if let (Some(dst), Some(src)) = (p.data_mut().get_mut(area..), overflow.get(..extra)) {
-        dst.copy_from_slice(src);
-    }
+    p.extend_from_slice(overflow.get(..extra).unwrap_or_default());
 }
 
 /// Errors of port setup and I/O.
