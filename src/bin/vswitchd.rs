@@ -77,12 +77,20 @@ struct Args {
 /// The control plane's scheduler time slice (see `port::sys::sched`).
 const CONTROL_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
 
+/// The C allocator's arenas: the threads vswitchd starts with get them;
+/// threads the control plane starts later share them instead of leaving a
+/// new one behind at each new peak of threads alive at once.
+const MALLOC_ARENAS: usize = 4;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.print_default_config {
         print!("{}", vswitch::ctl::config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
     }
+    // Before any thread exists: every thread after this shares the
+    // capped arenas (see `port::sys::malloc`).
+    let arenas_capped = vswitch::port::sys::malloc::limit_arenas(MALLOC_ARENAS);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -91,6 +99,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if !arenas_capped {
+        tracing::debug!("the C allocator's arenas are not capped");
+    }
     // The control plane mostly waits and then must answer at once, on a
     // host whose datapath workers keep every core busy: a short time
     // slice, inherited by every thread spawned from here (workers restore
