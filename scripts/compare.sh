@@ -52,6 +52,8 @@
 # Environment: MODE (normal, ct, or "normal ct", the default), SWITCHES
 # (default "vswitchd ovs-netdev ovs-netdev-tso linux-bridge"), BARE=0 skips
 # the bare forwarder, GENEVE=0 the two-host lines, TCP=0 the iperf3 lines,
+# UDP=0 the generator's lines (a TCP-only run: more rounds in the same time,
+# for a line whose spread from run to run is wider than the gap measured),
 # FLOWS (default "1 10000"), VSWITCHD_TAP_OPTS adds options to vswitchd's
 # two TAP ports of the TAP-to-TAP lines (e.g. tap_io=readwrite), KEEP=1 keeps the work directory (JSON reports,
 # logs). Everything it creates (namespaces named vswcmp<pid>*, processes it
@@ -71,7 +73,11 @@ first_flows=${flows_list%% *}
 bare=${BARE:-1}
 geneve=${GENEVE:-1}
 tcp=${TCP:-1}
+udp=${UDP:-1}
 curve=${CURVE:-0}
+# The bare forwarder and the latency curve are generator lines.
+[ "$udp" = 1 ] || { bare=0; curve=0; }
+[ "$udp" = 1 ] || [ "$tcp" = 1 ] || { echo "compare: UDP=0 and TCP=0 leave nothing to measure" >&2; exit 2; }
 
 die() { echo "compare: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, TAPs, Open vSwitch)"
@@ -373,14 +379,16 @@ tap_gen() {  # tap_gen OUT ARGS...: the generator VM 1 -> VM 2 (TAP to TAP)
 
 echo "compare: $rounds round(s) of $secs s; modes: $modes; switches: $switches; bare: $bare; geneve: $geneve; flows: $flows_list; work dir $work" >&2
 for r in $(seq "$rounds"); do
-  echo "compare: round $r: generator ceiling (veth loopback)" >&2
-  for f in $flows_list; do
-    add_line "tap.normal.64.$f"
-    pktgen "$work/res/tap.normal.64.$f.generator.$r.json" --self-test --flows "$f"
-  done
-  half=$(rx_pps "$work/res/tap.normal.64.$first_flows.generator.$r.json" 50)
-  pktgen "$work/res/tap.normal.half.generator.$r.json" --self-test --flows "$first_flows" --rate "$half"
-  pktgen "$work/res/tap.normal.imix.generator.$r.json" --self-test --flows "$first_flows" --imix
+  if [ "$udp" = 1 ]; then
+    echo "compare: round $r: generator ceiling (veth loopback)" >&2
+    for f in $flows_list; do
+      add_line "tap.normal.64.$f"
+      pktgen "$work/res/tap.normal.64.$f.generator.$r.json" --self-test --flows "$f"
+    done
+    half=$(rx_pps "$work/res/tap.normal.64.$first_flows.generator.$r.json" 50)
+    pktgen "$work/res/tap.normal.half.generator.$r.json" --self-test --flows "$first_flows" --rate "$half"
+    pktgen "$work/res/tap.normal.imix.generator.$r.json" --self-test --flows "$first_flows" --imix
+  fi
   for m in $modes; do
     extra=""
     [ "$m" = normal ] && [ "$bare" = 1 ] && extra="bare-rw bare-uring"
@@ -390,6 +398,7 @@ for r in $(seq "$rounds"); do
       start_tap "$sw" "$m" "$work/res/fwd.$sw.$r.json"
       p="$work/res/tap.$m"
       for f in $flows_list; do
+        [ "$udp" = 1 ] || break
         add_line "tap.$m.64.$f"
         # The forwarder's counters just before and after its 64-byte line
         # (SIGUSR1 prints a snapshot): its frames per CPU-second under
@@ -402,11 +411,13 @@ for r in $(seq "$rounds"); do
       done
       # Latency at half of what this switch delivered just now (first flow
       # count): a load it carries without queueing up.
-      add_line "tap.$m.half"
-      tap_gen "$p.half.$sw.$r.json" --flows "$first_flows" --rate "$(rx_pps "$p.64.$first_flows.$sw.$r.json" 50)"
-      case $sw in bare-*) stop_switch; continue ;; esac
-      add_line "tap.$m.imix"
-      tap_gen "$p.imix.$sw.$r.json" --flows "$first_flows" --imix
+      if [ "$udp" = 1 ]; then
+        add_line "tap.$m.half"
+        tap_gen "$p.half.$sw.$r.json" --flows "$first_flows" --rate "$(rx_pps "$p.64.$first_flows.$sw.$r.json" 50)"
+        case $sw in bare-*) stop_switch; continue ;; esac
+        add_line "tap.$m.imix"
+        tap_gen "$p.imix.$sw.$r.json" --flows "$first_flows" --imix
+      fi
       if [ "$tcp" = 1 ]; then
         for n in 1 4; do
           add_line "tap.$m.tcp$n"
@@ -430,12 +441,14 @@ for r in $(seq "$rounds"); do
       echo "compare: round $r: two hosts over Geneve: $sw" >&2
       start_geneve "$sw"
       p="$work/res/geneve.normal"
-      add_line "geneve.normal.64.$first_flows"
-      pktgen "$p.64.$first_flows.$sw.$r.json" --tx gtap1 --tx-netns $V1 --rx gtap2 --rx-netns $V2 \
-        --src-mac $MAC1 --dst-mac $MAC2 --flows "$first_flows"
-      add_line "geneve.normal.half"
-      pktgen "$p.half.$sw.$r.json" --tx gtap1 --tx-netns $V1 --rx gtap2 --rx-netns $V2 \
-        --src-mac $MAC1 --dst-mac $MAC2 --flows "$first_flows" --rate "$(rx_pps "$p.64.$first_flows.$sw.$r.json" 50)"
+      if [ "$udp" = 1 ]; then
+        add_line "geneve.normal.64.$first_flows"
+        pktgen "$p.64.$first_flows.$sw.$r.json" --tx gtap1 --tx-netns $V1 --rx gtap2 --rx-netns $V2 \
+          --src-mac $MAC1 --dst-mac $MAC2 --flows "$first_flows"
+        add_line "geneve.normal.half"
+        pktgen "$p.half.$sw.$r.json" --tx gtap1 --tx-netns $V1 --rx gtap2 --rx-netns $V2 \
+          --src-mac $MAC1 --dst-mac $MAC2 --flows "$first_flows" --rate "$(rx_pps "$p.64.$first_flows.$sw.$r.json" 50)"
+      fi
       if [ "$tcp" = 1 ]; then
         add_line "geneve.normal.tcp1"
         iperf3_run "$p.tcp1.$sw.$r.json" $V1 $V2 $IP2 1
