@@ -82,6 +82,11 @@ const CONTROL_SLICE: std::time::Duration = std::time::Duration::from_micros(100)
 /// new one behind at each new peak of threads alive at once.
 const MALLOC_ARENAS: usize = 4;
 
+/// Blocks from this size up (a TAP queue's receive overflow areas) are
+/// mapped on their own and given back when their port goes: glibc's
+/// starting value, kept (see `port::sys::malloc`).
+const MALLOC_MMAP_THRESHOLD: usize = 128 * 1024;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.print_default_config {
@@ -90,7 +95,8 @@ fn main() -> ExitCode {
     }
     // Before any thread exists: every thread after this shares the
     // capped arenas (see `port::sys::malloc`).
-    let arenas_capped = vswitch::port::sys::malloc::limit_arenas(MALLOC_ARENAS);
+    let malloc_tuned = vswitch::port::sys::malloc::limit_arenas(MALLOC_ARENAS)
+        && vswitch::port::sys::malloc::fix_mmap_threshold(MALLOC_MMAP_THRESHOLD);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -99,8 +105,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if !arenas_capped {
-        tracing::debug!("the C allocator's arenas are not capped");
+    if !malloc_tuned {
+        tracing::debug!("the C allocator's arenas and mmap threshold are not set");
     }
     // The control plane mostly waits and then must answer at once, on a
     // host whose datapath workers keep every core busy: a short time

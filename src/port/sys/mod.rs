@@ -26,8 +26,8 @@
 //! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
 //! * [`sched`]: the calling thread's scheduler time slice, short for the
 //!   control plane so it answers promptly while workers keep cores busy.
-//! * [`malloc`]: the C allocator's arena cap, so threads that come and go
-//!   do not leave arenas behind.
+//! * [`malloc`]: the C allocator's arena cap and fixed mmap threshold, so
+//!   threads and ports that come and go do not leave memory behind.
 //! * [`uring`]: io_uring batches of non-blocking reads and writes on one
 //!   fd (a TAP's frames, one syscall per batch).
 //! * `mmsg` (private): the recvmmsg/sendmmsg plumbing shared by the two
