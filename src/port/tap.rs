@@ -67,13 +67,14 @@
 use super::link::{Counters, Device, LinkLife};
 use super::persist::{self, Record};
 use super::sys::netns::{self, NetNs, NsId};
-use super::sys::rtnl::Rtnl;
+use super::sys::rtnl::{LinkInfo, Rtnl};
 use super::sys::{self, netdev, tun, uring};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
 use crate::packet::{Batch, Gso, PacketBuf, PacketPool, MAX_BURST};
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,11 +228,7 @@ fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
     let (name, _) = tun::get_iff(fd.as_fd())?;
     let id = ns.id();
     if txqlen.is_none() && !NetNs::current().is_ok_and(|c| c.id() == id) {
-        let from_here = Rtnl::new().and_then(|mut r| {
-            let nsid = r.nsid(ns.as_fd())?;
-            r.link_named(Some(nsid), &name)
-        });
-        match from_here {
+        match ask_from_here(&ns, &name) {
             Ok(l) => {
                 return Ok(Asked {
                     ns: id,
@@ -264,6 +261,35 @@ fn ask(fd: &tun::TapFd, stats: bool, txqlen: Option<u32>) -> io::Result<Asked> {
             mtu: ctl.mtu(&name)?,
             tx_dropped,
         })
+    })
+}
+
+thread_local! {
+    /// This thread's rtnetlink socket in our namespace, kept between
+    /// questions: a port asks its device every second, and opening a
+    /// socket for each question cost three syscalls more per port.
+    static RTNL: RefCell<Option<Rtnl>> = const { RefCell::new(None) };
+}
+
+/// The device called `name` in namespace `ns`, asked by rtnetlink from
+/// ours (the namespace named by its id). A socket that failed is closed,
+/// and the next question opens a new one.
+fn ask_from_here(ns: &NetNs, name: &str) -> io::Result<LinkInfo> {
+    RTNL.with(|cell| {
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("this thread's rtnetlink socket is in use"))?;
+        let r = match slot.as_mut() {
+            Some(r) => r,
+            None => slot.insert(Rtnl::new()?),
+        };
+        let answer = r
+            .nsid(ns.as_fd())
+            .and_then(|nsid| r.link_named(Some(nsid), name));
+        if answer.is_err() {
+            *slot = None;
+        }
+        answer
     })
 }
 
