@@ -129,7 +129,14 @@ fn round(
     let dps = (0..workers)
         .map(|_| Datapath::new(of.clone(), ct.clone(), drops.clone()))
         .collect();
-    let w = Workers::spawn(dps, RunMode { busy_poll: true }).expect("workers");
+    let w = Workers::spawn(
+        dps,
+        RunMode {
+            busy_poll: true,
+            nice: None,
+        },
+    )
+    .expect("workers");
     let (gen, _h) = MemPort::generator_per_queue("p1", frames.to_vec());
     let (sink, _h) = MemPort::generator("p2", Vec::new());
     w.add_port(2, Box::new(sink));

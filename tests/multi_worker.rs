@@ -58,6 +58,53 @@ fn counters_agree(
     );
 }
 
+/// Each thread of process `pid`: its name and nice value
+/// (`/proc/PID/task/TID/stat`, the field after the name's closing
+/// parenthesis numbered 3, nice being 19).
+fn thread_nices(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue; // gone meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            panic!("stat: {stat}");
+        };
+        let name = stat[open + 1..close].to_string();
+        let nice = stat[close + 1..]
+            .split_whitespace()
+            .nth(19 - 3)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("stat: {stat}"));
+        out.push((name, nice));
+    }
+    out
+}
+
+/// The workers' nice value is `want`, the control plane's the daemon's (0).
+fn workers_at(d: &Daemon, want: i32) {
+    let threads = thread_nices(d.pid());
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("dp-br0"))
+        .collect();
+    assert!(!workers.is_empty(), "no worker thread: {threads:?}");
+    assert!(
+        workers.iter().all(|(_, n)| *n == want),
+        "workers at {want}: {threads:?}"
+    );
+    let control: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("vswitchd"))
+        .collect();
+    assert!(!control.is_empty(), "{threads:?}");
+    assert!(
+        control.iter().all(|(_, n)| *n == 0),
+        "control plane at 0: {threads:?}"
+    );
+}
+
 /// A vswitchd with `args` in a new host namespace, and two VMs on TAP
 /// ports vm1 and vm2 with addresses `NET.1` and `NET.2` (/24). Returns the
 /// daemon, the VMs' namespaces and their addresses.
@@ -87,6 +134,8 @@ fn two_workers_forward_between_vms_and_sum_their_queues() {
     let mut lab = Lab::new();
     let (d, [vm1, vm2], [ip1, ip2]) = two_tap_vms(&mut lab, &["--workers", "2"], "10.91.0");
     let (ip1, ip2) = (ip1.as_str(), ip2.as_str());
+    // By default the workers run at Open vSwitch's packaged priority.
+    workers_at(&d, -10);
 
     const IFF_MULTI_QUEUE: u32 = 0x100;
     for (vm, dev) in [(&vm1, "vm1"), (&vm2, "vm2")] {
@@ -237,15 +286,20 @@ for p in range(40000, 40000 + {FLOWS}):
 }
 
 /// `--busy-poll`: the workers never sleep, and forwarding is the same.
+/// (With `--datapath-nice 5`: an operator's choice of priority is kept.)
 #[test]
 fn busy_polling_workers_forward() {
     if !require_root("busy_polling_workers_forward") {
         return;
     }
     let mut lab = Lab::new();
-    let (d, [vm1, vm2], [ip1, ip2]) =
-        two_tap_vms(&mut lab, &["--workers", "2", "--busy-poll"], "10.93.0");
+    let (d, [vm1, vm2], [ip1, ip2]) = two_tap_vms(
+        &mut lab,
+        &["--workers", "2", "--busy-poll", "--datapath-nice", "5"],
+        "10.93.0",
+    );
     let (ip1, ip2) = (ip1.as_str(), ip2.as_str());
+    workers_at(&d, 5);
     assert!(
         lab.ping_until(&vm1, ip2, Duration::from_secs(10)),
         "vm1 reaches vm2\n{}",

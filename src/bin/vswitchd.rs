@@ -72,6 +72,30 @@ struct Args {
     /// threads): lower latency, one core kept busy per worker.
     #[arg(long)]
     busy_poll: bool,
+    /// The workers' nice value, -20 to 19 (the control plane keeps the
+    /// daemon's). The default, -10, is the priority Open vSwitch's start
+    /// script gives its daemon: a worker that waits for a CPU while it has
+    /// packets delays every VM behind it. Needs root or CAP_SYS_NICE;
+    /// without, the workers keep the daemon's priority (one warning).
+    #[arg(long, value_name = "N", default_value_t = -10, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-20..=19))]
+    datapath_nice: i32,
+}
+
+/// The nice value the workers will set, if this process may set it: tried
+/// once on a thread of its own, so a daemon without the privilege warns
+/// once instead of once per worker.
+fn worker_nice(want: i32) -> Option<i32> {
+    let tried = std::thread::spawn(move || vswitch::port::sys::sched::set_nice(want)).join();
+    match tried {
+        Ok(Ok(true)) => Some(want),
+        Ok(Ok(false)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "--datapath-nice {want} not allowed (needs root or CAP_SYS_NICE): the workers keep the daemon's priority");
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// The control plane's scheduler time slice (see `port::sys::sched`).
@@ -201,13 +225,16 @@ fn run(args: Args) -> Result<(), String> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let nice = worker_nice(args.datapath_nice);
     api.set_datapath(vswitch::ctl::api::DatapathSettings {
         workers,
         busy_poll: args.busy_poll,
+        nice,
     });
     tracing::info!(
         workers,
         busy_poll = args.busy_poll,
+        nice,
         "datapath workers per bridge"
     );
     // An upgrade: the running daemon's fds first (it forwards meanwhile);

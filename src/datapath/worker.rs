@@ -276,6 +276,13 @@ pub fn spawn_worker(
         if let Err(e) = crate::port::sys::sched::set_slice(None) {
             tracing::debug!(error = %e, "worker: default time slice not restored");
         }
+        if let Some(n) = mode.nice {
+            // Without the privilege the worker runs on at the priority it
+            // had: slower to get a CPU on a busy host, never wrong.
+            if let Err(e) = crate::port::sys::sched::set_nice(n) {
+                tracing::warn!(error = %e, nice = n, "worker: priority not set; forwarding at the inherited one");
+            }
+        }
         run(&mut dp, &mut poller, rx, mode)
     })?;
     Ok(WorkerHandle {

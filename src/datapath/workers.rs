@@ -49,6 +49,9 @@ pub struct RunMode {
     /// Never sleep in the poller: spin over the ports (Open vSwitch's PMD
     /// threads), trading a busy core for wakeup latency.
     pub busy_poll: bool,
+    /// The nice value each worker sets on itself (`None`: the one it was
+    /// spawned with). See `port::sys::sched`.
+    pub nice: Option<i32>,
 }
 
 /// A detachable handle on every worker of a bridge (see [`Workers`]).

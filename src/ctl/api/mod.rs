@@ -136,6 +136,7 @@ impl Bridge {
             dps,
             RunMode {
                 busy_poll: dp.busy_poll,
+                nice: dp.nice,
             },
         )
         .map_err(Error::Datapath)?;
@@ -255,6 +256,8 @@ pub struct DatapathSettings {
     pub workers: usize,
     /// Workers never sleep waiting for packets.
     pub busy_poll: bool,
+    /// The nice value every worker sets on itself (`None`: inherited).
+    pub nice: Option<i32>,
 }
 
 impl Default for DatapathSettings {
@@ -262,6 +265,7 @@ impl Default for DatapathSettings {
         DatapathSettings {
             workers: 1,
             busy_poll: false,
+            nice: None,
         }
     }
 }
