@@ -75,12 +75,18 @@ struct Args {
     /// The workers' nice value, -20 to 19 (the control plane keeps the
     /// daemon's). The default, -10, is the priority Open vSwitch's start
     /// script gives its daemon: a worker that waits for a CPU while it has
-    /// packets delays every VM behind it. Needs root or CAP_SYS_NICE;
-    /// without, the workers keep the daemon's priority (one warning).
-    #[arg(long, value_name = "N", default_value_t = -10, allow_negative_numbers = true,
+    /// packets delays every VM behind it. With --busy-poll the default is
+    /// the daemon's own priority: a worker that spins at a raised one
+    /// takes the CPUs from the guests it serves. Needs root or
+    /// CAP_SYS_NICE; without, the workers keep the daemon's priority (one
+    /// warning).
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
-    datapath_nice: i32,
+    datapath_nice: Option<i32>,
 }
+
+/// The workers' default nice value (sleeping workers; see `--datapath-nice`).
+const DATAPATH_NICE: i32 = -10;
 
 /// The nice value the workers will set, if this process may set it: tried
 /// once on a thread of its own, so a daemon without the privilege warns
@@ -91,7 +97,7 @@ fn worker_nice(want: i32) -> Option<i32> {
         Ok(Ok(true)) => Some(want),
         Ok(Ok(false)) => None,
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "--datapath-nice {want} not allowed (needs root or CAP_SYS_NICE): the workers keep the daemon's priority");
+            tracing::warn!(error = %e, "workers at nice {want} (--datapath-nice) not allowed without root or CAP_SYS_NICE: they keep the daemon's priority");
             None
         }
         Err(_) => None,
@@ -225,7 +231,11 @@ fn run(args: Args) -> Result<(), String> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let nice = worker_nice(args.datapath_nice);
+    let nice = match (args.datapath_nice, args.busy_poll) {
+        (Some(n), _) => worker_nice(n),
+        (None, false) => worker_nice(DATAPATH_NICE),
+        (None, true) => None,
+    };
     api.set_datapath(vswitch::ctl::api::DatapathSettings {
         workers,
         busy_poll: args.busy_poll,
