@@ -186,9 +186,7 @@ fn two_workers_share_system_ports_by_fanout() {
     }
     let mut lab = Lab::new();
     let host = lab.quiet_netns();
-    // An operator's choice of priority is kept.
     let d = Daemon::start_in_with(&host, None, &["--workers", "2", "--datapath-nice", "5"]);
-    workers_at(&d, 5);
     let (ip1, ip2) = ("10.92.0.1", "10.92.0.2");
     let ns1 = plug_veth(
         &mut lab,
@@ -213,6 +211,8 @@ fn two_workers_share_system_ports_by_fanout() {
         "ns1 reaches ns2\n{}",
         d.ctl(&["dump-drops", "br0"])
     );
+    // An operator's choice of priority is kept.
+    workers_at(&d, 5);
     lab.tcp_transfer(&ns1, &ns2, ip2, 1 << 20);
     udp_flows(&mut lab, &ns1, ip1, &ns2, ip2);
     // Only the system ports feed the workers: worker 1 moved packets only
