@@ -14,8 +14,10 @@
 //! A barrier the session holds for its save ([`Session::barrier_pending`])
 //! is saved on a blocking thread ([`Backend::save`] fsyncs), and nothing
 //! more is read from that peer until it is answered; events keep flowing.
-//! Controller connections ([`run_controller`]) also report when they count
-//! as connected: from the end of the HELLO exchange to the end.
+//! Controller connections ([`run_controller`]) also report their standing
+//! ([`ControllerLink`]): connected from the end of the HELLO exchange,
+//! idle while an inactivity probe is unanswered, the role asked for, and
+//! why they ended ([`SessionEnd`]).
 
 use super::backend::{Backend, NotDurable};
 use super::conn::Session;
@@ -247,39 +249,85 @@ pub async fn run_probed<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    serve(stream, backend, max_output, write_timeout, probe, None).await
+    // A listener's session ends however it ends: nothing keeps it.
+    let _ = serve(stream, backend, max_output, write_timeout, probe, None).await;
 }
 
-/// [`run_probed`] for a controller connection: `connected` is true from
-/// the end of the HELLO exchange until the session ends (what
-/// `Controller.is_connected` reports, as Open vSwitch counts a controller
-/// connected once versions are agreed).
+/// What a controller connection tells whoever keeps it, as it goes:
+/// the standing Open vSwitch reports in `Controller.status` and `role`.
+pub trait ControllerLink: Send + Sync {
+    /// The session's standing changed: called first when the HELLO
+    /// exchange is done (the controller counts as connected from then on,
+    /// as Open vSwitch counts it), then whenever `idle` (an inactivity
+    /// probe sent and nothing received since) or `role` (the OFPCR_ROLE_*
+    /// the controller last asked for) changes.
+    fn standing(&self, idle: bool, role: u32);
+}
+
+/// Why a session ended, for `Controller.status:last_error`.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+    /// The peer did not read what was sent to it for the write timeout.
+    WriteTimeout,
+    /// The session itself gave up (no HELLO, no common version, a bad
+    /// message length, no answer to the inactivity probe).
+    Closed(super::conn::CloseReason),
+}
+
+impl SessionEnd {
+    /// The error text Open vSwitch writes in `last_error` for such an
+    /// end: `strerror` of the errno its connection reports (EOF reads
+    /// "End of file", a probe or write timeout ETIMEDOUT, a HELLO or
+    /// framing failure EPROTO).
+    pub fn last_error(&self) -> String {
+        use super::conn::CloseReason;
+        match self {
+            SessionEnd::PeerClosed => "End of file".to_string(),
+            SessionEnd::Io(e) => strerror(e),
+            SessionEnd::WriteTimeout | SessionEnd::Closed(CloseReason::ProbeTimeout) => {
+                strerror(&std::io::Error::from_raw_os_error(libc::ETIMEDOUT))
+            }
+            SessionEnd::Closed(_) => strerror(&std::io::Error::from_raw_os_error(libc::EPROTO)),
+        }
+    }
+}
+
+/// An I/O error as `strerror` words it: without the " (os error N)" that
+/// Rust adds.
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match (e.raw_os_error(), s.rsplit_once(" (os error ")) {
+        (Some(_), Some((text, _))) => text.to_string(),
+        _ => s,
+    }
+}
+
+/// [`run_probed`] for a controller connection: `link` hears of the end
+/// of the HELLO exchange and of each later change of standing (an
+/// unanswered inactivity probe, a role change); returns why the session
+/// ended.
 pub async fn run_controller<S>(
     stream: S,
     backend: Arc<dyn Backend>,
     max_output: usize,
     write_timeout: Duration,
     probe: Option<Duration>,
-    connected: Arc<std::sync::atomic::AtomicBool>,
-) where
+    link: Arc<dyn ControllerLink>,
+) -> SessionEnd
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Clears the flag however the session ends (also when its task is
-    /// aborted).
-    struct Down(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let down = Down(connected);
     serve(
         stream,
         backend,
         max_output,
         write_timeout,
         probe,
-        Some(&down.0),
+        Some(&*link),
     )
     .await
 }
@@ -290,8 +338,9 @@ async fn serve<S>(
     max_output: usize,
     write_timeout: Duration,
     probe: Option<Duration>,
-    connected: Option<&std::sync::atomic::AtomicBool>,
-) where
+    link: Option<&dyn ControllerLink>,
+) -> SessionEnd
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // Events are taken only once the session has a version to send them
@@ -304,6 +353,8 @@ async fn serve<S>(
     if let Some(p) = probe {
         session.set_probe_interval(p, std::time::Instant::now());
     }
+    // The standing last told to `link` (None: not connected yet).
+    let mut told: Option<(bool, u32)> = None;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     // The save a held barrier waits for: it blocks (fsync), so it runs
@@ -316,18 +367,24 @@ async fn serve<S>(
             match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
                 Ok(Ok(())) => {}
                 // Gone, or not reading: end only this session.
-                Ok(Err(_)) | Err(_) => return,
+                Ok(Err(e)) => return SessionEnd::Io(e),
+                Err(_) => return SessionEnd::WriteTimeout,
             }
         }
-        if session.is_closed().is_some() {
+        if let Some(why) = session.is_closed() {
+            let why = why.clone();
             let _ = wr.shutdown().await;
-            return;
+            return SessionEnd::Closed(why);
         }
         if !subscribed && session.version().is_some() {
             events = Some(backend.subscribe());
             subscribed = true;
-            if let Some(c) = connected {
-                c.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(l) = link.filter(|_| subscribed) {
+            let now = (session.probe_outstanding(), session.role());
+            if told != Some(now) {
+                l.standing(now.0, now.1);
+                told = Some(now);
             }
         }
         if saving.is_none() && session.barrier_pending() {
@@ -348,7 +405,8 @@ async fn serve<S>(
                 session.saved(r, std::time::Instant::now());
             },
             r = rd.read(&mut buf), if saving.is_none() => match r {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return SessionEnd::PeerClosed,
+                Err(e) => return SessionEnd::Io(e),
                 Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
             },
             ev = async {
