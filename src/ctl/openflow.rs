@@ -535,6 +535,65 @@ mod tests {
     }
 
     #[test]
+    fn a_loopback_refusal_is_at_once_and_a_listener_connects() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = l.local_addr().unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let nobody = closed.local_addr().unwrap();
+        drop(closed);
+        let limit = std::time::Duration::from_secs(10);
+        rt.block_on(async {
+            let s = connect_tcp(open, limit).await.expect("connects");
+            assert_eq!(s.peer_addr().unwrap(), open);
+            // As ovs-vswitchd sees it on loopback: refused by the time
+            // connect() returns, so no disconnection is counted (unless
+            // the kernel deferred the refusal, under load: then it came
+            // while connecting, as from a remote host).
+            match connect_tcp(nobody, limit).await {
+                Err(ConnectFailed::AtOnce(e) | ConnectFailed::WhileConnecting(e)) => {
+                    assert_eq!(strerror(&e), "Connection refused")
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    /// A peer that never completes the connection (a listener whose
+    /// accept queue is full drops the SYN, as a black hole would): the
+    /// attempt ends after its limit, as Open vSwitch's CONNECTING does.
+    #[test]
+    fn a_connection_that_does_not_complete_times_out() {
+        use socket2::{Domain, Socket, Type};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        l.bind(&any.into()).unwrap();
+        l.listen(0).unwrap();
+        let a = l.local_addr().unwrap().as_socket().unwrap();
+        // Fill the accept queue (never accepted).
+        let short = std::time::Duration::from_millis(300);
+        let fill: Vec<_> = (0..3)
+            .filter_map(|_| std::net::TcpStream::connect_timeout(&a, short).ok())
+            .collect();
+        assert!(!fill.is_empty());
+        rt.block_on(async {
+            match connect_tcp(a, std::time::Duration::from_secs(1)).await {
+                Err(ConnectFailed::WhileConnecting(e)) => {
+                    assert_eq!(strerror(&e), "Connection timed out")
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+
+    #[test]
     fn session_ends_read_as_open_vswitch_words_them() {
         use crate::openflow::conn::CloseReason;
         use crate::openflow::server::SessionEnd;
@@ -804,6 +863,11 @@ impl Backoff {
         }
     }
 
+    /// The wait chosen last (zero before the first).
+    pub fn current(&self) -> std::time::Duration {
+        self.wait
+    }
+
     /// The wait before the next attempt, after an attempt that failed
     /// (`session` None) or a session that was up for `session`.
     pub fn next(&mut self, session: Option<std::time::Duration>) -> std::time::Duration {
@@ -1064,13 +1128,22 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
     loop {
         st.connecting();
         let b: Arc<dyn Backend> = backend.clone();
+        // Open vSwitch gives a connection in progress the current backoff,
+        // at least 1 s.
+        let limit = backoff.current().max(std::time::Duration::from_secs(1));
         let lasted = match &st.target {
-            Target::Tcp(a) => match tokio::net::TcpStream::connect(a).await {
+            Target::Tcp(a) => match connect_tcp(*a, limit).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
                     Some(serve(&st, s, b).await)
                 }
-                Err(e) => attempt_failed(&st, &e, &mut warned),
+                Err(ConnectFailed::AtOnce(e)) => attempt_failed(&st, &e, &mut warned),
+                Err(ConnectFailed::WhileConnecting(e)) => {
+                    // Open vSwitch counts the end of a connection in
+                    // progress as a disconnection.
+                    st.ended_at(strerror(&e), std::time::Instant::now());
+                    attempt_failed_log(&st, &e, &mut warned)
+                }
             },
             Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
                 Ok(s) => Some(serve(&st, s, b).await),
@@ -1114,6 +1187,54 @@ where
     since.elapsed()
 }
 
+/// How a TCP connection attempt failed.
+#[derive(Debug)]
+enum ConnectFailed {
+    /// At once: in `connect` itself (no route...) or already when it
+    /// returned (a loopback refusal).
+    AtOnce(std::io::Error),
+    /// After the connection was in progress: refused or reset by the far
+    /// end, or not done within its time.
+    WhileConnecting(std::io::Error),
+}
+
+/// Connects to `a` as Open vSwitch does, telling an attempt that failed at
+/// once (no connection was ever in progress: rconn's BACKOFF straight
+/// away) from one that failed in progress (CONNECTING, then a
+/// disconnection), which may last at most `limit`.
+async fn connect_tcp(
+    a: std::net::SocketAddr,
+    limit: std::time::Duration,
+) -> Result<tokio::net::TcpStream, ConnectFailed> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))
+        .map_err(ConnectFailed::AtOnce)?;
+    sock.set_nonblocking(true).map_err(ConnectFailed::AtOnce)?;
+    match sock.connect(&a.into()) {
+        Ok(()) => {}
+        // Open vSwitch looks at the socket once more right after
+        // connect(): a refusal already there (loopback answers within
+        // connect()) counts as at once.
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {
+            if let Some(e) = sock.take_error().map_err(ConnectFailed::AtOnce)? {
+                return Err(ConnectFailed::AtOnce(e));
+            }
+        }
+        Err(e) => return Err(ConnectFailed::AtOnce(e)),
+    }
+    let s = tokio::net::TcpStream::from_std(std::net::TcpStream::from(sock))
+        .map_err(ConnectFailed::AtOnce)?;
+    let timed_out = || std::io::Error::from_raw_os_error(libc::ETIMEDOUT);
+    tokio::time::timeout(limit, s.writable())
+        .await
+        .map_err(|_| ConnectFailed::WhileConnecting(timed_out()))?
+        .map_err(ConnectFailed::WhileConnecting)?;
+    if let Some(e) = s.take_error().map_err(ConnectFailed::WhileConnecting)? {
+        return Err(ConnectFailed::WhileConnecting(e));
+    }
+    Ok(s)
+}
+
 /// Records a failed attempt, and logs the first of a run of them; None
 /// (no session).
 fn attempt_failed(
@@ -1122,6 +1243,15 @@ fn attempt_failed(
     warned: &mut bool,
 ) -> Option<std::time::Duration> {
     st.attempt_failed(strerror(e));
+    attempt_failed_log(st, e, warned)
+}
+
+/// Logs the first failed attempt of a run; None (no session).
+fn attempt_failed_log(
+    st: &ControllerState,
+    e: &std::io::Error,
+    warned: &mut bool,
+) -> Option<std::time::Duration> {
     if !*warned {
         tracing::warn!(controller = %st.target, "cannot connect: {e}; retrying with backoff");
         *warned = true;
