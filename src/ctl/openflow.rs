@@ -32,7 +32,7 @@ use crate::openflow::backend::{
     mac_of, tlv_table_mod_handle, Backend, BackendError, Event, NotDurable, SaveHook, TlvModError,
     Unsaved, EVENT_QUEUE,
 };
-use crate::openflow::server::{strerror, ControllerLink};
+use crate::openflow::server::{strerror, ControllerLink, ControllerSession};
 use crate::openflow::wire::features::Desc;
 use crate::openflow::wire::hello::Versions;
 use crate::openflow::wire::packet::PacketIn;
@@ -1128,14 +1128,15 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
     loop {
         st.connecting();
         let b: Arc<dyn Backend> = backend.clone();
-        // Open vSwitch gives a connection in progress the current backoff,
-        // at least 1 s.
+        // Open vSwitch gives a connection attempt, its HELLO exchange
+        // included, the current backoff, at least 1 s.
         let limit = backoff.current().max(std::time::Duration::from_secs(1));
+        let hello_by = std::time::Instant::now() + limit;
         let lasted = match &st.target {
             Target::Tcp(a) => match connect_tcp(*a, limit).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    Some(serve(&st, s, b).await)
+                    Some(serve(&st, s, b, hello_by).await)
                 }
                 Err(ConnectFailed::AtOnce(e)) => attempt_failed(&st, &e, &mut warned),
                 Err(ConnectFailed::WhileConnecting(e)) => {
@@ -1146,7 +1147,7 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
                 }
             },
             Target::Unix(p) => match tokio::net::UnixStream::connect(p).await {
-                Ok(s) => Some(serve(&st, s, b).await),
+                Ok(s) => Some(serve(&st, s, b, hello_by).await),
                 Err(e) => attempt_failed(&st, &e, &mut warned),
             },
             // Passive targets are listeners, not connections.
@@ -1161,11 +1162,13 @@ async fn connect_loop(st: Arc<ControllerState>, backend: Arc<BridgeBackend>) {
     }
 }
 
-/// Runs a session with a connected controller; how long it was up.
+/// Runs a session with a connected controller, whose HELLO exchange must
+/// be done by `hello_by`; how long it was up.
 async fn serve<S>(
     st: &Arc<ControllerState>,
     stream: S,
     backend: Arc<dyn Backend>,
+    hello_by: std::time::Instant,
 ) -> std::time::Duration
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -1175,10 +1178,13 @@ where
     let end = crate::openflow::server::run_controller(
         stream,
         backend,
-        MAX_OUTPUT,
-        WRITE_TIMEOUT,
-        st.config.inactivity_probe,
-        st.clone(),
+        ControllerSession {
+            max_output: MAX_OUTPUT,
+            write_timeout: WRITE_TIMEOUT,
+            probe: st.config.inactivity_probe,
+            hello_by: Some(hello_by),
+            link: st.clone(),
+        },
     )
     .await;
     let error = end.last_error();

@@ -276,6 +276,8 @@ pub enum SessionEnd {
     /// The session itself gave up (no HELLO, no common version, a bad
     /// message length, no answer to the inactivity probe).
     Closed(super::conn::CloseReason),
+    /// The HELLO exchange was not done in time.
+    HelloTimeout,
 }
 
 impl SessionEnd {
@@ -288,7 +290,9 @@ impl SessionEnd {
         match self {
             SessionEnd::PeerClosed => "End of file".to_string(),
             SessionEnd::Io(e) => strerror(e),
-            SessionEnd::WriteTimeout | SessionEnd::Closed(CloseReason::ProbeTimeout) => {
+            SessionEnd::WriteTimeout
+            | SessionEnd::HelloTimeout
+            | SessionEnd::Closed(CloseReason::ProbeTimeout) => {
                 strerror(&std::io::Error::from_raw_os_error(libc::ETIMEDOUT))
             }
             SessionEnd::Closed(_) => strerror(&std::io::Error::from_raw_os_error(libc::EPROTO)),
@@ -306,17 +310,30 @@ pub fn strerror(e: &std::io::Error) -> String {
     }
 }
 
-/// [`run_probed`] for a controller connection: `link` hears of the end
-/// of the HELLO exchange and of each later change of standing (an
-/// unanswered inactivity probe, a role change); returns why the session
-/// ended.
+/// How a controller session is kept, besides its stream and backend.
+pub struct ControllerSession {
+    /// Bytes of events queued before they are dropped.
+    pub max_output: usize,
+    /// A controller that does not read for this long is disconnected.
+    pub write_timeout: Duration,
+    /// The inactivity probe interval (None: not probed).
+    pub probe: Option<Duration>,
+    /// When the HELLO exchange must be done (as Open vSwitch's
+    /// connection attempt must be), None: no limit.
+    pub hello_by: Option<std::time::Instant>,
+    /// Hears of the end of the HELLO exchange and of each later change of
+    /// standing.
+    pub link: Arc<dyn ControllerLink>,
+}
+
+/// [`run_probed`] for a controller connection kept as `how` says: its
+/// link hears of the end of the HELLO exchange and of each later change
+/// of standing (an unanswered inactivity probe, a role change); returns
+/// why the session ended.
 pub async fn run_controller<S>(
     stream: S,
     backend: Arc<dyn Backend>,
-    max_output: usize,
-    write_timeout: Duration,
-    probe: Option<Duration>,
-    link: Arc<dyn ControllerLink>,
+    how: ControllerSession,
 ) -> SessionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -324,10 +341,10 @@ where
     serve(
         stream,
         backend,
-        max_output,
-        write_timeout,
-        probe,
-        Some(&*link),
+        how.max_output,
+        how.write_timeout,
+        how.probe,
+        Some((&*how.link, how.hello_by)),
     )
     .await
 }
@@ -338,7 +355,7 @@ async fn serve<S>(
     max_output: usize,
     write_timeout: Duration,
     probe: Option<Duration>,
-    link: Option<&dyn ControllerLink>,
+    controller: Option<(&dyn ControllerLink, Option<std::time::Instant>)>,
 ) -> SessionEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -380,19 +397,30 @@ where
             events = Some(backend.subscribe());
             subscribed = true;
         }
-        if let Some(l) = link.filter(|_| subscribed) {
-            let now = (session.probe_outstanding(), session.role());
-            if told != Some(now) {
-                l.standing(now.0, now.1);
-                told = Some(now);
+        let hello_by = match controller {
+            Some((l, _)) if subscribed => {
+                let now = (session.probe_outstanding(), session.role());
+                if told != Some(now) {
+                    l.standing(now.0, now.1);
+                    told = Some(now);
+                }
+                None
             }
+            Some((_, by)) => by,
+            None => None,
+        };
+        if hello_by.is_some_and(|by| std::time::Instant::now() >= by) {
+            return SessionEnd::HelloTimeout;
         }
         if saving.is_none() && session.barrier_pending() {
             let b = backend.clone();
             let changes = session.take_unsaved();
             saving = Some(tokio::task::spawn_blocking(move || b.save(&changes)));
         }
-        let deadline = session.next_timeout();
+        let deadline = match (session.next_timeout(), hello_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = async {
                 match saving.as_mut() {
@@ -548,6 +576,93 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "nothing more than the echo");
         task.await.unwrap();
+    }
+
+    /// What a controller session told its keeper.
+    #[derive(Default)]
+    struct Told(parking_lot::Mutex<Vec<(bool, u32)>>);
+
+    impl ControllerLink for Told {
+        fn standing(&self, idle: bool, role: u32) {
+            self.0.lock().push((idle, role));
+        }
+    }
+
+    impl Told {
+        /// Waits (bounded) until `want` was told last.
+        async fn last_is(&self, want: (bool, u32)) -> bool {
+            for _ in 0..200 {
+                if self.0.lock().last() == Some(&want) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    }
+
+    /// A controller session reports connected after the HELLOs, idle
+    /// while its probe is unanswered, active again on a reply, and ends
+    /// with the peer's close; one whose peer sends no HELLO in time ends
+    /// as timed out without ever being connected.
+    #[tokio::test]
+    async fn a_controller_session_reports_its_standing_and_its_end() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let told = Arc::new(Told::default());
+        let task = tokio::spawn(run_controller(
+            ours,
+            backend(),
+            ControllerSession {
+                max_output: 1 << 20,
+                write_timeout: Duration::from_secs(10),
+                probe: Some(Duration::from_millis(200)),
+                hello_by: Some(Instant::now() + Duration::from_secs(30)),
+                link: told.clone(),
+            },
+        ));
+        assert_eq!(read_hello(&mut peer).await[1], 0);
+        assert!(told.0.lock().is_empty(), "not connected before our HELLO");
+        peer.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).await.unwrap();
+        assert!(told.last_is((false, 1)).await, "connected");
+        let echo = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("an echo request while idle");
+        assert_eq!(echo[1], crate::openflow::wire::message::ECHO_REQUEST);
+        assert!(told.last_is((true, 1)).await, "idle while unanswered");
+        let mut reply = echo.clone();
+        reply[1] = 3; // ECHO_REPLY, same xid
+        peer.write_all(&reply).await.unwrap();
+        assert!(told.last_is((false, 1)).await, "active again");
+        drop(peer);
+        let end = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("ends")
+            .unwrap();
+        assert!(matches!(end, SessionEnd::PeerClosed), "{end:?}");
+        assert_eq!(end.last_error(), "End of file");
+
+        // No HELLO from the peer by the deadline.
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let told = Arc::new(Told::default());
+        let task = tokio::spawn(run_controller(
+            ours,
+            backend(),
+            ControllerSession {
+                max_output: 1 << 20,
+                write_timeout: Duration::from_secs(10),
+                probe: None,
+                hello_by: Some(Instant::now() + Duration::from_millis(200)),
+                link: told.clone(),
+            },
+        ));
+        assert_eq!(read_hello(&mut peer).await[1], 0);
+        let end = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("ends without a HELLO")
+            .unwrap();
+        assert!(matches!(end, SessionEnd::HelloTimeout), "{end:?}");
+        assert_eq!(end.last_error(), "Connection timed out");
+        assert!(told.0.lock().is_empty(), "never connected");
     }
 
     /// Over a socket: a barrier after a flow-mod is answered only after the
