@@ -454,6 +454,22 @@ mod tests {
     }
 
     #[test]
+    fn fail_open_needs_every_controller_failed_for_the_delay() {
+        let s = std::time::Duration::from_secs;
+        assert!(failed_for([s(15)].into_iter(), s(15)));
+        assert!(!failed_for([s(14)].into_iter(), s(15)));
+        assert!(
+            !failed_for([s(20), s(0)].into_iter(), s(15)),
+            "one connected"
+        );
+        assert!(
+            failed_for([s(20), s(16)].into_iter(), s(15)),
+            "the shortest"
+        );
+        assert!(!failed_for(std::iter::empty(), s(1)), "no controller");
+    }
+
+    #[test]
     fn a_controller_connection_keeps_open_vswitch_standing() {
         let s = std::time::Duration::from_secs;
         let t0 = std::time::Instant::now();
@@ -507,7 +523,10 @@ mod tests {
         let m = st.status(t0 + s(11));
         assert_eq!((m.state, m.role), (ConnState::Active, Some("master")));
 
-        // The controller hangs up at t0+12.
+        // Heard from at t0+11.5, then it hangs up at t0+12: its failure
+        // counts from the last thing it said.
+        assert_eq!(st.failure_duration(t0 + s(11)), s(0), "connected");
+        st.heard_at(t0 + s(11) + s(1) / 2);
         st.ended_at(
             crate::openflow::server::SessionEnd::PeerClosed.last_error(),
             t0 + s(12),
@@ -523,6 +542,7 @@ mod tests {
             (Some(13), Some(3))
         );
         assert!(!st.is_connected());
+        assert_eq!(st.failure_duration(t0 + s(15)), s(3) + s(1) / 2);
 
         // Back: the disconnection time stays, as Open vSwitch keeps it.
         st.standing_at(false, 1, t0 + s(20));
@@ -662,7 +682,9 @@ impl FailMode {
 /// controller can go idle, be probed and be reconnected first. With
 /// probing off everywhere that is 0, and Open vSwitch, counting the
 /// disconnection in whole seconds and only once it lasted one, fails open
-/// after 1 s: the least this returns.
+/// after 1 s: the least this returns. The delay runs from the last time a
+/// controller was heard from ([`ControllerState::failure_duration`]), once
+/// none is connected.
 pub fn fail_open_delay(controllers: &[ControllerConfig]) -> std::time::Duration {
     let max = controllers
         .iter()
@@ -947,6 +969,10 @@ struct Link {
     last_error: Option<String>,
     last_connected: Option<std::time::Instant>,
     last_disconnected: Option<std::time::Instant>,
+    /// The last time the controller was heard from (the end of a HELLO
+    /// exchange, then anything it sent), or when the connection was set
+    /// up: what fail-open counts from.
+    last_heard: std::time::Instant,
 }
 
 /// One controller connection's state, as `show` and the database report
@@ -983,8 +1009,28 @@ impl ControllerState {
                 last_error: None,
                 last_connected: None,
                 last_disconnected: None,
+                last_heard: std::time::Instant::now(),
             }),
         }
+    }
+
+    /// How long it has failed at `now`: zero while connected, else the
+    /// time since it was last heard from (Open vSwitch's
+    /// `rconn_failure_duration`, which counts from the controller's last
+    /// message, so a silently dead controller counts from its silence, not
+    /// from the probe's verdict).
+    pub fn failure_duration(&self, now: std::time::Instant) -> std::time::Duration {
+        let l = self.link.lock();
+        if l.state.is_connected() {
+            std::time::Duration::ZERO
+        } else {
+            now.saturating_duration_since(l.last_heard)
+        }
+    }
+
+    /// The controller sent something at `now`.
+    fn heard_at(&self, now: std::time::Instant) {
+        self.link.lock().last_heard = now;
     }
 
     /// Whether a session with it is up (its HELLO exchange done).
@@ -1026,6 +1072,7 @@ impl ControllerState {
         let mut l = self.link.lock();
         if !l.state.is_connected() {
             l.last_connected = Some(now);
+            l.last_heard = now;
         }
         l.state = if idle {
             ConnState::Idle
@@ -1049,6 +1096,10 @@ impl ControllerState {
 impl ControllerLink for ControllerState {
     fn standing(&self, idle: bool, role: u32) {
         self.standing_at(idle, role, std::time::Instant::now());
+    }
+
+    fn heard(&self) {
+        self.heard_at(std::time::Instant::now());
     }
 }
 
@@ -1265,21 +1316,32 @@ fn attempt_failed_log(
     None
 }
 
-/// Standalone mode: fail open after `after` ([`fail_open_delay`]) with no
-/// controller connected, and close again as soon as one is.
+/// Whether a standalone bridge whose controllers have failed for
+/// `failures` should be failed open after `after`: when every one of them
+/// has (Open vSwitch takes the shortest failure), for at least `after`.
+fn failed_for(
+    failures: impl Iterator<Item = std::time::Duration>,
+    after: std::time::Duration,
+) -> bool {
+    failures.min().is_some_and(|d| d >= after)
+}
+
+/// Standalone mode: fail open once every controller has failed (not
+/// connected, not heard from) for `after` ([`fail_open_delay`]), and close
+/// again as soon as one is connected.
 async fn watchdog(states: Vec<Arc<ControllerState>>, of: Arc<Ofproto>, after: std::time::Duration) {
-    let mut since = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         tick.tick().await;
-        let now = tokio::time::Instant::now();
+        let now = std::time::Instant::now();
         if states.iter().any(|s| s.is_connected()) {
-            since = now;
             if of.fail_open() {
                 tracing::info!(bridge = %of.name(), "controller back: leaving fail-open");
             }
             of.set_fail_open(false);
-        } else if now.duration_since(since) >= after && !of.fail_open() {
+        } else if !of.fail_open()
+            && failed_for(states.iter().map(|s| s.failure_duration(now)), after)
+        {
             tracing::warn!(bridge = %of.name(), "no controller for {after:?} (3 x the largest inactivity_probe, at least 1 s): fail-open (NORMAL forwarding)");
             of.set_fail_open(true);
         }

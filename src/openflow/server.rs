@@ -262,6 +262,9 @@ pub trait ControllerLink: Send + Sync {
     /// probe sent and nothing received since) or `role` (the OFPCR_ROLE_*
     /// the controller last asked for) changes.
     fn standing(&self, idle: bool, role: u32);
+
+    /// The controller sent something (after the HELLO exchange).
+    fn heard(&self);
 }
 
 /// Why a session ended, for `Controller.status:last_error`.
@@ -435,7 +438,12 @@ where
             r = rd.read(&mut buf), if saving.is_none() => match r {
                 Ok(0) => return SessionEnd::PeerClosed,
                 Err(e) => return SessionEnd::Io(e),
-                Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
+                Ok(n) => {
+                    session.receive_at(&buf[..n], std::time::Instant::now());
+                    if let Some((l, _)) = controller.filter(|_| subscribed) {
+                        l.heard();
+                    }
+                }
             },
             ev = async {
                 match events.as_mut() {
@@ -586,6 +594,8 @@ mod tests {
         fn standing(&self, idle: bool, role: u32) {
             self.0.lock().push((idle, role));
         }
+
+        fn heard(&self) {}
     }
 
     impl Told {
