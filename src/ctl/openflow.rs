@@ -684,7 +684,10 @@ impl FailMode {
 /// disconnection in whole seconds and only once it lasted one, fails open
 /// after 1 s: the least this returns. The delay runs from the last time a
 /// controller was heard from ([`ControllerState::failure_duration`]), once
-/// none is connected.
+/// none is connected. Open vSwitch's admission guess is not kept: it also
+/// counts a connected controller as failed until it sends something beyond
+/// the handshake (a flow-mod, a packet-out...) or has been connected for
+/// 30 s; here a controller is back once its HELLOs are exchanged.
 pub fn fail_open_delay(controllers: &[ControllerConfig]) -> std::time::Duration {
     let max = controllers
         .iter()
