@@ -166,11 +166,20 @@ fn an_os_ken_learning_switch_drives_vswitchd_and_fail_modes_hold() {
     assert!(!d.ctl(&["show", "br0"]).contains("fail-open"));
 
     // Standalone without a controller fails open to NORMAL, even with no
-    // flow at all; a controller coming back ends it.
+    // flow at all, after three times the largest inactivity probe (15 s
+    // with the default 5 s, as Open vSwitch; `vswitchctl set-controller`
+    // has no probe setting to shorten it); a controller coming back ends
+    // it.
     d.ctl(&["del-flows", "br0"]);
     d.ctl(&["set-fail-mode", "br0", "standalone"]);
-    let open = wait_until(Duration::from_secs(15), || {
-        d.ctl(&["show", "br0"]).contains("fail-open")
+    let show = d.ctl(&["show", "br0"]);
+    assert!(
+        show.contains("fails open after 15 s without a controller"),
+        "{show}"
+    );
+    let open = wait_until(Duration::from_secs(30), || {
+        d.ctl(&["show", "br0"])
+            .contains("fail-open now: no controller for 15 s")
     });
     assert!(open, "standalone never failed open:\n{}", d.log());
     assert!(lab.ping(&v.vm1, &v.ip2, 3), "standalone: NORMAL forwarding");

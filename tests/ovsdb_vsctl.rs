@@ -513,33 +513,74 @@ fn dummy_and_geneve_ports_without_root() {
     assert!(v.port("gen0").is_none());
 
     // A controller row: vswitchd connects and, once the HELLOs are
-    // exchanged (as Open vSwitch counts it), writes is_connected.
+    // exchanged (as Open vSwitch counts it), writes is_connected, the role
+    // and the status keys Open vSwitch writes.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
     let target = format!("tcp:{}", listener.local_addr().unwrap());
     let accepted = std::thread::spawn(move || {
         use std::io::Write;
         let (mut s, _) = listener.accept()?;
         s.write_all(&[4, 0, 0, 8, 0, 0, 0, 1])?;
+        // The listener goes with this thread: later attempts are refused.
         Ok::<_, std::io::Error>(s)
     });
     db.vsctl_ok(&["set-controller", "br0", &target]);
     let controller =
-        |db: &Db| db.vsctl_ok(&["--columns=is_connected,status", "list", "Controller"]);
+        |db: &Db| db.vsctl_ok(&["--columns=is_connected,role,status", "list", "Controller"]);
     let mut seen = String::new();
     assert!(
         wait_until(Duration::from_secs(10), || {
             seen = controller(&db);
-            seen.contains("true") && seen.contains("ACTIVE")
+            seen.contains("true") && seen.contains("state=ACTIVE")
         }),
         "{seen}"
     );
+    assert!(seen.contains("role                : other"), "{seen}");
+    assert!(seen.contains("sec_since_connect="), "{seen}");
+    assert!(!seen.contains("sec_since_disconnect"), "{seen}");
     drop(accepted.join().expect("accept thread"));
+    // The controller hung up ("End of file"), and the attempts after it
+    // find nothing listening: Open vSwitch's keys, role cleared.
     assert!(
         wait_until(Duration::from_secs(10), || {
             seen = controller(&db);
-            seen.contains("false") && seen.contains("BACKOFF")
+            seen.contains("false")
+                && seen.contains("state=BACKOFF")
+                && seen.contains("last_error=\"Connection refused\"")
+                && seen.contains("sec_since_disconnect=")
         }),
         "{seen}"
+    );
+    assert!(seen.contains("sec_since_connect="), "{seen}");
+    assert!(seen.contains("role                : []"), "{seen}");
+    // A target nothing ever listened on: what ovs-vswitchd 3.1 writes,
+    // `{last_error="Connection refused", state=BACKOFF}` (it never
+    // connected, and a loopback refusal is there when connect() returns:
+    // no disconnection; only if the kernel deferred it under load does it
+    // count as one, as for a remote host).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nobody = format!("tcp:{}", closed.local_addr().unwrap());
+    drop(closed);
+    db.vsctl_ok(&["set-controller", "br0", &nobody]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            seen = db.vsctl_ok(&["get", "Controller", "br0", "status"]);
+            let s = seen.trim();
+            s == "{last_error=\"Connection refused\", state=BACKOFF}"
+                || (s.starts_with("{last_error=\"Connection refused\", sec_since_disconnect=")
+                    && s.ends_with(", state=BACKOFF}"))
+        }),
+        "{seen}"
+    );
+    // vswitchctl show has the same facts.
+    let show = v.ctl(&["show", "br0"]);
+    assert!(
+        show.contains("(not connected) state=BACKOFF last_error=\"Connection refused\""),
+        "{show}"
+    );
+    assert!(
+        show.contains("fails open after 15 s without a controller"),
+        "{show}"
     );
     db.vsctl_ok(&["del-controller", "br0"]);
 
@@ -1226,11 +1267,20 @@ fn controller_probe_backoff_and_mode_through_the_database() {
     // Silent now: an echo request within the probe interval (5 s, bounded
     // generously), then the connection is closed (5 s more).
     let mut echo = false;
+    let mut idle = String::new();
     let mut closed = false;
     let end = Instant::now() + Duration::from_secs(40);
     while Instant::now() < end {
         match read_msg(&mut s, Duration::from_secs(30)) {
-            Some(m) if m[1] == 2 => echo = true,
+            Some(m) if m[1] == 2 => {
+                echo = true;
+                // The probe is unanswered: IDLE, as Open vSwitch says it,
+                // until the connection is closed 5 s after the probe.
+                wait_until(Duration::from_secs(4), || {
+                    idle = db.vsctl_ok(&["get", "Controller", "br0", "status:state"]);
+                    idle.trim() == "IDLE"
+                });
+            }
             Some(_) => {}
             None => {
                 closed = true;
@@ -1239,11 +1289,26 @@ fn controller_probe_backoff_and_mode_through_the_database() {
         }
     }
     assert!(echo && closed, "echo={echo} closed={closed}\n{}", v.log());
+    assert_eq!(idle.trim(), "IDLE", "probed and silent");
     // And it comes back.
     let mut s2 = ctl
         .accept(Duration::from_secs(30))
         .unwrap_or_else(|| panic!("reconnected:\n{}", v.log()));
     handshake(&mut s2);
+    // Connected again: the probe's timeout stays the last error, as Open
+    // vSwitch keeps it, with the time since that disconnection.
+    let mut st = String::new();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            st = db.vsctl_ok(&["get", "Controller", "br0", "status"]);
+            st.contains("state=ACTIVE")
+        }),
+        "{st}"
+    );
+    assert!(
+        st.contains("last_error=\"Connection timed out\"") && st.contains("sec_since_disconnect="),
+        "{st}"
+    );
     assert!(
         v.log().contains("disconnected; reconnecting"),
         "{}",

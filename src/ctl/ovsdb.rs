@@ -10,9 +10,14 @@
 //! difference ([`Reconciler`]): an unchanged row causes no call. Then it
 //! writes back what the switch did ([`Writer`]): `Interface.ofport`,
 //! `error`, `link_state`..., `Open_vSwitch.cur_cfg = next_cfg` (that is what
-//! `ovs-vsctl` without `--no-wait` waits for), and every 5 s the
-//! statistics. A column is written only when its value differs from the
-//! database's, so the switch never causes a storm of transactions.
+//! `ovs-vsctl` without `--no-wait` waits for), each Controller's
+//! `is_connected`, `role` and `status` (`state`, `last_error`,
+//! `sec_since_connect`, `sec_since_disconnect`, as Open vSwitch writes
+//! them), and every 5 s the statistics. A column is written only when its
+//! value differs from the database's, so the switch never causes a storm
+//! of transactions; the Controller seconds, which change every second, are
+//! refreshed only with the statistics (as Open vSwitch refreshes them),
+//! while any other change of a controller's status is written at once.
 //!
 //! Like ovs-vswitchd it takes the database's `ovs_vswitchd` lock and
 //! configures nothing while another switch holds it (an ovs-vswitchd left
@@ -45,7 +50,7 @@
 //! device for it.
 
 use super::api::{Api, BridgeSettings, PortFacts, PortSpec};
-use super::openflow::{ConnectionMode, ControllerConfig, FailMode, Target};
+use super::openflow::{ConnectionMode, ControllerConfig, ControllerStatus, FailMode, Target};
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
 use crate::openflow::wire::hello::Versions;
 use crate::openflow::wire::Version as OfVersion;
@@ -116,11 +121,8 @@ impl ControllerRow {
             tracing::warn!(controller = %self.target, "connection_mode={}: unknown; connecting out of band", self.connection_mode);
             ConnectionMode::OutOfBand
         });
-        if self
-            .inactivity_probe
-            .is_some_and(|ms| (1..1000).contains(&ms))
-        {
-            tracing::warn!(controller = %self.target, "inactivity_probe={} ms is under a second: read as 0, probing off (as Open vSwitch reads it)", self.inactivity_probe.unwrap_or(0));
+        if self.inactivity_probe.is_some_and(|ms| ms != 0 && ms < 1000) {
+            tracing::warn!(controller = %self.target, "inactivity_probe={} ms is under a second: probed every 5 s (the floor), counted as 1 s in the fail-open delay (as Open vSwitch 3.1 reads it; only 0 turns probing off)", self.inactivity_probe.unwrap_or(0));
         }
         Ok(ControllerConfig::from_columns(
             target,
@@ -656,9 +658,9 @@ pub type Facts = BTreeMap<String, BTreeMap<String, PortFacts>>;
 pub struct BridgeFacts {
     /// The datapath id in force, 16 hex digits (`Bridge.datapath_id`).
     pub datapath_id: String,
-    /// Each controller's connection state, by target as the switch
-    /// writes it (`tcp:IP:PORT`).
-    pub controllers: BTreeMap<String, bool>,
+    /// Each controller's standing, by target as the switch writes it
+    /// (`tcp:IP:PORT`).
+    pub controllers: BTreeMap<String, ControllerStatus>,
 }
 
 /// One row's columns to update.
@@ -855,22 +857,32 @@ impl Writer {
                 let mut w = RowWrites::new();
                 let at = ("Controller", cu.as_str());
                 // Matched by target as the switch writes it ("tcp:1.2.3.4"
-                // is "tcp:1.2.3.4:6653"); a target that does not parse is
-                // never connected.
-                let up = r
+                // is "tcp:1.2.3.4:6653"). A target with no connection (a
+                // passive `ptcp:` one, one that does not parse) is written
+                // as Open vSwitch writes it: not connected, no role, no
+                // status.
+                let st = r
                     .row("Controller", cu)
                     .and_then(|c| c.str("target").parse::<Target>().ok())
-                    .and_then(|t| states.get(&t.to_string()).copied())
-                    .unwrap_or(false);
+                    .and_then(|t| states.get(&t.to_string()).cloned());
+                let up = st.as_ref().is_some_and(|s| s.is_connected);
                 self.want(ctx, at, "is_connected", Datum::one(up), &mut w);
-                let state = if up { "ACTIVE" } else { "BACKOFF" };
-                self.want(
-                    ctx,
-                    at,
-                    "status",
-                    Datum::str_map([("state", state.to_string())]),
-                    &mut w,
-                );
+                let role = st.as_ref().and_then(|s| s.role);
+                let role = role.map(Datum::one).unwrap_or_default();
+                self.want(ctx, at, "role", role, &mut w);
+                let status = st.as_ref().map(status_pairs).unwrap_or_default();
+                // The seconds change every second: like Open vSwitch,
+                // refresh them only with the statistics (every 5 s); any
+                // other change (state, error, a key appearing) is written
+                // at once.
+                let have = r
+                    .row("Controller", cu)
+                    .map(|c| c.str_map("status"))
+                    .unwrap_or_default();
+                if with_stats || !same_but_seconds(&have, &status) {
+                    let pairs = status.iter().map(|(k, v)| (k.as_str(), v.clone()));
+                    self.want(ctx, at, "status", Datum::str_map(pairs), &mut w);
+                }
                 out.push(("Controller", cu.clone(), w));
             }
         }
@@ -883,8 +895,34 @@ impl Writer {
     }
 }
 
+/// The keys Open vSwitch writes in `Controller.status`: `state`, and
+/// `last_error`, `sec_since_connect`, `sec_since_disconnect` once they
+/// apply.
+fn status_pairs(s: &ControllerStatus) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("state".to_string(), s.state.name().to_string());
+    if let Some(e) = &s.last_error {
+        m.insert("last_error".to_string(), e.clone());
+    }
+    if let Some(n) = s.sec_since_connect {
+        m.insert("sec_since_connect".to_string(), n.to_string());
+    }
+    if let Some(n) = s.sec_since_disconnect {
+        m.insert("sec_since_disconnect".to_string(), n.to_string());
+    }
+    m
+}
+
+/// Whether two `status` maps differ at most in their seconds' values.
+fn same_but_seconds(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (va == vb || ka.starts_with("sec_since_")))
+}
+
 /// The facts the writer needs from the switch: each bridge's ports, its
-/// datapath id and its controllers' connection state.
+/// datapath id and its controllers' standing.
 fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, BridgeFacts>) {
     let mut facts = BTreeMap::new();
     let mut bridges = BTreeMap::new();
@@ -904,7 +942,7 @@ fn gather(api: &Api, plan: &Plan) -> (Facts, BTreeMap<String, BridgeFacts>) {
                         controllers: s
                             .controllers
                             .into_iter()
-                            .map(|c| (c.target, c.is_connected))
+                            .map(|c| (c.target, c.status))
                             .collect(),
                     },
                 );
@@ -976,6 +1014,7 @@ const MONITORED: [(&str, &[&str]); 5] = [
             "inactivity_probe",
             "max_backoff",
             "is_connected",
+            "role",
             "status",
         ],
     ),
@@ -1661,6 +1700,7 @@ mod tests {
                     "max_backoff": {"type": {"key": "integer", "min": 0, "max": 1}},
                     "connection_mode": {"type": {"key": "string", "min": 0, "max": 1}},
                     "is_connected": {"type": "boolean"},
+                    "role": {"type": {"key": "string", "min": 0, "max": 1}},
                     "status": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
                 }}
             }
@@ -1705,7 +1745,12 @@ mod tests {
             .expect("datapath_id written");
         assert_eq!(b["row"]["datapath_id"], "00000000000000aa");
         let c = ops.iter().find(|o| o["table"] == "Controller").unwrap();
-        assert_eq!(c["row"]["status"], json!(["map", [["state", "BACKOFF"]]]));
+        // The runtime is not driven: the first attempt has not run yet.
+        assert_eq!(
+            c["row"]["status"],
+            json!(["map", [["state", "CONNECTING"]]])
+        );
+        assert_eq!(c["row"].get("role"), None, "no role while not connected");
         echo(&mut r, &s, &ops);
         assert!(
             write(&api, &mut w, &r, &s, &p)
@@ -1737,5 +1782,118 @@ mod tests {
             format!("{:016x}", super::super::openflow::datapath_id("br0"))
         );
         drop(api);
+    }
+
+    /// A controller's status is written as Open vSwitch writes it; a
+    /// change of state or error is written at once, the seconds alone only
+    /// with the statistics; a passive target gets no status.
+    #[test]
+    fn controller_status_is_written_on_change_and_its_seconds_with_the_statistics() {
+        use super::super::openflow::ConnState;
+        let mut s = schema();
+        let extra = Schema::from_json(&json!({
+            "name": "Open_vSwitch", "version": "8.3.1",
+            "tables": {"Controller": {"columns": {
+                "is_connected": {"type": "boolean"},
+                "role": {"type": {"key": "string", "min": 0, "max": 1}},
+                "status": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
+            }}}
+        }))
+        .unwrap();
+        for (t, cols) in extra.tables {
+            s.tables.get_mut(&t).unwrap().extend(cols);
+        }
+        let mut r = Replica::new();
+        r.apply(
+            Format::Update2,
+            &json!({
+                "Open_vSwitch": {"o": {"initial": {"bridges": ["uuid", "b"], "next_cfg": 1}}},
+                "Bridge": {"b": {"initial": {
+                    "name": "br0", "controller": ["set", [["uuid", "c"], ["uuid", "p"]]]
+                }}},
+                "Controller": {
+                    "c": {"initial": {"target": "tcp:127.0.0.1"}},
+                    "p": {"initial": {"target": "ptcp:6653", "is_connected": true,
+                          "status": ["map", [["state", "ACTIVE"]]]}}
+                }
+            }),
+            &s,
+        )
+        .unwrap();
+        let p = plan(&r);
+        let facts = Facts::new();
+        let at = |st: ControllerStatus| {
+            let mut b = BridgeFacts::default();
+            b.controllers.insert("tcp:127.0.0.1:6653".to_string(), st);
+            BTreeMap::from([("br0".to_string(), b)])
+        };
+        let active = |secs: u64| ControllerStatus {
+            state: ConnState::Active,
+            is_connected: true,
+            role: Some("other"),
+            last_error: Some("Connection refused".to_string()),
+            sec_since_connect: Some(secs),
+            sec_since_disconnect: None,
+        };
+        let row = |ops: &[Value], uuid: &str| {
+            ops.iter()
+                .find(|o| o["where"][0][2][1] == uuid)
+                .map(|o| o["row"].clone())
+        };
+        let mut w = Writer::new();
+        let ops = w.ops(&r, &s, &p, &facts, &at(active(0)), false);
+        let c = row(&ops, "c").expect("written at once");
+        assert_eq!(c["is_connected"], true);
+        assert_eq!(c["role"], "other");
+        assert_eq!(
+            c["status"],
+            json!([
+                "map",
+                [
+                    ["last_error", "Connection refused"],
+                    ["sec_since_connect", "0"],
+                    ["state", "ACTIVE"]
+                ]
+            ])
+        );
+        // The passive target: not connected, no role, no status.
+        let pr = row(&ops, "p").expect("passive row written");
+        assert_eq!(pr["is_connected"], false);
+        assert_eq!(pr["status"], json!(["map", []]));
+        echo(&mut r, &s, &ops);
+        // Seconds later, between statistics: nothing.
+        let ops = w.ops(&r, &s, &p, &facts, &at(active(3)), false);
+        assert_eq!(row(&ops, "c"), None, "{ops:?}");
+        // With the statistics: the seconds are refreshed.
+        let ops = w.ops(&r, &s, &p, &facts, &at(active(5)), true);
+        let c = row(&ops, "c").expect("seconds refreshed");
+        assert_eq!(c["status"][1][1], json!(["sec_since_connect", "5"]));
+        assert_eq!(c.get("is_connected"), None, "unchanged");
+        echo(&mut r, &s, &ops);
+        // The session ends: written at once, with a key that was not there.
+        let ended = ControllerStatus {
+            state: ConnState::Backoff,
+            is_connected: false,
+            role: None,
+            last_error: Some("End of file".to_string()),
+            sec_since_connect: Some(6),
+            sec_since_disconnect: Some(0),
+        };
+        let ops = w.ops(&r, &s, &p, &facts, &at(ended), false);
+        let c = row(&ops, "c").expect("written at once");
+        assert_eq!(c["is_connected"], false);
+        assert_eq!(c["role"], json!(["set", []]));
+        assert_eq!(
+            c["status"],
+            json!([
+                "map",
+                [
+                    ["last_error", "End of file"],
+                    ["sec_since_connect", "6"],
+                    ["sec_since_disconnect", "0"],
+                    ["state", "BACKOFF"]
+                ]
+            ])
+        );
     }
 }

@@ -321,6 +321,18 @@ impl Session {
         self.version
     }
 
+    /// The role the peer last asked for with ROLE_REQUEST (OFPCR_ROLE_*:
+    /// 1 equal, 2 master, 3 slave; equal until it asks).
+    pub fn role(&self) -> u32 {
+        self.role
+    }
+
+    /// True while an inactivity probe is sent and nothing has come back
+    /// since (Open vSwitch's IDLE).
+    pub fn probe_outstanding(&self) -> bool {
+        self.probe.is_some_and(|p| p.sent)
+    }
+
     /// Why the session ended, once it has.
     pub fn is_closed(&self) -> Option<&CloseReason> {
         self.closed.as_ref()

@@ -14,8 +14,10 @@
 //! A barrier the session holds for its save ([`Session::barrier_pending`])
 //! is saved on a blocking thread ([`Backend::save`] fsyncs), and nothing
 //! more is read from that peer until it is answered; events keep flowing.
-//! Controller connections ([`run_controller`]) also report when they count
-//! as connected: from the end of the HELLO exchange to the end.
+//! Controller connections ([`run_controller`]) also report their standing
+//! ([`ControllerLink`]): connected from the end of the HELLO exchange,
+//! idle while an inactivity probe is unanswered, the role asked for, and
+//! why they ended ([`SessionEnd`]).
 
 use super::backend::{Backend, NotDurable};
 use super::conn::Session;
@@ -247,39 +249,105 @@ pub async fn run_probed<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    serve(stream, backend, max_output, write_timeout, probe, None).await
+    // A listener's session ends however it ends: nothing keeps it.
+    let _ = serve(stream, backend, max_output, write_timeout, probe, None).await;
 }
 
-/// [`run_probed`] for a controller connection: `connected` is true from
-/// the end of the HELLO exchange until the session ends (what
-/// `Controller.is_connected` reports, as Open vSwitch counts a controller
-/// connected once versions are agreed).
+/// What a controller connection tells whoever keeps it, as it goes:
+/// the standing Open vSwitch reports in `Controller.status` and `role`.
+pub trait ControllerLink: Send + Sync {
+    /// The session's standing changed: called first when the HELLO
+    /// exchange is done (the controller counts as connected from then on,
+    /// as Open vSwitch counts it), then whenever `idle` (an inactivity
+    /// probe sent and nothing received since) or `role` (the OFPCR_ROLE_*
+    /// the controller last asked for) changes.
+    fn standing(&self, idle: bool, role: u32);
+
+    /// The controller sent something (after the HELLO exchange).
+    fn heard(&self);
+}
+
+/// Why a session ended, for `Controller.status:last_error`.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+    /// The peer did not read what was sent to it for the write timeout.
+    WriteTimeout,
+    /// The session itself gave up (no HELLO, no common version, a bad
+    /// message length, no answer to the inactivity probe).
+    Closed(super::conn::CloseReason),
+    /// The HELLO exchange was not done in time.
+    HelloTimeout,
+}
+
+impl SessionEnd {
+    /// The error text Open vSwitch writes in `last_error` for such an
+    /// end: `strerror` of the errno its connection reports (EOF reads
+    /// "End of file", a probe or write timeout ETIMEDOUT, a HELLO or
+    /// framing failure EPROTO).
+    pub fn last_error(&self) -> String {
+        use super::conn::CloseReason;
+        match self {
+            SessionEnd::PeerClosed => "End of file".to_string(),
+            SessionEnd::Io(e) => strerror(e),
+            SessionEnd::WriteTimeout
+            | SessionEnd::HelloTimeout
+            | SessionEnd::Closed(CloseReason::ProbeTimeout) => {
+                strerror(&std::io::Error::from_raw_os_error(libc::ETIMEDOUT))
+            }
+            SessionEnd::Closed(_) => strerror(&std::io::Error::from_raw_os_error(libc::EPROTO)),
+        }
+    }
+}
+
+/// An I/O error as `strerror` words it: without the " (os error N)" that
+/// Rust adds.
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match (e.raw_os_error(), s.rsplit_once(" (os error ")) {
+        (Some(_), Some((text, _))) => text.to_string(),
+        _ => s,
+    }
+}
+
+/// How a controller session is kept, besides its stream and backend.
+pub struct ControllerSession {
+    /// Bytes of events queued before they are dropped.
+    pub max_output: usize,
+    /// A controller that does not read for this long is disconnected.
+    pub write_timeout: Duration,
+    /// The inactivity probe interval (None: not probed).
+    pub probe: Option<Duration>,
+    /// When the HELLO exchange must be done (as Open vSwitch's
+    /// connection attempt must be), None: no limit.
+    pub hello_by: Option<std::time::Instant>,
+    /// Hears of the end of the HELLO exchange and of each later change of
+    /// standing.
+    pub link: Arc<dyn ControllerLink>,
+}
+
+/// [`run_probed`] for a controller connection kept as `how` says: its
+/// link hears of the end of the HELLO exchange and of each later change
+/// of standing (an unanswered inactivity probe, a role change); returns
+/// why the session ended.
 pub async fn run_controller<S>(
     stream: S,
     backend: Arc<dyn Backend>,
-    max_output: usize,
-    write_timeout: Duration,
-    probe: Option<Duration>,
-    connected: Arc<std::sync::atomic::AtomicBool>,
-) where
+    how: ControllerSession,
+) -> SessionEnd
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    /// Clears the flag however the session ends (also when its task is
-    /// aborted).
-    struct Down(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let down = Down(connected);
     serve(
         stream,
         backend,
-        max_output,
-        write_timeout,
-        probe,
-        Some(&down.0),
+        how.max_output,
+        how.write_timeout,
+        how.probe,
+        Some((&*how.link, how.hello_by)),
     )
     .await
 }
@@ -290,8 +358,9 @@ async fn serve<S>(
     max_output: usize,
     write_timeout: Duration,
     probe: Option<Duration>,
-    connected: Option<&std::sync::atomic::AtomicBool>,
-) where
+    controller: Option<(&dyn ControllerLink, Option<std::time::Instant>)>,
+) -> SessionEnd
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // Events are taken only once the session has a version to send them
@@ -304,6 +373,8 @@ async fn serve<S>(
     if let Some(p) = probe {
         session.set_probe_interval(p, std::time::Instant::now());
     }
+    // The standing last told to `link` (None: not connected yet).
+    let mut told: Option<(bool, u32)> = None;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; 64 * 1024];
     // The save a held barrier waits for: it blocks (fsync), so it runs
@@ -316,26 +387,43 @@ async fn serve<S>(
             match tokio::time::timeout(write_timeout, wr.write_all(&out)).await {
                 Ok(Ok(())) => {}
                 // Gone, or not reading: end only this session.
-                Ok(Err(_)) | Err(_) => return,
+                Ok(Err(e)) => return SessionEnd::Io(e),
+                Err(_) => return SessionEnd::WriteTimeout,
             }
         }
-        if session.is_closed().is_some() {
+        if let Some(why) = session.is_closed() {
+            let why = why.clone();
             let _ = wr.shutdown().await;
-            return;
+            return SessionEnd::Closed(why);
         }
         if !subscribed && session.version().is_some() {
             events = Some(backend.subscribe());
             subscribed = true;
-            if let Some(c) = connected {
-                c.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let hello_by = match controller {
+            Some((l, _)) if subscribed => {
+                let now = (session.probe_outstanding(), session.role());
+                if told != Some(now) {
+                    l.standing(now.0, now.1);
+                    told = Some(now);
+                }
+                None
             }
+            Some((_, by)) => by,
+            None => None,
+        };
+        if hello_by.is_some_and(|by| std::time::Instant::now() >= by) {
+            return SessionEnd::HelloTimeout;
         }
         if saving.is_none() && session.barrier_pending() {
             let b = backend.clone();
             let changes = session.take_unsaved();
             saving = Some(tokio::task::spawn_blocking(move || b.save(&changes)));
         }
-        let deadline = session.next_timeout();
+        let deadline = match (session.next_timeout(), hello_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             r = async {
                 match saving.as_mut() {
@@ -348,8 +436,14 @@ async fn serve<S>(
                 session.saved(r, std::time::Instant::now());
             },
             r = rd.read(&mut buf), if saving.is_none() => match r {
-                Ok(0) | Err(_) => return,
-                Ok(n) => session.receive_at(&buf[..n], std::time::Instant::now()),
+                Ok(0) => return SessionEnd::PeerClosed,
+                Err(e) => return SessionEnd::Io(e),
+                Ok(n) => {
+                    session.receive_at(&buf[..n], std::time::Instant::now());
+                    if let Some((l, _)) = controller.filter(|_| subscribed) {
+                        l.heard();
+                    }
+                }
             },
             ev = async {
                 match events.as_mut() {
@@ -490,6 +584,95 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "nothing more than the echo");
         task.await.unwrap();
+    }
+
+    /// What a controller session told its keeper.
+    #[derive(Default)]
+    struct Told(parking_lot::Mutex<Vec<(bool, u32)>>);
+
+    impl ControllerLink for Told {
+        fn standing(&self, idle: bool, role: u32) {
+            self.0.lock().push((idle, role));
+        }
+
+        fn heard(&self) {}
+    }
+
+    impl Told {
+        /// Waits (bounded) until `want` was told last.
+        async fn last_is(&self, want: (bool, u32)) -> bool {
+            for _ in 0..200 {
+                if self.0.lock().last() == Some(&want) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    }
+
+    /// A controller session reports connected after the HELLOs, idle
+    /// while its probe is unanswered, active again on a reply, and ends
+    /// with the peer's close; one whose peer sends no HELLO in time ends
+    /// as timed out without ever being connected.
+    #[tokio::test]
+    async fn a_controller_session_reports_its_standing_and_its_end() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let told = Arc::new(Told::default());
+        let task = tokio::spawn(run_controller(
+            ours,
+            backend(),
+            ControllerSession {
+                max_output: 1 << 20,
+                write_timeout: Duration::from_secs(10),
+                probe: Some(Duration::from_millis(200)),
+                hello_by: Some(Instant::now() + Duration::from_secs(30)),
+                link: told.clone(),
+            },
+        ));
+        assert_eq!(read_hello(&mut peer).await[1], 0);
+        assert!(told.0.lock().is_empty(), "not connected before our HELLO");
+        peer.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).await.unwrap();
+        assert!(told.last_is((false, 1)).await, "connected");
+        let echo = tokio::time::timeout(Duration::from_secs(10), read_hello(&mut peer))
+            .await
+            .expect("an echo request while idle");
+        assert_eq!(echo[1], crate::openflow::wire::message::ECHO_REQUEST);
+        assert!(told.last_is((true, 1)).await, "idle while unanswered");
+        let mut reply = echo.clone();
+        reply[1] = 3; // ECHO_REPLY, same xid
+        peer.write_all(&reply).await.unwrap();
+        assert!(told.last_is((false, 1)).await, "active again");
+        drop(peer);
+        let end = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("ends")
+            .unwrap();
+        assert!(matches!(end, SessionEnd::PeerClosed), "{end:?}");
+        assert_eq!(end.last_error(), "End of file");
+
+        // No HELLO from the peer by the deadline.
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let told = Arc::new(Told::default());
+        let task = tokio::spawn(run_controller(
+            ours,
+            backend(),
+            ControllerSession {
+                max_output: 1 << 20,
+                write_timeout: Duration::from_secs(10),
+                probe: None,
+                hello_by: Some(Instant::now() + Duration::from_millis(200)),
+                link: told.clone(),
+            },
+        ));
+        assert_eq!(read_hello(&mut peer).await[1], 0);
+        let end = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("ends without a HELLO")
+            .unwrap();
+        assert!(matches!(end, SessionEnd::HelloTimeout), "{end:?}");
+        assert_eq!(end.last_error(), "Connection timed out");
+        assert!(told.0.lock().is_empty(), "never connected");
     }
 
     /// Over a socket: a barrier after a flow-mod is answered only after the

@@ -2,7 +2,7 @@
 
 use super::conntrack::CtSettings;
 use super::{names, Api, Bridge, Error};
-use crate::ctl::openflow::FailMode;
+use crate::ctl::openflow::{ControllerStatus, FailMode};
 use crate::flow::parse::{parse_flow, FlowCmd};
 use crate::flow::NoPortNames;
 use crate::ofproto::{BridgeConfig, FlowMod, FlowModCmd, PortInfo, PortKind};
@@ -54,6 +54,10 @@ pub struct BridgeShow {
     /// True while it forwards as a learning switch because no controller
     /// is connected (standalone only).
     pub fail_open: bool,
+    /// With controllers in standalone mode, the seconds without one after
+    /// which it fails open (three times the largest inactivity probe, at
+    /// least 1).
+    pub fail_open_after_secs: Option<u64>,
     /// Its OpenFlow listeners: `unix:DIR/BR.mgmt`, and `ptcp:PORT:IP`
     /// when a passive controller target asked for one.
     pub listen: Vec<String>,
@@ -64,13 +68,17 @@ pub struct BridgeShow {
     pub protocols: String,
 }
 
-/// A controller in `show`.
+/// A controller in `show`: its target and its standing, the facts
+/// Open vSwitch writes in the Controller row (`is_connected`, `role`,
+/// `status`: `state`, `last_error`, `sec_since_connect`,
+/// `sec_since_disconnect`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ControllerShow {
     /// `tcp:IP:PORT` or `unix:PATH`.
     pub target: String,
-    /// Whether its session is up.
-    pub is_connected: bool,
+    /// Its standing now.
+    #[serde(flatten)]
+    pub status: ControllerStatus,
 }
 
 /// One port in `show`.
@@ -102,18 +110,43 @@ impl fmt::Display for Show {
                 b.bridge, b.flows, b.forward_bpdu
             )?;
             for c in &b.controllers {
-                let state = if c.is_connected {
+                let s = &c.status;
+                let conn = if s.is_connected {
                     "connected"
                 } else {
                     "not connected"
                 };
-                writeln!(f, "    controller {} ({state})", c.target)?;
+                // The keys `ovs-vsctl list controller` shows in `status`.
+                write!(
+                    f,
+                    "    controller {} ({conn}) state={}",
+                    c.target,
+                    s.state.name()
+                )?;
+                if let Some(r) = s.role {
+                    write!(f, " role={r}")?;
+                }
+                if let Some(n) = s.sec_since_connect {
+                    write!(f, " sec_since_connect={n}")?;
+                }
+                if let Some(n) = s.sec_since_disconnect {
+                    write!(f, " sec_since_disconnect={n}")?;
+                }
+                if let Some(e) = &s.last_error {
+                    write!(f, " last_error=\"{e}\"")?;
+                }
+                writeln!(f)?;
             }
             for l in &b.listen {
                 writeln!(f, "    listening on {l}")?;
             }
             if !b.controllers.is_empty() || b.fail_mode != FailMode::Standalone {
-                let open = if b.fail_open { " (fail-open now)" } else { "" };
+                let open = match (b.fail_open, b.fail_open_after_secs) {
+                    (true, Some(n)) => format!(" (fail-open now: no controller for {n} s)"),
+                    (true, None) => " (fail-open now)".to_string(),
+                    (false, Some(n)) => format!(" (fails open after {n} s without a controller)"),
+                    (false, None) => String::new(),
+                };
                 writeln!(f, "    fail_mode: {}{open}", b.fail_mode.name())?;
             }
             for p in &b.ports {
@@ -274,13 +307,14 @@ impl Api {
                 })
                 .collect();
             ports.sort_by_key(|p| p.ofport);
+            let now = Instant::now();
             let controllers = b
                 .controllers
                 .iter()
                 .flat_map(|c| c.states.iter())
                 .map(|s| ControllerShow {
                     target: s.target.to_string(),
-                    is_connected: s.is_connected(),
+                    status: s.status(now),
                 })
                 .collect();
             bridges.push(BridgeShow {
@@ -291,6 +325,11 @@ impl Api {
                 controllers,
                 fail_mode: b.fail_mode,
                 fail_open: b.of.fail_open(),
+                fail_open_after_secs: b
+                    .controllers
+                    .as_ref()
+                    .and_then(|c| c.fail_open_after)
+                    .map(|d| d.as_secs()),
                 listen: b.listeners(),
                 datapath_id: format!("{:016x}", b.backend.datapath_id_in_force()),
                 protocols: b.backend.versions_in_force().hex(),
