@@ -55,10 +55,10 @@
 # UDP=0 the generator's lines (a TCP-only run: more rounds in the same time,
 # for a line whose spread from run to run is wider than the gap measured),
 # FLOWS (default "1 10000"), VSWITCHD_TAP_OPTS adds options to vswitchd's
-# two TAP ports of the TAP-to-TAP lines (e.g. tap_io=readwrite), OVS_NICE
-# the nice value ovs-vswitchd runs at (default -10, what Open vSwitch's
-# start script gives it; vswitchd's workers take the same by default, see
-# its --datapath-nice), KEEP=1 keeps the work directory (JSON reports,
+# two TAP ports of the TAP-to-TAP lines (e.g. tap_io=readwrite), NICE=N
+# runs ovs-vswitchd at nice N and vswitchd's workers at the same
+# (--datapath-nice N; unset, both keep the script's own priority; -10 is
+# what Open vSwitch's start script gives its daemon), KEEP=1 keeps the work directory (JSON reports,
 # logs). Everything it creates (namespaces named vswcmp<pid>*, processes it
 # started, the work directory) is removed on exit.
 set -euo pipefail
@@ -187,6 +187,7 @@ start_vswitchd() {
   # ports and flows of the previous run.
   rm -rf "$work/$name"
   mkdir -p "$work/$name"
+  if [ -n "${NICE:-}" ]; then cfg+=(--datapath-nice "$NICE"); fi
   ip netns exec "$ns" "$bin/vswitchd" --ctl "$work/$name/vswitchd.sock" --state-dir "$work/$name/state" "${cfg[@]}" >"$work/$name.log" 2>&1 &
   pids+=($!)
   # The socket file appears at bind, before the daemon answers: wait for
@@ -209,10 +210,7 @@ start_ovs() {
     --pidfile="$dir/run/ovsdb-server.pid" --detach -vconsole:off --log-file="$dir/log/ovsdb-server.log"
   vsctl "$dir" --no-wait init
   if [ "${3:-}" = tso ]; then vsctl "$dir" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true; fi
-  # At the priority Open vSwitch's own start script gives it (ovs-ctl's
-  # --ovs-vswitchd-priority, -10 unless changed), as a packaged install
-  # runs it.
-  ovs_env "$dir" ip netns exec "$ns" timeout 20 nice -n "${OVS_NICE:--10}" ovs-vswitchd unix:"$dir/run/db.sock" \
+  ovs_env "$dir" ip netns exec "$ns" timeout 20 nice -n "${NICE:-0}" ovs-vswitchd unix:"$dir/run/db.sock" \
     --pidfile="$dir/run/ovs-vswitchd.pid" --detach -vconsole:off --log-file="$dir/log/ovs-vswitchd.log"
 }
 

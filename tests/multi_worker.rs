@@ -143,8 +143,8 @@ fn two_workers_forward_between_vms_and_sum_their_queues() {
     let mut lab = Lab::new();
     let (d, [vm1, vm2], [ip1, ip2]) = two_tap_vms(&mut lab, &["--workers", "2"], "10.91.0");
     let (ip1, ip2) = (ip1.as_str(), ip2.as_str());
-    // By default the workers run at Open vSwitch's packaged priority.
-    workers_at(&d, -10);
+    // By default the workers keep the daemon's priority.
+    workers_at(&d, own_nice());
 
     const IFF_MULTI_QUEUE: u32 = 0x100;
     for (vm, dev) in [(&vm1, "vm1"), (&vm2, "vm2")] {
@@ -186,7 +186,7 @@ fn two_workers_share_system_ports_by_fanout() {
     }
     let mut lab = Lab::new();
     let host = lab.quiet_netns();
-    let d = Daemon::start_in_with(&host, None, &["--workers", "2", "--datapath-nice", "5"]);
+    let d = Daemon::start_in_with(&host, None, &["--workers", "2", "--datapath-nice", "-5"]);
     let (ip1, ip2) = ("10.92.0.1", "10.92.0.2");
     let ns1 = plug_veth(
         &mut lab,
@@ -211,8 +211,8 @@ fn two_workers_share_system_ports_by_fanout() {
         "ns1 reaches ns2\n{}",
         d.ctl(&["dump-drops", "br0"])
     );
-    // An operator's choice of priority is kept.
-    workers_at(&d, 5);
+    // The operator's raised priority (root may lower a nice value).
+    workers_at(&d, -5);
     lab.tcp_transfer(&ns1, &ns2, ip2, 1 << 20);
     udp_flows(&mut lab, &ns1, ip1, &ns2, ip2);
     // Only the system ports feed the workers: worker 1 moved packets only
@@ -297,8 +297,6 @@ for p in range(40000, 40000 + {FLOWS}):
 }
 
 /// `--busy-poll`: the workers never sleep, and forwarding is the same.
-/// They keep the daemon's priority: a thread that spins at a raised one
-/// would take the CPUs from the guests it serves.
 #[test]
 fn busy_polling_workers_forward() {
     if !require_root("busy_polling_workers_forward") {

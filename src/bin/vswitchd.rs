@@ -73,20 +73,16 @@ struct Args {
     #[arg(long)]
     busy_poll: bool,
     /// The workers' nice value, -20 to 19 (the control plane keeps the
-    /// daemon's). The default, -10, is the priority Open vSwitch's start
-    /// script gives its daemon: a worker that waits for a CPU while it has
-    /// packets delays every VM behind it. With --busy-poll the default is
-    /// the daemon's own priority: a worker that spins at a raised one
-    /// takes the CPUs from the guests it serves. Needs root or
-    /// CAP_SYS_NICE; without, the workers keep the daemon's priority (one
-    /// warning).
+    /// daemon's). Unset, they keep the daemon's own. Open vSwitch's start
+    /// script runs its whole daemon at -10: a worker that waits for a CPU
+    /// while it has packets delays every VM behind it, but on a host whose
+    /// CPUs the guests share a raised worker takes their CPU time too (see
+    /// README, "Datapath threads"). Needs root or CAP_SYS_NICE to lower
+    /// it; without, the workers keep the daemon's priority (one warning).
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     datapath_nice: Option<i32>,
 }
-
-/// The workers' default nice value (sleeping workers; see `--datapath-nice`).
-const DATAPATH_NICE: i32 = -10;
 
 /// The nice value the workers will set, if this process may set it: tried
 /// once on a thread of its own, so a daemon without the privilege warns
@@ -231,11 +227,7 @@ fn run(args: Args) -> Result<(), String> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let nice = match (args.datapath_nice, args.busy_poll) {
-        (Some(n), _) => worker_nice(n),
-        (None, false) => worker_nice(DATAPATH_NICE),
-        (None, true) => None,
-    };
+    let nice = args.datapath_nice.and_then(worker_nice);
     api.set_datapath(vswitch::ctl::api::DatapathSettings {
         workers,
         busy_poll: args.busy_poll,
