@@ -14,13 +14,13 @@
 //! slice (measured 1 to 4 ms per question to a busy worker on a 2-CPU
 //! host under a packet flood). The datapath workers keep the default.
 //!
-//! The workers instead get a higher weight ([`set_nice`]): a packaged Open
-//! vSwitch runs its whole daemon at nice -10 (its start script's default
-//! priority), because on a host whose CPUs the guests also want, a
-//! forwarding thread that waits for a CPU while it has packets delays
-//! every VM behind it. Measured on a 2-CPU host with one TCP stream
-//! between two TAPs: the worker was runnable but waiting 18-27% of the
-//! time at nice 0 and 3-6% at -10.
+//! The workers can instead be given a higher weight ([`set_nice`],
+//! `vswitchd --datapath-nice`), as a packaged Open vSwitch runs its whole
+//! daemon at nice -10: a forwarding thread that waits for a CPU while it
+//! has packets delays every VM behind it. It is not the default: on a
+//! host whose CPUs the guests share, the weight the workers gain is CPU
+//! time the guests lose (measured on a 2-CPU host: one TCP stream between
+//! two TAPs gained 7% at -10, a 64-byte flood from one guest lost 37%).
 
 use std::io;
 use std::time::Duration;
