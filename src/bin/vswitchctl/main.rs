@@ -297,8 +297,8 @@ enum Cmd {
         /// Bridge.
         bridge: String,
     },
-    /// What BRIDGE does without a controller: standalone (NORMAL after 5 s)
-    /// or secure (keep the flows).
+    /// What BRIDGE does without a controller: standalone (NORMAL after 3
+    /// inactivity probes, 15 s by default) or secure (keep the flows).
     SetFailMode {
         /// Bridge.
         bridge: String,
