@@ -5,6 +5,8 @@
 //!   two table passes with `ct(table=1)` between them, on 16 established
 //!   TCP connections (the handshakes ran first), each packet a bare ACK
 //!   of one of them: what a busy VM's steady state costs.
+//!   `VSWITCH_BENCH_CONNS=N` (1 to 20,000) runs it on N connections
+//!   instead, for what the connection table's cache misses cost.
 //! * `firewall_new_connections`: the same flows, each packet the SYN of a
 //!   new connection (committed to conntrack): the setup rate.
 //! * `geneve_decap_forward`: Geneve datagrams (as the UDP socket hands
@@ -97,15 +99,21 @@ fn firewall(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTi
     ))
     .expect("flows/stateful-firewall.flows");
     let (mut dp, ct) = datapath(&text);
-    // 16 handshakes: client a (port 1) to server b (port 2).
-    for i in 0..16u16 {
+    // 16 handshakes (or VSWITCH_BENCH_CONNS): client a (port 1) to
+    // server b (port 2).
+    let conns: u16 = std::env::var("VSWITCH_BENCH_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=20_000).contains(n))
+        .unwrap_or(16);
+    for i in 0..conns {
         let sport = 40000 + i;
         once(&mut dp, &[tcp(true, sport, 1000, 0, true)], 1, now);
         once(&mut dp, &[tcp(false, sport, 5000, 1001, true)], 2, now);
         once(&mut dp, &[tcp(true, sport, 1001, 5001, false)], 1, now);
     }
-    assert_eq!(ct.len(), 16, "16 connections established");
-    let acks: Vec<Vec<u8>> = (0..16u16)
+    assert_eq!(ct.len(), usize::from(conns), "every connection established");
+    let acks: Vec<Vec<u8>> = (0..conns)
         .map(|i| tcp(true, 40000 + i, 1001, 5001, false))
         .collect();
     let mut batch = Batch::new();
