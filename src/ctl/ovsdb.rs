@@ -1315,6 +1315,17 @@ pub fn start(api: Arc<Api>, remote: Remote, steal_lock: bool) -> Result<Handle, 
 mod tests {
     use super::*;
 
+    /// [`schema`] with the tables' columns of `more` (a schema's JSON
+    /// whose `tables` hold only the columns to add).
+    fn schema_with(more: Value) -> Schema {
+        let mut s = schema();
+        let extra = Schema::from_json(&more).unwrap();
+        for (t, cols) in extra.tables {
+            s.tables.get_mut(&t).unwrap().extend(cols);
+        }
+        s
+    }
+
     fn schema() -> Schema {
         let col = |t: Value| json!({ "type": t });
         let opt_int = json!({"key": "integer", "min": 0, "max": 1});
@@ -1687,8 +1698,7 @@ mod tests {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut s = schema();
-        let sch = json!({
+        let s = schema_with(json!({
             "name": "Open_vSwitch", "version": "8.3.1",
             "tables": {
                 "Bridge": {"columns": {
@@ -1704,11 +1714,7 @@ mod tests {
                     "status": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
                 }}
             }
-        });
-        let extra = Schema::from_json(&sch).unwrap();
-        for (t, cols) in extra.tables {
-            s.tables.get_mut(&t).unwrap().extend(cols);
-        }
+        }));
         let mut r = Replica::new();
         r.apply(
             Format::Update2,
@@ -1790,19 +1796,14 @@ mod tests {
     #[test]
     fn controller_status_is_written_on_change_and_its_seconds_with_the_statistics() {
         use super::super::openflow::ConnState;
-        let mut s = schema();
-        let extra = Schema::from_json(&json!({
+        let s = schema_with(json!({
             "name": "Open_vSwitch", "version": "8.3.1",
             "tables": {"Controller": {"columns": {
                 "is_connected": {"type": "boolean"},
                 "role": {"type": {"key": "string", "min": 0, "max": 1}},
                 "status": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}}
             }}}
-        }))
-        .unwrap();
-        for (t, cols) in extra.tables {
-            s.tables.get_mut(&t).unwrap().extend(cols);
-        }
+        }));
         let mut r = Replica::new();
         r.apply(
             Format::Update2,

@@ -611,13 +611,13 @@ mod tests {
         }
     }
 
-    /// A controller session reports connected after the HELLOs, idle
-    /// while its probe is unanswered, active again on a reply, and ends
-    /// with the peer's close; one whose peer sends no HELLO in time ends
-    /// as timed out without ever being connected.
-    #[tokio::test]
-    async fn a_controller_session_reports_its_standing_and_its_end() {
-        let (ours, mut peer) = UnixStream::pair().unwrap();
+    /// A controller session over `ours`, probed every `probe`, whose HELLO
+    /// exchange must be done within `hello_in`; what it tells its keeper.
+    fn controller_session(
+        ours: UnixStream,
+        probe: Option<Duration>,
+        hello_in: Duration,
+    ) -> (Arc<Told>, tokio::task::JoinHandle<SessionEnd>) {
         let told = Arc::new(Told::default());
         let task = tokio::spawn(run_controller(
             ours,
@@ -625,11 +625,26 @@ mod tests {
             ControllerSession {
                 max_output: 1 << 20,
                 write_timeout: Duration::from_secs(10),
-                probe: Some(Duration::from_millis(200)),
-                hello_by: Some(Instant::now() + Duration::from_secs(30)),
+                probe,
+                hello_by: Some(Instant::now() + hello_in),
                 link: told.clone(),
             },
         ));
+        (told, task)
+    }
+
+    /// A controller session reports connected after the HELLOs, idle
+    /// while its probe is unanswered, active again on a reply, and ends
+    /// with the peer's close; one whose peer sends no HELLO in time ends
+    /// as timed out without ever being connected.
+    #[tokio::test]
+    async fn a_controller_session_reports_its_standing_and_its_end() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let (told, task) = controller_session(
+            ours,
+            Some(Duration::from_millis(200)),
+            Duration::from_secs(30),
+        );
         assert_eq!(read_hello(&mut peer).await[1], 0);
         assert!(told.0.lock().is_empty(), "not connected before our HELLO");
         peer.write_all(&[4, 0, 0, 8, 0, 0, 0, 1]).await.unwrap();
@@ -653,18 +668,7 @@ mod tests {
 
         // No HELLO from the peer by the deadline.
         let (ours, mut peer) = UnixStream::pair().unwrap();
-        let told = Arc::new(Told::default());
-        let task = tokio::spawn(run_controller(
-            ours,
-            backend(),
-            ControllerSession {
-                max_output: 1 << 20,
-                write_timeout: Duration::from_secs(10),
-                probe: None,
-                hello_by: Some(Instant::now() + Duration::from_millis(200)),
-                link: told.clone(),
-            },
-        ));
+        let (told, task) = controller_session(ours, None, Duration::from_millis(200));
         assert_eq!(read_hello(&mut peer).await[1], 0);
         let end = tokio::time::timeout(Duration::from_secs(10), task)
             .await
