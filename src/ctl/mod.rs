@@ -26,6 +26,7 @@ pub mod config;
 pub mod flowtext;
 pub mod handler;
 pub mod handover;
+pub mod hex;
 pub mod openflow;
 pub mod options;
 pub mod ovsdb;

@@ -46,8 +46,8 @@
 //! Thread-safety: [`Saver`] is shared by the control threads; one mutex
 //! and condition variable hand requests to its thread.
 
-use super::api::{hex_decode, hex_encode};
 use super::config::Config;
+use super::hex::{hex_decode, hex_encode};
 use crate::conntrack::CtPolicy;
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
 use crate::openflow::backend::{ApplyClock, NotDurable, SaveHook, Unsaved};

@@ -19,13 +19,23 @@
 //! This is the one place in `datapath` that causes I/O, and only through
 //! the `Port` trait objects and the wakeup primitives of `port::sys`.
 
-pub use super::workers::RunMode;
 use super::{Datapath, DpFlowInfo, DpStats};
 use crate::port::poll::{Poller, Waker};
 use crate::port::{LinkState, Port, PortDrop, PortStats};
 use crossbeam_channel::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// How the worker threads run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunMode {
+    /// Never sleep in the poller: spin over the ports (Open vSwitch's PMD
+    /// threads), trading a busy core for wakeup latency.
+    pub busy_poll: bool,
+    /// The nice value each worker sets on itself (`None`: the one it was
+    /// spawned with). See `port::sys::sched`.
+    pub nice: Option<i32>,
+}
 
 /// Longest sleep when idle: housekeeping (megaflow revalidation, port
 /// recovery) runs at least this often.

@@ -25,6 +25,7 @@
 //! Thread-safety: [`WorkersSender`] is `Clone + Send + Sync` (it only holds
 //! channel senders); the port wrappers each live in one worker.
 
+pub use super::worker::RunMode;
 use super::worker::{self, DpCommand, HandoverPort, PortStatus, WorkerHandle, WorkerSender};
 use super::{Datapath, DpFlowInfo, DpStats};
 use crate::packet::{Batch, PacketBuf, PacketPool};
@@ -42,17 +43,6 @@ pub const HANDOFF_QUEUE: usize = 1024;
 
 /// How long the control plane waits for a worker's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How the worker threads run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RunMode {
-    /// Never sleep in the poller: spin over the ports (Open vSwitch's PMD
-    /// threads), trading a busy core for wakeup latency.
-    pub busy_poll: bool,
-    /// The nice value each worker sets on itself (`None`: the one it was
-    /// spawned with). See `port::sys::sched`.
-    pub nice: Option<i32>,
-}
 
 /// A detachable handle on every worker of a bridge (see [`Workers`]).
 #[derive(Clone)]

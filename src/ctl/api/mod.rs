@@ -28,12 +28,13 @@ mod persist;
 mod port;
 mod trace;
 
+pub use super::hex::{hex_decode, hex_encode, HexError};
 pub use bridge::{BridgeSettings, BridgeShow, ControllerShow, PortShow, Show};
 pub use capture::{Cancel, CaptureReply, CaptureSpec};
 pub use conntrack::{
     ConnsReply, CtLimit, CtSettings, CtTimeouts, FlushReply, PolicyReply, StatsReply,
 };
-pub use error::{hex_decode, hex_encode, Error, HexError, OptionError};
+pub use error::{Error, OptionError};
 pub use facts::PortFacts;
 pub use fdb::{FdbReply, TlvReply};
 pub use flows::{DpFlowsReply, DropsReply, FlowEntry, FlowsReply, ModReply};

@@ -1,8 +1,9 @@
 //! Ports: attach, detach, policy, counters, and the in-memory ports'
 //! inject / collect.
 
-use super::error::{hex_encode, Error};
+use super::error::Error;
 use super::{names, Api, PortEntry};
+use crate::ctl::hex::hex_encode;
 use crate::datapath::egress::Egress;
 use crate::ofproto::{PortInfo, PortKind, VlanMode};
 use crate::openflow::wire::port::PortReason;

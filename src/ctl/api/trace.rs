@@ -2,9 +2,9 @@
 //! ofproto/trace` shows it, following recirculations, with conntrack's
 //! verdict (for a real frame) and what happens at each egress.
 
-use super::error::hex_decode;
 use super::{Api, Error};
 use crate::conntrack::{CtInvalidReason, CtParams};
+use crate::ctl::hex::hex_decode;
 use crate::datapath::egress::{self, Egress, Fit};
 use crate::datapath::{execute, DropReason};
 use crate::flow::parse::parse_trace_flow;
