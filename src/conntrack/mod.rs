@@ -61,7 +61,7 @@ pub use ipf::{
 };
 pub use snapshot::SnapshotError;
 pub use tcp::{TcpPeerState, TcpState};
-pub use tracker::{ConnTracker, CtPolicy, ImportReport, SHARDS};
+pub use tracker::{ConnTracker, CtClock, CtPolicy, ImportReport, SHARDS};
 
 use core::fmt;
 

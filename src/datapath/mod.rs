@@ -34,7 +34,7 @@ pub mod workers;
 
 pub use drop::{DropCounters, DropReason};
 
-use crate::conntrack::{ConnTracker, CtParams, FragVerdict};
+use crate::conntrack::{ConnTracker, CtClock, CtParams, FragVerdict};
 use crate::flow::extract::{extract, refresh_metadata};
 use crate::flow::{Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
@@ -193,6 +193,8 @@ impl Carried {
 pub struct Datapath {
     of: Arc<Ofproto>,
     ct: Arc<ConnTracker>,
+    /// `ct`'s clock for the batch being processed.
+    ct_clock: CtClock,
     drops: Arc<DropCounters>,
     emc: Emc,
     mf: MegaflowCache,
@@ -283,6 +285,7 @@ impl Datapath {
         Datapath {
             of,
             ct,
+            ct_clock: CtClock::default(),
             drops,
             emc: Emc::default(),
             mf: MegaflowCache::default(),
@@ -819,6 +822,7 @@ impl Datapath {
             pool,
             drops,
             ct,
+            ct_clock,
             recirc,
             recirc_keys,
             icmp_budget,
@@ -833,6 +837,7 @@ impl Datapath {
             pool,
             drops,
             ct,
+            ct_clock,
             recirc,
             recirc_keys,
             packet_in,
@@ -985,6 +990,7 @@ struct ExecCtx<'a> {
     pool: &'a mut PacketPool,
     drops: &'a DropCounters,
     ct: &'a ConnTracker,
+    ct_clock: &'a mut CtClock,
     recirc: &'a mut Vec<PacketBuf>,
     recirc_keys: &'a mut Carried,
     packet_in: &'a mut Option<packet_in::Sink>,
@@ -1001,6 +1007,7 @@ impl ExecCtx<'_> {
             pool: self.pool,
             drops: self.drops,
             ct: self.ct,
+            ct_clock: self.ct_clock,
             recirc: self.recirc,
             recirc_keys: self.recirc_keys,
             packet_in: self.packet_in,
@@ -1201,7 +1208,8 @@ fn execute_actions(
                         FragVerdict::NotFragment(p) => {
                             pkt = p;
                             let (data, meta) = pkt.split();
-                            cx.ct.process(data, k, meta, &params, now);
+                            let ms = cx.ct_clock.ms(cx.ct, now);
+                            cx.ct.process_at(data, k, meta, &params, ms);
                         }
                         FragVerdict::Refused(p) => pkt = p,
                         FragVerdict::Held => return,
@@ -1220,7 +1228,8 @@ fn execute_actions(
                     }
                 } else {
                     let (data, meta) = pkt.split();
-                    cx.ct.process(data, k, meta, &params, now);
+                    let ms = cx.ct_clock.ms(cx.ct, now);
+                    cx.ct.process_at(data, k, meta, &params, ms);
                 }
             }
             DpAction::CtClear => {
