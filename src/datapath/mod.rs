@@ -1010,43 +1010,21 @@ impl ExecCtx<'_> {
     /// Queues `pkt` on port `no`: short frames padded for wire ports, the
     /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
     /// ICMP error goes back to its sender).
+    ///
+    /// Inline, with the rare outcomes (no such port, too big) out of line:
+    /// this runs once per forwarded packet.
+    #[inline]
     fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
-        let Some(p) = self.port_index.get(no).and_then(|i| self.ports.get_mut(i)) else {
-            self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
-            self.pool.put(pkt);
-            return Fate::Dropped;
+        let Some(i) = self.port_index.get(no).filter(|i| *i < self.ports.len()) else {
+            return self.no_such_port(pkt);
         };
+        let p = &mut self.ports[i];
         if let egress::Fit::TooBig {
             counted: size,
             report_mtu: report,
         } = egress::prepare(&mut pkt, &p.egress)
         {
-            p.mtu_drops += 1;
-            self.drops.add(DropReason::MtuExceeded, 1);
-            if p.mtu_log
-                .is_none_or(|t| now.saturating_duration_since(t) >= MTU_LOG_INTERVAL)
-            {
-                p.mtu_log = Some(now);
-                tracing::warn!(
-                    port = %p.port.name(),
-                    size,
-                    mtu = p.egress.mtu,
-                    dropped = p.mtu_drops,
-                    "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
-                );
-            }
-            let in_port = pkt.meta.in_port;
-            let err = self
-                .icmp_budget
-                .take(now)
-                .then(|| pmtu::too_big_error(&pkt, key, report, self.pool))
-                .flatten();
-            self.pool.put(pkt);
-            if let Some(e) = err {
-                // The error is small; it cannot loop back here.
-                self.output(in_port, e, key, now);
-            }
-            return Fate::Dropped;
+            return self.too_big(i, pkt, key, now, size, report);
         }
         if let Err(pkt) = p.tx.push(pkt) {
             // Full: send what is queued, then queue this one.
@@ -1054,6 +1032,58 @@ impl ExecCtx<'_> {
             let _ = p.tx.push(pkt);
         }
         Fate::Sent
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn no_such_port(&mut self, pkt: PacketBuf) -> Fate {
+        self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
+        self.pool.put(pkt);
+        Fate::Dropped
+    }
+
+    /// `pkt` does not fit port `self.ports[i]`: dropped, logged (rate
+    /// limited), and the sender told the path MTU `report`.
+    #[cold]
+    #[inline(never)]
+    fn too_big(
+        &mut self,
+        i: usize,
+        pkt: PacketBuf,
+        key: &FlowKey,
+        now: Instant,
+        size: usize,
+        report: u32,
+    ) -> Fate {
+        let Some(p) = self.ports.get_mut(i) else {
+            return self.no_such_port(pkt);
+        };
+        p.mtu_drops += 1;
+        self.drops.add(DropReason::MtuExceeded, 1);
+        if p.mtu_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= MTU_LOG_INTERVAL)
+        {
+            p.mtu_log = Some(now);
+            tracing::warn!(
+                port = %p.port.name(),
+                size,
+                mtu = p.egress.mtu,
+                dropped = p.mtu_drops,
+                "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
+            );
+        }
+        let in_port = pkt.meta.in_port;
+        let err = self
+            .icmp_budget
+            .take(now)
+            .then(|| pmtu::too_big_error(&pkt, key, report, self.pool))
+            .flatten();
+        self.pool.put(pkt);
+        if let Some(e) = err {
+            // The error is small; it cannot loop back here.
+            self.output(in_port, e, key, now);
+        }
+        Fate::Dropped
     }
 }
 

@@ -360,6 +360,17 @@ pub fn hash_dp_words(w: &[u64; WORDS]) -> u64 {
     folded_multiply(a0 ^ a2, a1 ^ a3 ^ K[3])
 }
 
+/// The OR of `a[i] ^ b[i]` over `r` (zero when the words are equal there).
+/// Inlined with constant ranges it unrolls into plain word compares.
+#[inline(always)]
+fn words_differ(a: &[u64; WORDS], b: &[u64; WORDS], r: core::ops::Range<usize>) -> u64 {
+    let mut d = 0;
+    for i in r {
+        d |= a[i] ^ b[i];
+    }
+    d
+}
+
 impl FlowKey {
     /// `nw_frag`: the packet is a fragment.
     pub const FRAG_ANY: u8 = 1;
@@ -396,15 +407,17 @@ impl FlowKey {
         // Words 0..7 and 13..16 always; equal there means equal `dl_type`
         // and option bits, hence the same shape for both keys, and the
         // words outside the shape are zero in both (see `hash_dp_words`).
+        // Word ranges by constant index, not slice compares: slices of
+        // these lengths compile to a `memcmp` call on the EMC hit path.
         let (a, b) = (&self.w, &other.w);
-        if a[..L3_WIDE.start] != b[..L3_WIDE.start]
-            || a[L3_WIDE.end..DP_CORE_WORDS] != b[L3_WIDE.end..DP_CORE_WORDS]
+        if words_differ(a, b, 0..L3_WIDE.start) | words_differ(a, b, L3_WIDE.end..DP_CORE_WORDS)
+            != 0
         {
             return false;
         }
         let (wide, opts) = dp_shape(a);
-        (!wide || a[L3_WIDE] == b[L3_WIDE])
-            && (!opts || a[DP_CORE_WORDS..DP_WORDS] == b[DP_CORE_WORDS..DP_WORDS])
+        (!wide || words_differ(a, b, L3_WIDE) == 0)
+            && (!opts || words_differ(a, b, DP_CORE_WORDS..DP_WORDS) == 0)
     }
 
     /// True when this key, restricted to `mask`, equals `other` (which is
@@ -615,6 +628,29 @@ mod tests {
         b.set_tun_metadata(0, 7);
         assert!(a.dp_eq(&b));
         assert_eq!(a.hash64(), b.hash64());
+    }
+
+    #[test]
+    fn dp_eq_compares_every_word_of_the_shape_and_nothing_else() {
+        // IPv6 with options: every datapath word is in the shape.
+        let mut full = FlowKey::default();
+        full.set_dl_type(0x86dd);
+        full.set_tun_metadata_present(1);
+        // IPv4 without options: the wide and option words are not.
+        let mut narrow = FlowKey::default();
+        narrow.set_dl_type(0x0800);
+        for i in 0..WORDS {
+            for bit in [0, 17, 63] {
+                let mut b = full;
+                b.w[i] ^= 1 << bit;
+                assert_eq!(full.dp_eq(&b), i >= DP_WORDS, "word {i} bit {bit}");
+                assert_eq!(b.dp_eq(&full), i >= DP_WORDS, "word {i} bit {bit}");
+                let mut b = narrow;
+                b.w[i] ^= 1 << bit;
+                let in_shape = i < L3_WIDE.start || L3_WIDE.end <= i && i < DP_CORE_WORDS;
+                assert_eq!(narrow.dp_eq(&b), !in_shape, "word {i} bit {bit}");
+            }
+        }
     }
 
     #[test]
