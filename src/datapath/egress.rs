@@ -87,7 +87,7 @@ pub enum Fit {
 /// vulnerability class; padding lies outside the IP length, so outside
 /// every checksum). Then the frame is checked against the MTU with the
 /// tunnel overhead counted (see [`pmtu`] for the rule).
-#[inline]
+#[inline(always)]
 pub fn prepare(pkt: &mut PacketBuf, e: &Egress) -> Fit {
     if e.pads_short_frames {
         pad(pkt);

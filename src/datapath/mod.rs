@@ -1011,10 +1011,15 @@ impl ExecCtx<'_> {
     /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
     /// ICMP error goes back to its sender).
     ///
-    /// Inline, with the rare outcomes (no such port, too big) out of line:
-    /// this runs once per forwarded packet.
-    #[inline]
-    fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
+    /// The rare outcomes (no such port, too big) are out of line.
+    fn output(&mut self, no: u32, pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
+        self.output_inline(no, pkt, key, now)
+    }
+
+    /// [`ExecCtx::output`] inline, for the fast path's one output per
+    /// packet (a call there costs more than the common case's work).
+    #[inline(always)]
+    fn output_inline(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
         let Some(i) = self.port_index.get(no).filter(|i| *i < self.ports.len()) else {
             return self.no_such_port(pkt);
         };
@@ -1127,7 +1132,7 @@ fn run_megaflow(
             if let Some(mac) = dl_src {
                 set_mac(&mut pkt, Field::DlSrc, mac);
             }
-            cx.output(port, pkt, key, now);
+            cx.output_inline(port, pkt, key, now);
         }
         Plan::General => execute_actions(cx, pkt, key, &m.actions, m.drop, now),
     }
