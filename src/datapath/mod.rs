@@ -723,10 +723,38 @@ impl Datapath {
         let Some((slot, ver)) = hit else {
             return Some(pkt);
         };
-        let (mf, touched, stats, cx) = self.exec_parts();
+        let Datapath {
+            mf,
+            touched,
+            stats,
+            ports,
+            pool,
+            drops,
+            ct,
+            recirc,
+            recirc_keys,
+            icmp_budget,
+            port_index,
+            packet_in,
+            ..
+        } = self;
         match mf.get_mut(slot, ver) {
             Some(m) if m.generation == gen => {
                 stats.emc_hits += 1;
+                // Built here, past the checks, not by `exec_parts`: built
+                // up front, the context was written out to the stack for
+                // every packet.
+                let cx = ExecCtx {
+                    ports,
+                    port_index,
+                    icmp_budget,
+                    pool,
+                    drops,
+                    ct,
+                    recirc,
+                    recirc_keys,
+                    packet_in,
+                };
                 run_megaflow(cx, touched, m, (slot, ver), pkt, key, now);
                 None
             }
