@@ -173,7 +173,9 @@ fn common_case(frame: &[u8]) -> Option<CommonCase> {
     })
 }
 
-#[inline(always)]
+// Out of line: kept apart, the common case needs none of the registers
+// the general path saves and restores.
+#[inline(never)]
 fn extract_into(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
     // Metadata first: with the offsets reset first, the wide load that
     // gathers `ct_zone` overlapped those fresh 2-byte stores and could not
