@@ -35,7 +35,7 @@ pub mod workers;
 pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtParams, FragVerdict};
-use crate::flow::extract::{extract, refresh_metadata};
+use crate::flow::extract::{extract, extract_hashed, refresh_metadata};
 use crate::flow::{Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
@@ -642,7 +642,8 @@ impl Datapath {
     /// key, then hash every key, then look up and execute each packet.
     /// Staging is not cosmetic: hashing a key right after extraction wrote
     /// it stalls on store forwarding; a burst later the stores are long
-    /// retired.
+    /// retired. Extraction's common case hashes the key itself, from the
+    /// words it has in registers, which stalls on nothing.
     ///
     /// `carried` is empty, or holds the key each packet recirculated with
     /// (see [`Carried`]); it is left empty.
@@ -676,6 +677,8 @@ impl Datapath {
                 _ => (&mut keys[..n], &[]),
             };
             done += n;
+            // Hashed during extraction (from registers: no stall).
+            let mut hashed = [false; MAX_BURST];
             for (i, pkt) in pkts[..n].iter_mut().enumerate() {
                 if valid.get(i).copied().unwrap_or(false) {
                     refresh_metadata(&pkt.meta, &mut ks[i]);
@@ -683,13 +686,19 @@ impl Datapath {
                     continue;
                 }
                 let (d, m) = pkt.split();
-                match extract(d, m, &mut ks[i]) {
-                    Ok(()) => ok[i] = true,
+                match extract_hashed(d, m, &mut ks[i]) {
+                    Ok(h) => {
+                        ok[i] = true;
+                        if let Some(h) = h {
+                            hashes[i] = h;
+                            hashed[i] = true;
+                        }
+                    }
                     Err(e) => self.drops.add(DropReason::from_wire(e), 1),
                 }
             }
             for i in 0..n {
-                if ok[i] {
+                if ok[i] && !hashed[i] {
                     hashes[i] = ks[i].hash64();
                 }
             }

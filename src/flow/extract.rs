@@ -67,13 +67,51 @@ fn mac_u64(m: [u8; 6]) -> u64 {
 /// zero) and `meta.l3_ofs` / `l4_ofs` / `l2_pad_len` from `frame`.
 #[inline]
 pub fn extract(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
+    // The hash, when computed, is dead code here.
+    extract_impl(frame, meta, key).map(|_| ())
+}
+
+/// [`extract`], and the key's [`FlowKey::hash64`] when it came almost for
+/// free: in the common case without a tunnel, from the words still in
+/// registers (`None`: the caller hashes the key itself).
+#[inline]
+pub fn extract_hashed(
+    frame: &[u8],
+    meta: &mut PacketMeta,
+    key: &mut FlowKey,
+) -> Result<Option<u64>, wire::Error> {
+    extract_impl(frame, meta, key)
+}
+
+#[inline(always)]
+fn extract_impl(
+    frame: &[u8],
+    meta: &mut PacketMeta,
+    key: &mut FlowKey,
+) -> Result<Option<u64>, wire::Error> {
     *key = FlowKey::default();
     if let Some(c) = common_case(frame) {
+        let t = &meta.tunnel;
+        if !t.is_set() && t.tun_id == 0 {
+            // What `copy_metadata` writes without a tunnel, as words.
+            let w = [
+                u64::from(meta.in_port) << 32 | u64::from(meta.recirc_id),
+                c.w1,
+                c.w2,
+                c.w3,
+                c.w4,
+                c.ports | u64::from(meta.ct_zone) << 16 | u64::from(meta.ct_state.0) << 8,
+                u64::from(meta.ct_mark) << 32,
+            ];
+            key.w[..7].copy_from_slice(&w);
+            c.write_offsets(meta);
+            return Ok(Some(super::key::hash_dp_narrow(&w)));
+        }
         copy_metadata(meta, key);
         c.write(meta, key);
-        return Ok(());
+        return Ok(None);
     }
-    extract_into(frame, meta, key)
+    extract_into(frame, meta, key).map(|()| None)
 }
 
 /// The general path alone (tests hold the common case to it).
@@ -103,10 +141,15 @@ struct CommonCase {
 
 impl CommonCase {
     #[inline(always)]
-    fn write(&self, meta: &mut PacketMeta, key: &mut FlowKey) {
+    fn write_offsets(&self, meta: &mut PacketMeta) {
         meta.l3_ofs = 14;
         meta.l4_ofs = 14 + 20;
         meta.l2_pad_len = self.l2_pad_len;
+    }
+
+    #[inline(always)]
+    fn write(&self, meta: &mut PacketMeta, key: &mut FlowKey) {
+        self.write_offsets(meta);
         key.w[1] = self.w1;
         key.w[2] = self.w2;
         key.w[3] = self.w3;
@@ -653,6 +696,7 @@ mod tests {
         ];
         let mut st = 0x9e37_79b9_7f4a_7c15u64;
         let mut taken = 0;
+        let mut hashed = 0;
         for i in 0..60_000 {
             let mut f = bases[i % bases.len()].clone();
             let n = rng(&mut st) % 4;
@@ -690,21 +734,36 @@ mod tests {
             let mut m2 = m1.clone();
             let (mut k1, mut k2) = (FlowKey::default(), FlowKey::default());
             k1.set_reg(2, 1);
+            let mut m3 = m1.clone();
+            let mut k3 = k1;
             let r1 = extract(&f, &mut m1, &mut k1);
             let r2 = extract_general(&f, &mut m2, &mut k2);
+            let r3 = extract_hashed(&f, &mut m3, &mut k3);
             assert_eq!(r1, r2, "{f:02x?}");
+            assert_eq!(r3.map(|_| ()), r2, "{f:02x?}");
             if r1.is_ok() {
                 assert_eq!(k1, k2, "{f:02x?}");
+                assert_eq!(k3, k2, "{f:02x?}");
                 assert_eq!(
                     (m1.l3_ofs, m1.l4_ofs, m1.l2_pad_len),
                     (m2.l3_ofs, m2.l4_ofs, m2.l2_pad_len),
                     "{f:02x?}"
                 );
+                assert_eq!(
+                    (m3.l3_ofs, m3.l4_ofs, m3.l2_pad_len),
+                    (m2.l3_ofs, m2.l4_ofs, m2.l2_pad_len),
+                    "{f:02x?}"
+                );
+                if let Ok(Some(h)) = r3 {
+                    assert_eq!(h, k2.hash64(), "{f:02x?}");
+                    hashed += 1;
+                }
             }
             taken += usize::from(common_case(&f).is_some());
         }
         // Both paths were exercised.
         assert!(taken > 5_000 && taken < 55_000, "{taken}");
+        assert!(hashed > 5_000 && hashed < taken, "{hashed}");
     }
 
     #[test]
