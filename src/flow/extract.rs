@@ -702,7 +702,7 @@ mod tests {
             let n = rng(&mut st) % 4;
             for _ in 0..n {
                 let r = rng(&mut st);
-                let at = if r % 4 == 0 {
+                let at = if r.is_multiple_of(4) {
                     (r >> 8) as usize % f.len()
                 } else {
                     hot[(r >> 8) as usize % hot.len()]
@@ -715,7 +715,7 @@ mod tests {
                     };
                 }
             }
-            if rng(&mut st) % 5 == 0 {
+            if rng(&mut st).is_multiple_of(5) {
                 let cut = rng(&mut st) as usize % (f.len() + 1);
                 f.truncate(cut);
             }

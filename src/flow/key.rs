@@ -668,7 +668,7 @@ mod tests {
                 assert_eq!(b.dp_eq(&full), i >= DP_WORDS, "word {i} bit {bit}");
                 let mut b = narrow;
                 b.w[i] ^= 1 << bit;
-                let in_shape = i < L3_WIDE.start || L3_WIDE.end <= i && i < DP_CORE_WORDS;
+                let in_shape = i < L3_WIDE.start || (L3_WIDE.end..DP_CORE_WORDS).contains(&i);
                 assert_eq!(narrow.dp_eq(&b), !in_shape, "word {i} bit {bit}");
             }
         }
