@@ -35,7 +35,7 @@ pub mod workers;
 pub use drop::{DropCounters, DropReason};
 
 use crate::conntrack::{ConnTracker, CtClock, CtParams, FragVerdict};
-use crate::flow::extract::{extract, refresh_metadata};
+use crate::flow::extract::{extract, extract_hashed, refresh_metadata};
 use crate::flow::{Field, FlowKey};
 use crate::ofproto::{format_dp_actions, DpAction, Ofproto, XlateError};
 use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
@@ -645,7 +645,8 @@ impl Datapath {
     /// key, then hash every key, then look up and execute each packet.
     /// Staging is not cosmetic: hashing a key right after extraction wrote
     /// it stalls on store forwarding; a burst later the stores are long
-    /// retired.
+    /// retired. Extraction's common case hashes the key itself, from the
+    /// words it has in registers, which stalls on nothing.
     ///
     /// `carried` is empty, or holds the key each packet recirculated with
     /// (see [`Carried`]); it is left empty.
@@ -679,6 +680,8 @@ impl Datapath {
                 _ => (&mut keys[..n], &[]),
             };
             done += n;
+            // Hashed during extraction (from registers: no stall).
+            let mut hashed = [false; MAX_BURST];
             for (i, pkt) in pkts[..n].iter_mut().enumerate() {
                 if valid.get(i).copied().unwrap_or(false) {
                     refresh_metadata(&pkt.meta, &mut ks[i]);
@@ -686,13 +689,19 @@ impl Datapath {
                     continue;
                 }
                 let (d, m) = pkt.split();
-                match extract(d, m, &mut ks[i]) {
-                    Ok(()) => ok[i] = true,
+                match extract_hashed(d, m, &mut ks[i]) {
+                    Ok(h) => {
+                        ok[i] = true;
+                        if let Some(h) = h {
+                            hashes[i] = h;
+                            hashed[i] = true;
+                        }
+                    }
                     Err(e) => self.drops.add(DropReason::from_wire(e), 1),
                 }
             }
             for i in 0..n {
-                if ok[i] {
+                if ok[i] && !hashed[i] {
                     hashes[i] = ks[i].hash64();
                 }
             }
@@ -726,10 +735,40 @@ impl Datapath {
         let Some((slot, ver)) = hit else {
             return Some(pkt);
         };
-        let (mf, touched, stats, cx) = self.exec_parts();
+        let Datapath {
+            mf,
+            touched,
+            stats,
+            ports,
+            pool,
+            drops,
+            ct,
+            ct_clock,
+            recirc,
+            recirc_keys,
+            icmp_budget,
+            port_index,
+            packet_in,
+            ..
+        } = self;
         match mf.get_mut(slot, ver) {
             Some(m) if m.generation == gen => {
                 stats.emc_hits += 1;
+                // Built here, past the checks, not by `exec_parts`: built
+                // up front, the context was written out to the stack for
+                // every packet.
+                let cx = ExecCtx {
+                    ports,
+                    port_index,
+                    icmp_budget,
+                    pool,
+                    drops,
+                    ct,
+                    ct_clock,
+                    recirc,
+                    recirc_keys,
+                    packet_in,
+                };
                 run_megaflow(cx, touched, m, (slot, ver), pkt, key, now);
                 None
             }
@@ -1017,43 +1056,26 @@ impl ExecCtx<'_> {
     /// Queues `pkt` on port `no`: short frames padded for wire ports, the
     /// MTU enforced (see [`pmtu`]). `key` is the packet as it arrived (an
     /// ICMP error goes back to its sender).
-    fn output(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
-        let Some(p) = self.port_index.get(no).and_then(|i| self.ports.get_mut(i)) else {
-            self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
-            self.pool.put(pkt);
-            return Fate::Dropped;
+    ///
+    /// The rare outcomes (no such port, too big) are out of line.
+    fn output(&mut self, no: u32, pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
+        self.output_inline(no, pkt, key, now)
+    }
+
+    /// [`ExecCtx::output`] inline, for the fast path's one output per
+    /// packet (a call there costs more than the common case's work).
+    #[inline(always)]
+    fn output_inline(&mut self, no: u32, mut pkt: PacketBuf, key: &FlowKey, now: Instant) -> Fate {
+        let Some(i) = self.port_index.get(no).filter(|i| *i < self.ports.len()) else {
+            return self.no_such_port(pkt);
         };
+        let p = &mut self.ports[i];
         if let egress::Fit::TooBig {
             counted: size,
             report_mtu: report,
         } = egress::prepare(&mut pkt, &p.egress)
         {
-            p.mtu_drops += 1;
-            self.drops.add(DropReason::MtuExceeded, 1);
-            if p.mtu_log
-                .is_none_or(|t| now.saturating_duration_since(t) >= MTU_LOG_INTERVAL)
-            {
-                p.mtu_log = Some(now);
-                tracing::warn!(
-                    port = %p.port.name(),
-                    size,
-                    mtu = p.egress.mtu,
-                    dropped = p.mtu_drops,
-                    "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
-                );
-            }
-            let in_port = pkt.meta.in_port;
-            let err = self
-                .icmp_budget
-                .take(now)
-                .then(|| pmtu::too_big_error(&pkt, key, report, self.pool))
-                .flatten();
-            self.pool.put(pkt);
-            if let Some(e) = err {
-                // The error is small; it cannot loop back here.
-                self.output(in_port, e, key, now);
-            }
-            return Fate::Dropped;
+            return self.too_big(i, pkt, key, now, size, report);
         }
         if let Err(pkt) = p.tx.push(pkt) {
             // Full: send what is queued, then queue this one.
@@ -1061,6 +1083,58 @@ impl ExecCtx<'_> {
             let _ = p.tx.push(pkt);
         }
         Fate::Sent
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn no_such_port(&mut self, pkt: PacketBuf) -> Fate {
+        self.drops.add(DropReason::Xlate(XlateError::NoSuchPort), 1);
+        self.pool.put(pkt);
+        Fate::Dropped
+    }
+
+    /// `pkt` does not fit port `self.ports[i]`: dropped, logged (rate
+    /// limited), and the sender told the path MTU `report`.
+    #[cold]
+    #[inline(never)]
+    fn too_big(
+        &mut self,
+        i: usize,
+        pkt: PacketBuf,
+        key: &FlowKey,
+        now: Instant,
+        size: usize,
+        report: u32,
+    ) -> Fate {
+        let Some(p) = self.ports.get_mut(i) else {
+            return self.no_such_port(pkt);
+        };
+        p.mtu_drops += 1;
+        self.drops.add(DropReason::MtuExceeded, 1);
+        if p.mtu_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= MTU_LOG_INTERVAL)
+        {
+            p.mtu_log = Some(now);
+            tracing::warn!(
+                port = %p.port.name(),
+                size,
+                mtu = p.egress.mtu,
+                dropped = p.mtu_drops,
+                "frame larger than the port MTU dropped (mtu_exceeded); telling the sender the path MTU is {report}"
+            );
+        }
+        let in_port = pkt.meta.in_port;
+        let err = self
+            .icmp_budget
+            .take(now)
+            .then(|| pmtu::too_big_error(&pkt, key, report, self.pool))
+            .flatten();
+        self.pool.put(pkt);
+        if let Some(e) = err {
+            // The error is small; it cannot loop back here.
+            self.output(in_port, e, key, now);
+        }
+        Fate::Dropped
     }
 }
 
@@ -1104,7 +1178,7 @@ fn run_megaflow(
             if let Some(mac) = dl_src {
                 set_mac(&mut pkt, Field::DlSrc, mac);
             }
-            cx.output(port, pkt, key, now);
+            cx.output_inline(port, pkt, key, now);
         }
         Plan::General => execute_actions(cx, pkt, key, &m.actions, m.drop, now),
     }

@@ -50,7 +50,11 @@ fn is_tagged(frame: &[u8]) -> bool {
 // after the Ethernet header only when the outer TPID is 0x8100, see
 // af_packet's packet_extra_vlan_len_allowed); an 802.1ad outer tag and a
 // second tag are not.
-fn counted(len: usize, tagged: bool, overhead: Option<u32>) -> usize {
+//
+// Monotone: never more for a shorter frame or with `tagged` set, which
+// `egress::prepare`'s quick check relies on.
+#[inline]
+pub(super) fn counted(len: usize, tagged: bool, overhead: Option<u32>) -> usize {
     let l2 = len.saturating_sub(14);
     match overhead {
         Some(o) => l2 + 14 + o as usize,

@@ -67,11 +67,158 @@ fn mac_u64(m: [u8; 6]) -> u64 {
 /// zero) and `meta.l3_ofs` / `l4_ofs` / `l2_pad_len` from `frame`.
 #[inline]
 pub fn extract(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
+    // The hash, when computed, is dead code here.
+    extract_impl(frame, meta, key).map(|_| ())
+}
+
+/// [`extract`], and the key's [`FlowKey::hash64`] when it came almost for
+/// free: in the common case without a tunnel, from the words still in
+/// registers (`None`: the caller hashes the key itself).
+#[inline]
+pub fn extract_hashed(
+    frame: &[u8],
+    meta: &mut PacketMeta,
+    key: &mut FlowKey,
+) -> Result<Option<u64>, wire::Error> {
+    extract_impl(frame, meta, key)
+}
+
+#[inline(always)]
+fn extract_impl(
+    frame: &[u8],
+    meta: &mut PacketMeta,
+    key: &mut FlowKey,
+) -> Result<Option<u64>, wire::Error> {
+    *key = FlowKey::default();
+    if let Some(c) = common_case(frame) {
+        let t = &meta.tunnel;
+        if !t.is_set() && t.tun_id == 0 {
+            // What `copy_metadata` writes without a tunnel, as words.
+            let w = [
+                u64::from(meta.in_port) << 32 | u64::from(meta.recirc_id),
+                c.w1,
+                c.w2,
+                c.w3,
+                c.w4,
+                c.ports | u64::from(meta.ct_zone) << 16 | u64::from(meta.ct_state.0) << 8,
+                u64::from(meta.ct_mark) << 32,
+            ];
+            key.w[..7].copy_from_slice(&w);
+            c.write_offsets(meta);
+            return Ok(Some(super::key::hash_dp_narrow(&w)));
+        }
+        copy_metadata(meta, key);
+        c.write(meta, key);
+        return Ok(None);
+    }
+    extract_into(frame, meta, key).map(|()| None)
+}
+
+/// The general path alone (tests hold the common case to it).
+#[cfg(test)]
+fn extract_general(
+    frame: &[u8],
+    meta: &mut PacketMeta,
+    key: &mut FlowKey,
+) -> Result<(), wire::Error> {
     *key = FlowKey::default();
     extract_into(frame, meta, key)
 }
 
+/// What [`extract`] reads from the most common frame: untagged Ethernet,
+/// IPv4 without options, not a fragment, a whole UDP or TCP header, every
+/// length consistent.
+struct CommonCase {
+    /// Words 1, 2 and 4 of the key, and word 3 but for nothing more.
+    w1: u64,
+    w2: u64,
+    w3: u64,
+    w4: u64,
+    /// `tp_src` and `tp_dst` as they sit in word 5.
+    ports: u64,
+    l2_pad_len: u16,
+}
+
+impl CommonCase {
+    #[inline(always)]
+    fn write_offsets(&self, meta: &mut PacketMeta) {
+        meta.l3_ofs = 14;
+        meta.l4_ofs = 14 + 20;
+        meta.l2_pad_len = self.l2_pad_len;
+    }
+
+    #[inline(always)]
+    fn write(&self, meta: &mut PacketMeta, key: &mut FlowKey) {
+        self.write_offsets(meta);
+        key.w[1] = self.w1;
+        key.w[2] = self.w2;
+        key.w[3] = self.w3;
+        key.w[4] = self.w4;
+        // `ct_*` are already in; `vlan_tpid` is 0.
+        key.w[5] |= self.ports;
+    }
+}
+
+/// Recognises the common case with one length check and a few compares,
+/// and computes whole key words instead of setting fields one by one.
+/// `None` means "not sure": the general path then decides everything,
+/// errors included, so this is only ever a shortcut to the same result.
 #[inline(always)]
+fn common_case(frame: &[u8]) -> Option<CommonCase> {
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    // Ethernet, IPv4 header, UDP header: the shortest frame taken here.
+    let f: &[u8; 42] = frame.first_chunk()?;
+    // Ethertype IPv4 (so no VLAN tag, no LLC), version 4, IHL 5.
+    if f[12..15] != [0x08, 0x00, 0x45] {
+        return None;
+    }
+    let l3_len = frame.len() - 14;
+    let tot = usize::from(be16([f[16], f[17]]));
+    if tot < 20 || tot > l3_len || be16([f[20], f[21]]) & 0x3fff != 0 {
+        return None;
+    }
+    let l4_len = tot - 20;
+    let proto = f[23];
+    let flags = match proto {
+        UDP => {
+            let len = usize::from(be16([f[38], f[39]]));
+            if l4_len < 8 || len < 8 || len > l4_len {
+                return None;
+            }
+            0
+        }
+        TCP => {
+            if l4_len < 20 {
+                return None;
+            }
+            // In the frame: the IP length is within it.
+            let t: &[u8; 20] = frame.get(34..)?.first_chunk()?;
+            let hl = usize::from(t[12] >> 4) * 4;
+            if hl < 20 || hl > l4_len {
+                return None;
+            }
+            be16([t[12], t[13]]) & 0x0fff
+        }
+        _ => return None,
+    };
+    Some(CommonCase {
+        w1: (u64::from_be_bytes(rd_arr::<8>(f, 0)) >> 16) << 16 | u64::from(ETH_TYPE_IP),
+        w2: (u64::from_be_bytes(rd_arr::<8>(f, 4)) & 0xffff_ffff_ffff) << 16,
+        // nw_proto, nw_tos, nw_ttl; vlan_tci1 and nw_frag 0.
+        w3: u64::from(proto) << 40
+            | u64::from(f[15]) << 32
+            | u64::from(f[22]) << 24
+            | u64::from(flags),
+        w4: u64::from_be_bytes(rd_arr::<8>(f, 26)),
+        ports: u64::from(u32::from_be_bytes(rd_arr::<4>(f, 34))) << 32,
+        l2_pad_len: (l3_len - tot) as u16,
+    })
+}
+
+// Out of line: kept apart, the common case needs none of the registers
+// the general path saves and restores.
+#[inline(never)]
 fn extract_into(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Result<(), wire::Error> {
     // Metadata first: with the offsets reset first, the wide load that
     // gathers `ct_zone` overlapped those fresh 2-byte stores and could not
@@ -518,6 +665,105 @@ mod tests {
         f[20] = 0x20;
         f[21] = 0x00;
         assert_eq!(extract(&f, &mut m, &mut k), Err(wire::Error::Truncated));
+    }
+
+    /// A small deterministic generator (xorshift), for the differential
+    /// test below.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn common_case_gives_what_the_general_path_gives() {
+        // Valid UDP and TCP frames, then the same frames with the bytes
+        // the shortcut looks at (and their neighbours) mutated and cut:
+        // key, offsets and result always as the general path has them.
+        let mut udp = padded_ack();
+        udp[23] = 17;
+        udp[16..18].copy_from_slice(&28u16.to_be_bytes());
+        udp[38..40].copy_from_slice(&8u16.to_be_bytes());
+        let mut bases = vec![padded_ack(), udp];
+        let mut tcp_opts = padded_ack()[..54].to_vec();
+        tcp_opts.extend_from_slice(&[1, 1, 1, 0, 0xaa, 0xbb]);
+        tcp_opts[16..18].copy_from_slice(&44u16.to_be_bytes());
+        tcp_opts[46] = 0x60;
+        bases.push(tcp_opts);
+        let hot = [
+            12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 34, 35, 36, 37, 38, 39, 46, 47,
+        ];
+        let mut st = 0x9e37_79b9_7f4a_7c15u64;
+        let mut taken = 0;
+        let mut hashed = 0;
+        for i in 0..60_000 {
+            let mut f = bases[i % bases.len()].clone();
+            let n = rng(&mut st) % 4;
+            for _ in 0..n {
+                let r = rng(&mut st);
+                let at = if r.is_multiple_of(4) {
+                    (r >> 8) as usize % f.len()
+                } else {
+                    hot[(r >> 8) as usize % hot.len()]
+                };
+                if let Some(b) = f.get_mut(at) {
+                    *b = match (r >> 32) % 3 {
+                        0 => (r >> 40) as u8,
+                        1 => b.wrapping_add(1),
+                        _ => b.wrapping_sub(1),
+                    };
+                }
+            }
+            if rng(&mut st).is_multiple_of(5) {
+                let cut = rng(&mut st) as usize % (f.len() + 1);
+                f.truncate(cut);
+            }
+            let mut m1 = PacketMeta {
+                in_port: 5,
+                ct_zone: 3,
+                ct_mark: 0x77,
+                ct_state: crate::packet::CtState(0x21),
+                ..Default::default()
+            };
+            if i % 7 == 0 {
+                m1.tunnel.tun_id = 42;
+                m1.tunnel.metadata_present = 1;
+                m1.tunnel.metadata[0] = 9;
+            }
+            let mut m2 = m1.clone();
+            let (mut k1, mut k2) = (FlowKey::default(), FlowKey::default());
+            k1.set_reg(2, 1);
+            let mut m3 = m1.clone();
+            let mut k3 = k1;
+            let r1 = extract(&f, &mut m1, &mut k1);
+            let r2 = extract_general(&f, &mut m2, &mut k2);
+            let r3 = extract_hashed(&f, &mut m3, &mut k3);
+            assert_eq!(r1, r2, "{f:02x?}");
+            assert_eq!(r3.map(|_| ()), r2, "{f:02x?}");
+            if r1.is_ok() {
+                assert_eq!(k1, k2, "{f:02x?}");
+                assert_eq!(k3, k2, "{f:02x?}");
+                assert_eq!(
+                    (m1.l3_ofs, m1.l4_ofs, m1.l2_pad_len),
+                    (m2.l3_ofs, m2.l4_ofs, m2.l2_pad_len),
+                    "{f:02x?}"
+                );
+                assert_eq!(
+                    (m3.l3_ofs, m3.l4_ofs, m3.l2_pad_len),
+                    (m2.l3_ofs, m2.l4_ofs, m2.l2_pad_len),
+                    "{f:02x?}"
+                );
+                if let Ok(Some(h)) = r3 {
+                    assert_eq!(h, k2.hash64(), "{f:02x?}");
+                    hashed += 1;
+                }
+            }
+            taken += usize::from(common_case(&f).is_some());
+        }
+        // Both paths were exercised.
+        assert!(taken > 5_000 && taken < 55_000, "{taken}");
+        assert!(hashed > 5_000 && hashed < taken, "{hashed}");
     }
 
     #[test]

@@ -329,35 +329,67 @@ fn dp_shape(w: &[u64; WORDS]) -> (bool, bool) {
 /// collide are told apart by [`FlowKey::dp_eq`].
 #[inline]
 pub fn hash_dp_words(w: &[u64; WORDS]) -> u64 {
-    const K: [u64; 5] = [
-        0x243f_6a88_85a3_08d3,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-        0x4528_21e6_38d0_1377,
-    ];
     let (wide, opts) = dp_shape(w);
-    let mut a0 = K[4] ^ folded_multiply(w[0] ^ K[0], w[1] ^ K[1]);
-    let mut a1 = K[3] ^ folded_multiply(w[2] ^ K[1], w[3] ^ K[2]);
-    let mut a2 = K[2] ^ folded_multiply(w[4] ^ K[2], w[5] ^ K[3]);
-    let mut a3 = K[1] ^ folded_multiply(w[6] ^ K[3], w[13] ^ K[0]);
-    a0 ^= folded_multiply(w[14] ^ K[1], w[15] ^ K[4]);
+    let core = [w[0], w[1], w[2], w[3], w[4], w[5], w[6]];
+    let [mut a0, mut a1, mut a2, mut a3] = dp_core_lanes(&core, w[13], w[14], w[15]);
     if wide {
-        a1 ^= folded_multiply(w[7] ^ K[0], w[8] ^ K[2]);
-        a2 ^= folded_multiply(w[9] ^ K[1], w[10] ^ K[3]);
-        a3 ^= folded_multiply(w[11] ^ K[2], w[12] ^ K[4]);
+        a1 ^= folded_multiply(w[7] ^ DPK[0], w[8] ^ DPK[2]);
+        a2 ^= folded_multiply(w[9] ^ DPK[1], w[10] ^ DPK[3]);
+        a3 ^= folded_multiply(w[11] ^ DPK[2], w[12] ^ DPK[4]);
     }
     if opts {
         let mut i = DP_CORE_WORDS;
         while i + 8 <= DP_WORDS {
-            a0 ^= folded_multiply(w[i] ^ K[0], w[i + 1] ^ K[1]);
-            a1 ^= folded_multiply(w[i + 2] ^ K[1], w[i + 3] ^ K[2]);
-            a2 ^= folded_multiply(w[i + 4] ^ K[2], w[i + 5] ^ K[3]);
-            a3 ^= folded_multiply(w[i + 6] ^ K[3], w[i + 7] ^ K[0]);
+            a0 ^= folded_multiply(w[i] ^ DPK[0], w[i + 1] ^ DPK[1]);
+            a1 ^= folded_multiply(w[i + 2] ^ DPK[1], w[i + 3] ^ DPK[2]);
+            a2 ^= folded_multiply(w[i + 4] ^ DPK[2], w[i + 5] ^ DPK[3]);
+            a3 ^= folded_multiply(w[i + 6] ^ DPK[3], w[i + 7] ^ DPK[0]);
             i += 8;
         }
     }
-    folded_multiply(a0 ^ a2, a1 ^ a3 ^ K[3])
+    folded_multiply(a0 ^ a2, a1 ^ a3 ^ DPK[3])
+}
+
+/// [`hash_dp_words`] of a key whose words 0..7 are `core` and all others
+/// zero (neither IPv6 nor ARP, no tunnel): extraction's common case, from
+/// the words it still has in registers.
+#[inline(always)]
+pub fn hash_dp_narrow(core: &[u64; 7]) -> u64 {
+    debug_assert!(!matches!(core[1] as u16, 0x86dd | 0x0806 | 0x8035));
+    let [a0, a1, a2, a3] = dp_core_lanes(core, 0, 0, 0);
+    folded_multiply(a0 ^ a2, a1 ^ a3 ^ DPK[3])
+}
+
+const DPK: [u64; 5] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+    0x4528_21e6_38d0_1377,
+];
+
+/// The four lanes of [`hash_dp_words`] over the words every packet key
+/// has: 0..7 (`core`) and 13..16.
+#[inline(always)]
+fn dp_core_lanes(core: &[u64; 7], w13: u64, w14: u64, w15: u64) -> [u64; 4] {
+    let a0 = DPK[4]
+        ^ folded_multiply(core[0] ^ DPK[0], core[1] ^ DPK[1])
+        ^ folded_multiply(w14 ^ DPK[1], w15 ^ DPK[4]);
+    let a1 = DPK[3] ^ folded_multiply(core[2] ^ DPK[1], core[3] ^ DPK[2]);
+    let a2 = DPK[2] ^ folded_multiply(core[4] ^ DPK[2], core[5] ^ DPK[3]);
+    let a3 = DPK[1] ^ folded_multiply(core[6] ^ DPK[3], w13 ^ DPK[0]);
+    [a0, a1, a2, a3]
+}
+
+/// The OR of `a[i] ^ b[i]` over `r` (zero when the words are equal there).
+/// Inlined with constant ranges it unrolls into plain word compares.
+#[inline(always)]
+fn words_differ(a: &[u64; WORDS], b: &[u64; WORDS], r: core::ops::Range<usize>) -> u64 {
+    let mut d = 0;
+    for i in r {
+        d |= a[i] ^ b[i];
+    }
+    d
 }
 
 impl FlowKey {
@@ -396,15 +428,17 @@ impl FlowKey {
         // Words 0..7 and 13..16 always; equal there means equal `dl_type`
         // and option bits, hence the same shape for both keys, and the
         // words outside the shape are zero in both (see `hash_dp_words`).
+        // Word ranges by constant index, not slice compares: slices of
+        // these lengths compile to a `memcmp` call on the EMC hit path.
         let (a, b) = (&self.w, &other.w);
-        if a[..L3_WIDE.start] != b[..L3_WIDE.start]
-            || a[L3_WIDE.end..DP_CORE_WORDS] != b[L3_WIDE.end..DP_CORE_WORDS]
+        if words_differ(a, b, 0..L3_WIDE.start) | words_differ(a, b, L3_WIDE.end..DP_CORE_WORDS)
+            != 0
         {
             return false;
         }
         let (wide, opts) = dp_shape(a);
-        (!wide || a[L3_WIDE] == b[L3_WIDE])
-            && (!opts || a[DP_CORE_WORDS..DP_WORDS] == b[DP_CORE_WORDS..DP_WORDS])
+        (!wide || words_differ(a, b, L3_WIDE) == 0)
+            && (!opts || words_differ(a, b, DP_CORE_WORDS..DP_WORDS) == 0)
     }
 
     /// True when this key, restricted to `mask`, equals `other` (which is
@@ -615,6 +649,47 @@ mod tests {
         b.set_tun_metadata(0, 7);
         assert!(a.dp_eq(&b));
         assert_eq!(a.hash64(), b.hash64());
+    }
+
+    #[test]
+    fn dp_eq_compares_every_word_of_the_shape_and_nothing_else() {
+        // IPv6 with options: every datapath word is in the shape.
+        let mut full = FlowKey::default();
+        full.set_dl_type(0x86dd);
+        full.set_tun_metadata_present(1);
+        // IPv4 without options: the wide and option words are not.
+        let mut narrow = FlowKey::default();
+        narrow.set_dl_type(0x0800);
+        for i in 0..WORDS {
+            for bit in [0, 17, 63] {
+                let mut b = full;
+                b.w[i] ^= 1 << bit;
+                assert_eq!(full.dp_eq(&b), i >= DP_WORDS, "word {i} bit {bit}");
+                assert_eq!(b.dp_eq(&full), i >= DP_WORDS, "word {i} bit {bit}");
+                let mut b = narrow;
+                b.w[i] ^= 1 << bit;
+                let in_shape = i < L3_WIDE.start || (L3_WIDE.end..DP_CORE_WORDS).contains(&i);
+                assert_eq!(narrow.dp_eq(&b), !in_shape, "word {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_hash_is_the_hash_of_a_narrow_key() {
+        let mut st = 0x1234_5678_9abc_def1u64;
+        for _ in 0..1000 {
+            let mut core = [0u64; 7];
+            for w in core.iter_mut() {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                *w = st;
+            }
+            core[1] = (core[1] & !0xffff) | 0x0800;
+            let mut k = FlowKey::default();
+            k.w[..7].copy_from_slice(&core);
+            assert_eq!(hash_dp_narrow(&core), k.hash64());
+        }
     }
 
     #[test]
