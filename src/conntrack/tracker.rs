@@ -364,21 +364,28 @@ impl ConnTracker {
         Duration::from_millis(self.timeout_ms(zone, which))
     }
 
-    #[inline]
+    /// Inline on every packet that re-arms its entry; a zone with
+    /// timeouts of its own (rare) is looked up out of line.
+    #[inline(always)]
     fn timeout_ms(&self, zone: u16, which: TimeoutKind) -> u64 {
-        let i = which as usize;
         let bit = self
             .zone_tmo_bits
             .get(usize::from(zone) / 64)
             .is_some_and(|w| w.load(Relaxed) & (1 << (zone % 64)) != 0);
         if bit {
-            if let Some(&v) = self.zone_tmo.load().get(&zone).and_then(|t| t.get(i)) {
-                if v != 0 {
-                    return (u64::from(v) * 1000).min(MAX_TIMEOUT_MS);
-                }
+            if let Some(ms) = self.zone_timeout_ms(zone, which) {
+                return ms;
             }
         }
-        (u64::from(self.default_tmo[i].load(Relaxed)) * 1000).min(MAX_TIMEOUT_MS)
+        (u64::from(self.default_tmo[which as usize].load(Relaxed)) * 1000).min(MAX_TIMEOUT_MS)
+    }
+
+    /// The timeout zone `zone` sets for `which`, if it sets one.
+    #[cold]
+    #[inline(never)]
+    fn zone_timeout_ms(&self, zone: u16, which: TimeoutKind) -> Option<u64> {
+        let v = *self.zone_tmo.load().get(&zone)?.get(which as usize)?;
+        (v != 0).then(|| (u64::from(v) * 1000).min(MAX_TIMEOUT_MS))
     }
 
     // ---- time ----------------------------------------------------------
@@ -1325,8 +1332,22 @@ impl ConnTracker {
     }
 }
 
-/// The timeout attribute for an entry's current state.
+/// The timeout attribute for an entry's current state. An established
+/// TCP connection, the state of nearly every packet on the fast path, is
+/// answered before the general match (the same answer: see the test).
+#[inline(always)]
 fn timeout_kind(l4: &L4State) -> TimeoutKind {
+    use super::tcp::TcpPeerState::Established;
+    if let L4State::Tcp(t) = l4 {
+        if t.peers[0].state == Established && t.peers[1].state == Established {
+            return TimeoutKind::TcpEstablished;
+        }
+    }
+    timeout_kind_of(l4)
+}
+
+#[inline(never)]
+fn timeout_kind_of(l4: &L4State) -> TimeoutKind {
     match l4 {
         L4State::Tcp(t) => tcp::summary(t).timeout(),
         L4State::Other(OtherState::First) | L4State::Free => TimeoutKind::UdpFirst,
@@ -1439,6 +1460,43 @@ mod tests {
         assert_eq!(judge(&mut clock, false, late), CtState::TRK | CtState::NEW);
         assert_eq!(ct.len(), 1);
         assert_eq!(clock.ms(&ct, late), ct.clock_ms(late));
+    }
+
+    /// The established shortcut gives the general answer for every pair
+    /// of TCP peer states (and leaves the other protocols to it).
+    #[test]
+    fn timeout_kind_shortcut_agrees_with_the_general_match() {
+        use super::super::tcp::TcpPeerState as P;
+        let all = [
+            P::Closed,
+            P::Listen,
+            P::SynSent,
+            P::SynRecv,
+            P::Established,
+            P::CloseWait,
+            P::FinWait1,
+            P::Closing,
+            P::LastAck,
+            P::FinWait2,
+            P::TimeWait,
+        ];
+        for o in all {
+            for r in all {
+                let mut t = super::super::tcp::TcpConn::default();
+                t.peers[0].state = o;
+                t.peers[1].state = r;
+                let l4 = L4State::Tcp(t);
+                assert_eq!(timeout_kind(&l4), timeout_kind_of(&l4), "{o:?} {r:?}");
+            }
+        }
+        for l4 in [
+            L4State::Free,
+            L4State::Other(OtherState::First),
+            L4State::Other(OtherState::Bidir),
+            L4State::Icmp(IcmpState::Reply),
+        ] {
+            assert_eq!(timeout_kind(&l4), timeout_kind_of(&l4));
+        }
     }
 
     /// Where `sport`'s connection lives: its hash, shard and key.
