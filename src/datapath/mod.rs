@@ -735,45 +735,22 @@ impl Datapath {
         let Some((slot, ver)) = hit else {
             return Some(pkt);
         };
-        let Datapath {
-            mf,
-            touched,
-            stats,
-            ports,
-            pool,
-            drops,
-            ct,
-            ct_clock,
-            recirc,
-            recirc_keys,
-            icmp_budget,
-            port_index,
-            packet_in,
-            ..
-        } = self;
-        match mf.get_mut(slot, ver) {
-            Some(m) if m.generation == gen => {
-                stats.emc_hits += 1;
-                // Built here, past the checks, not by `exec_parts`: built
-                // up front, the context was written out to the stack for
-                // every packet.
-                let cx = ExecCtx {
-                    ports,
-                    port_index,
-                    icmp_budget,
-                    pool,
-                    drops,
-                    ct,
-                    ct_clock,
-                    recirc,
-                    recirc_keys,
-                    packet_in,
-                };
-                run_megaflow(cx, touched, m, (slot, ver), pkt, key, now);
-                None
-            }
-            _ => Some(pkt),
+        // Checked before the execution context is built: built up front,
+        // it was written out to the stack for every packet.
+        if self
+            .mf
+            .get_mut(slot, ver)
+            .is_none_or(|m| m.generation != gen)
+        {
+            return Some(pkt);
         }
+        let (mf, touched, stats, cx) = self.exec_parts();
+        let Some(m) = mf.get_mut(slot, ver) else {
+            return Some(pkt);
+        };
+        stats.emc_hits += 1;
+        run_megaflow(cx, touched, m, (slot, ver), pkt, key, now);
+        None
     }
 
     /// Everything but a current EMC hit: a stale EMC hit (revalidated), a
