@@ -16,21 +16,36 @@ use std::time::{Duration, Instant};
 
 /// The saved bridges, as the state file holds them, each with the lines
 /// of its flows file as `flows`.
+///
+/// The daemon may save again while this reads: a new flows file, then a
+/// new state file naming it, then the old flows file removed. A flows
+/// file gone between reading the state file and reading it is that
+/// switch-over, so the read starts again from the new state file.
 fn saved_bridges(d: &Daemon) -> Value {
+    for _ in 0..50 {
+        if let Some(v) = read_saved_bridges(d) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("a flows file named by the state file stayed missing");
+}
+
+fn read_saved_bridges(d: &Daemon) -> Option<Value> {
     let text = std::fs::read_to_string(d.state_dir().join("state.json")).expect("state file");
     let mut v: Value = serde_json::from_str(&text).expect("state file parses");
     for b in v["bridges"].as_array_mut().expect("bridges") {
         let lines: Vec<Value> = match b["flows_file"].as_str() {
-            Some(name) => std::fs::read_to_string(d.state_dir().join(name))
-                .expect("flows file")
-                .lines()
-                .map(|l| Value::String(l.to_string()))
-                .collect(),
+            Some(name) => match std::fs::read_to_string(d.state_dir().join(name)) {
+                Ok(text) => text.lines().map(|l| Value::String(l.to_string())).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) => panic!("flows file {name}: {e}"),
+            },
             None => Vec::new(),
         };
         b["flows"] = Value::Array(lines);
     }
-    v["bridges"].clone()
+    Some(v["bridges"].clone())
 }
 
 /// Flows without their counters and ages: what must survive a restart.
