@@ -390,8 +390,11 @@ impl ConnTracker {
 
     // ---- time ----------------------------------------------------------
 
+    /// The tracker's clock at `now`, in milliseconds, for
+    /// [`ConnTracker::process_at`]: a datapath reads it once per batch
+    /// (through a [`CtClock`]) instead of once per packet.
     #[inline]
-    fn ms(&self, now: Instant) -> u64 {
+    pub fn clock_ms(&self, now: Instant) -> u64 {
         let epoch = self
             .epoch
             .get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
@@ -436,15 +439,7 @@ impl ConnTracker {
         params: &CtParams,
         now: Instant,
     ) -> CtVerdict {
-        self.process_at(frame, key, meta, params, self.ms(now))
-    }
-
-    /// The tracker's clock at `now`, in milliseconds, for
-    /// [`ConnTracker::process_at`]: a datapath reads it once per batch
-    /// (through a [`CtClock`]) instead of once per packet.
-    #[inline]
-    pub fn clock_ms(&self, now: Instant) -> u64 {
-        self.ms(now)
+        self.process_at(frame, key, meta, params, self.clock_ms(now))
     }
 
     /// [`ConnTracker::process`] at `now_ms` on the tracker's clock (see
@@ -668,7 +663,7 @@ impl ConnTracker {
         params: &CtParams,
         now: Instant,
     ) -> FragOutcome {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock_ms(now);
         let check_ip = self.checksum_policy() == ChecksumPolicy::Validate;
         let mut dropped = Vec::new();
         let handled = self.ipf.handle(
@@ -720,7 +715,7 @@ impl ConnTracker {
     /// `now` and hands them back (counted under `frag_timeout`), for a
     /// caller to recycle when no fragment arrives to trigger it.
     pub fn ipf_expire(&self, now: Instant) -> super::ipf::Dropped {
-        let dropped = self.ipf.expire(self.ms(now));
+        let dropped = self.ipf.expire(self.clock_ms(now));
         for (_, r) in &dropped {
             self.count_invalid(*r);
         }
@@ -801,7 +796,7 @@ impl ConnTracker {
         // Without an epoch nothing was ever committed; asking for one would
         // set it, which is a change.
         if self.epoch.get().is_some() {
-            let now_ms = self.ms(now);
+            let now_ms = self.clock_ms(now);
             let shard = self.shard_of(hash).lock.lock();
             let found = shard.view().find(hash, &ckey).map(|(i, c)| (i, *c));
             if let Some((i, c)) = found {
@@ -1126,7 +1121,7 @@ impl ConnTracker {
     /// time, so a packet of that shard waits at most one step, whatever
     /// the table's size.
     pub fn sweep(&self, now: Instant) -> usize {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock_ms(now);
         let hasher = |k: &ConnKey| self.hash(k);
         let mut total = 0;
         for s in self.shards.iter() {
@@ -1167,7 +1162,7 @@ impl ConnTracker {
     /// Unexpired connections (of `zone`, or all), ordered by zone and
     /// original tuple.
     pub fn dump(&self, zone: Option<u16>, now: Instant) -> Vec<ConnInfo> {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock_ms(now);
         let mut out = Vec::new();
         self.walk(|c| {
             if !c.expired(now_ms) && zone.is_none_or(|z| c.key.zone == z) {
@@ -1183,7 +1178,7 @@ impl ConnTracker {
     /// process. One shard is locked at a time; the caller stops the
     /// datapath first when the copy must be exact (an upgrade does).
     pub fn export(&self, now: Instant) -> Vec<u8> {
-        let now_ms = self.ms(now);
+        let now_ms = self.clock_ms(now);
         let mut out = Vec::with_capacity(
             snapshot::HEADER_LEN + self.len().saturating_mul(snapshot::ENTRY_LEN),
         );
@@ -1209,7 +1204,7 @@ impl ConnTracker {
     /// entry; the entries before it are in.
     pub fn import(&self, bytes: &[u8], now: Instant) -> Result<ImportReport, SnapshotError> {
         let body = snapshot::entries(bytes)?;
-        let now_ms = self.ms(now);
+        let now_ms = self.clock_ms(now);
         let mut rep = ImportReport::default();
         for (index, raw) in body.chunks_exact(snapshot::ENTRY_LEN).enumerate() {
             let e = snapshot::read_entry(index, raw)?;
@@ -1403,6 +1398,14 @@ mod tests {
         f
     }
 
+    /// A tracker that skips checksums (the frames here leave them zero).
+    fn without_checksums() -> ConnTracker {
+        ConnTracker::new(CtConfig {
+            checksum: super::super::ChecksumPolicy::Skip,
+            ..CtConfig::default()
+        })
+    }
+
     fn run(ct: &ConnTracker, f: &[u8], commit: bool, now: Instant) -> u8 {
         let mut key = FlowKey::default();
         key.set_dl_type(0x0800);
@@ -1422,10 +1425,7 @@ mod tests {
     /// sees the time that passed (an expired entry is a new connection).
     #[test]
     fn the_batch_clock_follows_the_instant_it_is_given() {
-        let ct = ConnTracker::new(CtConfig {
-            checksum: super::super::ChecksumPolicy::Skip,
-            ..CtConfig::default()
-        });
+        let ct = without_checksums();
         let t0 = Instant::now();
         let mut clock = CtClock::default();
         assert_eq!(clock.ms(&ct, t0), ct.clock_ms(t0));
@@ -1520,10 +1520,7 @@ mod tests {
     /// packet path.
     #[test]
     fn a_position_read_before_a_flush_is_a_miss_after_it() {
-        let ct = ConnTracker::new(CtConfig {
-            checksum: super::super::ChecksumPolicy::Skip,
-            ..CtConfig::default()
-        });
+        let ct = without_checksums();
         let now = Instant::now();
         assert_eq!(
             run(&ct, &udp(1000, false), true, now),

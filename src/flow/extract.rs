@@ -91,25 +91,28 @@ fn extract_impl(
 ) -> Result<Option<u64>, wire::Error> {
     *key = FlowKey::default();
     if let Some(c) = common_case(frame) {
-        let t = &meta.tunnel;
-        if !t.is_set() && t.tun_id == 0 {
-            // What `copy_metadata` writes without a tunnel, as words.
-            let w = [
-                u64::from(meta.in_port) << 32 | u64::from(meta.recirc_id),
-                c.w1,
-                c.w2,
-                c.w3,
-                c.w4,
-                c.ports | u64::from(meta.ct_zone) << 16 | u64::from(meta.ct_state.0) << 8,
-                u64::from(meta.ct_mark) << 32,
-            ];
-            key.w[..7].copy_from_slice(&w);
-            c.write_offsets(meta);
-            return Ok(Some(super::key::hash_dp_narrow(&w)));
+        // Words 0..7: the headers and what `copy_metadata` writes there
+        // (`in_port`, `recirc_id`, `ct_*`; the tunnel's fields live in
+        // later words).
+        let w = [
+            u64::from(meta.in_port) << 32 | u64::from(meta.recirc_id),
+            c.w1,
+            c.w2,
+            c.w3,
+            c.w4,
+            c.ports | u64::from(meta.ct_zone) << 16 | u64::from(meta.ct_state.0) << 8,
+            u64::from(meta.ct_mark) << 32,
+        ];
+        key.w[..7].copy_from_slice(&w);
+        meta.l3_ofs = 14;
+        meta.l4_ofs = 14 + 20;
+        meta.l2_pad_len = c.l2_pad_len;
+        // With a tunnel the key is wider than the words in registers:
+        // the caller hashes it.
+        if copy_tunnel(&meta.tunnel, key) {
+            return Ok(None);
         }
-        copy_metadata(meta, key);
-        c.write(meta, key);
-        return Ok(None);
+        return Ok(Some(super::key::hash_dp_narrow(&w)));
     }
     extract_into(frame, meta, key).map(|()| None)
 }
@@ -129,7 +132,7 @@ fn extract_general(
 /// IPv4 without options, not a fragment, a whole UDP or TCP header, every
 /// length consistent.
 struct CommonCase {
-    /// Words 1, 2 and 4 of the key, and word 3 but for nothing more.
+    /// Words 1 to 4 of the key, from the headers.
     w1: u64,
     w2: u64,
     w3: u64,
@@ -137,26 +140,6 @@ struct CommonCase {
     /// `tp_src` and `tp_dst` as they sit in word 5.
     ports: u64,
     l2_pad_len: u16,
-}
-
-impl CommonCase {
-    #[inline(always)]
-    fn write_offsets(&self, meta: &mut PacketMeta) {
-        meta.l3_ofs = 14;
-        meta.l4_ofs = 14 + 20;
-        meta.l2_pad_len = self.l2_pad_len;
-    }
-
-    #[inline(always)]
-    fn write(&self, meta: &mut PacketMeta, key: &mut FlowKey) {
-        self.write_offsets(meta);
-        key.w[1] = self.w1;
-        key.w[2] = self.w2;
-        key.w[3] = self.w3;
-        key.w[4] = self.w4;
-        // `ct_*` are already in; `vlan_tpid` is 0.
-        key.w[5] |= self.ports;
-    }
 }
 
 /// Recognises the common case with one length check and a few compares,
@@ -295,13 +278,18 @@ fn extract_into(frame: &[u8], meta: &mut PacketMeta, key: &mut FlowKey) -> Resul
 fn copy_metadata(meta: &PacketMeta, key: &mut FlowKey) {
     key.set_in_port(meta.in_port);
     key.set_recirc_id(meta.recirc_id);
-    let t = &meta.tunnel;
-    // Most packets did not come from a tunnel: skip the copy (the key is
-    // already zero), as OVS pushes tunnel fields only when the tunnel
-    // destination is set.
+    copy_tunnel(&meta.tunnel, key);
+    copy_ct(meta, key);
+}
+
+/// Copies the tunnel's fields into `key`, if the packet came from one;
+/// returns whether it did. Most packets did not: the copy is skipped (the
+/// key is already zero there), as OVS pushes tunnel fields only when the
+/// tunnel destination is set.
+#[inline(always)]
+fn copy_tunnel(t: &crate::packet::TunnelMeta, key: &mut FlowKey) -> bool {
     if !t.is_set() && t.tun_id == 0 {
-        copy_ct(meta, key);
-        return;
+        return false;
     }
     key.set_tun_id(t.tun_id);
     key.set_tun_src(t.ip_src);
@@ -317,7 +305,7 @@ fn copy_metadata(meta: &PacketMeta, key: &mut FlowKey) {
             }
         }
     }
-    copy_ct(meta, key);
+    true
 }
 
 /// Refreshes the metadata fields of `key` (`in_port`, `recirc_id`,
