@@ -309,6 +309,15 @@ fn replay_journal(st: &mut State, entries: Vec<JournalEntry>) {
         return;
     }
     let journal_seq = st.journal_seq;
+    // A bridge added after the last snapshot (by the database, or by a
+    // command whose save was still to come) has acknowledged flow-mods
+    // all the same: it comes back as a fresh bridge has it, with them.
+    for e in &entries {
+        if !st.bridges.iter().any(|b| b.name == e.bridge) {
+            tracing::info!(bridge = %e.bridge, "OpenFlow journal of a bridge added after the last snapshot");
+            st.bridges.push(BridgeState::fresh(&e.bridge));
+        }
+    }
     for b in &mut st.bridges {
         let mine: Vec<&JournalEntry> = entries.iter().filter(|e| e.bridge == b.name).collect();
         if mine.is_empty() {
@@ -421,6 +430,26 @@ pub struct BridgeState {
     pub flows_file: Option<String>,
 }
 
+impl BridgeState {
+    /// Bridge `name` as `add-br` makes it: default settings, conntrack
+    /// policy and reassembly, no TLV map, controllers, ports or flows.
+    pub fn fresh(name: &str) -> BridgeState {
+        let ct = crate::conntrack::ConnTracker::default();
+        BridgeState {
+            name: name.to_string(),
+            config: BridgeConfig::default(),
+            ct: ct.policy(),
+            ipf: IpfState::from(&ct.ipf_status()),
+            tlv: Vec::new(),
+            fail_mode: super::openflow::FailMode::default().name().to_string(),
+            controllers: Vec::new(),
+            ports: Vec::new(),
+            flows: Vec::new(),
+            flows_file: None,
+        }
+    }
+}
+
 /// Fragment reassembly settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -435,6 +464,18 @@ pub struct IpfState {
     pub min_frag_size_v6: u32,
     /// Global fragment budget.
     pub max_frags: u32,
+}
+
+impl From<&crate::conntrack::IpfStatus> for IpfState {
+    fn from(s: &crate::conntrack::IpfStatus) -> IpfState {
+        IpfState {
+            enabled_v4: s.enabled_v4,
+            enabled_v6: s.enabled_v6,
+            min_frag_size_v4: s.min_frag_size_v4,
+            min_frag_size_v6: s.min_frag_size_v6,
+            max_frags: s.max_frags,
+        }
+    }
 }
 
 /// One port.
@@ -1447,5 +1488,56 @@ mod tests {
         let s2 = Arc::new(Saver::start(d, Box::new(empty), Box::new(|| 0)).unwrap());
         assert!(s2.barrier_hook().stamped(|| ()).1 > 5);
         s2.stop();
+    }
+
+    /// A bridge added after the last snapshot (the database added it, and
+    /// a controller's flow-mods and barrier came before the next save)
+    /// keeps its journaled flows across a crash: it comes back fresh,
+    /// with them, and the bridges the snapshot has are left as they are.
+    #[test]
+    fn journaled_flows_of_a_bridge_the_snapshot_lacks_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = StateDir::open(dir.path()).unwrap();
+        let snap: Snapshot = Box::new(|| {
+            let mut s = empty();
+            s.bridges
+                .push(bridge("br0", &["priority=5,in_port=9,actions=drop"]));
+            s
+        });
+        let saver = Arc::new(Saver::start(d, snap, Box::new(|| 0)).unwrap());
+        let hook = saver.barrier_hook();
+        (hook.save)("br1", &unsaved(&hook, vec![flow_mod(1, 10, false)])).unwrap();
+        (hook.save)("br1", &unsaved(&hook, vec![flow_mod(3, 20, false)])).unwrap();
+        // "Crash" now: what a restart loads.
+        let loaded = StateDir::open_unlocked(dir.path())
+            .unwrap()
+            .load()
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = loaded.bridges.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["br0", "br1"]);
+        assert_eq!(
+            loaded.bridges[0].flows,
+            ["priority=5,in_port=9,actions=drop"],
+            "untouched"
+        );
+        let br1 = &loaded.bridges[1];
+        let mut got = br1.flows.clone();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "priority=10,in_port=1 actions=output:2",
+                "priority=20,in_port=3 actions=output:2"
+            ]
+        );
+        assert_eq!(
+            BridgeState {
+                flows: Vec::new(),
+                ..br1.clone()
+            },
+            BridgeState::fresh("br1")
+        );
+        saver.stop();
     }
 }

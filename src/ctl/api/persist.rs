@@ -104,13 +104,7 @@ impl Api {
                     name: name.clone(),
                     config: b.of.config(),
                     ct: b.ct.policy(),
-                    ipf: IpfState {
-                        enabled_v4: ipf.enabled_v4,
-                        enabled_v6: ipf.enabled_v6,
-                        min_frag_size_v4: ipf.min_frag_size_v4,
-                        min_frag_size_v6: ipf.min_frag_size_v6,
-                        max_frags: ipf.max_frags,
-                    },
+                    ipf: IpfState::from(&ipf),
                     tlv: b.tlv.load().mappings().copied().collect(),
                     fail_mode: b.fail_mode.name().to_string(),
                     controllers: b
