@@ -10,6 +10,7 @@
 //! Owned by one worker thread: no locks. Rule counters are shared atomics
 //! credited once per batch per megaflow.
 
+use crate::conntrack::CtParams;
 use crate::flow::{Field, FlowKey, FlowMask};
 use crate::ofproto::{DpAction, RuleStats, Translation, XlateError};
 use hashbrown::HashMap;
@@ -39,6 +40,11 @@ pub struct Megaflow {
     pub used: Option<Instant>,
     /// How the actions run (decided from them at install).
     pub plan: Plan,
+    /// The actions run `ct` or recirculate. As a next pass, such a
+    /// megaflow runs from the recirculation queue, never right away (see
+    /// `Datapath::ct_then_next_pass`): so connections change, and passes
+    /// are counted, in the same order either way.
+    pub stateful: bool,
     /// Datapath actions.
     pub actions: Vec<DpAction>,
     /// Why matching packets die, when they go nowhere.
@@ -65,6 +71,7 @@ impl Megaflow {
     /// within this megaflow's.
     pub fn update(&mut self, t: Translation, generation: u64) {
         self.plan = Plan::of(&t.actions);
+        self.stateful = stateful(&t.actions);
         self.actions = t.actions;
         self.rules = t.rules;
         self.drop = t.drop;
@@ -108,13 +115,52 @@ pub enum Plan {
         /// OpenFlow port.
         port: u32,
     },
+    /// `ct(...)` then recirculate with `id`, and nothing else: what
+    /// `ct(table=N)` translates to, a stateful pipeline's first pass. The
+    /// datapath may run the next pass right away (see `Emc::next`).
+    CtRecirc {
+        /// The `ct` action's arguments.
+        ct: CtParams,
+        /// The recirculation id.
+        id: u32,
+    },
     /// Anything else: the general action loop.
     General,
+}
+
+/// The arguments of a `ct` datapath action.
+#[inline]
+pub(super) fn ct_params(a: &DpAction) -> Option<CtParams> {
+    match a {
+        DpAction::Ct {
+            zone,
+            commit,
+            force,
+            mark,
+        } => Some(CtParams {
+            zone: *zone,
+            commit: *commit,
+            force: *force,
+            set_mark: *mark,
+        }),
+        _ => None,
+    }
+}
+
+fn stateful(actions: &[DpAction]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, DpAction::Recirc(_) | DpAction::Ct { .. }))
 }
 
 impl Plan {
     /// The plan for `actions`.
     pub fn of(actions: &[DpAction]) -> Plan {
+        if let [a, DpAction::Recirc(id)] = actions {
+            if let Some(ct) = ct_params(a) {
+                return Plan::CtRecirc { ct, id: *id };
+            }
+        }
         let Some((DpAction::Output(port), rewrites)) = actions.split_last() else {
             return Plan::General;
         };
@@ -256,6 +302,7 @@ impl MegaflowCache {
             mask: t.mask,
             example: *key,
             plan: Plan::of(&t.actions),
+            stateful: stateful(&t.actions),
             actions: t.actions,
             rules: t.rules,
             drop: t.drop,
@@ -359,5 +406,37 @@ mod tests {
         ] {
             assert_eq!(Plan::of(&actions), Plan::General, "{actions:?}");
         }
+    }
+
+    #[test]
+    fn plan_ct_recirc_only_for_one_ct_then_its_recirculation() {
+        let ct = DpAction::Ct {
+            zone: 7,
+            commit: true,
+            force: false,
+            mark: Some((5, 0xff)),
+        };
+        let params = CtParams {
+            zone: 7,
+            commit: true,
+            force: false,
+            set_mark: Some((5, 0xff)),
+        };
+        assert_eq!(
+            Plan::of(&[ct.clone(), DpAction::Recirc(3)]),
+            Plan::CtRecirc { ct: params, id: 3 }
+        );
+        for actions in [
+            vec![DpAction::Recirc(3), ct.clone()],
+            vec![ct.clone()],
+            vec![ct.clone(), DpAction::Recirc(3), DpAction::Output(1)],
+            vec![DpAction::Output(1), ct.clone(), DpAction::Recirc(3)],
+            vec![DpAction::CtClear, DpAction::Recirc(3)],
+        ] {
+            assert_eq!(Plan::of(&actions), Plan::General, "{actions:?}");
+        }
+        assert!(stateful(&[ct]));
+        assert!(stateful(&[DpAction::Output(1), DpAction::Recirc(3)]));
+        assert!(!stateful(&[DpAction::CtClear, DpAction::Output(1)]));
     }
 }

@@ -42,7 +42,7 @@ use crate::packet::{Batch, PacketBuf, PacketPool, DEFAULT_CAPACITY, MAX_BURST};
 use crate::port::capture::CaptureHandle;
 use crate::port::{LinkState, Port, PortStats};
 pub use egress::Egress;
-use emc::Emc;
+use emc::{Emc, EmcRef, RecircSig};
 use megaflow::{Megaflow, MegaflowCache, Plan};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +61,8 @@ pub const MEGAFLOW_MAX_IDLE: Duration = Duration::from_secs(10);
 pub struct DpStats {
     /// Packets received from ports (first passes).
     pub packets: u64,
-    /// Exact-match cache hits.
+    /// Exact-match cache hits. A recirculated pass run straight from its
+    /// first pass's entry (see `Emc::next`) counts as one.
     pub emc_hits: u64,
     /// Megaflow cache hits.
     pub megaflow_hits: u64,
@@ -170,22 +171,35 @@ impl DpPort {
 /// change) instead of parsing the headers again; the others are extracted
 /// anew, in place. The next pass stages its keys right here, so a key is
 /// copied once (into this queue), not again out of it.
+///
+/// `from` is the EMC entry the packet's first pass hit, when that pass
+/// was a `ct` and recirculation and the key is valid: the next pass
+/// records there which megaflow it led to ([`Emc::set_next`]), so later
+/// packets of the same key skip this queue.
 #[derive(Default)]
 struct Carried {
     keys: Vec<FlowKey>,
     valid: Vec<bool>,
+    from: Vec<EmcRef>,
 }
 
 impl Carried {
     #[inline]
-    fn push(&mut self, key: &FlowKey, valid: bool) {
+    fn push(&mut self, key: &FlowKey, valid: bool, from: EmcRef) {
         self.keys.extend_from_slice(core::slice::from_ref(key));
         self.valid.push(valid);
+        self.from.push(from);
     }
 
     fn clear(&mut self) {
         self.keys.clear();
         self.valid.clear();
+        self.from.clear();
+    }
+
+    /// One key, one validity and one entry per packet of `n`.
+    fn fits(&self, n: usize) -> bool {
+        self.keys.len() == n && self.valid.len() == n && self.from.len() == n
     }
 }
 
@@ -222,6 +236,10 @@ pub struct Datapath {
     packet_in: Option<packet_in::Sink>,
     // See `set_reports_links`.
     reports_links: bool,
+    // Every next pass through the recirculation queue, none right away
+    // (see `ct_then_next_pass`): set only by tests, to hold the one to
+    // the other.
+    queue_next_passes: bool,
 }
 
 /// OpenFlow port number -> index in the datapath's port vector, as a
@@ -308,6 +326,7 @@ impl Datapath {
             active: Vec::new(),
             packet_in: None,
             reports_links: true,
+            queue_next_passes: false,
         }
     }
 
@@ -594,7 +613,7 @@ impl Datapath {
                 }
                 break;
             }
-            self.run_stages(&mut pkts, &mut carried, gen, now);
+            self.run_stages(&mut pkts, &mut carried, false, gen, now);
         }
         self.flush_tx();
         Ok(())
@@ -612,7 +631,7 @@ impl Datapath {
         // First pass: every key is extracted.
         carried.clear();
         pkts.extend(batch.drain());
-        self.run_stages(&mut pkts, &mut carried, gen, now);
+        self.run_stages(&mut pkts, &mut carried, true, gen, now);
         let mut pass = 1;
         while !self.recirc.is_empty() {
             pass += 1;
@@ -630,7 +649,7 @@ impl Datapath {
                 continue;
             }
             self.stats.recirculations += pkts.len() as u64;
-            self.run_stages(&mut pkts, &mut carried, gen, now);
+            self.run_stages(&mut pkts, &mut carried, false, gen, now);
         }
         self.stage_pkts = pkts;
         self.stage_carried = carried;
@@ -649,18 +668,21 @@ impl Datapath {
     /// words it has in registers, which stalls on nothing.
     ///
     /// `carried` is empty, or holds the key each packet recirculated with
-    /// (see [`Carried`]); it is left empty.
+    /// (see [`Carried`]); it is left empty. `first`: the packets are on
+    /// their first pass (only those may run their next pass right away,
+    /// so that no packet makes more passes than [`MAX_PASSES`] counts).
     fn run_stages(
         &mut self,
         pkts: &mut Vec<PacketBuf>,
         carried: &mut Carried,
+        first: bool,
         gen: u64,
         now: Instant,
     ) {
         let Some(mut keys) = self.stage_keys.take() else {
             return;
         };
-        if carried.keys.len() != pkts.len() || carried.valid.len() != pkts.len() {
+        if !carried.fits(pkts.len()) {
             // Not one key per packet: trust none of them.
             carried.clear();
         }
@@ -672,12 +694,13 @@ impl Datapath {
             let mut ok = [false; MAX_BURST];
             // A recirculated burst's keys are staged where they were
             // carried: no copy (a key is too large to be copied inline).
-            let (ks, valid): (&mut [FlowKey], &[bool]) = match (
+            let (ks, valid, from): (&mut [FlowKey], &[bool], &[EmcRef]) = match (
                 carried.keys.get_mut(done..done + n),
                 carried.valid.get(done..done + n),
+                carried.from.get(done..done + n),
             ) {
-                (Some(k), Some(v)) => (k, v),
-                _ => (&mut keys[..n], &[]),
+                (Some(k), Some(v), Some(f)) => (k, v, f),
+                _ => (&mut keys[..n], &[], &[]),
             };
             done += n;
             // Hashed during extraction (from registers: no stall).
@@ -710,9 +733,25 @@ impl Datapath {
                     self.pool.put(pkt);
                     continue;
                 }
-                let hit = self.emc.lookup(hashes[i], &ks[i]);
-                if let Some(pkt) = self.run_emc_hit(pkt, &ks[i], hit, gen, now) {
-                    self.process_miss(pkt, &ks[i], hashes[i], hit, gen, now);
+                let (h, key) = (hashes[i], &mut ks[i]);
+                let hit = self.emc.lookup(h, key);
+                match from.get(i) {
+                    // A next pass its first pass's EMC entry is to learn.
+                    Some(&from) if from != EmcRef::NONE => {
+                        let sig = RecircSig::of(&pkt.meta);
+                        let used = match self.run_emc_hit(pkt, key, hit, h, false, gen, now) {
+                            None => hit,
+                            Some(pkt) => self.process_miss(pkt, key, h, hit, gen, now),
+                        };
+                        if let Some((slot, ver)) = used {
+                            self.emc.set_next(from, sig, slot, ver);
+                        }
+                    }
+                    _ => {
+                        if let Some(pkt) = self.run_emc_hit(pkt, key, hit, h, first, gen, now) {
+                            self.process_miss(pkt, key, h, hit, gen, now);
+                        }
+                    }
                 }
             }
         }
@@ -722,13 +761,19 @@ impl Datapath {
 
     /// The fast path: executes `pkt` on the megaflow its EMC entry `hit`
     /// points at, if that megaflow is still there and current. Otherwise
-    /// gives the packet back for [`Datapath::process_miss`].
-    #[inline]
+    /// gives the packet back for [`Datapath::process_miss`]. `key` is the
+    /// packet's staged key: a `ct` and recirculation run on a first pass
+    /// may refresh its metadata for the next pass (see
+    /// [`Datapath::ct_then_next_pass`]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn run_emc_hit(
         &mut self,
         pkt: PacketBuf,
-        key: &FlowKey,
+        key: &mut FlowKey,
         hit: Option<(u32, u32)>,
+        hash: u64,
+        first: bool,
         gen: u64,
         now: Instant,
     ) -> Option<PacketBuf> {
@@ -737,12 +782,29 @@ impl Datapath {
         };
         // Checked before the execution context is built: built up front,
         // it was written out to the stack for every packet.
-        if self
-            .mf
-            .get_mut(slot, ver)
-            .is_none_or(|m| m.generation != gen)
-        {
-            return Some(pkt);
+        let ct_recirc = match self.mf.get_mut(slot, ver) {
+            Some(m) if m.generation == gen => match m.plan {
+                // Only while no packet of this pass waits in the
+                // recirculation queue: the next passes then run in the
+                // order of the first ones, as they do through the queue.
+                Plan::CtRecirc { ct, id }
+                    if first
+                        && self.recirc.is_empty()
+                        && !self.queue_next_passes
+                        && key.nw_frag() & FlowKey::FRAG_ANY == 0 =>
+                {
+                    credit(&mut self.touched, m, (slot, ver), &pkt);
+                    Some((ct, id))
+                }
+                _ => None,
+            },
+            _ => return Some(pkt),
+        };
+        if let Some((ct, id)) = ct_recirc {
+            self.stats.emc_hits += 1;
+            let at = self.emc.entry_ref(hash);
+            self.ct_then_next_pass(pkt, key, (ct, id), at, gen, now);
+            return None;
         }
         let (mf, touched, stats, cx) = self.exec_parts();
         let Some(m) = mf.get_mut(slot, ver) else {
@@ -753,8 +815,49 @@ impl Datapath {
         None
     }
 
+    /// A first pass of [`Plan::CtRecirc`] (`ct` arguments and
+    /// recirculation id), on the megaflow of EMC entry `at`, already
+    /// credited: runs the `ct`, then the next pass. When the entry knows
+    /// where its key went with the metadata the `ct` just wrote
+    /// ([`Emc::next`]), and that megaflow is current and neither runs `ct`
+    /// nor recirculates (`Megaflow::stateful`), the next pass runs right
+    /// here on `key` with its metadata refreshed: no queue, no hash, no
+    /// lookup. Otherwise the packet is queued as the general loop queues
+    /// it, with the entry, for its next pass to record where it went.
+    fn ct_then_next_pass(
+        &mut self,
+        mut pkt: PacketBuf,
+        key: &mut FlowKey,
+        (ct, id): (CtParams, u32),
+        at: EmcRef,
+        gen: u64,
+        now: Instant,
+    ) {
+        let ms = self.ct_clock.ms(&self.ct, now);
+        let (data, meta) = pkt.split();
+        self.ct.process_at(data, key, meta, &ct, ms);
+        pkt.meta.recirc_id = id;
+        let next = self.emc.next(at, &RecircSig::of(&pkt.meta));
+        let (mf, touched, stats, cx) = self.exec_parts();
+        if let Some((s, v)) = next {
+            if let Some(n) = mf
+                .get_mut(s, v)
+                .filter(|n| n.generation == gen && !n.stateful)
+            {
+                refresh_metadata(&pkt.meta, key);
+                stats.recirculations += 1;
+                stats.emc_hits += 1;
+                run_megaflow(cx, touched, n, (s, v), pkt, key, now);
+                return;
+            }
+        }
+        cx.recirc.push(pkt);
+        cx.recirc_keys.push(key, true, at);
+    }
+
     /// Everything but a current EMC hit: a stale EMC hit (revalidated), a
     /// megaflow hit, or an upcall that translates and installs a megaflow.
+    /// Returns the megaflow the packet ran on (none: it ran uncached).
     fn process_miss(
         &mut self,
         pkt: PacketBuf,
@@ -763,7 +866,7 @@ impl Datapath {
         emc_hit: Option<(u32, u32)>,
         gen: u64,
         now: Instant,
-    ) {
+    ) -> Option<(u32, u32)> {
         let mut found = None;
         if let Some((slot, ver)) = emc_hit {
             if self.mf.get_mut(slot, ver).is_some() {
@@ -807,15 +910,21 @@ impl Datapath {
                         }
                         let (.., cx) = self.exec_parts();
                         execute_actions(cx, pkt, key, &t.actions, t.drop, now);
-                        return;
+                        return None;
                     }
                 }
             }
         };
         let (mf, touched, _, cx) = self.exec_parts();
         match mf.get_mut(slot, ver) {
-            Some(m) => run_megaflow(cx, touched, m, (slot, ver), pkt, key, now),
-            None => cx.pool.put(pkt),
+            Some(m) => {
+                run_megaflow(cx, touched, m, (slot, ver), pkt, key, now);
+                Some((slot, ver))
+            }
+            None => {
+                cx.pool.put(pkt);
+                None
+            }
         }
     }
 
@@ -1137,11 +1246,7 @@ fn run_megaflow(
     key: &FlowKey,
     now: Instant,
 ) {
-    if m.pending_packets == 0 {
-        touched.push((slot, ver));
-    }
-    m.pending_packets += 1;
-    m.pending_bytes += pkt.len() as u64;
+    credit(touched, m, (slot, ver), &pkt);
     match m.plan {
         Plan::Forward {
             dl_dst,
@@ -1157,8 +1262,28 @@ fn run_megaflow(
             }
             cx.output_inline(port, pkt, key, now);
         }
-        Plan::General => execute_actions(cx, pkt, key, &m.actions, m.drop, now),
+        // Queued for its next pass by the general loop (only an EMC hit
+        // on a first pass runs it right away).
+        Plan::CtRecirc { .. } | Plan::General => {
+            execute_actions(cx, pkt, key, &m.actions, m.drop, now)
+        }
     }
+}
+
+/// Counts `pkt` on megaflow `m` (in `slot` at version `ver`): pending
+/// counts, flushed once per batch for the megaflows `touched` lists.
+#[inline(always)]
+fn credit(
+    touched: &mut Vec<(u32, u32)>,
+    m: &mut Megaflow,
+    (slot, ver): (u32, u32),
+    pkt: &PacketBuf,
+) {
+    if m.pending_packets == 0 {
+        touched.push((slot, ver));
+    }
+    m.pending_packets += 1;
+    m.pending_bytes += pkt.len() as u64;
 }
 
 /// Executes `actions` on `pkt`. The packet's buffer ends in a transmit
@@ -1222,12 +1347,7 @@ fn execute_actions(
                 execute::set_vlan_tci(&mut pkt, *tci, *mask);
                 key_stale = true;
             }
-            DpAction::Ct {
-                zone,
-                commit,
-                force,
-                mark,
-            } => {
+            DpAction::Ct { .. } => {
                 if key_stale {
                     let mut k = FlowKey::default();
                     let (d, m) = pkt.split();
@@ -1238,12 +1358,7 @@ fn execute_actions(
                     }
                     key_stale = false;
                 }
-                let params = CtParams {
-                    zone: *zone,
-                    commit: *commit,
-                    force: *force,
-                    set_mark: *mark,
-                };
+                let params = megaflow::ct_params(a).unwrap_or_default();
                 let k = fresh.as_ref().unwrap_or(key);
                 if k.nw_frag() & FlowKey::FRAG_ANY != 0 && cx.ct.ipf_enabled_for(k.dl_type()) {
                     // Reassembly: the datagram is judged whole, its
@@ -1295,13 +1410,13 @@ fn execute_actions(
                 if last {
                     pkt.meta.recirc_id = *id;
                     cx.recirc.push(pkt);
-                    cx.recirc_keys.push(k, valid);
+                    cx.recirc_keys.push(k, valid, EmcRef::NONE);
                     return;
                 }
                 let mut copy = cx.pool.clone_packet(&pkt);
                 copy.meta.recirc_id = *id;
                 cx.recirc.push(copy);
-                cx.recirc_keys.push(k, valid);
+                cx.recirc_keys.push(k, valid, EmcRef::NONE);
                 sent = true;
             }
             DpAction::Controller(c) => {

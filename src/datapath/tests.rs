@@ -916,3 +916,224 @@ fn a_pass_reports_the_ports_it_moved_packets_on() {
     assert_eq!(r.dp.poll_ready(r.now, &[2]), 0);
     assert_eq!(r.dp.active_ports(), &[] as &[usize]);
 }
+
+/// A segment between 10.0.0.1:`sport` (port 1) and 10.0.0.2:80 (port 2).
+fn tcp_segment(
+    from_client: bool,
+    sport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
+    use etherparse::PacketBuilder;
+    let (sm, dm, si, di, sp, dp) = if from_client {
+        (
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            sport,
+            80,
+        )
+    } else {
+        (
+            [2, 0, 0, 0, 0, 2],
+            [2, 0, 0, 0, 0, 1],
+            [10, 0, 0, 2],
+            [10, 0, 0, 1],
+            80,
+            sport,
+        )
+    };
+    let mut b = PacketBuilder::ethernet2(sm, dm)
+        .ipv4(si, di, 64)
+        .tcp(sp, dp, seq, 64240);
+    if flags & 0x02 != 0 {
+        b = b.syn();
+    }
+    if flags & 0x01 != 0 {
+        b = b.fin();
+    }
+    if flags & 0x04 != 0 {
+        b = b.rst();
+    }
+    if flags & 0x10 != 0 {
+        b = b.ack(ack);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x5a; payload]).expect("frame");
+    v.resize(v.len().max(60), 0);
+    v
+}
+
+/// Random TCP conversations (handshakes, data both ways, segments out of
+/// window, FIN and RST) and UDP both ways, as (in_port, frame) in batches.
+fn conversations(seed: u64, steps: usize) -> Vec<Vec<(u32, Vec<u8>)>> {
+    let mut x = seed | 1;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    // Per connection: phase (0 closed .. 3 established), client and
+    // server sequence numbers.
+    let mut conns = [(0u8, 1000u32, 5000u32); 6];
+    let mut pkts = Vec::new();
+    for _ in 0..steps {
+        let c = rnd(conns.len() as u64) as usize;
+        let sport = 40000 + c as u16;
+        let (phase, cs, ss) = &mut conns[c];
+        let (ack, syn, fin, rst) = (0x10, 0x02, 0x01, 0x04);
+        let p = match (*phase, rnd(9)) {
+            (_, 0) => {
+                // UDP, either way, on a few flows.
+                let mut f = udp_frame(1, 2, 2000 + rnd(3) as u16);
+                let from_client = rnd(2) == 0;
+                if !from_client {
+                    f = udp_frame(2, 1, 53);
+                    f[36..38].copy_from_slice(&(2000 + rnd(3) as u16).to_be_bytes());
+                }
+                (if from_client { 1 } else { 2 }, f)
+            }
+            (0, _) => {
+                *phase = 1;
+                (1, tcp_segment(true, sport, *cs, 0, syn, 0))
+            }
+            (1, _) => {
+                *phase = 2;
+                (2, tcp_segment(false, sport, *ss, *cs + 1, syn | ack, 0))
+            }
+            (2, _) => {
+                *phase = 3;
+                *cs += 1;
+                *ss += 1;
+                (1, tcp_segment(true, sport, *cs, *ss, ack, 0))
+            }
+            (_, 1 | 2) => {
+                let f = tcp_segment(true, sport, *cs, *ss, ack, 20);
+                *cs += 20;
+                (1, f)
+            }
+            (_, 3) => {
+                let f = tcp_segment(false, sport, *ss, *cs, ack, 20);
+                *ss += 20;
+                (2, f)
+            }
+            // The steady state's bare ACK, with the same flow key as the
+            // ones before it, but far out of the window: invalid.
+            (_, 4) => (
+                1,
+                tcp_segment(true, sport, cs.wrapping_add(0x4000_0000), *ss, ack, 0),
+            ),
+            (_, 5) => {
+                *phase = 0;
+                *cs += 100_000;
+                *ss += 100_000;
+                (
+                    1,
+                    tcp_segment(true, sport, *cs - 100_000, *ss - 100_000, rst | ack, 0),
+                )
+            }
+            (_, 6) => (1, tcp_segment(true, sport, *cs, *ss, ack | fin, 0)),
+            _ => (1, tcp_segment(true, sport, *cs, *ss, ack, 0)),
+        };
+        pkts.push(p);
+    }
+    let mut batches = Vec::new();
+    while !pkts.is_empty() {
+        let n = (1 + rnd(MAX_BURST as u64) as usize).min(pkts.len());
+        batches.push(pkts.drain(..n).collect());
+    }
+    batches
+}
+
+/// A first pass of `ct(table=N)` whose EMC entry knows where its key
+/// went with the state the `ct` just gave runs that next pass right away
+/// instead of through the recirculation queue. It must give what the
+/// queue gives: the same frames out of each port in the same order, the
+/// same drops, connections and rule counters. The same flow key meets
+/// different states (an established ACK, then one out of the window: a
+/// next pass to another megaflow), marks are set on commit, and a flow
+/// change midway moves the established traffic to another port.
+#[test]
+fn a_next_pass_run_right_away_matches_the_queue() {
+    let flows = "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1)\n\
+                 table=0,priority=10,actions=drop\n\
+                 table=1,priority=200,ct_state=+trk+inv,actions=drop\n\
+                 table=1,priority=100,tcp,ct_state=+trk+new,in_port=1,actions=ct(commit,exec(set_field:5->ct_mark)),output:2\n\
+                 table=1,priority=100,udp,ct_state=+trk+new,in_port=1,actions=ct(commit),output:2\n\
+                 table=1,priority=100,ct_state=+trk+est,ct_mark=5,in_port=2,actions=output:1\n\
+                 table=1,priority=90,ct_state=+trk+est,in_port=2,actions=output:3\n\
+                 table=1,priority=100,ct_state=+trk+est,in_port=1,actions=output:2\n\
+                 table=1,priority=0,actions=drop\n";
+    let moved = "table=1,priority=100,ct_state=+trk+est,in_port=1,actions=output:3\n";
+    for seed in [1u64, 7, 42, 1234, 99_991] {
+        let mut fast = rig_flows(flows);
+        let mut queued = rig_flows(flows);
+        queued.dp.queue_next_passes = true;
+        let batches = conversations(seed, 3000);
+        let half = batches.len() / 2;
+        for (b, batch) in batches.iter().enumerate() {
+            if b == half {
+                for r in [&fast, &queued] {
+                    let ports = r.dp.ofproto().ports();
+                    let mods: Vec<FlowMod> = crate::flow::parse_flow_file(moved, &ports)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(_, spec)| FlowMod {
+                            cmd: FlowModCmd::Add,
+                            table: Some(spec.table),
+                            spec,
+                        })
+                        .collect();
+                    r.dp.ofproto().flow_mods(&mods, r.now).unwrap();
+                }
+            }
+            for r in [&mut fast, &mut queued] {
+                let mut pkts = Batch::new();
+                for (port, f) in batch {
+                    let mut p = r.dp.pool().get_from(f);
+                    p.meta.in_port = *port;
+                    assert!(pkts.push(p).is_ok());
+                }
+                r.dp.process_batch(&mut pkts, r.now);
+                r.dp.flush_tx();
+            }
+            for port in 0..3 {
+                assert_eq!(
+                    fast.h[port].take_sent(),
+                    queued.h[port].take_sent(),
+                    "seed {seed}, batch {b}, port {}",
+                    port + 1
+                );
+            }
+        }
+        assert_eq!(
+            fast.dp.drops().snapshot(),
+            queued.dp.drops().snapshot(),
+            "seed {seed}"
+        );
+        assert_eq!(
+            format!("{:?}", fast.dp.ct.dump(None, fast.now)),
+            format!("{:?}", queued.dp.ct.dump(None, queued.now)),
+            "seed {seed}"
+        );
+        let counts = |r: &Rig| -> Vec<(String, u64, u64)> {
+            r.dp.ofproto()
+                .dump_flows(&Default::default(), r.now)
+                .into_iter()
+                .map(|f| (format!("{:?}", f.spec), f.n_packets, f.n_bytes))
+                .collect()
+        };
+        assert_eq!(counts(&fast), counts(&queued), "seed {seed}");
+        let (fs, qs) = (fast.dp.stats(), queued.dp.stats());
+        assert_eq!(fs.packets, qs.packets);
+        assert_eq!(fs.recirculations, qs.recirculations, "seed {seed}");
+        // The fast rig did run next passes right away; the other, never.
+        let learnt = |r: &Rig| r.dp.emc.learnt_next_passes();
+        assert!(learnt(&fast) > 0, "seed {seed}");
+        assert_eq!(learnt(&queued), 0, "seed {seed}");
+    }
+}
