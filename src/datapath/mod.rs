@@ -735,23 +735,22 @@ impl Datapath {
                 }
                 let (h, key) = (hashes[i], &mut ks[i]);
                 let hit = self.emc.lookup(h, key);
-                match from.get(i) {
-                    // A next pass its first pass's EMC entry is to learn.
-                    Some(&from) if from != EmcRef::NONE => {
-                        let sig = RecircSig::of(&pkt.meta);
-                        let used = match self.run_emc_hit(pkt, key, hit, h, false, gen, now) {
-                            None => hit,
-                            Some(pkt) => self.process_miss(pkt, key, h, hit, gen, now),
-                        };
-                        if let Some((slot, ver)) = used {
-                            self.emc.set_next(from, sig, slot, ver);
-                        }
-                    }
-                    _ => {
-                        if let Some(pkt) = self.run_emc_hit(pkt, key, hit, h, first, gen, now) {
-                            self.process_miss(pkt, key, h, hit, gen, now);
-                        }
-                    }
+                // A next pass that its first pass's EMC entry is to learn
+                // (see `ct_then_next_pass`), and what it learns by.
+                let learn = match from.get(i) {
+                    Some(&from) if from != EmcRef::NONE => Some((from, RecircSig::of(&pkt.meta))),
+                    _ => None,
+                };
+                // One call site for each: a second one took `process_miss`
+                // out of line, which cost an EMC miss about 100
+                // instructions.
+                let used = match self.run_emc_hit(pkt, key, hit, h, first, gen, now) {
+                    None if learn.is_none() => continue,
+                    None => hit,
+                    Some(pkt) => self.process_miss(pkt, key, h, hit, gen, now),
+                };
+                if let (Some((from, sig)), Some((slot, ver))) = (learn, used) {
+                    self.emc.set_next(from, sig, slot, ver);
                 }
             }
         }
