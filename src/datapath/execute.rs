@@ -4,11 +4,33 @@
 //! Offsets come from key extraction (`meta.l3_ofs`, `meta.l4_ofs`) and
 //! move with VLAN pushes and pops. A write whose header is absent (a port
 //! rewrite on a later fragment, a field past a truncated header) is skipped,
-//! never a panic.
+//! never a panic. Also the arguments a `ct` action hands the connection
+//! tracker.
 
+use crate::conntrack::CtParams;
 use crate::flow::{Field, FlowKey};
+use crate::ofproto::DpAction;
 use crate::packet::{CsumStatus, PacketBuf};
 use crate::wire::checksum;
+
+/// The arguments of a `ct` datapath action (`None`: another action).
+#[inline]
+pub fn ct_params(a: &DpAction) -> Option<CtParams> {
+    match a {
+        DpAction::Ct {
+            zone,
+            commit,
+            force,
+            mark,
+        } => Some(CtParams {
+            zone: *zone,
+            commit: *commit,
+            force: *force,
+            set_mark: *mark,
+        }),
+        _ => None,
+    }
+}
 
 fn rd16(d: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))

@@ -10,6 +10,7 @@
 //! Owned by one worker thread: no locks. Rule counters are shared atomics
 //! credited once per batch per megaflow.
 
+use super::execute::ct_params;
 use crate::conntrack::CtParams;
 use crate::flow::{Field, FlowKey, FlowMask};
 use crate::ofproto::{DpAction, RuleStats, Translation, XlateError};
@@ -126,25 +127,6 @@ pub enum Plan {
     },
     /// Anything else: the general action loop.
     General,
-}
-
-/// The arguments of a `ct` datapath action.
-#[inline]
-pub(super) fn ct_params(a: &DpAction) -> Option<CtParams> {
-    match a {
-        DpAction::Ct {
-            zone,
-            commit,
-            force,
-            mark,
-        } => Some(CtParams {
-            zone: *zone,
-            commit: *commit,
-            force: *force,
-            set_mark: *mark,
-        }),
-        _ => None,
-    }
 }
 
 fn stateful(actions: &[DpAction]) -> bool {

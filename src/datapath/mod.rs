@@ -1357,7 +1357,7 @@ fn execute_actions(
                     }
                     key_stale = false;
                 }
-                let params = megaflow::ct_params(a).unwrap_or_default();
+                let params = execute::ct_params(a).unwrap_or_default();
                 let k = fresh.as_ref().unwrap_or(key);
                 if k.nw_frag() & FlowKey::FRAG_ANY != 0 && cx.ct.ipf_enabled_for(k.dl_type()) {
                     // Reassembly: the datagram is judged whole, its

@@ -488,17 +488,7 @@ mod never_vanishes {
                      table=1,priority=100,ct_state=+trk+est,actions=output:2\n\
                      table=1,priority=0,actions=drop\n";
         let r = rig(2, vec![]);
-        let ports = r.dp.ofproto().ports();
-        let mods: Vec<FlowMod> = crate::flow::parse_flow_file(flows, &ports)
-            .unwrap()
-            .into_iter()
-            .map(|(_, spec)| FlowMod {
-                cmd: FlowModCmd::Add,
-                table: Some(spec.table),
-                spec,
-            })
-            .collect();
-        r.dp.ofproto().flow_mods(&mods, r.now).unwrap();
+        add_flows(&r, flows);
         r
     }
 
@@ -714,6 +704,12 @@ fn packet_out_runs_its_actions_or_the_tables() {
 /// A rig on three ports with `flows` (ovs-ofctl lines).
 fn rig_flows(flows: &str) -> Rig {
     let r = rig(3, vec![]);
+    add_flows(&r, flows);
+    r
+}
+
+/// Adds `flows` (ovs-ofctl lines) to `r`'s bridge.
+fn add_flows(r: &Rig, flows: &str) {
     let ports = r.dp.ofproto().ports();
     let mods: Vec<FlowMod> = crate::flow::parse_flow_file(flows, &ports)
         .unwrap()
@@ -725,7 +721,6 @@ fn rig_flows(flows: &str) -> Rig {
         })
         .collect();
     r.dp.ofproto().flow_mods(&mods, r.now).unwrap();
-    r
 }
 
 /// A recirculated packet keeps its key only while its frame is the one the
@@ -1077,19 +1072,8 @@ fn a_next_pass_run_right_away_matches_the_queue() {
         let half = batches.len() / 2;
         for (b, batch) in batches.iter().enumerate() {
             if b == half {
-                for r in [&fast, &queued] {
-                    let ports = r.dp.ofproto().ports();
-                    let mods: Vec<FlowMod> = crate::flow::parse_flow_file(moved, &ports)
-                        .unwrap()
-                        .into_iter()
-                        .map(|(_, spec)| FlowMod {
-                            cmd: FlowModCmd::Add,
-                            table: Some(spec.table),
-                            spec,
-                        })
-                        .collect();
-                    r.dp.ofproto().flow_mods(&mods, r.now).unwrap();
-                }
+                add_flows(&fast, moved);
+                add_flows(&queued, moved);
             }
             for r in [&mut fast, &mut queued] {
                 let mut pkts = Batch::new();

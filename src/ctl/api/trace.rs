@@ -338,23 +338,10 @@ impl Walk<'_> {
         let mut next = None;
         let mut ct = (self.ct_bits, 0, 0);
         for a in &t.actions {
-            match a {
-                DpAction::Ct {
-                    zone,
-                    commit,
-                    force,
-                    mark,
-                } => {
-                    let params = CtParams {
-                        zone: *zone,
-                        commit: *commit,
-                        force: *force,
-                        set_mark: *mark,
-                    };
-                    ct = self.conntrack(key, &params, ct, ct_invalid, &mut pass, out);
-                }
-                DpAction::Recirc(id) => next = Some(*id),
-                _ => {}
+            if let Some(params) = execute::ct_params(a) {
+                ct = self.conntrack(key, &params, ct, ct_invalid, &mut pass, out);
+            } else if let DpAction::Recirc(id) = a {
+                next = Some(*id);
             }
         }
         let (state, zone, mark) = ct;
