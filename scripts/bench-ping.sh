@@ -21,6 +21,7 @@
 # interval matters: between pings every thread on the path sleeps, and a
 # CPU left idle longer sleeps deeper (in a VM, its vCPU halts and the host
 # must wake it), so a shorter interval gives lower figures for all.
+# NAMES="vswitchd short-slice" measures only those.
 #
 # Why this exists: a ping through a user-space switch crosses two TAP
 # queues and wakes the switch's thread twice (request and reply), where
@@ -96,7 +97,7 @@ results=$work/results.txt
 : >"$results"
 exec 9>>/tmp/bench.lock
 flock -w 600 9 || echo "bench-ping: /tmp/bench.lock busy for 10 min; measuring anyway" >&2
-names="vswitchd vswitchd-w1 busy-poll busy-poll-w1 bare linux-bridge"
+names=${NAMES:-"vswitchd vswitchd-w1 busy-poll busy-poll-w1 bare linux-bridge"}
 for r in $(seq "$rounds"); do
   for n in $names; do
     setup "$n"

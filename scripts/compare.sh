@@ -54,7 +54,11 @@
 # the bare forwarder, GENEVE=0 the two-host lines, TCP=0 the iperf3 lines,
 # UDP=0 the generator's lines (a TCP-only run: more rounds in the same time,
 # for a line whose spread from run to run is wider than the gap measured),
-# FLOWS (default "1 10000"), VSWITCHD_TAP_OPTS adds options to vswitchd's
+# FLOWS (default "1 10000"), the switch "vswitchd-alt" in SWITCHES runs
+# vswitchd again with VSWITCHD_ALT_ARGS added to its command line (a
+# setting measured against the default in the same rounds, e.g.
+# SWITCHES="vswitchd vswitchd-alt" VSWITCHD_ALT_ARGS="--workers 1"),
+# VSWITCHD_TAP_OPTS adds options to vswitchd's
 # two TAP ports of the TAP-to-TAP lines (e.g. tap_io=readwrite), NICE=N
 # runs ovs-vswitchd at nice N and vswitchd's workers at the same
 # (--datapath-nice N; unset, both keep the script's own priority; -10 is
@@ -177,12 +181,16 @@ attach_tap() {
   ip -n "$vm" link set "$tap" up
 }
 
-# start_vswitchd NS NAME [CONFIG]: a vswitchd in NS with its own directory
-# $work/NAME (control socket, OpenFlow sockets, state, log); waits until it
-# answers.
+# start_vswitchd NS NAME [CONFIG [SWITCH]]: a vswitchd in NS with its own
+# directory $work/NAME (control socket, OpenFlow sockets, state, log);
+# waits until it answers. SWITCH vswitchd-alt adds VSWITCHD_ALT_ARGS.
 start_vswitchd() {
-  local ns=$1 name=$2 cfg=()
+  local ns=$1 name=$2 cfg=() alt=()
   [ -n "${3:-}" ] && cfg=(--config "$3")
+  if [ "${4:-}" = vswitchd-alt ]; then
+    read -ra alt <<<"${VSWITCHD_ALT_ARGS:-}"
+    cfg+=("${alt[@]}")
+  fi
   # A fresh state directory each time: the switch must not restore the
   # ports and flows of the previous run.
   rm -rf "$work/$name"
@@ -214,13 +222,13 @@ start_ovs() {
     --pidfile="$dir/run/ovs-vswitchd.pid" --detach -vconsole:off --log-file="$dir/log/ovs-vswitchd.log"
 }
 
-tap_vswitchd() {  # tap_vswitchd MODE
+tap_vswitchd() {  # tap_vswitchd MODE SWITCH
   local cfg=""
   if [ "$1" = ct ]; then
     printf '[[bridge]]\nname = "br0"\nflow_files = ["%s"]\n' "$root/flows/stateful-firewall.flows" >"$work/vswitchd.toml"
     cfg=$work/vswitchd.toml
   fi
-  start_vswitchd $H vswitchd "$cfg"
+  start_vswitchd $H vswitchd "$cfg" "$2"
   # shellcheck disable=SC2086 # options, word-split on purpose
   for t in tap1 tap2; do ctl vswitchd add-port br0 $t type=tap ${VSWITCHD_TAP_OPTS:-}; done
 }
@@ -272,7 +280,7 @@ wait_ping() {
 start_tap() {  # start_tap SWITCH MODE [FORWARDER_REPORT]
   mkns $H; mkns $A; mkns $B
   case $1 in
-    vswitchd) tap_vswitchd "$2" ;;
+    vswitchd | vswitchd-alt) tap_vswitchd "$2" "$1" ;;
     ovs-netdev) tap_ovs "$2" ;;
     ovs-netdev-tso) tap_ovs "$2" tso ;;
     linux-bridge) tap_bridge ;;
@@ -296,9 +304,9 @@ start_geneve() {
     if [ $i = 1 ]; then g=$G1 vm=$V1 ul=$UL1 rem=$UL2 mac=$MAC1 addr=$IP1; else g=$G2 vm=$V2 ul=$UL2 rem=$UL1 mac=$MAC2 addr=$IP2; fi
     ip -n $g link set ul$i mtu 1600 up
     case $sw in
-      vswitchd)
+      vswitchd | vswitchd-alt)
         ip -n $g addr add $ul/24 dev ul$i
-        start_vswitchd $g gnv$i
+        start_vswitchd $g gnv$i "" $sw
         ctl gnv$i add-port br0 gtap$i type=tap ofport=1
         ctl gnv$i add-port br0 tun0 type=geneve ofport=2 remote_ip=$rem local_ip=$ul key=$VNI
         attach_tap $g gtap$i $vm $mac $addr ;;

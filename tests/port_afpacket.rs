@@ -251,3 +251,66 @@ fn afpacket_tcp_through_veth_with_gso() {
         b.drops()
     );
 }
+
+/// With `timestamps`, each received frame carries the time the kernel took
+/// it in, on the realtime clock: after the sender was started, before we
+/// read it. (The pktgen receiver ends a frame's latency there.)
+#[test]
+fn afpacket_socket_reports_the_kernels_receive_time() {
+    const T: &str = "afpacket_socket_reports_the_kernels_receive_time";
+    if !require_root(T) || !require_tools(T, &["python3"]) {
+        return;
+    }
+    use std::io::IoSliceMut;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    use vswitch::port::sys::packet::{PacketOptions, PacketRecv, PacketSocket};
+    use vswitch::port::sys::tun::VNET_HDR_LEN;
+    let mut lab = Lab::new();
+    let (va, vb) = lab.veth();
+    let ns = lab.netns();
+    lab.move_link(&vb, &ns);
+    lab.sh_ok(&ns, 5, &format!("ip link set {vb} up"));
+    ip(&["link", "set", &va, "up"]);
+    let idx = vswitch::port::sys::netdev::ifindex(&va).unwrap();
+    let open = |timestamps| {
+        PacketSocket::open(
+            idx,
+            PacketOptions {
+                timestamps,
+                ..PacketOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let (stamped, plain) = (open(true), open(false));
+    let marker = b"vswitch-rx-stamp";
+    let frame = eth([0xff; 6], [0x02, 0, 0, 0, 0, 0x97], 0x88b5, marker);
+    let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    Raw::new().send(&lab, &ns, &vb, &[&frame], 1, 0.0);
+    let read = |s: &PacketSocket| -> Option<PacketRecv> {
+        let mut found = None;
+        wait_until(Duration::from_secs(3), || {
+            let (mut v, mut b, mut o) = ([0u8; VNET_HDR_LEN], [0u8; 256], [0u8; 0]);
+            let mut iovs = [[
+                IoSliceMut::new(&mut v),
+                IoSliceMut::new(&mut b),
+                IoSliceMut::new(&mut o),
+            ]];
+            let mut out = [PacketRecv::default()];
+            if s.recv_batch(&mut iovs, &mut out).unwrap_or(0) == 1 && contains(&b, marker) {
+                found = Some(out[0]);
+            }
+            found.is_some()
+        });
+        found
+    };
+    let got = read(&stamped).expect("the frame, on the stamping socket");
+    let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let stamp = got.stamp.expect("a receive time");
+    assert!(
+        before <= stamp && stamp <= after,
+        "{stamp:?} not between {before:?} and {after:?}"
+    );
+    let got = read(&plain).expect("the frame, on the other socket");
+    assert_eq!(got.stamp, None, "only asked for where wanted");
+}

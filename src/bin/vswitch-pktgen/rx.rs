@@ -3,7 +3,9 @@
 //! It enters the receiving namespace, opens a promiscuous AF_PACKET socket
 //! on the interface, and reads batches of up to 32 frames per recvmmsg,
 //! sleeping in epoll when there is nothing to read (a busy receiver would
-//! take the CPU the switch under test needs). Only the first bytes of a
+//! take the CPU the switch under test needs). A frame's latency ends at
+//! the kernel's receive stamp of it (SO_TIMESTAMPNS), so the time this
+//! thread takes to wake up is not counted. Only the first bytes of a
 //! frame are copied (the headers and the stamp); the kernel still reports
 //! each frame's full length. Once the sender is done the receiver keeps
 //! reading until every sent frame arrived, or nothing arrived for the
@@ -16,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vswitch::pktgen::account::Account;
 use vswitch::pktgen::BATCH;
 use vswitch::port::sys::epoll::{self, Epoll, Event};
@@ -65,6 +67,7 @@ fn open(cfg: &Config) -> Result<(PacketSocket, Epoll), Error> {
             rcvbuf: 16 << 20,
             sndbuf: 0,
             fanout: None,
+            timestamps: true,
         },
     )
     .map_err(|e| Error::io(format!("AF_PACKET socket on {}", cfg.ifname), e))?;
@@ -108,6 +111,37 @@ pub fn start(
     }
 }
 
+/// The kernel's receive stamps (`CLOCK_REALTIME`) on the run's own clock
+/// (nanoseconds since `epoch`, monotonic), by the offset between the two
+/// read once at the start. A frame's latency then ends when the kernel
+/// took the frame in (inside the switch's write of it, for a TAP), not
+/// when this thread got round to reading it: the receiving thread's own
+/// wakeups are not the switch's latency.
+struct KernelClock {
+    /// `CLOCK_REALTIME` at `epoch`, in nanoseconds.
+    real_at_epoch: Option<u128>,
+}
+
+impl KernelClock {
+    fn new(epoch: Instant) -> KernelClock {
+        // The monotonic reading halfway between two around the realtime one.
+        let a = epoch.elapsed();
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).ok();
+        let b = epoch.elapsed();
+        let mono = (a + b) / 2;
+        KernelClock {
+            real_at_epoch: real.and_then(|r| r.checked_sub(mono)).map(|d| d.as_nanos()),
+        }
+    }
+
+    /// A kernel stamp as nanoseconds since the epoch; `None` without a
+    /// stamp, or one from before the epoch (a clock stepped back).
+    fn since_epoch(&self, stamp: Option<Duration>) -> Option<u64> {
+        let ns = stamp?.as_nanos().checked_sub(self.real_at_epoch?)?;
+        u64::try_from(ns).ok()
+    }
+}
+
 fn recv_loop(
     cfg: &Config,
     sock: &PacketSocket,
@@ -124,6 +158,7 @@ fn recv_loop(
     // When the sender finished, and when our last frame arrived after that.
     let mut done_at: Option<Duration> = None;
     let mut last_rx = Duration::ZERO;
+    let clock = KernelClock::new(epoch);
     loop {
         let got = {
             let mut empty: [[u8; 0]; BATCH] = [[]; BATCH];
@@ -152,7 +187,7 @@ fn recv_loop(
                     continue;
                 }
                 let snap = &bufs[i][..r.len.min(SNAP)];
-                acc.frame(snap, r.len, now_ns);
+                acc.frame(snap, r.len, clock.since_epoch(r.stamp).unwrap_or(now_ns));
             }
             shared.received.store(acc.packets, Ordering::Relaxed);
             last_rx = now;

@@ -25,6 +25,7 @@ use super::mmsg::{self, CmsgBuf, MsgName, RecvOut, MAX_MSGS};
 use super::{cvt, set_buf, setsockopt, tun::VNET_HDR_LEN};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 /// `sll_pkttype` of a frame the host itself sent.
 pub const PACKET_OUTGOING: u8 = 4;
@@ -42,6 +43,10 @@ pub struct PacketOptions {
     /// sockets of a group share the interface's frames, a flow to one
     /// socket.
     pub fanout: Option<u16>,
+    /// Ask for the time the kernel received each frame (SO_TIMESTAMPNS):
+    /// [`PacketRecv::stamp`]. It makes the kernel stamp every frame it
+    /// receives, on every interface, while the socket lives.
+    pub timestamps: bool,
 }
 
 impl Default for PacketOptions {
@@ -51,6 +56,7 @@ impl Default for PacketOptions {
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
             fanout: None,
+            timestamps: false,
         }
     }
 }
@@ -76,6 +82,9 @@ pub struct PacketRecv {
     pub pkttype: u8,
     /// The VLAN tag to reinsert, if the kernel stripped one.
     pub vlan: Option<StrippedVlan>,
+    /// When the kernel received the frame (`CLOCK_REALTIME`, since the
+    /// Unix epoch), with [`PacketOptions::timestamps`].
+    pub stamp: Option<Duration>,
 }
 
 /// Counters the kernel keeps for this socket (PACKET_STATISTICS); reading
@@ -95,6 +104,17 @@ pub fn join_fanout(fd: BorrowedFd<'_>, group: u16) -> io::Result<()> {
     let arg: libc::c_int =
         libc::c_int::from(group) | (libc::PACKET_FANOUT_HASH as libc::c_int) << 16;
     setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+}
+
+/// A `struct timespec` (two native `long`s) as a duration; `None` when
+/// short or negative.
+fn timespec(d: &[u8]) -> Option<Duration> {
+    const W: usize = std::mem::size_of::<libc::c_long>();
+    let sec = libc::c_long::from_ne_bytes(d.get(..W)?.try_into().ok()?);
+    let nsec = libc::c_long::from_ne_bytes(d.get(W..2 * W)?.try_into().ok()?);
+    let sec = u64::try_from(sec).ok()?;
+    let nsec = u32::try_from(nsec).ok().filter(|n| *n < 1_000_000_000)?;
+    Some(Duration::new(sec, nsec))
 }
 
 /// An AF_PACKET socket bound to one interface.
@@ -122,6 +142,9 @@ impl PacketSocket {
             // Before 4.20: rely on the sll_pkttype check instead.
             Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
             r => r?,
+        }
+        if opts.timestamps {
+            setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one)?;
         }
         set_buf(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf)?;
         set_buf(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, opts.sndbuf)?;
@@ -183,8 +206,13 @@ impl PacketSocket {
                 truncated: raw[i].flags & libc::MSG_TRUNC != 0,
                 pkttype: names[i].bytes[10],
                 vlan: None,
+                stamp: None,
             };
             for c in ctrls[i].iter() {
+                if c.level == libc::SOL_SOCKET && c.ty == libc::SCM_TIMESTAMPNS {
+                    r.stamp = timespec(c.data);
+                    continue;
+                }
                 if c.level == libc::SOL_PACKET && c.ty == libc::PACKET_AUXDATA && c.data.len() >= 20
                 {
                     let d = c.data;
