@@ -290,7 +290,16 @@ fn session() -> Session {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // Failures are kept (and replayed first) in the file named here: the
+    // default looks for the crate's lib.rs beside the test and, in a
+    // clean checkout, finds none.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/openflow_proptest.proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn valid_flow_mods_round_trip((v, fm) in arb_flow_mod()) {

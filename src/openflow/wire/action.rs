@@ -19,7 +19,7 @@
 //! groups, queues, meters, write-actions, MPLS, `learn`, the `pause` and
 //! `meter_id` of `controller`, and anything else this switch does not run.
 
-use super::oxm::{field_from_header, field_header};
+use super::oxm::{field_from_header, field_header, slice_header};
 use super::{port_from_of11, port_to_of11, round8, Error, Rd, Result, Version, Wr, NX_VENDOR};
 use crate::flow::{
     ofp_port, Action, ControllerAction, CtAction, CtZone, Field, FieldSlice, PacketInReason,
@@ -564,10 +564,6 @@ fn finish(out: &mut Vec<u8>, start: usize) {
     out.set_u16(start + 2, len as u16);
 }
 
-fn put_slice_header(f: Field) -> u32 {
-    field_header(f, false)
-}
-
 fn ofs_nbits(ofs: u32, n_bits: u32) -> u16 {
     ((ofs << 6) | (n_bits.saturating_sub(1) & 0x3f)) as u16
 }
@@ -619,12 +615,12 @@ fn put_reg_load(out: &mut Vec<u8>, f: Field, value: u128, mask: u128) {
     if contiguous && n_bits <= 64 {
         let start = nx_start(out, NXAST_REG_LOAD);
         out.u16(ofs_nbits(ofs, n_bits));
-        out.u32(put_slice_header(f));
+        out.u32(slice_header(f, ofs + n_bits, false));
         out.u64(((value & mask) >> ofs) as u64);
         finish(out, start);
     } else {
         let start = nx_start(out, NXAST_REG_LOAD2);
-        let h = put_slice_header(f);
+        let h = slice_header(f, 128 - mask.leading_zeros(), false);
         put_tlv(out, h, value & mask, Some(mask));
         finish(out, start);
     }
@@ -854,8 +850,8 @@ fn encode_one(out: &mut Vec<u8>, a: &Action, v: Version) {
             out.u16(src.ofs as u16);
             out.u16(dst.ofs as u16);
             out.zeros(2);
-            out.u32(field_header(src.field, true));
-            out.u32(field_header(dst.field, true));
+            out.u32(slice_header(src.field, src.ofs + src.n_bits, true));
+            out.u32(slice_header(dst.field, dst.ofs + dst.n_bits, true));
             finish(out, start);
         }
         Action::Move { src, dst } => {
@@ -863,8 +859,8 @@ fn encode_one(out: &mut Vec<u8>, a: &Action, v: Version) {
             out.u16(src.n_bits as u16);
             out.u16(src.ofs as u16);
             out.u16(dst.ofs as u16);
-            out.u32(put_slice_header(src.field));
-            out.u32(put_slice_header(dst.field));
+            out.u32(slice_header(src.field, src.ofs + src.n_bits, false));
+            out.u32(slice_header(dst.field, dst.ofs + dst.n_bits, false));
             finish(out, s);
         }
         Action::DecTtl => {
@@ -904,7 +900,7 @@ fn encode_one(out: &mut Vec<u8>, a: &Action, v: Version) {
                     out.u16(z);
                 }
                 CtZone::Field(sl) => {
-                    out.u32(put_slice_header(sl.field));
+                    out.u32(slice_header(sl.field, sl.ofs + sl.n_bits, false));
                     out.u16(ofs_nbits(sl.ofs, sl.n_bits));
                 }
             }
@@ -1086,6 +1082,62 @@ mod tests {
                 dst: FieldSlice::whole(Field::Metadata),
             },
         ]);
+    }
+
+    #[test]
+    fn in_port_slices_past_16_bits_take_the_32_bit_header() {
+        // NXM_OF_IN_PORT is 16 bits wide; a slice reaching past it is
+        // written with OXM's 32-bit in_port, so it decodes again.
+        let wide = FieldSlice {
+            field: Field::InPort,
+            ofs: 0,
+            n_bits: 23,
+        };
+        rt(vec![
+            Action::Ct(Box::new(CtAction {
+                commit: true,
+                force: false,
+                zone: CtZone::Field(wide),
+                table: Some(2),
+                exec: vec![],
+            })),
+            Action::Move {
+                src: wide,
+                dst: FieldSlice {
+                    field: Field::Reg(0),
+                    ofs: 0,
+                    n_bits: 23,
+                },
+            },
+        ]);
+        let narrow = FieldSlice {
+            field: Field::InPort,
+            ofs: 0,
+            n_bits: 16,
+        };
+        assert_eq!(
+            slice_header(narrow.field, 16, false),
+            field_header(Field::InPort, false)
+        );
+        assert_eq!(
+            slice_header(wide.field, 23, false),
+            0x8000_0004,
+            "OXM_OF_IN_PORT"
+        );
+    }
+
+    #[test]
+    fn a_field_header_of_another_length_is_refused() {
+        // NXAST_REG_MOVE of 23 bits from NXM_OF_IN_PORT whose header claims
+        // 187 bytes: the slice is checked against the field's own width.
+        let mut b = vec![0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6];
+        b.extend_from_slice(&[0, 23, 0, 0, 0, 0]);
+        b.extend_from_slice(&0x0000_00bbu32.to_be_bytes());
+        b.extend_from_slice(&field_header(Field::Reg(0), false).to_be_bytes());
+        assert_eq!(decode_actions(&b, Version::V13), Err(Error::BadLen));
+        // The same with the right length: 23 bits do not fit 16.
+        b[16..20].copy_from_slice(&field_header(Field::InPort, false).to_be_bytes());
+        assert_eq!(decode_actions(&b, Version::V13), Err(Error::BadArgument));
     }
 
     #[test]

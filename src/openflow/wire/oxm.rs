@@ -680,6 +680,24 @@ pub fn encode_nxm_padded(out: &mut Vec<u8>, m: &Match, cookie: u64, cookie_mask:
     len as u16
 }
 
+/// The header naming `f` in an action whose slice reaches bit `end - 1`:
+/// `field_header(f, oxm)`, unless that is narrower than the slice:
+/// `in_port`'s NXM header is 16 bits wide and its OXM one 32, so a slice
+/// past bit 15 takes the OXM one and decodes again.
+pub fn slice_header(f: Field, end: u32, oxm: bool) -> u32 {
+    let nxm = field_header(f, oxm);
+    if (nxm & 0xff) * 8 >= end {
+        return nxm;
+    }
+    match f {
+        Field::InPort => {
+            let (c, fl, len, _) = def(Wf::InPort32);
+            (u32::from(c) << 16) | (u32::from(fl) << 9) | len as u32
+        }
+        _ => nxm,
+    }
+}
+
 /// A field slice's NXM/OXM header (32 bits, no mask), as `reg_move`,
 /// `reg_load` and `ct(zone=...)` name their fields.
 pub fn field_header(f: Field, oxm: bool) -> u32 {
@@ -784,7 +802,21 @@ pub fn field_from_header(h: u32) -> Result<(Field, u32)> {
         Wf::CtMark => Field::CtMark,
         Wf::Cookie => return Err(Error::BadField { class, field: fl }),
     };
-    let bits = (h & 0xff) * 8;
+    // The header's length must be the field's (twice it with the mask
+    // bit): a slice is checked against this width, so a header claiming
+    // another would let through a slice the field cannot hold.
+    let len = h & 0xff;
+    let bits = match wf {
+        Wf::TunMetadata(_) => len * 8,
+        _ => {
+            let vlen = def(wf).2 as u32;
+            let want = if h & 0x100 != 0 { 2 * vlen } else { vlen };
+            if len != want {
+                return Err(Error::BadLen);
+            }
+            vlen * 8
+        }
+    };
     Ok((f, bits))
 }
 
