@@ -66,6 +66,10 @@
 # logs). Everything it creates (namespaces named vswcmp<pid>*, processes it
 # started, the work directory) is removed on exit.
 set -euo pipefail
+# The whole script is one block: bash reads it all before running any of
+# it, so a checkout updated while a comparison runs (it takes minutes)
+# cannot change what the running one does next.
+{
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 rounds=${1:-2}
@@ -654,3 +658,5 @@ if curve:
             print(f"# gnuplot failed: {p.stderr.strip()}")
     print("# latency against load: " + ", ".join(made))
 PY
+exit
+}
