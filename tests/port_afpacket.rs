@@ -33,6 +33,16 @@ fn collect(
     seen
 }
 
+/// A veth pair whose far end (up, no address) is in a new namespace:
+/// (near end, far end, namespace).
+fn veth_into_netns(lab: &mut Lab) -> (String, String, String) {
+    let (va, vb) = lab.veth();
+    let ns = lab.netns();
+    lab.move_link(&vb, &ns);
+    lab.sh_ok(&ns, 5, &format!("ip link set {vb} up"));
+    (va, vb, ns)
+}
+
 /// A VLAN 100 ARP request (who-has 10.79.100.2 tell 10.79.100.1) from
 /// 02:00:00:00:00:11, tag in the frame, padded to 64 bytes.
 const TAGGED_ARP: &str = "ffffffffffff 020000000011 8100 0064 0806 \
@@ -45,10 +55,7 @@ fn afpacket_vlan_tag_kept_and_no_loopback() {
         return;
     }
     let mut lab = Lab::new();
-    let (va, vb) = lab.veth();
-    let ns = lab.netns();
-    lab.move_link(&vb, &ns);
-    lab.sh_ok(&ns, 5, &format!("ip link set {vb} up"));
+    let (va, vb, ns) = veth_into_netns(&mut lab);
     let mut p = afpacket(&va);
     assert_eq!(p.kind(), "system");
 
@@ -266,10 +273,7 @@ fn afpacket_socket_reports_the_kernels_receive_time() {
     use vswitch::port::sys::packet::{PacketOptions, PacketRecv, PacketSocket};
     use vswitch::port::sys::tun::VNET_HDR_LEN;
     let mut lab = Lab::new();
-    let (va, vb) = lab.veth();
-    let ns = lab.netns();
-    lab.move_link(&vb, &ns);
-    lab.sh_ok(&ns, 5, &format!("ip link set {vb} up"));
+    let (va, vb, ns) = veth_into_netns(&mut lab);
     ip(&["link", "set", &va, "up"]);
     let idx = vswitch::port::sys::netdev::ifindex(&va).unwrap();
     let open = |timestamps| {
