@@ -21,7 +21,7 @@
 # interval matters: between pings every thread on the path sleeps, and a
 # CPU left idle longer sleeps deeper (in a VM, its vCPU halts and the host
 # must wake it), so a shorter interval gives lower figures for all.
-# NAMES="vswitchd short-slice" measures only those.
+# NAMES="vswitchd busy-poll" measures only those.
 #
 # Why this exists: a ping through a user-space switch crosses two TAP
 # queues and wakes the switch's thread twice (request and reply), where

@@ -1110,17 +1110,13 @@ mod tests {
                 },
             },
         ]);
-        let narrow = FieldSlice {
-            field: Field::InPort,
-            ofs: 0,
-            n_bits: 16,
-        };
         assert_eq!(
-            slice_header(narrow.field, 16, false),
-            field_header(Field::InPort, false)
+            slice_header(Field::InPort, 16, false),
+            field_header(Field::InPort, false),
+            "up to bit 15: NXM_OF_IN_PORT"
         );
         assert_eq!(
-            slice_header(wide.field, 23, false),
+            slice_header(Field::InPort, 23, false),
             0x8000_0004,
             "OXM_OF_IN_PORT"
         );
