@@ -2,6 +2,9 @@
 //! lines checked against `ovs-ofctl parse-flow`, error reporting, the
 //! example flow files, and property tests.
 
+#[path = "common/proptest_file.rs"]
+mod proptest_file;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -1611,7 +1614,7 @@ const CORPUS: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_file::config(512, "tests/flow_syntax.proptest-regressions"))]
 
     #[test]
     fn random_specs_round_trip(spec in random_spec()) {

@@ -3,6 +3,9 @@
 //! the Geneve/tunnel drop reasons, every acceptance strips exactly the
 //! declared header). Encap is checked against a hand-assembled header.
 
+#[path = "common/proptest_file.rs"]
+mod proptest_file;
+
 mod common;
 
 use common::frames::unhex;
@@ -294,7 +297,7 @@ fn opt_strategy() -> impl Strategy<Value = Opt> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(proptest_file::config(2000, "tests/geneve_decap.proptest-regressions"))]
 
     #[test]
     fn random_bytes_never_panic_and_every_refusal_has_a_reason(

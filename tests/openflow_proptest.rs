@@ -2,6 +2,9 @@
 //! mutated valid messages never panic (decoder or session), and every
 //! valid flow-mod round-trips through encode/decode in every version.
 
+#[path = "common/proptest_file.rs"]
+mod proptest_file;
+
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -290,16 +293,7 @@ fn session() -> Session {
 }
 
 proptest! {
-    // Failures are kept (and replayed first) in the file named here: the
-    // default looks for the crate's lib.rs beside the test and, in a
-    // clean checkout, finds none.
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("tests/openflow_proptest.proptest-regressions"),
-        )),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(proptest_file::config(256, "tests/openflow_proptest.proptest-regressions"))]
 
     #[test]
     fn valid_flow_mods_round_trip((v, fm) in arb_flow_mod()) {

@@ -9,6 +9,9 @@
 //!   our `extract` as through etherparse's `SlicedPacket`, padding is
 //!   reported exactly, and the L4 checksum etherparse wrote verifies.
 
+#[path = "common/proptest_file.rs"]
+mod proptest_file;
+
 mod wire_common;
 
 use etherparse::{
@@ -151,7 +154,7 @@ fn poke_all_views(b: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(proptest_file::config(2000, "tests/wire_proptest.proptest-regressions"))]
 
     #[test]
     fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -449,7 +452,7 @@ fn build(src: [u8; 6], dst: [u8; 6], v: &Vlans, l3: &L3, l4: &L4, payload: &[u8]
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(proptest_file::config(1500, "tests/wire_proptest.proptest-regressions"))]
 
     #[test]
     fn extract_agrees_with_etherparse(

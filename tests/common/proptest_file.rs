@@ -1,0 +1,16 @@
+//! Where a proptest suite keeps its failures: `tests/NAME.proptest-regressions`,
+//! beside it. Proptest's default looks for the crate's `lib.rs` next to
+//! the test's source, finds none for an integration test, and then neither
+//! saves a new failure nor replays the seeds committed there.
+
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// `cases` cases; failures kept in, and replayed first from, `regressions`
+/// (a path from the package root, where `cargo test` runs a test).
+pub fn config(cases: u32, regressions: &'static str) -> Config {
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
+        ..Config::default()
+    }
+}
