@@ -16,11 +16,13 @@ use vswitch::ofproto::Ofproto;
 use vswitch::openflow::backend::OfprotoBackend;
 use vswitch::openflow::conn::Session;
 use vswitch::openflow::wire::bundle::{BundleAdd, BundleCtrl, CtrlType};
+use vswitch::openflow::wire::features::{Role, SwitchConfig};
 use vswitch::openflow::wire::flow_mod::{FlowModMsg, MatchFormat};
 use vswitch::openflow::wire::hello::Hello;
 use vswitch::openflow::wire::match10;
 use vswitch::openflow::wire::message::{Ctx, Message};
 use vswitch::openflow::wire::multipart::{FlowStatsRequest, MultipartRequest};
+use vswitch::openflow::wire::packet::PacketOut;
 use vswitch::openflow::wire::Version;
 
 fn version() -> impl Strategy<Value = Version> {
@@ -265,7 +267,34 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
         .encode(v, 11),
         Message::TlvTableRequest.encode(v, 12),
         Message::CtFlushZone(7).encode(v, 13),
+        Message::PacketOut(PacketOut {
+            buffer_id: u32::MAX,
+            in_port: ofp_port::CONTROLLER,
+            actions: fm.actions.clone(),
+            data: UDP_FRAME.to_vec(),
+        })
+        .encode(v, 14),
+        Message::SetConfig(SwitchConfig {
+            flags: 0,
+            miss_send_len: 128,
+        })
+        .encode(v, 15),
+        Message::GetConfigRequest.encode(v, 16),
+        Message::NxRoleRequest(2).encode(v, 17),
+        Message::SetFlowFormat(2).encode(v, 18),
+        Message::FlowModTableId(true).encode(v, 19),
     ];
+    for m in [
+        MultipartRequest::Desc,
+        MultipartRequest::Table,
+        MultipartRequest::PortStats(ofp_port::NONE),
+        MultipartRequest::PortDesc,
+        MultipartRequest::TableFeatures,
+    ] {
+        c.push(Message::MultipartRequest(m).encode(v, 20));
+    }
+    // What ovs-ofctl itself sent to Open vSwitch in this version.
+    c.extend(ofctl_messages(v));
     if v != Version::V10 {
         c.push(
             Message::BundleAdd(BundleAdd {
@@ -274,6 +303,13 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
                 message: Message::FlowMod(fm.clone()).encode(v, 7),
             })
             .encode(v, 7),
+        );
+        c.push(
+            Message::RoleRequest(Role {
+                role: 2,
+                generation_id: 7,
+            })
+            .encode(v, 9),
         );
         c.push(
             Message::BundleControl(BundleCtrl {
@@ -285,6 +321,38 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
         );
     }
     c
+}
+
+/// A UDP frame for the packet-outs of the corpus.
+const UDP_FRAME: [u8; 60] = {
+    let mut f = [0u8; 60];
+    let head: [u8; 42] = [
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0x26,
+        0xcf, 10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0,
+    ];
+    let mut i = 0;
+    while i < head.len() {
+        f[i] = head[i];
+        i += 1;
+    }
+    f
+};
+
+/// The messages ovs-ofctl sent to Open vSwitch 3.1 in version `v`
+/// (`tests/data/openflow/ovs-ofctl-3.1.txt`).
+fn ofctl_messages(v: Version) -> Vec<Vec<u8>> {
+    include_str!("data/openflow/ovs-ofctl-3.1.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (_, who, hex) = (w.next()?, w.next()?, w.next()?);
+            let b: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            (who == "ofctl" && b.first() == Some(&v.wire())).then_some(b)
+        })
+        .collect()
 }
 
 fn session() -> Session {

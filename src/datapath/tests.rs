@@ -473,6 +473,8 @@ fn short_frames_to_a_wire_are_padded_with_zeroes() {
     assert_eq!(crate::wire::checksum::checksum(&o[14..34]), 0);
 }
 
+mod random_tables;
+
 mod never_vanishes {
     //! Bad input never crashes and never vanishes: every frame that enters
     //! either leaves or is a counted drop, whatever its bytes.

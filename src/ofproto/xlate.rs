@@ -467,7 +467,7 @@ impl<'a> Xlate<'a> {
         self.resubmits += 1;
         if self.depth >= MAX_DEPTH || self.resubmits > MAX_RESUBMITS {
             self.note(|| "resubmit depth exceeded: dropping".to_string());
-            self.stop(XlateError::ResubmitDepth);
+            self.fail(XlateError::ResubmitDepth);
             return;
         }
         let table = table.unwrap_or(self.table_id);
@@ -486,6 +486,17 @@ impl<'a> Xlate<'a> {
         self.actions.push(DpAction::Drop(reason));
         self.drop = Some(reason);
         self.stopped = true;
+    }
+
+    /// A translation that hit a limit (too deep, too many resubmits, no
+    /// recirculation id) is a loop or a runaway in the tables: the packet
+    /// goes nowhere, not to the ports the actions before the limit named,
+    /// and no connection is committed. Open vSwitch makes the same a drop
+    /// flow. Otherwise a table that loops back to itself after an output
+    /// would send every packet out once per level, up to the limit.
+    fn fail(&mut self, reason: XlateError) {
+        self.actions.clear();
+        self.stop(reason);
     }
 
     fn set_field(&mut self, field: Field, value: u128, mask: u128) {
@@ -902,7 +913,7 @@ impl<'a> Xlate<'a> {
                 }
                 None => {
                     self.note(|| "recirculation ids exhausted: dropping".to_string());
-                    self.stop(XlateError::RecircDepth);
+                    self.fail(XlateError::RecircDepth);
                     return;
                 }
             }

@@ -17,7 +17,8 @@ pub enum XlateError {
     /// empty action list).
     #[error("pipeline_drop")]
     PipelineDrop,
-    /// Too many `resubmit`/`goto_table` levels (a loop in the tables).
+    /// Too many `resubmit`/`goto_table` levels (a loop in the tables): the
+    /// packet is sent nowhere, whatever the actions before the limit said.
     #[error("resubmit_depth")]
     ResubmitDepth,
     /// Too many recirculations (a `ct(table=...)` loop).
@@ -99,7 +100,9 @@ impl XlateError {
         match self {
             XlateError::NoMatch => "no flow matched (table miss)",
             XlateError::PipelineDrop => "flow actions output the packet nowhere",
-            XlateError::ResubmitDepth => "too many resubmit/goto_table levels",
+            XlateError::ResubmitDepth => {
+                "a loop in the tables: too many resubmit/goto_table levels; nothing sent"
+            }
             XlateError::RecircDepth => "too many recirculations",
             XlateError::TtlExceeded => "dec_ttl on TTL <= 1",
             XlateError::OutputToInPort => "output to the input port (use in_port)",
