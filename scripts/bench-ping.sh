@@ -15,6 +15,10 @@
 #                   epoll): the TAP path's own cost
 #   linux-bridge    the kernel's bridge over veth pairs (it cannot own a
 #                   TAP): no user-space hop at all
+#   same-cpu        --workers 1, the worker and ping both pinned to CPU 0:
+#                   waking the worker never crosses CPUs
+#   other-cpu       the same, with ping pinned to CPU 1: every wakeup
+#                   crosses CPUs (not in the default NAMES)
 # Each is measured with `ping -c COUNT -i INTERVAL` from VM 1 to VM 2
 # (after a ping both ways taught it the MACs): RTT avg, min, max, mdev,
 # loss. The table gives the medians over the rounds of each figure. The
@@ -24,10 +28,11 @@
 # NAMES="vswitchd busy-poll" measures only those.
 #
 # Why this exists: a ping through a user-space switch crosses two TAP
-# queues and wakes the switch's thread twice (request and reply), where
-# the Linux bridge forwards inside the sender's own softirq; the variants
-# separate the wakeups (busy-poll), the copies (bare) and the switch's own
-# work (vswitchd against bare).
+# queues and wakes the switch's thread once (the reply is queued inside the
+# worker's own write of the request), where the Linux bridge forwards
+# inside the sender's own softirq; the variants separate the wakeups
+# (busy-poll), where they happen (same-cpu against other-cpu), the copies
+# (bare) and the switch's own work (vswitchd against bare).
 #
 # Needs root, ip, ping, python3; builds the release binaries. Everything
 # it starts and creates is removed on exit, also on failure or Ctrl-C.
@@ -62,10 +67,20 @@ setup() {
     vswitchd-w1) args=(--workers 1) ;;
     busy-poll) args=(--busy-poll) ;;
     busy-poll-w1) args=(--busy-poll --workers 1) ;;
+    same-cpu | other-cpu) args=(--workers 1) ;;
+  esac
+  pin=()
+  ping_pin=()
+  case $1 in
+    same-cpu | other-cpu)
+      [ "$(nproc)" -ge 2 ] || { echo "bench-ping: $1 needs two CPUs" >&2; exit 1; }
+      ;;&
+    same-cpu) pin=(taskset -c 0) ping_pin=(taskset -c 0) ;;
+    other-cpu) pin=(taskset -c 0) ping_pin=(taskset -c 1) ;;
   esac
   case $1 in
-    vswitchd* | busy-poll*)
-      ip netns exec $H "$bin/vswitchd" --ctl "$work/ctl.sock" --no-state "${args[@]}" >"$work/$1.log" 2>&1 &
+    vswitchd* | busy-poll* | same-cpu | other-cpu)
+      ip netns exec $H "${pin[@]}" "$bin/vswitchd" --ctl "$work/ctl.sock" --no-state "${args[@]}" >"$work/$1.log" 2>&1 &
       pid=$!
       for _ in $(seq 100); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done
       for t in tap1 tap2; do
@@ -101,7 +116,7 @@ names=${NAMES:-"vswitchd vswitchd-w1 busy-poll busy-poll-w1 bare linux-bridge"}
 for r in $(seq "$rounds"); do
   for n in $names; do
     setup "$n"
-    out=$(ip netns exec $A timeout $((count + 30)) ping -q -c "$count" -i "$interval" -W 1 10.251.0.2 || true)
+    out=$(ip netns exec $A "${ping_pin[@]}" timeout $((count + 30)) ping -q -c "$count" -i "$interval" -W 1 10.251.0.2 || true)
     python3 - "$n" "$out" <<'PY' | tee -a "$results"
 import re, sys
 name, out = sys.argv[1:3]

@@ -100,6 +100,12 @@ const MATCHES: &[&str] = &[
     "ct_state=+trk+new",
     "ct_state=+trk+est",
     "ct_mark=1",
+    "ipv6,ipv6_dst=fd00::2",
+    "icmp6,icmp_type=135",
+    "arp,arp_op=1",
+    "dl_type=0x88cc",
+    "dl_dst=01:80:c2:00:00:00",
+    "vlan_tci=0x1000/0x1fff",
 ];
 
 const ACTIONS: &[&str] = &[
@@ -146,6 +152,13 @@ const ACTIONS: &[&str] = &[
     "resubmit(3,0)",
     "goto_table:3",
     "note:01.02.03",
+    "set_field:fd00::9->ipv6_dst",
+    "mod_dl_src:01:80:c2:00:00:00",
+    "set_tunnel:7",
+    "move:NXM_NX_REG0[]->NXM_NX_TUN_ID[0..31]",
+    "load:0xffff->NXM_OF_VLAN_TCI[]",
+    "load:0->NXM_OF_VLAN_TCI[]",
+    "output:LOCAL",
 ];
 
 /// The actions that keep no state: the tables give the same answer for
@@ -194,7 +207,8 @@ fn table(stateful: bool) -> impl Strategy<Value = String> {
     proptest::collection::vec(line, 1..12).prop_map(|l| l.join("\n"))
 }
 
-/// A bridge with four ports: 1 and 4 plain, 2 a Geneve tunnel (48 bytes
+/// A bridge with four ports: 1 (a trunk of VLANs 10 and 20) and 4 (an
+/// access port of VLAN 10) plain, 2 a Geneve tunnel (48 bytes
 /// of encapsulation) when `tunnel`, 3 a wire (short frames padded), and
 /// `flows` (lines the parser or the tables refuse are skipped, as a
 /// controller's would be refused one by one).
@@ -213,7 +227,14 @@ fn bridge(flows: &str, tunnel: bool, now: Instant) -> (Datapath, Vec<MemHandle>)
             3 => (crate::ofproto::PortKind::System, Box::new(Shaped::wire(p))),
             _ => (crate::ofproto::PortKind::Dummy, Box::new(p)),
         };
-        of.add_port(PortInfo::new(no, &name, kind));
+        let mut info = PortInfo::new(no, &name, kind);
+        // VLANs: port 1 a trunk of 10 and 20, port 4 an access port of 10.
+        match no {
+            1 => info.trunks = vec![10, 20],
+            4 => info.tag = Some(10),
+            _ => {}
+        }
+        of.add_port(info);
         dp.add_port(no, port);
         h.push(handle);
     }
