@@ -271,7 +271,7 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
             buffer_id: u32::MAX,
             in_port: ofp_port::CONTROLLER,
             actions: fm.actions.clone(),
-            data: UDP_FRAME.to_vec(),
+            data: udp_frame(),
         })
         .encode(v, 14),
         Message::SetConfig(SwitchConfig {
@@ -323,20 +323,16 @@ fn corpus(v: Version, fm: &FlowModMsg) -> Vec<Vec<u8>> {
     c
 }
 
-/// A UDP frame for the packet-outs of the corpus.
-const UDP_FRAME: [u8; 60] = {
-    let mut f = [0u8; 60];
-    let head: [u8; 42] = [
+/// A UDP frame (IPv4 10.0.0.1 to 10.0.0.2, port 53) for the packet-outs
+/// of the corpus.
+fn udp_frame() -> Vec<u8> {
+    let mut f = vec![
         2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0x26,
         0xcf, 10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0,
     ];
-    let mut i = 0;
-    while i < head.len() {
-        f[i] = head[i];
-        i += 1;
-    }
+    f.resize(60, 0);
     f
-};
+}
 
 /// The messages ovs-ofctl sent to Open vSwitch 3.1 in version `v`
 /// (`tests/data/openflow/ovs-ofctl-3.1.txt`).

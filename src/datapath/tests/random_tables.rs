@@ -316,9 +316,8 @@ proptest! {
                 hex(f), port + 1, flows
             );
         }
-        // What waited in reassembly times out, counted.
+        // Expiring what waits in reassembly must not panic either.
         dp.housekeeping(now + std::time::Duration::from_secs(60));
-        let _ = dp.packet_out(ofp_port::CONTROLLER, &[Action::Output(ofp_port::TABLE)], &frames[0].1, now);
     }
 
     #[test]
