@@ -624,6 +624,68 @@ fn dummy_and_geneve_ports_without_root() {
         .is_empty());
 }
 
+/// OpenFlow port numbers as ovs-vswitchd gives them: the interfaces
+/// asking for a number are added first; a number held by an automatically
+/// numbered port is taken from it (it moves); a number another port asking
+/// for it holds leaves the newcomer on a free number, with no error, until
+/// it is free.
+#[test]
+fn ofport_requests_are_numbered_as_ovs_vswitchd_numbers_them() {
+    if !require_ovs("ovsdb_vsctl::ofport_requests_are_numbered_as_ovs_vswitchd_numbers_them") {
+        return;
+    }
+    let db = Db::start();
+    let v = Vswitchd::start(None, &db.remote());
+    db.add_netdev_bridge("br0");
+    let dummy = |name: &str, request: Option<u32>| {
+        let mut args = vec![
+            "add-port".to_string(),
+            "br0".to_string(),
+            name.to_string(),
+            "--".to_string(),
+            "set".to_string(),
+            "Interface".to_string(),
+            name.to_string(),
+            "type=dummy".to_string(),
+        ];
+        if let Some(r) = request {
+            args.push(format!("ofport_request={r}"));
+        }
+        args
+    };
+    let vsctl = |parts: &[Vec<String>]| {
+        let mut args: Vec<String> = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                args.push("--".to_string());
+            }
+            args.extend(p.iter().cloned());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        db.vsctl_ok(&refs);
+    };
+    let shown = |name: &str| v.port(name).map(|p| p["ofport"].clone());
+    // One transaction: b asks for 1, a takes the next free number.
+    vsctl(&[dummy("a", None), dummy("b", Some(1))]);
+    assert_eq!(db.iface("b", "ofport"), "1");
+    assert_eq!(db.iface("a", "ofport"), "2");
+    // c asks for a's number: a moves.
+    vsctl(&[dummy("c", Some(2))]);
+    assert_eq!(db.iface("c", "ofport"), "2");
+    assert_eq!(db.iface("a", "ofport"), "3");
+    // d asks for b's, which b asks for too: d is numbered freely, no error.
+    vsctl(&[dummy("d", Some(1))]);
+    assert_eq!(db.iface("b", "ofport"), "1");
+    assert_eq!(db.iface("d", "ofport"), "4");
+    assert_eq!(db.iface("d", "error"), "[]");
+    // b goes: d moves to the number it asks for.
+    db.vsctl_ok(&["del-port", "br0", "b"]);
+    assert_eq!(wait_iface(&db, "d", "ofport", "1"), "1");
+    assert_eq!(shown("d"), Some(serde_json::json!(1)));
+    assert_eq!(shown("a"), Some(serde_json::json!(3)));
+    assert_eq!(shown("c"), Some(serde_json::json!(2)));
+}
+
 #[test]
 fn two_vms_ping_through_the_database() {
     let t = "ovsdb_vsctl::two_vms_ping_through_the_database";

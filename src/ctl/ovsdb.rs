@@ -23,9 +23,13 @@
 //! configures nothing while another switch holds it (an ovs-vswitchd left
 //! running would otherwise fight it over every port).
 //!
-//! A bad row never stops the rest: an interface of an unknown type, with a
-//! bad option or an `ofport_request` in use gets `error` and `ofport = -1`,
-//! as Open vSwitch does, and every other port is configured. Losing the
+//! A bad row never stops the rest: an interface of an unknown type or with
+//! a bad option gets `error` and `ofport = -1`, as Open vSwitch does, and
+//! every other port is configured. OpenFlow numbers are given as
+//! ovs-vswitchd gives them: the interfaces asking for one (`ofport_request`)
+//! first; one that an automatically numbered port holds is taken from it;
+//! one that another port asking for it holds leaves the asking port on a
+//! free number until it is free. Losing the
 //! session keeps the switch forwarding with the last configuration; the
 //! thread reconnects with a backoff of 1 s doubling to 8 s, and the first
 //! replica after a reconnect is reconciled like any other (rows unchanged
@@ -51,6 +55,7 @@
 
 use super::api::{Api, BridgeSettings, PortFacts, PortSpec};
 use super::openflow::{ConnectionMode, ControllerConfig, ControllerStatus, FailMode, Target};
+use crate::flow::PortNames;
 use crate::ofproto::{BridgeConfig, PortKind, VlanMode};
 use crate::openflow::wire::hello::Versions;
 use crate::openflow::wire::Version as OfVersion;
@@ -59,7 +64,7 @@ use crate::ovsdb::{
 };
 use crate::port::LinkState;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -440,6 +445,9 @@ pub struct Reconciler {
     refused: BTreeMap<(String, String), String>,
     /// Bridges refused by the switch, with the reason.
     bridge_errors: BTreeMap<String, String>,
+    /// Ports that ask for an OpenFlow number another port asking for it
+    /// holds: they hold a free one meanwhile.
+    unmet: BTreeSet<(String, String)>,
     /// Calls made into the switch API, for tests and the log.
     pub calls: u64,
 }
@@ -469,27 +477,79 @@ impl Reconciler {
             self.applied.remove(&b);
         }
         for (bname, want) in &plan.bridges {
-            let Some(have) = self.applied.get_mut(bname) else {
+            // Worked on out of `applied`, beside `self`'s other records.
+            let Some(mut have) = self.applied.remove(bname) else {
                 continue;
+            };
+            // Ports gone from the rows, or whose device changed: detached
+            // (those still wanted come back in `bridge`).
+            let device_changed = |w: &PortSpec, spec: &PortSpec| {
+                let mut asked = spec.clone();
+                asked.ofport = w.ofport;
+                !same_device(w, &asked)
             };
             let stale: Vec<String> = have
                 .ports
                 .iter()
-                .filter(|(n, spec)| want.ports.get(*n).is_none_or(|w| !same_device(w, spec)))
+                .filter(|(n, spec)| want.ports.get(*n).is_none_or(|w| device_changed(w, spec)))
                 .map(|(n, _)| n.clone())
                 .collect();
-            for n in stale {
-                self.calls += 1;
-                if let Err(e) = api.del_port(bname, &n) {
-                    tracing::warn!(bridge = %bname, port = %n, "deleting port: {e}");
+            self.detach(api, bname, &mut have, stale);
+            // Then the numbers, as ovs-vswitchd renumbers: a port that no
+            // longer asks for one keeps the one it has; a port asking for a
+            // number goes to it when it is free or held by a port numbered
+            // automatically (which then moves), and keeps the one it has
+            // while another port asking for the same number holds it (a
+            // conflict in the rows that no renumbering resolves).
+            let mut moving = Vec::new();
+            for (n, spec) in have.ports.iter_mut() {
+                let Some(w) = want.ports.get(n) else { continue };
+                let key = (bname.clone(), n.clone());
+                let Some(o) = w.ofport else {
+                    spec.ofport = None;
+                    self.unmet.remove(&key);
+                    continue;
+                };
+                if spec.ofport == Some(o) && !self.unmet.contains(&key) {
+                    continue;
                 }
-                have.ports.remove(&n);
+                spec.ofport = Some(o);
+                match holder(api, bname, o) {
+                    Some(h) if h == *n => {
+                        self.unmet.remove(&key);
+                    }
+                    Some(h)
+                        if !self.unmet.contains(&(bname.clone(), h.clone()))
+                            && want.ports.get(&h).is_some_and(|hw| hw.ofport == Some(o)) =>
+                    {
+                        if self.unmet.insert(key) {
+                            tracing::warn!(bridge = %bname, port = %n, "ofport_request={o}: {h}, asking for it too, holds it; {n} keeps its number");
+                        }
+                    }
+                    _ => moving.push(n.clone()),
+                }
             }
+            self.detach(api, bname, &mut have, moving);
+            self.applied.insert(bname.clone(), have);
         }
+        self.unmet
+            .retain(|(b, p)| plan.bridges.get(b).is_some_and(|w| w.ports.contains_key(p)));
         self.refused
             .retain(|(b, p), _| plan.bridges.get(b).is_some_and(|w| w.ports.contains_key(p)));
         for (bname, want) in &plan.bridges {
             self.bridge(api, bname, want, &mut plan.ifaces);
+        }
+    }
+
+    /// Detaches ports `names` of bridge `bname`.
+    fn detach(&mut self, api: &Api, bname: &str, have: &mut WantBridge, names: Vec<String>) {
+        for n in names {
+            self.calls += 1;
+            if let Err(e) = api.del_port(bname, &n) {
+                tracing::warn!(bridge = %bname, port = %n, "deleting port: {e}");
+            }
+            have.ports.remove(&n);
+            self.unmet.remove(&(bname.to_string(), n));
         }
     }
 
@@ -602,40 +662,144 @@ impl Reconciler {
                 Err(e) => tracing::warn!(bridge = %bname, "controllers: {e}"),
             }
         }
-        for (pname, spec) in &want.ports {
-            let key = (bname.to_string(), pname.clone());
-            let result = match have.ports.get(pname) {
-                Some(old) if old.settings == spec.settings => Ok(()),
-                Some(_) => {
-                    self.calls += 1;
-                    api.set_port(bname, pname, &spec.settings).map(|_| ())
-                }
-                None => {
-                    self.calls += 1;
-                    api.add_port(bname, spec).map(|_| ())
-                }
-            };
-            match result {
-                Ok(()) => {
-                    have.ports.insert(pname.clone(), spec.clone());
-                    self.refused.remove(&key);
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    if self.refused.get(&key) != Some(&e) {
-                        tracing::warn!(bridge = %bname, port = %pname, "interface refused: {e}");
-                    }
-                    for st in ifaces.values_mut() {
-                        if matches!(st, IfaceState::Port { bridge, port } if bridge == bname && port == pname)
-                        {
-                            *st = IfaceState::Error(e.clone());
+        // As ovs-vswitchd: the ports that ask for a number first, then the
+        // ones numbered automatically, so that an automatic number never
+        // takes one that a port of the same transaction asks for. A port
+        // asking for a number that an automatically numbered one holds
+        // takes it, and the other comes back on a free number. A port
+        // asking for a number that another port asking for it holds gets a
+        // free number instead (no error, as ovs-vswitchd), and moves to
+        // its own once that is free. (The bridge's record is worked on out
+        // of `applied`, beside `self`'s other records, and put back.)
+        let Some(mut have) = self.applied.remove(bname) else {
+            return;
+        };
+        let mut refused_now = Vec::new();
+        for (pname, spec) in want.ports.iter().filter(|(_, s)| s.ofport.is_some()) {
+            if let (Some(n), None) = (spec.ofport, have.ports.get(pname)) {
+                match holder(api, bname, n) {
+                    Some(h)
+                        if h != *pname
+                            && numbered_automatically(&have, &self.unmet, bname, &h, n) =>
+                    {
+                        self.calls += 1;
+                        match api.del_port(bname, &h) {
+                            Ok(()) => {
+                                tracing::info!(bridge = %bname, port = %h, "gives up ofport {n}, which {pname} asks for");
+                                have.ports.remove(&h);
+                                self.unmet.remove(&(bname.to_string(), h));
+                            }
+                            Err(e) => {
+                                tracing::warn!(bridge = %bname, port = %h, "deleting port: {e}")
+                            }
                         }
                     }
-                    self.refused.insert(key, e);
+                    // Both ask for it: this one is numbered below.
+                    Some(h) if h != *pname => continue,
+                    _ => {}
                 }
+            }
+            if !self.port(api, bname, &mut have, pname, spec, spec.ofport, ifaces) {
+                refused_now.push(pname);
+            }
+        }
+        let rest: Vec<_> = want
+            .ports
+            .iter()
+            .filter(|(n, s)| {
+                s.ofport.is_some() && !have.ports.contains_key(*n) && !refused_now.contains(n)
+            })
+            .collect();
+        for (pname, spec) in want
+            .ports
+            .iter()
+            .filter(|(_, s)| s.ofport.is_none())
+            .chain(rest)
+        {
+            self.port(api, bname, &mut have, pname, spec, None, ifaces);
+        }
+        self.applied.insert(bname.to_string(), have);
+    }
+
+    /// Adds port `pname` of bridge `bname` as `spec` with OpenFlow number
+    /// `ofport` (a free one if `None`), or changes its settings; a refusal
+    /// is written to its interface's state. Returns whether it is there.
+    #[allow(clippy::too_many_arguments)]
+    fn port(
+        &mut self,
+        api: &Api,
+        bname: &str,
+        have: &mut WantBridge,
+        pname: &str,
+        spec: &PortSpec,
+        ofport: Option<u32>,
+        ifaces: &mut BTreeMap<String, IfaceState>,
+    ) -> bool {
+        let key = (bname.to_string(), pname.to_string());
+        let result = match have.ports.get(pname) {
+            Some(old) if old.settings == spec.settings => return true,
+            Some(_) => {
+                self.calls += 1;
+                api.set_port(bname, pname, &spec.settings).map(|_| ())
+            }
+            None => {
+                self.calls += 1;
+                let mut s = spec.clone();
+                s.ofport = ofport;
+                api.add_port(bname, &s).map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => {
+                if have.ports.insert(pname.to_string(), spec.clone()).is_none() {
+                    match spec.ofport {
+                        Some(n) if ofport.is_none() => {
+                            tracing::warn!(bridge = %bname, port = %pname, "ofport_request={n}: another port asking for it holds it; numbered automatically");
+                            self.unmet.insert(key.clone());
+                        }
+                        _ => {
+                            self.unmet.remove(&key);
+                        }
+                    }
+                }
+                self.refused.remove(&key);
+                true
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.refused.get(&key) != Some(&e) {
+                    tracing::warn!(bridge = %bname, port = %pname, "interface refused: {e}");
+                }
+                for st in ifaces.values_mut() {
+                    if matches!(st, IfaceState::Port { bridge, port } if bridge == bname && port == pname)
+                    {
+                        *st = IfaceState::Error(e.clone());
+                    }
+                }
+                self.refused.insert(key, e);
+                false
             }
         }
     }
+}
+
+/// The port of `bridge` holding OpenFlow number `n`.
+fn holder(api: &Api, bridge: &str, n: u32) -> Option<String> {
+    api.ports(bridge).ok()?.port_name(n)
+}
+
+/// Whether port `port` of `bridge` holds `n` without asking for it: it
+/// asks for no number, or for another that it did not get.
+fn numbered_automatically(
+    have: &WantBridge,
+    unmet: &BTreeSet<(String, String)>,
+    bridge: &str,
+    port: &str,
+    n: u32,
+) -> bool {
+    have.ports.get(port).is_some_and(|spec| {
+        spec.ofport != Some(n) || unmet.contains(&(bridge.to_string(), port.to_string()))
+    })
 }
 
 /// Builds the write-back transaction, column by column, writing only what
@@ -1511,8 +1675,17 @@ mod tests {
         let i2 = find(&ops, "Interface", "i2").unwrap();
         assert_eq!(i2["error"], json!(["set", []]), "the error is cleared");
 
-        // A changed ofport_request re-attaches; an ofport in use is an
-        // error on that interface only.
+        // An ofport_request that another port asking for it holds leaves
+        // the interface on the number it has, with no error, as with
+        // ovs-vswitchd.
+        let numbers = |api: &Api| -> Vec<(String, u32)> {
+            api.show(Some("br0")).unwrap().bridges[0]
+                .ports
+                .iter()
+                .map(|p| (p.port.clone(), p.ofport))
+                .collect()
+        };
+        let before = numbers(&api);
         r.apply(
             Format::Update2,
             &json!({"Interface": {"i2": {"modify": {"ofport_request": 7}}}}),
@@ -1520,13 +1693,11 @@ mod tests {
         )
         .unwrap();
         let mut p = plan(&r);
+        let calls = rec.calls;
         rec.reconcile(&api, &mut p);
-        assert!(
-            matches!(&p.ifaces["i2"], IfaceState::Error(e) if e.contains('7')),
-            "{:?}",
-            p.ifaces["i2"]
-        );
-        assert_eq!(api.show(Some("br0")).unwrap().bridges[0].ports.len(), 1);
+        assert_eq!(rec.calls, calls, "nothing re-attached");
+        assert!(matches!(&p.ifaces["i2"], IfaceState::Port { .. }));
+        assert_eq!(numbers(&api), before);
 
         // del-port, then del-br.
         r.apply(
@@ -1896,5 +2067,187 @@ mod tests {
                 ]
             ])
         );
+    }
+
+    /// Whatever sequence of databases the switch is shown, it ends up as
+    /// the last one asks: its bridges, each port on the bridge its row
+    /// names, with the tag its row asks for and the number, unless another
+    /// port asking for that number holds it. No port holds a number that
+    /// another row asks for and it does not (ovs-vswitchd's numbering).
+    /// The same rows twice make no call.
+    mod converges {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One port row: its bridge (0, 1, or none), `ofport_request`, `tag`.
+        type PortRow = (Option<usize>, Option<u32>, Option<u16>);
+        /// Which of br0 and br1 exist, and the rows of p1..p4.
+        type Db = ([bool; 2], [PortRow; 4]);
+
+        const BRIDGES: [&str; 2] = ["br0", "br1"];
+
+        fn db() -> impl Strategy<Value = Db> {
+            let port = (
+                prop::option::of(0usize..2),
+                prop::option::of(1u32..4),
+                prop::option::of(prop::sample::select(vec![10u16, 20])),
+            );
+            (
+                any::<[bool; 2]>(),
+                [port.clone(), port.clone(), port.clone(), port],
+            )
+        }
+
+        /// The update2 a fresh replica gets for `db` (a port whose bridge
+        /// is missing is in no bridge).
+        fn rows(db: &Db) -> Value {
+            let (bridges, ports) = db;
+            let mut bridge_rows = serde_json::Map::new();
+            let mut port_rows = serde_json::Map::new();
+            let mut iface_rows = serde_json::Map::new();
+            let mut present = Vec::new();
+            for (b, name) in BRIDGES.iter().enumerate() {
+                if !bridges[b] {
+                    continue;
+                }
+                present.push(json!(["uuid", format!("b{b}")]));
+                let mine: Vec<Value> = ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (br, _, _))| *br == Some(b))
+                    .map(|(i, _)| json!(["uuid", format!("p{i}")]))
+                    .collect();
+                bridge_rows.insert(
+                    format!("b{b}"),
+                    json!({"initial": {"name": name, "ports": ["set", mine]}}),
+                );
+            }
+            for (i, (_, ofport, tag)) in ports.iter().enumerate() {
+                let mut port =
+                    json!({"name": format!("p{i}"), "interfaces": ["uuid", format!("i{i}")]});
+                if let Some(t) = tag {
+                    port["tag"] = json!(t);
+                }
+                port_rows.insert(format!("p{i}"), json!({ "initial": port }));
+                let mut iface = json!({"name": format!("p{i}"), "type": "dummy"});
+                if let Some(o) = ofport {
+                    iface["ofport_request"] = json!(o);
+                }
+                iface_rows.insert(format!("i{i}"), json!({ "initial": iface }));
+            }
+            json!({
+                "Open_vSwitch": {"o": {"initial": {"bridges": ["set", present]}}},
+                "Bridge": bridge_rows,
+                "Port": port_rows,
+                "Interface": iface_rows,
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn the_switch_ends_as_the_last_database_asks(dbs in prop::collection::vec(db(), 1..6)) {
+                let s = schema();
+                let api = Api::new();
+                let mut rec = Reconciler::new();
+                let mut result = Ok(());
+                for db in &dbs {
+                    let mut r = Replica::new();
+                    r.apply(Format::Update2, &rows(db), &s).unwrap();
+                    let mut p = plan(&r);
+                    rec.reconcile(&api, &mut p);
+                    result = check(&api, db, &p);
+                    if result.is_err() {
+                        break;
+                    }
+                    let calls = rec.calls;
+                    let mut again = plan(&r);
+                    rec.reconcile(&api, &mut again);
+                    if rec.calls != calls {
+                        result = Err(format!("the same rows again made {} calls", rec.calls - calls));
+                        break;
+                    }
+                }
+                api.shutdown();
+                prop_assert!(result.is_ok(), "{}\nafter {:?}", result.unwrap_err(), dbs);
+            }
+        }
+
+        /// Whether the switch is as `db` asks; `p` says what was refused.
+        fn check(api: &Api, db: &Db, p: &Plan) -> Result<(), String> {
+            let (bridges, ports) = db;
+            let want: Vec<String> = BRIDGES
+                .iter()
+                .zip(bridges)
+                .filter(|(_, on)| **on)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            let mut have = api.bridge_names();
+            have.sort();
+            if have != want {
+                return Err(format!("bridges {have:?}, want {want:?}"));
+            }
+            for (b, name) in BRIDGES.iter().enumerate() {
+                if !bridges[b] {
+                    continue;
+                }
+                let show = api.show(Some(name)).map_err(|e| e.to_string())?;
+                let shown = &show.bridges[0].ports;
+                // The number a port row of this bridge asks for.
+                let asks = |port: &str| {
+                    ports
+                        .iter()
+                        .enumerate()
+                        .find(|(i, (br, _, _))| *br == Some(b) && port == format!("p{i}"))
+                        .and_then(|(_, (_, o, _))| *o)
+                };
+                for (i, (br, ofport, tag)) in ports.iter().enumerate() {
+                    let pname = format!("p{i}");
+                    let found = shown.iter().find(|s| s.port == pname);
+                    if *br != Some(b) {
+                        if found.is_some() {
+                            return Err(format!("{pname} is on {name}, its row says {br:?}"));
+                        }
+                        continue;
+                    }
+                    let Some(s) = found else {
+                        return Err(format!(
+                            "{pname} missing on {name} ({:?}): {shown:?}",
+                            p.ifaces[&format!("i{i}")]
+                        ));
+                    };
+                    // Its own number, unless a port asking for it too
+                    // holds it.
+                    let held = |o: u32| {
+                        shown
+                            .iter()
+                            .any(|t| t.ofport == o && t.port != pname && asks(&t.port) == Some(o))
+                    };
+                    if ofport.is_some_and(|o| o != s.ofport && !held(o)) {
+                        return Err(format!(
+                            "{pname} has ofport {}, asks {ofport:?}: {shown:?}",
+                            s.ofport
+                        ));
+                    }
+                    let t = s.policy.as_ref().and_then(|p| p.tag);
+                    if t != *tag {
+                        return Err(format!("{pname} has tag {t:?}, asks {tag:?}"));
+                    }
+                }
+                // A number another row asks for is held only by a port
+                // asking for it too.
+                for s in shown {
+                    let others = ports.iter().enumerate().any(|(i, (br, o, _))| {
+                        *br == Some(b) && *o == Some(s.ofport) && s.port != format!("p{i}")
+                    });
+                    if others && asks(&s.port) != Some(s.ofport) {
+                        return Err(format!(
+                            "{} holds ofport {}, which another row asks for: {shown:?}",
+                            s.port, s.ofport
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
     }
 }

@@ -286,16 +286,7 @@ fn sent(h: &[MemHandle]) -> Vec<Vec<Vec<u8>>> {
     h.iter().map(|h| h.take_sent()).collect()
 }
 
-/// 128 cases, or `PROPTEST_CASES` when set (a deeper search).
-fn config() -> ProptestConfig {
-    match std::env::var_os("PROPTEST_CASES") {
-        Some(_) => ProptestConfig::default(),
-        None => ProptestConfig::with_cases(128),
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
 
     #[test]
     fn any_table_any_frame_leaves_or_is_a_counted_drop(
