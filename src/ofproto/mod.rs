@@ -16,6 +16,7 @@ pub mod classifier;
 pub mod dpaction;
 pub mod mac_learning;
 pub mod port_info;
+pub mod port_numbers;
 pub mod recirc;
 pub mod rule;
 pub mod trace;
@@ -373,6 +374,8 @@ pub struct Ofproto {
     flows_version: AtomicU64,
     // Ports disabled by BPDU guard since the last `take_disabled_events`.
     bpdu_disabled: Mutex<Vec<u32>>,
+    /// Automatic port numbers given and freed.
+    numbers: Mutex<port_numbers::PortNumbers>,
     // Fail-open: no controller for too long in standalone mode, so the
     // bridge forwards as a learning switch whatever the tables say.
     fail_open: std::sync::atomic::AtomicBool,
@@ -402,6 +405,7 @@ impl Ofproto {
             generation: AtomicU64::new(1),
             flows_version: AtomicU64::new(next_flows_version()),
             bpdu_disabled: Mutex::new(Vec::new()),
+            numbers: Mutex::new(port_numbers::PortNumbers::default()),
             fail_open: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -471,11 +475,14 @@ impl Ofproto {
         f(&self.ports.read())
     }
 
-    /// The lowest free OpenFlow port number.
+    /// A free OpenFlow port number for a port that asks for none, given as
+    /// Open vSwitch gives it (see [`port_numbers`]); `ofp_port::MAX` when
+    /// none is free.
     pub fn free_port_no(&self) -> u32 {
         let ports = self.ports.read();
-        (1..ofp_port::MAX)
-            .find(|n| !ports.by_no.contains_key(n))
+        self.numbers
+            .lock()
+            .next(|n| ports.by_no.contains_key(&n), Instant::now())
             .unwrap_or(ofp_port::MAX)
     }
 
@@ -558,6 +565,7 @@ impl Ofproto {
         let p = ports.by_no.remove(&no)?;
         ports.by_name.remove(&p.name);
         drop(ports);
+        self.numbers.lock().freed(no, Instant::now());
         self.mac.lock().flush_port(no);
         self.bump_generation();
         Some(p)
