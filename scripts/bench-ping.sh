@@ -20,8 +20,8 @@
 #   other-cpu       the same, with ping pinned to CPU 1: every wakeup
 #                   crosses CPUs (not in the default NAMES)
 # Each is measured with `ping -c COUNT -i INTERVAL` from VM 1 to VM 2
-# (after a ping both ways taught it the MACs): RTT avg, min, max, mdev,
-# loss. The table gives the medians over the rounds of each figure. The
+# (after a ping both ways taught it the MACs): RTT avg, median, 99th
+# percentile, min, max, mdev, loss. The table gives the medians over the rounds of each figure. The
 # interval matters: between pings every thread on the path sleeps, and a
 # CPU left idle longer sleeps deeper (in a VM, its vCPU halts and the host
 # must wake it), so a shorter interval gives lower figures for all.
@@ -116,14 +116,18 @@ names=${NAMES:-"vswitchd vswitchd-w1 busy-poll busy-poll-w1 bare linux-bridge"}
 for r in $(seq "$rounds"); do
   for n in $names; do
     setup "$n"
-    out=$(ip netns exec $A "${ping_pin[@]}" timeout $((count + 30)) ping -q -c "$count" -i "$interval" -W 1 10.251.0.2 || true)
+    out=$(ip netns exec $A "${ping_pin[@]}" timeout $((count + 30)) ping -c "$count" -i "$interval" -W 1 10.251.0.2 || true)
     python3 - "$n" "$out" <<'PY' | tee -a "$results"
 import re, sys
 name, out = sys.argv[1:3]
 loss = re.search(r"([\d.]+)% packet loss", out)
 rtt = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", out)
 f = rtt.groups() if rtt else ("nan",) * 4
-print(f"{name} avg_ms={f[1]} min_ms={f[0]} max_ms={f[2]} mdev_ms={f[3]} loss_pct={loss.group(1) if loss else 'nan'}")
+# Every reply's time, for the median and the 99th percentile: whether
+# each ping pays a cost or a few slow ones pull the average up.
+t = sorted(float(x) for x in re.findall(r"time=([\d.]+) ms", out))
+pct = lambda q: t[min(len(t) - 1, int(q * len(t)))] if t else float("nan")
+print(f"{name} avg_ms={f[1]} p50_ms={pct(0.5)} p99_ms={pct(0.99)} min_ms={f[0]} max_ms={f[2]} mdev_ms={f[3]} loss_pct={loss.group(1) if loss else 'nan'}")
 PY
   done
   echo "round $r/$rounds done"
@@ -132,4 +136,4 @@ flock -u 9
 
 echo
 echo "$rounds rounds of ping -c $count -i $interval, $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), load average $(cut -d" " -f1-3 /proc/loadavg); medians over the rounds:"
-python3 "$root/scripts/medians.py" "$results" --by-name --keys avg_ms,min_ms,max_ms,mdev_ms,loss_pct --fmt '{:>10.3f}'
+python3 "$root/scripts/medians.py" "$results" --by-name --keys avg_ms,p50_ms,p99_ms,min_ms,max_ms,mdev_ms,loss_pct --fmt '{:>10.3f}'
