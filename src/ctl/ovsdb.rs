@@ -2163,17 +2163,18 @@ mod tests {
                     let mut again = plan(&r);
                     rec.reconcile(&api, &mut again);
                     if rec.calls != calls {
-                        result = Err(format!("the same rows again made {} calls", rec.calls - calls));
+                        result = Err(TestCaseError::fail(format!("the same rows again made {} calls", rec.calls - calls)));
                         break;
                     }
                 }
                 api.shutdown();
-                prop_assert!(result.is_ok(), "{}\nafter {:?}", result.unwrap_err(), dbs);
+                result.map_err(|e| TestCaseError::fail(format!("{e}\nafter {dbs:?}")))?;
             }
         }
 
-        /// Whether the switch is as `db` asks; `p` says what was refused.
-        fn check(api: &Api, db: &Db, p: &Plan) -> Result<(), String> {
+        /// Whether the switch is as `db` asks (a failed case says how it
+        /// is not); `p` says what was refused.
+        fn check(api: &Api, db: &Db, p: &Plan) -> Result<(), TestCaseError> {
             let (bridges, ports) = db;
             let want: Vec<String> = BRIDGES
                 .iter()
@@ -2184,13 +2185,17 @@ mod tests {
             let mut have = api.bridge_names();
             have.sort();
             if have != want {
-                return Err(format!("bridges {have:?}, want {want:?}"));
+                return Err(TestCaseError::fail(format!(
+                    "bridges {have:?}, want {want:?}"
+                )));
             }
             for (b, name) in BRIDGES.iter().enumerate() {
                 if !bridges[b] {
                     continue;
                 }
-                let show = api.show(Some(name)).map_err(|e| e.to_string())?;
+                let show = api
+                    .show(Some(name))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let shown = &show.bridges[0].ports;
                 // The number a port row of this bridge asks for.
                 let asks = |port: &str| {
@@ -2205,15 +2210,17 @@ mod tests {
                     let found = shown.iter().find(|s| s.port == pname);
                     if *br != Some(b) {
                         if found.is_some() {
-                            return Err(format!("{pname} is on {name}, its row says {br:?}"));
+                            return Err(TestCaseError::fail(format!(
+                                "{pname} is on {name}, its row says {br:?}"
+                            )));
                         }
                         continue;
                     }
                     let Some(s) = found else {
-                        return Err(format!(
+                        return Err(TestCaseError::fail(format!(
                             "{pname} missing on {name} ({:?}): {shown:?}",
                             p.ifaces[&format!("i{i}")]
-                        ));
+                        )));
                     };
                     // Its own number, unless a port asking for it too
                     // holds it.
@@ -2223,14 +2230,16 @@ mod tests {
                             .any(|t| t.ofport == o && t.port != pname && asks(&t.port) == Some(o))
                     };
                     if ofport.is_some_and(|o| o != s.ofport && !held(o)) {
-                        return Err(format!(
+                        return Err(TestCaseError::fail(format!(
                             "{pname} has ofport {}, asks {ofport:?}: {shown:?}",
                             s.ofport
-                        ));
+                        )));
                     }
                     let t = s.policy.as_ref().and_then(|p| p.tag);
                     if t != *tag {
-                        return Err(format!("{pname} has tag {t:?}, asks {tag:?}"));
+                        return Err(TestCaseError::fail(format!(
+                            "{pname} has tag {t:?}, asks {tag:?}"
+                        )));
                     }
                 }
                 // A number another row asks for is held only by a port
@@ -2240,10 +2249,10 @@ mod tests {
                         *br == Some(b) && *o == Some(s.ofport) && s.port != format!("p{i}")
                     });
                     if others && asks(&s.port) != Some(s.ofport) {
-                        return Err(format!(
+                        return Err(TestCaseError::fail(format!(
                             "{} holds ofport {}, which another row asks for: {shown:?}",
                             s.port, s.ofport
-                        ));
+                        )));
                     }
                 }
             }

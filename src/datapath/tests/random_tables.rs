@@ -281,13 +281,19 @@ fn describe(sent: &[Vec<Vec<u8>>]) -> String {
     s
 }
 
+/// How many frames the ports sent since the last call, and how many drops
+/// were counted beyond `drops_before`.
+fn fate(dp: &Datapath, h: &[MemHandle], drops_before: u64) -> (usize, u64) {
+    let out = sent(h).iter().map(Vec::len).sum();
+    (out, total_drops(dp) - drops_before)
+}
+
 /// Everything the ports sent since the last call, by port.
 fn sent(h: &[MemHandle]) -> Vec<Vec<Vec<u8>>> {
     h.iter().map(|h| h.take_sent()).collect()
 }
 
 proptest! {
-
     #[test]
     fn any_table_any_frame_leaves_or_is_a_counted_drop(
         flows in table(true),
@@ -299,8 +305,7 @@ proptest! {
             let drops = total_drops(&dp);
             h[*port].inject(f);
             while dp.poll_once(now) > 0 {}
-            let out: usize = sent(&h).iter().map(Vec::len).sum();
-            let dropped = total_drops(&dp) - drops;
+            let (out, dropped) = fate(&dp, &h, drops);
             prop_assert!(
                 out > 0 || dropped > 0 || is_fragment(f),
                 "frame {} on port {} vanished\nflows:\n{}",
@@ -329,8 +334,7 @@ proptest! {
             .unwrap_or_else(|_| vec![Action::Output(ofp_port::TABLE)]);
         let drops = total_drops(&dp);
         let r = dp.packet_out(in_port, &acts, &f, now);
-        let out: usize = sent(&h).iter().map(Vec::len).sum();
-        let dropped = total_drops(&dp) - drops;
+        let (out, dropped) = fate(&dp, &h, drops);
         prop_assert!(
             out > 0 || dropped > 0 || (r.is_ok() && is_fragment(&f)),
             "packet-out of {} from {:#x} with {:?} vanished\nflows:\n{}",
