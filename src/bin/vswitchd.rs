@@ -82,6 +82,39 @@ struct Args {
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-20..=19))]
     datapath_nice: Option<i32>,
+    /// Do not pin the workers to CPUs nor steer quiet TAPs' frames to the
+    /// worker on the sending CPU (on by default when there is one worker
+    /// per CPU; see README, "Datapath threads").
+    #[arg(long)]
+    no_cpu_steering: bool,
+}
+
+/// Pins worker `i` to the `i`-th CPU this process may use and steers
+/// quiet TAPs by CPU, when there is one worker per such CPU and more than
+/// one (`port::steering`). Whether it did.
+fn cpu_steering(workers: usize) -> bool {
+    let cpus = match vswitch::port::sys::sched::allowed_cpus() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "no CPU steering: the allowed CPUs are unknown");
+            return false;
+        }
+    };
+    if workers < 2 || workers != cpus.len() {
+        tracing::debug!(
+            workers,
+            cpus = cpus.len(),
+            "no CPU steering: it needs one worker per CPU"
+        );
+        return false;
+    }
+    match vswitch::port::steering::install(cpus) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "no CPU steering (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF): a quiet VM's frames may wake a worker on another CPU");
+            false
+        }
+    }
 }
 
 /// The nice value the workers will set, if this process may set it: tried
@@ -233,10 +266,12 @@ fn run(args: Args) -> Result<(), String> {
         busy_poll: args.busy_poll,
         nice,
     });
+    let steering = !args.no_cpu_steering && cpu_steering(workers);
     tracing::info!(
         workers,
         busy_poll = args.busy_poll,
         nice,
+        cpu_steering = steering,
         "datapath workers per bridge"
     );
     // An upgrade: the running daemon's fds first (it forwards meanwhile);

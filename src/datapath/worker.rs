@@ -286,6 +286,15 @@ pub fn spawn_worker(
         if let Err(e) = crate::port::sys::sched::set_slice(None) {
             tracing::debug!(error = %e, "worker: default time slice not restored");
         }
+        // One worker per CPU when the process steers quiet TAPs by CPU
+        // (see `port::steering`): worker `index` reads queue `index` of
+        // every TAP, which the steering program picks for frames sent on
+        // this CPU.
+        if let Some(cpu) = crate::port::steering::installed().and_then(|s| s.cpu_of_worker(index)) {
+            if let Err(e) = crate::port::sys::sched::pin_to_cpu(cpu) {
+                tracing::warn!(error = %e, cpu, "worker: not pinned; a quiet VM's frames may wake it on another CPU");
+            }
+        }
         if let Some(n) = mode.nice {
             // Without the privilege the worker runs on at the priority it
             // had: slower to get a CPU on a busy host, never wrong.

@@ -13,7 +13,8 @@
 //! it, the ports' own counters), [`poll`] (how the datapath thread sleeps on port fds),
 //! [`capture`] (pcap files of what a port moves), [`udp`] (the batched
 //! socket a tunnel port sits on), [`persist`] (which persistent TAPs are
-//! ours across a crash, where they live, and the exit policy).
+//! ours across a crash, where they live, and the exit policy), [`steering`]
+//! (a quiet TAP's frames to the worker on the sending CPU).
 //!
 //! The kernel-device ports never return `Err` from `recv_batch` /
 //! `send_batch`: a vanished device is `LinkState::Down` (counted, logged
@@ -28,6 +29,7 @@ pub mod link;
 pub mod mem;
 pub mod persist;
 pub mod poll;
+pub mod steering;
 pub mod sys;
 pub mod tap;
 pub mod udp;

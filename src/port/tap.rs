@@ -66,9 +66,10 @@
 
 use super::link::{Counters, Device, LinkLife};
 use super::persist::{self, Record};
+use super::steering::{self, Gate};
 use super::sys::netns::{self, NetNs, NsId};
 use super::sys::rtnl::{LinkInfo, Rtnl};
-use super::sys::{self, netdev, tun, uring};
+use super::sys::{self, netdev, steer, tun, uring};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
 use crate::packet::gso::{self, Segmenter};
@@ -374,6 +375,9 @@ impl Kernel {
 struct QueueSlots {
     epoch: AtomicU64,
     fds: Mutex<Vec<Option<tun::TapFd>>>,
+    /// Whether the device's frames go to the worker on the sending CPU
+    /// (see `port::steering`), fed by every queue.
+    gate: Gate,
 }
 
 /// What makes a [`TapPort`] one of the extra queues of another's device.
@@ -755,11 +759,48 @@ impl TapPort {
             .as_ref()
             .filter(|a| Some(a.ns) != ours)
             .map(|a| (a.ns, None));
+        // A device may keep a steering program from a process that held it
+        // before (a crash, a restart, an upgrade): the kernel chooses until
+        // this port's first look decides (a kernel without steering
+        // refuses, which changes nothing).
+        if fd.multi_queue() {
+            let _ = steer::set_steering(fd.as_fd(), None);
+        }
         self.dev.replace(fd);
+        self.slots.gate.reset();
         self.kernel.lock().attached(asked.as_ref());
         self.remember();
         self.refill_queues();
         Ok(())
+    }
+
+    /// Counts `n` frames received on this queue toward its device's
+    /// steering gate (one atomic add per batch), which may end steering by
+    /// CPU through this queue's fd.
+    fn steer_count(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
+            return;
+        };
+        self.slots.gate.received(n, |on| {
+            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))
+        });
+    }
+
+    /// The primary's look at its device's rate: a quiet multi-queue device
+    /// is steered by CPU (see `port::steering`).
+    fn steer_look(&self, now: Instant) {
+        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
+            return;
+        };
+        if !fd.multi_queue() {
+            return;
+        }
+        self.slots.gate.look(now, |on| {
+            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))
+        });
     }
 
     /// A new device is attached: opens a fresh queue of it for each extra
@@ -1393,9 +1434,12 @@ impl Port for TapPort {
 
     fn recv_batch(&mut self, pool: &mut PacketPool, batch: &mut Batch) -> Result<usize, Error> {
         if self.uring.as_ref().is_some_and(|u| u.want > RX_MIN_READS) {
-            return Ok(self.recv_uring(pool, batch));
+            let n = self.recv_uring(pool, batch);
+            self.steer_count(n);
+            return Ok(n);
         }
         let n = self.recv_each(pool, batch);
+        self.steer_count(n);
         if let Some(u) = self.uring.as_deref_mut() {
             // Frames came faster than one or two per call: batches from
             // the next call on.
@@ -1480,6 +1524,7 @@ impl Port for TapPort {
             return;
         }
         let now = Instant::now();
+        self.steer_look(now);
         if self.life.probe_due(now) {
             // No traffic may have told us: ask the fd (never the name).
             if let Some(Err(e)) = self.dev.get().map(|d| tun::get_iff(d.as_fd())) {

@@ -25,7 +25,10 @@
 //! * [`epoll`]: epoll and eventfd for the datapath thread's sleep.
 //! * [`scm`]: handing fds to another process (`SCM_RIGHTS`), for upgrades.
 //! * [`sched`]: the calling thread's scheduler time slice, short for the
-//!   control plane so it answers promptly while workers keep cores busy.
+//!   control plane so it answers promptly while workers keep cores busy;
+//!   the CPUs a thread may run on (a worker pinned to one).
+//! * [`steer`]: the eBPF program that puts a TAP's frames on the queue of
+//!   the worker on the sending CPU (`TUNSETSTEERINGEBPF`).
 //! * [`malloc`]: the C allocator's arena cap and fixed mmap threshold, so
 //!   threads and ports that come and go do not leave memory behind.
 //! * [`uring`]: io_uring batches of non-blocking reads and writes on one
@@ -47,6 +50,7 @@ pub mod packet;
 pub mod rtnl;
 pub mod sched;
 pub mod scm;
+pub mod steer;
 pub mod tun;
 pub mod udp;
 pub mod uring;

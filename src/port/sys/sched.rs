@@ -1,4 +1,5 @@
-//! The calling thread's scheduler time slice (`sched_setattr`).
+//! The calling thread's scheduler time slice (`sched_setattr`), and the
+//! CPUs it may run on (`sched_setaffinity`).
 //!
 //! Linux's fair scheduler (EEVDF, 6.6 and later) lets a `SCHED_OTHER`
 //! thread ask for a shorter slice through `sched_runtime`. A shorter
@@ -108,6 +109,40 @@ pub fn set_nice(nice: i32) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The CPUs the calling thread may run on (its affinity mask).
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity writes at most `size_of::<cpu_set_t>()`
+    // bytes into `set`; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET reads `set` at an index below CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Keeps the calling thread on `cpu` alone.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such CPU"));
+    }
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; CPU_SET writes
+    // one bit below CPU_SETSIZE (checked above).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of
+    // `set`; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The calling thread's nice value.
 pub fn nice() -> io::Result<i32> {
     Ok(get()?.nice)
@@ -124,6 +159,21 @@ pub fn slice() -> io::Result<Option<Duration>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_pinned_to_one_of_its_cpus_runs_there_alone() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        let last = *cpus.last().unwrap();
+        let after = std::thread::spawn(move || {
+            pin_to_cpu(last).unwrap();
+            allowed_cpus().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, vec![last]);
+        assert!(pin_to_cpu(libc::CPU_SETSIZE as usize).is_err());
+    }
 
     #[test]
     fn a_thread_asks_for_a_short_slice_and_gives_it_back_keeping_its_nice() {
