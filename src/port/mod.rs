@@ -312,7 +312,8 @@ pub trait Port: Send {
     /// traffic and transmits without any lock shared with this one (a
     /// multi-queue TAP's next queue, another socket of an AF_PACKET fanout
     /// group, another `SO_REUSEPORT` socket). The device spreads a flow to
-    /// one queue, so packets of a flow are never reordered. Its counters
+    /// one queue, so packets of a flow are not reordered (a quiet TAP's
+    /// frames follow the sending CPU instead: see [`steering`]). Its counters
     /// are its own (the datapath sums them); device-wide counters stay
     /// with this, the primary queue. `Ok(None)`: the device cannot be
     /// split, and the port lives on one worker only.

@@ -785,7 +785,9 @@ impl TapPort {
             return;
         };
         self.slots.gate.received(n, |on| {
-            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))
+            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))?;
+            tracing::debug!(port = %self.cfg.name, "tap busy: the kernel chooses its queues");
+            Ok(())
         });
     }
 
@@ -799,7 +801,9 @@ impl TapPort {
             return;
         }
         self.slots.gate.look(now, |on| {
-            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))
+            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))?;
+            tracing::debug!(port = %self.cfg.name, "tap quiet: its frames go to the worker on the sending CPU");
+            Ok(())
         });
     }
 
