@@ -265,6 +265,23 @@ fn a_quiet_vms_frames_go_to_the_worker_on_its_cpu() {
             pings_on_cpu(&lab, &d, &vm1, &ip2, cpus[0]),
             pings_on_cpu(&lab, &d, &vm1, &ip2, cpus[1]),
         );
+        // `dump-dp-flows` says where each worker runs, as Open vSwitch's
+        // pmd-stats-show names each PMD thread's core.
+        let dp = d.ctl_json(&["dump-dp-flows", "br0"]);
+        let text = d.ctl(&["dump-dp-flows", "br0"]);
+        for (i, &cpu) in cpus.iter().enumerate() {
+            let want = if steering {
+                serde_json::json!(cpu)
+            } else {
+                serde_json::Value::Null
+            };
+            assert_eq!(dp["worker_cpus"][i], want, "{dp}");
+            assert_eq!(
+                text.contains(&format!("worker {i} (core {cpu}):")),
+                steering,
+                "{text}"
+            );
+        }
         // Steering, worker i runs on CPU i alone; without, anywhere.
         let pinned = worker_cpus(d.pid());
         assert_eq!(pinned.len(), cpus.len(), "{pinned:?}");

@@ -148,6 +148,9 @@ pub struct DpFlowsReply {
     /// Each datapath worker's counters, by worker index (Open vSwitch's
     /// `dpif-netdev/pmd-stats-show`).
     pub workers: Vec<DpStats>,
+    /// The CPU each worker is pinned to, by worker index (`None`: not
+    /// pinned; see `port::steering`).
+    pub worker_cpus: Vec<Option<usize>>,
     /// Cached megaflows (every worker's cache).
     pub flows: Vec<DpFlowInfo>,
 }
@@ -162,9 +165,14 @@ impl fmt::Display for DpFlowsReply {
         )?;
         if self.workers.len() > 1 {
             for (i, s) in self.workers.iter().enumerate() {
+                // Where Open vSwitch's pmd-stats-show says `core_id N`.
+                let core = match self.worker_cpus.get(i).copied().flatten() {
+                    Some(c) => format!(" (core {c})"),
+                    None => String::new(),
+                };
                 writeln!(
                     f,
-                    "  worker {i}: packets:{} emc_hits:{} megaflow_hits:{} upcalls:{} megaflows:{}",
+                    "  worker {i}{core}: packets:{} emc_hits:{} megaflow_hits:{} upcalls:{} megaflows:{}",
                     s.packets, s.emc_hits, s.megaflow_hits, s.upcalls, s.megaflows
                 )?;
             }
@@ -255,10 +263,15 @@ impl Api {
                 .into_iter()
                 .map(|(s, _)| s)
                 .collect();
+            let steering = crate::port::steering::installed();
+            let worker_cpus = (0..workers.len())
+                .map(|i| steering.and_then(|s| s.cpu_of_worker(i)))
+                .collect();
             Ok(DpFlowsReply {
                 bridge: bridge.to_string(),
                 stats: crate::datapath::workers::sum_stats(&workers),
                 workers,
+                worker_cpus,
                 flows,
             })
         })
