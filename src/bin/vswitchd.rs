@@ -91,28 +91,29 @@ struct Args {
 
 /// Pins worker `i` to the `i`-th CPU this process may use and steers
 /// quiet TAPs by CPU, when there is one worker per such CPU and more than
-/// one (`port::steering`). Whether it did.
-fn cpu_steering(workers: usize) -> bool {
+/// one (`port::steering`). Whether the workers are pinned, and whether
+/// TAPs are steered.
+fn cpu_steering(workers: usize) -> (bool, bool) {
     let cpus = match vswitch::port::sys::sched::allowed_cpus() {
         Ok(c) => c,
         Err(e) => {
-            tracing::debug!(error = %e, "no CPU steering: the allowed CPUs are unknown");
-            return false;
+            tracing::debug!(error = %e, "workers not pinned: the allowed CPUs are unknown");
+            return (false, false);
         }
     };
     if workers < 2 || workers != cpus.len() {
         tracing::debug!(
             workers,
             cpus = cpus.len(),
-            "no CPU steering: it needs one worker per CPU"
+            "workers not pinned, TAPs not steered by CPU: that needs one worker per CPU"
         );
-        return false;
+        return (false, false);
     }
     match vswitch::port::steering::install(cpus) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "no CPU steering (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF): a quiet VM's frames may wake a worker on another CPU");
-            false
+        (_, None) => (true, true),
+        (_, Some(e)) => {
+            tracing::warn!(error = %e, "TAPs not steered by CPU (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF): a quiet VM's frames may wake a worker on another CPU; the workers are pinned all the same");
+            (true, false)
         }
     }
 }
@@ -266,11 +267,16 @@ fn run(args: Args) -> Result<(), String> {
         busy_poll: args.busy_poll,
         nice,
     });
-    let steering = !args.no_cpu_steering && cpu_steering(workers);
+    let (pinned, steering) = if args.no_cpu_steering {
+        (false, false)
+    } else {
+        cpu_steering(workers)
+    };
     tracing::info!(
         workers,
         busy_poll = args.busy_poll,
         nice,
+        pinned,
         cpu_steering = steering,
         "datapath workers per bridge"
     );

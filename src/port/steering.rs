@@ -36,10 +36,12 @@ pub const QUIET_FPS: u64 = 1_000;
 /// More frames than this since the last look end steering by CPU at once.
 pub const BUSY_FRAMES: u64 = 1_000;
 
-/// The process's steering: its program and the CPUs its workers are on.
+/// The process's steering: the CPUs its workers are pinned to, and the
+/// program (`None`: the kernel refused it, workers are pinned all the
+/// same).
 #[derive(Debug)]
 pub struct Steering {
-    prog: CpuSteering,
+    prog: Option<CpuSteering>,
     cpus: Vec<usize>,
 }
 
@@ -50,24 +52,28 @@ impl Steering {
         self.cpus.get(i).copied()
     }
 
-    /// The program, for `sys::steer::set_steering`.
-    pub fn prog(&self) -> BorrowedFd<'_> {
-        self.prog.as_fd()
+    /// The program, for `sys::steer::set_steering` (`None`: not loaded).
+    pub fn prog(&self) -> Option<BorrowedFd<'_>> {
+        self.prog.as_ref().map(|p| p.as_fd())
     }
 }
 
 static STEERING: OnceLock<Steering> = OnceLock::new();
 
-/// Loads the program for workers on `cpus` (worker `i` on `cpus[i]`) and
-/// makes it the process's: workers started from now on pin themselves and
-/// TAPs steer while quiet. Once per process; a second call returns the
-/// first's.
-pub fn install(cpus: Vec<usize>) -> io::Result<&'static Steering> {
+/// Makes worker `i` of every bridge started from now on pin itself to
+/// `cpus[i]`, and loads the program for them, which quiet TAPs then get:
+/// with the error when the kernel refused it (no `CAP_BPF`, no
+/// `TUNSETSTEERINGEBPF`), the workers are pinned and TAPs left to the
+/// kernel's choice. Once per process; a second call returns the first's.
+pub fn install(cpus: Vec<usize>) -> (&'static Steering, Option<io::Error>) {
     if let Some(s) = STEERING.get() {
-        return Ok(s);
+        return (s, None);
     }
-    let prog = CpuSteering::load(&cpus)?;
-    Ok(STEERING.get_or_init(|| Steering { prog, cpus }))
+    let (prog, err) = match CpuSteering::load(&cpus) {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e)),
+    };
+    (STEERING.get_or_init(|| Steering { prog, cpus }), err)
 }
 
 /// The process's steering, if [`install`] ran.

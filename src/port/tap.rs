@@ -781,11 +781,12 @@ impl TapPort {
         if n == 0 {
             return;
         }
-        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
+        let (Some(prog), Some(fd)) = (steering::installed().and_then(|s| s.prog()), self.dev.get())
+        else {
             return;
         };
         self.slots.gate.received(n, |on| {
-            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))?;
+            steer::set_steering(fd.as_fd(), on.then_some(prog))?;
             tracing::debug!(port = %self.cfg.name, "tap busy: the kernel chooses its queues");
             Ok(())
         });
@@ -794,14 +795,15 @@ impl TapPort {
     /// The primary's look at its device's rate: a quiet multi-queue device
     /// is steered by CPU (see `port::steering`).
     fn steer_look(&self, now: Instant) {
-        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
+        let (Some(prog), Some(fd)) = (steering::installed().and_then(|s| s.prog()), self.dev.get())
+        else {
             return;
         };
         if !fd.multi_queue() {
             return;
         }
         self.slots.gate.look(now, |on| {
-            steer::set_steering(fd.as_fd(), on.then(|| s.prog()))?;
+            steer::set_steering(fd.as_fd(), on.then_some(prog))?;
             tracing::debug!(port = %self.cfg.name, "tap quiet: its frames go to the worker on the sending CPU");
             Ok(())
         });
