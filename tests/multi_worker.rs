@@ -237,7 +237,8 @@ fn a_quiet_vms_frames_go_to_the_worker_on_its_cpu() {
         }
         let (d, [vm1, _vm2], [_ip1, ip2]) = two_tap_vms(&mut lab, &args, "10.94.0");
         assert!(
-            d.log().contains(&format!("pinned={steering} cpu_steering={steering}")),
+            d.log()
+                .contains(&format!("pinned={steering} cpu_steering={steering}")),
             "{}",
             d.log()
         );

@@ -183,63 +183,68 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    fn calls() -> RefCell<Vec<bool>> {
-        RefCell::new(Vec::new())
+    /// What a gate asked of its device, in order (true: attach).
+    #[derive(Default)]
+    struct Device(RefCell<Vec<bool>>);
+
+    impl Device {
+        fn apply(&self, on: bool) -> io::Result<()> {
+            self.0.borrow_mut().push(on);
+            Ok(())
+        }
+
+        fn asked(&self) -> Vec<bool> {
+            self.0.borrow().clone()
+        }
     }
 
     #[test]
     fn a_quiet_tap_is_steered_and_a_burst_gives_the_choice_back_at_once() {
         let g = Gate::default();
-        let log = calls();
-        let rec = |on| {
-            log.borrow_mut().push(on);
-            Ok(())
-        };
+        let dev = Device::default();
+        let rec = |on| dev.apply(on);
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         // The first look only starts the interval.
         g.look(t0, rec);
-        assert!(log.borrow().is_empty());
+        assert!(dev.asked().is_empty());
         // 100 frames in 500 ms: 200 a second, quiet.
         g.received(100, rec);
         g.look(ms(500), rec);
-        assert_eq!(*log.borrow(), [true]);
+        assert_eq!(dev.asked(), [true]);
         assert!(g.steering());
         // A ping's worth of frames keeps it.
         g.received(BUSY_FRAMES as usize, rec);
-        assert_eq!(*log.borrow(), [true]);
+        assert_eq!(dev.asked(), [true]);
         // One more than BUSY_FRAMES since the look: off now, not at the
         // next look.
         g.received(1, rec);
-        assert_eq!(*log.borrow(), [true, false]);
+        assert_eq!(dev.asked(), [true, false]);
         assert!(!g.steering());
         g.received(100_000, rec);
-        assert_eq!(*log.borrow(), [true, false]);
+        assert_eq!(dev.asked(), [true, false]);
         // A busy look leaves it off; a quiet one puts it back.
         g.look(ms(1000), rec);
-        assert_eq!(*log.borrow(), [true, false]);
+        assert_eq!(dev.asked(), [true, false]);
         g.received(499, rec);
         g.look(ms(1500), rec);
-        assert_eq!(*log.borrow(), [true, false, true]);
+        assert_eq!(dev.asked(), [true, false, true]);
     }
 
     #[test]
     fn the_threshold_is_a_rate_over_the_whole_interval() {
         let g = Gate::default();
-        let log = calls();
-        let rec = |on| {
-            log.borrow_mut().push(on);
-            Ok(())
-        };
+        let dev = Device::default();
+        let rec = |on| dev.apply(on);
         let t0 = Instant::now();
         g.look(t0, rec);
         // Exactly QUIET_FPS over 2 s is not below it.
         g.frames.fetch_add(2 * QUIET_FPS, Ordering::Relaxed);
         g.look(t0 + Duration::from_secs(2), rec);
-        assert!(log.borrow().is_empty());
+        assert!(dev.asked().is_empty());
         g.frames.fetch_add(2 * QUIET_FPS - 1, Ordering::Relaxed);
         g.look(t0 + Duration::from_secs(4), rec);
-        assert_eq!(*log.borrow(), [true]);
+        assert_eq!(dev.asked(), [true]);
     }
 
     #[test]
