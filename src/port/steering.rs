@@ -7,10 +7,14 @@
 //! default each ping through the switch paid a wakeup on the other vCPU
 //! (0.10 ms on a 2-vCPU guest, where the same worker woken on the pinging
 //! CPU answered in 0.03). When vswitchd runs one worker per CPU it pins
-//! worker `i` to CPU `i` of its set ([`install`]) and, while a TAP is
-//! quiet, attaches the steering program of `sys::steer` to it: the kernel
-//! then queues each frame for the worker on the sender's CPU, which wakes
-//! where the sender is about to sleep.
+//! worker `i` to CPU `i` of its set ([`install`]); with `--cpu-steering`
+//! it also attaches, while a TAP is quiet, the steering program of
+//! `sys::steer` to it: the kernel then queues each frame (a TCP segment
+//! excepted, which keeps to its connection's hash) for the worker on the
+//! sender's CPU, which wakes where the sender is about to sleep. Steering
+//! is not the default because moving flows between workers reorders
+//! them: under a flood with heavy TCP loss, conntrack saw segments out of
+//! its window (README, "Datapath threads").
 //!
 //! Only while quiet ([`Gate`]): steered by CPU, a flood from one VM lands
 //! on the worker sharing the VM's CPU instead of the one free CPU (64-byte
@@ -61,17 +65,19 @@ impl Steering {
 static STEERING: OnceLock<Steering> = OnceLock::new();
 
 /// Makes worker `i` of every bridge started from now on pin itself to
-/// `cpus[i]`, and loads the program for them, which quiet TAPs then get:
-/// with the error when the kernel refused it (no `CAP_BPF`, no
-/// `TUNSETSTEERINGEBPF`), the workers are pinned and TAPs left to the
-/// kernel's choice. Once per process; a second call returns the first's.
-pub fn install(cpus: Vec<usize>) -> (&'static Steering, Option<io::Error>) {
+/// `cpus[i]`, and with `steer` loads the program for them, which quiet
+/// TAPs then get: with the error when the kernel refused it (no
+/// `CAP_BPF`, no `TUNSETSTEERINGEBPF`), the workers are pinned and TAPs
+/// left to the kernel's choice. Once per process; a second call returns
+/// the first's.
+pub fn install(cpus: Vec<usize>, steer: bool) -> (&'static Steering, Option<io::Error>) {
     if let Some(s) = STEERING.get() {
         return (s, None);
     }
-    let (prog, err) = match CpuSteering::load(&cpus) {
-        Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e)),
+    let (prog, err) = match steer.then(|| CpuSteering::load(&cpus)) {
+        None => (None, None),
+        Some(Ok(p)) => (Some(p), None),
+        Some(Err(e)) => (None, Some(e)),
     };
     (STEERING.get_or_init(|| Steering { prog, cpus }), err)
 }

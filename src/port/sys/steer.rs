@@ -11,8 +11,10 @@
 //!
 //! The program is three instructions per CPU: `r0 = smp_processor_id();
 //! if r0 == cpu { return queue }`, and for a CPU without a worker the CPU
-//! number itself (the kernel takes it modulo the number of queues). It
-//! reads nothing of the frame, so it needs no verifier log and no map.
+//! number itself (the kernel takes it modulo the number of queues). A TCP
+//! segment (the EtherType and IP protocol read with `LD_ABS`) keeps to
+//! its flow's hash instead, so a TCP flow never has two workers. It needs
+//! no map.
 
 use super::cvt;
 use std::io;
@@ -31,29 +33,74 @@ const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
 /// instructions); CPUs past it fall back to their number modulo queues.
 pub const MAX_CPUS: usize = 1024;
 
-/// One `struct bpf_insn`: opcode, registers (dst in the low nibble),
-/// offset, immediate.
-fn insn(code: u8, off: i16, imm: i32) -> [u8; 8] {
+/// One `struct bpf_insn`: opcode, registers (dst in the low nibble,
+/// src in the high), offset, immediate.
+fn insn_regs(code: u8, regs: u8, off: i16, imm: i32) -> [u8; 8] {
     let mut b = [0u8; 8];
     b[0] = code;
-    // r0 everywhere: both register nibbles stay zero.
+    b[1] = regs;
     b[2..4].copy_from_slice(&off.to_ne_bytes());
     b[4..8].copy_from_slice(&imm.to_ne_bytes());
     b
+}
+
+/// An instruction on r0 alone.
+fn insn(code: u8, off: i16, imm: i32) -> [u8; 8] {
+    insn_regs(code, 0, off, imm)
 }
 
 /// `BPF_JMP | BPF_CALL`.
 const CALL: u8 = 0x85;
 /// `BPF_JMP | BPF_JNE | BPF_K`.
 const JNE_IMM: u8 = 0x55;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
+const JEQ_IMM: u8 = 0x15;
+/// `BPF_JMP | BPF_JA`.
+const JA: u8 = 0x05;
 /// `BPF_ALU64 | BPF_MOV | BPF_K`.
 const MOV_IMM: u8 = 0xb7;
+/// `BPF_ALU64 | BPF_MOV | BPF_X`.
+const MOV_REG: u8 = 0xbf;
+/// `BPF_LD | BPF_ABS | BPF_H`: r0 = the frame's 16 bits at `imm`, in host
+/// order (the program ends, returning 0, when the frame is shorter).
+const LD_ABS_H: u8 = 0x28;
+/// `BPF_LD | BPF_ABS | BPF_B`.
+const LD_ABS_B: u8 = 0x30;
+/// `BPF_LDX | BPF_MEM | BPF_W`.
+const LDX_W: u8 = 0x61;
 /// `BPF_JMP | BPF_EXIT`.
 const EXIT: u8 = 0x95;
+/// Offset of `hash` in `struct __sk_buff` (the frame's flow hash; for a
+/// VM's own TCP socket, the connection's).
+const SKB_HASH: i16 = 68;
+/// IPPROTO_TCP.
+const TCP: i32 = 6;
 
-/// The program's instructions: queue `i` for a frame sent on `cpus[i]`.
+/// The program's instructions. A TCP segment keeps to its flow's hash: a
+/// TCP sender transmits both from its process's CPU and, clocked by
+/// ACKs, from the CPU that took the ACK, and steered by CPU its segments
+/// would be forwarded by two workers at once, and reordered. Any other
+/// frame goes to queue `i` when sent on `cpus[i]`.
 fn program(cpus: &[usize]) -> Vec<[u8; 8]> {
-    let mut p = vec![insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID)];
+    let mut p = vec![
+        // LD_ABS reads the frame through r6, the context.
+        insn_regs(MOV_REG, 0x16, 0, 0),
+        insn(LD_ABS_H, 0, 12),
+        insn(JEQ_IMM, 2, 0x0800),
+        insn(JEQ_IMM, 3, 0x86dd),
+        insn(JA, 6, 0),
+        // IPv4: the protocol byte.
+        insn(LD_ABS_B, 0, 14 + 9),
+        insn(JA, 1, 0),
+        // IPv6: the next header (a TCP segment behind extension headers
+        // is steered as any frame).
+        insn(LD_ABS_B, 0, 14 + 6),
+        insn(JNE_IMM, 2, TCP),
+        // r0 = skb->hash.
+        insn_regs(LDX_W, 0x60, SKB_HASH, 0),
+        insn(EXIT, 0, 0),
+        insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID),
+    ];
     for (queue, &cpu) in cpus.iter().enumerate().take(MAX_CPUS) {
         // Both fit an i32: MAX_CPUS entries, CPU numbers below CPU_SETSIZE.
         p.push(insn(JNE_IMM, 2, cpu as i32));
@@ -156,16 +203,33 @@ mod tests {
 
     #[test]
     fn the_program_names_each_cpu_then_falls_back_to_the_cpu_number() {
+        const HEAD: usize = 12;
         let p = program(&[3, 7]);
-        assert_eq!(p.len(), 1 + 3 * 2 + 1);
-        assert_eq!(p[0], insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID));
+        assert_eq!(p.len(), HEAD + 3 * 2 + 1);
+        // r6 = r1 (the context, for LD_ABS), the EtherType at 12.
+        assert_eq!(p[0], [MOV_REG, 0x16, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(p[1], [LD_ABS_H, 0, 0, 0, 12, 0, 0, 0]);
+        // Where each jump lands: IPv4 -> its protocol byte (23), IPv6 ->
+        // its next header (20), anything else and not TCP -> the CPU
+        // table; TCP -> r0 = skb->hash, returned.
+        let target = |at: usize| {
+            let off = i16::from_ne_bytes([p[at][2], p[at][3]]);
+            (at as isize + 1 + off as isize) as usize
+        };
+        assert_eq!(p[target(2)], insn(LD_ABS_B, 0, 23));
+        assert_eq!(p[target(3)], insn(LD_ABS_B, 0, 20));
+        assert_eq!(p[target(4)], insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID));
+        assert_eq!(p[target(6)], insn(JNE_IMM, 2, TCP));
+        assert_eq!(p[target(8)], insn(CALL, 0, BPF_FUNC_GET_SMP_PROCESSOR_ID));
+        assert_eq!(p[9], [LDX_W, 0x60, 68, 0, 0, 0, 0, 0]);
+        assert_eq!(p[10], insn(EXIT, 0, 0));
         // CPU 3 -> queue 0, CPU 7 -> queue 1.
-        assert_eq!(p[1], [JNE_IMM, 0, 2, 0, 3, 0, 0, 0]);
-        assert_eq!(p[2], [MOV_IMM, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(p[4], [JNE_IMM, 0, 2, 0, 7, 0, 0, 0]);
-        assert_eq!(p[5], [MOV_IMM, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(p[HEAD], [JNE_IMM, 0, 2, 0, 3, 0, 0, 0]);
+        assert_eq!(p[HEAD + 1], [MOV_IMM, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(p[HEAD + 3], [JNE_IMM, 0, 2, 0, 7, 0, 0, 0]);
+        assert_eq!(p[HEAD + 4], [MOV_IMM, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(*p.last().unwrap(), insn(EXIT, 0, 0));
-        assert_eq!(program(&vec![0; 5000]).len(), 2 + 3 * MAX_CPUS);
+        assert_eq!(program(&vec![0; 5000]).len(), HEAD + 1 + 3 * MAX_CPUS);
     }
 
     #[test]
