@@ -107,11 +107,19 @@ fn pin_workers(workers: usize, steer: bool) -> (bool, bool) {
         }
     };
     if workers < 2 || workers != cpus.len() {
-        tracing::debug!(
-            workers,
-            cpus = cpus.len(),
-            "workers not pinned, TAPs not steered by CPU: that needs one worker per CPU"
-        );
+        if steer {
+            tracing::warn!(
+                workers,
+                cpus = cpus.len(),
+                "--cpu-steering ignored: it needs one worker per CPU (and more than one)"
+            );
+        } else {
+            tracing::debug!(
+                workers,
+                cpus = cpus.len(),
+                "workers not pinned: that needs one worker per CPU"
+            );
+        }
         return (false, false);
     }
     match vswitch::port::steering::install(cpus, steer) {
