@@ -123,7 +123,7 @@ fn pin_workers(workers: usize, steer: bool) -> (bool, bool) {
         return (false, false);
     }
     match vswitch::port::steering::install(cpus, steer) {
-        (s, None) => (true, s.prog().is_some()),
+        (s, None) => (true, s.steers()),
         (_, Some(e)) => {
             tracing::warn!(error = %e, "TAPs not steered by CPU (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF): a quiet VM's frames may wake a worker on another CPU; the workers are pinned all the same");
             (true, false)

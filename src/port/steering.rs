@@ -7,29 +7,26 @@
 //! default each ping through the switch paid a wakeup on the other vCPU
 //! (0.10 ms on a 2-vCPU guest, where the same worker woken on the pinging
 //! CPU answered in 0.03). When vswitchd runs one worker per CPU it pins
-//! worker `i` to CPU `i` of its set ([`install`]); with `--cpu-steering`
-//! it also attaches, while a TAP is quiet, the steering program of
-//! `sys::steer` to it: the kernel then queues each frame (a TCP segment
-//! excepted, which keeps to its connection's hash) for the worker on the
-//! sender's CPU, which wakes where the sender is about to sleep. Steering
-//! is not the default because moving flows between workers reorders
-//! them: under a flood with heavy TCP loss, conntrack saw segments out of
-//! its window (README, "Datapath threads").
+//! worker `i` to CPU `i` of its set ([`install`]); with CPU steering it
+//! also gives every multi-queue TAP one of the two programs of
+//! `sys::steer`: while the TAP is quiet, the one that queues a datagram
+//! (a ping, DHCP, DNS) for the worker on the sender's CPU, which wakes
+//! where the sender is about to sleep; while it is busy, the one that
+//! spreads everything by flow hash. A TCP segment goes by the same hash
+//! in both, so a connection never changes worker and is never reordered.
 //!
 //! Only while quiet ([`Gate`]): steered by CPU, a flood from one VM lands
 //! on the worker sharing the VM's CPU instead of the one free CPU (64-byte
-//! frames lost 40-55% of their rate so, one TCP stream 10-20%). Once a TAP
-//! carries more than [`BUSY_FRAMES`] frames between two looks, the
-//! choice goes back to the kernel's (the flow's last queue, else its hash)
-//! at once; a TAP that carried fewer than [`QUIET_FPS`] a second over a
-//! whole look is steered again. Moving a flow between queues can reorder
-//! the few frames queued at that moment, as the kernel's own choice does
-//! when a flow's last queue changes.
+//! frames lost 40-55% of their rate so). Once a TAP carries more than
+//! [`BUSY_FRAMES`] frames between two looks it gets the busy program at
+//! once; a TAP that carried fewer than [`QUIET_FPS`] a second over a
+//! whole look gets the quiet one again. The swap moves datagram flows
+//! between queues, and may reorder the few frames queued at that moment.
 
-use crate::port::sys::steer::CpuSteering;
+use crate::port::sys::steer::{CpuSteering, Mode};
 use parking_lot::Mutex;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -56,19 +53,25 @@ impl Steering {
         self.cpus.get(i).copied()
     }
 
-    /// The program, for `sys::steer::set_steering` (`None`: not loaded).
-    pub fn prog(&self) -> Option<BorrowedFd<'_>> {
-        self.prog.as_ref().map(|p| p.as_fd())
+    /// Whether TAPs get the steering programs (the kernel took them).
+    pub fn steers(&self) -> bool {
+        self.prog.is_some()
+    }
+
+    /// The program for `mode`, for `sys::steer::set_steering` (`None`: not
+    /// loaded).
+    pub fn prog(&self, mode: Mode) -> Option<BorrowedFd<'_>> {
+        self.prog.as_ref().map(|p| p.prog(mode))
     }
 }
 
 static STEERING: OnceLock<Steering> = OnceLock::new();
 
 /// Makes worker `i` of every bridge started from now on pin itself to
-/// `cpus[i]`, and with `steer` loads the program for them, which quiet
-/// TAPs then get: with the error when the kernel refused it (no
-/// `CAP_BPF`, no `TUNSETSTEERINGEBPF`), the workers are pinned and TAPs
-/// left to the kernel's choice. Once per process; a second call returns
+/// `cpus[i]`, and with `steer` loads the programs for them, which every
+/// multi-queue TAP then gets: with the error when the kernel refused them
+/// (no `CAP_BPF`), the workers are pinned and TAPs left to the kernel's
+/// choice. Once per process; a second call returns
 /// the first's.
 pub fn install(cpus: Vec<usize>, steer: bool) -> (&'static Steering, Option<io::Error>) {
     if let Some(s) = STEERING.get() {
@@ -87,54 +90,56 @@ pub fn installed() -> Option<&'static Steering> {
     STEERING.get()
 }
 
-/// Whether one TAP device is steered by CPU now, shared by its queues
-/// (each on its own worker).
+/// Which program one TAP device runs, shared by its queues (each on its
+/// own worker).
 #[derive(Debug, Default)]
 pub struct Gate {
     /// Frames every queue of the device received, ever.
     frames: AtomicU64,
     /// `frames` at the last look.
     looked: AtomicU64,
-    /// Steering by CPU is attached (a hint for the receive path; `state`
-    /// is the truth).
-    on: AtomicBool,
+    /// The quiet program runs (a hint for the receive path; `state` is
+    /// the truth).
+    quiet: AtomicBool,
     state: Mutex<GateState>,
 }
 
 #[derive(Debug, Default)]
 struct GateState {
-    /// The program is attached to the device.
-    attached: bool,
+    /// The device runs the quiet program (else the busy one, or none).
+    quiet: bool,
     /// When the last look was.
     at: Option<Instant>,
-    /// Attaching or detaching failed: the gate stays off for this device.
-    broken: bool,
+    /// The device keeps what it has: no steering, or the kernel refused a
+    /// program.
+    held: bool,
 }
 
 impl Gate {
-    /// A queue received `n` frames. While steering by CPU, more than
-    /// [`BUSY_FRAMES`] since the last look end it at once: `apply(false)`
-    /// detaches the program (on whichever queue's fd).
-    pub fn received(&self, n: usize, apply: impl FnOnce(bool) -> io::Result<()>) {
+    /// A queue received `n` frames. While the device is quiet, more than
+    /// [`BUSY_FRAMES`] since the last look make it busy at once:
+    /// `apply(Mode::Busy)` gives it the busy program (on whichever queue's
+    /// fd).
+    pub fn received(&self, n: usize, apply: impl FnOnce(Mode) -> io::Result<()>) {
         if n == 0 {
             return;
         }
         let total = self.frames.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if !self.on.load(Ordering::Relaxed)
+        if !self.quiet.load(Ordering::Relaxed)
             || total.saturating_sub(self.looked.load(Ordering::Relaxed)) <= BUSY_FRAMES
         {
             return;
         }
         let mut st = self.state.lock();
-        if st.attached {
-            self.set(&mut st, false, apply);
+        if st.quiet {
+            self.set(&mut st, Mode::Busy, apply);
         }
     }
 
     /// The device's periodic look (its primary queue's upkeep): a device
     /// that carried fewer than [`QUIET_FPS`] frames a second since the last
-    /// look is steered by CPU, `apply(true)` attaching the program.
-    pub fn look(&self, now: Instant, apply: impl FnOnce(bool) -> io::Result<()>) {
+    /// look gets the quiet program, `apply(Mode::Quiet)`.
+    pub fn look(&self, now: Instant, apply: impl FnOnce(Mode) -> io::Result<()>) {
         let mut st = self.state.lock();
         let total = self.frames.load(Ordering::Relaxed);
         let since = total.saturating_sub(self.looked.swap(total, Ordering::Relaxed));
@@ -142,45 +147,53 @@ impl Gate {
             return;
         };
         let elapsed = now.saturating_duration_since(at);
-        if st.attached || st.broken || elapsed < Duration::from_millis(10) {
+        if st.quiet || st.held || elapsed < Duration::from_millis(10) {
             return;
         }
         // frames / s < QUIET_FPS, without dividing by a short interval.
         if u128::from(since) * 1_000_000 < u128::from(QUIET_FPS) * elapsed.as_micros() {
-            self.set(&mut st, true, apply);
+            self.set(&mut st, Mode::Quiet, apply);
         }
     }
 
-    /// A new device is attached: it has no program, and its first look
-    /// starts a fresh interval.
-    pub fn reset(&self) {
+    /// A new device is attached: `apply(Mode::Busy)` gives it the busy
+    /// program (replacing whatever a process that held it before left), and
+    /// its first look starts a fresh interval. When the kernel refuses, the
+    /// device keeps what it has, for good.
+    pub fn reset(&self, apply: impl FnOnce(Mode) -> io::Result<()>) {
         let mut st = self.state.lock();
-        st.attached = false;
-        st.broken = false;
+        st.held = false;
         st.at = None;
-        self.on.store(false, Ordering::Relaxed);
+        self.set(&mut st, Mode::Busy, apply);
     }
 
-    /// Whether the program is attached now (what the tests check; the
-    /// receive path reads the lock-free hint instead).
+    /// A new device is attached without steering: no look changes it.
+    pub fn hold(&self) {
+        let mut st = self.state.lock();
+        st.held = true;
+        st.quiet = false;
+        st.at = None;
+        self.quiet.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the device runs the quiet program now (what the tests
+    /// check; the receive path reads the lock-free hint instead).
     #[cfg(test)]
     fn steering(&self) -> bool {
-        self.state.lock().attached
+        self.state.lock().quiet
     }
 
-    fn set(&self, st: &mut GateState, on: bool, apply: impl FnOnce(bool) -> io::Result<()>) {
-        match apply(on) {
+    fn set(&self, st: &mut GateState, mode: Mode, apply: impl FnOnce(Mode) -> io::Result<()>) {
+        let quiet = mode == Mode::Quiet;
+        match apply(mode) {
             Ok(()) => {
-                st.attached = on;
-                self.on.store(on, Ordering::Relaxed);
+                st.quiet = quiet;
+                self.quiet.store(quiet, Ordering::Relaxed);
             }
             Err(e) => {
-                // Left to the kernel's choice for good: correct, only
-                // slower to answer a quiet VM.
-                tracing::warn!(error = %e, on, "tap: steering by CPU not changed; the kernel chooses the queue");
-                st.broken = true;
-                st.attached = false;
-                self.on.store(false, Ordering::Relaxed);
+                // Correct, only slower to answer a quiet VM.
+                tracing::warn!(error = %e, ?mode, "tap: steering program not changed; left as it was");
+                st.held = true;
             }
         }
     }
@@ -190,60 +203,63 @@ impl Gate {
 mod tests {
     use super::*;
     use std::cell::RefCell;
+    use Mode::{Busy, Quiet};
 
-    /// What a gate asked of its device, in order (true: attach).
+    /// What a gate asked of its device, in order.
     #[derive(Default)]
-    struct Device(RefCell<Vec<bool>>);
+    struct Device(RefCell<Vec<Mode>>);
 
     impl Device {
-        fn apply(&self, on: bool) -> io::Result<()> {
-            self.0.borrow_mut().push(on);
+        fn apply(&self, mode: Mode) -> io::Result<()> {
+            self.0.borrow_mut().push(mode);
             Ok(())
         }
 
-        fn asked(&self) -> Vec<bool> {
+        fn asked(&self) -> Vec<Mode> {
             self.0.borrow().clone()
         }
     }
 
     #[test]
-    fn a_quiet_tap_is_steered_and_a_burst_gives_the_choice_back_at_once() {
+    fn a_quiet_tap_is_steered_and_a_burst_makes_it_busy_at_once() {
         let g = Gate::default();
         let dev = Device::default();
-        let rec = |on| dev.apply(on);
+        let rec = |mode| dev.apply(mode);
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        // The first look only starts the interval.
+        // A new device starts busy; the first look only starts the
+        // interval.
+        g.reset(rec);
         g.look(t0, rec);
-        assert!(dev.asked().is_empty());
+        assert_eq!(dev.asked(), [Busy]);
         // 100 frames in 500 ms: 200 a second, quiet.
         g.received(100, rec);
         g.look(ms(500), rec);
-        assert_eq!(dev.asked(), [true]);
+        assert_eq!(dev.asked(), [Busy, Quiet]);
         assert!(g.steering());
         // A ping's worth of frames keeps it.
         g.received(BUSY_FRAMES as usize, rec);
-        assert_eq!(dev.asked(), [true]);
-        // One more than BUSY_FRAMES since the look: off now, not at the
+        assert_eq!(dev.asked(), [Busy, Quiet]);
+        // One more than BUSY_FRAMES since the look: busy now, not at the
         // next look.
         g.received(1, rec);
-        assert_eq!(dev.asked(), [true, false]);
+        assert_eq!(dev.asked(), [Busy, Quiet, Busy]);
         assert!(!g.steering());
         g.received(100_000, rec);
-        assert_eq!(dev.asked(), [true, false]);
-        // A busy look leaves it off; a quiet one puts it back.
+        assert_eq!(dev.asked(), [Busy, Quiet, Busy]);
+        // A busy look leaves it busy; a quiet one makes it quiet again.
         g.look(ms(1000), rec);
-        assert_eq!(dev.asked(), [true, false]);
+        assert_eq!(dev.asked(), [Busy, Quiet, Busy]);
         g.received(499, rec);
         g.look(ms(1500), rec);
-        assert_eq!(dev.asked(), [true, false, true]);
+        assert_eq!(dev.asked(), [Busy, Quiet, Busy, Quiet]);
     }
 
     #[test]
     fn the_threshold_is_a_rate_over_the_whole_interval() {
         let g = Gate::default();
         let dev = Device::default();
-        let rec = |on| dev.apply(on);
+        let rec = |mode| dev.apply(mode);
         let t0 = Instant::now();
         g.look(t0, rec);
         // Exactly QUIET_FPS over 2 s is not below it.
@@ -252,26 +268,34 @@ mod tests {
         assert!(dev.asked().is_empty());
         g.frames.fetch_add(2 * QUIET_FPS - 1, Ordering::Relaxed);
         g.look(t0 + Duration::from_secs(4), rec);
-        assert_eq!(dev.asked(), [true]);
+        assert_eq!(dev.asked(), [Quiet]);
     }
 
     #[test]
-    fn a_refused_ioctl_leaves_the_device_to_the_kernel_until_it_is_replaced() {
+    fn a_refused_ioctl_leaves_the_device_as_it_is_until_it_is_replaced() {
         let g = Gate::default();
-        let tries = RefCell::new(0);
-        let refuse = |_| {
-            *tries.borrow_mut() += 1;
+        let tries = RefCell::new(Vec::new());
+        let refuse = |mode| {
+            tries.borrow_mut().push(mode);
             Err(io::Error::from_raw_os_error(libc::EINVAL))
         };
         let t0 = Instant::now();
+        g.reset(refuse);
         g.look(t0, refuse);
         g.look(t0 + Duration::from_secs(1), refuse);
         g.look(t0 + Duration::from_secs(2), refuse);
-        assert_eq!(*tries.borrow(), 1);
+        assert_eq!(*tries.borrow(), [Busy]);
         assert!(!g.steering());
-        g.reset();
-        g.look(t0 + Duration::from_secs(3), |_| Ok(()));
-        g.look(t0 + Duration::from_secs(4), |_| Ok(()));
+        // A quiet program refused: the device stays busy.
+        g.reset(|_| Ok(()));
+        g.look(t0 + Duration::from_secs(3), refuse);
+        g.look(t0 + Duration::from_secs(4), refuse);
+        g.look(t0 + Duration::from_secs(5), refuse);
+        assert_eq!(*tries.borrow(), [Busy, Quiet]);
+        assert!(!g.steering());
+        g.reset(|_| Ok(()));
+        g.look(t0 + Duration::from_secs(6), |_| Ok(()));
+        g.look(t0 + Duration::from_secs(7), |_| Ok(()));
         assert!(g.steering());
     }
 }

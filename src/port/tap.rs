@@ -69,6 +69,7 @@ use super::persist::{self, Record};
 use super::steering::{self, Gate};
 use super::sys::netns::{self, NetNs, NsId};
 use super::sys::rtnl::{LinkInfo, Rtnl};
+use super::sys::steer::Mode;
 use super::sys::{self, netdev, steer, tun, uring};
 use super::vnet::{self, VnetHdr};
 use super::{parse_bool, Error, LinkState, Port, PortDrop, PortStats};
@@ -759,15 +760,24 @@ impl TapPort {
             .as_ref()
             .filter(|a| Some(a.ns) != ours)
             .map(|a| (a.ns, None));
-        // A device may keep a steering program from a process that held it
-        // before (a crash, a restart, an upgrade): the kernel chooses until
-        // this port's first look decides (a kernel without steering
-        // refuses, which changes nothing).
-        if fd.multi_queue() {
-            let _ = steer::set_steering(fd.as_fd(), None);
+        // A device gets the busy steering program, replacing any a process
+        // that held it before left (a crash, a restart, an upgrade); without
+        // steering, it loses that one and the kernel chooses (a kernel
+        // without steering refuses, which changes nothing).
+        match steering::installed().and_then(|s| s.prog(Mode::Busy)) {
+            Some(busy) if fd.multi_queue() => self.slots.gate.reset(|_| {
+                steer::set_steering(fd.as_fd(), Some(busy))?;
+                tracing::debug!(port = %self.cfg.name, "tap: busy steering program");
+                Ok(())
+            }),
+            _ => {
+                if fd.multi_queue() {
+                    let _ = steer::set_steering(fd.as_fd(), None);
+                }
+                self.slots.gate.hold();
+            }
         }
         self.dev.replace(fd);
-        self.slots.gate.reset();
         self.kernel.lock().attached(asked.as_ref());
         self.remember();
         self.refill_queues();
@@ -781,13 +791,12 @@ impl TapPort {
         if n == 0 {
             return;
         }
-        let (Some(prog), Some(fd)) = (steering::installed().and_then(|s| s.prog()), self.dev.get())
-        else {
+        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
             return;
         };
-        self.slots.gate.received(n, |on| {
-            steer::set_steering(fd.as_fd(), on.then_some(prog))?;
-            tracing::debug!(port = %self.cfg.name, "tap busy: the kernel chooses its queues");
+        self.slots.gate.received(n, |mode| {
+            steer::set_steering(fd.as_fd(), s.prog(mode))?;
+            tracing::debug!(port = %self.cfg.name, "tap busy: its frames go by flow hash");
             Ok(())
         });
     }
@@ -795,15 +804,11 @@ impl TapPort {
     /// The primary's look at its device's rate: a quiet multi-queue device
     /// is steered by CPU (see `port::steering`).
     fn steer_look(&self, now: Instant) {
-        let (Some(prog), Some(fd)) = (steering::installed().and_then(|s| s.prog()), self.dev.get())
-        else {
+        let (Some(s), Some(fd)) = (steering::installed(), self.dev.get()) else {
             return;
         };
-        if !fd.multi_queue() {
-            return;
-        }
-        self.slots.gate.look(now, |on| {
-            steer::set_steering(fd.as_fd(), on.then_some(prog))?;
+        self.slots.gate.look(now, |mode| {
+            steer::set_steering(fd.as_fd(), s.prog(mode))?;
             tracing::debug!(port = %self.cfg.name, "tap quiet: its frames go to the worker on the sending CPU");
             Ok(())
         });
