@@ -7,10 +7,11 @@
 # Two "VM" namespaces (10.251.0.1, 10.251.0.2; unique names) hold the
 # kernel sides of two TAPs owned, in a "host" namespace, by:
 #   vswitchd        the default: one worker per core, each pinned to its
-#                   CPU, sleeping when idle
-#   cpu-steering    --cpu-steering: the same, and a quiet TAP's frames go
-#                   to the worker on the sender's CPU
-#   no-pin          --no-pin: the workers unpinned
+#                   CPU, sleeping when idle, and a quiet TAP's datagrams
+#                   going to the worker on the sender's CPU
+#   no-steering     --no-cpu-steering: pinned, the kernel choosing each
+#                   TAP queue
+#   no-pin          --no-pin: the workers unpinned (and not steered to)
 #   vswitchd-w1     --workers 1
 #   busy-poll       --busy-poll (workers never sleep)
 #   busy-poll-w1    --busy-poll --workers 1 (one core polled, one free)
@@ -69,7 +70,7 @@ setup() {
   case $1 in
     vswitchd) ;;
     vswitchd-w1) args=(--workers 1) ;;
-    cpu-steering) args=(--cpu-steering) ;;
+    no-steering) args=(--no-cpu-steering) ;;
     no-pin) args=(--no-pin) ;;
     busy-poll) args=(--busy-poll) ;;
     busy-poll-w1) args=(--busy-poll --workers 1) ;;
@@ -85,7 +86,7 @@ setup() {
     other-cpu) pin=(taskset -c 0) ping_pin=(taskset -c 1) ;;
   esac
   case $1 in
-    vswitchd* | cpu-steering | no-pin | busy-poll* | same-cpu | other-cpu)
+    vswitchd* | no-steering | no-pin | busy-poll* | same-cpu | other-cpu)
       ip netns exec $H "${pin[@]}" "$bin/vswitchd" --ctl "$work/ctl.sock" --no-state "${args[@]}" >"$work/$1.log" 2>&1 &
       pid=$!
       for _ in $(seq 100); do [ -S "$work/ctl.sock" ] && break; sleep 0.1; done

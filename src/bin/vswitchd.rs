@@ -84,14 +84,17 @@ struct Args {
     datapath_nice: Option<i32>,
     /// Do not pin the workers one per CPU (by default they are, when
     /// there is one worker per CPU; see README, "Datapath threads").
-    #[arg(long, conflicts_with = "cpu_steering")]
-    no_pin: bool,
-    /// Also put a quiet TAP's frames on the queue of the worker on the
-    /// sending CPU (a ping through a sleeping worker: 0.02 ms instead of
-    /// 0.1 on a 2-vCPU guest). Off by default: moving a flow between
-    /// workers can reorder it (see README, "Datapath threads").
+    /// Implies --no-cpu-steering.
     #[arg(long)]
-    cpu_steering: bool,
+    no_pin: bool,
+    /// Leave the choice of a TAP's queue to the kernel. By default, with
+    /// the workers pinned, a quiet TAP's datagrams go to the worker on the
+    /// sending CPU (a ping through a sleeping worker: 0.03 ms instead of
+    /// 0.06-0.07 on a 2-vCPU guest) and everything else by a flow hash
+    /// that keeps each TCP connection on one worker (see README, "Datapath
+    /// threads").
+    #[arg(long)]
+    no_cpu_steering: bool,
 }
 
 /// Pins worker `i` to the `i`-th CPU this process may use, and with
@@ -107,25 +110,17 @@ fn pin_workers(workers: usize, steer: bool) -> (bool, bool) {
         }
     };
     if workers < 2 || workers != cpus.len() {
-        if steer {
-            tracing::warn!(
-                workers,
-                cpus = cpus.len(),
-                "--cpu-steering ignored: it needs one worker per CPU (and more than one)"
-            );
-        } else {
-            tracing::debug!(
-                workers,
-                cpus = cpus.len(),
-                "workers not pinned: that needs one worker per CPU"
-            );
-        }
+        tracing::debug!(
+            workers,
+            cpus = cpus.len(),
+            "workers neither pinned nor steered to: that needs one worker per CPU"
+        );
         return (false, false);
     }
     match vswitch::port::steering::install(cpus, steer) {
         (s, None) => (true, s.steers()),
         (_, Some(e)) => {
-            tracing::warn!(error = %e, "TAPs not steered by CPU (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF): a quiet VM's frames may wake a worker on another CPU; the workers are pinned all the same");
+            tracing::warn!(error = %e, "TAPs not steered (needs CAP_BPF and a kernel with TUNSETSTEERINGEBPF; --no-cpu-steering asks for none): a quiet VM's frames may wake a worker on another CPU; the workers are pinned all the same");
             (true, false)
         }
     }
@@ -283,7 +278,7 @@ fn run(args: Args) -> Result<(), String> {
     let (pinned, steering) = if args.no_pin {
         (false, false)
     } else {
-        pin_workers(workers, args.cpu_steering)
+        pin_workers(workers, !args.no_cpu_steering)
     };
     tracing::info!(
         workers,
