@@ -255,6 +255,17 @@ s.close()
     after.iter().zip(&before).map(|(a, b)| a - b).collect()
 }
 
+/// What `vswitchctl show` says of port `port`'s steering.
+fn steering_of(d: &Daemon, port: &str) -> Option<String> {
+    let show = d.ctl_json(&["show"]);
+    show["bridges"][0]["ports"]
+        .as_array()?
+        .iter()
+        .find(|p| p["port"] == port)?["steering"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// By default a quiet VM's datagrams go to the worker on the CPU that sent
 /// them: worker `i` is pinned to CPU `i`, and pings sent from CPU `i` (and
 /// the replies, sent in that worker's own write of the request) are all
@@ -315,6 +326,24 @@ fn a_quiet_vms_frames_go_to_the_worker_on_its_cpu() {
             pings_on_cpu(&lab, &d, &vm1, &ip2, cpus[0]),
             pings_on_cpu(&lab, &d, &vm1, &ip2, cpus[1]),
         );
+        // `show` says how each TAP chooses its queues: by CPU while quiet,
+        // by hash during a flood and by CPU again after it; the kernel's
+        // choice without steering.
+        if steering {
+            let says = |want: &str| {
+                wait_until(Duration::from_secs(5), || {
+                    steering_of(&d, "vm1").as_deref() == Some(want)
+                })
+            };
+            assert!(says("by-cpu"), "{}", d.ctl(&["show"]));
+            let flood = lab.spawn(&vm1, 20, &format!("ping -f -q -w 4 {ip2}"));
+            assert!(says("by-hash"), "during a ping flood: {}", d.ctl(&["show"]));
+            lab.wait(flood);
+            assert!(says("by-cpu"), "after the flood: {}", d.ctl(&["show"]));
+        } else {
+            assert_eq!(steering_of(&d, "vm1").as_deref(), Some("kernel"));
+            assert!(d.ctl(&["show"]).contains("steering=kernel"));
+        }
         // A TCP connection never has two workers, whichever CPU sends it
         // (its segments would be reordered): all of its packets on one
         // worker, but for a stray neighbour probe or two.

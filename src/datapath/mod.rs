@@ -454,6 +454,8 @@ impl Datapath {
         if let (true, Some(p)) = (self.reports_links, self.port(no)) {
             self.of
                 .set_port_link(no, p.port.link_state() == LinkState::Up);
+            self.of
+                .set_port_steering(no, p.port.steering().map(|s| s.name()));
         }
     }
 

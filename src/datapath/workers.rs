@@ -162,6 +162,9 @@ impl Port for HomePort {
     fn link_state(&self) -> LinkState {
         self.inner.link_state()
     }
+    fn steering(&self) -> Option<crate::port::steering::Steered> {
+        self.inner.steering()
+    }
     fn poll_fd(&self) -> Option<RawFd> {
         self.inner.poll_fd()
     }

@@ -527,6 +527,18 @@ impl Ofproto {
         }
     }
 
+    /// Records how port `no`'s device spreads its frames over its queues
+    /// (the datapath, as `set_port_link`: a write only on change).
+    pub fn set_port_steering(&self, no: u32, steering: Option<&'static str>) {
+        match self.ports.read().by_no.get(&no) {
+            Some(p) if p.steering != steering => {}
+            _ => return,
+        }
+        if let Some(p) = self.ports.write().by_no.get_mut(&no) {
+            p.steering = steering;
+        }
+    }
+
     /// Records how port `no`'s egress sizes frames, as the datapath found
     /// it on the port: the MTU it enforces, the tunnel overhead (configured
     /// options included) and whether short frames are padded. Translation

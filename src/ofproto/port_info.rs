@@ -147,6 +147,11 @@ pub struct PortInfo {
     /// device says.
     #[serde(skip)]
     pub link_up: Option<bool>,
+    /// How the port's device spreads what it sends over its queues
+    /// (`by-cpu`, `by-hash`, `kernel`; `None`: one queue), kept in step as
+    /// `link_up` is. Not saved.
+    #[serde(skip)]
+    pub steering: Option<&'static str>,
 }
 
 impl PortInfo {
@@ -167,6 +172,7 @@ impl PortInfo {
             tunnel_overhead: None,
             pads_short_frames: false,
             link_up: None,
+            steering: None,
         }
     }
 

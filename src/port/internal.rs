@@ -67,6 +67,10 @@ impl Port for InternalPort {
         self.tap.link_state()
     }
 
+    fn steering(&self) -> Option<super::steering::Steered> {
+        self.tap.steering()
+    }
+
     fn poll_fd(&self) -> Option<RawFd> {
         self.tap.poll_fd()
     }

@@ -268,6 +268,11 @@ pub trait Port: Send {
     fn link_state(&self) -> LinkState {
         LinkState::Up
     }
+    /// How the device chooses the queue of each frame it sends us, for a
+    /// device with several (a multi-queue TAP; see [`steering`]).
+    fn steering(&self) -> Option<steering::Steered> {
+        None
+    }
     /// A file descriptor that becomes readable when packets wait, for the
     /// datapath thread's poll. `None` for ports polled on every loop, and
     /// for a port that is down (its fd may change when it comes back: see

@@ -90,6 +90,29 @@ pub fn installed() -> Option<&'static Steering> {
     STEERING.get()
 }
 
+/// How a multi-queue TAP's frames choose their queue now, as `vswitchctl
+/// show` says it (`steering=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steered {
+    /// The quiet program: datagrams by the sending CPU, TCP by its hash.
+    ByCpu,
+    /// The busy program: everything by flow hash.
+    ByHash,
+    /// No program of ours: the kernel chooses (steering off, or refused).
+    Kernel,
+}
+
+impl Steered {
+    /// The name `show` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Steered::ByCpu => "by-cpu",
+            Steered::ByHash => "by-hash",
+            Steered::Kernel => "kernel",
+        }
+    }
+}
+
 /// Which program one TAP device runs, shared by its queues (each on its
 /// own worker).
 #[derive(Debug, Default)]
@@ -113,6 +136,8 @@ struct GateState {
     /// The device keeps what it has: no steering, or the kernel refused a
     /// program.
     held: bool,
+    /// One of our programs is attached (else the kernel chooses).
+    ours: bool,
 }
 
 impl Gate {
@@ -163,14 +188,28 @@ impl Gate {
     pub fn reset(&self, apply: impl FnOnce(Mode) -> io::Result<()>) {
         let mut st = self.state.lock();
         st.held = false;
+        st.ours = false;
+        st.quiet = false;
         st.at = None;
+        self.quiet.store(false, Ordering::Relaxed);
         self.set(&mut st, Mode::Busy, apply);
+    }
+
+    /// Which program the device runs now.
+    pub fn steered(&self) -> Steered {
+        let st = self.state.lock();
+        match (st.ours, st.quiet) {
+            (false, _) => Steered::Kernel,
+            (true, true) => Steered::ByCpu,
+            (true, false) => Steered::ByHash,
+        }
     }
 
     /// A new device is attached without steering: no look changes it.
     pub fn hold(&self) {
         let mut st = self.state.lock();
         st.held = true;
+        st.ours = false;
         st.quiet = false;
         st.at = None;
         self.quiet.store(false, Ordering::Relaxed);
@@ -187,6 +226,7 @@ impl Gate {
         let quiet = mode == Mode::Quiet;
         match apply(mode) {
             Ok(()) => {
+                st.ours = true;
                 st.quiet = quiet;
                 self.quiet.store(quiet, Ordering::Relaxed);
             }
@@ -229,14 +269,17 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         // A new device starts busy; the first look only starts the
         // interval.
+        assert_eq!(g.steered(), Steered::Kernel);
         g.reset(rec);
         g.look(t0, rec);
         assert_eq!(dev.asked(), [Busy]);
+        assert_eq!(g.steered(), Steered::ByHash);
         // 100 frames in 500 ms: 200 a second, quiet.
         g.received(100, rec);
         g.look(ms(500), rec);
         assert_eq!(dev.asked(), [Busy, Quiet]);
         assert!(g.steering());
+        assert_eq!(g.steered(), Steered::ByCpu);
         // A ping's worth of frames keeps it.
         g.received(BUSY_FRAMES as usize, rec);
         assert_eq!(dev.asked(), [Busy, Quiet]);
@@ -286,6 +329,7 @@ mod tests {
         g.look(t0 + Duration::from_secs(2), refuse);
         assert_eq!(*tries.borrow(), [Busy]);
         assert!(!g.steering());
+        assert_eq!(g.steered(), Steered::Kernel);
         // A quiet program refused: the device stays busy.
         g.reset(|_| Ok(()));
         g.look(t0 + Duration::from_secs(3), refuse);
@@ -293,9 +337,12 @@ mod tests {
         g.look(t0 + Duration::from_secs(5), refuse);
         assert_eq!(*tries.borrow(), [Busy, Quiet]);
         assert!(!g.steering());
+        assert_eq!(g.steered(), Steered::ByHash);
         g.reset(|_| Ok(()));
         g.look(t0 + Duration::from_secs(6), |_| Ok(()));
         g.look(t0 + Duration::from_secs(7), |_| Ok(()));
         assert!(g.steering());
+        g.hold();
+        assert_eq!(g.steered(), Steered::Kernel);
     }
 }

@@ -1488,6 +1488,14 @@ impl Port for TapPort {
         self.mtu
     }
 
+    fn steering(&self) -> Option<steering::Steered> {
+        // The device's; every queue shares the gate.
+        self.dev
+            .get()
+            .filter(|fd| fd.multi_queue())
+            .map(|_| self.slots.gate.steered())
+    }
+
     fn link_state(&self) -> LinkState {
         if !self.life.is_up() || (self.extra.is_some() && self.dev.get().is_none()) {
             return LinkState::Down;

@@ -95,6 +95,10 @@ pub struct PortShow {
     pub link: String,
     /// MTU in force.
     pub mtu: u32,
+    /// How its device spreads the frames it sends over the workers' queues
+    /// (`by-cpu`, `by-hash`, `kernel`; absent for a port with one queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steering: Option<String>,
     /// The options its type read (`remote_ip`, `key`, ...).
     pub options: BTreeMap<String, String>,
     /// Its policy (VLANs, flooding, BPDU guard...).
@@ -155,6 +159,9 @@ impl fmt::Display for Show {
                     "    port {:>2}: {} (type={}) link={} mtu={}",
                     p.ofport, p.port, p.kind, p.link, p.mtu
                 )?;
+                if let Some(s) = &p.steering {
+                    write!(f, " steering={s}")?;
+                }
                 if let Some(i) = &p.policy {
                     if !i.enabled {
                         f.write_str(" disabled")?;
@@ -301,6 +308,7 @@ impl Api {
                         kind: e.kind,
                         link: link.to_string(),
                         mtu: policy.as_ref().map_or(0, |p| p.mtu),
+                        steering: policy.as_ref().and_then(|p| p.steering).map(str::to_string),
                         options: e.type_options.iter().cloned().collect(),
                         policy,
                     }
