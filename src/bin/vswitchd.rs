@@ -95,17 +95,17 @@ struct Args {
     /// threads").
     #[arg(long)]
     no_cpu_steering: bool,
-    /// Steering is the default now; the flag that turned it on in the one
-    /// release where it was opt-in is still accepted, so a start script
-    /// written for that release keeps working.
+    /// Steering is the default now; the flag that turned it on while it
+    /// was opt-in is still accepted (and changes nothing), so a start
+    /// script written then keeps working.
     #[arg(long, hide = true, conflicts_with = "no_cpu_steering")]
     cpu_steering: bool,
 }
 
 /// Pins worker `i` to the `i`-th CPU this process may use, and with
-/// `steer` steers quiet TAPs by CPU, when there is one worker per such CPU
-/// and more than one (`port::steering`). Whether the workers are pinned,
-/// and whether TAPs are steered.
+/// `steer` gives every multi-queue TAP the steering programs, when there
+/// is one worker per such CPU and more than one (`port::steering`).
+/// Whether the workers are pinned, and whether TAPs are steered.
 fn pin_workers(workers: usize, steer: bool) -> (bool, bool) {
     let cpus = match vswitch::port::sys::sched::allowed_cpus() {
         Ok(c) => c,
