@@ -187,11 +187,7 @@ impl Gate {
     /// device keeps what it has, for good.
     pub fn reset(&self, apply: impl FnOnce(Mode) -> io::Result<()>) {
         let mut st = self.state.lock();
-        st.held = false;
-        st.ours = false;
-        st.quiet = false;
-        st.at = None;
-        self.quiet.store(false, Ordering::Relaxed);
+        self.forget(&mut st, false);
         self.set(&mut st, Mode::Busy, apply);
     }
 
@@ -208,7 +204,12 @@ impl Gate {
     /// A new device is attached without steering: no look changes it.
     pub fn hold(&self) {
         let mut st = self.state.lock();
-        st.held = true;
+        self.forget(&mut st, true);
+    }
+
+    /// A new device: no program of ours on it yet, no look taken.
+    fn forget(&self, st: &mut GateState, held: bool) {
+        st.held = held;
         st.ours = false;
         st.quiet = false;
         st.at = None;
