@@ -88,11 +88,11 @@ struct Args {
     #[arg(long)]
     no_pin: bool,
     /// Leave the choice of a TAP's queue to the kernel. By default, with
-    /// the workers pinned, a quiet TAP's datagrams go to the worker on the
-    /// sending CPU (a ping through a sleeping worker: 0.03-0.05 ms
-    /// instead of 0.04-0.08 on a 2-vCPU guest) and everything else by a flow hash
-    /// that keeps each TCP connection on one worker (see README, "Datapath
-    /// threads").
+    /// the workers pinned, a quiet TAP's pings, ARP and DNS/DHCP/NTP go to
+    /// the worker on the sending CPU (a ping through a sleeping worker:
+    /// 0.03-0.05 ms instead of 0.04-0.08 on a 2-vCPU guest) and everything
+    /// else by a flow hash that keeps each TCP connection on one worker
+    /// (see README, "Datapath threads").
     #[arg(long)]
     no_cpu_steering: bool,
     /// Steering is the default now; the flag that turned it on while it

@@ -318,8 +318,9 @@ pub trait Port: Send {
     /// multi-queue TAP's next queue, another socket of an AF_PACKET fanout
     /// group, another `SO_REUSEPORT` socket). The device spreads a flow to
     /// one queue, so packets of a flow are not reordered (a quiet TAP's
-    /// datagrams follow the sending CPU instead, and a TCP connection keeps
-    /// one queue whatever the TAP's traffic: see [`steering`]). Its counters
+    /// pings, ARP and DNS/DHCP/NTP follow the sending CPU instead, and any
+    /// other flow keeps one queue whatever the TAP's traffic: see
+    /// [`steering`]). Its counters
     /// are its own (the datapath sums them); device-wide counters stay
     /// with this, the primary queue. `Ok(None)`: the device cannot be
     /// split, and the port lives on one worker only.

@@ -9,19 +9,21 @@
 //! CPU answered in 0.03). When vswitchd runs one worker per CPU it pins
 //! worker `i` to CPU `i` of its set ([`install`]); with CPU steering it
 //! also gives every multi-queue TAP one of the two programs of
-//! `sys::steer`: while the TAP is quiet, the one that queues a datagram
-//! (a ping, DHCP, DNS) for the worker on the sender's CPU, which wakes
-//! where the sender is about to sleep; while it is busy, the one that
-//! spreads everything by flow hash. A TCP segment goes by the same hash
-//! in both, so a connection never changes worker and is never reordered.
+//! `sys::steer`: while the TAP is quiet, the one that queues a ping, ARP
+//! or a DNS, DHCP or NTP datagram for the worker on the sender's CPU,
+//! which wakes where the sender is about to sleep; while it is busy, the
+//! one that spreads everything by flow hash. Every other flow (TCP, any
+//! other UDP) goes by the same hash in both, so it never changes worker
+//! and is never reordered.
 //!
 //! Only while quiet ([`Gate`]): steered by CPU, a flood from one VM lands
 //! on the worker sharing the VM's CPU instead of the one free CPU (64-byte
 //! frames lost 40-55% of their rate so). Once a TAP carries more than
 //! [`BUSY_FRAMES`] frames between two looks it gets the busy program at
 //! once; a TAP that carried fewer than [`QUIET_FPS`] a second over a
-//! whole look gets the quiet one again. The swap moves datagram flows
-//! between queues, and may reorder the few frames queued at that moment.
+//! whole look gets the quiet one again. The swap moves those few kinds
+//! of flow between queues, and may reorder the frames queued at that
+//! moment.
 
 use crate::port::sys::steer::{CpuSteering, Mode};
 use parking_lot::Mutex;
@@ -94,7 +96,8 @@ pub fn installed() -> Option<&'static Steering> {
 /// show` says it (`steering=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steered {
-    /// The quiet program: datagrams by the sending CPU, TCP by its hash.
+    /// The quiet program: pings, ARP and service datagrams by the sending
+    /// CPU, the rest by hash.
     ByCpu,
     /// The busy program: everything by flow hash.
     ByHash,

@@ -16,19 +16,22 @@
 //!   symmetric (a reply has the request's hash), so both directions of a
 //!   connection meet on the same worker, as the kernel's flow table makes
 //!   them. A frame that is not IP goes to queue 0.
-//! * [`Mode::Quiet`]: a TCP segment, and any IP frame that could hide one
-//!   (an IPv6 extension header, a protocol we do not name), goes by the
-//!   same hash as in `Busy`; a UDP, ICMP or ICMPv6 frame, or one that is
-//!   not IP (ARP), goes to the queue of the worker pinned to the CPU the
-//!   sender runs on, so the worker woken for it wakes on that CPU. On a VM
+//! * [`Mode::Quiet`]: an ICMP or ICMPv6 frame (a ping), a UDP datagram to
+//!   or from a DNS, DHCP, NTP or DHCPv6 port, or a frame that is not IP
+//!   (ARP) goes to the queue of the worker pinned to the CPU the sender
+//!   runs on, so the worker woken for it wakes on that CPU. Everything
+//!   else (TCP, other UDP, which may be a tunnel carrying TCP, and any IP
+//!   frame whose protocol we cannot see past an IPv6 extension header)
+//!   goes by the same hash as in `Busy`. On a VM
 //!   host waking a thread on an idle vCPU costs tens of microseconds (the
 //!   host must run the halted vCPU again); a wakeup on the running CPU
 //!   does not.
 //!
-//! So a TCP connection keeps its queue whichever program runs, and swapping
-//! them never reorders it: the kernel's own choice (no program) would put
-//! a flow on its last-written queue, which no program can know. The
-//! frames that do move are datagrams, whose order nothing promises. A VLAN
+//! So a TCP connection, or any flow but those few, keeps its queue
+//! whichever program runs, and swapping them never reorders it: the
+//! kernel's own choice (no program) would put a flow on its last-written
+//! queue, which no program can know. The frames that do move are pings,
+//! ARP and small service requests, whose order nothing promises. A VLAN
 //! tag (one, 802.1Q) is looked through.
 //!
 //! The programs read the frame with `LD_ABS`/`LD_IND` and need no map. We
@@ -121,6 +124,13 @@ const IPPROTO_ICMP: i32 = 1;
 const IPPROTO_TCP: i32 = 6;
 const IPPROTO_UDP: i32 = 17;
 const IPPROTO_ICMPV6: i32 = 58;
+/// UDP ports whose datagrams the quiet program steers by CPU: the
+/// request/response services a VM waits on (DNS, DHCP, NTP, DHCPv6). Any
+/// other UDP flow goes by its hash, as TCP does: it may be a tunnel
+/// carrying TCP (VXLAN, Geneve, WireGuard, a guest's own overlay), whose
+/// frames a multi-queue guest sends from several CPUs and which must not
+/// be reordered either.
+const SERVICE_PORTS: [i32; 6] = [53, 67, 68, 123, 546, 547];
 /// Fibonacci hashing's multiplier (2^32 / phi): the product's high bits
 /// mix every bit of the folded addresses and ports.
 const MIX: u32 = 0x9e37_79b1;
@@ -133,6 +143,7 @@ enum Label {
     Ipv6,
     L4,
     Fragment,
+    Service,
     Ports,
     Hash,
     NonIpBusy,
@@ -262,7 +273,7 @@ fn program(cpus: &[usize], mode: Mode) -> Vec<[u8; 8]> {
         JEQ_IMM,
         R9,
         IPPROTO_UDP,
-        if quiet { Label::ByCpu } else { Label::Ports },
+        if quiet { Label::Service } else { Label::Ports },
     );
     a.jump(JEQ_IMM, R9, IPPROTO_ICMP, datagram);
     a.jump(JEQ_IMM, R9, IPPROTO_ICMPV6, datagram);
@@ -271,10 +282,25 @@ fn program(cpus: &[usize], mode: Mode) -> Vec<[u8; 8]> {
     a.jump(JA, 0, 0, Label::Hash);
 
     if quiet {
+        // A fragment: a ping's by CPU; a datagram's ports are not in every
+        // fragment, so by its addresses.
         a.bind(Label::Fragment);
-        a.jump(JEQ_IMM, R9, IPPROTO_UDP, Label::ByCpu);
         a.jump(JEQ_IMM, R9, IPPROTO_ICMP, Label::ByCpu);
         a.jump(JA, 0, 0, Label::Hash);
+
+        // UDP to or from a service port by CPU, any other by its hash
+        // (falling through to the ports).
+        a.bind(Label::Service);
+        a.load(LD_IND_W, 0);
+        a.op(MOV32_REG, R1, R0, 0);
+        a.op(AND32_IMM, R1, 0, 0xffff);
+        for port in SERVICE_PORTS {
+            a.jump(JEQ_IMM, R1, port, Label::ByCpu);
+        }
+        a.op(RSH32_IMM, R0, 0, 16);
+        for port in SERVICE_PORTS {
+            a.jump(JEQ_IMM, R0, port, Label::ByCpu);
+        }
     }
 
     a.bind(Label::Ports);

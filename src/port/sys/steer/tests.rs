@@ -178,7 +178,7 @@ fn words(addrs: &[&[u8]]) -> Vec<u32> {
 }
 
 #[test]
-fn tcp_keeps_its_hash_in_both_programs_and_datagrams_follow_the_cpu_while_quiet() {
+fn tcp_keeps_its_hash_in_both_programs_and_pings_and_services_follow_the_cpu_while_quiet() {
     let cpus = match sched::allowed_cpus() {
         Ok(c) if !c.is_empty() => c,
         other => panic!("allowed CPUs: {other:?}"),
@@ -260,8 +260,38 @@ fn tcp_keeps_its_hash_in_both_programs_and_datagrams_follow_the_cpu_while_quiet(
         (
             "udp fragment",
             eth(false, 0x0800, &ipv4(17, a, b, 185, 68, 67)),
+            Some(hash(&v4, None)),
+            0,
+        ),
+        (
+            "icmp fragment",
+            eth(false, 0x0800, &ipv4(1, a, b, mf, 0x0800, 7)),
             None,
             hash(&v4, None),
+        ),
+        (
+            "dns reply",
+            eth(false, 0x0800, &ipv4(17, b, a, 0, 53, 33000)),
+            None,
+            hash(&v4, Some((33000, 53))),
+        ),
+        (
+            "ntp",
+            eth(false, 0x0800, &ipv4(17, a, b, 0, 123, 123)),
+            None,
+            hash(&v4, Some((123, 123))),
+        ),
+        (
+            "vxlan",
+            eth(false, 0x0800, &ipv4(17, a, b, 0, 51000, 4789)),
+            Some(hash(&v4, Some((51000, 4789)))),
+            0,
+        ),
+        (
+            "udp elsewhere",
+            eth(false, 0x0800, &ipv4(17, a, b, 0, 6768, 6767)),
+            Some(hash(&v4, Some((6768, 6767)))),
+            0,
         ),
         (
             "icmp",
