@@ -22,10 +22,9 @@
 //!   runs on, so the worker woken for it wakes on that CPU. Everything
 //!   else (TCP, other UDP, which may be a tunnel carrying TCP, and any IP
 //!   frame whose protocol we cannot see past an IPv6 extension header)
-//!   goes by the same hash as in `Busy`. On a VM
-//!   host waking a thread on an idle vCPU costs tens of microseconds (the
-//!   host must run the halted vCPU again); a wakeup on the running CPU
-//!   does not.
+//!   goes by the same hash as in `Busy`. On a VM host waking a thread on
+//!   an idle vCPU costs tens of microseconds (the host must run the
+//!   halted vCPU again); a wakeup on the running CPU does not.
 //!
 //! So a TCP connection, or any flow but those few, keeps its queue
 //! whichever program runs, and swapping them never reorders it: the
