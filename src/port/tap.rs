@@ -809,7 +809,7 @@ impl TapPort {
         };
         self.slots.gate.look(now, |mode| {
             steer::set_steering(fd.as_fd(), s.prog(mode))?;
-            tracing::debug!(port = %self.cfg.name, "tap quiet: its frames go to the worker on the sending CPU");
+            tracing::debug!(port = %self.cfg.name, "tap quiet: its pings, ARP and DNS/DHCP/NTP go to the worker on the sending CPU");
             Ok(())
         });
     }
